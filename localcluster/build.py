@@ -1,0 +1,296 @@
+"""Build (or find in the cache) every binary the local control plane runs.
+
+Nothing is downloaded from release pages: Kubernetes, etcd and kwok are compiled from the Go
+module proxy, Prometheus is unpacked from Debian's package. Each component lands in its own
+versioned folder under the cache (``$SERIN_CACHE``, default ``~/.cache/serin``) and is only
+rebuilt when that folder is missing, so the first run takes many minutes and later runs none.
+A build writes to a temporary folder and renames it at the end: an interrupted build is never
+mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from localcluster.paths import cache_dir
+
+KUBERNETES_VERSION = "v1.36.3"
+ETCD_VERSION = "v3.6.16"
+KWOK_VERSION = "v0.8.0"
+
+KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+
+class BuildError(RuntimeError):
+    """A component could not be built; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Paths of the executables the local control plane runs."""
+
+    etcd: Path
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kubectl: Path
+    kwok: Path
+    prometheus: Path
+
+
+def staging_version(kubernetes_version: str) -> str:
+    """k8s.io/kubernetes vX.Y.Z publishes its staging modules (k8s.io/api, ...) as v0.Y.Z."""
+    match = re.fullmatch(r"v1\.(\d+)\.(\d+)", kubernetes_version)
+    if not match:
+        raise BuildError(f"unexpected Kubernetes version {kubernetes_version!r}")
+    return f"v0.{match.group(1)}.{match.group(2)}"
+
+
+def staging_modules(upstream_go_mod: str) -> list[str]:
+    """The modules k8s.io/kubernetes replaces with its own ./staging folders.
+
+    Replace directives only apply in the main module, so a wrapper module must replace each of
+    them with the published version; reading the list from upstream keeps it right for any
+    release instead of a hand-typed copy.
+    """
+    return sorted(set(re.findall(r"^\s*(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", upstream_go_mod, re.M)))
+
+
+def kubernetes_wrapper_go_mod(kubernetes_version: str, upstream_go_mod: str) -> str:
+    published = staging_version(kubernetes_version)
+    replaces = "".join(f"\t{module} => {module} {published}\n" for module in staging_modules(upstream_go_mod))
+    if not replaces:
+        raise BuildError("found no staging modules in k8s.io/kubernetes's go.mod")
+    return (
+        "module serin.dev/localcluster/kubernetes\n\n"
+        "go 1.26.0\n\n"
+        f"require k8s.io/kubernetes {kubernetes_version}\n\n"
+        f"replace (\n{replaces})\n"
+    )
+
+
+def etcd_wrapper_go_mod(etcd_version: str) -> str:
+    # etcd's own go.mod replaces its sibling modules with relative paths; a wrapper that merely
+    # requires the server module gets the published siblings instead.
+    return f"module serin.dev/localcluster/etcd\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 {etcd_version}\n"
+
+
+def _log(message: str) -> None:
+    print(f"[localcluster build] {message}", file=sys.stderr, flush=True)
+
+
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("CGO_ENABLED", "0")
+    env.setdefault("GOFLAGS", "-mod=mod")
+    return env
+
+
+def _run(command: list[str], cwd: Path, what: str) -> None:
+    """Run a build command, echoing a heartbeat so a long compile is visibly alive."""
+    started = time.monotonic()
+    log_path = cwd / "build.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=cwd, env=_go_env(), stdout=log, stderr=subprocess.STDOUT)
+        while True:
+            try:
+                code = process.wait(timeout=30)
+                break
+            except subprocess.TimeoutExpired:
+                _log(f"{what}: still compiling ({time.monotonic() - started:.0f}s)")
+    if code != 0:
+        tail = log_path.read_text()[-4000:]
+        raise BuildError(f"{what} failed (exit {code}); last output:\n{tail}")
+    _log(f"{what}: done in {time.monotonic() - started:.0f}s")
+
+
+def _download(module: str, version: str, cwd: Path) -> dict[str, str]:
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", f"{module}@{version}"],
+        cwd=cwd,
+        env=_go_env(),
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        raise BuildError(f"go mod download {module}@{version} failed: {out.stdout}{out.stderr}")
+    info: dict[str, str] = json.loads(out.stdout)
+    return info
+
+
+def _go_mod_path(module: str, version: str, cwd: Path) -> Path:
+    return Path(_download(module, version, cwd)["GoMod"])
+
+
+def _module_dir(module: str, version: str, cwd: Path) -> Path:
+    return Path(_download(module, version, cwd)["Dir"])
+
+
+# The stages kwokctl gives a cluster by default: nodes become Ready and keep a lease, pods
+# become Running and Ready at once, and finish or go away when deleted.
+KWOK_STAGE_FILES = (
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-complete.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+)
+
+
+def kwok_default_stages(kwok_module_dir: Path) -> str:
+    """kwok only moves objects through the stages it is configured with; take its own."""
+    return "\n---\n".join((kwok_module_dir / name).read_text().strip() for name in KWOK_STAGE_FILES) + "\n"
+
+
+def _finish(tmp: Path, final: Path) -> None:
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def build_kubernetes(cache: Path, version: str = KUBERNETES_VERSION) -> Path:
+    out_dir = cache / "bin" / f"kubernetes-{version}"
+    if all((out_dir / name).is_file() for name in KUBERNETES_COMMANDS):
+        return out_dir
+    src = cache / "src" / f"kubernetes-{version}"
+    src.mkdir(parents=True, exist_ok=True)
+    _log(f"building Kubernetes {version} ({', '.join(KUBERNETES_COMMANDS)}); the first build takes a long while")
+    if not (src / "go.mod").exists():
+        upstream = _go_mod_path("k8s.io/kubernetes", version, src).read_text()
+        (src / "go.mod").write_text(kubernetes_wrapper_go_mod(version, upstream))
+    minor = version.split(".")[1]
+    ldflags = " ".join(
+        [
+            "-s -w",
+            f"-X k8s.io/component-base/version.gitVersion={version}",
+            "-X k8s.io/component-base/version.gitMajor=1",
+            f"-X k8s.io/component-base/version.gitMinor={minor}",
+            "-X k8s.io/component-base/version.gitTreeState=clean",
+        ]
+    )
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    packages = [f"k8s.io/kubernetes/cmd/{name}" for name in KUBERNETES_COMMANDS]
+    _run(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", f"{tmp}/", *packages], src, f"Kubernetes {version}")
+    _finish(tmp, out_dir)
+    return out_dir
+
+
+def build_etcd(cache: Path, version: str = ETCD_VERSION) -> Path:
+    binary = cache / "bin" / f"etcd-{version}" / "etcd"
+    if binary.is_file():
+        return binary
+    src = cache / "src" / f"etcd-{version}"
+    src.mkdir(parents=True, exist_ok=True)
+    if not (src / "go.mod").exists():
+        (src / "go.mod").write_text(etcd_wrapper_go_mod(version))
+    _log(f"building etcd {version}")
+    tmp = binary.parent.with_name(f".{binary.parent.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _run(
+        ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / "etcd"), "go.etcd.io/etcd/server/v3"],
+        src,
+        f"etcd {version}",
+    )
+    _finish(tmp, binary.parent)
+    return binary
+
+
+def build_kwok(cache: Path, version: str = KWOK_VERSION) -> Path:
+    binary = cache / "bin" / f"kwok-{version}" / "kwok"
+    if binary.is_file():
+        return binary
+    tmp = binary.parent.with_name(f".{binary.parent.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _log(f"building kwok {version}")
+    # kwok's go.mod has no replace directives, so `go install pkg@version` builds it as is.
+    env_cmd = [
+        "env",
+        f"GOBIN={tmp}",
+        "go",
+        "install",
+        "-trimpath",
+        "-ldflags",
+        "-s -w",
+        f"sigs.k8s.io/kwok/cmd/kwok@{version}",
+    ]
+    _run(env_cmd, tmp, f"kwok {version}")
+    (tmp / "build.log").unlink(missing_ok=True)
+    (tmp / "stages.yaml").write_text(kwok_default_stages(_module_dir("sigs.k8s.io/kwok", version, tmp)))
+    _finish(tmp, binary.parent)
+    return binary
+
+
+def unpack_prometheus(cache: Path) -> Path:
+    """Unpack Debian's prometheus package into the cache (no service is installed or started)."""
+    existing = sorted((cache / "bin").glob("prometheus-*/usr/bin/prometheus"))
+    if existing:
+        return existing[-1]
+    downloads = cache / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    _log("fetching Debian's prometheus package")
+    fetched = subprocess.run(["apt-get", "download", "prometheus"], cwd=downloads, capture_output=True, text=True)
+    if fetched.returncode != 0 and os.geteuid() == 0:
+        # A new machine has no package lists yet.
+        _log("apt-get update (package lists are missing or stale)")
+        subprocess.run(["apt-get", "update"], capture_output=True, text=True)
+        fetched = subprocess.run(["apt-get", "download", "prometheus"], cwd=downloads, capture_output=True, text=True)
+    debs = sorted(downloads.glob("prometheus_*.deb"))
+    if not debs:
+        raise BuildError(
+            "could not fetch Debian's prometheus package (run `apt-get update` first?):\n"
+            + fetched.stdout
+            + fetched.stderr
+        )
+    deb = debs[-1]
+    version = deb.name.split("_")[1]
+    target = cache / "bin" / f"prometheus-{version}"
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
+    _finish(tmp, target)
+    return target / "usr" / "bin" / "prometheus"
+
+
+def _binaries(cache: Path, prometheus: Path) -> Binaries:
+    kubernetes = cache / "bin" / f"kubernetes-{KUBERNETES_VERSION}"
+    return Binaries(
+        etcd=cache / "bin" / f"etcd-{ETCD_VERSION}" / "etcd",
+        kube_apiserver=kubernetes / "kube-apiserver",
+        kube_controller_manager=kubernetes / "kube-controller-manager",
+        kube_scheduler=kubernetes / "kube-scheduler",
+        kubectl=kubernetes / "kubectl",
+        kwok=cache / "bin" / f"kwok-{KWOK_VERSION}" / "kwok",
+        prometheus=prometheus,
+    )
+
+
+def cached_binaries(cache: Path | None = None) -> Binaries | None:
+    """Every binary if all are already built, else None (builds nothing)."""
+    cache = cache or cache_dir()
+    prometheus = sorted((cache / "bin").glob("prometheus-*/usr/bin/prometheus"))
+    if not prometheus:
+        return None
+    binaries = _binaries(cache, prometheus[-1])
+    return binaries if all(path.is_file() for path in vars(binaries).values()) else None
+
+
+def ensure_binaries(cache: Path | None = None) -> Binaries:
+    """Return every binary, building the missing ones (quick ones first, so they fail fast)."""
+    cache = cache or cache_dir()
+    prometheus = unpack_prometheus(cache)
+    build_etcd(cache)
+    build_kwok(cache)
+    build_kubernetes(cache)
+    return _binaries(cache, prometheus)

@@ -1,0 +1,378 @@
+"""Run one local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+kwok's simulated nodes, plus Prometheus and the traffic simulator that plays the mesh.
+
+Everything listens on 127.0.0.1 on ports chosen free at start, so several clusters (each with its
+own state folder) can run side by side. ``up`` returns once the API server is ready and the nodes
+are Ready; the processes keep running until ``down``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+import yaml
+
+from localcluster import processes
+from localcluster.build import Binaries, ensure_binaries
+from localcluster.paths import REPO_ROOT
+from localcluster.pki import Pki, ensure_pki
+from localcluster.processes import ClusterState
+from localcluster.prometheus import ensure_prometheus
+
+NODE_COUNT = 3
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+MANIFESTS = Path(__file__).resolve().parent / "manifests"
+STARTUP_TIMEOUT = 120.0
+
+
+class ClusterError(RuntimeError):
+    """The local cluster could not be started or reached; the message says what to look at."""
+
+
+def _log(message: str) -> None:
+    print(f"[localcluster] {message}", file=sys.stderr, flush=True)
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (requests.RequestException, OSError, subprocess.SubprocessError):
+            pass
+        time.sleep(0.2)
+    hint = f"; see {log}" if log else ""
+    raise ClusterError(f"{what} not ready after {timeout:.0f}s{hint}")
+
+
+@dataclass(frozen=True)
+class LocalCluster:
+    """One cluster, identified by its state folder."""
+
+    state_dir: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def pki(self) -> Pki:
+        return Pki(self.state_dir / "pki")
+
+    def state(self) -> ClusterState:
+        return ClusterState.load(self.state_dir)
+
+    def log(self, name: str) -> Path:
+        return self.state_dir / "logs" / f"{name}.log"
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def up(self, binaries: Binaries | None = None, with_extras: bool = True) -> ClusterState:
+        """Start whatever is not running yet and wait until the cluster is usable."""
+        binaries = binaries or ensure_binaries()
+        started = time.monotonic()
+        state = self.state()
+        running = {name for name, (pid, begun) in state.processes.items() if processes.is_alive(pid, begun)}
+        if running and "kube-apiserver" in running:
+            _log(f"already running: {', '.join(sorted(running))}")
+        else:
+            processes.stop_all(self.state_dir)
+            state = ClusterState()
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            pki = ensure_pki(self.state_dir / "pki")
+            self._start_etcd(binaries, state)
+            self._start_apiserver(binaries, pki, state)
+            self._write_kubeconfigs(pki, state)
+            self._start_controllers(binaries, pki, state)
+            self._start_kwok(binaries, state)
+            self._create_nodes(binaries)
+            self._apply(binaries, MANIFESTS / "istio-crds.yaml")
+            self._wait_nodes_ready(binaries)
+        state.paths["kubectl_dir"] = str(binaries.kubectl.parent)
+        if with_extras:
+            self._ensure_simulator(state)
+            ensure_prometheus(self.state_dir, binaries.prometheus, state, [state.urls["simulator"]])
+        state.save(self.state_dir)
+        _log(f"ready in {time.monotonic() - started:.1f}s")
+        return state
+
+    def down(self) -> list[str]:
+        stopped = processes.stop_all(self.state_dir)
+        # etcd's data is disposable: a fresh `up` starts from an empty cluster.
+        shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
+        return stopped
+
+    def status(self) -> dict[str, bool]:
+        return {name: processes.is_alive(pid, begun) for name, (pid, begun) in self.state().processes.items()}
+
+    def env_lines(self) -> list[str]:
+        state = self.state()
+        lines = [f"export KUBECONFIG={self.kubeconfig}"]
+        if "prometheus" in state.urls:
+            lines.append(f"export PROMETHEUS_URL={state.urls['prometheus']}")
+        if "simulator" in state.urls:
+            lines.append(f"export SIMULATOR_URL={state.urls['simulator']}")
+        kubectl_dir = state.paths.get("kubectl_dir")
+        if kubectl_dir:
+            lines.append(f'export PATH="{kubectl_dir}:$PATH"')
+        return lines
+
+    # ---- components ------------------------------------------------------------------------
+
+    def _start_etcd(self, binaries: Binaries, state: ClusterState) -> None:
+        client, peer = processes.free_port(), processes.free_port()
+        state.ports.update(etcd=client, etcd_peer=peer)
+        data = self.state_dir / "etcd"
+        shutil.rmtree(data, ignore_errors=True)
+        processes.start(
+            "etcd",
+            [
+                str(binaries.etcd),
+                "--name=default",
+                f"--data-dir={data}",
+                f"--listen-client-urls=http://127.0.0.1:{client}",
+                f"--advertise-client-urls=http://127.0.0.1:{client}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=default=http://127.0.0.1:{peer}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+            self.state_dir,
+            state,
+        )
+        wait_for(
+            "etcd",
+            lambda: requests.get(f"http://127.0.0.1:{client}/health", timeout=1).json().get("health") == "true",
+            30,
+            self.log("etcd"),
+        )
+
+    def _start_apiserver(self, binaries: Binaries, pki: Pki, state: ClusterState) -> None:
+        port = processes.free_port()
+        state.ports["kube-apiserver"] = port
+        state.urls["kube-apiserver"] = f"https://127.0.0.1:{port}"
+        processes.start(
+            "kube-apiserver",
+            [
+                str(binaries.kube_apiserver),
+                f"--etcd-servers=http://127.0.0.1:{state.ports['etcd']}",
+                f"--secure-port={port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki.service_account_public_key}",
+                f"--service-account-signing-key-file={pki.service_account_key}",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                "--allow-privileged=true",
+                # Nothing serves kubelet ports here; the endpoint reconciler would only log noise.
+                "--endpoint-reconciler-type=none",
+            ],
+            self.state_dir,
+            state,
+        )
+        wait_for("kube-apiserver", lambda: self._readyz(port, pki), STARTUP_TIMEOUT, self.log("kube-apiserver"))
+
+    @staticmethod
+    def _readyz(port: int, pki: Pki) -> bool:
+        response = requests.get(
+            f"https://127.0.0.1:{port}/readyz",
+            cert=(str(pki.client_cert("admin")), str(pki.client_key("admin"))),
+            verify=str(pki.ca_cert),
+            timeout=2,
+        )
+        return response.status_code == 200
+
+    def _kubeconfig(self, pki: Pki, identity: str, server: str) -> str:
+        def b64(path: Path) -> str:
+            return base64.b64encode(path.read_bytes()).decode()
+
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "serin-local", "cluster": {"server": server, "certificate-authority-data": b64(pki.ca_cert)}}
+            ],
+            "users": [
+                {
+                    "name": identity,
+                    "user": {
+                        "client-certificate-data": b64(pki.client_cert(identity)),
+                        "client-key-data": b64(pki.client_key(identity)),
+                    },
+                }
+            ],
+            "contexts": [{"name": "serin-local", "context": {"cluster": "serin-local", "user": identity}}],
+            "current-context": "serin-local",
+        }
+        return yaml.safe_dump(config)
+
+    def _write_kubeconfigs(self, pki: Pki, state: ClusterState) -> None:
+        server = state.urls["kube-apiserver"]
+        self.kubeconfig.write_text(self._kubeconfig(pki, "admin", server))
+        self.kubeconfig.chmod(0o600)
+        for identity in ("controller-manager", "scheduler"):
+            path = self.state_dir / f"{identity}.kubeconfig"
+            path.write_text(self._kubeconfig(pki, identity, server))
+            path.chmod(0o600)
+
+    def _start_controllers(self, binaries: Binaries, pki: Pki, state: ClusterState) -> None:
+        self._start_component(
+            "kube-controller-manager",
+            binaries.kube_controller_manager,
+            "controller-manager",
+            state,
+            f"--service-account-private-key-file={pki.service_account_key}",
+            f"--root-ca-file={pki.ca_cert}",
+            "--use-service-account-credentials=true",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+        )
+        self._start_component("kube-scheduler", binaries.kube_scheduler, "scheduler", state)
+
+    def _start_component(self, name: str, binary: Path, identity: str, state: ClusterState, *extra: str) -> None:
+        """Controller-manager and scheduler: own identity, loopback serving port, no leader election."""
+        kubeconfig = self.state_dir / f"{identity}.kubeconfig"
+        port = processes.free_port()
+        state.ports[name] = port
+        command = [
+            str(binary),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            "--leader-elect=false",
+            *extra,
+        ]
+        processes.start(name, command, self.state_dir, state)
+
+    def _start_kwok(self, binaries: Binaries, state: ClusterState) -> None:
+        port = processes.free_port()
+        state.ports["kwok"] = port
+        processes.start(
+            "kwok",
+            [
+                str(binaries.kwok),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={binaries.kwok.parent / 'stages.yaml'}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                f"--server-address=127.0.0.1:{port}",
+                "--cidr=10.244.0.0/16",
+                "--node-ip=127.0.0.1",
+                "--node-lease-duration-seconds=40",
+            ],
+            self.state_dir,
+            state,
+        )
+
+    def _ensure_simulator(self, state: ClusterState) -> None:
+        """The simulator plays the mesh's data plane for every namespace of this cluster."""
+        pid, begun = state.processes.get("simulator", (0, 0))
+        if pid and processes.is_alive(pid, begun) and "simulator" in state.urls:
+            return
+        port = processes.free_port()
+        state.ports["simulator"] = port
+        state.urls["simulator"] = f"http://127.0.0.1:{port}"
+        processes.start(
+            "simulator",
+            [
+                sys.executable,
+                "-m",
+                "localcluster.simulator",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--listen=127.0.0.1:{port}",
+                "--rps=50",
+                "--max-duration=86400",
+            ],
+            self.state_dir,
+            state,
+        )
+        wait_for(
+            "traffic simulator",
+            lambda: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).ok,
+            30,
+            self.log("simulator"),
+        )
+
+    def kubectl(self, binaries: Binaries, *args: str, input_text: str | None = None) -> str:
+        result = subprocess.run(
+            [str(binaries.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input_text,
+            capture_output=True,
+            text=True,
+            env=processes.child_environment(),
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def _apply(self, binaries: Binaries, manifest: Path) -> None:
+        # Right after /readyz a few API groups may still be registering; retry briefly.
+        last_error: ClusterError | None = None
+        for _ in range(50):
+            try:
+                self.kubectl(binaries, "apply", "--server-side", "-f", str(manifest))
+                return
+            except ClusterError as error:
+                last_error = error
+                time.sleep(0.2)
+        assert last_error is not None
+        raise last_error
+
+    def _create_nodes(self, binaries: Binaries) -> None:
+        nodes = [
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": f"kwok-node-{index}",
+                    "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    "labels": {
+                        "type": "kwok",
+                        "kubernetes.io/hostname": f"kwok-node-{index}",
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "topology.kubernetes.io/zone": f"local-{index}",
+                    },
+                },
+                "status": {
+                    "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                    "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                },
+            }
+            for index in range(NODE_COUNT)
+        ]
+        manifest = self.state_dir / "nodes.json"
+        manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
+        self._apply(binaries, manifest)
+
+    def _wait_nodes_ready(self, binaries: Binaries) -> None:
+        def ready() -> bool:
+            items = json.loads(self.kubectl(binaries, "get", "nodes", "-o", "json"))["items"]
+            ready_nodes = [
+                node
+                for node in items
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", []))
+            ]
+            return len(ready_nodes) >= NODE_COUNT
+
+        wait_for("kwok nodes", ready, 60, self.log("kwok"))
+
+
+def default_cluster() -> LocalCluster:
+    return LocalCluster(REPO_ROOT / ".localcluster")

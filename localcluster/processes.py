@@ -1,0 +1,147 @@
+"""Start, record and stop the background processes of one local cluster.
+
+Every process runs in its own session (so it outlives the command that started it) and is
+recorded in ``<state>/state.json``; ``stop_all`` ends exactly those, first politely, then not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "state.json"
+
+
+@dataclass
+class ClusterState:
+    """What ``up`` started: processes, ports, URLs and paths, each by name.
+
+    A process is recorded as ``[pid, start time]``: a pid alone could by now belong to
+    somebody else's process, and ``down`` must never signal that.
+    """
+
+    processes: dict[str, list[int]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, state_dir: Path) -> ClusterState:
+        path = state_dir / STATE_FILE
+        if not path.exists():
+            return cls()
+        data: dict[str, Any] = json.loads(path.read_text())
+        return cls(
+            processes={name: list(value) for name, value in data.get("processes", {}).items()},
+            ports=dict(data.get("ports", {})),
+            urls=dict(data.get("urls", {})),
+            paths=dict(data.get("paths", {})),
+        )
+
+    def save(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = state_dir / f".{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+        tmp.replace(state_dir / STATE_FILE)
+
+
+def free_port() -> int:
+    """A port nobody listens on right now, on loopback only."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def child_environment() -> dict[str, str]:
+    # A proxy configured for the user's shell must never see loopback traffic between the
+    # components (the API server would send webhook calls through it).
+    env = dict(os.environ)
+    # Python helpers (the traffic simulator) are started as `python -m localcluster...`.
+    env["PYTHONPATH"] = os.pathsep.join(
+        part for part in (str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH", "")) if part
+    )
+    for name in ("NO_PROXY", "no_proxy"):
+        existing = env.get(name, "")
+        env[name] = ",".join(part for part in (existing, "127.0.0.1,localhost") if part)
+    return env
+
+
+def start(name: str, command: list[str], state_dir: Path, state: ClusterState) -> subprocess.Popen[bytes]:
+    log_dir = state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / f"{name}.log", "ab") as log:
+        log.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n".encode())
+        log.flush()
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_environment(),
+            start_new_session=True,
+        )
+    state.processes[name] = [process.pid, start_time(process.pid)]
+    state.save(state_dir)
+    return process
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        # The command name in parentheses may contain spaces; the fields after it do not.
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def start_time(pid: int) -> int:
+    fields = _proc_stat(pid)
+    return int(fields[19]) if fields else 0
+
+
+def is_alive(pid: int, started: int | None = None) -> bool:
+    """True while ``pid`` runs (not a zombie) and, if given, is the process that started then."""
+    fields = _proc_stat(pid)
+    if fields is None or fields[0] == "Z":
+        return False
+    return started is None or int(fields[19]) == started
+
+
+def stop(pid: int, timeout: float = 10.0) -> None:
+    """Terminate the process group of ``pid`` and wait until it is gone."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            # Reap it if it is our own child; otherwise just watch it disappear.
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            if not is_alive(pid):
+                return
+            time.sleep(0.05)
+
+
+def stop_all(state_dir: Path) -> list[str]:
+    """Stop every recorded process, newest first (dependents before what they depend on)."""
+    state = ClusterState.load(state_dir)
+    stopped = []
+    for name, (pid, started) in reversed(list(state.processes.items())):
+        if is_alive(pid, started):
+            stop(pid)
+            stopped.append(name)
+        del state.processes[name]
+        state.save(state_dir)
+    return stopped

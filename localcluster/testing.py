@@ -1,0 +1,164 @@
+"""pytest fixtures over the local control plane: one cluster per test session, one namespace per test.
+
+On a laptop without the built binaries the integration tests skip with a hint; with ``CI=true``
+a missing binary or a cluster that does not start is an error, never a skip. Set
+``SERIN_KUBECONFIG`` to reuse a cluster that ``python -m localcluster up`` already runs (faster
+while iterating); otherwise the session starts its own cluster in a temporary folder and stops
+it at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from localcluster import processes
+from localcluster.build import Binaries, BuildError, cached_binaries, ensure_binaries
+from localcluster.cluster import ClusterError, LocalCluster
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@dataclass
+class ClusterHandle:
+    """What a test needs to talk to the cluster the way users and Serin do."""
+
+    kubeconfig: Path
+    kubectl_binary: Path
+    urls: dict[str, str]
+    state_dir: Path
+    api: client.ApiClient = field(repr=False)
+
+    def kubectl(
+        self, *args: str, input_text: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.kubectl_binary), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=processes.child_environment(),
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    def apply(self, manifest: dict[str, Any] | list[dict[str, Any]], *flags: str) -> subprocess.CompletedProcess[str]:
+        items = manifest if isinstance(manifest, list) else [manifest]
+        document = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+        return self.kubectl("apply", "-f", "-", *flags, input_text=document)
+
+    def get_json(self, *args: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+        return data
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30, interval: float = 0.2, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy; fail with the last value or error."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (AssertionError, client.ApiException, KeyError) as error:
+            last = error
+        time.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout}s; last: {last!r}")
+
+
+def deployment(name: str, namespace: str, replicas: int, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """A Deployment whose pods kwok runs; ``annotations`` go on the pod template (simulator behaviour)."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}, "annotations": annotations or {}},
+                "spec": {"containers": [{"name": "app", "image": "ghcr.io/stefanprodan/podinfo:6.7.0"}]},
+            },
+        },
+    }
+
+
+def service(name: str, namespace: str, app: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"selector": {"app": app}, "ports": [{"name": "http", "port": 80, "targetPort": 9898}]},
+    }
+
+
+def _binaries_or_skip() -> Binaries:
+    try:
+        if in_ci():
+            return ensure_binaries()
+        # Outside CI never start an hour-long build from inside pytest: `make test` builds first.
+        found = cached_binaries()
+        if found is None:
+            pytest.skip("local control plane not built: run `python -m localcluster build` (or `make test`)")
+        return found
+    except BuildError as error:
+        pytest.fail(f"could not build the local control plane: {error}")
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]:
+    binaries = _binaries_or_skip()
+    reuse = os.environ.get("SERIN_KUBECONFIG")
+    own: LocalCluster | None = None
+    if reuse:
+        state_dir = Path(reuse).resolve().parent
+        cluster = LocalCluster(state_dir)
+    else:
+        own = cluster = LocalCluster(tmp_path_factory.mktemp("localcluster"))
+        try:
+            cluster.up(binaries)
+        except ClusterError as error:
+            cluster.down()
+            pytest.fail(f"local control plane did not start: {error}")
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
+    try:
+        yield ClusterHandle(
+            kubeconfig=cluster.kubeconfig,
+            kubectl_binary=binaries.kubectl,
+            urls=cluster.state().urls,
+            state_dir=cluster.state_dir,
+            api=api,
+        )
+    finally:
+        api.close()
+        if own is not None:
+            own.down()
+
+
+@pytest.fixture
+def namespace(local_cluster: ClusterHandle, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test, deleted (without waiting) afterwards."""
+    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{base}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(local_cluster.api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)

@@ -1,0 +1,233 @@
+"""The local control plane behaves like a real cluster in the ways Serin relies on."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import ssl
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from localcluster.pki import write_serving_pair
+from localcluster.processes import free_port
+from localcluster.testing import ClusterHandle, deployment, eventually
+
+pytestmark = pytest.mark.integration
+
+
+def test_crd_schema_rejects_an_invalid_object(local_cluster: ClusterHandle, namespace: str) -> None:
+    group = f"t{uuid.uuid4().hex[:8]}.test.serin.dev"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gadgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget", "listKind": "GadgetList"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "required": ["size"],
+                                    "properties": {"size": {"type": "integer", "minimum": 1}},
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    local_cluster.apply(crd)
+    try:
+        local_cluster.kubectl("wait", "--for=condition=Established", f"crd/gadgets.{group}", "--timeout=30s")
+        gadget: dict[str, Any] = {
+            "apiVersion": f"{group}/v1",
+            "kind": "Gadget",
+            "metadata": {"name": "g", "namespace": namespace},
+            "spec": {"size": 0},
+        }
+        rejected = eventually(
+            lambda: (
+                (r := local_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(gadget), check=False))
+                and r.returncode != 0
+                and "spec.size" in r.stderr
+                and r
+            ),
+            what="the schema to reject spec.size=0",
+        )
+        assert "should be greater than or equal to 1" in rejected.stderr
+
+        gadget["spec"]["size"] = 3
+        local_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(gadget))
+        stored = local_cluster.get_json(f"gadgets.{group}", "g", "-n", namespace)
+        assert stored["spec"]["size"] == 3
+    finally:
+        local_cluster.kubectl("delete", "crd", f"gadgets.{group}", "--wait=false")
+
+
+def test_deployment_reaches_its_available_replicas(local_cluster: ClusterHandle, namespace: str) -> None:
+    local_cluster.apply(deployment("web", namespace, replicas=2))
+    local_cluster.kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=60s")
+    status = local_cluster.get_json("deployment", "web", "-n", namespace)["status"]
+    assert status["availableReplicas"] == 2
+    assert status["readyReplicas"] == 2
+    pods = local_cluster.get_json("pods", "-n", namespace, "-l", "app=web")["items"]
+    assert len(pods) == 2
+    assert all(pod["spec"]["nodeName"].startswith("kwok-node-") for pod in pods)
+
+
+def test_deleting_an_owner_garbage_collects_its_dependents(local_cluster: ClusterHandle, namespace: str) -> None:
+    core = client.CoreV1Api(local_cluster.api)
+    owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
+    assert owner.metadata and owner.metadata.uid
+    reference = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="dependent", owner_references=[reference])),
+    )
+    core.delete_namespaced_config_map("owner", namespace)
+
+    def dependent_gone() -> bool:
+        names = [item.metadata.name for item in core.list_namespaced_config_map(namespace).items if item.metadata]
+        return "dependent" not in names
+
+    eventually(dependent_gone, timeout=60, what="garbage collection of the dependent")
+
+
+def test_stale_resource_version_is_rejected_with_409(local_cluster: ClusterHandle, namespace: str) -> None:
+    core = client.CoreV1Api(local_cluster.api)
+    created = core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="settings"), data={"a": "1"})
+    )
+    assert created.metadata
+    stale_version = created.metadata.resource_version
+    created.data = {"a": "2"}
+    core.replace_namespaced_config_map("settings", namespace, created)
+
+    stale = client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="settings", resource_version=stale_version), data={"a": "3"}
+    )
+    with pytest.raises(client.ApiException) as raised:
+        core.replace_namespaced_config_map("settings", namespace, stale)
+    assert raised.value.status == 409
+    assert core.read_namespaced_config_map("settings", namespace).data == {"a": "2"}
+
+
+class DenyingWebhook(http.server.BaseHTTPRequestHandler):
+    """Denies ConfigMaps labelled deny=yes; records every review it is sent."""
+
+    reviews: list[dict[str, Any]]
+
+    def do_POST(self) -> None:
+        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.reviews.append(review)
+        request = review["request"]
+        labels = (request.get("object") or {}).get("metadata", {}).get("labels", {})
+        allowed = labels.get("deny") != "yes"
+        response: dict[str, Any] = {"uid": request["uid"], "allowed": allowed}
+        if not allowed:
+            response["status"] = {"code": 403, "message": "ConfigMaps labelled deny=yes are not welcome here"}
+        body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def https_webhook(tmp_path: Path) -> Iterator[tuple[str, bytes, list[dict[str, Any]]]]:
+    cert, key, ca_bundle = write_serving_pair(tmp_path / "tls", ["127.0.0.1"])
+    reviews: list[dict[str, Any]] = []
+    handler = type("Handler", (DenyingWebhook,), {"reviews": reviews})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/validate", ca_bundle, reviews
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_api_server_calls_a_local_https_webhook_on_apply(
+    local_cluster: ClusterHandle, namespace: str, https_webhook: tuple[str, bytes, list[dict[str, Any]]]
+) -> None:
+    url, ca_bundle, reviews = https_webhook
+    configuration = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": f"deny-{namespace}"},
+        "webhooks": [
+            {
+                "name": "deny.test.serin.dev",
+                "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_bundle).decode()},
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["configmaps"],
+                    }
+                ],
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 5,
+            }
+        ],
+    }
+    local_cluster.apply(configuration)
+    try:
+        denied = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "unwelcome", "namespace": namespace, "labels": {"deny": "yes"}},
+        }
+        # Webhook configurations take effect asynchronously: probe with dry runs first.
+        eventually(
+            lambda: (
+                local_cluster.kubectl(
+                    "apply", "--dry-run=server", "-f", "-", input_text=json.dumps(denied), check=False
+                ).returncode
+                != 0
+            ),
+            what="the webhook configuration to take effect",
+        )
+        result = local_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(denied), check=False)
+        assert result.returncode != 0
+        assert "ConfigMaps labelled deny=yes are not welcome here" in result.stderr
+        assert 'admission webhook "deny.test.serin.dev" denied the request' in result.stderr
+
+        welcome = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "welcome", "namespace": namespace}}
+        local_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(welcome))
+
+        seen = [(r["request"]["name"], r["request"]["operation"], r["request"]["dryRun"]) for r in reviews]
+        assert ("unwelcome", "CREATE", False) in seen
+        assert ("welcome", "CREATE", False) in seen
+        assert local_cluster.kubectl("get", "configmap", "unwelcome", "-n", namespace, check=False).returncode != 0
+    finally:
+        local_cluster.kubectl("delete", "validatingwebhookconfiguration", f"deny-{namespace}")
