@@ -1,0 +1,576 @@
+"""The Canary API as typed, immutable objects, parsed from the plain dicts the API server sends.
+
+Both the admission webhooks and the tick parse Canaries here, so what the webhook admits the tick
+understands. Parsing fills in Flagger's defaults and collects *every* problem with its field path
+(``spec.analysis.stepWeight: must be between 1 and 100``) instead of stopping at the first.
+
+This module is pure: no Kubernetes client, no HTTP, no clock.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+API_GROUP = "serin.dev"
+API_VERSION = f"{API_GROUP}/v1beta1"
+
+DEFAULT_INTERVAL = "1m"
+DEFAULT_THRESHOLD = 1
+DEFAULT_MAX_WEIGHT = 100
+DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+DEFAULT_READY_THRESHOLD = 100
+DEFAULT_HOOK_TIMEOUT = "10s"
+MIN_INTERVAL_SECONDS = 10.0
+
+SUPPORTED_TARGET_KINDS = ("Deployment",)
+KNOWN_PROVIDERS = ("istio",)
+BUILTIN_METRICS = ("request-success-rate", "request-duration")
+
+
+class Strategy(enum.StrEnum):
+    CANARY = "canary"
+    AB_TESTING = "ab-testing"
+    BLUE_GREEN = "blue-green"
+
+
+class HookType(enum.StrEnum):
+    CONFIRM_ROLLOUT = "confirm-rollout"
+    PRE_ROLLOUT = "pre-rollout"
+    ROLLOUT = "rollout"
+    CONFIRM_TRAFFIC_INCREASE = "confirm-traffic-increase"
+    CONFIRM_PROMOTION = "confirm-promotion"
+    POST_ROLLOUT = "post-rollout"
+    ROLLBACK = "rollback"
+    EVENT = "event"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class InvalidCanary(ValueError):
+    """A Canary that cannot be used; ``errors`` lists every problem with its field path."""
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("; ".join(str(error) for error in self.errors))
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go-style duration such as ``1m30s``; ValueError if it is not one."""
+    text = text.strip()
+    position, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if not text or position != len(text):
+        raise ValueError(f"{text!r} is not a duration such as 30s, 1m or 1m30s")
+    return total
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    api_version: str
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    name: str
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class ThresholdRange:
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    interval: str
+    threshold_range: ThresholdRange
+    query: str | None = None
+    template_ref: ObjectRef | None = None
+    template_variables: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.query is None and self.template_ref is None and self.name in BUILTIN_METRICS
+
+
+@dataclass(frozen=True)
+class Webhook:
+    name: str
+    type: HookType
+    url: str
+    timeout_seconds: float
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    retries: int = 0
+    mute_alert: bool = False
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    severity: str
+    provider_ref: ObjectRef
+
+
+@dataclass(frozen=True)
+class Analysis:
+    interval_seconds: float
+    interval: str
+    threshold: int
+    max_weight: int
+    step_weight: int | None
+    step_weights: tuple[int, ...]
+    step_weight_promotion: int | None
+    iterations: int | None
+    match: tuple[Mapping[str, Any], ...]
+    mirror: bool
+    mirror_weight: int | None
+    primary_ready_threshold: int
+    canary_ready_threshold: int
+    metrics: tuple[Metric, ...]
+    webhooks: tuple[Webhook, ...]
+    alerts: tuple[Alert, ...]
+
+    @property
+    def strategy(self) -> Strategy:
+        if self.iterations and self.match:
+            return Strategy.AB_TESTING
+        if self.iterations:
+            return Strategy.BLUE_GREEN
+        return Strategy.CANARY
+
+    def hooks(self, hook_type: HookType) -> tuple[Webhook, ...]:
+        return tuple(hook for hook in self.webhooks if hook.type is hook_type)
+
+    def weight_after(self, weight: int) -> int:
+        """The canary weight of the next step, never past maxWeight."""
+        if self.step_weights:
+            upcoming = [step for step in self.step_weights if step > weight]
+            return min(upcoming[0], self.max_weight) if upcoming else self.max_weight
+        return min(weight + (self.step_weight or self.max_weight), self.max_weight)
+
+
+@dataclass(frozen=True)
+class Metadata:
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    port_name: str
+    target_port: int | str
+    port_discovery: bool
+    app_protocol: str | None
+    gateways: tuple[str, ...]
+    hosts: tuple[str, ...]
+    # Mesh-specific structures are kept as given: routers copy them into their objects.
+    match: tuple[Mapping[str, Any], ...]
+    rewrite: Mapping[str, Any] | None
+    retries: Mapping[str, Any] | None
+    headers: Mapping[str, Any] | None
+    cors_policy: Mapping[str, Any] | None
+    traffic_policy: Mapping[str, Any] | None
+    timeout: str | None
+    apex: Metadata
+    primary: Metadata
+    canary: Metadata
+
+
+@dataclass(frozen=True)
+class Canary:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    resource_version: str
+    target_ref: TargetRef
+    autoscaler_ref: TargetRef | None
+    provider: str
+    metrics_server: str | None
+    progress_deadline_seconds: int
+    skip_analysis: bool
+    suspend: bool
+    revert_on_deletion: bool
+    service: Service
+    analysis: Analysis
+    creation_timestamp: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def primary_name(self) -> str:
+        return f"{self.target_ref.name}-primary"
+
+
+class _Reader:
+    """Walks a dict, remembering where it is, collecting errors instead of raising them."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(FieldError(path, message))
+
+    def mapping(self, value: Any, path: str, required: bool = False) -> Mapping[str, Any]:
+        if value is None:
+            if required:
+                self.error(path, "is required")
+            return {}
+        if not isinstance(value, Mapping):
+            self.error(path, "must be an object")
+            return {}
+        return value
+
+    def sequence(self, value: Any, path: str) -> Sequence[Any]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.error(path, "must be a list")
+            return ()
+        return value
+
+    def string(self, value: Any, path: str, required: bool = False, default: str | None = None) -> str | None:
+        if value is None or value == "":
+            if required:
+                self.error(path, "is required")
+            return default
+        if not isinstance(value, str):
+            self.error(path, "must be a string")
+            return default
+        return value
+
+    def integer(
+        self, value: Any, path: str, default: int | None = None, low: int | None = None, high: int | None = None
+    ) -> int | None:
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error(path, "must be an integer")
+            return default
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            self.error(path, f"must be {bounds}")
+            return default
+        return value
+
+    def number(self, value: Any, path: str) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.error(path, "must be a number")
+            return None
+        return float(value)
+
+    def boolean(self, value: Any, path: str) -> bool:
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            self.error(path, "must be true or false")
+            return False
+        return value
+
+    def duration(self, value: Any, path: str, default: str) -> tuple[str, float]:
+        text = self.string(value, path, default=default) or default
+        try:
+            return text, parse_duration(text)
+        except ValueError as error:
+            self.error(path, str(error))
+            return default, parse_duration(default)
+
+    def string_map(self, value: Any, path: str) -> dict[str, str]:
+        result: dict[str, str] = {}
+        for key, item in self.mapping(value, path).items():
+            if not isinstance(item, str):
+                self.error(f"{path}.{key}", "must be a string")
+            else:
+                result[str(key)] = item
+        return result
+
+
+def _parse_target_ref(reader: _Reader, value: Any, path: str, kinds: Sequence[str]) -> TargetRef:
+    raw = reader.mapping(value, path, required=True)
+    kind = reader.string(raw.get("kind"), f"{path}.kind", required=True) or ""
+    if kind and kind not in kinds:
+        reader.error(f"{path}.kind", f"must be one of {', '.join(kinds)} (got {kind!r})")
+    return TargetRef(
+        api_version=reader.string(raw.get("apiVersion"), f"{path}.apiVersion", default="apps/v1") or "apps/v1",
+        kind=kind,
+        name=reader.string(raw.get("name"), f"{path}.name", required=True) or "",
+    )
+
+
+def _parse_metric(reader: _Reader, raw: Mapping[str, Any], path: str, default_interval: str) -> Metric:
+    name = reader.string(raw.get("name"), f"{path}.name", required=True) or ""
+    interval, _ = reader.duration(raw.get("interval"), f"{path}.interval", default_interval)
+    bounds = reader.mapping(raw.get("thresholdRange"), f"{path}.thresholdRange")
+    threshold_range = ThresholdRange(
+        min=reader.number(bounds.get("min"), f"{path}.thresholdRange.min"),
+        max=reader.number(bounds.get("max"), f"{path}.thresholdRange.max"),
+    )
+    # Flagger's deprecated `threshold` means a minimum for success rate, a maximum otherwise.
+    legacy = reader.number(raw.get("threshold"), f"{path}.threshold")
+    if legacy is not None and threshold_range == ThresholdRange():
+        threshold_range = ThresholdRange(min=legacy) if name == "request-success-rate" else ThresholdRange(max=legacy)
+    if (
+        threshold_range.min is not None
+        and threshold_range.max is not None
+        and threshold_range.min > threshold_range.max
+    ):
+        reader.error(f"{path}.thresholdRange", "min must not be greater than max")
+    query = reader.string(raw.get("query"), f"{path}.query")
+    template_ref = None
+    if raw.get("templateRef") is not None:
+        ref = reader.mapping(raw.get("templateRef"), f"{path}.templateRef")
+        template_ref = ObjectRef(
+            name=reader.string(ref.get("name"), f"{path}.templateRef.name", required=True) or "",
+            namespace=reader.string(ref.get("namespace"), f"{path}.templateRef.namespace"),
+        )
+    if query and template_ref:
+        reader.error(path, "set either query or templateRef, not both")
+    elif not query and not template_ref and name and name not in BUILTIN_METRICS:
+        reader.error(
+            path, f"{name!r} is not a builtin metric ({', '.join(BUILTIN_METRICS)}): give it a query or a templateRef"
+        )
+    return Metric(
+        name=name,
+        interval=interval,
+        threshold_range=threshold_range,
+        query=query,
+        template_ref=template_ref,
+        template_variables=reader.string_map(raw.get("templateVariables"), f"{path}.templateVariables"),
+    )
+
+
+def _parse_webhook(reader: _Reader, raw: Mapping[str, Any], path: str) -> Webhook | None:
+    name = reader.string(raw.get("name"), f"{path}.name", required=True) or ""
+    type_name = reader.string(raw.get("type"), f"{path}.type", default=HookType.ROLLOUT.value) or "rollout"
+    try:
+        hook_type = HookType(type_name)
+    except ValueError:
+        reader.error(f"{path}.type", f"must be one of {', '.join(t.value for t in HookType)} (got {type_name!r})")
+        hook_type = HookType.ROLLOUT
+    url = reader.string(raw.get("url"), f"{path}.url", required=True) or ""
+    if url and not re.match(r"^https?://[^/\s]+", url):
+        reader.error(f"{path}.url", f"must be an absolute http or https URL (got {url!r})")
+    _, timeout = reader.duration(raw.get("timeout"), f"{path}.timeout", DEFAULT_HOOK_TIMEOUT)
+    return Webhook(
+        name=name,
+        type=hook_type,
+        url=url,
+        timeout_seconds=timeout,
+        metadata=reader.string_map(raw.get("metadata"), f"{path}.metadata"),
+        retries=reader.integer(raw.get("retries"), f"{path}.retries", default=0, low=0) or 0,
+        mute_alert=reader.boolean(raw.get("muteAlert"), f"{path}.muteAlert"),
+    )
+
+
+def _parse_analysis(reader: _Reader, value: Any) -> Analysis:
+    path = "spec.analysis"
+    raw = reader.mapping(value, path, required=True)
+    interval, interval_seconds = reader.duration(raw.get("interval"), f"{path}.interval", DEFAULT_INTERVAL)
+    if interval_seconds < MIN_INTERVAL_SECONDS:
+        reader.error(f"{path}.interval", f"must be at least {MIN_INTERVAL_SECONDS:.0f}s (got {interval})")
+    step_weight = reader.integer(raw.get("stepWeight"), f"{path}.stepWeight", low=1, high=100)
+    step_weights: list[int] = []
+    for index, item in enumerate(reader.sequence(raw.get("stepWeights"), f"{path}.stepWeights")):
+        weight = reader.integer(item, f"{path}.stepWeights[{index}]", low=1, high=100)
+        if weight is not None:
+            if step_weights and weight <= step_weights[-1]:
+                reader.error(f"{path}.stepWeights[{index}]", "must be greater than the step before it")
+            step_weights.append(weight)
+    iterations = reader.integer(raw.get("iterations"), f"{path}.iterations", low=1)
+    match = tuple(
+        reader.mapping(item, f"{path}.match[{index}]")
+        for index, item in enumerate(reader.sequence(raw.get("match"), f"{path}.match"))
+    )
+    max_weight = reader.integer(raw.get("maxWeight"), f"{path}.maxWeight", DEFAULT_MAX_WEIGHT, 1, 100)
+
+    # Judge the strategy by which fields are present, so a bad value is reported once, not twice.
+    present = [name for name in ("stepWeight", "stepWeights", "iterations") if raw.get(name) not in (None, [])]
+    if len(present) != 1:
+        reader.error(
+            path,
+            "set exactly one strategy: stepWeight or stepWeights for a canary release, iterations for "
+            f"blue/green, iterations with match for A/B testing (found {', '.join(present) or 'none'})",
+        )
+    if match and raw.get("iterations") is None:
+        reader.error(f"{path}.match", "A/B testing needs iterations")
+    if step_weights and max_weight is not None and step_weights[-1] > max_weight:
+        reader.error(f"{path}.stepWeights", f"must not go past maxWeight ({max_weight})")
+
+    metrics = tuple(
+        _parse_metric(reader, reader.mapping(item, f"{path}.metrics[{index}]"), f"{path}.metrics[{index}]", interval)
+        for index, item in enumerate(reader.sequence(raw.get("metrics"), f"{path}.metrics"))
+    )
+    webhooks = tuple(
+        hook
+        for index, item in enumerate(reader.sequence(raw.get("webhooks"), f"{path}.webhooks"))
+        if (
+            hook := _parse_webhook(
+                reader, reader.mapping(item, f"{path}.webhooks[{index}]"), f"{path}.webhooks[{index}]"
+            )
+        )
+    )
+    alerts = []
+    for index, item in enumerate(reader.sequence(raw.get("alerts"), f"{path}.alerts")):
+        alert = reader.mapping(item, f"{path}.alerts[{index}]")
+        provider = reader.mapping(alert.get("providerRef"), f"{path}.alerts[{index}].providerRef", required=True)
+        alerts.append(
+            Alert(
+                name=reader.string(alert.get("name"), f"{path}.alerts[{index}].name", required=True) or "",
+                severity=reader.string(alert.get("severity"), f"{path}.alerts[{index}].severity", default="info")
+                or "info",
+                provider_ref=ObjectRef(
+                    name=reader.string(provider.get("name"), f"{path}.alerts[{index}].providerRef.name", required=True)
+                    or "",
+                    namespace=reader.string(provider.get("namespace"), f"{path}.alerts[{index}].providerRef.namespace"),
+                ),
+            )
+        )
+    return Analysis(
+        interval_seconds=interval_seconds,
+        interval=interval,
+        threshold=reader.integer(raw.get("threshold"), f"{path}.threshold", DEFAULT_THRESHOLD, low=1)
+        or DEFAULT_THRESHOLD,
+        max_weight=max_weight or DEFAULT_MAX_WEIGHT,
+        step_weight=step_weight,
+        step_weights=tuple(step_weights),
+        step_weight_promotion=reader.integer(
+            raw.get("stepWeightPromotion"), f"{path}.stepWeightPromotion", low=1, high=100
+        ),
+        iterations=iterations,
+        match=match,
+        mirror=reader.boolean(raw.get("mirror"), f"{path}.mirror"),
+        mirror_weight=reader.integer(raw.get("mirrorWeight"), f"{path}.mirrorWeight", low=0, high=100),
+        primary_ready_threshold=reader.integer(
+            raw.get("primaryReadyThreshold"), f"{path}.primaryReadyThreshold", DEFAULT_READY_THRESHOLD, 0, 100
+        )
+        or DEFAULT_READY_THRESHOLD,
+        canary_ready_threshold=reader.integer(
+            raw.get("canaryReadyThreshold"), f"{path}.canaryReadyThreshold", DEFAULT_READY_THRESHOLD, 0, 100
+        )
+        or DEFAULT_READY_THRESHOLD,
+        metrics=metrics,
+        webhooks=webhooks,
+        alerts=tuple(alerts),
+    )
+
+
+def _parse_metadata(reader: _Reader, value: Any, path: str) -> Metadata:
+    raw = reader.mapping(value, path)
+    return Metadata(
+        labels=reader.string_map(raw.get("labels"), f"{path}.labels"),
+        annotations=reader.string_map(raw.get("annotations"), f"{path}.annotations"),
+    )
+
+
+def _optional_mapping(reader: _Reader, value: Any, path: str) -> Mapping[str, Any] | None:
+    return reader.mapping(value, path) if value is not None else None
+
+
+def _parse_service(reader: _Reader, value: Any, target_name: str) -> Service:
+    path = "spec.service"
+    raw = reader.mapping(value, path, required=True)
+    port = reader.integer(raw.get("port"), f"{path}.port", low=1, high=65535)
+    if port is None and value is not None and raw.get("port") is None:
+        reader.error(f"{path}.port", "is required")
+    target_port: int | str = port or 0
+    raw_target_port = raw.get("targetPort")
+    if isinstance(raw_target_port, bool) or not isinstance(raw_target_port, int | str | None):
+        reader.error(f"{path}.targetPort", "must be a port number or a port name")
+    elif raw_target_port is not None and raw_target_port != "":
+        target_port = raw_target_port
+    return Service(
+        name=reader.string(raw.get("name"), f"{path}.name", default=target_name) or target_name,
+        port=port or 0,
+        port_name=reader.string(raw.get("portName"), f"{path}.portName", default="http") or "http",
+        target_port=target_port,
+        port_discovery=reader.boolean(raw.get("portDiscovery"), f"{path}.portDiscovery"),
+        app_protocol=reader.string(raw.get("appProtocol"), f"{path}.appProtocol"),
+        gateways=tuple(str(item) for item in reader.sequence(raw.get("gateways"), f"{path}.gateways")),
+        hosts=tuple(str(item) for item in reader.sequence(raw.get("hosts"), f"{path}.hosts")),
+        match=tuple(
+            reader.mapping(item, f"{path}.match") for item in reader.sequence(raw.get("match"), f"{path}.match")
+        ),
+        rewrite=_optional_mapping(reader, raw.get("rewrite"), f"{path}.rewrite"),
+        retries=_optional_mapping(reader, raw.get("retries"), f"{path}.retries"),
+        headers=_optional_mapping(reader, raw.get("headers"), f"{path}.headers"),
+        cors_policy=_optional_mapping(reader, raw.get("corsPolicy"), f"{path}.corsPolicy"),
+        traffic_policy=_optional_mapping(reader, raw.get("trafficPolicy"), f"{path}.trafficPolicy"),
+        timeout=reader.string(raw.get("timeout"), f"{path}.timeout"),
+        apex=_parse_metadata(reader, raw.get("apex"), f"{path}.apex"),
+        primary=_parse_metadata(reader, raw.get("primary"), f"{path}.primary"),
+        canary=_parse_metadata(reader, raw.get("canary"), f"{path}.canary"),
+    )
+
+
+def parse_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Canary:
+    """Parse and validate a Canary; raise InvalidCanary listing every problem."""
+    reader = _Reader()
+    metadata = reader.mapping(obj.get("metadata"), "metadata", required=True)
+    spec = reader.mapping(obj.get("spec"), "spec", required=True)
+    target_ref = _parse_target_ref(reader, spec.get("targetRef"), "spec.targetRef", SUPPORTED_TARGET_KINDS)
+    autoscaler_ref = None
+    if spec.get("autoscalerRef") is not None:
+        autoscaler_ref = _parse_target_ref(
+            reader, spec.get("autoscalerRef"), "spec.autoscalerRef", ("HorizontalPodAutoscaler",)
+        )
+    provider = reader.string(spec.get("provider"), "spec.provider", default=default_provider) or default_provider
+    if provider not in KNOWN_PROVIDERS:
+        reader.error("spec.provider", f"must be one of {', '.join(KNOWN_PROVIDERS)} (got {provider!r})")
+    service = _parse_service(reader, spec.get("service"), target_ref.name)
+    analysis = _parse_analysis(reader, spec.get("analysis"))
+    canary = Canary(
+        name=reader.string(metadata.get("name"), "metadata.name", required=True) or "",
+        namespace=reader.string(metadata.get("namespace"), "metadata.namespace", default="default") or "default",
+        uid=str(metadata.get("uid") or ""),
+        generation=int(metadata.get("generation") or 0),
+        resource_version=str(metadata.get("resourceVersion") or ""),
+        creation_timestamp=str(metadata.get("creationTimestamp") or ""),
+        target_ref=target_ref,
+        autoscaler_ref=autoscaler_ref,
+        provider=provider,
+        metrics_server=reader.string(spec.get("metricsServer"), "spec.metricsServer"),
+        progress_deadline_seconds=reader.integer(
+            spec.get("progressDeadlineSeconds"),
+            "spec.progressDeadlineSeconds",
+            DEFAULT_PROGRESS_DEADLINE_SECONDS,
+            low=1,
+        )
+        or DEFAULT_PROGRESS_DEADLINE_SECONDS,
+        skip_analysis=reader.boolean(spec.get("skipAnalysis"), "spec.skipAnalysis"),
+        suspend=reader.boolean(spec.get("suspend"), "spec.suspend"),
+        revert_on_deletion=reader.boolean(spec.get("revertOnDeletion"), "spec.revertOnDeletion"),
+        service=service,
+        analysis=analysis,
+    )
+    if reader.errors:
+        raise InvalidCanary(reader.errors)
+    return canary

@@ -1,0 +1,196 @@
+"""Pure builders and readings of the objects Serin manages next to the user's Deployment.
+
+For a Canary ``podinfo`` targeting Deployment ``podinfo``: the ``podinfo-primary`` Deployment (the
+target's spec under the primary's labels, its ConfigMaps and Secrets copied with a ``-primary``
+suffix) and the Services ``podinfo``, ``podinfo-primary`` and ``podinfo-canary``. Also the hashes
+that tell a new revision: of the pod template and of the data of every config it uses.
+
+No I/O here: functions take and return plain dicts as the API server speaks them.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from serin.model import API_VERSION, Canary
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "serin"
+# On the primary: the hash of the target template it was last copied from.
+SOURCE_HASH_ANNOTATION = "serin.dev/source-template-hash"
+# On the target: which Canary it belongs to (the Deployment webhook selects on this).
+TARGET_LABEL = "serin.dev/canary"
+# Flagger's choice of selector labels, in order of preference.
+SELECTOR_LABELS = ("app", "name", "app.kubernetes.io/name")
+
+
+class WorkloadError(ValueError):
+    """The target cannot be handled as it is; the message says what to change."""
+
+
+def _digest(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def template_hash(deployment: Mapping[str, Any]) -> str:
+    """The revision of a Deployment: a hash of its pod template (replicas are not a revision)."""
+    return _digest(deployment.get("spec", {}).get("template", {}))
+
+
+def config_hash(obj: Mapping[str, Any]) -> str:
+    return _digest({"data": obj.get("data") or {}, "binaryData": obj.get("binaryData") or {}})
+
+
+def config_key(kind: str, name: str) -> str:
+    """Keys of ``status.trackedConfigs``: ``configmap/<name>`` and ``secret/<name>``."""
+    return f"{kind}/{name}"
+
+
+def _config_references(pod_spec: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """Every place in a pod spec that names a ConfigMap or Secret: (kind, holder dict, key of the name)."""
+    for volume in pod_spec.get("volumes") or []:
+        if volume.get("configMap"):
+            yield "configmap", volume["configMap"], "name"
+        if volume.get("secret"):
+            yield "secret", volume["secret"], "secretName"
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if source.get("configMap"):
+                yield "configmap", source["configMap"], "name"
+            if source.get("secret"):
+                yield "secret", source["secret"], "name"
+    for container in [*(pod_spec.get("initContainers") or []), *(pod_spec.get("containers") or [])]:
+        for env_from in container.get("envFrom") or []:
+            if env_from.get("configMapRef"):
+                yield "configmap", env_from["configMapRef"], "name"
+            if env_from.get("secretRef"):
+                yield "secret", env_from["secretRef"], "name"
+        for env in container.get("env") or []:
+            source = env.get("valueFrom") or {}
+            if source.get("configMapKeyRef"):
+                yield "configmap", source["configMapKeyRef"], "name"
+            if source.get("secretKeyRef"):
+                yield "secret", source["secretKeyRef"], "name"
+
+
+def tracked_configs(deployment: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """The (kind, name) of every ConfigMap and Secret the target's pods use."""
+    pod_spec = deployment.get("spec", {}).get("template", {}).get("spec", {})
+    return {(kind, holder[key]) for kind, holder, key in _config_references(pod_spec) if holder.get(key)}
+
+
+def selector_label(deployment: Mapping[str, Any]) -> tuple[str, str]:
+    labels = deployment.get("spec", {}).get("selector", {}).get("matchLabels") or {}
+    for key in SELECTOR_LABELS:
+        if labels.get(key):
+            return key, str(labels[key])
+    name = deployment.get("metadata", {}).get("name", "?")
+    raise WorkloadError(
+        f"Deployment {name} needs one of the selector labels {', '.join(SELECTOR_LABELS)} in spec.selector.matchLabels"
+    )
+
+
+def owner_reference(canary: Canary) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Canary",
+        "name": canary.name,
+        "uid": canary.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _managed_metadata(canary: Canary, name: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": canary.namespace,
+        "labels": {**(labels or {}), MANAGED_BY_LABEL: MANAGED_BY},
+    }
+    if canary.uid:
+        metadata["ownerReferences"] = [owner_reference(canary)]
+    return metadata
+
+
+def primary_pod_template(
+    target: Mapping[str, Any], renamed_configs: set[tuple[str, str]], label: tuple[str, str]
+) -> dict[str, Any]:
+    """The target's pod template as the primary runs it: primary labels, ``-primary`` configs."""
+    template: dict[str, Any] = copy.deepcopy(dict(target.get("spec", {}).get("template", {})))
+    key, value = label
+    template.setdefault("metadata", {}).setdefault("labels", {})[key] = f"{value}-primary"
+    for kind, holder, name_key in _config_references(template.get("spec", {})):
+        if (kind, holder.get(name_key)) in renamed_configs:
+            holder[name_key] = f"{holder[name_key]}-primary"
+    return template
+
+
+def primary_deployment(
+    canary: Canary,
+    target: Mapping[str, Any],
+    renamed_configs: set[tuple[str, str]],
+    replicas: int | None = None,
+) -> dict[str, Any]:
+    """The ``<target>-primary`` Deployment serving the promoted revision of ``target``."""
+    label = selector_label(target)
+    key, value = label
+    spec = copy.deepcopy(dict(target.get("spec", {})))
+    spec["selector"] = {"matchLabels": {key: f"{value}-primary"}}
+    spec["template"] = primary_pod_template(target, renamed_configs, label)
+    if replicas is not None:
+        spec["replicas"] = replicas
+    target_labels = dict(target.get("metadata", {}).get("labels") or {})
+    target_labels.pop(TARGET_LABEL, None)
+    metadata = _managed_metadata(canary, canary.primary_name, {**target_labels, key: f"{value}-primary"})
+    metadata["annotations"] = {SOURCE_HASH_ANNOTATION: template_hash(target)}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
+
+
+def primary_config(canary: Canary, source: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a ConfigMap or Secret for the primary, named ``<name>-primary``."""
+    name = source["metadata"]["name"]
+    copied: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": source.get("kind", "ConfigMap"),
+        "metadata": _managed_metadata(canary, f"{name}-primary"),
+    }
+    for key in ("data", "binaryData", "type", "immutable"):
+        if key in source:
+            copied[key] = copy.deepcopy(source[key])
+    return copied
+
+
+def services(canary: Canary, target: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Apex (selects the primary, as users' clients call it), primary and canary Services."""
+    key, value = selector_label(target)
+    name = canary.service.name
+    port: dict[str, Any] = {
+        "name": canary.service.port_name,
+        "port": canary.service.port,
+        "targetPort": canary.service.target_port,
+        "protocol": "TCP",
+    }
+    if canary.service.app_protocol:
+        port["appProtocol"] = canary.service.app_protocol
+    result = []
+    for service_name, selected, metadata in (
+        (name, f"{value}-primary", canary.service.apex),
+        (f"{name}-primary", f"{value}-primary", canary.service.primary),
+        (f"{name}-canary", value, canary.service.canary),
+    ):
+        service_metadata = _managed_metadata(canary, service_name, metadata.labels)
+        if metadata.annotations:
+            service_metadata["annotations"] = dict(metadata.annotations)
+        result.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": service_metadata,
+                "spec": {"type": "ClusterIP", "selector": {key: selected}, "ports": [port]},
+            }
+        )
+    return result

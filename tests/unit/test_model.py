@@ -1,0 +1,169 @@
+"""Parsing Canaries: Flagger's defaults, and every problem reported with its field path."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from serin.model import InvalidCanary, Strategy, parse_canary, parse_duration
+
+VALID: dict[str, Any] = {
+    "apiVersion": "serin.dev/v1beta1",
+    "kind": "Canary",
+    "metadata": {"name": "podinfo", "namespace": "test"},
+    "spec": {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+        "service": {"port": 9898},
+        "analysis": {"stepWeight": 10, "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}}]},
+    },
+}
+
+
+def with_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """VALID with dotted paths set (None deletes)."""
+    manifest = copy.deepcopy(VALID)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        node = manifest
+        for part in parents:
+            node = node.setdefault(part, {})
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return manifest
+
+
+def test_defaults_follow_flagger() -> None:
+    canary = parse_canary(VALID)
+    assert canary.analysis.interval_seconds == 60
+    assert canary.analysis.threshold == 1
+    assert canary.analysis.max_weight == 100
+    assert canary.progress_deadline_seconds == 600
+    assert canary.service.name == "podinfo"
+    assert canary.service.target_port == 9898
+    assert canary.provider == "istio"
+    assert canary.analysis.strategy is Strategy.CANARY
+    assert canary.analysis.metrics[0].interval == "1m"
+
+
+@pytest.mark.parametrize(
+    ("changes", "strategy"),
+    [
+        pytest.param(
+            {"spec.analysis.stepWeight": None, "spec.analysis.stepWeights": [5, 10, 50]},
+            Strategy.CANARY,
+            id="step-weights",
+        ),
+        pytest.param(
+            {"spec.analysis.stepWeight": None, "spec.analysis.iterations": 5}, Strategy.BLUE_GREEN, id="blue-green"
+        ),
+        pytest.param(
+            {
+                "spec.analysis.stepWeight": None,
+                "spec.analysis.iterations": 5,
+                "spec.analysis.match": [{"headers": {"cookie": {"regex": "^(.*?;)?(canary=always)(;.*)?$"}}}],
+            },
+            Strategy.AB_TESTING,
+            id="ab-testing",
+        ),
+    ],
+)
+def test_strategy(changes: dict[str, Any], strategy: Strategy) -> None:
+    assert parse_canary(with_changes(changes)).analysis.strategy is strategy
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        pytest.param(
+            {"spec.analysis.stepWeight": 150},
+            ["spec.analysis.stepWeight: must be between 1 and 100"],
+            id="step-weight-range",
+        ),
+        pytest.param(
+            {"spec.analysis.stepWeight": None, "spec.analysis.stepWeights": [10, 10, 5]},
+            [
+                "spec.analysis.stepWeights[1]: must be greater than the step before it",
+                "spec.analysis.stepWeights[2]: must be greater than the step before it",
+            ],
+            id="step-weights-increasing",
+        ),
+        pytest.param({"spec.analysis.iterations": 3}, ["spec.analysis: set exactly one strategy"], id="two-strategies"),
+        pytest.param({"spec.analysis.stepWeight": None}, ["found none"], id="no-strategy"),
+        pytest.param(
+            {"spec.analysis.interval": "5s"}, ["spec.analysis.interval: must be at least 10s"], id="interval-too-short"
+        ),
+        pytest.param(
+            {"spec.analysis.interval": "soon"},
+            ["spec.analysis.interval: 'soon' is not a duration"],
+            id="interval-not-a-duration",
+        ),
+        pytest.param({"spec.analysis.threshold": 0}, ["spec.analysis.threshold: must be at least 1"], id="threshold"),
+        pytest.param(
+            {"spec.analysis.metrics": [{"name": "error-budget"}]},
+            ["spec.analysis.metrics[0]: 'error-budget' is not a builtin metric"],
+            id="unknown-metric",
+        ),
+        pytest.param(
+            {"spec.analysis.metrics": [{"name": "x", "query": "up", "thresholdRange": {"min": 5, "max": 1}}]},
+            ["spec.analysis.metrics[0].thresholdRange: min must not be greater than max"],
+            id="range",
+        ),
+        pytest.param(
+            {"spec.analysis.webhooks": [{"name": "h", "type": "sometimes", "url": "gate"}]},
+            ["spec.analysis.webhooks[0].type: must be one of", "spec.analysis.webhooks[0].url: must be an"],
+            id="webhook",
+        ),
+        pytest.param(
+            {"spec.targetRef.kind": "StatefulSet"}, ["spec.targetRef.kind: must be one of Deployment"], id="target-kind"
+        ),
+        pytest.param({"spec.provider": "linkerd-ish"}, ["spec.provider: must be one of istio"], id="provider"),
+        pytest.param({"spec.service": None}, ["spec.service: is required"], id="service-required"),
+        pytest.param({"spec.service.port": "http"}, ["spec.service.port: must be an integer"], id="port-type"),
+        pytest.param(
+            {"spec.analysis.match": [{"headers": {}}]},
+            ["spec.analysis.match: A/B testing needs iterations"],
+            id="match-without-iterations",
+        ),
+    ],
+)
+def test_every_problem_has_its_field_path(changes: dict[str, Any], expected: list[str]) -> None:
+    with pytest.raises(InvalidCanary) as raised:
+        parse_canary(with_changes(changes))
+    reported = [str(error) for error in raised.value.errors]
+    for part in expected:
+        assert any(part in line for line in reported), f"{part!r} not in {reported}"
+
+
+def test_all_problems_reported_at_once() -> None:
+    manifest = with_changes({"spec.analysis.stepWeight": 0, "spec.analysis.threshold": -1, "spec.service.port": 0})
+    with pytest.raises(InvalidCanary) as raised:
+        parse_canary(manifest)
+    paths = {error.path for error in raised.value.errors}
+    assert {"spec.analysis.stepWeight", "spec.analysis.threshold", "spec.service.port"} <= paths
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("1m", 60), ("30s", 30), ("1m30s", 90), ("500ms", 0.5), ("2h", 7200), ("1.5m", 90)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "1", "m", "1x", "1m 30s", "-1s"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_weight_steps() -> None:
+    stepped = parse_canary(with_changes({"spec.analysis.stepWeight": 30, "spec.analysis.maxWeight": 50})).analysis
+    assert [stepped.weight_after(w) for w in (0, 30)] == [30, 50]
+    listed = parse_canary(
+        with_changes({"spec.analysis.stepWeight": None, "spec.analysis.stepWeights": [1, 20, 80]})
+    ).analysis
+    assert [listed.weight_after(w) for w in (0, 1, 20, 80)] == [1, 20, 80, 100]
