@@ -1,0 +1,110 @@
+"""The PromQL behind each metric of a Canary's analysis: builtin templates and placeholder rendering.
+
+Turns a ``Metric`` of a ``Canary`` into the exact query to send: a builtin metric (``request-success-rate``,
+``request-duration``) becomes the mesh provider's template, a custom ``query`` or a MetricTemplate's
+``spec.query`` is rendered with the Canary's names. Placeholders use Flagger's ``{{ namespace }}`` form,
+with or without the spaces, and ``{{ variables.x }}`` for a metric's ``templateVariables``.
+
+This module is pure: it must not fetch MetricTemplates, talk to Prometheus or read a clock. The caller
+fetches a MetricTemplate and passes its query in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from serin.model import Canary, Metric
+
+REQUEST_SUCCESS_RATE = "request-success-rate"
+REQUEST_DURATION = "request-duration"
+
+_ISTIO = MappingProxyType(
+    {
+        # Percent of requests that did not end in a 5xx.
+        REQUEST_SUCCESS_RATE: (
+            "sum(rate(istio_requests_total{"
+            'reporter="destination", destination_workload_namespace="{{ namespace }}", '
+            'destination_workload=~"{{ target }}", response_code!~"5.*"'
+            "}[{{ interval }}]))"
+            " / "
+            "sum(rate(istio_requests_total{"
+            'reporter="destination", destination_workload_namespace="{{ namespace }}", '
+            'destination_workload=~"{{ target }}"'
+            "}[{{ interval }}]))"
+            " * 100"
+        ),
+        # p99 latency in milliseconds.
+        REQUEST_DURATION: (
+            "histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{"
+            'reporter="destination", destination_workload_namespace="{{ namespace }}", '
+            'destination_workload=~"{{ target }}"'
+            "}[{{ interval }}])) by (le))"
+        ),
+    }
+)
+
+BUILTIN_QUERIES: Mapping[str, Mapping[str, str]] = MappingProxyType({"istio": _ISTIO})
+"""Provider name -> builtin metric name -> query template."""
+
+# Anything between double braces is a placeholder, so a misspelt or Go-template-only form
+# (``{{ .Namespace }}``) is reported instead of reaching Prometheus as a syntax error.
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+
+VARIABLES_PREFIX = "variables."
+
+
+def render(template: str, variables: Mapping[str, str]) -> str:
+    """Replace each ``{{ name }}`` (or ``{{name}}``) with ``variables[name]``.
+
+    Raises ValueError naming every placeholder that has no value, so one fix covers them all.
+    """
+    unknown = sorted({match.strip() for match in _PLACEHOLDER.findall(template) if match.strip() not in variables})
+    if unknown:
+        known = ", ".join(sorted(variables)) or "none"
+        raise ValueError(f"unknown placeholder(s) {', '.join(unknown)} in query (known: {known})")
+    return _PLACEHOLDER.sub(lambda match: variables[match.group(1).strip()], template)
+
+
+def template_variables(metric: Metric, canary: Canary) -> dict[str, str]:
+    """The values a query of this metric may use, keyed by placeholder name."""
+    values = {
+        "name": canary.name,
+        "namespace": canary.namespace,
+        "target": canary.target_ref.name,
+        "service": canary.service.name,
+        "interval": metric.interval,
+    }
+    values.update({f"{VARIABLES_PREFIX}{key}": value for key, value in metric.template_variables.items()})
+    return values
+
+
+def query_for(metric: Metric, canary: Canary, template_query: str | None = None) -> str:
+    """The rendered PromQL for one metric of a Canary.
+
+    ``template_query`` is the referenced MetricTemplate's ``spec.query`` and is required when the
+    metric has a ``templateRef``. Raises ValueError for an unknown provider, a metric with neither a
+    query nor a builtin name, or a placeholder without a value.
+    """
+    variables = template_variables(metric, canary)
+    if metric.query is not None:
+        return render(metric.query, variables)
+    if metric.template_ref is not None:
+        if template_query is None:
+            raise ValueError(
+                f"metric {metric.name!r} refers to MetricTemplate {metric.template_ref.name!r}: its query is needed"
+            )
+        return render(template_query, variables)
+    provider = BUILTIN_QUERIES.get(canary.provider)
+    if provider is None:
+        raise ValueError(
+            f"no builtin metrics for provider {canary.provider!r} (known: {', '.join(sorted(BUILTIN_QUERIES))})"
+        )
+    template = provider.get(metric.name)
+    if template is None:
+        raise ValueError(
+            f"{metric.name!r} is not a builtin metric of provider {canary.provider!r} "
+            f"({', '.join(sorted(provider))}): give it a query or a templateRef"
+        )
+    return render(template, variables)

@@ -1,0 +1,141 @@
+"""A ``MetricsProvider`` over the Prometheus HTTP API (``/api/v1/query``), for Prometheus and compatibles.
+
+It sends one instant query and turns the answer into one number, or into the engine's errors:
+``NoValuesFound`` when Prometheus answered without data (an empty vector, or NaN from a 0/0 rate when
+there is no traffic), ``MetricsUnavailable`` when it could not be asked or answered with an error.
+
+It must not judge values against thresholds or build queries (see ``serin.metrics.builtin``), and it
+never lets a ``requests`` error escape.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError
+from urllib3.util import Retry
+
+from serin.ports import MetricsUnavailable, NoValuesFound
+
+DEFAULT_TIMEOUT = 5.0
+RETRIES = 2
+
+
+def retrying_session(retries: int = RETRIES, backoff_factor: float = 0.2) -> requests.Session:
+    """A session that retries GETs on connection errors and on 502/503/504 from a proxy or a restarting server."""
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        # A query that timed out is not sent again: the server is still busy with it, and repeating
+        # it would multiply the wait of a tick that has other Canaries to look at.
+        read=0,
+        status=retries,
+        status_forcelist=(502, 503, 504),
+        allowed_methods=frozenset({"GET"}),
+        backoff_factor=backoff_factor,
+        # Hand back the last 5xx instead of raising, so its body (Prometheus's error text) is reported.
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _reason(error: requests.RequestException) -> str:
+    # requests wraps urllib3's MaxRetryError, whose text repeats the pool and URL; its reason is the news.
+    cause = error.args[0] if error.args else None
+    if isinstance(cause, MaxRetryError) and cause.reason is not None:
+        return str(cause.reason)
+    return str(error) or type(error).__name__
+
+
+class PrometheusProvider:
+    """Instant queries against one Prometheus; ``session`` is used as given (retries, auth, TLS are its own)."""
+
+    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT, session: requests.Session | None = None) -> None:
+        self.address = address.rstrip("/")
+        self.timeout = timeout
+        self._owns_session = session is None
+        self.session = session if session is not None else retrying_session()
+
+    def __repr__(self) -> str:
+        return f"PrometheusProvider({self.address!r})"
+
+    def close(self) -> None:
+        if self._owns_session:
+            self.session.close()
+
+    def query(self, query: str) -> float:
+        """The query's value: the first sample of a vector, or a scalar."""
+        data = self._get_data(query)
+        result_type = data.get("resultType")
+        result = data.get("result")
+        if result_type == "vector" and isinstance(result, list):
+            if not result:
+                raise NoValuesFound(f"no values found for query {query}")
+            # Like Flagger, a query returning several series is answered by its first one.
+            sample = result[0].get("value") if isinstance(result[0], dict) else None
+        elif result_type == "scalar":
+            sample = result
+        else:
+            raise MetricsUnavailable(
+                f"query {query} returned a {result_type or 'malformed'} result, not a single value"
+            )
+        value = _sample_value(sample, query)
+        if math.isnan(value):
+            # 0/0 when nothing was requested during the interval: no data, not a measurement.
+            raise NoValuesFound(f"no values found for query {query} (NaN)")
+        return value
+
+    def is_online(self) -> bool:
+        """Whether Prometheus answers ``vector(1)`` with 1 (works behind a path prefix, unlike ``/-/healthy``)."""
+        try:
+            return self.query("vector(1)") == 1.0
+        except (NoValuesFound, MetricsUnavailable):
+            return False
+
+    def _get_data(self, query: str) -> dict[str, Any]:
+        url = f"{self.address}/api/v1/query"
+        try:
+            response = self.session.get(url, params={"query": query}, timeout=self.timeout)
+        except requests.Timeout as error:
+            raise MetricsUnavailable(
+                f"prometheus at {self.address} did not answer within {self.timeout}s: {_reason(error)}"
+            ) from error
+        except requests.RequestException as error:
+            raise MetricsUnavailable(f"prometheus at {self.address} unreachable: {_reason(error)}") from error
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise MetricsUnavailable(
+                f"prometheus at {self.address} answered status {response.status_code} without a JSON object: "
+                f"{response.text[:200]}"
+            )
+        if response.status_code != 200 or body.get("status") != "success":
+            # Prometheus explains 400 (bad_data: parse errors), 422 (execution) and 503 (timeout) in `error`.
+            detail = body.get("error") or response.text[:200]
+            kind = f" ({body['errorType']})" if body.get("errorType") else ""
+            raise MetricsUnavailable(
+                f"prometheus answered status {response.status_code}{kind} for query {query}: {detail}"
+            )
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise MetricsUnavailable(f"prometheus answer for query {query} has no data")
+        return data
+
+
+def _sample_value(sample: Any, query: str) -> float:
+    # A sample is [unix_time, "value"]; the value is a string so that NaN and ±Inf survive JSON.
+    if isinstance(sample, list) and len(sample) == 2:
+        try:
+            return float(sample[1])
+        except (TypeError, ValueError):
+            pass
+    raise MetricsUnavailable(f"query {query} returned a malformed sample: {sample!r}")

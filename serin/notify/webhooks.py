@@ -1,0 +1,140 @@
+"""Outgoing webhook gates: the JSON payload Flagger's hooks receive, and a ``HookCaller`` that POSTs it.
+
+A hook passes when it answers 2xx up to 202 within its timeout; anything else (a higher status, a
+timeout, a refused connection) is a failed ``HookResult`` with a message fit for an event. What a
+failure means (wait, failed check, roll back) is the caller's business, decided by the hook's type.
+
+This module must not raise out of ``call``, interpret hook types or read Canary status itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from serin.model import Canary, Webhook
+from serin.ports import HookResult
+
+MAX_OK_STATUS = 202
+BODY_SNIPPET = 200
+DEFAULT_BACKOFF_SECONDS = 1.0
+# Statuses worth asking again: overload and server-side failures. 501 (not implemented) and 4xx
+# will not change on a retry, and 203-299/3xx are answers, just not a yes.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def hook_payload(
+    canary: Canary,
+    phase: str,
+    checksum: str,
+    hook: Webhook,
+    extra_metadata: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The body POSTed to a hook; ``extra_metadata`` wins over the hook's own metadata."""
+    return {
+        "name": canary.name,
+        "namespace": canary.namespace,
+        "phase": phase,
+        "checksum": checksum,
+        "metadata": {**hook.metadata, **(extra_metadata or {})},
+    }
+
+
+def event_payload(
+    canary: Canary,
+    phase: str,
+    checksum: str,
+    hook: Webhook,
+    message: str,
+    event_type: str,
+    timestamp: datetime | float,
+) -> dict[str, Any]:
+    """The body of an ``event`` hook: the event's message, type (Normal/Warning) and time in metadata.
+
+    ``timestamp`` is a datetime (naive means UTC) or Unix seconds; it is sent as Unix milliseconds in a
+    string, as Flagger does.
+    """
+    if isinstance(timestamp, datetime):
+        aware = timestamp if timestamp.tzinfo is not None else timestamp.replace(tzinfo=UTC)
+        seconds = aware.timestamp()
+    else:
+        seconds = float(timestamp)
+    event = {"eventMessage": message, "eventType": event_type, "timestamp": str(int(seconds * 1000))}
+    return hook_payload(canary, phase, checksum, hook, event)
+
+
+class HttpHookCaller:
+    """POSTs JSON payloads to webhook gates; ``session`` is used as given (proxies, TLS, auth)."""
+
+    def __init__(
+        self,
+        session: requests.Session | None = None,
+        backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.session = session if session is not None else requests.Session()
+        self.backoff_seconds = backoff_seconds
+        self._sleep = sleep
+        self._clock = clock
+
+    def call(self, hook: Webhook, payload: Mapping[str, Any]) -> HookResult:
+        """POST ``payload`` to the hook, retrying up to ``hook.retries`` times; never raises.
+
+        As in Flagger, the hook's timeout bounds the whole call, retries and waits included, so a
+        hook with retries cannot hold a tick longer than its timeout says.
+        """
+        # A bounded loop rather than urllib3's Retry: the retry count is per hook while an adapter's
+        # Retry is fixed when it is mounted (one adapter per call would mean one pool per call, and
+        # mounting on a shared session races), and the loop can share the hook's single deadline
+        # between attempts, which per-attempt timeouts cannot.
+        deadline = self._clock() + hook.timeout_seconds
+        attempts = 0
+        message = f"timed out: timeout {hook.timeout_seconds:g}s leaves no time to call {hook.url}"
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                break
+            attempts += 1
+            ok, retryable, message = self._attempt(hook, payload, remaining)
+            if ok:
+                return HookResult(hook.name, True, message)
+            if not retryable or attempts > hook.retries:
+                break
+            wait = self.backoff_seconds * 2 ** (attempts - 1)
+            if self._clock() + wait >= deadline:
+                break
+            self._sleep(wait)
+        if attempts > 1:
+            message = f"{message} (after {attempts} attempts)"
+        return HookResult(hook.name, False, message)
+
+    def _attempt(self, hook: Webhook, payload: Mapping[str, Any], timeout: float) -> tuple[bool, bool, str]:
+        """One POST: (ok, worth retrying, message)."""
+        try:
+            response = self.session.post(hook.url, json=dict(payload), timeout=timeout)
+        except requests.Timeout:
+            return False, False, f"timed out after {timeout:.3g}s calling {hook.url}"
+        except requests.ConnectionError as error:
+            return False, True, f"cannot reach {hook.url}: {_reason(error)}"
+        except (requests.RequestException, ValueError, TypeError) as error:
+            # Invalid URLs, payloads JSON cannot carry: asking again gives the same answer.
+            return False, False, f"cannot call {hook.url}: {error}"
+        with response:
+            status = response.status_code
+            if status <= MAX_OK_STATUS:
+                return True, False, f"status {status}"
+            snippet = response.text[:BODY_SNIPPET].strip()
+        text = f"status {status}: {snippet}" if snippet else f"status {status}"
+        return False, status in RETRYABLE_STATUSES, text
+
+
+def _reason(error: requests.RequestException) -> str:
+    # requests wraps urllib3's MaxRetryError, whose text repeats the pool and URL; its reason is the news.
+    cause = error.args[0] if error.args else None
+    reason = getattr(cause, "reason", None)
+    return str(reason) if reason is not None else str(error) or type(error).__name__
