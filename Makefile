@@ -37,7 +37,8 @@ status: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy localcluster tests
+	$(VENV)/bin/mypy localcluster serin handlers tests wsgi.py
+	$(VENV)/bin/lint-imports
 
 test-unit: venv
 	$(PYTHON) -m pytest tests/unit -q

@@ -1,0 +1,40 @@
+"""The HTTP face of Serin: Flask blueprints that parse, call the engine and answer.
+
+``create_app`` is the one place the server is assembled (``wsgi.py`` calls it for gunicorn; tests
+call it with their own settings). Every answer is JSON, errors included: no HTML error pages, no
+tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from kubernetes import client
+from werkzeug.exceptions import HTTPException
+
+from handlers import ops, tick
+from serin.config import Settings
+from serin.engine import build_engine
+
+LOG = logging.getLogger("serin.handlers")
+
+
+def create_app(settings: Settings | None = None, api: client.ApiClient | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask("serin")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["serin"] = build_engine(settings, api)
+    app.register_blueprint(tick.blueprint)
+    app.register_blueprint(ops.blueprint)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[Response, int]:
+        return jsonify(error=error.description or error.name), error.code or 500
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> tuple[Response, int]:
+        LOG.exception("unhandled error")
+        return jsonify(error=f"internal error: {type(error).__name__}"), 500
+
+    return app

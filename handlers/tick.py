@@ -1,0 +1,85 @@
+"""``POST /tick``: one analysis step for every due Canary (or one, with ``?namespace=&name=``).
+
+Options: ``dry_run=true`` decides and reports without applying; ``force=true`` ignores the
+interval wait. The caller authenticates with a Kubernetes bearer token and must be allowed to
+update canaries.serin.dev in the namespace (in every namespace for a full tick).
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from serin.engine import Engine
+from serin.kube.auth import authenticate, may_update_canaries
+from serin.kube.store import KubeError
+
+blueprint = Blueprint("tick", __name__)
+
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _flag(name: str) -> bool:
+    value = request.args.get(name, "").lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise BadRequest(f"query parameter {name} must be true or false, not {value!r}")
+
+
+def _error(status: int, message: str, **headers: str) -> tuple[Response, int]:
+    response = jsonify(error=message)
+    response.headers.update(headers)
+    return response, status
+
+
+@blueprint.post("/tick")
+def tick() -> tuple[Response, int]:
+    engine: Engine = current_app.extensions["serin"]
+    try:
+        dry_run, force = _flag("dry_run"), _flag("force")
+    except BadRequest as error:
+        return _error(400, str(error))
+    namespace = request.args.get("namespace") or None
+    name = request.args.get("name") or None
+    if name and not namespace:
+        return _error(400, "name needs a namespace: POST /tick?namespace=NS&name=NAME")
+
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _error(
+            401,
+            "missing bearer token: send 'Authorization: Bearer <token>' (for example from `kubectl create token`)",
+            **{"WWW-Authenticate": 'Bearer realm="serin"'},
+        )
+    try:
+        identity = authenticate(engine.store, token.strip())
+        if identity is None:
+            return _error(
+                401, "the API server did not accept this token", **{"WWW-Authenticate": 'Bearer realm="serin"'}
+            )
+        allowed, reason = may_update_canaries(engine.store, identity, namespace)
+        if not allowed:
+            where = f"namespace {namespace}" if namespace else "all namespaces"
+            detail = f" ({reason})" if reason else ""
+            return _error(403, f"{identity.username} may not update canaries.serin.dev in {where}{detail}")
+        started = time.monotonic()
+        reports = engine.reconciler.tick(namespace=namespace, name=name, force=force, dry_run=dry_run)
+    except KubeError as error:
+        return _error(503, f"cannot reach the Kubernetes API: {error}")
+    if name and not reports:
+        return _error(404, f"no canary {namespace}/{name}")
+    body = {
+        "dryRun": dry_run,
+        "forced": force,
+        "durationSeconds": round(time.monotonic() - started, 3),
+        "canaries": [report.to_dict() for report in reports],
+    }
+    return jsonify(body), 200

@@ -1,0 +1,49 @@
+"""Wires the engine's parts together for the HTTP handlers: one per process, built at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from kubernetes import client
+
+from serin.config import Settings
+from serin.kube.client import api_client
+from serin.kube.store import KubeStore
+from serin.metrics.prometheus import PrometheusProvider
+from serin.notify.webhooks import HttpHookCaller
+from serin.ports import MetricsProvider, Router
+from serin.reconcile import Reconciler
+from serin.routers import router_for
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    api: client.ApiClient
+    store: KubeStore
+    reconciler: Reconciler
+
+
+def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Engine:
+    api = api or api_client(settings.kubeconfig)
+    store = KubeStore(api)
+
+    @lru_cache(maxsize=16)
+    def router(provider: str) -> Router:
+        return router_for(provider, api)
+
+    @lru_cache(maxsize=16)
+    def metrics(address: str) -> MetricsProvider:
+        # One provider (and connection pool) per metrics server, reused across ticks.
+        return PrometheusProvider(address)
+
+    reconciler = Reconciler(
+        store=store,
+        router_for=router,
+        metrics_for=metrics,
+        hooks=HttpHookCaller(),
+        default_metrics_server=settings.metrics_server,
+        default_provider=settings.default_provider,
+    )
+    return Engine(settings=settings, api=api, store=store, reconciler=reconciler)

@@ -1,0 +1,396 @@
+"""One tick: observe each due Canary, let ``decide`` choose, apply the actions, write the status.
+
+The order of writes is what makes a tick crash-safe and concurrency-safe: the actions set absolute
+values (a replica count, a weight) and are harmless to repeat; the status is written last, with the
+resourceVersion that was read, so of two ticks racing on one Canary only one advances it — the
+other's write fails with a conflict and it reports that. Events and notification hooks follow a
+successful status write, so the loser of a race sends none.
+
+A tick where no Canary is due costs one request: the list of Canaries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from serin import telemetry
+from serin.decide import (
+    METRICS,
+    Decision,
+    EnsureObjects,
+    MetricReading,
+    Need,
+    Observation,
+    PromotePrimary,
+    RunHooks,
+    ScaleTarget,
+    SetRoutes,
+    WorkloadState,
+    decide,
+    is_due,
+    seconds_until_due,
+)
+from serin.kube.store import Conflict, KubeError, KubeStore
+from serin.metrics.builtin import query_for
+from serin.model import Canary, HookType, InvalidCanary, Metric, parse_canary
+from serin.notify.webhooks import event_payload, hook_payload
+from serin.ports import HookCaller, HookResult, MetricsProvider, MetricsUnavailable, NoValuesFound, Router, SerinError
+from serin.status import CanaryStatus, Phase
+from serin.workloads import (
+    MANAGED_BY_LABEL,
+    SOURCE_HASH_ANNOTATION,
+    TARGET_LABEL,
+    WorkloadError,
+    config_hash,
+    config_key,
+    primary_config,
+    primary_deployment,
+    primary_pod_template,
+    selector_label,
+    services,
+    template_hash,
+    tracked_configs,
+)
+
+LOG = logging.getLogger("serin.reconcile")
+
+# Gathering results may unlock a later gate in the same step (metrics, then confirm-promotion).
+MAX_DECISION_ROUNDS = 5
+
+
+@dataclass
+class StepReport:
+    """What one tick did to one Canary: the JSON entry of the tick's answer."""
+
+    name: str
+    namespace: str
+    phase: str | None = None
+    weight: int = 0
+    failed_checks: int = 0
+    summary: str = ""
+    actions: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    applied: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def describe(action: object) -> str:
+    fields = dataclasses.asdict(action) if dataclasses.is_dataclass(action) and not isinstance(action, type) else {}
+    args = ", ".join(f"{key}={value}" for key, value in fields.items())
+    return f"{type(action).__name__}({args})"
+
+
+def workload_state(deployment: Mapping[str, Any] | None) -> WorkloadState | None:
+    if deployment is None:
+        return None
+    spec, status, metadata = deployment.get("spec", {}), deployment.get("status", {}), deployment.get("metadata", {})
+    return WorkloadState(
+        name=metadata.get("name", ""),
+        template_hash=template_hash(deployment),
+        replicas=int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1),
+        ready_replicas=int(status.get("readyReplicas") or 0),
+        updated_replicas=int(status.get("updatedReplicas") or 0),
+        generation=int(metadata.get("generation") or 0),
+        observed_generation=int(status.get("observedGeneration") or 0),
+        source_hash=(metadata.get("annotations") or {}).get(SOURCE_HASH_ANNOTATION, ""),
+    )
+
+
+def duplicate_owner(canary: Canary, raw: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> str | None:
+    """The older Canary that already targets the same workload, if any (the oldest one wins)."""
+    mine = (raw.get("metadata", {}).get("creationTimestamp", ""), canary.name)
+    for other in others:
+        metadata = other.get("metadata", {})
+        if metadata.get("namespace") != canary.namespace or metadata.get("name") == canary.name:
+            continue
+        ref = other.get("spec", {}).get("targetRef", {})
+        if ref.get("kind") == canary.target_ref.kind and ref.get("name") == canary.target_ref.name:
+            theirs = (metadata.get("creationTimestamp", ""), metadata.get("name", ""))
+            if theirs < mine:
+                return f"{canary.namespace}/{metadata.get('name')}"
+    return None
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: KubeStore,
+        router_for: Callable[[str], Router],
+        metrics_for: Callable[[str], MetricsProvider],
+        hooks: HookCaller,
+        default_metrics_server: str,
+        default_provider: str = "istio",
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    ) -> None:
+        self.store = store
+        self.router_for = router_for
+        self.metrics_for = metrics_for
+        self.hooks = hooks
+        self.default_metrics_server = default_metrics_server
+        self.default_provider = default_provider
+        self.clock = clock
+
+    # ---- the tick ----------------------------------------------------------------------------
+
+    def tick(
+        self, namespace: str | None = None, name: str | None = None, force: bool = False, dry_run: bool = False
+    ) -> list[StepReport]:
+        started = time.monotonic()
+        raw_canaries = self.store.list_canaries(namespace)
+        telemetry.record_counts(Counter(c.get("metadata", {}).get("namespace", "") for c in raw_canaries))
+        reports = []
+        for raw in raw_canaries:
+            metadata = raw.get("metadata", {})
+            if name and metadata.get("name") != name:
+                continue
+            report = StepReport(name=metadata.get("name", ""), namespace=metadata.get("namespace", ""))
+            step_started = time.monotonic()
+            try:
+                self.step(raw, raw_canaries, report, force=force, dry_run=dry_run)
+            except (SerinError, WorkloadError) as error:
+                # One failing Canary never stops the others.
+                report.error = str(error)
+                telemetry.TICK_ERRORS.labels(report.namespace).inc()
+            except Exception as error:
+                LOG.exception("tick of canary %s/%s failed", report.namespace, report.name)
+                report.error = f"internal error: {type(error).__name__}: {error}"
+                telemetry.TICK_ERRORS.labels(report.namespace).inc()
+            telemetry.ANALYSIS_DURATION.labels(report.namespace).observe(time.monotonic() - step_started)
+            reports.append(report)
+        telemetry.TICK_DURATION.observe(time.monotonic() - started)
+        return reports
+
+    def step(
+        self,
+        raw: Mapping[str, Any],
+        others: Sequence[Mapping[str, Any]],
+        report: StepReport,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> None:
+        status = CanaryStatus.from_dict(raw.get("status"))
+        report.phase = status.phase.value if status.phase else None
+        report.weight, report.failed_checks = status.canary_weight, status.failed_checks
+        try:
+            canary = parse_canary(raw, self.default_provider)
+        except InvalidCanary as invalid:
+            report.error = f"invalid canary: {invalid}"
+            return
+        now = self.clock()
+        # Decide cheaply whether to look closer: a Canary that is not due costs no request.
+        if not force and not is_due(canary, status, now) and not canary.suspend:
+            report.summary = f"not due: next step in {seconds_until_due(canary, status, now):.0f}s"
+            return
+
+        observation = self.observe(canary, raw, others)
+        decision = decide(canary, status, observation, now, force=force)
+        for _ in range(MAX_DECISION_ROUNDS):
+            if not decision.needs:
+                break
+            if dry_run and any(need != METRICS for need in decision.needs):
+                report.summary = f"would call hooks: {', '.join(str(n) for n in decision.needs)} (dry run)"
+                return
+            observation = self.gather(canary, decision.needs, observation, status)
+            decision = decide(canary, status, observation, now, force=force)
+        report.summary = decision.summary
+        report.actions = [describe(action) for action in decision.actions]
+        report.events = [event.message for event in decision.events]
+        if dry_run:
+            report.phase = decision.status.phase.value if decision.status.phase else None
+            report.weight = decision.status.canary_weight
+            return
+
+        target = self.store.get_deployment(canary.namespace, canary.target_ref.name) if decision.actions else None
+        for action in decision.actions:
+            if target is not None:
+                self.apply(canary, action, target, observation)
+        new_status = decision.status
+        if new_status != status:
+            try:
+                self.store.write_canary_status(
+                    canary.namespace, canary.name, canary.resource_version, new_status.to_dict()
+                )
+            except Conflict:
+                report.summary = "another tick advanced this canary first; nothing recorded"
+                report.events = []
+                return
+        report.applied = True
+        report.phase = new_status.phase.value if new_status.phase else None
+        report.weight, report.failed_checks = new_status.canary_weight, new_status.failed_checks
+        telemetry.record_canary(
+            canary.name, canary.namespace, canary.target_ref.name, new_status.phase, new_status.canary_weight
+        )
+        if new_status.phase != status.phase and new_status.phase in (Phase.SUCCEEDED, Phase.FAILED):
+            outcome = "succeeded" if new_status.phase is Phase.SUCCEEDED else "failed"
+            telemetry.CANARY_RESULTS.labels(canary.name, canary.namespace, outcome).inc()
+        self.announce(canary, decision, now)
+
+    # ---- observing ---------------------------------------------------------------------------
+
+    def observe(self, canary: Canary, raw: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> Observation:
+        target = self.store.get_deployment(canary.namespace, canary.target_ref.name)
+        primary = self.store.get_deployment(canary.namespace, canary.primary_name)
+        hashes: dict[str, str] = {}
+        if target is not None:
+            for kind, name in sorted(tracked_configs(target)):
+                config = self.store.get_config(kind, canary.namespace, name)
+                if config is not None:
+                    hashes[config_key(kind, name)] = config_hash(config)
+        try:
+            routes = self.router_for(canary.provider).get_routes(canary)
+        except SerinError:
+            routes = None
+        return Observation(
+            target=workload_state(target),
+            primary=workload_state(primary),
+            config_hashes=hashes,
+            routes=routes,
+            duplicate_of=duplicate_owner(canary, raw, others),
+        )
+
+    def gather(
+        self, canary: Canary, needs: tuple[Need, ...], observation: Observation, status: CanaryStatus
+    ) -> Observation:
+        hooks = dict(observation.hooks)
+        metrics = observation.metrics
+        for need in needs:
+            if need == METRICS:
+                metrics = tuple(self.read_metric(canary, metric) for metric in canary.analysis.metrics)
+            elif isinstance(need, HookType):
+                hooks[need] = self.call_hooks(canary, need, status)
+        return dataclasses.replace(observation, hooks=hooks, metrics=metrics)
+
+    def call_hooks(self, canary: Canary, hook_type: HookType, status: CanaryStatus) -> tuple[HookResult, ...]:
+        phase = status.phase.value if status.phase else ""
+        return tuple(
+            self.hooks.call(hook, hook_payload(canary, phase, status.last_applied_spec, hook))
+            for hook in canary.analysis.hooks(hook_type)
+        )
+
+    def read_metric(self, canary: Canary, metric: Metric) -> MetricReading:
+        address = canary.metrics_server or self.default_metrics_server
+        try:
+            template_query = None
+            if metric.template_ref is not None:
+                template = self.store.get_metric_template(
+                    metric.template_ref.namespace or canary.namespace, metric.template_ref.name
+                )
+                template_query = template.get("spec", {}).get("query")
+                address = template.get("spec", {}).get("provider", {}).get("address") or address
+            value = self.metrics_for(address).query(query_for(metric, canary, template_query))
+            return MetricReading(metric.name, value)
+        except NoValuesFound as error:
+            return MetricReading(metric.name, None, "no-data", str(error))
+        except (MetricsUnavailable, KubeError, ValueError) as error:
+            return MetricReading(metric.name, None, "unavailable", str(error))
+
+    # ---- acting ------------------------------------------------------------------------------
+
+    def apply(self, canary: Canary, action: object, target: dict[str, Any], observation: Observation) -> None:
+        namespace = canary.namespace
+        if isinstance(action, EnsureObjects):
+            self.ensure_objects(canary, target)
+        elif isinstance(action, ScaleTarget):
+            current = observation.target.replicas if observation.target else None
+            if current != action.replicas:
+                self.store.scale_deployment(namespace, canary.target_ref.name, action.replicas)
+        elif isinstance(action, SetRoutes):
+            self.router_for(canary.provider).set_routes(canary, action.primary_weight, action.canary_weight)
+        elif isinstance(action, PromotePrimary):
+            self.promote(canary, target)
+        elif isinstance(action, RunHooks):
+            # Notifications: their answers change nothing, and a failure is only logged.
+            pass
+
+    def ensure_objects(self, canary: Canary, target: dict[str, Any]) -> None:
+        """Create what is missing; never overwrite the primary's template (that is promotion's job)."""
+        namespace = canary.namespace
+        labels = target.get("metadata", {}).get("labels") or {}
+        if labels.get(TARGET_LABEL) != canary.name:
+            # The Deployment webhook selects targets by this label.
+            self.store.patch(
+                "Deployment", namespace, canary.target_ref.name, {"metadata": {"labels": {TARGET_LABEL: canary.name}}}
+            )
+        configs = tracked_configs(target)
+        primary = self.store.get_deployment(namespace, canary.primary_name)
+        if primary is None:
+            for kind, name in sorted(configs):
+                source = self.store.get_config(kind, namespace, name)
+                if source is not None:
+                    self.store.create(primary_config(canary, source))
+            replicas = max(1, int(target.get("spec", {}).get("replicas") or 1))
+            self.store.create(primary_deployment(canary, target, configs, replicas=replicas))
+        for wanted in services(canary, target):
+            existing = self.store.get_service(namespace, wanted["metadata"]["name"])
+            if existing is None:
+                self.store.create(wanted)
+            elif existing.get("spec", {}).get("selector") != wanted["spec"]["selector"]:
+                self.store.patch(
+                    "Service", namespace, wanted["metadata"]["name"], {"spec": {"selector": wanted["spec"]["selector"]}}
+                )
+        self.router_for(canary.provider).reconcile(canary)
+
+    def promote(self, canary: Canary, target: dict[str, Any]) -> None:
+        """Copy the target's configs and pod template into the primary (replicas stay the primary's)."""
+        namespace = canary.namespace
+        configs = tracked_configs(target)
+        for kind, name in sorted(configs):
+            source = self.store.get_config(kind, namespace, name)
+            if source is None:
+                continue
+            wanted = primary_config(canary, source)
+            existing = self.store.get_config(kind, namespace, f"{name}-primary")
+            if existing is None:
+                self.store.create(wanted)
+            else:
+                wanted["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+                self.store.replace(wanted)
+        primary = self.store.get_deployment(namespace, canary.primary_name)
+        if primary is None:
+            self.store.create(primary_deployment(canary, target, configs))
+            return
+        primary["spec"]["template"] = primary_pod_template(target, configs, selector_label(target))
+        annotations = primary["metadata"].setdefault("annotations", {})
+        annotations[SOURCE_HASH_ANNOTATION] = template_hash(target)
+        primary["metadata"].setdefault("labels", {})[MANAGED_BY_LABEL] = "serin"
+        self.store.replace(primary)
+
+    def announce(self, canary: Canary, decision: Decision, now: datetime.datetime) -> None:
+        """Events on the Canary, event hooks, and post-rollout notifications, after the status landed."""
+        phase = decision.status.phase.value if decision.status.phase else ""
+        for event in decision.events:
+            try:
+                self.store.record_event(canary, event.type, event.reason, event.message, now)
+            except KubeError as error:
+                LOG.warning("could not record event on %s: %s", canary.key, error)
+            for hook in canary.analysis.hooks(HookType.EVENT):
+                self.hooks.call(
+                    hook,
+                    event_payload(
+                        canary,
+                        phase,
+                        decision.status.last_applied_spec,
+                        hook,
+                        event.message,
+                        event.type,
+                        now,
+                    ),
+                )
+        for action in decision.actions:
+            if isinstance(action, RunHooks):
+                for hook in canary.analysis.hooks(action.hook_type):
+                    result = self.hooks.call(hook, hook_payload(canary, phase, decision.status.last_applied_spec, hook))
+                    if not result.ok:
+                        LOG.warning(
+                            "%s hook %s of %s failed: %s", action.hook_type.value, hook.name, canary.key, result.message
+                        )

@@ -1,0 +1,240 @@
+"""Whole releases driven by POST /tick over HTTPS: real API server, simulated mesh traffic, real Prometheus."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from typing import Any
+
+import pytest
+
+from localcluster.testing import ClusterHandle, eventually
+from tests.integration.helpers import SerinServer, canary, canary_status, events, podinfo
+
+pytestmark = pytest.mark.integration
+
+# Short windows: the simulator sends 50 requests a second and Prometheus scrapes every second.
+METRICS = [
+    {"name": "request-success-rate", "interval": "15s", "thresholdRange": {"min": 99}},
+    {"name": "request-duration", "interval": "15s", "thresholdRange": {"max": 500}},
+]
+WEIGHTED = {"interval": "10s", "threshold": 2, "maxWeight": 40, "stepWeight": 20, "metrics": METRICS}
+# Time for the simulator to follow new routes and Prometheus to scrape what it sent.
+SETTLE_SECONDS = 3.0
+
+
+def tick(server: SerinServer, token: str, namespace: str, **params: str) -> dict[str, Any]:
+    response = server.tick(token, namespace=namespace, name="podinfo", force="true", **params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["canaries"][0]["error"] is None, body
+    return body
+
+
+def drive(
+    cluster: ClusterHandle, server: SerinServer, token: str, namespace: str, phase: str, max_ticks: int = 25
+) -> dict[str, Any]:
+    """Tick until the Canary reaches ``phase``; fail with the step history if it does not."""
+    history = []
+    for _ in range(max_ticks):
+        report = tick(server, token, namespace)["canaries"][0]
+        history.append(f"{report['phase']} w={report['weight']} f={report['failed_checks']}: {report['summary']}")
+        status = canary_status(cluster, namespace)
+        if status.get("phase") == phase:
+            return status
+        time.sleep(SETTLE_SECONDS if report["weight"] else 0.5)
+    raise AssertionError(f"canary never reached {phase}:\n" + "\n".join(history))
+
+
+def deployment(cluster: ClusterHandle, namespace: str, name: str) -> dict[str, Any]:
+    return cluster.get_json("deployment", name, "-n", namespace)
+
+
+def routes(cluster: ClusterHandle, namespace: str) -> list[tuple[str, int]]:
+    vs = cluster.get_json("virtualservice", "podinfo", "-n", namespace)
+    http = vs["spec"]["http"][-1]
+    return [(route["destination"]["host"], route.get("weight", 100)) for route in http["route"]]
+
+
+def initialized(cluster: ClusterHandle, server: SerinServer, token: str, namespace: str, **spec: Any) -> None:
+    cluster.apply(podinfo(namespace))
+    cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    cluster.apply(canary(namespace, spec.pop("analysis", WEIGHTED), **spec))
+    drive(cluster, server, token, namespace, "Initialized")
+
+
+def set_image(cluster: ClusterHandle, namespace: str, tag: str) -> None:
+    cluster.kubectl(
+        "set", "image", "deployment/podinfo", f"podinfod=ghcr.io/stefanprodan/podinfo:{tag}", "-n", namespace
+    )
+
+
+def at_first_step(cluster: ClusterHandle, server: SerinServer, token: str, namespace: str) -> None:
+    """An initialized Canary whose new revision has reached the first weight step."""
+    initialized(cluster, server, token, namespace)
+    set_image(cluster, namespace, "6.0.1")
+    eventually(
+        lambda: tick(server, token, namespace)["canaries"][0]["weight"] == 20, timeout=30, what="the first weight step"
+    )
+
+
+def test_initialization_creates_primary_and_services(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    initialized(local_cluster, serin_server, tokens["ticker"], namespace)
+    primary = deployment(local_cluster, namespace, "podinfo-primary")
+    assert primary["spec"]["template"]["spec"]["containers"][0]["image"].endswith("podinfo:6.0.0")
+    assert primary["status"].get("readyReplicas") == 2
+    assert deployment(local_cluster, namespace, "podinfo")["spec"]["replicas"] == 0
+    apex = local_cluster.get_json("service", "podinfo", "-n", namespace)
+    assert apex["spec"]["selector"] == {"app": "podinfo-primary"}
+    assert local_cluster.get_json("service", "podinfo-canary", "-n", namespace)["spec"]["selector"] == {
+        "app": "podinfo"
+    }
+    assert routes(local_cluster, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
+    assert "Initialization done! podinfo." + namespace in events(local_cluster, namespace)
+    printed = local_cluster.kubectl("get", "canary", "podinfo", "-n", namespace).stdout
+    assert "Initialized" in printed and "WEIGHT" in printed
+
+
+def test_good_release_is_promoted(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace)
+    set_image(local_cluster, namespace, "6.0.1")
+
+    status = drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    assert status["lastPromotedSpec"] == status["lastAppliedSpec"]
+    primary = deployment(local_cluster, namespace, "podinfo-primary")
+    assert primary["spec"]["template"]["spec"]["containers"][0]["image"].endswith("podinfo:6.0.1")
+    assert deployment(local_cluster, namespace, "podinfo")["spec"]["replicas"] == 0
+    assert routes(local_cluster, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
+    history = events(local_cluster, namespace)
+    assert f"New revision detected! Scaling up podinfo.{namespace}" in history
+    assert f"Advance podinfo.{namespace} canary weight 20" in history
+    assert f"Advance podinfo.{namespace} canary weight 40" in history
+    assert f"Promotion completed! Scaling down podinfo.{namespace}" in history
+    condition = status["conditions"][0]
+    assert (condition["type"], condition["status"], condition["reason"]) == ("Promoted", "True", "Succeeded")
+
+
+def test_release_with_errors_is_rolled_back(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace)
+    bad = podinfo(namespace, "ghcr.io/stefanprodan/podinfo:6.0.2", **{"simulator.serin.dev/error-rate": "0.5"})
+    bad["spec"]["replicas"] = 0
+    local_cluster.apply(bad)
+
+    status = drive(local_cluster, serin_server, token, namespace, "Failed")
+    primary = deployment(local_cluster, namespace, "podinfo-primary")
+    assert primary["spec"]["template"]["spec"]["containers"][0]["image"].endswith("podinfo:6.0.0")
+    assert primary["spec"]["replicas"] == 2
+    assert deployment(local_cluster, namespace, "podinfo")["spec"]["replicas"] == 0
+    assert routes(local_cluster, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
+    assert status["conditions"][0]["status"] == "False"
+    history = events(local_cluster, namespace)
+    assert any(m.startswith(f"Halt podinfo.{namespace} advancement success rate") for m in history), history
+    assert f"Rolling back podinfo.{namespace} failed checks threshold reached 2" in history
+
+
+def test_ab_release_on_a_cookie_is_promoted(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    analysis = {
+        "interval": "10s",
+        "threshold": 2,
+        "iterations": 2,
+        "match": [{"headers": {"cookie": {"regex": "^(.*?;)?(canary=always)(;.*)?$"}}}],
+        "metrics": METRICS,
+    }
+    initialized(local_cluster, serin_server, token, namespace, analysis=analysis)
+    set_image(local_cluster, namespace, "6.0.1")
+
+    eventually(
+        lambda: tick(serin_server, token, namespace)["canaries"][0]["weight"] == 100,
+        timeout=30,
+        what="matched traffic routed to the canary",
+    )
+    vs = local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)
+    assert vs["spec"]["http"][0]["match"] == analysis["match"]
+    assert [r.get("weight") for r in vs["spec"]["http"][0]["route"]] == [0, 100]
+    status = drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    assert status["lastPromotedSpec"] == status["lastAppliedSpec"]
+    history = events(local_cluster, namespace)
+    assert f"Advance podinfo.{namespace} canary iteration 2/2" in history
+    primary = deployment(local_cluster, namespace, "podinfo-primary")
+    assert primary["spec"]["template"]["spec"]["containers"][0]["image"].endswith("podinfo:6.0.1")
+
+
+def test_new_revision_during_analysis_restarts_it(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    at_first_step(local_cluster, serin_server, token, namespace)
+    first_revision = canary_status(local_cluster, namespace)["lastAppliedSpec"]
+
+    set_image(local_cluster, namespace, "6.0.2")
+    report = tick(serin_server, token, namespace)["canaries"][0]
+    status = canary_status(local_cluster, namespace)
+    assert (status["phase"], status["canaryWeight"]) == ("Progressing", 0), report
+    assert status["lastAppliedSpec"] != first_revision
+    assert routes(local_cluster, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
+    assert f"New revision detected! Restarting analysis for podinfo.{namespace}" in events(local_cluster, namespace)
+
+
+def test_two_concurrent_ticks_advance_once(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    at_first_step(local_cluster, serin_server, token, namespace)
+    # Unforced ticks once the interval has passed: each may advance the Canary, together only once.
+    time.sleep(10.5)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: serin_server.tick(token, namespace=namespace, name="podinfo"), range(2)))
+    reports = [answer.json()["canaries"][0] for answer in answers]
+    assert all(answer.status_code == 200 for answer in answers)
+    assert sum(report["applied"] and report["weight"] == 40 for report in reports) == 1, reports
+    assert canary_status(local_cluster, namespace)["canaryWeight"] == 40
+    advances = [
+        m for m in events(local_cluster, namespace) if m.startswith(f"Advance podinfo.{namespace} canary weight 40")
+    ]
+    assert len(advances) == 1
+
+
+def test_dry_run_changes_nothing(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace)
+    set_image(local_cluster, namespace, "6.0.1")
+
+    def versions() -> dict[str, str]:
+        listed = local_cluster.get_json(
+            "canaries,deployments,services,virtualservices,destinationrules", "-n", namespace
+        )
+        return {f"{i['kind']}/{i['metadata']['name']}": i["metadata"]["resourceVersion"] for i in listed["items"]}
+
+    before = versions()
+    body = tick(serin_server, token, namespace, dry_run="true")
+    report = body["canaries"][0]
+    assert body["dryRun"] is True
+    assert report["phase"] == "Progressing" and "ScaleTarget(replicas=2)" in report["actions"]
+    assert report["applied"] is False
+    assert versions() == before
+
+
+def test_tick_requires_a_token_allowed_to_update_canaries(serin_server: SerinServer, tokens: dict[str, str]) -> None:
+    anonymous = serin_server.tick(None)
+    assert anonymous.status_code == 401
+    assert "bearer token" in anonymous.json()["error"]
+    assert serin_server.tick("not-a-token").status_code == 401
+    stranger = serin_server.tick(tokens["stranger"])
+    assert stranger.status_code == 403
+    assert "system:serviceaccount:serin-tests:stranger may not update canaries.serin.dev" in stranger.json()["error"]
+    bad_flag = serin_server.tick(tokens["ticker"], force="perhaps")
+    assert bad_flag.status_code == 400
+    assert serin_server.tick(tokens["ticker"], name="podinfo").status_code == 400
