@@ -8,14 +8,10 @@ identities (and the kubeconfig) it had.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from serin import tls
 
 VALIDITY = datetime.timedelta(days=365)
 
@@ -61,97 +57,10 @@ class Pki:
         return self.path(f"{identity}.key")
 
 
-def _new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _name(common_name: str, organization: str | None = None) -> x509.Name:
-    attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-    if organization:
-        attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-    return x509.Name(attributes)
-
-
 def _write(path: Path, data: bytes, private: bool = False) -> None:
     path.write_bytes(data)
     if private:
         path.chmod(0o600)
-
-
-def _issue(
-    subject: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
-    ca_cert: x509.Certificate,
-    ca_key: ec.EllipticCurvePrivateKey,
-    usage: x509.ObjectIdentifier,
-    sans: list[x509.GeneralName] | None = None,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    )
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return builder.sign(ca_key, hashes.SHA256())
-
-
-def new_ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = _new_key()
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def issue_serving(
-    ca_cert: x509.Certificate,
-    ca_key: ec.EllipticCurvePrivateKey,
-    common_name: str,
-    dns_names: list[str],
-    ip_addresses: list[str],
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A server certificate; clients check only its SANs, never the common name."""
-    key = _new_key()
-    sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
-    sans += [x509.IPAddress(ipaddress.ip_address(address)) for address in ip_addresses]
-    return _issue(_name(common_name), key, ca_cert, ca_key, ExtendedKeyUsageOID.SERVER_AUTH, sans), key
 
 
 def write_serving_pair(directory: Path, ip_addresses: list[str]) -> tuple[Path, Path, bytes]:
@@ -160,12 +69,12 @@ def write_serving_pair(directory: Path, ip_addresses: list[str]) -> tuple[Path, 
     Returns the certificate and key paths and the CA bundle (PEM) that clients must trust.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    ca_cert, ca_key = new_ca("serin-test-ca")
-    cert, key = issue_serving(ca_cert, ca_key, "serin-test-server", ["localhost"], ip_addresses)
+    ca_cert, ca_key = tls.new_ca("serin-test-ca", VALIDITY)
+    cert, key = tls.issue_serving(ca_cert, ca_key, "serin-test-server", ["localhost"], ip_addresses, VALIDITY)
     cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-    _write(key_path, _key_pem(key), private=True)
-    return cert_path, key_path, ca_cert.public_bytes(serialization.Encoding.PEM)
+    _write(cert_path, tls.cert_pem(cert))
+    _write(key_path, tls.key_pem(key), private=True)
+    return cert_path, key_path, tls.cert_pem(ca_cert)
 
 
 def ensure_pki(directory: Path) -> Pki:
@@ -173,13 +82,12 @@ def ensure_pki(directory: Path) -> Pki:
     pki = Pki(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if pki.ca_cert.exists() and pki.path("ca.key").exists():
-        ca_key = serialization.load_pem_private_key(pki.path("ca.key").read_bytes(), None)
-        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-        ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+        ca_key = tls.load_key(pki.path("ca.key").read_bytes())
+        ca_cert = tls.load_cert(pki.ca_cert.read_bytes())
     else:
-        ca_cert, ca_key = new_ca("serin-localcluster-ca")
-        _write(pki.path("ca.key"), _key_pem(ca_key), private=True)
-        _write(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
+        ca_cert, ca_key = tls.new_ca("serin-localcluster-ca", VALIDITY)
+        _write(pki.path("ca.key"), tls.key_pem(ca_key), private=True)
+        _write(pki.ca_cert, tls.cert_pem(ca_cert))
 
     if not pki.serving_cert.exists():
         dns_names = [
@@ -189,23 +97,19 @@ def ensure_pki(directory: Path) -> Pki:
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ]
-        cert, key = issue_serving(ca_cert, ca_key, "kube-apiserver", dns_names, ["127.0.0.1", "10.0.0.1"])
-        _write(pki.serving_key, _key_pem(key), private=True)
-        _write(pki.serving_cert, cert.public_bytes(serialization.Encoding.PEM))
+        cert, key = tls.issue_serving(ca_cert, ca_key, "kube-apiserver", dns_names, ["127.0.0.1", "10.0.0.1"], VALIDITY)
+        _write(pki.serving_key, tls.key_pem(key), private=True)
+        _write(pki.serving_cert, tls.cert_pem(cert))
 
     for identity, (common_name, organization) in CLIENT_IDENTITIES.items():
         if pki.client_cert(identity).exists():
             continue
-        key = _new_key()
-        cert = _issue(_name(common_name, organization), key, ca_cert, ca_key, ExtendedKeyUsageOID.CLIENT_AUTH)
-        _write(pki.client_key(identity), _key_pem(key), private=True)
-        _write(pki.client_cert(identity), cert.public_bytes(serialization.Encoding.PEM))
+        cert, key = tls.issue_client(ca_cert, ca_key, common_name, organization, VALIDITY)
+        _write(pki.client_key(identity), tls.key_pem(key), private=True)
+        _write(pki.client_cert(identity), tls.cert_pem(cert))
 
     if not pki.service_account_key.exists():
-        key = _new_key()
-        _write(pki.service_account_key, _key_pem(key), private=True)
-        _write(
-            pki.service_account_public_key,
-            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
-        )
+        key = tls.new_key()
+        _write(pki.service_account_key, tls.key_pem(key), private=True)
+        _write(pki.service_account_public_key, tls.public_key_pem(key))
     return pki
