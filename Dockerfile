@@ -1,0 +1,55 @@
+# syntax=docker/dockerfile:1
+# Serin: the server (gunicorn + Flask), the webhook certificate tool and the tick client, in one
+# image. Build: docker build -t REGISTRY/serin:TAG .   (then set it in k8s/kustomization.yaml)
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---- builder: the runtime dependencies, in a venv that the final stage copies whole ----------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+COPY requirements.txt /tmp/requirements.txt
+# pip compiles the installed modules to bytecode, so the read-only container never needs to.
+RUN /opt/venv/bin/pip install --requirement /tmp/requirements.txt
+
+# ---- final: the same base (the venv's interpreter is /usr/local/bin/python3.11), no build tools
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="serin" \
+      org.opencontainers.image.description="Progressive delivery for Kubernetes: admission webhooks and a tick endpoint"
+
+# No .pyc written at run time (the root filesystem is read-only in the cluster), logs unbuffered,
+# the venv first on PATH, and /app importable from any script (webhook-certs/ runs as a script).
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app
+
+# A fixed numeric identity, the one the manifests' securityContext (runAsUser: 10001) expects.
+RUN groupadd --gid 10001 serin \
+    && useradd --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
+       --shell /usr/sbin/nologin serin
+
+COPY --from=builder /opt/venv /opt/venv
+
+WORKDIR /app
+# Owned by root and not writable by the server's user.
+COPY serin/ serin/
+COPY handlers/ handlers/
+COPY webhook-certs/ webhook-certs/
+COPY wsgi.py ./
+RUN python -m compileall -q serin handlers webhook-certs wsgi.py
+
+USER 10001:10001
+EXPOSE 8443
+
+# The fixed part of the server: HTTPS on 8443 with the Secret mounted at /etc/serin/tls, and no
+# gunicorn control socket (it would want a writable $HOME; nothing uses it in a Pod).
+ENTRYPOINT ["gunicorn", \
+            "--bind", "0.0.0.0:8443", \
+            "--certfile", "/etc/serin/tls/tls.crt", \
+            "--keyfile", "/etc/serin/tls/tls.key", \
+            "--no-control-socket", \
+            "wsgi:app"]
+# The tunable part; a Pod's `args:` replace it (k8s/deployment.yaml repeats it explicitly).
+CMD ["--worker-class", "gthread", "--workers", "2", "--threads", "4", "--worker-tmp-dir", "/tmp"]
