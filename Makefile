@@ -37,7 +37,7 @@ status: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy localcluster serin handlers tests wsgi.py
+	$(VENV)/bin/mypy localcluster serin handlers tests benchmarks wsgi.py webhook-certs/serin_certs.py
 	$(VENV)/bin/lint-imports
 
 test-unit: venv

@@ -13,7 +13,7 @@ from flask import Flask, Response, jsonify
 from kubernetes import client
 from werkzeug.exceptions import HTTPException
 
-from handlers import ops, tick
+from handlers import admission, ops, tick
 from serin.config import Settings
 from serin.engine import build_engine
 
@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None, api: client.ApiClient | None = 
     app = Flask("serin")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["serin"] = build_engine(settings, api)
+    app.register_blueprint(admission.blueprint)
     app.register_blueprint(tick.blueprint)
     app.register_blueprint(ops.blueprint)
 

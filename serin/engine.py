@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from kubernetes import client
 
+from serin.admission import Admission
 from serin.config import Settings
 from serin.kube.client import api_client
 from serin.kube.store import KubeStore
@@ -23,6 +24,7 @@ class Engine:
     api: client.ApiClient
     store: KubeStore
     reconciler: Reconciler
+    admission: Admission
 
 
 def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Engine:
@@ -46,4 +48,23 @@ def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Eng
         default_metrics_server=settings.metrics_server,
         default_provider=settings.default_provider,
     )
-    return Engine(settings=settings, api=api, store=store, reconciler=reconciler)
+
+    @lru_cache(maxsize=1)
+    def own_username() -> str:
+        """Who Serin is to the API server, to tell its own writes from everybody else's."""
+        review = store.request(
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+            what="self subject review",
+        )
+        return str(review.get("status", {}).get("userInfo", {}).get("username", ""))
+
+    admission = Admission(
+        store=store,
+        reconciler=reconciler,
+        default_provider=settings.default_provider,
+        tick_schedule_seconds=settings.tick_schedule_seconds,
+        own_username=own_username,
+    )
+    return Engine(settings=settings, api=api, store=store, reconciler=reconciler, admission=admission)

@@ -50,6 +50,7 @@ from serin.workloads import (
     WorkloadError,
     config_hash,
     config_key,
+    owner_reference,
     primary_config,
     primary_deployment,
     primary_pod_template,
@@ -313,7 +314,11 @@ class Reconciler:
             pass
 
     def ensure_objects(self, canary: Canary, target: dict[str, Any]) -> None:
-        """Create what is missing; never overwrite the primary's template (that is promotion's job)."""
+        """Create what is missing and adopt what has no owner yet.
+
+        Never overwrites the primary's template: that is promotion's job. Objects that admission
+        created before the Canary was stored carry no ownerReference; they get one here.
+        """
         namespace = canary.namespace
         labels = target.get("metadata", {}).get("labels") or {}
         if labels.get(TARGET_LABEL) != canary.name:
@@ -322,23 +327,46 @@ class Reconciler:
                 "Deployment", namespace, canary.target_ref.name, {"metadata": {"labels": {TARGET_LABEL: canary.name}}}
             )
         configs = tracked_configs(target)
-        primary = self.store.get_deployment(namespace, canary.primary_name)
-        if primary is None:
-            for kind, name in sorted(configs):
+        for kind, name in sorted(configs):
+            copy_name = f"{name}-primary"
+            existing = self.store.get_config(kind, namespace, copy_name)
+            if existing is None:
                 source = self.store.get_config(kind, namespace, name)
                 if source is not None:
                     self.store.create(primary_config(canary, source))
+            else:
+                self._adopt(canary, existing)
+        primary = self.store.get_deployment(namespace, canary.primary_name)
+        if primary is None:
             replicas = max(1, int(target.get("spec", {}).get("replicas") or 1))
             self.store.create(primary_deployment(canary, target, configs, replicas=replicas))
+        else:
+            self._adopt(canary, primary)
         for wanted in services(canary, target):
             existing = self.store.get_service(namespace, wanted["metadata"]["name"])
             if existing is None:
                 self.store.create(wanted)
-            elif existing.get("spec", {}).get("selector") != wanted["spec"]["selector"]:
+                continue
+            self._adopt(canary, existing)
+            if existing.get("spec", {}).get("selector") != wanted["spec"]["selector"]:
                 self.store.patch(
                     "Service", namespace, wanted["metadata"]["name"], {"spec": {"selector": wanted["spec"]["selector"]}}
                 )
         self.router_for(canary.provider).reconcile(canary)
+
+    def _adopt(self, canary: Canary, obj: Mapping[str, Any]) -> None:
+        metadata = obj.get("metadata", {})
+        references = metadata.get("ownerReferences") or []
+        if not canary.uid or any(reference.get("uid") == canary.uid for reference in references):
+            return
+        if (metadata.get("labels") or {}).get(MANAGED_BY_LABEL) != "serin":
+            return  # never take over somebody else's object
+        self.store.patch(
+            obj.get("kind", "Deployment"),
+            canary.namespace,
+            metadata["name"],
+            {"metadata": {"ownerReferences": [*references, owner_reference(canary)]}},
+        )
 
     def promote(self, canary: Canary, target: dict[str, Any]) -> None:
         """Copy the target's configs and pod template into the primary (replicas stay the primary's)."""

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from werkzeug.serving import make_server
 
 from handlers import create_app
+from localcluster import webhooks
 from localcluster.pki import write_serving_pair
 from localcluster.processes import free_port
-from localcluster.testing import ClusterHandle
+from localcluster.testing import ClusterHandle, eventually
 from serin.config import Settings
 from tests.integration.helpers import SerinServer
 
@@ -27,14 +30,54 @@ def serin_crds(local_cluster: ClusterHandle) -> None:
         local_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.serin.dev", "--timeout=30s")
 
 
+def rendered(cluster: ClusterHandle, kind: str, name: str) -> dict[str, Any]:
+    """One object of the shipped install manifests (k8s/), as kustomize renders it."""
+    documents = yaml.safe_load_all(cluster.kubectl("kustomize", str(REPO / "k8s")).stdout)
+    return next(d for d in documents if d and d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+@pytest.fixture(scope="session")
+def serin_kubeconfig(local_cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Serin runs as its own service account with the ClusterRole it ships, as in a cluster."""
+    role = rendered(local_cluster, "ClusterRole", "serin")
+    role["metadata"] = {"name": "serin-tests-server"}
+    local_cluster.apply(
+        [
+            *TEST_ACCOUNTS,
+            role,
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": "serin-tests-server"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "serin-tests-server",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": "serin", "namespace": "serin-tests"}],
+            },
+        ]
+    )
+    token = local_cluster.kubectl("create", "token", "serin", "-n", "serin-tests", "--duration=2h").stdout.strip()
+    admin = yaml.safe_load(local_cluster.kubeconfig.read_text())
+    admin["users"] = [{"name": "serin", "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = "serin"
+    path = tmp_path_factory.mktemp("serin-identity") / "kubeconfig"
+    path.write_text(yaml.safe_dump(admin))
+    return path
+
+
 @pytest.fixture(scope="session")
 def serin_server(
-    local_cluster: ClusterHandle, serin_crds: None, tmp_path_factory: pytest.TempPathFactory
+    local_cluster: ClusterHandle,
+    serin_crds: None,
+    serin_kubeconfig: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[SerinServer]:
     cert, key, ca = write_serving_pair(tmp_path_factory.mktemp("serin-tls"), ["127.0.0.1"])
     ca_bundle = cert.parent / "ca.crt"
     ca_bundle.write_bytes(ca)
-    settings = Settings(metrics_server=local_cluster.urls["prometheus"], kubeconfig=str(local_cluster.kubeconfig))
+    settings = Settings(metrics_server=local_cluster.urls["prometheus"], kubeconfig=str(serin_kubeconfig))
     app = create_app(settings)
     server = make_server("127.0.0.1", free_port(), app, threaded=True, ssl_context=(str(cert), str(key)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -45,31 +88,75 @@ def serin_server(
         server.shutdown()
 
 
-TICKER_RBAC: list[dict[str, Any]] = [
+TEST_ACCOUNTS: list[dict[str, Any]] = [
     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "serin-tests"}},
-    {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ticker", "namespace": "serin-tests"}},
-    {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "stranger", "namespace": "serin-tests"}},
-    {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": "serin-tests-tick"},
-        "rules": [{"apiGroups": ["serin.dev"], "resources": ["canaries"], "verbs": ["get", "list", "update"]}],
-    },
-    {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": "serin-tests-tick"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "serin-tests-tick"},
-        "subjects": [{"kind": "ServiceAccount", "name": "ticker", "namespace": "serin-tests"}],
-    },
+    *(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": "serin-tests"}}
+        for name in ("serin", "ticker", "stranger")
+    ),
 ]
 
 
 @pytest.fixture(scope="session")
 def tokens(local_cluster: ClusterHandle) -> dict[str, str]:
-    """Tokens of a service account allowed to tick and of one that is not."""
-    local_cluster.apply(TICKER_RBAC)
+    """Tokens of an account with the shipped tick role, and of one without any role."""
+    role = rendered(local_cluster, "ClusterRole", "serin-tick")
+    role["metadata"] = {"name": "serin-tests-tick"}
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "serin-tests-tick"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "serin-tests-tick"},
+        "subjects": [{"kind": "ServiceAccount", "name": "ticker", "namespace": "serin-tests"}],
+    }
+    local_cluster.apply([*TEST_ACCOUNTS, role, binding])
     return {
         account: local_cluster.kubectl("create", "token", account, "-n", "serin-tests", "--duration=2h").stdout.strip()
         for account in ("ticker", "stranger")
     }
+
+
+WEBHOOK_NAMESPACE_LABEL = {"serin.dev/test-webhooks": "enabled"}
+
+
+@pytest.fixture(scope="session")
+def serin_webhooks(local_cluster: ClusterHandle, serin_server: SerinServer) -> Iterator[None]:
+    """The shipped webhook configurations, pointed at the test server, for labelled namespaces only."""
+    configurations = webhooks.for_url(
+        webhooks.load_manifest(),
+        serin_server.url,
+        serin_server.ca_bundle.read_bytes(),
+        name="serin-tests",
+        namespace_labels=WEBHOOK_NAMESPACE_LABEL,
+    )
+    local_cluster.apply(configurations)
+    try:
+        yield
+    finally:
+        for kind in webhooks.WEBHOOK_KINDS:
+            local_cluster.kubectl("delete", kind.lower(), "serin-tests", "--ignore-not-found")
+
+
+@pytest.fixture
+def webhook_namespace(local_cluster: ClusterHandle, serin_webhooks: None, namespace: str) -> str:
+    """A namespace the webhooks act in, once the API server is seen calling them there."""
+    labels = [f"{key}={value}" for key, value in WEBHOOK_NAMESPACE_LABEL.items()]
+    local_cluster.kubectl("label", "namespace", namespace, *labels)
+    probe = {
+        "apiVersion": "serin.dev/v1beta1",
+        "kind": "Canary",
+        "metadata": {"name": "probe", "namespace": namespace},
+        "spec": {"targetRef": {"kind": "Deployment", "name": "probe"}, "service": {"port": 80}, "analysis": {}},
+    }
+    # Configurations take effect asynchronously: wait until an invalid Canary is denied by us.
+    eventually(
+        lambda: (
+            "set exactly one strategy"
+            in local_cluster.kubectl(
+                "apply", "--dry-run=server", "-f", "-", input_text=json.dumps(probe), check=False
+            ).stderr
+        ),
+        timeout=30,
+        what="the webhooks to be called",
+    )
+    return namespace

@@ -1,0 +1,383 @@
+"""What Serin answers when the API server hands it a Canary or a Deployment on `kubectl apply`.
+
+* Canaries: the mutating webhook fills in Flagger's defaults; the validating webhook lists every
+  problem with its field path, and on CREATE bootstraps the primary, Services and routing right
+  away (the validating webhook sees the final object, with its uid, so ownerReferences work).
+* Target Deployments: a new pod template is a new revision, recorded on the Canary and scaled up
+  in the same response; an unchanged template keeps an idle target at zero replicas without a
+  single API request.
+* Primary Deployments: only Serin changes their pod template.
+
+Everything here is also done (or redone) by the tick, so a webhook that was down, timed out or
+whose request was rejected later loses nothing. Dry-run requests change nothing outside the
+answer itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import datetime
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonpatch
+
+from serin.decide import Observation, ScaleTarget, SetRoutes, decide
+from serin.kube.store import Conflict, KubeError, KubeStore, NotFound
+from serin.model import (
+    DEFAULT_INTERVAL,
+    DEFAULT_MAX_WEIGHT,
+    DEFAULT_PROGRESS_DEADLINE_SECONDS,
+    DEFAULT_THRESHOLD,
+    Canary,
+    FieldError,
+    InvalidCanary,
+    parse_canary,
+)
+from serin.reconcile import Reconciler, workload_state
+from serin.status import CanaryStatus, Phase
+from serin.workloads import MANAGED_BY, MANAGED_BY_LABEL, TARGET_LABEL, template_hash
+
+LOG = logging.getLogger("serin.admission")
+ADOPTION_WAIT_SECONDS = 10.0
+
+# Phases during which a release is under way and the target must not change under it.
+ACTIVE_PHASES = frozenset({Phase.PROGRESSING, Phase.WAITING_PROMOTION, Phase.PROMOTING, Phase.FINALISING})
+
+
+@dataclass
+class Verdict:
+    """The answer to one AdmissionReview (before it is wrapped for the wire)."""
+
+    allowed: bool = True
+    message: str = ""
+    code: int = 200
+    patch: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_response(self, uid: str) -> dict[str, Any]:
+        import base64
+        import json
+
+        response: dict[str, Any] = {"uid": uid, "allowed": self.allowed}
+        if not self.allowed:
+            response["status"] = {"code": self.code, "message": self.message, "reason": "Invalid"}
+        if self.patch:
+            response["patchType"] = "JSONPatch"
+            response["patch"] = base64.b64encode(json.dumps(self.patch).encode()).decode()
+        if self.warnings:
+            response["warnings"] = self.warnings
+        return response
+
+
+def deny(errors: list[FieldError], name: str) -> Verdict:
+    lines = "\n".join(f"  {error}" for error in errors)
+    return Verdict(allowed=False, code=422, message=f"Canary {name} is invalid:\n{lines}")
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` if it is an object, else an empty one: admission input is untrusted."""
+    return value if isinstance(value, dict) else {}
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+# ---- Canaries: defaults --------------------------------------------------------------------
+
+
+def with_defaults(obj: Mapping[str, Any], default_provider: str) -> dict[str, Any]:
+    """The Canary with Flagger's defaults written out, so `kubectl get -o yaml` shows what applies."""
+    result = copy.deepcopy(dict(obj))
+    spec = result.setdefault("spec", {})
+    if not isinstance(spec, dict):
+        return result
+    spec.setdefault("provider", default_provider)
+    spec.setdefault("progressDeadlineSeconds", DEFAULT_PROGRESS_DEADLINE_SECONDS)
+    target = _mapping(spec.get("targetRef"))
+    service = spec.get("service")
+    if isinstance(service, dict):
+        if target.get("name"):
+            service.setdefault("name", target["name"])
+        service.setdefault("portName", "http")
+        if isinstance(service.get("port"), int):
+            service.setdefault("targetPort", service["port"])
+    analysis = spec.get("analysis")
+    if isinstance(analysis, dict):
+        analysis.setdefault("interval", DEFAULT_INTERVAL)
+        analysis.setdefault("threshold", DEFAULT_THRESHOLD)
+        if analysis.get("stepWeight") is not None or analysis.get("stepWeights"):
+            analysis.setdefault("maxWeight", DEFAULT_MAX_WEIGHT)
+        for metric in analysis.get("metrics") or []:
+            if isinstance(metric, dict):
+                metric.setdefault("interval", analysis["interval"])
+        for hook in analysis.get("webhooks") or []:
+            if isinstance(hook, dict):
+                hook.setdefault("type", "rollout")
+                hook.setdefault("timeout", "10s")
+    return result
+
+
+def defaults_patch(obj: Mapping[str, Any], default_provider: str) -> list[dict[str, Any]]:
+    patch: list[dict[str, Any]] = jsonpatch.make_patch(dict(obj), with_defaults(obj, default_provider)).patch
+    return patch
+
+
+# ---- the webhooks --------------------------------------------------------------------------
+
+
+class Admission:
+    def __init__(
+        self,
+        store: KubeStore,
+        reconciler: Reconciler,
+        default_provider: str,
+        tick_schedule_seconds: int,
+        own_username: Callable[[], str],
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    ) -> None:
+        self.store = store
+        self.reconciler = reconciler
+        self.default_provider = default_provider
+        self.tick_schedule_seconds = tick_schedule_seconds
+        self.own_username = own_username
+        self.clock = clock
+
+    # -- Canaries --
+
+    def mutate_canary(self, request: Mapping[str, Any]) -> Verdict:
+        """Defaults, after the same checks as validation.
+
+        The CRD's schema runs between the mutating and the validating webhooks and stops at its
+        own errors; checking here as well lets one denial name every problem at once.
+        """
+        obj = request.get("object") or {}
+        if request.get("operation") not in ("CREATE", "UPDATE"):
+            return Verdict()
+        problems = self._problems(request, strict=False)
+        if problems:
+            return problems
+        return Verdict(patch=defaults_patch(obj, self.default_provider))
+
+    def _problems(self, request: Mapping[str, Any], strict: bool = True) -> Verdict | None:
+        """Every problem of the Canary in the request, as one denial (None when there is none).
+
+        ``strict``: a lookup the API server does not answer is a problem (validation); otherwise it
+        is skipped, since the validating webhook checks again (defaulting).
+        """
+        obj = request.get("object") or {}
+        name = str(_mapping(obj.get("metadata")).get("name") or request.get("name") or "?")
+        errors: list[FieldError] = []
+        try:
+            parse_canary(obj, self.default_provider)
+        except InvalidCanary as invalid:
+            errors.extend(invalid.errors)
+        namespace = str(request.get("namespace") or _mapping(obj.get("metadata")).get("namespace") or "")
+        try:
+            errors.extend(self._cluster_problems(obj, request.get("oldObject"), namespace))
+        except KubeError as error:
+            if strict:
+                errors.append(FieldError("metadata", f"could not be checked against the cluster, try again: {error}"))
+        return deny(errors, name) if errors else None
+
+    def validate_canary(self, request: Mapping[str, Any]) -> Verdict:
+        if request.get("operation") not in ("CREATE", "UPDATE"):
+            return Verdict()
+        problems = self._problems(request)
+        if problems:
+            return problems
+        canary = parse_canary(request.get("object") or {}, self.default_provider)
+        verdict = Verdict()
+        if canary.analysis.interval_seconds < self.tick_schedule_seconds:
+            verdict.warnings.append(
+                f"spec.analysis.interval {canary.analysis.interval} is shorter than the tick schedule "
+                f"({self.tick_schedule_seconds}s): steps will happen every {self.tick_schedule_seconds}s"
+            )
+        if request.get("operation") == "CREATE" and not request.get("dryRun"):
+            verdict.warnings.extend(self._bootstrap(canary))
+        return verdict
+
+    def _cluster_problems(self, obj: Mapping[str, Any], old: Any, namespace: str) -> list[FieldError]:
+        problems: list[FieldError] = []
+        spec = _mapping(obj.get("spec"))
+        for index, metric in enumerate(_items(_mapping(spec.get("analysis")).get("metrics"))):
+            ref = _mapping(metric).get("templateRef")
+            if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+                ref_namespace = ref.get("namespace") or namespace
+                try:
+                    self.store.get_metric_template(str(ref_namespace), ref["name"])
+                except NotFound:
+                    problems.append(
+                        FieldError(
+                            f"spec.analysis.metrics[{index}].templateRef",
+                            f"MetricTemplate {ref_namespace}/{ref['name']} does not exist",
+                        )
+                    )
+        target = _mapping(spec.get("targetRef"))
+        name = _mapping(obj.get("metadata")).get("name")
+        if target.get("name"):
+            for other in self.store.list_canaries(namespace):
+                other_target = other.get("spec", {}).get("targetRef", {})
+                if other["metadata"]["name"] != name and (other_target.get("kind"), other_target.get("name")) == (
+                    target.get("kind"),
+                    target.get("name"),
+                ):
+                    problems.append(
+                        FieldError(
+                            "spec.targetRef",
+                            f"{target.get('kind')} {target.get('name')} is already the target of canary "
+                            f"{other['metadata']['name']}",
+                        )
+                    )
+        if isinstance(old, dict):
+            old_status = CanaryStatus.from_dict(_mapping(old.get("status")))
+            old_target = _mapping(_mapping(old.get("spec")).get("targetRef"))
+            if old_status.phase in ACTIVE_PHASES and old_target != target:
+                problems.append(
+                    FieldError(
+                        "spec.targetRef",
+                        f"cannot change while the canary is {old_status.phase.value if old_status.phase else ''}; "
+                        "wait for it to finish or roll back",
+                    )
+                )
+        return problems
+
+    def _bootstrap(self, canary: Canary) -> list[str]:
+        """Primary, Services and routing now, instead of on the next tick. Failures are only warnings.
+
+        The Canary is not stored yet while it is being admitted, and the garbage collector deletes
+        at once anything whose owner it cannot find: so the objects are created without an owner,
+        and adopted (given their ownerReference) as soon as the Canary exists — in the background
+        here, and by every tick in any case.
+        """
+        target = self.store.get_deployment(canary.namespace, canary.target_ref.name)
+        if target is None:
+            return [f"Deployment {canary.target_ref.name} not found: the canary starts once it exists"]
+        try:
+            self.reconciler.ensure_objects(dataclasses.replace(canary, uid=""), target)
+        except Exception as error:  # the tick repairs whatever this could not do
+            return [f"could not create the primary objects yet ({error}); the next tick will"]
+        threading.Thread(target=self._adopt_when_stored, args=(canary, target), daemon=True).start()
+        return []
+
+    def _adopt_when_stored(self, canary: Canary, target: dict[str, Any]) -> None:
+        path = f"/apis/serin.dev/v1beta1/namespaces/{canary.namespace}/canaries/{canary.name}"
+        deadline = time.monotonic() + ADOPTION_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                stored = self.store.get(path)
+                if stored is not None and stored.get("metadata", {}).get("uid") == canary.uid:
+                    self.reconciler.ensure_objects(canary, target)
+                    return
+            except Exception as error:  # the next tick adopts them
+                LOG.warning("could not adopt the objects of canary %s yet: %s", canary.key, error)
+                return
+            time.sleep(0.2)
+
+    # -- Deployments --
+
+    def mutate_deployment(self, request: Mapping[str, Any]) -> Verdict:
+        """A target's new template is a new revision; an unchanged one leaves an idle target at zero."""
+        new, old = request.get("object") or {}, request.get("oldObject")
+        labels = (new.get("metadata") or {}).get("labels") or {}
+        canary_name = labels.get(TARGET_LABEL)
+        if request.get("operation") != "UPDATE" or not isinstance(old, Mapping) or not canary_name:
+            return Verdict()
+        if template_hash(new) == template_hash(old):
+            # Decided from the request alone: an update that is not a revision costs no API request.
+            old_replicas = (old.get("spec") or {}).get("replicas")
+            new_replicas = (new.get("spec") or {}).get("replicas")
+            if old_replicas == 0 and new_replicas != 0:
+                return Verdict(
+                    patch=[
+                        {
+                            "op": "replace" if "replicas" in new.get("spec", {}) else "add",
+                            "path": "/spec/replicas",
+                            "value": 0,
+                        }
+                    ],
+                    warnings=[
+                        f"Deployment {new['metadata'].get('name')} is the target of canary {canary_name}: it stays "
+                        "at 0 replicas between releases (the primary serves); change its pod template to release"
+                    ],
+                )
+            return Verdict()
+        return self._new_revision(request, new, str(canary_name))
+
+    def _new_revision(self, request: Mapping[str, Any], new: Mapping[str, Any], canary_name: str) -> Verdict:
+        namespace = str(request.get("namespace") or new.get("metadata", {}).get("namespace"))
+        raw = next((c for c in self.store.list_canaries(namespace) if c["metadata"]["name"] == canary_name), None)
+        if raw is None:
+            return Verdict()
+        try:
+            canary = parse_canary(raw, self.default_provider)
+        except InvalidCanary:
+            return Verdict()
+        status = CanaryStatus.from_dict(raw.get("status"))
+        if status.phase in (None, Phase.INITIALIZING) or canary.suspend:
+            return Verdict()
+        primary = workload_state(self.store.get_deployment(namespace, canary.primary_name))
+        target = workload_state(dict(new))
+        assert target is not None
+        now = self.clock()
+        observation = Observation(target=target, primary=primary, config_hashes=status.tracked_configs)
+        decision = decide(canary, status, observation, now, force=True)
+        scale = next((a for a in decision.actions if isinstance(a, ScaleTarget)), None)
+        if decision.needs or scale is None or decision.status.phase is not Phase.PROGRESSING:
+            # Gates (confirm-rollout) are the tick's to ask: a webhook must answer within seconds.
+            return Verdict()
+        patch = [
+            {
+                "op": "replace" if "replicas" in new.get("spec", {}) else "add",
+                "path": "/spec/replicas",
+                "value": scale.replicas,
+            }
+        ]
+        if request.get("dryRun"):
+            return Verdict(patch=patch)
+        # Due at once: the next tick starts the analysis instead of waiting one more interval.
+        recorded = dataclasses.replace(decision.status, last_analysis_time=None)
+        try:
+            for action in decision.actions:
+                if isinstance(action, SetRoutes):
+                    self.reconciler.router_for(canary.provider).set_routes(
+                        canary, action.primary_weight, action.canary_weight
+                    )
+            self.store.write_canary_status(namespace, canary.name, canary.resource_version, recorded.to_dict())
+        except Conflict:
+            return Verdict(patch=patch)
+        except Exception as error:  # the tick detects the revision by itself
+            return Verdict(warnings=[f"canary {canary_name} not updated yet ({error}); the next tick will"])
+        for event in decision.events:
+            with contextlib.suppress(KubeError):
+                self.store.record_event(canary, event.type, event.reason, event.message, now)
+        return Verdict(patch=patch)
+
+    def validate_deployment(self, request: Mapping[str, Any]) -> Verdict:
+        """Only Serin changes a primary's pod template; scaling it stays allowed (HPA, kubectl scale)."""
+        new, old = request.get("object") or {}, request.get("oldObject")
+        labels = (new.get("metadata") or {}).get("labels") or {}
+        if request.get("operation") != "UPDATE" or not isinstance(old, Mapping):
+            return Verdict()
+        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or template_hash(new) == template_hash(old):
+            return Verdict()
+        username = (request.get("userInfo") or {}).get("username", "")
+        if username == self.own_username():
+            return Verdict()
+        name = str(new.get("metadata", {}).get("name", ""))
+        target = name.removesuffix("-primary")
+        return Verdict(
+            allowed=False,
+            code=403,
+            message=(
+                f"Deployment {name} is managed by Serin and serves the promoted release: edit Deployment {target} "
+                "instead; its new revision will be analysed and promoted into the primary"
+            ),
+        )

@@ -1,0 +1,220 @@
+"""The real API server calls Serin's admission webhooks over HTTPS on `kubectl apply`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from localcluster import webhooks
+from localcluster.processes import free_port
+from localcluster.testing import ClusterHandle, eventually
+from tests.integration.helpers import SerinServer, canary, canary_status, events, podinfo
+
+pytestmark = pytest.mark.integration
+
+ANALYSIS = {
+    "interval": "10s",
+    "threshold": 2,
+    "maxWeight": 40,
+    "stepWeight": 20,
+    "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "15s"}],
+}
+
+
+def apply(cluster: ClusterHandle, manifest: dict[str, Any], *flags: str, check: bool = True) -> Any:
+    return cluster.kubectl("apply", *flags, "-f", "-", input_text=json.dumps(manifest), check=check)
+
+
+def test_invalid_canary_is_denied_with_every_field(local_cluster: ClusterHandle, webhook_namespace: str) -> None:
+    bad = canary(
+        webhook_namespace,
+        {
+            "interval": "5s",
+            "stepWeight": 10,
+            "stepWeights": [20, 10],
+            "threshold": 0,
+            "metrics": [
+                {"name": "error-budget"},
+                {"name": "latency", "query": "up", "thresholdRange": {"min": 9, "max": 1}},
+                {"name": "custom", "templateRef": {"name": "missing"}},
+            ],
+            "webhooks": [{"name": "load", "type": "sometimes", "url": "gate"}],
+        },
+    )
+    result = apply(local_cluster, bad, check=False)
+    assert result.returncode != 0
+    stderr = result.stderr
+    assert 'admission webhook "canaries.serin.dev" denied the request' in stderr
+    for field in (
+        "spec.analysis.interval: must be at least 10s",
+        "spec.analysis.stepWeights[1]: must be greater than the step before it",
+        "spec.analysis: set exactly one strategy",
+        "spec.analysis.threshold: must be at least 1",
+        "spec.analysis.metrics[0]: 'error-budget' is not a builtin metric",
+        "spec.analysis.metrics[1].thresholdRange: min must not be greater than max",
+        f"spec.analysis.metrics[2].templateRef: MetricTemplate {webhook_namespace}/missing does not exist",
+        "spec.analysis.webhooks[0].type: must be one of",
+        "spec.analysis.webhooks[0].url: must be an absolute http or https URL",
+    ):
+        assert field in stderr, f"{field!r} missing from:\n{stderr}"
+    assert local_cluster.kubectl("get", "canary", "podinfo", "-n", webhook_namespace, check=False).returncode != 0
+
+
+def test_valid_canary_gets_defaults_and_is_bootstrapped_at_once(
+    local_cluster: ClusterHandle, webhook_namespace: str
+) -> None:
+    local_cluster.apply(podinfo(webhook_namespace))
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", webhook_namespace, "--timeout=60s")
+    manifest = canary(webhook_namespace, {"stepWeight": 10, "metrics": [{"name": "request-success-rate"}]})
+    del manifest["spec"]["progressDeadlineSeconds"]
+    created = apply(local_cluster, manifest)
+    assert "Warning" not in created.stderr, created.stderr
+
+    stored = local_cluster.get_json("canary", "podinfo", "-n", webhook_namespace)["spec"]
+    assert stored["analysis"]["interval"] == "1m"
+    assert stored["analysis"]["threshold"] == 1
+    assert stored["analysis"]["maxWeight"] == 100
+    assert stored["analysis"]["metrics"][0]["interval"] == "1m"
+    assert stored["service"]["name"] == "podinfo"
+    assert stored["provider"] == "istio"
+    assert stored["progressDeadlineSeconds"] == 600
+
+    # No tick has run: the validating webhook created these on CREATE.
+    local_cluster.get_json("deployment", "podinfo-primary", "-n", webhook_namespace)
+    for service in ("podinfo", "podinfo-primary", "podinfo-canary"):
+        local_cluster.get_json("service", service, "-n", webhook_namespace)
+    local_cluster.get_json("virtualservice", "podinfo", "-n", webhook_namespace)
+    target = local_cluster.get_json("deployment", "podinfo", "-n", webhook_namespace)
+    assert target["metadata"]["labels"]["serin.dev/canary"] == "podinfo"
+
+    # Created before the Canary was stored, the objects are adopted once it is.
+    uid = local_cluster.get_json("canary", "podinfo", "-n", webhook_namespace)["metadata"]["uid"]
+
+    def owned_by_canary(kind: str, name: str) -> bool:
+        owners = local_cluster.get_json(kind, name, "-n", webhook_namespace)["metadata"].get("ownerReferences", [])
+        return any(owner["uid"] == uid for owner in owners)
+
+    for kind, name in [("deployment", "podinfo-primary"), ("service", "podinfo"), ("virtualservice", "podinfo")]:
+        eventually(lambda: owned_by_canary(kind, name), timeout=15, what=f"{kind} {name} adopted")  # noqa: B023
+
+
+def test_second_canary_for_one_target_is_denied(local_cluster: ClusterHandle, webhook_namespace: str) -> None:
+    local_cluster.apply(podinfo(webhook_namespace))
+    apply(local_cluster, canary(webhook_namespace, ANALYSIS))
+    second = canary(webhook_namespace, ANALYSIS)
+    second["metadata"]["name"] = "podinfo-again"
+    result = apply(local_cluster, second, check=False)
+    assert result.returncode != 0
+    assert "spec.targetRef: Deployment podinfo is already the target of canary podinfo" in result.stderr
+
+
+def initialized(local_cluster: ClusterHandle, server: SerinServer, token: str, namespace: str) -> None:
+    local_cluster.apply(podinfo(namespace))
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    apply(local_cluster, canary(namespace, ANALYSIS))
+    eventually(
+        lambda: (
+            server.tick(token, namespace=namespace, name="podinfo", force="true").ok
+            and canary_status(local_cluster, namespace).get("phase") == "Initialized"
+        ),
+        timeout=60,
+        what="initialization",
+    )
+
+
+def test_set_image_is_a_new_revision_before_any_tick(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+) -> None:
+    namespace, token = webhook_namespace, tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace)
+    before = canary_status(local_cluster, namespace)
+
+    local_cluster.kubectl(
+        "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1", "-n", namespace
+    )
+    # Straight after the command, no tick in between.
+    status = canary_status(local_cluster, namespace)
+    assert status["phase"] == "Progressing"
+    assert status["lastAppliedSpec"] != before["lastAppliedSpec"]
+    assert local_cluster.get_json("deployment", "podinfo", "-n", namespace)["spec"]["replicas"] == 2
+    assert f"New revision detected! Scaling up podinfo.{namespace}" in events(local_cluster, namespace)
+
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    report = serin_server.tick(token, namespace=namespace, name="podinfo", force="true").json()["canaries"][0]
+    assert report["weight"] == 20, report
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [pytest.param((), id="client-side"), pytest.param(("--server-side", "--force-conflicts"), id="server-side")],
+)
+def test_reapplying_the_same_manifest_changes_nothing(
+    local_cluster: ClusterHandle,
+    serin_server: SerinServer,
+    tokens: dict[str, str],
+    webhook_namespace: str,
+    flags: tuple[str, ...],
+) -> None:
+    namespace = webhook_namespace
+    initialized(local_cluster, serin_server, tokens["ticker"], namespace)
+    status_before = canary_status(local_cluster, namespace)
+
+    result = apply(local_cluster, podinfo(namespace), *flags)
+    target = local_cluster.get_json("deployment", "podinfo", "-n", namespace)
+    assert target["spec"]["replicas"] == 0, "an idle target stays at zero replicas"
+    assert "stays at 0 replicas between releases" in result.stderr
+    assert canary_status(local_cluster, namespace) == status_before
+
+
+def test_primary_template_is_changed_only_by_serin(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+) -> None:
+    namespace = webhook_namespace
+    initialized(local_cluster, serin_server, tokens["ticker"], namespace)
+    denied = local_cluster.kubectl(
+        "set", "image", "deployment/podinfo-primary", "podinfod=evil:1", "-n", namespace, check=False
+    )
+    assert denied.returncode != 0
+    assert "Deployment podinfo-primary is managed by Serin" in denied.stderr
+    assert "edit Deployment podinfo instead" in denied.stderr
+    # Scaling stays allowed (HPA, kubectl scale).
+    local_cluster.kubectl("scale", "deployment/podinfo-primary", "--replicas=3", "-n", namespace)
+
+
+def test_deployment_changes_survive_a_down_webhook(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace)
+    # The same configurations, pointed at a port where nothing listens, for this namespace only.
+    label = {"serin.dev/test-webhooks-down": namespace}
+    dead = webhooks.for_url(
+        webhooks.load_manifest(),
+        f"https://127.0.0.1:{free_port()}",
+        serin_server.ca_bundle.read_bytes(),
+        name=f"down-{namespace}",
+        namespace_labels=label,
+    )
+    local_cluster.apply(dead)
+    try:
+        local_cluster.kubectl("label", "namespace", namespace, f"serin.dev/test-webhooks-down={namespace}")
+        # A Canary not stored yet, so that kubectl really sends it.
+        probe = canary(namespace, ANALYSIS)
+        probe["metadata"]["name"] = "probe"
+        eventually(
+            lambda: "failed calling webhook" in apply(local_cluster, probe, "--dry-run=server", check=False).stderr,
+            timeout=30,
+            what="the dead webhooks to take effect",
+        )
+        local_cluster.kubectl(
+            "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1", "-n", namespace
+        )
+        assert canary_status(local_cluster, namespace)["phase"] == "Initialized"
+        report = serin_server.tick(token, namespace=namespace, name="podinfo", force="true").json()["canaries"][0]
+        assert report["phase"] == "Progressing", report
+        assert f"New revision detected! Scaling up podinfo.{namespace}" in events(local_cluster, namespace)
+    finally:
+        for kind in webhooks.WEBHOOK_KINDS:
+            local_cluster.kubectl("delete", kind.lower(), f"down-{namespace}", "--ignore-not-found")

@@ -1,0 +1,193 @@
+"""Admission envelopes, defaults and the decisions that need no API request."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import jsonpatch
+import pytest
+from flask.testing import FlaskClient
+from kubernetes import client
+
+from handlers import create_app
+from serin.admission import Admission, defaults_patch
+from serin.config import Settings
+
+CANARY: dict[str, Any] = {
+    "apiVersion": "serin.dev/v1beta1",
+    "kind": "Canary",
+    "metadata": {"name": "podinfo", "namespace": "test"},
+    "spec": {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+        "service": {"port": 9898},
+        "analysis": {
+            "stepWeight": 10,
+            "metrics": [{"name": "request-success-rate"}],
+            "webhooks": [{"name": "load", "url": "http://loadtester/"}],
+        },
+    },
+}
+
+
+class NoApi:
+    """A store that fails the test if the handler makes any API request."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"unexpected API call: {name}")
+
+
+@pytest.fixture
+def app_client() -> FlaskClient:
+    # An API server nobody listens on: the requests below must be answered without it.
+    configuration = client.Configuration(host="https://127.0.0.1:9")
+    app = create_app(Settings(), api=client.ApiClient(configuration))
+    return app.test_client()
+
+
+def review(request: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+
+
+def deployment(image: str, replicas: int | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": {"app": "podinfo"}},
+        "template": {
+            "metadata": {"labels": {"app": "podinfo"}},
+            "spec": {"containers": [{"name": "a", "image": image}]},
+        },
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {
+        "metadata": {"name": "podinfo", "namespace": "test", "labels": {"serin.dev/canary": "podinfo"}},
+        "spec": spec,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        pytest.param(b"{not json", "application/json", "body is not JSON", id="not-json"),
+        pytest.param(b"{}", "text/plain", "Content-Type must be application/json", id="content-type"),
+        pytest.param(b"[]", "application/json", "must be a JSON object", id="array"),
+        pytest.param(
+            json.dumps({"kind": "Pod"}).encode(), "application/json", "expected kind AdmissionReview", id="wrong-kind"
+        ),
+        pytest.param(
+            json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).encode(),
+            "application/json",
+            "has no request",
+            id="no-request",
+        ),
+        pytest.param(
+            json.dumps(review({"kind": {"kind": "Canary"}})).encode(),
+            "application/json",
+            "request.uid is missing",
+            id="no-uid",
+        ),
+        pytest.param(
+            json.dumps(review({"uid": "1", "operation": "CREATE", "kind": {"group": "", "kind": "Pod"}})).encode(),
+            "application/json",
+            "cannot review kind 'Pod'",
+            id="unknown-kind",
+        ),
+        pytest.param(
+            json.dumps(review({"uid": "1", "operation": "CREATE", "kind": {"kind": "Canary"}, "object": [1]})).encode(),
+            "application/json",
+            "request.object must be an object",
+            id="object-not-object",
+        ),
+        pytest.param(b"x" * (4 * 1024 * 1024), "application/json", "body is larger than", id="too-large"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/mutate", "/validate"])
+def test_malformed_reviews_get_a_400(
+    app_client: FlaskClient, path: str, body: bytes, content_type: str, message: str
+) -> None:
+    response = app_client.post(path, data=body, content_type=content_type)
+    assert response.status_code == 400
+    assert response.is_json
+    assert message in response.get_json()["error"]
+
+
+def test_mutate_canary_answers_with_defaults_as_json_patch(app_client: FlaskClient) -> None:
+    response = app_client.post(
+        "/mutate",
+        json=review(
+            {"uid": "abc", "operation": "CREATE", "kind": {"group": "serin.dev", "kind": "Canary"}, "object": CANARY}
+        ),
+    )
+    assert response.status_code == 200
+    answer = response.get_json()["response"]
+    assert answer["uid"] == "abc" and answer["allowed"] is True and answer["patchType"] == "JSONPatch"
+    patched = jsonpatch.apply_patch(CANARY, json.loads(base64.b64decode(answer["patch"])))
+    analysis = patched["spec"]["analysis"]
+    assert (analysis["interval"], analysis["threshold"], analysis["maxWeight"]) == ("1m", 1, 100)
+    assert analysis["metrics"][0]["interval"] == "1m"
+    assert analysis["webhooks"][0] == {"name": "load", "url": "http://loadtester/", "type": "rollout", "timeout": "10s"}
+    assert patched["spec"]["service"]["name"] == "podinfo"
+
+
+def test_defaults_never_override_what_is_set() -> None:
+    custom = json.loads(json.dumps(CANARY))
+    custom["spec"]["analysis"].update(interval="30s", threshold=5, maxWeight=50)
+    custom["spec"]["service"]["name"] = "frontend"
+    applied = jsonpatch.apply_patch(custom, defaults_patch(custom, "istio"))
+    assert applied["spec"]["analysis"]["interval"] == "30s"
+    assert applied["spec"]["analysis"]["maxWeight"] == 50
+    assert applied["spec"]["service"]["name"] == "frontend"
+    assert defaults_patch(applied, "istio") == []
+
+
+def make_admission() -> Admission:
+    store: Any = NoApi()
+    return Admission(store, store, "istio", 60, own_username=lambda: "system:serviceaccount:serin-system:serin")
+
+
+@pytest.mark.parametrize(
+    ("old_replicas", "new_replicas", "expected"),
+    [
+        pytest.param(0, 2, [{"op": "replace", "path": "/spec/replicas", "value": 0}], id="idle-target-stays-at-zero"),
+        pytest.param(0, None, [{"op": "add", "path": "/spec/replicas", "value": 0}], id="replicas-omitted"),
+        pytest.param(2, 2, [], id="running-canary-untouched"),
+        pytest.param(0, 0, [], id="already-zero"),
+    ],
+)
+def test_unchanged_template_needs_no_api_request(
+    old_replicas: int, new_replicas: int | None, expected: list[dict[str, Any]]
+) -> None:
+    verdict = make_admission().mutate_deployment(
+        {
+            "operation": "UPDATE",
+            "object": deployment("podinfo:1", new_replicas),
+            "oldObject": deployment("podinfo:1", old_replicas),
+        }
+    )
+    assert verdict.allowed and verdict.patch == expected
+
+
+def test_primary_template_change_by_someone_else_is_denied() -> None:
+    old, new = deployment("podinfo:1", 2), deployment("podinfo:2", 2)
+    for obj in (old, new):
+        obj["metadata"] = {"name": "podinfo-primary", "labels": {"app.kubernetes.io/managed-by": "serin"}}
+    admission = make_admission()
+    denied = admission.validate_deployment(
+        {"operation": "UPDATE", "object": new, "oldObject": old, "userInfo": {"username": "alice"}}
+    )
+    assert not denied.allowed and "edit Deployment podinfo instead" in denied.message
+    allowed = admission.validate_deployment(
+        {
+            "operation": "UPDATE",
+            "object": new,
+            "oldObject": old,
+            "userInfo": {"username": "system:serviceaccount:serin-system:serin"},
+        }
+    )
+    assert allowed.allowed
+    scaled = deployment("podinfo:1", 5)
+    scaled["metadata"] = old["metadata"]
+    assert admission.validate_deployment(
+        {"operation": "UPDATE", "object": scaled, "oldObject": old, "userInfo": {"username": "hpa"}}
+    ).allowed
