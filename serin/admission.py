@@ -35,6 +35,7 @@ from serin.model import (
     DEFAULT_MAX_WEIGHT,
     DEFAULT_PROGRESS_DEADLINE_SECONDS,
     DEFAULT_THRESHOLD,
+    FINALIZER,
     Canary,
     FieldError,
     InvalidCanary,
@@ -100,6 +101,14 @@ def with_defaults(obj: Mapping[str, Any], default_provider: str) -> dict[str, An
     if not isinstance(spec, dict):
         return result
     spec.setdefault("provider", default_provider)
+    metadata = result.setdefault("metadata", {})
+    # No finalizer may be added to an object being deleted (nor should ours come back then).
+    if isinstance(metadata, dict) and not metadata.get("deletionTimestamp"):
+        finalizers = [f for f in _items(metadata.get("finalizers")) if f != FINALIZER]
+        if spec.get("revertOnDeletion") is True:
+            finalizers.append(FINALIZER)
+        if finalizers or "finalizers" in metadata:
+            metadata["finalizers"] = finalizers
     spec.setdefault("progressDeadlineSeconds", DEFAULT_PROGRESS_DEADLINE_SECONDS)
     target = _mapping(spec.get("targetRef"))
     service = spec.get("service")
@@ -188,6 +197,8 @@ class Admission:
         return deny(errors, name) if errors else None
 
     def validate_canary(self, request: Mapping[str, Any]) -> Verdict:
+        if request.get("operation") == "DELETE":
+            return self._deleted(request)
         if request.get("operation") not in ("CREATE", "UPDATE"):
             return Verdict()
         problems = self._problems(request)
@@ -203,6 +214,19 @@ class Admission:
         if request.get("operation") == "CREATE" and not request.get("dryRun"):
             verdict.warnings.extend(self._bootstrap(canary))
         return verdict
+
+    def _deleted(self, request: Mapping[str, Any]) -> Verdict:
+        """revertOnDeletion: the target gets its traffic back now; the tick lifts the finalizer."""
+        try:
+            canary = parse_canary(request.get("oldObject") or {}, self.default_provider)
+        except InvalidCanary:
+            return Verdict()
+        if canary.revert_on_deletion and not request.get("dryRun"):
+            try:
+                self.reconciler.revert(canary)
+            except Exception as error:  # the tick reverts before it lets the deletion finish
+                return Verdict(warnings=[f"could not restore {canary.target_ref.name} yet ({error}); the tick will"])
+        return Verdict()
 
     def _cluster_problems(self, obj: Mapping[str, Any], old: Any, namespace: str) -> list[FieldError]:
         problems: list[FieldError] = []
@@ -294,7 +318,9 @@ class Admission:
             # Decided from the request alone: an update that is not a revision costs no API request.
             old_replicas = (old.get("spec") or {}).get("replicas")
             new_replicas = (new.get("spec") or {}).get("replicas")
-            if old_replicas == 0 and new_replicas != 0:
+            username = _mapping(request.get("userInfo")).get("username")
+            # Serin itself scales the target up (a release the tick started, a deleted Canary).
+            if old_replicas == 0 and new_replicas != 0 and username != self.own_username():
                 return Verdict(
                     patch=[
                         {

@@ -29,6 +29,8 @@ MIN_INTERVAL_SECONDS = 10.0
 SUPPORTED_TARGET_KINDS = ("Deployment",)
 KNOWN_PROVIDERS = ("istio",)
 BUILTIN_METRICS = ("request-success-rate", "request-duration")
+# Keeps a Canary with spec.revertOnDeletion until the tick has given its target the traffic back.
+FINALIZER = "serin.dev/revert-on-deletion"
 
 
 class Strategy(enum.StrEnum):

@@ -11,6 +11,7 @@ A tick where no Canary is due costs one request: the list of Canaries.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -39,7 +40,7 @@ from serin.decide import (
 )
 from serin.kube.store import Conflict, KubeError, KubeStore
 from serin.metrics.builtin import query_for
-from serin.model import Canary, HookType, InvalidCanary, Metric, parse_canary
+from serin.model import FINALIZER, Canary, HookType, InvalidCanary, Metric, parse_canary
 from serin.notify.webhooks import event_payload, hook_payload
 from serin.ports import HookCaller, HookResult, MetricsProvider, MetricsUnavailable, NoValuesFound, Router, SerinError
 from serin.status import CanaryStatus, Phase
@@ -82,7 +83,10 @@ class StepReport:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON with Kubernetes-style camelCase keys."""
+        data = dataclasses.asdict(self)
+        data["failedChecks"] = data.pop("failed_checks")
+        return data
 
 
 def describe(action: object) -> str:
@@ -188,6 +192,9 @@ class Reconciler:
             report.error = f"invalid canary: {invalid}"
             return
         now = self.clock()
+        if raw.get("metadata", {}).get("deletionTimestamp"):
+            self.finish_deletion(canary, raw, report, now, dry_run)
+            return
         # Decide cheaply whether to look closer: a Canary that is not due costs no request.
         if not force and not is_due(canary, status, now) and not canary.suspend:
             report.summary = f"not due: next step in {seconds_until_due(canary, status, now):.0f}s"
@@ -353,6 +360,67 @@ class Reconciler:
                     "Service", namespace, wanted["metadata"]["name"], {"spec": {"selector": wanted["spec"]["selector"]}}
                 )
         self.router_for(canary.provider).reconcile(canary)
+
+    # ---- deletion ----------------------------------------------------------------------------
+
+    def revert(self, canary: Canary) -> bool:
+        """Give the target its traffic back, as before the Canary; True once the target is ready.
+
+        The target is scaled to the primary's replicas and the apex Service, kept (no owner any
+        more) so that clients keep their address, selects the target's pods. The routes go back to
+        100/0 until the garbage collector removes them with the primary and the other Services.
+        """
+        namespace = canary.namespace
+        target = self.store.get_deployment(namespace, canary.target_ref.name)
+        if target is None:
+            return True
+        primary = self.store.get_deployment(namespace, canary.primary_name)
+        replicas = int((primary or {}).get("spec", {}).get("replicas") or 0) or max(
+            1, int(target.get("spec", {}).get("replicas") or 1)
+        )
+        if target.get("spec", {}).get("replicas") != replicas:
+            self.store.scale_deployment(namespace, canary.target_ref.name, replicas)
+        key, value = selector_label(target)
+        apex = self.store.get_service(namespace, canary.service.name)
+        if apex is not None and (apex.get("metadata", {}).get("labels") or {}).get(MANAGED_BY_LABEL) == "serin":
+            self.store.patch(
+                "Service",
+                namespace,
+                canary.service.name,
+                {"metadata": {"ownerReferences": None}, "spec": {"selector": {key: value}}},
+            )
+        with contextlib.suppress(SerinError):
+            self.router_for(canary.provider).finalize(canary)
+        state = workload_state(target)
+        return state is not None and state.ready_replicas >= replicas
+
+    def finish_deletion(
+        self, canary: Canary, raw: Mapping[str, Any], report: StepReport, now: datetime.datetime, dry_run: bool
+    ) -> None:
+        metadata = raw.get("metadata", {})
+        finalizers = list(metadata.get("finalizers") or [])
+        if FINALIZER not in finalizers:
+            report.summary = "being deleted"
+            return
+        if dry_run:
+            report.summary = "would give the target its traffic back and let the deletion finish (dry run)"
+            return
+        if not self.revert(canary):
+            report.summary = f"being deleted: waiting for {canary.target_ref.name} to be ready before the primary goes"
+            return
+        finalizers.remove(FINALIZER)
+        # The resourceVersion makes this a no-op for a tick that raced with another one.
+        self.store.patch_canary(
+            canary.namespace,
+            canary.name,
+            {"metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version}},
+        )
+        report.applied = True
+        report.summary = f"deleted: {canary.target_ref.name} serves all traffic again"
+        with contextlib.suppress(KubeError):
+            self.store.record_event(
+                canary, "Normal", "Synced", f"Canary deleted: {canary.target_ref.name}.{canary.namespace} restored", now
+            )
 
     def _adopt(self, canary: Canary, obj: Mapping[str, Any]) -> None:
         metadata = obj.get("metadata", {})

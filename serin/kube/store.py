@@ -106,6 +106,15 @@ class KubeStore:
         )
         return str(updated["metadata"]["resourceVersion"])
 
+    def patch_canary(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        self.request(
+            "PATCH",
+            f"{CANARIES}/namespaces/{namespace}/canaries/{name}",
+            patch,
+            "application/merge-patch+json",
+            f"patch canary {namespace}/{name}",
+        )
+
     def get_metric_template(self, namespace: str, name: str) -> dict[str, Any]:
         return self.request(
             "GET",

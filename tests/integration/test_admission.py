@@ -218,3 +218,47 @@ def test_deployment_changes_survive_a_down_webhook(
     finally:
         for kind in webhooks.WEBHOOK_KINDS:
             local_cluster.kubectl("delete", kind.lower(), f"down-{namespace}", "--ignore-not-found")
+
+
+def test_deleting_a_canary_with_revert_on_deletion_gives_the_target_its_traffic_back(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+) -> None:
+    namespace, token = webhook_namespace, tokens["ticker"]
+    local_cluster.apply(podinfo(namespace))
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    apply(local_cluster, canary(namespace, ANALYSIS, revertOnDeletion=True))
+    assert local_cluster.get_json("canary", "podinfo", "-n", namespace)["metadata"]["finalizers"] == [
+        "serin.dev/revert-on-deletion"
+    ]
+    eventually(
+        lambda: (
+            serin_server.tick(token, namespace=namespace, name="podinfo", force="true").ok
+            and canary_status(local_cluster, namespace).get("phase") == "Initialized"
+        ),
+        timeout=60,
+        what="initialization",
+    )
+    assert local_cluster.get_json("deployment", "podinfo", "-n", namespace)["spec"]["replicas"] == 0
+
+    local_cluster.kubectl("delete", "canary", "podinfo", "-n", namespace, "--wait=false")
+    # The DELETE webhook restored the target at once; the finalizer waits for the tick.
+    assert local_cluster.get_json("deployment", "podinfo", "-n", namespace)["spec"]["replicas"] == 2
+    apex = local_cluster.get_json("service", "podinfo", "-n", namespace)
+    assert apex["spec"]["selector"] == {"app": "podinfo"}
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+
+    report = serin_server.tick(token, namespace=namespace, name="podinfo").json()["canaries"][0]
+    assert report["summary"] == "deleted: podinfo serves all traffic again", report
+    eventually(
+        lambda: local_cluster.kubectl("get", "canary", "podinfo", "-n", namespace, check=False).returncode != 0,
+        what="the canary to be gone",
+    )
+    eventually(
+        lambda: (
+            local_cluster.kubectl("get", "deployment", "podinfo-primary", "-n", namespace, check=False).returncode != 0
+        ),
+        timeout=60,
+        what="the primary to be garbage-collected",
+    )
+    # The apex Service stays: clients keep their address, now served by the target.
+    assert "ownerReferences" not in local_cluster.get_json("service", "podinfo", "-n", namespace)["metadata"]

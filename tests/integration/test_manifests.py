@@ -63,7 +63,7 @@ CLUSTER_SCOPED = {
 }
 
 MUTATING_WEBHOOKS = {"canaries.serin.dev", "targets.deployments.serin.dev"}
-VALIDATING_WEBHOOKS = {"canaries.serin.dev", "primaries.deployments.serin.dev"}
+VALIDATING_WEBHOOKS = {"canaries.serin.dev", "deletions.canaries.serin.dev", "primaries.deployments.serin.dev"}
 
 
 # ---- fixtures ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import pytest
+import requests
 
 from localcluster.testing import ClusterHandle, eventually
 from tests.integration.helpers import SerinServer, canary, canary_status, events, podinfo
@@ -38,7 +39,7 @@ def drive(
     history = []
     for _ in range(max_ticks):
         report = tick(server, token, namespace)["canaries"][0]
-        history.append(f"{report['phase']} w={report['weight']} f={report['failed_checks']}: {report['summary']}")
+        history.append(f"{report['phase']} w={report['weight']} f={report['failedChecks']}: {report['summary']}")
         status = canary_status(cluster, namespace)
         if status.get("phase") == phase:
             return status
@@ -238,3 +239,39 @@ def test_tick_requires_a_token_allowed_to_update_canaries(serin_server: SerinSer
     bad_flag = serin_server.tick(tokens["ticker"], force="perhaps")
     assert bad_flag.status_code == 400
     assert serin_server.tick(tokens["ticker"], name="podinfo").status_code == 400
+
+
+def test_config_change_is_a_revision_promoted_with_its_copy(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    settings = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": namespace}}
+    local_cluster.apply({**settings, "data": {"greeting": "hello"}})
+    app = podinfo(namespace)
+    app["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [{"configMapRef": {"name": "settings"}}]
+    local_cluster.apply(app)
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    local_cluster.apply(canary(namespace, WEIGHTED))
+    drive(local_cluster, serin_server, token, namespace, "Initialized")
+    primary = deployment(local_cluster, namespace, "podinfo-primary")
+    assert primary["spec"]["template"]["spec"]["containers"][0]["envFrom"] == [
+        {"configMapRef": {"name": "settings-primary"}}
+    ]
+    assert local_cluster.get_json("configmap", "settings-primary", "-n", namespace)["data"] == {"greeting": "hello"}
+    assert canary_status(local_cluster, namespace)["trackedConfigs"].keys() == {"configmap/settings"}
+
+    local_cluster.apply({**settings, "data": {"greeting": "hi"}})
+    drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    assert local_cluster.get_json("configmap", "settings-primary", "-n", namespace)["data"] == {"greeting": "hi"}
+    assert f"New revision detected! Scaling up podinfo.{namespace}" in events(local_cluster, namespace)
+
+
+def test_serin_metrics_follow_the_canary(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    at_first_step(local_cluster, serin_server, tokens["ticker"], namespace)
+    exposed = requests.get(f"{serin_server.url}/metrics", verify=str(serin_server.ca_bundle), timeout=10).text
+    assert f'serin_canary_weight{{namespace="{namespace}",workload="podinfo"}} 20.0' in exposed
+    assert f'serin_canary_weight{{namespace="{namespace}",workload="podinfo-primary"}} 80.0' in exposed
+    assert f'serin_canary_status{{name="podinfo",namespace="{namespace}"}} 0.0' in exposed
+    assert "serin_tick_duration_seconds_count" in exposed

@@ -191,3 +191,15 @@ def test_primary_template_change_by_someone_else_is_denied() -> None:
     assert admission.validate_deployment(
         {"operation": "UPDATE", "object": scaled, "oldObject": old, "userInfo": {"username": "hpa"}}
     ).allowed
+
+
+def test_serin_itself_may_scale_an_idle_target_up() -> None:
+    verdict = make_admission().mutate_deployment(
+        {
+            "operation": "UPDATE",
+            "object": deployment("podinfo:1", 2),
+            "oldObject": deployment("podinfo:1", 0),
+            "userInfo": {"username": "system:serviceaccount:serin-system:serin"},
+        }
+    )
+    assert verdict.allowed and verdict.patch == []

@@ -1,0 +1,119 @@
+"""The tick's orchestration with small fakes of our own ports: request counts and isolation."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from serin.kube.store import KubeError
+from serin.reconcile import Reconciler
+from serin.status import CanaryStatus, Phase, format_time
+
+NOW = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+def canary(namespace: str, name: str, phase: str = "Succeeded", analysed: datetime.datetime = NOW) -> dict[str, Any]:
+    return {
+        "apiVersion": "serin.dev/v1beta1",
+        "kind": "Canary",
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}", "resourceVersion": "1"},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "service": {"port": 80},
+            "analysis": {"interval": "1m", "stepWeight": 10},
+        },
+        "status": {"phase": phase, "lastAnalysisTime": format_time(analysed), "lastAppliedSpec": "x"},
+    }
+
+
+class CountingStore:
+    """Records every call; Deployments exist only where given; one namespace can be made to fail."""
+
+    def __init__(self, canaries: list[dict[str, Any]], broken_namespace: str | None = None) -> None:
+        self.canaries = canaries
+        self.broken_namespace = broken_namespace
+        self.calls: list[str] = []
+        self.status_writes: dict[str, dict[str, Any]] = {}
+
+    def list_canaries(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        self.calls.append("list_canaries")
+        return self.canaries
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(f"get_deployment {namespace}/{name}")
+        if namespace == self.broken_namespace:
+            raise KubeError(f"get deployment {namespace}/{name}: 500 etcd is sad")
+        return None
+
+    def write_canary_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> str:
+        self.calls.append(f"write_canary_status {namespace}/{name}")
+        self.status_writes[f"{namespace}/{name}"] = status
+        return "2"
+
+    def record_event(self, *args: Any) -> None:
+        self.calls.append("record_event")
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"unexpected store call: {name}")
+
+
+class NoRoutes:
+    def get_routes(self, canary: Any) -> None:
+        return None
+
+
+def reconciler(store: CountingStore) -> Reconciler:
+    def no_metrics(address: str) -> Any:
+        raise AssertionError("no metrics expected")
+
+    return Reconciler(
+        store=store,  # type: ignore[arg-type]
+        router_for=lambda provider: NoRoutes(),  # type: ignore[arg-type,return-value]
+        metrics_for=no_metrics,
+        hooks=None,  # type: ignore[arg-type]
+        default_metrics_server="http://prometheus",
+        clock=lambda: NOW,
+    )
+
+
+@pytest.mark.parametrize("count", [1, 10, 200])
+def test_tick_with_nothing_due_makes_one_request(count: int) -> None:
+    store = CountingStore(
+        [canary(f"ns{i % 7}", f"app{i}", analysed=NOW - datetime.timedelta(seconds=5)) for i in range(count)]
+    )
+    reports = reconciler(store).tick()
+    assert store.calls == ["list_canaries"]
+    assert len(reports) == count
+    assert all(report.summary.startswith("not due: next step in 55s") for report in reports)
+
+
+def test_one_failing_canary_does_not_stop_the_others() -> None:
+    store = CountingStore(
+        [
+            canary("broken", "a", analysed=NOW - datetime.timedelta(minutes=5)),
+            canary("fine", "b", analysed=NOW - datetime.timedelta(minutes=5)),
+        ],
+        broken_namespace="broken",
+    )
+    reports = {report.namespace: report for report in reconciler(store).tick()}
+    assert reports["broken"].error == "get deployment broken/a: 500 etcd is sad"
+    assert reports["fine"].error is None
+    # The target of b is missing: reported with a Warning, nothing written.
+    assert reports["fine"].summary == "Target deployment b.fine not found"
+    assert "write_canary_status fine/b" not in store.calls
+
+
+def test_invalid_canary_is_reported_not_acted_on() -> None:
+    broken = canary("ns", "bad")
+    broken["spec"]["analysis"]["stepWeight"] = 500
+    store = CountingStore([broken])
+    (report,) = reconciler(store).tick(force=True)
+    assert report.error is not None and "spec.analysis.stepWeight: must be between 1 and 100" in report.error
+    assert store.calls == ["list_canaries"]
+
+
+def test_status_round_trip_keeps_what_the_tick_needs() -> None:
+    status = CanaryStatus.from_dict(canary("ns", "a", phase="Progressing")["status"])
+    assert status.phase is Phase.PROGRESSING and status.last_analysis_time == NOW
