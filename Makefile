@@ -6,13 +6,15 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STATE ?= .localcluster
 
-.PHONY: help venv build up down status lint test test-unit test-integration
+.PHONY: help venv build up down status demo lint test test-unit test-integration bench
 
 help:
+	@echo "make demo     a good release promoted and a bad one rolled back, live, on a local cluster"
 	@echo "make test     lint, type-check and run unit + integration tests (builds the local control plane once)"
-	@echo "make up       start the local control plane, Prometheus and the traffic simulator"
+	@echo "make up       start the local control plane, Prometheus, the traffic simulator and Serin; prints the env"
 	@echo "make down     stop everything 'make up' started"
 	@echo "make build    build (or reuse) the control plane binaries under \$${SERIN_CACHE:-~/.cache/serin}"
+	@echo "make bench    admission latency benchmark"
 
 $(PYTHON): requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -23,16 +25,22 @@ $(PYTHON): requirements.txt requirements-dev.txt
 venv: $(PYTHON)
 
 build: venv
-	$(PYTHON) -m localcluster build
+	@$(PYTHON) -m localcluster build
 
 up: build
-	@$(PYTHON) -m localcluster up --state $(STATE)
+	@$(PYTHON) -m localcluster up --serin --state $(STATE)
 
 down: venv
 	@$(PYTHON) -m localcluster down --state $(STATE)
 
 status: venv
 	@$(PYTHON) -m localcluster status --state $(STATE)
+
+demo: build
+	@$(PYTHON) -m localcluster.demo
+
+bench: build
+	$(PYTHON) -m benchmarks.admission_latency
 
 lint: venv
 	$(VENV)/bin/ruff check .

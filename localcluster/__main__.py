@@ -29,17 +29,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with up: start only the control plane, without Prometheus and the traffic simulator",
     )
+    parser.add_argument(
+        "--serin",
+        action="store_true",
+        help="with up: also run the Serin server (TLS, webhooks registered, CRDs and RBAC installed)",
+    )
     args = parser.parse_args(argv)
     cluster = LocalCluster(args.state.resolve())
 
     try:
         if args.command == "build":
             binaries = ensure_binaries()
+            # On stderr: `eval "$(make -s up)"` must see only the export lines.
             print(f"binaries are in {cache_dir() / 'bin'}", file=sys.stderr)
             for name, path in vars(binaries).items():
-                print(f"{name}: {path}")
+                print(f"  {name}: {path}", file=sys.stderr)
         elif args.command == "up":
-            cluster.up(with_extras=not args.no_extras)
+            cluster.up(with_extras=not args.no_extras or args.serin, with_serin=args.serin)
             print("\n".join(cluster.env_lines()))
         elif args.command == "down":
             stopped = cluster.down()

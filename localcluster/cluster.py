@@ -77,7 +77,7 @@ class LocalCluster:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    def up(self, binaries: Binaries | None = None, with_extras: bool = True) -> ClusterState:
+    def up(self, binaries: Binaries | None = None, with_extras: bool = True, with_serin: bool = False) -> ClusterState:
         """Start whatever is not running yet and wait until the cluster is usable."""
         binaries = binaries or ensure_binaries()
         started = time.monotonic()
@@ -102,6 +102,10 @@ class LocalCluster:
         if with_extras:
             self._ensure_simulator(state)
             ensure_prometheus(self.state_dir, binaries.prometheus, state, [state.urls["simulator"]])
+        if with_serin:
+            from localcluster.serin_server import ensure_serin
+
+            ensure_serin(self, binaries, state)
         state.save(self.state_dir)
         _log(f"ready in {time.monotonic() - started:.1f}s")
         return state
@@ -122,6 +126,9 @@ class LocalCluster:
             lines.append(f"export PROMETHEUS_URL={state.urls['prometheus']}")
         if "simulator" in state.urls:
             lines.append(f"export SIMULATOR_URL={state.urls['simulator']}")
+        from localcluster.serin_server import env_lines as serin_env_lines
+
+        lines += serin_env_lines(state)
         kubectl_dir = state.paths.get("kubectl_dir")
         if kubectl_dir:
             lines.append(f'export PATH="{kubectl_dir}:$PATH"')

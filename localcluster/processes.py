@@ -75,7 +75,13 @@ def child_environment() -> dict[str, str]:
     return env
 
 
-def start(name: str, command: list[str], state_dir: Path, state: ClusterState) -> subprocess.Popen[bytes]:
+def start(
+    name: str,
+    command: list[str],
+    state_dir: Path,
+    state: ClusterState,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     log_dir = state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / f"{name}.log", "ab") as log:
@@ -86,7 +92,8 @@ def start(name: str, command: list[str], state_dir: Path, state: ClusterState) -
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=child_environment(),
+            env={**child_environment(), **(env or {})},
+            cwd=Path(__file__).resolve().parent.parent,
             start_new_session=True,
         )
     state.processes[name] = [process.pid, start_time(process.pid)]

@@ -1,0 +1,147 @@
+"""Run Serin itself next to the local control plane, the way a cluster would, minus the Pod.
+
+Installs the CRDs and the shipped RBAC (k8s/), gives Serin its own service-account identity,
+issues its serving certificate with the same tool the cluster Job uses (webhook-certs/), starts
+gunicorn serving TLS on 127.0.0.1, and registers the shipped webhook configurations by URL with
+that certificate's caBundle. A second service account, allowed only to tick, gets a token for
+people and scripts to call ``POST /tick``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from localcluster import processes, webhooks
+from localcluster.build import Binaries
+from localcluster.paths import REPO_ROOT
+from localcluster.processes import ClusterState
+
+NAMESPACE = "serin-system"
+RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+TOKEN_DURATION = "24h"
+
+
+def _rbac(kubectl: Any) -> list[dict[str, Any]]:
+    """The shipped namespace, accounts, roles and bindings of Serin and of the ticker."""
+    rendered = yaml.safe_load_all(kubectl("kustomize", str(REPO_ROOT / "k8s")))
+    wanted = {"serin", "serin-ticker", "serin-tick", NAMESPACE}
+    return [doc for doc in rendered if doc and doc["kind"] in RBAC_KINDS and doc["metadata"]["name"] in wanted]
+
+
+def ensure_serin(cluster: Any, binaries: Binaries, state: ClusterState) -> str:
+    """Start Serin unless it runs; return its URL."""
+    from localcluster.cluster import wait_for
+
+    state_dir: Path = cluster.state_dir
+
+    def kubectl(*args: str, input_text: str | None = None) -> str:
+        output: str = cluster.kubectl(binaries, *args, input_text=input_text)
+        return output
+
+    pid, begun = state.processes.get("serin", (0, 0))
+    if pid and processes.is_alive(pid, begun) and "serin" in state.urls:
+        return state.urls["serin"]
+
+    kubectl("apply", "--server-side", "-k", str(REPO_ROOT / "k8s" / "crds"))
+    kubectl("wait", "--for=condition=Established", "crd/canaries.serin.dev", "--timeout=30s")
+    kubectl("apply", "--server-side", "-f", "-", input_text=yaml.safe_dump_all(_rbac(kubectl)))
+
+    # Serin acts as its own service account, so the shipped ClusterRole is what it really has.
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    admin["users"] = [{"name": "serin", "user": {"token": _token(kubectl, "serin")}}]
+    admin["contexts"][0]["context"]["user"] = "serin"
+    serin_kubeconfig = state_dir / "serin.kubeconfig"
+    serin_kubeconfig.write_text(yaml.safe_dump(admin))
+    serin_kubeconfig.chmod(0o600)
+    token_file = state_dir / "serin-ticker.token"
+    token_file.write_text(_token(kubectl, "serin-ticker"))
+    token_file.chmod(0o600)
+
+    tls_dir = state_dir / "serin-tls"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "webhook-certs" / "serin_certs.py"),
+            "write",
+            "--dir",
+            str(tls_dir),
+            "--ip",
+            "127.0.0.1",
+            "--dns",
+            "localhost",
+        ],
+        check=True,
+        capture_output=True,
+        env=processes.child_environment(),
+    )
+    port = processes.free_port()
+    url = f"https://127.0.0.1:{port}"
+    processes.start(
+        "serin",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--certfile",
+            str(tls_dir / "tls.crt"),
+            "--keyfile",
+            str(tls_dir / "tls.key"),
+            "--no-control-socket",
+            "wsgi:app",
+        ],
+        state_dir,
+        state,
+        env={
+            "KUBECONFIG": str(serin_kubeconfig),
+            "SERIN_METRICS_SERVER": state.urls["prometheus"],
+            # The local tick runs by hand, as often as one likes.
+            "SERIN_TICK_SCHEDULE_SECONDS": "10",
+        },
+    )
+    ca = tls_dir / "ca.crt"
+    wait_for(
+        "serin",
+        lambda: requests.get(f"{url}/healthz", verify=str(ca), timeout=1).ok,
+        30,
+        state_dir / "logs" / "serin.log",
+    )
+    configurations = webhooks.for_url(webhooks.load_manifest(), url, ca.read_bytes())
+    kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(configurations))
+    state.ports["serin"] = port
+    state.urls["serin"] = url
+    state.paths["serin_ca"] = str(ca)
+    state.paths["serin_token"] = str(token_file)
+    state.save(state_dir)
+    return url
+
+
+def _token(kubectl: Any, account: str) -> str:
+    token: str = kubectl("create", "token", account, "-n", NAMESPACE, f"--duration={TOKEN_DURATION}").strip()
+    return token
+
+
+def env_lines(state: ClusterState) -> list[str]:
+    if "serin" not in state.urls:
+        return []
+    token = Path(state.paths["serin_token"]).read_text().strip()
+    return [
+        f"export SERIN_URL={state.urls['serin']}",
+        f"export SERIN_TOKEN={token}",
+        f"export SERIN_CA={state.paths['serin_ca']}",
+        # So that plain `curl $SERIN_URL/...` trusts Serin's local certificate.
+        "export CURL_CA_BUNDLE=$SERIN_CA",
+    ]
