@@ -326,7 +326,7 @@ def test_webhooks(rendered: list[Obj]) -> None:
             if kind.startswith("Mutating"):
                 assert webhook["reinvocationPolicy"] == "Never", where
             resources = {(r["apiGroups"][0], r["resources"][0]) for r in webhook["rules"]}
-            if webhook["name"].startswith("canaries."):
+            if webhook["name"].endswith("canaries.serin.dev"):
                 assert resources == {("serin.dev", "canaries")}, where
             else:
                 assert resources == {("apps", "deployments")}, where

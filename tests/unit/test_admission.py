@@ -203,3 +203,49 @@ def test_serin_itself_may_scale_an_idle_target_up() -> None:
         }
     )
     assert verdict.allowed and verdict.patch == []
+
+
+class CanaryList:
+    """Only the lookups Canary validation makes: the Canaries of a namespace, no MetricTemplates."""
+
+    def __init__(self, canaries: list[dict[str, Any]]) -> None:
+        self.canaries = canaries
+
+    def list_canaries(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        return self.canaries
+
+
+def validation(request: dict[str, Any], canaries: list[dict[str, Any]] | None = None) -> Any:
+    store: Any = CanaryList(canaries or [])
+    admission = Admission(store, store, "istio", 60, own_username=lambda: "serin")
+    return admission.validate_canary({"namespace": "test", "dryRun": True, **request})
+
+
+def test_target_may_not_change_while_progressing() -> None:
+    old = json.loads(json.dumps(CANARY))
+    old["status"] = {"phase": "Progressing"}
+    new = json.loads(json.dumps(CANARY))
+    new["spec"]["targetRef"]["name"] = "frontend"
+    verdict = validation({"operation": "UPDATE", "object": new, "oldObject": old})
+    assert not verdict.allowed
+    assert "spec.targetRef: cannot change while the canary is Progressing" in verdict.message
+    old["status"] = {"phase": "Succeeded"}
+    assert validation({"operation": "UPDATE", "object": new, "oldObject": old}).allowed
+
+
+def test_short_interval_is_allowed_with_a_warning() -> None:
+    quick = json.loads(json.dumps(CANARY))
+    quick["spec"]["analysis"]["interval"] = "15s"
+    verdict = validation({"operation": "CREATE", "object": quick})
+    assert verdict.allowed
+    assert verdict.warnings == [
+        "spec.analysis.interval 15s is shorter than the tick schedule (60s): steps will happen every 60s"
+    ]
+
+
+def test_second_canary_for_a_target_is_denied() -> None:
+    other = json.loads(json.dumps(CANARY))
+    other["metadata"]["name"] = "first"
+    verdict = validation({"operation": "CREATE", "object": CANARY}, canaries=[other])
+    assert not verdict.allowed
+    assert "spec.targetRef: Deployment podinfo is already the target of canary first" in verdict.message
