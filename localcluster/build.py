@@ -90,7 +90,8 @@ def _log(message: str) -> None:
 def _go_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("CGO_ENABLED", "0")
-    env.setdefault("GOFLAGS", "-mod=mod")
+    # The wrapper modules record their requirements as they build; keep whatever else is set.
+    env["GOFLAGS"] = " ".join(flag for flag in (env.get("GOFLAGS", ""), "-mod=mod") if flag)
     return env
 
 
@@ -258,7 +259,10 @@ def unpack_prometheus(cache: Path) -> Path:
     target = cache / "bin" / f"prometheus-{version}"
     tmp = target.with_name(f".{target.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    unpacked = subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], capture_output=True, text=True)
+    if unpacked.returncode != 0:
+        raise BuildError(f"could not unpack {deb.name}: {unpacked.stderr.strip()}")
     _finish(tmp, target)
     return target / "usr" / "bin" / "prometheus"
 

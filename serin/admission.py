@@ -15,10 +15,12 @@ answer itself.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import dataclasses
 import datetime
+import json
 import logging
 import threading
 import time
@@ -63,9 +65,6 @@ class Verdict:
     warnings: list[str] = field(default_factory=list)
 
     def to_response(self, uid: str) -> dict[str, Any]:
-        import base64
-        import json
-
         response: dict[str, Any] = {"uid": uid, "allowed": self.allowed}
         if not self.allowed:
             response["status"] = {"code": self.code, "message": self.message, "reason": "Invalid"}
