@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -32,12 +31,14 @@ import requests
 import yaml
 from kubernetes import client, config
 
+from benchmarks.clusters import benchmark_cluster
 from localcluster import webhooks
 from localcluster.build import ensure_binaries
 from localcluster.cluster import LocalCluster, wait_for
 from localcluster.paths import REPO_ROOT
 from localcluster.pki import write_serving_pair
 from localcluster.processes import child_environment, free_port
+from localcluster.serin_server import gunicorn_command
 
 
 def percentiles(samples: list[float]) -> tuple[float, float, float]:
@@ -105,25 +106,7 @@ def run(cluster: LocalCluster, count: int) -> list[tuple[str, float, float, floa
     port = free_port()
     env = {**child_environment(), "KUBECONFIG": str(cluster.kubeconfig), "PYTHONPATH": str(REPO_ROOT)}
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--certfile",
-            str(cert),
-            "--keyfile",
-            str(key),
-            "--no-control-socket",
-            "wsgi:app",
-        ],
+        gunicorn_command(port, cert, key),
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -229,18 +212,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200, help="requests per case (bounded: at most 2000)")
     args = parser.parse_args()
     count = max(20, min(args.requests, 2000))
-    reuse = os.environ.get("SERIN_KUBECONFIG")
-    own = None
-    if reuse:
-        cluster = LocalCluster(Path(reuse).resolve().parent)
-    else:
-        own = cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="serin-bench-cluster-")))
-        cluster.up(with_extras=False)
-    try:
+    with benchmark_cluster() as cluster:
         rows = run(cluster, count)
-    finally:
-        if own is not None:
-            own.down()
     # Each case against the baseline of its path: Serin's HTTP floor, or the API server without webhooks.
     direct_baseline = rows[0][1]
     api_baseline = next(p50 for name, p50, _, _ in rows if "no webhook" in name)

@@ -13,17 +13,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from benchmarks.clusters import benchmark_cluster
 from localcluster.build import ensure_binaries
 from localcluster.cluster import LocalCluster
 from localcluster.paths import REPO_ROOT
@@ -114,18 +112,8 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [max(1, min(int(size), 2000)) for size in args.sizes.split(",")]
     rounds = max(3, min(args.rounds, 200))
-    reuse = os.environ.get("SERIN_KUBECONFIG")
-    own = None
-    if reuse:
-        cluster = LocalCluster(Path(reuse).resolve().parent)
-    else:
-        own = cluster = LocalCluster(Path(tempfile.mkdtemp(prefix="serin-bench-cluster-")))
-        cluster.up(with_extras=False)
-    try:
+    with benchmark_cluster() as cluster:
         rows = run(cluster, sizes, rounds)
-    finally:
-        if own is not None:
-            own.down()
     print(f"\ntick with no Canary due, {rounds} ticks per size (ms; baseline: the bare list request)")
     print(
         f"{'canaries':>9} {'requests/tick':>14} {'list p50':>9} {'tick p50':>9} {'tick p99':>9} {'p50 over list':>14}"

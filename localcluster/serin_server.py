@@ -84,25 +84,7 @@ def ensure_serin(cluster: Any, binaries: Binaries, state: ClusterState) -> str:
     url = f"https://127.0.0.1:{port}"
     processes.start(
         "serin",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--certfile",
-            str(tls_dir / "tls.crt"),
-            "--keyfile",
-            str(tls_dir / "tls.key"),
-            "--no-control-socket",
-            "wsgi:app",
-        ],
+        gunicorn_command(port, tls_dir / "tls.crt", tls_dir / "tls.key"),
         state_dir,
         state,
         env={
@@ -127,6 +109,19 @@ def ensure_serin(cluster: Any, binaries: Binaries, state: ClusterState) -> str:
     state.paths["serin_token"] = str(token_file)
     state.save(state_dir)
     return url
+
+
+def gunicorn_command(port: int, cert: Path, key: Path) -> list[str]:
+    """Serin as the image runs it (see the Dockerfile), on loopback."""
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--worker-class", "gthread", "--workers", "2", "--threads", "4",
+        "--bind", f"127.0.0.1:{port}",
+        "--certfile", str(cert), "--keyfile", str(key),
+        # gunicorn's control socket would be created under $HOME; nothing here uses it.
+        "--no-control-socket",
+        "wsgi:app",
+    ]  # fmt: skip
 
 
 def _token(kubectl: Any, account: str) -> str:
