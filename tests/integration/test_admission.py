@@ -247,8 +247,15 @@ def test_deleting_a_canary_with_revert_on_deletion_gives_the_target_its_traffic_
     assert apex["spec"]["selector"] == {"app": "podinfo"}
     local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
 
-    report = serin_server.tick(token, namespace=namespace, name="podinfo").json()["canaries"][0]
-    assert report["summary"] == "deleted: podinfo serves all traffic again", report
+    # The tick lifts the finalizer once the target is ready (it may report waiting first).
+    eventually(
+        lambda: (
+            serin_server.tick(token, namespace=namespace, name="podinfo").json()["canaries"][0]["summary"]
+            == "deleted: podinfo serves all traffic again"
+        ),
+        timeout=30,
+        what="the tick to finish the deletion",
+    )
     eventually(
         lambda: local_cluster.kubectl("get", "canary", "podinfo", "-n", namespace, check=False).returncode != 0,
         what="the canary to be gone",
