@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import yaml
@@ -21,6 +21,9 @@ from localcluster import processes, webhooks
 from localcluster.build import Binaries
 from localcluster.paths import REPO_ROOT
 from localcluster.processes import ClusterState
+
+if TYPE_CHECKING:  # the cluster module imports this one when it starts Serin
+    from localcluster.cluster import LocalCluster
 
 NAMESPACE = "serin-system"
 RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
@@ -34,15 +37,14 @@ def _rbac(kubectl: Any) -> list[dict[str, Any]]:
     return [doc for doc in rendered if doc and doc["kind"] in RBAC_KINDS and doc["metadata"]["name"] in wanted]
 
 
-def ensure_serin(cluster: Any, binaries: Binaries, state: ClusterState) -> str:
+def ensure_serin(cluster: LocalCluster, binaries: Binaries, state: ClusterState) -> str:
     """Start Serin unless it runs; return its URL."""
     from localcluster.cluster import wait_for
 
-    state_dir: Path = cluster.state_dir
+    state_dir = cluster.state_dir
 
     def kubectl(*args: str, input_text: str | None = None) -> str:
-        output: str = cluster.kubectl(binaries, *args, input_text=input_text)
-        return output
+        return cluster.kubectl(binaries, *args, input_text=input_text)
 
     pid, begun = state.processes.get("serin", (0, 0))
     if pid and processes.is_alive(pid, begun) and "serin" in state.urls:

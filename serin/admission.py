@@ -90,6 +90,10 @@ def _items(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _name(request: Mapping[str, Any]) -> str:
+    return str(_mapping(_mapping(request.get("object")).get("metadata")).get("name") or request.get("name") or "?")
+
+
 # ---- Canaries: defaults --------------------------------------------------------------------
 
 
@@ -169,22 +173,22 @@ class Admission:
         obj = request.get("object") or {}
         if request.get("operation") not in ("CREATE", "UPDATE"):
             return Verdict()
-        problems = self._problems(request, strict=False)
-        if problems:
-            return problems
+        _, errors = self._check(request, strict=False)
+        if errors:
+            return deny(errors, _name(request))
         return Verdict(patch=defaults_patch(obj, self.default_provider))
 
-    def _problems(self, request: Mapping[str, Any], strict: bool = True) -> Verdict | None:
-        """Every problem of the Canary in the request, as one denial (None when there is none).
+    def _check(self, request: Mapping[str, Any], strict: bool = True) -> tuple[Canary | None, list[FieldError]]:
+        """The Canary in the request, and every problem it has (none: the Canary is usable).
 
         ``strict``: a lookup the API server does not answer is a problem (validation); otherwise it
         is skipped, since the validating webhook checks again (defaulting).
         """
         obj = request.get("object") or {}
-        name = str(_mapping(obj.get("metadata")).get("name") or request.get("name") or "?")
+        canary: Canary | None = None
         errors: list[FieldError] = []
         try:
-            parse_canary(obj, self.default_provider)
+            canary = parse_canary(obj, self.default_provider)
         except InvalidCanary as invalid:
             errors.extend(invalid.errors)
         namespace = str(request.get("namespace") or _mapping(obj.get("metadata")).get("namespace") or "")
@@ -193,17 +197,16 @@ class Admission:
         except KubeError as error:
             if strict:
                 errors.append(FieldError("metadata", f"could not be checked against the cluster, try again: {error}"))
-        return deny(errors, name) if errors else None
+        return canary, errors
 
     def validate_canary(self, request: Mapping[str, Any]) -> Verdict:
         if request.get("operation") == "DELETE":
             return self._deleted(request)
         if request.get("operation") not in ("CREATE", "UPDATE"):
             return Verdict()
-        problems = self._problems(request)
-        if problems:
-            return problems
-        canary = parse_canary(request.get("object") or {}, self.default_provider)
+        canary, errors = self._check(request)
+        if errors or canary is None:
+            return deny(errors, _name(request))
         verdict = Verdict()
         if canary.analysis.interval_seconds < self.tick_schedule_seconds:
             verdict.warnings.append(
@@ -284,20 +287,21 @@ class Admission:
         if target is None:
             return [f"Deployment {canary.target_ref.name} not found: the canary starts once it exists"]
         try:
-            self.reconciler.ensure_objects(dataclasses.replace(canary, uid=""), target)
+            primary = self.store.get_deployment(canary.namespace, canary.primary_name)
+            self.reconciler.ensure_objects(dataclasses.replace(canary, uid=""), target, primary)
         except Exception as error:  # the tick repairs whatever this could not do
             return [f"could not create the primary objects yet ({error}); the next tick will"]
         threading.Thread(target=self._adopt_when_stored, args=(canary, target), daemon=True).start()
         return []
 
     def _adopt_when_stored(self, canary: Canary, target: dict[str, Any]) -> None:
-        path = f"/apis/serin.dev/v1beta1/namespaces/{canary.namespace}/canaries/{canary.name}"
         deadline = time.monotonic() + ADOPTION_WAIT_SECONDS
         while time.monotonic() < deadline:
             try:
-                stored = self.store.get(path)
+                stored = self.store.get_canary(canary.namespace, canary.name)
                 if stored is not None and stored.get("metadata", {}).get("uid") == canary.uid:
-                    self.reconciler.ensure_objects(canary, target)
+                    primary = self.store.get_deployment(canary.namespace, canary.primary_name)
+                    self.reconciler.ensure_objects(canary, target, primary)
                     return
             except Exception as error:  # the next tick adopts them
                 LOG.warning("could not adopt the objects of canary %s yet: %s", canary.key, error)
@@ -338,7 +342,7 @@ class Admission:
 
     def _new_revision(self, request: Mapping[str, Any], new: Mapping[str, Any], canary_name: str) -> Verdict:
         namespace = str(request.get("namespace") or new.get("metadata", {}).get("namespace"))
-        raw = next((c for c in self.store.list_canaries(namespace) if c["metadata"]["name"] == canary_name), None)
+        raw = self.store.get_canary(namespace, canary_name)
         if raw is None:
             return Verdict()
         try:

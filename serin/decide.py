@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from serin.model import Canary, HookType, Metric, Strategy
-from serin.ports import HookResult, Routes
+from serin.ports import HookResult
 from serin.status import IDLE_PHASES, CanaryStatus, Phase
 
 METRICS: Literal["metrics"] = "metrics"
@@ -67,7 +67,6 @@ class Observation:
     target: WorkloadState | None
     primary: WorkloadState | None
     config_hashes: Mapping[str, str] = field(default_factory=dict)
-    routes: Routes | None = None
     # Another Canary that already targets the same workload.
     duplicate_of: str | None = None
     hooks: Mapping[HookType, tuple[HookResult, ...]] = field(default_factory=dict)
@@ -146,6 +145,13 @@ def seconds_until_due(canary: Canary, status: CanaryStatus, now: datetime.dateti
     if is_due(canary, status, now) or status.last_analysis_time is None:
         return 0.0
     return canary.analysis.interval_seconds - (now - status.last_analysis_time).total_seconds()
+
+
+def waiting_for_interval(canary: Canary, status: CanaryStatus, now: datetime.datetime, force: bool) -> str | None:
+    """Why this Canary takes no step now, or None when it is due (or forced)."""
+    if force or is_due(canary, status, now):
+        return None
+    return f"not due: next step in {seconds_until_due(canary, status, now):.0f}s"
 
 
 def _gate(canary: Canary, observation: Observation, hook_type: HookType) -> bool | None:
@@ -253,8 +259,9 @@ def _decide(
         return Decision(status, message, events=(_warning(message),))
     if status.phase in (None, Phase.INITIALIZING):
         return _initialize(canary, status, observation, now)
-    if not force and not is_due(canary, status, now):
-        return Decision(status, f"not due: next step in {seconds_until_due(canary, status, now):.0f}s")
+    waiting = waiting_for_interval(canary, status, now, force)
+    if waiting:
+        return Decision(status, waiting)
 
     stepped = status.replace(last_analysis_time=now, observed_generation=canary.generation)
     if status.phase in IDLE_PHASES:

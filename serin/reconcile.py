@@ -35,8 +35,7 @@ from serin.decide import (
     SetRoutes,
     WorkloadState,
     decide,
-    is_due,
-    seconds_until_due,
+    waiting_for_interval,
 )
 from serin.kube.store import Conflict, KubeError, KubeStore
 from serin.metrics.builtin import query_for
@@ -65,6 +64,15 @@ LOG = logging.getLogger("serin.reconcile")
 
 # Gathering results may unlock a later gate in the same step (metrics, then confirm-promotion).
 MAX_DECISION_ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a step read: the decision's view, and the objects the actions then work from."""
+
+    observation: Observation
+    target: dict[str, Any] | None
+    primary: dict[str, Any] | None
 
 
 @dataclass
@@ -196,11 +204,13 @@ class Reconciler:
             self.finish_deletion(canary, raw, report, now, dry_run)
             return
         # Decide cheaply whether to look closer: a Canary that is not due costs no request.
-        if not force and not is_due(canary, status, now) and not canary.suspend:
-            report.summary = f"not due: next step in {seconds_until_due(canary, status, now):.0f}s"
+        waiting = None if canary.suspend else waiting_for_interval(canary, status, now, force)
+        if waiting:
+            report.summary = waiting
             return
 
-        observation = self.observe(canary, raw, others)
+        observed = self.observe(canary, raw, others)
+        observation = observed.observation
         decision = decide(canary, status, observation, now, force=force)
         for _ in range(MAX_DECISION_ROUNDS):
             if not decision.needs:
@@ -218,10 +228,9 @@ class Reconciler:
             report.weight = decision.status.canary_weight
             return
 
-        target = self.store.get_deployment(canary.namespace, canary.target_ref.name) if decision.actions else None
-        for action in decision.actions:
-            if target is not None:
-                self.apply(canary, action, target, observation)
+        if observed.target is not None:
+            for action in decision.actions:
+                self.apply(canary, action, observed)
         new_status = decision.status
         if new_status != status:
             try:
@@ -245,7 +254,7 @@ class Reconciler:
 
     # ---- observing ---------------------------------------------------------------------------
 
-    def observe(self, canary: Canary, raw: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> Observation:
+    def observe(self, canary: Canary, raw: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> Observed:
         target = self.store.get_deployment(canary.namespace, canary.target_ref.name)
         primary = self.store.get_deployment(canary.namespace, canary.primary_name)
         hashes: dict[str, str] = {}
@@ -254,17 +263,13 @@ class Reconciler:
                 config = self.store.get_config(kind, canary.namespace, name)
                 if config is not None:
                     hashes[config_key(kind, name)] = config_hash(config)
-        try:
-            routes = self.router_for(canary.provider).get_routes(canary)
-        except SerinError:
-            routes = None
-        return Observation(
+        observation = Observation(
             target=workload_state(target),
             primary=workload_state(primary),
             config_hashes=hashes,
-            routes=routes,
             duplicate_of=duplicate_owner(canary, raw, others),
         )
+        return Observed(observation, target, primary)
 
     def gather(
         self, canary: Canary, needs: tuple[Need, ...], observation: Observation, status: CanaryStatus
@@ -304,12 +309,13 @@ class Reconciler:
 
     # ---- acting ------------------------------------------------------------------------------
 
-    def apply(self, canary: Canary, action: object, target: dict[str, Any], observation: Observation) -> None:
-        namespace = canary.namespace
+    def apply(self, canary: Canary, action: object, observed: Observed) -> None:
+        namespace, target = canary.namespace, observed.target
+        assert target is not None
         if isinstance(action, EnsureObjects):
-            self.ensure_objects(canary, target)
+            self.ensure_objects(canary, target, observed.primary)
         elif isinstance(action, ScaleTarget):
-            current = observation.target.replicas if observation.target else None
+            current = observed.observation.target.replicas if observed.observation.target else None
             if current != action.replicas:
                 self.store.scale_deployment(namespace, canary.target_ref.name, action.replicas)
         elif isinstance(action, SetRoutes):
@@ -320,8 +326,8 @@ class Reconciler:
             # Notifications: their answers change nothing, and a failure is only logged.
             pass
 
-    def ensure_objects(self, canary: Canary, target: dict[str, Any]) -> None:
-        """Create what is missing and adopt what has no owner yet.
+    def ensure_objects(self, canary: Canary, target: Mapping[str, Any], primary: Mapping[str, Any] | None) -> None:
+        """Create what is missing and adopt what has no owner yet; ``primary`` is as last read.
 
         Never overwrites the primary's template: that is promotion's job. Objects that admission
         created before the Canary was stored carry no ownerReference; they get one here.
@@ -343,7 +349,6 @@ class Reconciler:
                     self.store.create(primary_config(canary, source))
             else:
                 self._adopt(canary, existing)
-        primary = self.store.get_deployment(namespace, canary.primary_name)
         if primary is None:
             replicas = max(1, int(target.get("spec", {}).get("replicas") or 1))
             self.store.create(primary_deployment(canary, target, configs, replicas=replicas))

@@ -106,6 +106,9 @@ class KubeStore:
         )
         return str(updated["metadata"]["resourceVersion"])
 
+    def get_canary(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get(f"{CANARIES}/namespaces/{namespace}/canaries/{name}")
+
     def patch_canary(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         self.request(
             "PATCH",

@@ -65,7 +65,14 @@ def test_invalid_canary_is_denied_with_every_field(local_cluster: ClusterHandle,
 def test_valid_canary_gets_defaults_and_is_bootstrapped_at_once(
     local_cluster: ClusterHandle, webhook_namespace: str
 ) -> None:
-    local_cluster.apply(podinfo(webhook_namespace))
+    settings = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": webhook_namespace},
+    }
+    app = podinfo(webhook_namespace)
+    app["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [{"configMapRef": {"name": "settings"}}]
+    local_cluster.apply([{**settings, "data": {"greeting": "hello"}}, app])
     local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", webhook_namespace, "--timeout=60s")
     manifest = canary(webhook_namespace, {"stepWeight": 10, "metrics": [{"name": "request-success-rate"}]})
     del manifest["spec"]["progressDeadlineSeconds"]
@@ -96,7 +103,12 @@ def test_valid_canary_gets_defaults_and_is_bootstrapped_at_once(
         owners = local_cluster.get_json(kind, name, "-n", webhook_namespace)["metadata"].get("ownerReferences", [])
         return any(owner["uid"] == uid for owner in owners)
 
-    for kind, name in [("deployment", "podinfo-primary"), ("service", "podinfo"), ("virtualservice", "podinfo")]:
+    for kind, name in [
+        ("deployment", "podinfo-primary"),
+        ("configmap", "settings-primary"),
+        ("service", "podinfo"),
+        ("virtualservice", "podinfo"),
+    ]:
         eventually(lambda: owned_by_canary(kind, name), timeout=15, what=f"{kind} {name} adopted")  # noqa: B023
 
 

@@ -16,6 +16,7 @@ from serin.metrics.builtin import query_for, render
 from serin.metrics.prometheus import PrometheusProvider, retrying_session
 from serin.model import Canary, Metric, parse_canary
 from serin.ports import MetricsUnavailable, NoValuesFound
+from tests.unit.servers import serving
 
 
 def make_canary(provider: str = "istio", metrics: list[dict[str, Any]] | None = None) -> Canary:
@@ -223,23 +224,10 @@ def sample(value: str, **labels: str) -> dict[str, Any]:
     return {"metric": labels, "value": [1700000000.0, value]}
 
 
-@pytest.fixture(autouse=True)
-def no_proxy_for_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A proxy configured in the developer's shell must not carry requests to the local test servers.
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(name, "127.0.0.1,localhost")
-
-
 @pytest.fixture
 def prometheus() -> Iterator[CannedPrometheus]:
-    server = CannedPrometheus()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(CannedPrometheus()) as running:
+        yield running
 
 
 def fast_provider(url: str) -> PrometheusProvider:

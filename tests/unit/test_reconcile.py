@@ -59,18 +59,16 @@ class CountingStore:
         raise AssertionError(f"unexpected store call: {name}")
 
 
-class NoRoutes:
-    def get_routes(self, canary: Any) -> None:
-        return None
-
-
 def reconciler(store: CountingStore) -> Reconciler:
     def no_metrics(address: str) -> Any:
         raise AssertionError("no metrics expected")
 
+    def no_router(provider: str) -> Any:
+        raise AssertionError("no routing expected")
+
     return Reconciler(
         store=store,  # type: ignore[arg-type]
-        router_for=lambda provider: NoRoutes(),  # type: ignore[arg-type,return-value]
+        router_for=no_router,
         metrics_for=no_metrics,
         hooks=None,  # type: ignore[arg-type]
         default_metrics_server="http://prometheus",

@@ -16,6 +16,7 @@ import pytest
 
 from serin.model import Canary, HookType, Webhook, parse_canary
 from serin.notify.webhooks import HttpHookCaller, event_payload, hook_payload
+from tests.unit.servers import serving
 
 
 @dataclass
@@ -73,23 +74,10 @@ class HookHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(autouse=True)
-def no_proxy_for_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A proxy configured in the developer's shell must not carry requests to the local test server.
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(name, "127.0.0.1,localhost")
-
-
 @pytest.fixture
 def server() -> Iterator[HookServer]:
-    hook_server = HookServer()
-    thread = threading.Thread(target=hook_server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield hook_server
-    finally:
-        hook_server.shutdown()
-        hook_server.server_close()
+    with serving(HookServer()) as running:
+        yield running
 
 
 @pytest.fixture
