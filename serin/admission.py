@@ -30,11 +30,12 @@ from typing import Any
 
 import jsonpatch
 
-from serin.decide import Observation, ScaleTarget, SetRoutes, decide
+from serin.decide import Observation, ScaleTarget, SetRoutes, decide, desired_split
 from serin.kube.store import Conflict, KubeError, KubeStore, NotFound
 from serin.model import (
     DEFAULT_INTERVAL,
     DEFAULT_MAX_WEIGHT,
+    DEFAULT_METRIC_INTERVAL,
     DEFAULT_PROGRESS_DEADLINE_SECONDS,
     DEFAULT_THRESHOLD,
     FINALIZER,
@@ -98,7 +99,11 @@ def _name(request: Mapping[str, Any]) -> str:
 
 
 def with_defaults(obj: Mapping[str, Any], default_provider: str) -> dict[str, Any]:
-    """The Canary with Flagger's defaults written out, so `kubectl get -o yaml` shows what applies."""
+    """The Canary with Flagger's constant defaults written out, so `kubectl get -o yaml` shows them.
+
+    Defaults derived from another field (a Service named after the target, a targetPort equal to
+    the port) are left out: written down, they would stay when that field changes later.
+    """
     result = copy.deepcopy(dict(obj))
     spec = result.setdefault("spec", {})
     if not isinstance(spec, dict):
@@ -113,23 +118,18 @@ def with_defaults(obj: Mapping[str, Any], default_provider: str) -> dict[str, An
         if finalizers or "finalizers" in metadata:
             metadata["finalizers"] = finalizers
     spec.setdefault("progressDeadlineSeconds", DEFAULT_PROGRESS_DEADLINE_SECONDS)
-    target = _mapping(spec.get("targetRef"))
     service = spec.get("service")
     if isinstance(service, dict):
-        if target.get("name"):
-            service.setdefault("name", target["name"])
         service.setdefault("portName", "http")
-        if isinstance(service.get("port"), int):
-            service.setdefault("targetPort", service["port"])
     analysis = spec.get("analysis")
     if isinstance(analysis, dict):
         analysis.setdefault("interval", DEFAULT_INTERVAL)
         analysis.setdefault("threshold", DEFAULT_THRESHOLD)
-        if analysis.get("stepWeight") is not None or analysis.get("stepWeights"):
+        if analysis.get("stepWeight") is not None and analysis.get("iterations") is None:
             analysis.setdefault("maxWeight", DEFAULT_MAX_WEIGHT)
         for metric in analysis.get("metrics") or []:
             if isinstance(metric, dict):
-                metric.setdefault("interval", analysis["interval"])
+                metric.setdefault("interval", DEFAULT_METRIC_INTERVAL)
         for hook in analysis.get("webhooks") or []:
             if isinstance(hook, dict):
                 hook.setdefault("type", "rollout")
@@ -207,7 +207,7 @@ class Admission:
         canary, errors = self._check(request)
         if errors or canary is None:
             return deny(errors, _name(request))
-        verdict = Verdict()
+        verdict = Verdict(warnings=list(canary.warnings))
         if canary.analysis.interval_seconds < self.tick_schedule_seconds:
             verdict.warnings.append(
                 f"spec.analysis.interval {canary.analysis.interval} is shorter than the tick schedule "
@@ -291,17 +291,26 @@ class Admission:
             self.reconciler.ensure_objects(dataclasses.replace(canary, uid=""), target, primary)
         except Exception as error:  # the tick repairs whatever this could not do
             return [f"could not create the primary objects yet ({error}); the next tick will"]
-        threading.Thread(target=self._adopt_when_stored, args=(canary, target), daemon=True).start()
+        threading.Thread(target=self._adopt_when_stored, args=(canary,), daemon=True).start()
         return []
 
-    def _adopt_when_stored(self, canary: Canary, target: dict[str, Any]) -> None:
+    def _adopt_when_stored(self, canary: Canary) -> None:
+        """Give the bootstrapped objects their owner once the Canary is stored.
+
+        Works from the Canary as stored, not as admitted: it may have changed since (a second
+        `kubectl apply` right after the first), and writing the older spec would undo that.
+        """
         deadline = time.monotonic() + ADOPTION_WAIT_SECONDS
         while time.monotonic() < deadline:
             try:
                 stored = self.store.get_canary(canary.namespace, canary.name)
                 if stored is not None and stored.get("metadata", {}).get("uid") == canary.uid:
-                    primary = self.store.get_deployment(canary.namespace, canary.primary_name)
-                    self.reconciler.ensure_objects(canary, target, primary)
+                    current = parse_canary(stored, self.default_provider)
+                    target = self.store.get_deployment(current.namespace, current.target_ref.name)
+                    if target is not None:
+                        primary = self.store.get_deployment(current.namespace, current.primary_name)
+                        split = desired_split(current, CanaryStatus.from_dict(stored.get("status")))
+                        self.reconciler.ensure_objects(current, target, primary, split)
                     return
             except Exception as error:  # the next tick adopts them
                 LOG.warning("could not adopt the objects of canary %s yet: %s", canary.key, error)
@@ -356,7 +365,14 @@ class Admission:
         target = workload_state(dict(new))
         assert target is not None
         now = self.clock()
-        observation = Observation(target=target, primary=primary, config_hashes=status.tracked_configs)
+        # Decided from the request and the status alone (the routes are taken to be as the status
+        # says): the tick observes everything and repairs what differs.
+        observation = Observation(
+            target=target,
+            primary=primary,
+            config_hashes=status.tracked_configs,
+            routes=desired_split(canary, status),
+        )
         decision = decide(canary, status, observation, now, force=True)
         scale = next((a for a in decision.actions if isinstance(a, ScaleTarget)), None)
         if decision.needs or scale is None or decision.status.phase is not Phase.PROGRESSING:

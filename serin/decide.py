@@ -7,14 +7,23 @@ observation does not carry yet, the Decision lists them in ``needs`` and changes
 reconciler gathers exactly those and calls again. So hooks and queries run only when the step
 really consults them, and this module still does no I/O.
 
+A step of a release runs, as Flagger's scheduler does: revision (a new one restarts the analysis,
+the promoted one stops it) → readiness (with the progress deadline) → skipAnalysis → rollback hooks
+→ the failed-checks threshold → routes (traffic the status says the canary has, it gets back) →
+the strategy: ``_canary_step``, ``_ab_step`` or ``_blue_green_step``, each one small function.
+
+Where Serin differs from Flagger on purpose, it is safer: ``maxWeight`` is never overshot, traffic
+never stays on a canary with no available pod, a backend that is down holds the step (bounded by
+``UNAVAILABLE_LIMIT``) instead of failing a healthy release, and the promoted primary must have
+rolled out before traffic goes back to it.
+
 This is a purely computational module: no Kubernetes client, no HTTP, no clock.
 """
 
 from __future__ import annotations
 
 import datetime
-import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,6 +33,18 @@ from serin.status import IDLE_PHASES, CanaryStatus, Phase
 
 METRICS: Literal["metrics"] = "metrics"
 Need = HookType | Literal["metrics"]
+
+# Steps in a row that may hold because a metrics backend or a hook cannot be reached; from the
+# next one on, each such step counts as a failed check (Argo Rollouts' consecutiveErrorLimit is 4).
+UNAVAILABLE_LIMIT = 4
+# A tick this early is still in time for a step (CronJob and Pod start-up jitter): 10% of the
+# interval, at most 5 seconds.
+DUE_TOLERANCE_FRACTION = 0.1
+MAX_DUE_TOLERANCE_SECONDS = 5.0
+
+# A traffic split: (primary weight, canary weight), percentages adding up to 100.
+Split = tuple[int, int]
+ALL_ON_PRIMARY: Split = (100, 0)
 
 
 # ---- what the reconciler observed ----------------------------------------------------------
@@ -35,30 +56,64 @@ class WorkloadState:
 
     name: str
     template_hash: str
+    # spec.replicas, then what the Deployment's status reports.
     replicas: int
-    ready_replicas: int = 0
     updated_replicas: int = 0
+    available_replicas: int = 0
+    status_replicas: int = 0
     generation: int = 1
     observed_generation: int = 1
+    # The Deployment's own Progressing condition gave up (its spec.progressDeadlineSeconds).
+    progress_deadline_exceeded: bool = False
     # Primary only: the hash of the target template it was last copied from.
     source_hash: str = ""
 
-    def is_ready(self, threshold_percent: int) -> bool:
-        """Rolled out to its current template, with enough ready pods (at least one)."""
+    def not_ready_because(self, threshold_percent: int) -> str | None:
+        """Why the workload is not ready, in Flagger's words; None when it is.
+
+        As Flagger's ``isDeploymentReady``: the controller saw the latest generation, every replica
+        runs the current template, no old one is left, and ``floor(updated * threshold%)`` are
+        available (so ``minReadySeconds`` counts). Unlike Flagger, a workload with replicas is never
+        ready with none available, whatever the threshold: traffic is never sent to no pod at all.
+        """
+        if self.observed_generation < self.generation:
+            return "waiting for rollout to finish: observed deployment generation less than desired generation"
+        if self.progress_deadline_exceeded:
+            return f'deployment "{self.name}" exceeded its progress deadline'
+        if self.updated_replicas < self.replicas:
+            return (
+                f"waiting for rollout to finish: {self.updated_replicas} out of {self.replicas} new replicas "
+                "have been updated"
+            )
+        if self.status_replicas > self.updated_replicas:
+            return (
+                f"waiting for rollout to finish: {self.status_replicas - self.updated_replicas} old replicas "
+                "are pending termination"
+            )
+        needed = self.updated_replicas * threshold_percent // 100
+        if self.replicas > 0:
+            needed = max(1, needed)
+        if self.available_replicas < needed:
+            return (
+                f"waiting for rollout to finish: {self.available_replicas} of {needed} (readyThreshold "
+                f"{threshold_percent}%) updated replicas are available"
+            )
         if self.replicas <= 0:
-            return False
-        rolled_out = self.observed_generation >= self.generation and self.updated_replicas >= self.replicas
-        needed = max(1, math.ceil(self.replicas * threshold_percent / 100))
-        return rolled_out and self.ready_replicas >= needed
+            return "scaled to zero"
+        return None
 
 
 @dataclass(frozen=True)
 class MetricReading:
-    """A metric's value, or why there is none: ``no-data`` (fails the check) or ``unavailable`` (holds)."""
+    """A metric's value, or why there is none.
 
-    name: str
+    ``no-data``: the backend answered without a value (a failed check, never a pass). ``invalid``:
+    the query itself is wrong (a failed check at once). ``unavailable``: the backend could not
+    answer (the step holds, up to ``UNAVAILABLE_LIMIT`` steps in a row).
+    """
+
     value: float | None
-    problem: Literal["no-data", "unavailable"] | None = None
+    problem: Literal["no-data", "invalid", "unavailable"] | None = None
     detail: str = ""
 
 
@@ -69,7 +124,10 @@ class Observation:
     config_hashes: Mapping[str, str] = field(default_factory=dict)
     # Another Canary that already targets the same workload.
     duplicate_of: str | None = None
+    # The split the routing objects hold now; None when they do not exist (or reach no canary).
+    routes: Split | None = ALL_ON_PRIMARY
     hooks: Mapping[HookType, tuple[HookResult, ...]] = field(default_factory=dict)
+    # One reading per metric of the analysis, in the same order; None until gathered.
     metrics: tuple[MetricReading, ...] | None = None
 
 
@@ -131,20 +189,28 @@ def _warning(message: str) -> Event:
     return Event("Warning", "Synced", message)
 
 
-# ---- helpers -------------------------------------------------------------------------------
+# ---- the schedule --------------------------------------------------------------------------
+
+
+def due_tolerance_seconds(canary: Canary) -> float:
+    return min(MAX_DUE_TOLERANCE_SECONDS, DUE_TOLERANCE_FRACTION * canary.analysis.interval_seconds)
+
+
+def _due_at(canary: Canary, status: CanaryStatus) -> datetime.datetime | None:
+    if status.phase in (None, Phase.INITIALIZING) or status.last_analysis_time is None:
+        return None
+    return status.last_analysis_time + datetime.timedelta(seconds=canary.analysis.interval_seconds)
 
 
 def is_due(canary: Canary, status: CanaryStatus, now: datetime.datetime) -> bool:
-    """A Canary is due when one analysis interval has passed since its last step."""
-    if status.phase in (None, Phase.INITIALIZING) or status.last_analysis_time is None:
-        return True
-    return (now - status.last_analysis_time).total_seconds() >= canary.analysis.interval_seconds
+    """Due one interval after the last step was due, accepting a tick a little early."""
+    due = _due_at(canary, status)
+    return due is None or (due - now).total_seconds() <= due_tolerance_seconds(canary)
 
 
 def seconds_until_due(canary: Canary, status: CanaryStatus, now: datetime.datetime) -> float:
-    if is_due(canary, status, now) or status.last_analysis_time is None:
-        return 0.0
-    return canary.analysis.interval_seconds - (now - status.last_analysis_time).total_seconds()
+    due = _due_at(canary, status)
+    return 0.0 if due is None or is_due(canary, status, now) else (due - now).total_seconds()
 
 
 def waiting_for_interval(canary: Canary, status: CanaryStatus, now: datetime.datetime, force: bool) -> str | None:
@@ -154,80 +220,86 @@ def waiting_for_interval(canary: Canary, status: CanaryStatus, now: datetime.dat
     return f"not due: next step in {seconds_until_due(canary, status, now):.0f}s"
 
 
-def _gate(canary: Canary, observation: Observation, hook_type: HookType) -> bool | None:
-    """True when every hook of that type passed (or there are none), False if one failed, None if unknown."""
-    if not canary.analysis.hooks(hook_type):
-        return True
-    results = observation.hooks.get(hook_type)
-    if results is None:
-        return None
-    return all(result.ok for result in results)
+def _scheduled(canary: Canary, status: CanaryStatus, now: datetime.datetime, force: bool) -> datetime.datetime:
+    """When this step counts as having happened: its due time, so the schedule does not drift.
+
+    A tick a little early or late keeps the grid; a forced step, or one more than an interval
+    late (no tick for a while), starts a new grid now.
+    """
+    due = _due_at(canary, status)
+    if due is None or force or (now - due).total_seconds() >= canary.analysis.interval_seconds:
+        return now
+    return due
 
 
-def _failed_hooks(observation: Observation, hook_type: HookType) -> list[HookResult]:
-    return [result for result in observation.hooks.get(hook_type, ()) if not result.ok]
+# ---- routes --------------------------------------------------------------------------------
 
 
-def _has_new_revision(status: CanaryStatus, observation: Observation) -> bool:
-    assert observation.target is not None
-    return observation.target.template_hash != status.last_applied_spec or dict(observation.config_hashes) != dict(
-        status.tracked_configs
-    )
+def desired_split(canary: Canary, status: CanaryStatus) -> Split:
+    """The split the status says the routes hold: everything a repair restores.
+
+    A/B testing routes matched requests to the canary from its first iteration on (its status
+    weight stays 0, as in Flagger); blue/green routes everything to it after the last iteration;
+    a canary release follows ``canaryWeight``. While promoting, ``canaryWeight`` is what is left on
+    the canary until all traffic is back on the primary.
+    """
+    if status.phase is Phase.PROMOTING:
+        weight = status.canary_weight
+    elif status.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION):
+        strategy = canary.analysis.strategy
+        if strategy is Strategy.AB_TESTING:
+            weight = 100 if status.iterations >= 1 else 0
+        elif strategy is Strategy.BLUE_GREEN:
+            weight = 100 if status.iterations > (canary.analysis.iterations or 0) else 0
+        else:
+            weight = status.canary_weight
+    else:
+        weight = 0
+    return 100 - weight, weight
 
 
-def _canary_replicas(observation: Observation) -> int:
-    """The canary runs as many pods as the primary (at least one)."""
-    primary = observation.primary
-    return max(1, primary.replicas if primary else 1)
+def _route(observation: Observation, split: Split) -> tuple[Action, ...]:
+    """The SetRoutes that makes the routes ``split``, if they are not already."""
+    return () if observation.routes == split else (SetRoutes(*split),)
 
 
-def _halt_message(canary: Canary, metric: Metric, value: float) -> str | None:
-    """Flagger's words for a metric outside its range, or None when it is inside."""
-    low, high = metric.threshold_range.min, metric.threshold_range.max
-    who = f"{canary.name}.{canary.namespace}"
-    if low is not None and value < low:
-        if metric.name == "request-success-rate":
-            return f"Halt {who} advancement success rate {value:.2f}% < {low:g}%"
-        return f"Halt {who} advancement {metric.name} {value:.2f} < {low:g}"
-    if high is not None and value > high:
-        if metric.name == "request-duration":
-            return f"Halt {who} advancement request duration {value:.0f}ms > {high:g}ms"
-        return f"Halt {who} advancement {metric.name} {value:.2f} > {high:g}"
-    return None
+# ---- one step ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Analysis:
-    outcome: Literal["pass", "fail", "hold"]
-    messages: tuple[str, ...] = ()
+class _Step:
+    """The inputs of one step, and the names its messages use."""
 
+    canary: Canary
+    status: CanaryStatus
+    observation: Observation
+    now: datetime.datetime
 
-def _judge_analysis(canary: Canary, observation: Observation) -> _Analysis:
-    failures = [
-        f"Rollout check {result.name} failed: {result.message}"
-        for result in _failed_hooks(observation, HookType.ROLLOUT)
-    ]
-    readings = {reading.name: reading for reading in observation.metrics or ()}
-    held = []
-    for metric in canary.analysis.metrics:
-        reading = readings.get(metric.name)
-        if reading is None or reading.problem == "no-data" or reading.value is None:
-            if reading is not None and reading.problem == "unavailable":
-                held.append(f"Metrics server unavailable for {metric.name}: {reading.detail}")
-                continue
-            failures.append(f"Halt advancement no values found for {metric.name} metric")
-            continue
-        halt = _halt_message(canary, metric, reading.value)
-        if halt:
-            failures.append(halt)
-    if failures:
-        return _Analysis("fail", tuple(failures))
-    if held:
-        return _Analysis("hold", tuple(held))
-    return _Analysis("pass")
+    @property
+    def who(self) -> str:
+        return f"{self.canary.name}.{self.canary.namespace}"
 
+    @property
+    def target(self) -> str:
+        return f"{self.canary.target_ref.name}.{self.canary.namespace}"
 
-# ---- the decision --------------------------------------------------------------------------
+    @property
+    def primary(self) -> str:
+        return f"{self.canary.primary_name}.{self.canary.namespace}"
+
+    def hooks(self, hook_type: HookType) -> tuple[HookResult, ...] | None:
+        """The answers of every hook of that type: () when there are none, None until asked."""
+        if not self.canary.analysis.hooks(hook_type):
+            return ()
+        return self.observation.hooks.get(hook_type)
+
+    def decision(
+        self, summary: str, status: CanaryStatus | None = None, actions: tuple[Action, ...] = (), *events: Event
+    ) -> Decision:
+        return Decision(self.status if status is None else status, summary, actions, events)
+
+    def asking(self, summary: str, *needs: Need) -> Decision:
+        return Decision(self.status, summary, needs=needs)
 
 
 def decide(
@@ -248,330 +320,632 @@ def decide(
 def _decide(
     canary: Canary, status: CanaryStatus, observation: Observation, now: datetime.datetime, force: bool
 ) -> Decision:
-    target_name = f"{canary.target_ref.name}.{canary.namespace}"
+    step = _Step(canary, status, observation, now)
     if canary.suspend:
-        return Decision(status, "suspended: spec.suspend is true")
+        return _suspended(step)
     if observation.duplicate_of:
-        message = f"Target {target_name} is already managed by canary {observation.duplicate_of}"
+        message = f"Target {step.target} is already managed by canary {observation.duplicate_of}"
         return Decision(status, message, events=(_warning(message),))
     if observation.target is None:
-        message = f"Target deployment {target_name} not found"
-        return Decision(status, message, events=(_warning(message),))
+        return _target_missing(step)
     if status.phase in (None, Phase.INITIALIZING):
-        return _initialize(canary, status, observation, now)
+        return _with_objects(_initialize(step))
     waiting = waiting_for_interval(canary, status, now, force)
     if waiting:
         return Decision(status, waiting)
 
-    stepped = status.replace(last_analysis_time=now, observed_generation=canary.generation)
+    stepped = status.replace(last_analysis_time=_scheduled(canary, status, now, force))
+    step = _Step(canary, stepped.replace(observed_generation=canary.generation), observation, now)
+    if status.phase is Phase.FAILED and not status.last_promoted_spec:
+        # Initialization failed (the primary never became ready): keep trying, once per interval.
+        return _with_objects(_initialize(step))
     if status.phase in IDLE_PHASES:
-        return _idle(canary, stepped, observation, now)
+        return _with_objects(_idle(step))
     if status.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION):
-        return _progress(canary, stepped, observation, now)
+        return _with_objects(_progress(step))
     if status.phase is Phase.PROMOTING:
-        return _promoting(canary, stepped, observation, now)
+        return _with_objects(_promoting(step))
     if status.phase is Phase.FINALISING:
-        return _finalise(canary, stepped, observation, now)
+        return _with_objects(_finalise(step))
     return Decision(status, f"nothing to do in phase {status.phase.value if status.phase else 'none'}")
 
 
-def _initialize(canary: Canary, status: CanaryStatus, observation: Observation, now: datetime.datetime) -> Decision:
-    assert observation.target is not None
-    if status.phase is None:
-        status = status.with_phase(Phase.INITIALIZING, now)
-    primary = observation.primary
-    if primary is None or not primary.is_ready(canary.analysis.primary_ready_threshold):
-        return Decision(status, f"waiting for {canary.primary_name} to be ready", actions=(EnsureObjects(),))
-    initialized = status.with_phase(Phase.INITIALIZED, now).replace(
+def _with_objects(decision: Decision) -> Decision:
+    """Every step that acts first makes sure the primary, Services and routes exist."""
+    if decision.needs:
+        return decision
+    actions = decision.actions if EnsureObjects() in decision.actions else (EnsureObjects(), *decision.actions)
+    return Decision(decision.status, decision.summary, actions, decision.events)
+
+
+def _suspended(step: _Step) -> Decision:
+    """Nothing moves; Flagger's Event once per change of the spec, not once per tick."""
+    if step.status.observed_generation == step.canary.generation:
+        return step.decision("suspended: spec.suspend is true")
+    return step.decision(
+        "suspended: spec.suspend is true",
+        step.status.replace(observed_generation=step.canary.generation),
+        (),
+        _normal("skipping canary run as object is suspended"),
+    )
+
+
+def _target_missing(step: _Step) -> Decision:
+    message = f"Target deployment {step.target} not found"
+    status = step.status
+    if status.phase in (None, Phase.INITIALIZING):
+        # A status that says why, rather than none at all.
+        status = status.with_phase(Phase.INITIALIZING, step.now, message=f"{message}: waiting for it to be created.")
+    return step.decision(message, status, (), _warning(message))
+
+
+def _readiness_deadline_passed(step: _Step, since: datetime.datetime | None) -> bool:
+    return since is not None and (step.now - since).total_seconds() > step.canary.progress_deadline_seconds
+
+
+def _initialize(step: _Step) -> Decision:
+    """Wait for the primary, then hand it all traffic: the target goes to zero, Initialized."""
+    target, primary = step.observation.target, step.observation.primary
+    assert target is not None
+    status = step.status if step.status.phase else step.status.with_phase(Phase.INITIALIZING, step.now)
+    why = (
+        "not created yet"
+        if primary is None
+        else primary.not_ready_because(step.canary.analysis.primary_ready_threshold)
+    )
+    if why is not None:
+        message = f"{step.primary} not ready: {why}"
+        if status.phase is Phase.INITIALIZING and _readiness_deadline_passed(step, status.last_transition_time):
+            # The target keeps running: only the primary failed to come up.
+            seconds = step.canary.progress_deadline_seconds
+            failed = status.with_phase(
+                Phase.FAILED, step.now, message=f"{step.primary} not ready after {seconds}s: {why}"
+            )
+            return step.decision(
+                "initialization failed: progress deadline exceeded",
+                failed.replace(last_analysis_time=step.now),
+                (),
+                _warning(message),
+                _warning(f"Canary failed! {step.primary} not ready after progressDeadlineSeconds ({seconds}s)"),
+            )
+        return step.decision(f"waiting for {step.primary} to be ready: {why}", status, (), _warning(message))
+    assert primary is not None
+    # What the primary really runs, which need not be what the target holds now: a change made
+    # since the primary was created is a new revision, analysed like any other.
+    running = primary.source_hash or target.template_hash
+    initialized = status.with_phase(Phase.INITIALIZED, step.now).replace(
         canary_weight=0,
         failed_checks=0,
         iterations=0,
-        last_applied_spec=observation.target.template_hash,
-        last_promoted_spec=observation.target.template_hash,
-        tracked_configs=dict(observation.config_hashes),
-        last_analysis_time=now,
-        observed_generation=canary.generation,
+        last_applied_spec=running,
+        last_promoted_spec=running,
+        tracked_configs=dict(step.observation.config_hashes),
+        last_analysis_time=step.now,
+        observed_generation=step.canary.generation,
+        waiting_since=None,
+        unavailable_steps=0,
     )
-    return Decision(
-        initialized,
+    return step.decision(
         "initialized: the primary serves all traffic",
-        actions=(EnsureObjects(), SetRoutes(100, 0), ScaleTarget(0)),
-        events=(_normal(f"Initialization done! {canary.name}.{canary.namespace}"),),
+        initialized,
+        (SetRoutes(*ALL_ON_PRIMARY), ScaleTarget(0)),
+        _normal(f"Initialization done! {step.who}"),
     )
 
 
-def _idle(canary: Canary, status: CanaryStatus, observation: Observation, now: datetime.datetime) -> Decision:
-    target = observation.target
+def _has_new_revision(step: _Step) -> bool:
+    target = step.observation.target
     assert target is not None
-    target_name = f"{canary.target_ref.name}.{canary.namespace}"
-    if not _has_new_revision(status, observation):
-        actions: tuple[Action, ...] = (EnsureObjects(),)
-        if target.replicas > 0:
-            # Between releases the target stays at zero: the primary serves.
-            actions += (ScaleTarget(0),)
-        return Decision(status, "no new revision", actions=actions)
-    if target.template_hash == status.last_promoted_spec and dict(observation.config_hashes) == dict(
+    status = step.status
+    return target.template_hash != status.last_applied_spec or dict(step.observation.config_hashes) != dict(
         status.tracked_configs
-    ):
-        reverted = status.replace(last_applied_spec=target.template_hash)
-        return Decision(
-            reverted, "the target is back at the promoted revision", actions=(EnsureObjects(), ScaleTarget(0))
-        )
-    confirmed = _gate(canary, observation, HookType.CONFIRM_ROLLOUT)
-    if confirmed is None:
-        return Decision(status, "asking confirm-rollout hooks", needs=(HookType.CONFIRM_ROLLOUT,))
-    if not confirmed:
+    )
+
+
+def _is_promoted_revision(step: _Step) -> bool:
+    """The target is back at what the primary runs: never analysed (Flagger's manual rollback rule)."""
+    target = step.observation.target
+    assert target is not None
+    return target.template_hash == step.status.last_promoted_spec and dict(step.observation.config_hashes) == dict(
+        step.status.tracked_configs
+    )
+
+
+def _at_rest(step: _Step) -> tuple[Action, ...]:
+    """Between releases: all traffic on the primary, the target at zero."""
+    target = step.observation.target
+    assert target is not None
+    return (*_route(step.observation, ALL_ON_PRIMARY), *((ScaleTarget(0),) if target.replicas > 0 else ()))
+
+
+def _canary_replicas(observation: Observation) -> int:
+    """The canary runs as many pods as the primary (at least one)."""
+    primary = observation.primary
+    return max(1, primary.replicas if primary else 1)
+
+
+def _passed(hook_name: str, results: tuple[HookResult, ...]) -> tuple[Event, ...]:
+    return tuple(_normal(f"{hook_name} check {result.name} passed") for result in results)
+
+
+def _idle(step: _Step) -> Decision:
+    target = step.observation.target
+    assert target is not None
+    status = step.status
+    if not _has_new_revision(step):
+        return step.decision("no new revision", status, _at_rest(step))
+    if _is_promoted_revision(step):
+        back = status.replace(last_applied_spec=target.template_hash)
+        if status.phase is Phase.WAITING:
+            back = back.with_phase(Phase.SUCCEEDED, step.now, message="The target is back at the promoted revision.")
+        return step.decision("the target is back at the promoted revision", back, _at_rest(step))
+    answers = step.hooks(HookType.CONFIRM_ROLLOUT)
+    if answers is None:
+        return step.asking("asking confirm-rollout hooks", HookType.CONFIRM_ROLLOUT)
+    refused = [answer for answer in answers if not answer.ok]
+    if refused:
         events: tuple[Event, ...] = ()
         if status.phase is not Phase.WAITING:
-            events = (_normal(f"Waiting for approval: confirm-rollout hooks for {canary.name}.{canary.namespace}"),)
-        return Decision(status.with_phase(Phase.WAITING, now), "waiting for confirm-rollout approval", events=events)
-    started = _restart(status, observation, now)
-    return Decision(
-        started,
+            events = (_warning(f"Halt {step.who} advancement waiting for approval {refused[0].name}"),)
+        waiting = status.with_phase(Phase.WAITING, step.now)
+        return step.decision("waiting for confirm-rollout approval", waiting, _at_rest(step), *events)
+    started = _restart(step)
+    return step.decision(
         "new revision: scaling up the canary",
-        actions=(EnsureObjects(), ScaleTarget(_canary_replicas(observation))),
-        events=(_normal(f"New revision detected! Scaling up {target_name}"),),
+        started,
+        (*_route(step.observation, ALL_ON_PRIMARY), ScaleTarget(_canary_replicas(step.observation))),
+        *_passed("Confirm-rollout", answers),
+        _normal(f"New revision detected! Scaling up {step.target}"),
     )
 
 
-def _restart(status: CanaryStatus, observation: Observation, now: datetime.datetime) -> CanaryStatus:
+def _restart(step: _Step) -> CanaryStatus:
     """Progressing from the first step with the target's current revision."""
-    assert observation.target is not None
-    return status.with_phase(Phase.PROGRESSING, now).replace(
+    target = step.observation.target
+    assert target is not None
+    return step.status.with_phase(Phase.PROGRESSING, step.now).replace(
         canary_weight=0,
         failed_checks=0,
         iterations=0,
-        last_applied_spec=observation.target.template_hash,
-        tracked_configs=dict(observation.config_hashes),
-        last_transition_time=now,
+        last_applied_spec=target.template_hash,
+        tracked_configs=dict(step.observation.config_hashes),
+        last_transition_time=step.now,
+        waiting_since=None,
+        unavailable_steps=0,
     )
 
 
-def _rollback(
-    canary: Canary, status: CanaryStatus, now: datetime.datetime, reason: str, event: Event | None = None
-) -> Decision:
-    who = f"{canary.name}.{canary.namespace}"
-    failed = status.with_phase(Phase.FAILED, now, message=reason).replace(canary_weight=0, iterations=0)
-    events = (
-        *((event,) if event else ()),
-        _warning(f"Rolling back {who} {reason}"),
-        _warning(f"Canary failed! Scaling down {canary.target_ref.name}.{canary.namespace}"),
+def _rollback(step: _Step, reason: str, *events: Event) -> Decision:
+    """All traffic to the primary, the canary to zero, Failed (Flagger resets the counters)."""
+    failed = step.status.with_phase(Phase.FAILED, step.now).replace(
+        canary_weight=0, failed_checks=0, iterations=0, waiting_since=None, unavailable_steps=0
     )
-    return Decision(
-        failed,
+    return step.decision(
         f"rolled back: {reason}",
-        actions=(SetRoutes(100, 0), ScaleTarget(0), RunHooks(HookType.POST_ROLLOUT)),
-        events=events,
+        failed,
+        (*_route(step.observation, ALL_ON_PRIMARY), ScaleTarget(0), RunHooks(HookType.POST_ROLLOUT)),
+        *events,
+        _warning(f"Canary failed! Scaling down {step.target}"),
     )
 
 
-def _progress(canary: Canary, status: CanaryStatus, observation: Observation, now: datetime.datetime) -> Decision:
-    target, primary = observation.target, observation.primary
+# ---- Progressing and WaitingPromotion: the analysis ----------------------------------------
+
+_Check = Callable[[_Step], "Decision | _Step"]
+
+
+def _progress(step: _Step) -> Decision:
+    """Each check either decides the step or hands a (possibly updated) step to the next one."""
+    checks: tuple[_Check, ...] = (
+        _on_revision,
+        _on_readiness,
+        _on_skip_analysis,
+        _on_rollback_hooks,
+        _on_threshold,
+        _on_routes,
+    )
+    for check in checks:
+        outcome = check(step)
+        if isinstance(outcome, Decision):
+            return outcome
+        step = outcome
+    strategy = step.canary.analysis.strategy
+    if strategy is Strategy.AB_TESTING:
+        return _ab_step(step)
+    if strategy is Strategy.BLUE_GREEN:
+        return _blue_green_step(step)
+    return _canary_step(step)
+
+
+def _on_revision(step: _Step) -> Decision | _Step:
+    if not _has_new_revision(step):
+        return step
+    target = step.observation.target
     assert target is not None
-    who = f"{canary.name}.{canary.namespace}"
-    target_name = f"{canary.target_ref.name}.{canary.namespace}"
-    analysis = canary.analysis
-
-    if _has_new_revision(status, observation):
-        return Decision(
-            _restart(status, observation, now),
-            "new revision during analysis: restarting it",
-            actions=(EnsureObjects(), SetRoutes(100, 0), ScaleTarget(_canary_replicas(observation))),
-            events=(_normal(f"New revision detected! Restarting analysis for {target_name}"),),
+    if _is_promoted_revision(step):
+        stopped = step.status.with_phase(
+            Phase.SUCCEEDED, step.now, message="The target is back at the promoted revision."
+        ).replace(
+            canary_weight=0,
+            failed_checks=0,
+            iterations=0,
+            last_applied_spec=target.template_hash,
+            waiting_since=None,
+            unavailable_steps=0,
         )
-
-    deadline_passed = (
-        status.last_transition_time is not None
-        and (now - status.last_transition_time).total_seconds() > canary.progress_deadline_seconds
+        return step.decision(
+            "the target is back at the promoted revision: analysis stopped",
+            stopped,
+            (*_route(step.observation, ALL_ON_PRIMARY), ScaleTarget(0)),
+            _normal(f"Target {step.target} is back at the promoted revision: analysis stopped"),
+        )
+    return step.decision(
+        "new revision during analysis: restarting it",
+        _restart(step),
+        (*_route(step.observation, ALL_ON_PRIMARY), ScaleTarget(_canary_replicas(step.observation))),
+        _normal(f"New revision detected! Restarting analysis for {step.target}"),
     )
-    for name, workload, threshold in (
-        (target_name, target, analysis.canary_ready_threshold),
-        (f"{canary.primary_name}.{canary.namespace}", primary, analysis.primary_ready_threshold),
-    ):
-        if workload is None or not workload.is_ready(threshold):
-            if deadline_passed:
-                return _rollback(canary, status, now, "progress deadline exceeded")
-            actions: tuple[Action, ...] = (EnsureObjects(),)
-            if workload is target and target.replicas == 0:
-                actions += (ScaleTarget(_canary_replicas(observation)),)
-            if workload is target and target.ready_replicas == 0 and status.canary_weight > 0:
-                # Never leave traffic on a canary with no ready pods; the ramp starts again.
-                actions += (SetRoutes(100, 0),)
-                status = status.replace(canary_weight=0)
-            return Decision(status, f"waiting for {name} to be ready", actions=actions)
 
-    if analysis.hooks(HookType.ROLLBACK):
-        # A rollback hook that answers yes means: roll back now.
-        answers = observation.hooks.get(HookType.ROLLBACK)
-        if answers is None:
-            return Decision(status, "asking rollback hooks", needs=(HookType.ROLLBACK,))
-        if any(answer.ok for answer in answers):
-            return _rollback(canary, status, now, "manual rollback requested by a rollback hook")
 
-    if status.failed_checks >= analysis.threshold:
-        return _rollback(canary, status, now, f"failed checks threshold reached {status.failed_checks}")
+def _on_readiness(step: _Step) -> Decision | _Step:
+    """Both workloads ready, or wait for them; past the deadline, roll back."""
+    target, primary = step.observation.target, step.observation.primary
+    assert target is not None
+    analysis = step.canary.analysis
+    canary_why = target.not_ready_because(analysis.canary_ready_threshold)
+    primary_why = "not found" if primary is None else primary.not_ready_because(analysis.primary_ready_threshold)
+    if canary_why is None and primary_why is None:
+        return _Step(step.canary, step.status.replace(waiting_since=None), step.observation, step.now)
 
-    if canary.skip_analysis:
-        return _promote(canary, status, now, "analysis skipped")
+    since = step.status.waiting_since or step.now
+    message = (
+        f"canary deployment {step.target} not ready: {canary_why}"
+        if canary_why is not None
+        else f"{step.primary} not ready: {primary_why}"
+    )
+    if target.progress_deadline_exceeded or _readiness_deadline_passed(step, since):
+        return _rollback(
+            step,
+            "progress deadline exceeded",
+            _warning(message),
+            _warning(f"Rolling back {step.who} progress deadline exceeded"),
+        )
+    actions: tuple[Action, ...] = ()
+    if target.replicas == 0:
+        # Scaled down under the release (by hand, or a crash between two writes): scale it again.
+        actions += (ScaleTarget(_canary_replicas(step.observation)),)
+    if target.available_replicas == 0:
+        # Never leave traffic on a canary with no pod to serve it; the status keeps the step, and
+        # the traffic comes back once the canary is ready again.
+        actions += _route(step.observation, ALL_ON_PRIMARY)
+    waiting = step.status.replace(waiting_since=since)
+    return step.decision(f"waiting: {message}", waiting, actions, _warning(message))
 
-    if status.phase is Phase.WAITING_PROMOTION:
-        return _confirm_and_promote(canary, status, observation, now)
 
-    strategy = analysis.strategy
-    first_step = status.canary_weight == 0 and status.iterations == 0
-    actions = (EnsureObjects(),)
-    if first_step:
-        pre_rollout = _gate(canary, observation, HookType.PRE_ROLLOUT)
-        if pre_rollout is None:
-            return Decision(status, "running pre-rollout hooks", needs=(HookType.PRE_ROLLOUT,))
-        if not pre_rollout:
-            failed = status.replace(failed_checks=status.failed_checks + 1)
-            events = tuple(
-                _warning(f"Pre-rollout check {result.name} failed: {result.message}")
-                for result in _failed_hooks(observation, HookType.PRE_ROLLOUT)
-            )
-            return Decision(failed, "pre-rollout hooks failed", actions=actions, events=events)
-        if strategy is Strategy.AB_TESTING:
-            # Matched requests go to the canary for the whole analysis; the weight says so.
-            routed = status.replace(canary_weight=100)
-            return Decision(
-                routed,
-                "A/B testing: routing matched requests to the canary",
-                actions=(*actions, SetRoutes(0, 100)),
-                events=(_normal(f"Starting canary analysis for {target_name}"),),
-            )
-        if strategy is Strategy.CANARY:
-            return _advance(
-                canary, status, observation, now, events=(_normal(f"Starting canary analysis for {target_name}"),)
-            )
+def _on_skip_analysis(step: _Step) -> Decision | _Step:
+    if not step.canary.skip_analysis:
+        return step
+    return _promote(step, "analysis skipped")
 
+
+def _on_rollback_hooks(step: _Step) -> Decision | _Step:
+    """A rollback hook that answers yes means: roll back now."""
+    answers = step.hooks(HookType.ROLLBACK)
+    if answers is None:
+        return step.asking("asking rollback hooks", HookType.ROLLBACK)
+    yes = [answer for answer in answers if answer.ok]
+    if not yes:
+        return step
+    return _rollback(
+        step,
+        "manual rollback requested by a rollback hook",
+        _warning(f"Rollback check {yes[0].name} passed"),
+        _warning(f"Rolling back {step.who} manual webhook invoked"),
+    )
+
+
+def _on_threshold(step: _Step) -> Decision | _Step:
+    failed = step.status.failed_checks
+    if failed < step.canary.analysis.threshold:
+        return step
+    return _rollback(
+        step,
+        f"failed checks threshold reached {failed}",
+        _warning(f"Rolling back {step.who} failed checks threshold reached {failed}"),
+    )
+
+
+def _on_routes(step: _Step) -> Decision | _Step:
+    """Traffic the status says the canary has, it gets back; this step's metrics would not show it."""
+    split = desired_split(step.canary, step.status)
+    if step.observation.routes == split:
+        return step
+    return _unavailable(
+        step,
+        f"routes restored to {split[0]}/{split[1]}: the analysis resumes at the next step",
+        (SetRoutes(*split),),
+    )
+
+
+def _is_first_step(status: CanaryStatus) -> bool:
+    return status.canary_weight == 0 and status.iterations == 0
+
+
+def _start(step: _Step, then: Callable[[_Step, tuple[Event, ...]], Decision]) -> Decision:
+    """The first step: pre-rollout hooks, no metrics (no traffic has reached the canary yet)."""
+    starting = _normal(f"Starting canary analysis for {step.target}")
+    answers = step.hooks(HookType.PRE_ROLLOUT)
+    if answers is None:
+        return step.asking("running pre-rollout hooks", HookType.PRE_ROLLOUT)
+    failed = [answer for answer in answers if not answer.ok]
+    if failed:
+        halts = tuple(
+            _warning(f"Halt {step.who} advancement pre-rollout check {answer.name} failed {answer.message}")
+            for answer in failed
+        )
+        if all(answer.temporary for answer in failed):
+            return _unavailable(step, "pre-rollout hooks could not be reached", (), starting, *halts)
+        return _failed_check(step, "pre-rollout hooks failed", starting, *halts)
+    started = _Step(step.canary, step.status.replace(unavailable_steps=0), step.observation, step.now)
+    return then(started, (starting, *_passed("Pre-rollout", answers)))
+
+
+def _analyse(step: _Step, then: Callable[[_Step], Decision]) -> Decision:
+    """Every later step: rollout hooks and metrics; a failure is a failed check, an outage holds."""
     needs: tuple[Need, ...] = ()
-    if analysis.hooks(HookType.ROLLOUT) and HookType.ROLLOUT not in observation.hooks:
+    if step.hooks(HookType.ROLLOUT) is None:
         needs += (HookType.ROLLOUT,)
-    if analysis.metrics and observation.metrics is None:
+    if step.canary.analysis.metrics and step.observation.metrics is None:
         needs += (METRICS,)
     if needs:
-        return Decision(status, "running the analysis", needs=needs)
-    judged = _judge_analysis(canary, observation)
-    if judged.outcome == "hold":
-        return Decision(
-            status,
-            "holding: " + "; ".join(judged.messages),
-            actions=actions,
-            events=tuple(_warning(message) for message in judged.messages),
-        )
-    if judged.outcome == "fail":
-        failed = status.replace(failed_checks=status.failed_checks + 1)
-        return Decision(
-            failed,
-            "; ".join(judged.messages),
-            actions=actions,
-            events=tuple(_warning(message) for message in judged.messages),
-        )
-
-    if strategy is Strategy.CANARY:
-        if status.canary_weight >= analysis.max_weight:
-            return _confirm_and_promote(canary, status, observation, now)
-        return _advance(canary, status, observation, now)
-
-    iterations = analysis.iterations or 0
-    if status.iterations >= iterations:
-        return _confirm_and_promote(canary, status, observation, now)
-    advanced = status.replace(iterations=status.iterations + 1, last_transition_time=now)
-    return Decision(
-        advanced,
-        f"iteration {advanced.iterations}/{iterations}",
-        actions=actions,
-        events=(_normal(f"Advance {who} canary iteration {advanced.iterations}/{iterations}"),),
-    )
+        return step.asking("running the analysis", *needs)
+    failures: list[str] = []
+    held: list[str] = []
+    for answer in step.hooks(HookType.ROLLOUT) or ():
+        if not answer.ok:
+            message = f"Halt {step.who} advancement external check {answer.name} failed {answer.message}"
+            (held if answer.temporary else failures).append(message)
+    readings = step.observation.metrics or ()
+    for metric, reading in zip(step.canary.analysis.metrics, readings, strict=True):
+        problem = _judge_metric(step, metric, reading)
+        if problem is not None:
+            (held if reading.problem == "unavailable" else failures).append(problem)
+    if failures:
+        return _failed_check(step, "; ".join(failures), *map(_warning, failures))
+    if held:
+        return _unavailable(step, "; ".join(held), (), *map(_warning, held))
+    return then(_Step(step.canary, step.status.replace(unavailable_steps=0), step.observation, step.now))
 
 
-def _advance(
-    canary: Canary,
-    status: CanaryStatus,
-    observation: Observation,
-    now: datetime.datetime,
-    events: tuple[Event, ...] = (),
-) -> Decision:
-    confirmed = _gate(canary, observation, HookType.CONFIRM_TRAFFIC_INCREASE)
-    if confirmed is None:
-        return Decision(status, "asking confirm-traffic-increase hooks", needs=(HookType.CONFIRM_TRAFFIC_INCREASE,))
-    if not confirmed:
-        return Decision(status, "waiting for confirm-traffic-increase approval", actions=(EnsureObjects(),))
-    weight = canary.analysis.weight_after(status.canary_weight)
-    advanced = status.replace(canary_weight=weight, last_transition_time=now)
-    return Decision(
-        advanced,
+def _judge_metric(step: _Step, metric: Metric, reading: MetricReading) -> str | None:
+    """What is wrong with one reading, in Flagger's words; None when it is inside its range."""
+    kind = "builtin" if metric.is_builtin else "template" if metric.template_ref else "query"
+    if reading.problem == "no-data" or (reading.problem is None and reading.value is None):
+        if kind == "builtin":
+            return (
+                f"Halt advancement no values found for {step.canary.provider} metric {metric.name} "
+                f"probably {step.target} is not receiving traffic"
+            )
+        if kind == "template":
+            return f"Halt advancement no values found for custom metric: {metric.name}"
+        return f"Halt advancement no values found for metric: {metric.name}"
+    if reading.problem is not None:
+        if reading.problem == "unavailable":
+            return f"Halt advancement {metric.name} could not be measured: {reading.detail}"
+        if kind == "builtin":
+            return f"Prometheus query failed: {reading.detail}"
+        if kind == "template":
+            return f"Metric query failed for {metric.name}: {reading.detail}"
+        return f"Prometheus query failed for {metric.name}: {reading.detail}"
+    assert reading.value is not None
+    return _outside_range(step, metric, reading.value)
+
+
+def _outside_range(step: _Step, metric: Metric, value: float) -> str | None:
+    low, high = metric.threshold_range.min, metric.threshold_range.max
+    if metric.is_builtin and metric.name == "request-success-rate":
+        if low is not None and value < low:
+            return f"Halt {step.who} advancement success rate {value:.2f}% < {low:g}%"
+        if high is not None and value > high:
+            return f"Halt {step.who} advancement success rate {value:.2f}% > {high:g}%"
+        return None
+    if metric.is_builtin and metric.name == "request-duration":
+        value = float(int(value))  # Flagger reads whole milliseconds
+        if low is not None and value < low:
+            return f"Halt {step.who} advancement request duration {go_duration(value)} < {go_duration(low)}"
+        if high is not None and value > high:
+            return f"Halt {step.who} advancement request duration {go_duration(value)} > {go_duration(high)}"
+        return None
+    if low is not None and value < low:
+        return f"Halt {step.who} advancement {metric.name} {value:.2f} < {low:g}"
+    if high is not None and value > high:
+        return f"Halt {step.who} advancement {metric.name} {value:.2f} > {high:g}"
+    return None
+
+
+def go_duration(milliseconds: float) -> str:
+    """A duration as Go prints it (``212.5ms``, ``1.2s``, ``1m30s``): Flagger's messages use it."""
+    nanoseconds = round(milliseconds * 1e6)
+    if nanoseconds == 0:
+        return "0s"
+    if nanoseconds < 1_000_000_000:
+        return f"{nanoseconds / 1e6:.6f}".rstrip("0").rstrip(".") + "ms"
+    minutes, rest = divmod(nanoseconds, 60_000_000_000)
+    seconds = f"{rest / 1e9:.9f}".rstrip("0").rstrip(".") + "s"
+    return f"{minutes}m{seconds}" if minutes else seconds
+
+
+def _failed_check(step: _Step, summary: str, *events: Event) -> Decision:
+    failed = step.status.replace(failed_checks=step.status.failed_checks + 1, unavailable_steps=0)
+    return step.decision(summary, failed, (), *events)
+
+
+def _unavailable(step: _Step, summary: str, actions: tuple[Action, ...], *events: Event) -> Decision:
+    """The step could not be analysed: hold, but only ``UNAVAILABLE_LIMIT`` steps in a row."""
+    held = step.status.unavailable_steps
+    status = step.status.replace(unavailable_steps=held + 1)
+    if held < UNAVAILABLE_LIMIT:
+        return step.decision(f"holding ({held + 1}/{UNAVAILABLE_LIMIT}): {summary}", status, actions, *events)
+    note = f"Halt {step.who} advancement: not analysed for {held + 1} steps in a row, counted as a failed check"
+    counted = status.replace(failed_checks=status.failed_checks + 1)
+    return step.decision(f"failed check: {summary}", counted, actions, *events, _warning(note))
+
+
+# ---- the strategies ------------------------------------------------------------------------
+
+
+def _canary_step(step: _Step) -> Decision:
+    """Weighted canary: one weight step per analysed interval, promotion at the maximum."""
+    if _is_first_step(step.status):
+        return _start(step, _advance_weight)
+    if step.status.canary_weight >= step.canary.analysis.max_weight:
+        return _analyse(step, _confirm_and_promote)
+    return _analyse(step, lambda analysed: _advance_weight(analysed, ()))
+
+
+def _advance_weight(step: _Step, events: tuple[Event, ...]) -> Decision:
+    if step.status.phase is Phase.PROGRESSING:
+        answers = step.hooks(HookType.CONFIRM_TRAFFIC_INCREASE)
+        if answers is None:
+            return step.asking("asking confirm-traffic-increase hooks", HookType.CONFIRM_TRAFFIC_INCREASE)
+        refused = [answer for answer in answers if not answer.ok]
+        if refused:
+            halt = _warning(f"Halt {step.who} advancement waiting for traffic increase approval {refused[0].name}")
+            return step.decision("waiting for confirm-traffic-increase approval", step.status, (), *events, halt)
+        events += _passed("Confirm-traffic-increase", answers)
+    weight = step.canary.analysis.weight_after(step.status.canary_weight)
+    advanced = step.status.replace(canary_weight=weight, last_transition_time=step.now)
+    return step.decision(
         f"canary weight {weight}",
-        actions=(EnsureObjects(), SetRoutes(100 - weight, weight)),
-        events=(*events, _normal(f"Advance {canary.name}.{canary.namespace} canary weight {weight}")),
+        advanced,
+        (SetRoutes(100 - weight, weight),),
+        *events,
+        _normal(f"Advance {step.who} canary weight {weight}"),
     )
 
 
-def _confirm_and_promote(
-    canary: Canary, status: CanaryStatus, observation: Observation, now: datetime.datetime
-) -> Decision:
-    confirmed = _gate(canary, observation, HookType.CONFIRM_PROMOTION)
-    if confirmed is None:
-        return Decision(status, "asking confirm-promotion hooks", needs=(HookType.CONFIRM_PROMOTION,))
-    if not confirmed:
+def _advance_iteration(step: _Step, actions: tuple[Action, ...] = (), *events: Event) -> Decision:
+    iterations = step.canary.analysis.iterations or 0
+    advanced = step.status.replace(iterations=step.status.iterations + 1, last_transition_time=step.now)
+    return step.decision(
+        f"iteration {advanced.iterations}/{iterations}",
+        advanced,
+        actions,
+        *events,
+        _normal(f"Advance {step.who} canary iteration {advanced.iterations}/{iterations}"),
+    )
+
+
+def _ab_step(step: _Step) -> Decision:
+    """A/B testing: matched requests go to the canary from the first step, one iteration per step."""
+    if _is_first_step(step.status):
+        return _start(step, lambda started, events: _advance_iteration(started, (SetRoutes(0, 100),), *events))
+    if step.status.iterations < (step.canary.analysis.iterations or 0):
+        return _analyse(step, _advance_iteration)
+    return _analyse(step, _confirm_and_promote)
+
+
+def _blue_green_step(step: _Step) -> Decision:
+    """Blue/green: the iterations on the canary alone, then one analysed step with all traffic on
+    it, then promotion while it still serves."""
+    iterations = step.canary.analysis.iterations or 0
+    if _is_first_step(step.status):
+        return _start(step, lambda started, events: _advance_iteration(started, (), *events))
+    if step.status.iterations < iterations:
+        return _analyse(step, _advance_iteration)
+    if step.status.iterations == iterations:
+        return _analyse(step, lambda analysed: _confirm(analysed, _switch_to_canary))
+    return _analyse(step, _confirm_and_promote)
+
+
+def _switch_to_canary(step: _Step, events: tuple[Event, ...]) -> Decision:
+    switched = step.status.replace(iterations=step.status.iterations + 1, last_transition_time=step.now)
+    return step.decision(
+        "all traffic to the canary", switched, (SetRoutes(0, 100),), *events, _normal("Routing all traffic to canary")
+    )
+
+
+def _confirm(step: _Step, then: Callable[[_Step, tuple[Event, ...]], Decision]) -> Decision:
+    """The confirm-promotion gate: refused, the Canary waits in WaitingPromotion (and is still analysed)."""
+    answers = step.hooks(HookType.CONFIRM_PROMOTION)
+    if answers is None:
+        return step.asking("asking confirm-promotion hooks", HookType.CONFIRM_PROMOTION)
+    refused = [answer for answer in answers if not answer.ok]
+    if refused:
         events: tuple[Event, ...] = ()
-        if status.phase is not Phase.WAITING_PROMOTION:
-            events = (_normal(f"Waiting for approval: confirm-promotion hooks for {canary.name}.{canary.namespace}"),)
-        return Decision(
-            status.with_phase(Phase.WAITING_PROMOTION, now),
-            "waiting for confirm-promotion approval",
-            actions=(EnsureObjects(),),
-            events=events,
-        )
-    return _promote(canary, status, now, "analysis passed")
+        if step.status.phase is not Phase.WAITING_PROMOTION:
+            events = (_warning(f"Halt {step.who} advancement waiting for promotion approval {refused[0].name}"),)
+        waiting = step.status.with_phase(Phase.WAITING_PROMOTION, step.now)
+        return step.decision("waiting for confirm-promotion approval", waiting, (), *events)
+    return then(step, _passed("Confirm-promotion", answers))
 
 
-def _promote(canary: Canary, status: CanaryStatus, now: datetime.datetime, why: str) -> Decision:
-    target_name = f"{canary.target_ref.name}.{canary.namespace}"
-    return Decision(
-        status.with_phase(Phase.PROMOTING, now),
+def _confirm_and_promote(step: _Step) -> Decision:
+    return _confirm(step, lambda confirmed, events: _promote(confirmed, "analysis passed", *events))
+
+
+def _promote(step: _Step, why: str, *events: Event) -> Decision:
+    """Copy the target into the primary; the traffic the canary has stays on it until the primary is ready."""
+    promoting = step.status.with_phase(Phase.PROMOTING, step.now).replace(
+        canary_weight=desired_split(step.canary, step.status)[1], waiting_since=None, unavailable_steps=0
+    )
+    return step.decision(
         f"{why}: promoting",
-        actions=(EnsureObjects(), PromotePrimary()),
-        events=(_normal(f"Copying {target_name} template spec to {canary.primary_name}.{canary.namespace}"),),
+        promoting,
+        (PromotePrimary(),),
+        *events,
+        _normal(f"Copying {step.target} template spec to {step.primary}"),
     )
 
 
-def _promoting(canary: Canary, status: CanaryStatus, observation: Observation, now: datetime.datetime) -> Decision:
-    target, primary = observation.target, observation.primary
-    assert target is not None
+# ---- Promoting and Finalising --------------------------------------------------------------
+
+
+def _promoting(step: _Step) -> Decision:
+    primary = step.observation.primary
+    status = step.status
     if primary is None or primary.source_hash != status.last_applied_spec:
         # The copy did not land (or was undone): do it again.
-        return Decision(
-            status, "copying the target's template to the primary", actions=(EnsureObjects(), PromotePrimary())
-        )
-    if not primary.is_ready(canary.analysis.primary_ready_threshold):
-        return Decision(status, f"waiting for {canary.primary_name} to roll out", actions=(EnsureObjects(),))
-    step = canary.analysis.step_weight_promotion
-    if step and status.canary_weight > step:
+        return step.decision("copying the target's template to the primary", status, (PromotePrimary(),))
+    why = primary.not_ready_because(step.canary.analysis.primary_ready_threshold)
+    if why is not None:
+        message = f"{step.primary} not ready: {why}"
+        return step.decision(f"waiting for the promoted primary: {message}", status, (), _warning(message))
+    promotion_step = step.canary.analysis.step_weight_promotion
+    if promotion_step and status.canary_weight > 0:
         # Shift traffic back to the (now updated) primary gradually.
-        weight = status.canary_weight - step
-        return Decision(
-            status.replace(canary_weight=weight, last_transition_time=now),
+        weight = max(0, status.canary_weight - promotion_step)
+        shifted = status.replace(canary_weight=weight, last_transition_time=step.now)
+        if weight == 0:
+            shifted = shifted.with_phase(Phase.FINALISING, step.now)
+        return step.decision(
             f"promotion: canary weight {weight}",
-            actions=(EnsureObjects(), SetRoutes(100 - weight, weight)),
-            events=(_normal(f"Advance {canary.name}.{canary.namespace} primary weight {100 - weight}"),),
+            shifted,
+            (SetRoutes(100 - weight, weight),),
+            _normal(f"Advance {step.who} primary weight {100 - weight}"),
         )
-    return Decision(
-        status.with_phase(Phase.FINALISING, now).replace(canary_weight=0),
+    finalising = status.with_phase(Phase.FINALISING, step.now).replace(canary_weight=0)
+    return step.decision(
         "routing all traffic to the primary",
-        actions=(EnsureObjects(), SetRoutes(100, 0)),
-        events=(_normal("Routing all traffic to primary"),),
+        finalising,
+        (SetRoutes(*ALL_ON_PRIMARY),),
+        _normal("Routing all traffic to primary"),
     )
 
 
-def _finalise(canary: Canary, status: CanaryStatus, observation: Observation, now: datetime.datetime) -> Decision:
-    succeeded = status.with_phase(Phase.SUCCEEDED, now).replace(
+def _finalise(step: _Step) -> Decision:
+    status = step.status
+    succeeded = status.with_phase(Phase.SUCCEEDED, step.now).replace(
         canary_weight=0, failed_checks=0, iterations=0, last_promoted_spec=status.last_applied_spec
     )
-    return Decision(
-        succeeded,
+    completed = (
+        f"Promotion completed! Canary analysis was skipped for {step.target}"
+        if step.canary.skip_analysis
+        else f"Promotion completed! Scaling down {step.target}"
+    )
+    return step.decision(
         "promotion completed",
-        actions=(EnsureObjects(), SetRoutes(100, 0), ScaleTarget(0), RunHooks(HookType.POST_ROLLOUT)),
-        events=(_normal(f"Promotion completed! Scaling down {canary.target_ref.name}.{canary.namespace}"),),
+        succeeded,
+        (*_route(step.observation, ALL_ON_PRIMARY), ScaleTarget(0), RunHooks(HookType.POST_ROLLOUT)),
+        _normal(completed),
     )

@@ -33,7 +33,7 @@ def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Eng
 
     @lru_cache(maxsize=16)
     def router(provider: str) -> Router:
-        return router_for(provider, api)
+        return router_for(provider, store)
 
     @lru_cache(maxsize=16)
     def metrics(address: str) -> MetricsProvider:

@@ -19,6 +19,9 @@ API_GROUP = "serin.dev"
 API_VERSION = f"{API_GROUP}/v1beta1"
 
 DEFAULT_INTERVAL = "1m"
+# Flagger queries a metric without an interval over one minute, whatever the analysis interval:
+# rate() over a window of a few scrapes is often empty.
+DEFAULT_METRIC_INTERVAL = "1m"
 DEFAULT_THRESHOLD = 1
 DEFAULT_MAX_WEIGHT = 100
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
@@ -126,14 +129,8 @@ class Webhook:
     timeout_seconds: float
     metadata: Mapping[str, str] = field(default_factory=dict)
     retries: int = 0
-    mute_alert: bool = False
-
-
-@dataclass(frozen=True)
-class Alert:
-    name: str
-    severity: str
-    provider_ref: ObjectRef
+    # Skip TLS certificate verification (a hook behind a self-signed certificate).
+    disable_tls: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,13 +144,10 @@ class Analysis:
     step_weight_promotion: int | None
     iterations: int | None
     match: tuple[Mapping[str, Any], ...]
-    mirror: bool
-    mirror_weight: int | None
     primary_ready_threshold: int
     canary_ready_threshold: int
     metrics: tuple[Metric, ...]
     webhooks: tuple[Webhook, ...]
-    alerts: tuple[Alert, ...]
 
     @property
     def strategy(self) -> Strategy:
@@ -167,7 +161,12 @@ class Analysis:
         return tuple(hook for hook in self.webhooks if hook.type is hook_type)
 
     def weight_after(self, weight: int) -> int:
-        """The canary weight of the next step, never past maxWeight."""
+        """The canary weight of the next step, never past the maximum.
+
+        With ``stepWeights`` the maximum is the last step (Flagger: ``min(100, last step)``), so
+        ``[1, 5, 10]`` promotes from 10. With ``stepWeight`` it is ``maxWeight``, and the last step
+        stops there (Flagger overshoots it: 20, 40, 60 for a maximum of 50).
+        """
         if self.step_weights:
             upcoming = [step for step in self.step_weights if step > weight]
             return min(upcoming[0], self.max_weight) if upcoming else self.max_weight
@@ -186,10 +185,11 @@ class Service:
     port: int
     port_name: str
     target_port: int | str
-    port_discovery: bool
     app_protocol: str | None
     gateways: tuple[str, ...]
     hosts: tuple[str, ...]
+    # An Istio delegate VirtualService: no hosts and no gateways of its own.
+    delegation: bool
     # Mesh-specific structures are kept as given: routers copy them into their objects.
     match: tuple[Mapping[str, Any], ...]
     rewrite: Mapping[str, Any] | None
@@ -211,7 +211,6 @@ class Canary:
     generation: int
     resource_version: str
     target_ref: TargetRef
-    autoscaler_ref: TargetRef | None
     provider: str
     metrics_server: str | None
     progress_deadline_seconds: int
@@ -221,6 +220,8 @@ class Canary:
     service: Service
     analysis: Analysis
     creation_timestamp: str = ""
+    # Accepted but worth knowing (a Flagger field Serin ignores, a precedence that applied).
+    warnings: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -231,16 +232,70 @@ class Canary:
         return f"{self.target_ref.name}-primary"
 
 
+# Fields of Flagger's API that Serin does not act on yet. They are refused, not ignored: a Canary
+# must never look as if it asked for something (an autoscaled primary, mirrored traffic, alerts)
+# that nobody does. Each entry: the field path and what it is for.
+UNSUPPORTED_FIELDS: Mapping[str, str] = {
+    "spec.autoscalerRef": "autoscaling the primary (HorizontalPodAutoscaler, KEDA ScaledObject)",
+    "spec.ingressRef": "the NGINX ingress provider",
+    "spec.routeRef": "the APISIX provider",
+    "spec.upstreamRef": "the Gloo provider",
+    "spec.service.portDiscovery": "exposing every container port",
+    "spec.service.trafficDistribution": "traffic distribution on the generated Services",
+    "spec.service.headless": "headless primary and canary Services",
+    "spec.service.backendTimeout": "the Gateway API provider",
+    "spec.service.gatewayRefs": "the Gateway API provider",
+    "spec.service.mirror": "the Gateway API provider",
+    "spec.service.meshName": "the App Mesh provider",
+    "spec.service.backends": "the App Mesh provider",
+    "spec.service.unmanagedMetadata": "leaving labels and annotations of generated objects alone",
+    "spec.analysis.mirror": "traffic mirroring",
+    "spec.analysis.mirrorWeight": "traffic mirroring",
+    "spec.analysis.sessionAffinity": "session affinity",
+    "spec.analysis.alerts": "alerts (AlertProviders)",
+    "spec.analysis.webhooks[].muteAlert": "alerts (AlertProviders)",
+}
+
+
+def _is_set(value: Any) -> bool:
+    """Whether a field asks for something: false, empty and null ask for nothing."""
+    return value not in (None, False, "", {}, [])
+
+
+_INDEX = re.compile(r"\[\d+\]")
+
+
 class _Reader:
-    """Walks a dict, remembering where it is, collecting errors instead of raising them."""
+    """Walks a dict, remembering where it is, collecting errors instead of raising them.
+
+    It also records the path of every field it reads (indexes as ``[]``), so a test can prove that
+    every field of the CRD's schema is either read here or refused.
+    """
 
     def __init__(self) -> None:
         self.errors: list[FieldError] = []
+        self.warnings: list[str] = []
+        self.fields: set[str] = set()
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path, message))
 
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(f"{path}: {message}")
+
+    def seen(self, path: str) -> None:
+        self.fields.add(_INDEX.sub("[]", path))
+
+    def unsupported(self, parent: Mapping[str, Any], key: str, path: str) -> None:
+        """Refuse ``parent[key]`` when it asks for something Serin does not do yet."""
+        field_path = f"{path}.{key}"
+        self.seen(field_path)
+        if _is_set(parent.get(key)):
+            what = UNSUPPORTED_FIELDS[_INDEX.sub("[]", field_path)]
+            self.error(field_path, f"not supported yet ({what}); remove it")
+
     def mapping(self, value: Any, path: str, required: bool = False) -> Mapping[str, Any]:
+        self.seen(path)
         if value is None:
             if required:
                 self.error(path, "is required")
@@ -251,6 +306,7 @@ class _Reader:
         return value
 
     def sequence(self, value: Any, path: str) -> Sequence[Any]:
+        self.seen(path)
         if value is None:
             return ()
         if not isinstance(value, list):
@@ -259,6 +315,7 @@ class _Reader:
         return value
 
     def string(self, value: Any, path: str, required: bool = False, default: str | None = None) -> str | None:
+        self.seen(path)
         if value is None or value == "":
             if required:
                 self.error(path, "is required")
@@ -268,9 +325,18 @@ class _Reader:
             return default
         return value
 
+    def strings(self, value: Any, path: str) -> tuple[str, ...]:
+        result = []
+        for index, item in enumerate(self.sequence(value, path)):
+            text = self.string(item, f"{path}[{index}]", required=True)
+            if text:
+                result.append(text)
+        return tuple(result)
+
     def integer(
         self, value: Any, path: str, default: int | None = None, low: int | None = None, high: int | None = None
     ) -> int | None:
+        self.seen(path)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
@@ -283,6 +349,7 @@ class _Reader:
         return value
 
     def number(self, value: Any, path: str) -> float | None:
+        self.seen(path)
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -291,6 +358,7 @@ class _Reader:
         return float(value)
 
     def boolean(self, value: Any, path: str) -> bool:
+        self.seen(path)
         if value is None:
             return False
         if not isinstance(value, bool):
@@ -328,9 +396,9 @@ def _parse_target_ref(reader: _Reader, value: Any, path: str, kinds: Sequence[st
     )
 
 
-def _parse_metric(reader: _Reader, raw: Mapping[str, Any], path: str, default_interval: str) -> Metric:
+def _parse_metric(reader: _Reader, raw: Mapping[str, Any], path: str) -> Metric:
     name = reader.string(raw.get("name"), f"{path}.name", required=True) or ""
-    interval, _ = reader.duration(raw.get("interval"), f"{path}.interval", default_interval)
+    interval, _ = reader.duration(raw.get("interval"), f"{path}.interval", DEFAULT_METRIC_INTERVAL)
     bounds = reader.mapping(raw.get("thresholdRange"), f"{path}.thresholdRange")
     threshold_range = ThresholdRange(
         min=reader.number(bounds.get("min"), f"{path}.thresholdRange.min"),
@@ -354,6 +422,9 @@ def _parse_metric(reader: _Reader, raw: Mapping[str, Any], path: str, default_in
             name=reader.string(ref.get("name"), f"{path}.templateRef.name", required=True) or "",
             namespace=reader.string(ref.get("namespace"), f"{path}.templateRef.namespace"),
         )
+    else:
+        reader.seen(f"{path}.templateRef.name")
+        reader.seen(f"{path}.templateRef.namespace")
     if query and template_ref:
         reader.error(path, "set either query or templateRef, not both")
     elif not query and not template_ref and name and name not in BUILTIN_METRICS:
@@ -370,7 +441,7 @@ def _parse_metric(reader: _Reader, raw: Mapping[str, Any], path: str, default_in
     )
 
 
-def _parse_webhook(reader: _Reader, raw: Mapping[str, Any], path: str) -> Webhook | None:
+def _parse_webhook(reader: _Reader, raw: Mapping[str, Any], path: str) -> Webhook:
     name = reader.string(raw.get("name"), f"{path}.name", required=True) or ""
     type_name = reader.string(raw.get("type"), f"{path}.type", default=HookType.ROLLOUT.value) or "rollout"
     try:
@@ -382,6 +453,7 @@ def _parse_webhook(reader: _Reader, raw: Mapping[str, Any], path: str) -> Webhoo
     if url and not re.match(r"^https?://[^/\s]+", url):
         reader.error(f"{path}.url", f"must be an absolute http or https URL (got {url!r})")
     _, timeout = reader.duration(raw.get("timeout"), f"{path}.timeout", DEFAULT_HOOK_TIMEOUT)
+    reader.unsupported(raw, "muteAlert", path)
     return Webhook(
         name=name,
         type=hook_type,
@@ -389,16 +461,14 @@ def _parse_webhook(reader: _Reader, raw: Mapping[str, Any], path: str) -> Webhoo
         timeout_seconds=timeout,
         metadata=reader.string_map(raw.get("metadata"), f"{path}.metadata"),
         retries=reader.integer(raw.get("retries"), f"{path}.retries", default=0, low=0) or 0,
-        mute_alert=reader.boolean(raw.get("muteAlert"), f"{path}.muteAlert"),
+        disable_tls=reader.boolean(raw.get("disableTLS"), f"{path}.disableTLS"),
     )
 
 
-def _parse_analysis(reader: _Reader, value: Any) -> Analysis:
-    path = "spec.analysis"
-    raw = reader.mapping(value, path, required=True)
-    interval, interval_seconds = reader.duration(raw.get("interval"), f"{path}.interval", DEFAULT_INTERVAL)
-    if interval_seconds < MIN_INTERVAL_SECONDS:
-        reader.error(f"{path}.interval", f"must be at least {MIN_INTERVAL_SECONDS:.0f}s (got {interval})")
+def _parse_strategy(
+    reader: _Reader, raw: Mapping[str, Any], path: str
+) -> tuple[int | None, tuple[int, ...], int | None, int]:
+    """stepWeight, stepWeights, iterations and the maximum weight, with Flagger's precedence."""
     step_weight = reader.integer(raw.get("stepWeight"), f"{path}.stepWeight", low=1, high=100)
     step_weights: list[int] = []
     for index, item in enumerate(reader.sequence(raw.get("stepWeights"), f"{path}.stepWeights")):
@@ -408,81 +478,78 @@ def _parse_analysis(reader: _Reader, value: Any) -> Analysis:
                 reader.error(f"{path}.stepWeights[{index}]", "must be greater than the step before it")
             step_weights.append(weight)
     iterations = reader.integer(raw.get("iterations"), f"{path}.iterations", low=1)
+    max_weight = reader.integer(raw.get("maxWeight"), f"{path}.maxWeight", DEFAULT_MAX_WEIGHT, 1, 100)
+    max_weight = max_weight or DEFAULT_MAX_WEIGHT
+
+    # Judge by which fields are present, so a bad value is reported once, not twice.
+    weighted = [name for name in ("stepWeight", "stepWeights") if raw.get(name) not in (None, [])]
+    if raw.get("iterations") is not None:
+        # Flagger's precedence: iterations make it A/B testing or blue/green, whatever else is set.
+        for name in weighted:
+            reader.warn(f"{path}.{name}", "ignored: iterations take precedence (A/B testing or blue/green)")
+        return None, (), iterations, max_weight
+    if len(weighted) != 1:
+        reader.error(
+            path,
+            "set exactly one strategy: stepWeight or stepWeights for a canary release, iterations for "
+            f"blue/green, iterations with match for A/B testing (found {', '.join(weighted) or 'none'})",
+        )
+    if step_weights:
+        if raw.get("maxWeight") is not None and raw.get("maxWeight") != step_weights[-1]:
+            reader.warn(
+                f"{path}.maxWeight", f"ignored: with stepWeights the last step ({step_weights[-1]}) is the maximum"
+            )
+        max_weight = step_weights[-1]
+    return step_weight, tuple(step_weights), None, max_weight
+
+
+def _parse_analysis(reader: _Reader, value: Any) -> Analysis:
+    path = "spec.analysis"
+    raw = reader.mapping(value, path, required=True)
+    interval, interval_seconds = reader.duration(raw.get("interval"), f"{path}.interval", DEFAULT_INTERVAL)
+    if interval_seconds < MIN_INTERVAL_SECONDS:
+        reader.error(f"{path}.interval", f"must be at least {MIN_INTERVAL_SECONDS:.0f}s (got {interval})")
+    step_weight, step_weights, iterations, max_weight = _parse_strategy(reader, raw, path)
     match = tuple(
         reader.mapping(item, f"{path}.match[{index}]")
         for index, item in enumerate(reader.sequence(raw.get("match"), f"{path}.match"))
     )
-    max_weight = reader.integer(raw.get("maxWeight"), f"{path}.maxWeight", DEFAULT_MAX_WEIGHT, 1, 100)
-
-    # Judge the strategy by which fields are present, so a bad value is reported once, not twice.
-    present = [name for name in ("stepWeight", "stepWeights", "iterations") if raw.get(name) not in (None, [])]
-    if len(present) != 1:
-        reader.error(
-            path,
-            "set exactly one strategy: stepWeight or stepWeights for a canary release, iterations for "
-            f"blue/green, iterations with match for A/B testing (found {', '.join(present) or 'none'})",
-        )
     if match and raw.get("iterations") is None:
         reader.error(f"{path}.match", "A/B testing needs iterations")
-    if step_weights and max_weight is not None and step_weights[-1] > max_weight:
-        reader.error(f"{path}.stepWeights", f"must not go past maxWeight ({max_weight})")
+    for key in ("mirror", "mirrorWeight", "sessionAffinity", "alerts"):
+        reader.unsupported(raw, key, path)
 
     metrics = tuple(
-        _parse_metric(reader, reader.mapping(item, f"{path}.metrics[{index}]"), f"{path}.metrics[{index}]", interval)
+        _parse_metric(reader, reader.mapping(item, f"{path}.metrics[{index}]"), f"{path}.metrics[{index}]")
         for index, item in enumerate(reader.sequence(raw.get("metrics"), f"{path}.metrics"))
     )
     webhooks = tuple(
-        hook
+        _parse_webhook(reader, reader.mapping(item, f"{path}.webhooks[{index}]"), f"{path}.webhooks[{index}]")
         for index, item in enumerate(reader.sequence(raw.get("webhooks"), f"{path}.webhooks"))
-        if (
-            hook := _parse_webhook(
-                reader, reader.mapping(item, f"{path}.webhooks[{index}]"), f"{path}.webhooks[{index}]"
-            )
-        )
     )
-    alerts = []
-    for index, item in enumerate(reader.sequence(raw.get("alerts"), f"{path}.alerts")):
-        alert = reader.mapping(item, f"{path}.alerts[{index}]")
-        provider = reader.mapping(alert.get("providerRef"), f"{path}.alerts[{index}].providerRef", required=True)
-        alerts.append(
-            Alert(
-                name=reader.string(alert.get("name"), f"{path}.alerts[{index}].name", required=True) or "",
-                severity=reader.string(alert.get("severity"), f"{path}.alerts[{index}].severity", default="info")
-                or "info",
-                provider_ref=ObjectRef(
-                    name=reader.string(provider.get("name"), f"{path}.alerts[{index}].providerRef.name", required=True)
-                    or "",
-                    namespace=reader.string(provider.get("namespace"), f"{path}.alerts[{index}].providerRef.namespace"),
-                ),
-            )
-        )
     return Analysis(
         interval_seconds=interval_seconds,
         interval=interval,
         threshold=reader.integer(raw.get("threshold"), f"{path}.threshold", DEFAULT_THRESHOLD, low=1)
         or DEFAULT_THRESHOLD,
-        max_weight=max_weight or DEFAULT_MAX_WEIGHT,
+        max_weight=max_weight,
         step_weight=step_weight,
-        step_weights=tuple(step_weights),
+        step_weights=step_weights,
         step_weight_promotion=reader.integer(
             raw.get("stepWeightPromotion"), f"{path}.stepWeightPromotion", low=1, high=100
         ),
         iterations=iterations,
         match=match,
-        mirror=reader.boolean(raw.get("mirror"), f"{path}.mirror"),
-        mirror_weight=reader.integer(raw.get("mirrorWeight"), f"{path}.mirrorWeight", low=0, high=100),
-        primary_ready_threshold=reader.integer(
-            raw.get("primaryReadyThreshold"), f"{path}.primaryReadyThreshold", DEFAULT_READY_THRESHOLD, 0, 100
-        )
-        or DEFAULT_READY_THRESHOLD,
-        canary_ready_threshold=reader.integer(
-            raw.get("canaryReadyThreshold"), f"{path}.canaryReadyThreshold", DEFAULT_READY_THRESHOLD, 0, 100
-        )
-        or DEFAULT_READY_THRESHOLD,
+        primary_ready_threshold=_ready_threshold(reader, raw, path, "primaryReadyThreshold"),
+        canary_ready_threshold=_ready_threshold(reader, raw, path, "canaryReadyThreshold"),
         metrics=metrics,
         webhooks=webhooks,
-        alerts=tuple(alerts),
     )
+
+
+def _ready_threshold(reader: _Reader, raw: Mapping[str, Any], path: str, key: str) -> int:
+    value = reader.integer(raw.get(key), f"{path}.{key}", DEFAULT_READY_THRESHOLD, 0, 100)
+    return DEFAULT_READY_THRESHOLD if value is None else value
 
 
 def _parse_metadata(reader: _Reader, value: Any, path: str) -> Metadata:
@@ -494,6 +561,7 @@ def _parse_metadata(reader: _Reader, value: Any, path: str) -> Metadata:
 
 
 def _optional_mapping(reader: _Reader, value: Any, path: str) -> Mapping[str, Any] | None:
+    reader.seen(path)
     return reader.mapping(value, path) if value is not None else None
 
 
@@ -505,21 +573,40 @@ def _parse_service(reader: _Reader, value: Any, target_name: str) -> Service:
         reader.error(f"{path}.port", "is required")
     target_port: int | str = port or 0
     raw_target_port = raw.get("targetPort")
+    reader.seen(f"{path}.targetPort")
     if isinstance(raw_target_port, bool) or not isinstance(raw_target_port, int | str | None):
         reader.error(f"{path}.targetPort", "must be a port number or a port name")
     elif raw_target_port is not None and raw_target_port != "":
         target_port = raw_target_port
+    for key in (
+        "portDiscovery",
+        "trafficDistribution",
+        "headless",
+        "backendTimeout",
+        "gatewayRefs",
+        "mirror",
+        "meshName",
+        "backends",
+        "unmanagedMetadata",
+    ):
+        reader.unsupported(raw, key, path)
+    gateways = reader.strings(raw.get("gateways"), f"{path}.gateways")
+    hosts = reader.strings(raw.get("hosts"), f"{path}.hosts")
+    delegation = reader.boolean(raw.get("delegation"), f"{path}.delegation")
+    if delegation and (gateways or hosts):
+        reader.error(f"{path}.delegation", "a delegate VirtualService has no hosts or gateways of its own")
     return Service(
         name=reader.string(raw.get("name"), f"{path}.name", default=target_name) or target_name,
         port=port or 0,
         port_name=reader.string(raw.get("portName"), f"{path}.portName", default="http") or "http",
         target_port=target_port,
-        port_discovery=reader.boolean(raw.get("portDiscovery"), f"{path}.portDiscovery"),
         app_protocol=reader.string(raw.get("appProtocol"), f"{path}.appProtocol"),
-        gateways=tuple(str(item) for item in reader.sequence(raw.get("gateways"), f"{path}.gateways")),
-        hosts=tuple(str(item) for item in reader.sequence(raw.get("hosts"), f"{path}.hosts")),
+        gateways=gateways,
+        hosts=hosts,
+        delegation=delegation,
         match=tuple(
-            reader.mapping(item, f"{path}.match") for item in reader.sequence(raw.get("match"), f"{path}.match")
+            reader.mapping(item, f"{path}.match[{index}]")
+            for index, item in enumerate(reader.sequence(raw.get("match"), f"{path}.match"))
         ),
         rewrite=_optional_mapping(reader, raw.get("rewrite"), f"{path}.rewrite"),
         retries=_optional_mapping(reader, raw.get("retries"), f"{path}.retries"),
@@ -533,17 +620,24 @@ def _parse_service(reader: _Reader, value: Any, target_name: str) -> Service:
     )
 
 
-def parse_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Canary:
-    """Parse and validate a Canary; raise InvalidCanary listing every problem."""
+@dataclass(frozen=True)
+class Reading:
+    """What parsing found: the Canary when it is usable, every problem, every warning, every field read."""
+
+    canary: Canary | None
+    errors: tuple[FieldError, ...]
+    warnings: tuple[str, ...]
+    fields: frozenset[str]
+
+
+def read_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Reading:
+    """Parse and validate a Canary, collecting instead of raising (see ``parse_canary``)."""
     reader = _Reader()
     metadata = reader.mapping(obj.get("metadata"), "metadata", required=True)
     spec = reader.mapping(obj.get("spec"), "spec", required=True)
     target_ref = _parse_target_ref(reader, spec.get("targetRef"), "spec.targetRef", SUPPORTED_TARGET_KINDS)
-    autoscaler_ref = None
-    if spec.get("autoscalerRef") is not None:
-        autoscaler_ref = _parse_target_ref(
-            reader, spec.get("autoscalerRef"), "spec.autoscalerRef", ("HorizontalPodAutoscaler",)
-        )
+    for key in ("autoscalerRef", "ingressRef", "routeRef", "upstreamRef"):
+        reader.unsupported(spec, key, "spec")
     provider = reader.string(spec.get("provider"), "spec.provider", default=default_provider) or default_provider
     if provider not in KNOWN_PROVIDERS:
         reader.error("spec.provider", f"must be one of {', '.join(KNOWN_PROVIDERS)} (got {provider!r})")
@@ -557,7 +651,6 @@ def parse_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Can
         resource_version=str(metadata.get("resourceVersion") or ""),
         creation_timestamp=str(metadata.get("creationTimestamp") or ""),
         target_ref=target_ref,
-        autoscaler_ref=autoscaler_ref,
         provider=provider,
         metrics_server=reader.string(spec.get("metricsServer"), "spec.metricsServer"),
         progress_deadline_seconds=reader.integer(
@@ -572,7 +665,19 @@ def parse_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Can
         revert_on_deletion=reader.boolean(spec.get("revertOnDeletion"), "spec.revertOnDeletion"),
         service=service,
         analysis=analysis,
+        warnings=tuple(reader.warnings),
     )
-    if reader.errors:
-        raise InvalidCanary(reader.errors)
-    return canary
+    return Reading(
+        canary=None if reader.errors else canary,
+        errors=tuple(reader.errors),
+        warnings=tuple(reader.warnings),
+        fields=frozenset(reader.fields),
+    )
+
+
+def parse_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Canary:
+    """Parse and validate a Canary; raise InvalidCanary listing every problem."""
+    reading = read_canary(obj, default_provider)
+    if reading.canary is None:
+        raise InvalidCanary(reading.errors)
+    return reading.canary

@@ -1,9 +1,16 @@
-"""The ports between the engine and the outside world: one Protocol per kind of backend.
+"""The ports between the engine and the outside world: one Protocol per kind of backend, one error tree.
 
 The decision core never sees these; the reconciler calls them to observe and to act. Each backend
-(a mesh router, a metrics provider) is one module implementing one of these, picked by name.
-Backends raise the errors below, never their library's own, so the reconciler can tell a missing
-value from a backend that is down.
+(a mesh router, a metrics provider, the hook caller, the Kubernetes access layer) is one module
+implementing one of these, picked by name. Backends raise the errors below, never their library's
+own, and every error is one of two kinds:
+
+* ``TemporaryError``: asking again later may succeed (a backend that is down, slow or overloaded).
+  The step holds and says so; holding is bounded (``serin.decide.UNAVAILABLE_LIMIT``), so an
+  outage cannot pin traffic on an unanalysed canary forever.
+* ``PermanentError``: asking again gives the same answer (a query Prometheus cannot parse, a
+  template that does not exist, a request the API server refuses). In the analysis it is a
+  failed check at once; elsewhere a clear error for the user.
 """
 
 from __future__ import annotations
@@ -19,16 +26,25 @@ class SerinError(Exception):
     """Base of the errors the engine's ports raise."""
 
 
-class NoValuesFound(SerinError):
+class TemporaryError(SerinError):
+    """Retrying later may succeed: hold, report, and try again on the next step."""
+
+
+class PermanentError(SerinError):
+    """Retrying gives the same answer: a failed check, or an error the user must fix."""
+
+
+class NoValuesFound(PermanentError):
     """The metrics backend answered, but the query returned no data (never counts as a pass)."""
 
 
-class MetricsUnavailable(SerinError):
-    """The metrics backend could not be reached or answered with an error: hold the step."""
+class MetricsUnavailable(TemporaryError):
+    """The metrics backend could not be reached, timed out or failed on its side: hold the step."""
 
 
-class RouterError(SerinError):
-    """Routing objects could not be read or written."""
+class InvalidQuery(PermanentError):
+    """The query itself is wrong (refused by the backend, an unknown placeholder, a missing
+    template, a result that is not one number): a failed check, whatever the backend's health."""
 
 
 @dataclass(frozen=True)
@@ -43,14 +59,14 @@ class Routes:
 class Router(Protocol):
     """Owns the mesh objects that split traffic between ``<target>-primary`` and the canary."""
 
-    def reconcile(self, canary: Canary) -> None:
-        """Create or update the routing objects, keeping the current weights (100/0 when new)."""
+    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0)) -> None:
+        """Create or update every routing object as the Canary says, routing ``split``."""
 
     def get_routes(self, canary: Canary) -> Routes | None:
-        """Current split, or None when the routing objects do not exist yet."""
+        """Current split, or None when the routing objects do not exist (or reach no canary)."""
 
     def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int) -> None:
-        """Set the split (absolute values, so repeating it is harmless)."""
+        """Set the split (absolute values, so repeating it is harmless); creates what is missing."""
 
     def finalize(self, canary: Canary) -> None:
         """Route everything to the primary and remove what only the canary needed."""
@@ -58,14 +74,18 @@ class Router(Protocol):
 
 class MetricsProvider(Protocol):
     def query(self, query: str) -> float:
-        """The query's single value; NoValuesFound or MetricsUnavailable otherwise."""
+        """The query's single value; NoValuesFound, InvalidQuery or MetricsUnavailable otherwise."""
 
 
 @dataclass(frozen=True)
 class HookResult:
+    """A hook's answer. ``temporary``: the hook could not be asked (unreachable, timed out, 5xx),
+    as opposed to a hook that answered no; only an answer is a verdict."""
+
     name: str
     ok: bool
     message: str
+    temporary: bool = False
 
 
 class HookCaller(Protocol):

@@ -1,12 +1,13 @@
 """One tick: observe each due Canary, let ``decide`` choose, apply the actions, write the status.
 
 The order of writes is what makes a tick crash-safe and concurrency-safe: the actions set absolute
-values (a replica count, a weight) and are harmless to repeat; the status is written last, with the
-resourceVersion that was read, so of two ticks racing on one Canary only one advances it — the
-other's write fails with a conflict and it reports that. Events and notification hooks follow a
+values (a replica count, a weight) and are harmless to repeat; the status is written last, whole,
+with the resourceVersion that was read, so of two ticks racing on one Canary only one advances it —
+the other's write fails with a conflict and it reports that. Events and notification hooks follow a
 successful status write, so the loser of a race sends none.
 
-A tick where no Canary is due costs one request: the list of Canaries.
+A tick where no Canary is due costs one request: the list of Canaries. A suspended Canary costs
+none beyond it either.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from serin import telemetry
 from serin.decide import (
+    ALL_ON_PRIMARY,
     METRICS,
     Decision,
     EnsureObjects,
@@ -33,17 +35,29 @@ from serin.decide import (
     RunHooks,
     ScaleTarget,
     SetRoutes,
+    Split,
     WorkloadState,
     decide,
+    desired_split,
     waiting_for_interval,
 )
 from serin.kube.store import Conflict, KubeError, KubeStore
 from serin.metrics.builtin import query_for
 from serin.model import FINALIZER, Canary, HookType, InvalidCanary, Metric, parse_canary
 from serin.notify.webhooks import event_payload, hook_payload
-from serin.ports import HookCaller, HookResult, MetricsProvider, MetricsUnavailable, NoValuesFound, Router, SerinError
+from serin.ports import (
+    HookCaller,
+    HookResult,
+    MetricsProvider,
+    NoValuesFound,
+    PermanentError,
+    Router,
+    SerinError,
+    TemporaryError,
+)
 from serin.status import CanaryStatus, Phase
 from serin.workloads import (
+    MANAGED_BY,
     MANAGED_BY_LABEL,
     SOURCE_HASH_ANNOTATION,
     TARGET_LABEL,
@@ -83,12 +97,17 @@ class StepReport:
     namespace: str
     phase: str | None = None
     weight: int = 0
+    iterations: int = 0
     failed_checks: int = 0
     summary: str = ""
     actions: list[str] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     applied: bool = False
     error: str | None = None
+
+    def record(self, status: CanaryStatus) -> None:
+        self.phase = status.phase.value if status.phase else None
+        self.weight, self.iterations, self.failed_checks = status.canary_weight, status.iterations, status.failed_checks
 
     def to_dict(self) -> dict[str, Any]:
         """JSON with Kubernetes-style camelCase keys."""
@@ -107,16 +126,27 @@ def workload_state(deployment: Mapping[str, Any] | None) -> WorkloadState | None
     if deployment is None:
         return None
     spec, status, metadata = deployment.get("spec", {}), deployment.get("status", {}), deployment.get("metadata", {})
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, Mapping)}
     return WorkloadState(
         name=metadata.get("name", ""),
         template_hash=template_hash(deployment),
         replicas=int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1),
-        ready_replicas=int(status.get("readyReplicas") or 0),
         updated_replicas=int(status.get("updatedReplicas") or 0),
+        available_replicas=int(status.get("availableReplicas") or 0),
+        status_replicas=int(status.get("replicas") or 0),
         generation=int(metadata.get("generation") or 0),
         observed_generation=int(status.get("observedGeneration") or 0),
+        progress_deadline_exceeded=conditions.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded",
         source_hash=(metadata.get("annotations") or {}).get(SOURCE_HASH_ANNOTATION, ""),
     )
+
+
+def routes_after(decision: Decision, observation: Observation) -> Split:
+    """The split the routing objects hold once the decision's actions are applied."""
+    for action in reversed(decision.actions):
+        if isinstance(action, SetRoutes):
+            return action.primary_weight, action.canary_weight
+    return observation.routes or ALL_ON_PRIMARY
 
 
 def duplicate_owner(canary: Canary, raw: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> str | None:
@@ -192,8 +222,7 @@ class Reconciler:
         dry_run: bool = False,
     ) -> None:
         status = CanaryStatus.from_dict(raw.get("status"))
-        report.phase = status.phase.value if status.phase else None
-        report.weight, report.failed_checks = status.canary_weight, status.failed_checks
+        report.record(status)
         try:
             canary = parse_canary(raw, self.default_provider)
         except InvalidCanary as invalid:
@@ -203,13 +232,16 @@ class Reconciler:
         if raw.get("metadata", {}).get("deletionTimestamp"):
             self.finish_deletion(canary, raw, report, now, dry_run)
             return
-        # Decide cheaply whether to look closer: a Canary that is not due costs no request.
+        # Decide cheaply whether to look closer: a Canary that is not due costs no request, and a
+        # suspended one needs nothing observed.
         waiting = None if canary.suspend else waiting_for_interval(canary, status, now, force)
         if waiting:
             report.summary = waiting
             return
-
-        observed = self.observe(canary, raw, others)
+        if canary.suspend:
+            observed = Observed(Observation(target=None, primary=None), None, None)
+        else:
+            observed = self.observe(canary, raw, others)
         observation = observed.observation
         decision = decide(canary, status, observation, now, force=force)
         for _ in range(MAX_DECISION_ROUNDS):
@@ -224,13 +256,11 @@ class Reconciler:
         report.actions = [describe(action) for action in decision.actions]
         report.events = [event.message for event in decision.events]
         if dry_run:
-            report.phase = decision.status.phase.value if decision.status.phase else None
-            report.weight = decision.status.canary_weight
+            report.record(decision.status)
             return
 
         if observed.target is not None:
-            for action in decision.actions:
-                self.apply(canary, action, observed)
+            self.apply(canary, decision, observed)
         new_status = decision.status
         if new_status != status:
             try:
@@ -242,10 +272,13 @@ class Reconciler:
                 report.events = []
                 return
         report.applied = True
-        report.phase = new_status.phase.value if new_status.phase else None
-        report.weight, report.failed_checks = new_status.canary_weight, new_status.failed_checks
+        report.record(new_status)
         telemetry.record_canary(
-            canary.name, canary.namespace, canary.target_ref.name, new_status.phase, new_status.canary_weight
+            canary.name,
+            canary.namespace,
+            canary.target_ref.name,
+            new_status.phase,
+            desired_split(canary, new_status)[1],
         )
         if new_status.phase != status.phase and new_status.phase in (Phase.SUCCEEDED, Phase.FAILED):
             outcome = "succeeded" if new_status.phase is Phase.SUCCEEDED else "failed"
@@ -263,11 +296,16 @@ class Reconciler:
                 config = self.store.get_config(kind, canary.namespace, name)
                 if config is not None:
                     hashes[config_key(kind, name)] = config_hash(config)
+        routes = None
+        if target is not None:
+            current = self.router_for(canary.provider).get_routes(canary)
+            routes = None if current is None else (current.primary_weight, current.canary_weight)
         observation = Observation(
             target=workload_state(target),
             primary=workload_state(primary),
             config_hashes=hashes,
             duplicate_of=duplicate_owner(canary, raw, others),
+            routes=routes,
         )
         return Observed(observation, target, primary)
 
@@ -284,13 +322,17 @@ class Reconciler:
         return dataclasses.replace(observation, hooks=hooks, metrics=metrics)
 
     def call_hooks(self, canary: Canary, hook_type: HookType, status: CanaryStatus) -> tuple[HookResult, ...]:
-        phase = status.phase.value if status.phase else ""
+        # As Flagger: the gates of the analysis are told "Progressing" (in WaitingPromotion too);
+        # confirm-rollout and rollback hooks hear the phase the Canary is in.
+        current = status.phase.value if status.phase else ""
+        phase = current if hook_type in (HookType.CONFIRM_ROLLOUT, HookType.ROLLBACK) else Phase.PROGRESSING.value
         return tuple(
             self.hooks.call(hook, hook_payload(canary, phase, status.last_applied_spec, hook))
             for hook in canary.analysis.hooks(hook_type)
         )
 
     def read_metric(self, canary: Canary, metric: Metric) -> MetricReading:
+        """The metric's value, or which kind of problem kept it from one (see ``serin.ports``)."""
         address = canary.metrics_server or self.default_metrics_server
         try:
             template_query = None
@@ -301,36 +343,50 @@ class Reconciler:
                 template_query = template.get("spec", {}).get("query")
                 address = template.get("spec", {}).get("provider", {}).get("address") or address
             value = self.metrics_for(address).query(query_for(metric, canary, template_query))
-            return MetricReading(metric.name, value)
+            return MetricReading(value)
         except NoValuesFound as error:
-            return MetricReading(metric.name, None, "no-data", str(error))
-        except (MetricsUnavailable, KubeError, ValueError) as error:
-            return MetricReading(metric.name, None, "unavailable", str(error))
+            return MetricReading(None, "no-data", str(error))
+        except TemporaryError as error:
+            return MetricReading(None, "unavailable", str(error))
+        except PermanentError as error:
+            return MetricReading(None, "invalid", str(error))
 
     # ---- acting ------------------------------------------------------------------------------
 
-    def apply(self, canary: Canary, action: object, observed: Observed) -> None:
+    def apply(self, canary: Canary, decision: Decision, observed: Observed) -> None:
+        """Carry out the decision's actions, in order. The routing objects are written once: with
+        EnsureObjects, already carrying the split the decision's SetRoutes ask for."""
         namespace, target = canary.namespace, observed.target
         assert target is not None
-        if isinstance(action, EnsureObjects):
-            self.ensure_objects(canary, target, observed.primary)
-        elif isinstance(action, ScaleTarget):
-            current = observed.observation.target.replicas if observed.observation.target else None
-            if current != action.replicas:
-                self.store.scale_deployment(namespace, canary.target_ref.name, action.replicas)
-        elif isinstance(action, SetRoutes):
-            self.router_for(canary.provider).set_routes(canary, action.primary_weight, action.canary_weight)
-        elif isinstance(action, PromotePrimary):
-            self.promote(canary, target)
-        elif isinstance(action, RunHooks):
-            # Notifications: their answers change nothing, and a failure is only logged.
-            pass
+        split = routes_after(decision, observed.observation)
+        ensured = False
+        for action in decision.actions:
+            if isinstance(action, EnsureObjects):
+                self.ensure_objects(canary, target, observed.primary, split)
+                ensured = True
+            elif isinstance(action, ScaleTarget):
+                current = observed.observation.target.replicas if observed.observation.target else None
+                if current != action.replicas:
+                    self.store.scale_deployment(namespace, canary.target_ref.name, action.replicas)
+            elif isinstance(action, SetRoutes) and not ensured:
+                self.router_for(canary.provider).set_routes(canary, action.primary_weight, action.canary_weight)
+            elif isinstance(action, PromotePrimary):
+                self.promote(canary, target)
+            # RunHooks are notifications, sent after the status is stored (see ``announce``).
 
-    def ensure_objects(self, canary: Canary, target: Mapping[str, Any], primary: Mapping[str, Any] | None) -> None:
-        """Create what is missing and adopt what has no owner yet; ``primary`` is as last read.
+    def ensure_objects(
+        self,
+        canary: Canary,
+        target: Mapping[str, Any],
+        primary: Mapping[str, Any] | None,
+        split: Split = ALL_ON_PRIMARY,
+    ) -> None:
+        """Create what is missing, adopt what has no owner yet, and route ``split``.
 
-        Never overwrites the primary's template: that is promotion's job. Objects that admission
-        created before the Canary was stored carry no ownerReference; they get one here.
+        ``primary`` is as last read. Never overwrites the primary's template: that is promotion's
+        job. Objects that admission created before the Canary was stored carry no ownerReference;
+        they get one here. Generated Services are written whole; a Service the user made before the
+        Canary only has its selector pointed at the right pods.
         """
         namespace = canary.namespace
         labels = target.get("metadata", {}).get("labels") or {}
@@ -355,16 +411,16 @@ class Reconciler:
         else:
             self._adopt(canary, primary)
         for wanted in services(canary, target):
-            existing = self.store.get_service(namespace, wanted["metadata"]["name"])
+            name = wanted["metadata"]["name"]
+            existing = self.store.get_service(namespace, name)
             if existing is None:
                 self.store.create(wanted)
-                continue
-            self._adopt(canary, existing)
-            if existing.get("spec", {}).get("selector") != wanted["spec"]["selector"]:
-                self.store.patch(
-                    "Service", namespace, wanted["metadata"]["name"], {"spec": {"selector": wanted["spec"]["selector"]}}
-                )
-        self.router_for(canary.provider).reconcile(canary)
+            elif (existing["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY:
+                if not _contains(existing, wanted):
+                    self.store.patch("Service", namespace, name, _service_patch(existing, wanted))
+            elif existing.get("spec", {}).get("selector") != wanted["spec"]["selector"]:
+                self.store.patch("Service", namespace, name, {"spec": {"selector": wanted["spec"]["selector"]}})
+        self.router_for(canary.provider).reconcile(canary, split)
 
     # ---- deletion ----------------------------------------------------------------------------
 
@@ -387,7 +443,7 @@ class Reconciler:
             self.store.scale_deployment(namespace, canary.target_ref.name, replicas)
         key, value = selector_label(target)
         apex = self.store.get_service(namespace, canary.service.name)
-        if apex is not None and (apex.get("metadata", {}).get("labels") or {}).get(MANAGED_BY_LABEL) == "serin":
+        if apex is not None and (apex.get("metadata", {}).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY:
             self.store.patch(
                 "Service",
                 namespace,
@@ -397,7 +453,7 @@ class Reconciler:
         with contextlib.suppress(SerinError):
             self.router_for(canary.provider).finalize(canary)
         state = workload_state(target)
-        return state is not None and state.ready_replicas >= replicas
+        return state is not None and state.available_replicas >= replicas
 
     def finish_deletion(
         self, canary: Canary, raw: Mapping[str, Any], report: StepReport, now: datetime.datetime, dry_run: bool
@@ -432,7 +488,7 @@ class Reconciler:
         references = metadata.get("ownerReferences") or []
         if not canary.uid or any(reference.get("uid") == canary.uid for reference in references):
             return
-        if (metadata.get("labels") or {}).get(MANAGED_BY_LABEL) != "serin":
+        if (metadata.get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY:
             return  # never take over somebody else's object
         self.store.patch(
             obj.get("kind", "Deployment"),
@@ -463,7 +519,7 @@ class Reconciler:
         primary["spec"]["template"] = primary_pod_template(target, configs, selector_label(target))
         annotations = primary["metadata"].setdefault("annotations", {})
         annotations[SOURCE_HASH_ANNOTATION] = template_hash(target)
-        primary["metadata"].setdefault("labels", {})[MANAGED_BY_LABEL] = "serin"
+        primary["metadata"].setdefault("labels", {})[MANAGED_BY_LABEL] = MANAGED_BY
         self.store.replace(primary)
 
     def announce(self, canary: Canary, decision: Decision, now: datetime.datetime) -> None:
@@ -495,3 +551,28 @@ class Reconciler:
                         LOG.warning(
                             "%s hook %s of %s failed: %s", action.hook_type.value, hook.name, canary.key, result.message
                         )
+
+
+def _service_patch(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch that makes a generated Service what the Canary says: its ports and selector
+    whole (a merge patch replaces lists), its labels and annotations merged, our owner added."""
+    references = list(existing["metadata"].get("ownerReferences") or [])
+    for reference in wanted["metadata"].get("ownerReferences") or []:
+        if all(known.get("uid") != reference["uid"] for known in references):
+            references.append(reference)
+    metadata = {key: wanted["metadata"].get(key) for key in ("labels", "annotations") if key in wanted["metadata"]}
+    if references:
+        metadata["ownerReferences"] = references
+    return {"metadata": metadata, "spec": dict(wanted["spec"])}
+
+
+def _contains(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether every field of ``wanted`` is already in ``stored`` as wanted (lists compared whole)."""
+    for key, value in wanted.items():
+        if isinstance(value, Mapping):
+            inner = stored.get(key)
+            if not isinstance(inner, Mapping) or not _contains(inner, value):
+                return False
+        elif stored.get(key) != value:
+            return False
+    return True

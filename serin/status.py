@@ -45,6 +45,24 @@ def parse_time(text: str | None) -> datetime.datetime | None:
         return None
 
 
+# Flagger's messages for the Promoted condition, by phase; users and dashboards know them.
+_CONDITION_MESSAGES = {
+    Phase.INITIALIZING: "New {kind} detected, starting initialization.",
+    Phase.INITIALIZED: "{kind} initialization completed.",
+    Phase.WAITING: "Waiting for approval.",
+    Phase.PROGRESSING: "New revision detected, progressing canary analysis.",
+    Phase.WAITING_PROMOTION: "Waiting for approval.",
+    Phase.PROMOTING: "Canary analysis completed, starting primary rolling update.",
+    Phase.FINALISING: "Canary analysis completed, routing all traffic to primary.",
+    Phase.SUCCEEDED: "Canary analysis completed successfully, promotion finished.",
+    Phase.FAILED: "Canary analysis failed, {kind} scaled to zero.",
+}
+
+
+def condition_message(phase: Phase, kind: str = "Deployment") -> str:
+    return _CONDITION_MESSAGES.get(phase, "").format(kind=kind)
+
+
 @dataclass(frozen=True)
 class Condition:
     """The one condition Flagger users know: ``Promoted``, with the phase as its reason."""
@@ -84,10 +102,16 @@ class CanaryStatus:
     last_promoted_spec: str = ""
     tracked_configs: Mapping[str, str] = field(default_factory=dict)
     last_transition_time: datetime.datetime | None = None
-    # When the last analysis step ran: the tick is due again one interval later.
+    # When the last analysis step was due (not when it ran, so late or early ticks do not make the
+    # schedule drift): the next one is due one interval later. None: due at once.
     last_analysis_time: datetime.datetime | None = None
     observed_generation: int = 0
     condition: Condition | None = None
+    # Bookkeeping under ``status.serin``. Since when the step has been waiting for a workload to be
+    # ready (the progress deadline runs from there), and how many steps in a row could not be
+    # analysed because a backend was unavailable (holding is bounded).
+    waiting_since: datetime.datetime | None = None
+    unavailable_steps: int = 0
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> CanaryStatus:
@@ -107,6 +131,7 @@ class CanaryStatus:
                     last_update_time=str(item.get("lastUpdateTime", "")),
                 )
         tracked = raw.get("trackedConfigs") or {}
+        own: Mapping[str, Any] = raw["serin"] if isinstance(raw.get("serin"), Mapping) else {}
         return cls(
             phase=phase,
             canary_weight=int(raw.get("canaryWeight") or 0),
@@ -119,9 +144,12 @@ class CanaryStatus:
             last_analysis_time=parse_time(raw.get("lastAnalysisTime")),
             observed_generation=int(raw.get("observedGeneration") or 0),
             condition=condition,
+            waiting_since=parse_time(own.get("waitingSince")),
+            unavailable_steps=int(own.get("unavailableSteps") or 0),
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The whole status, as stored: a field absent here is absent from the stored status."""
         result: dict[str, Any] = {
             "canaryWeight": self.canary_weight,
             "failedChecks": self.failed_checks,
@@ -139,24 +167,43 @@ class CanaryStatus:
             result["lastAnalysisTime"] = format_time(self.last_analysis_time)
         if self.condition is not None:
             result["conditions"] = [self.condition.to_dict()]
+        own: dict[str, Any] = {}
+        if self.waiting_since is not None:
+            own["waitingSince"] = format_time(self.waiting_since)
+        if self.unavailable_steps:
+            own["unavailableSteps"] = self.unavailable_steps
+        if own:
+            result["serin"] = own
         return result
 
     def replace(self, **changes: Any) -> CanaryStatus:
         return dataclasses.replace(self, **changes)
 
     def with_phase(self, phase: Phase, now: datetime.datetime, message: str = "") -> CanaryStatus:
-        """Move to ``phase``; the transition time and the Promoted condition follow it."""
+        """Move to ``phase``; the transition time and the Promoted condition follow it.
+
+        The condition's message is Flagger's for the phase unless ``message`` says more. As in
+        Flagger, the condition is left alone when neither its status nor its reason changes.
+        """
         stamp = format_time(now)
         status = promoted_condition_status(phase)
         previous = self.condition
-        transitioned = previous is None or previous.status != status
-        condition = Condition(
-            status=status,
-            reason=phase.value,
-            message=message or (previous.message if previous and not transitioned else ""),
-            last_transition_time=stamp if transitioned or previous is None else previous.last_transition_time,
-            last_update_time=stamp,
-        )
+        message = message or condition_message(phase)
+        if previous is not None and (previous.status, previous.reason, previous.message) == (
+            status,
+            phase.value,
+            message,
+        ):
+            condition = previous
+        else:
+            transitioned = previous is None or previous.status != status
+            condition = Condition(
+                status=status,
+                reason=phase.value,
+                message=message,
+                last_transition_time=stamp if transitioned or previous is None else previous.last_transition_time,
+                last_update_time=stamp,
+            )
         return dataclasses.replace(
             self,
             phase=phase,

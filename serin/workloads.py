@@ -26,6 +26,12 @@ SOURCE_HASH_ANNOTATION = "serin.dev/source-template-hash"
 TARGET_LABEL = "serin.dev/canary"
 # Flagger's choice of selector labels, in order of preference.
 SELECTOR_LABELS = ("app", "name", "app.kubernetes.io/name")
+# On generated Services and routing objects, as Flagger sets them: Flux must not fight Serin over
+# objects that live only in the cluster (kustomize-controller and helm-controller drift detection).
+GITOPS_HANDS_OFF = {
+    "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+    "helm.toolkit.fluxcd.io/driftDetection": "disabled",
+}
 
 
 class WorkloadError(ValueError):
@@ -105,15 +111,32 @@ def owner_reference(canary: Canary) -> dict[str, Any]:
     }
 
 
-def _managed_metadata(canary: Canary, name: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+def managed_metadata(
+    canary: Canary,
+    name: str,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Metadata of an object Serin manages for ``canary``: the managed-by label and, once the
+    Canary is stored (it has a uid), the owner reference that lets the garbage collector remove
+    the object with it."""
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": canary.namespace,
         "labels": {**(labels or {}), MANAGED_BY_LABEL: MANAGED_BY},
     }
+    if annotations:
+        metadata["annotations"] = dict(annotations)
     if canary.uid:
         metadata["ownerReferences"] = [owner_reference(canary)]
     return metadata
+
+
+def generated_metadata(
+    canary: Canary, name: str, labels: Mapping[str, str] | None = None, annotations: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Metadata of a generated Service or routing object: managed, and hands off for GitOps tools."""
+    return managed_metadata(canary, name, labels, {**(annotations or {}), **GITOPS_HANDS_OFF})
 
 
 def primary_pod_template(
@@ -145,7 +168,7 @@ def primary_deployment(
         spec["replicas"] = replicas
     target_labels = dict(target.get("metadata", {}).get("labels") or {})
     target_labels.pop(TARGET_LABEL, None)
-    metadata = _managed_metadata(canary, canary.primary_name, {**target_labels, key: f"{value}-primary"})
+    metadata = managed_metadata(canary, canary.primary_name, {**target_labels, key: f"{value}-primary"})
     metadata["annotations"] = {SOURCE_HASH_ANNOTATION: template_hash(target)}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
 
@@ -156,7 +179,7 @@ def primary_config(canary: Canary, source: Mapping[str, Any]) -> dict[str, Any]:
     copied: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": source.get("kind", "ConfigMap"),
-        "metadata": _managed_metadata(canary, f"{name}-primary"),
+        "metadata": managed_metadata(canary, f"{name}-primary"),
     }
     for key in ("data", "binaryData", "type", "immutable"):
         if key in source:
@@ -182,9 +205,9 @@ def services(canary: Canary, target: Mapping[str, Any]) -> list[dict[str, Any]]:
         (f"{name}-primary", f"{value}-primary", canary.service.primary),
         (f"{name}-canary", value, canary.service.canary),
     ):
-        service_metadata = _managed_metadata(canary, service_name, metadata.labels)
-        if metadata.annotations:
-            service_metadata["annotations"] = dict(metadata.annotations)
+        # As Flagger labels them: the selector's key with the Service's own name.
+        labels = {**metadata.labels, key: service_name}
+        service_metadata = generated_metadata(canary, service_name, labels, metadata.annotations)
         result.append(
             {
                 "apiVersion": "v1",

@@ -1,17 +1,21 @@
-"""The only place the reconciler reads and writes Kubernetes objects (routers own theirs).
+"""The one way Serin reads and writes Kubernetes objects: the reconciler, admission and routers alike.
 
 Objects travel as the plain dicts the API server speaks: the client's typed models are skipped
 (they cost time and drop fields they do not know), only its configuration, authentication and
-connection pool are used. No library exception leaves this module: failures become ``NotFound``,
-``Conflict`` or ``KubeError``.
+connection pool are used. Objects Serin owns are written with server-side apply under the field
+manager ``serin``: one request, no read before it, and the API server merges what others set.
+
+No library exception leaves this module. Failures are ``KubeError``s of the engine's two kinds
+(``serin.ports``): ``KubeUnavailable`` and ``Conflict`` are temporary (asking again later may
+work), ``NotFound`` and ``KubeRejected`` are permanent (the request itself is refused).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,26 +23,64 @@ import urllib3
 from kubernetes import client
 
 from serin.model import API_GROUP, Canary
-from serin.ports import SerinError
+from serin.ports import PermanentError, SerinError, TemporaryError
 
 CANARY_VERSION = "v1beta1"
 CANARIES = f"/apis/{API_GROUP}/{CANARY_VERSION}"
+FIELD_MANAGER = "serin"
+# Every write names Serin as its field manager, so `managedFields` says who set what.
+MANAGER = {"fieldManager": FIELD_MANAGER}
+# A repeated Event whose count update keeps losing races is dropped after this many tries.
+EVENT_UPDATE_ATTEMPTS = 3
 
 
 class KubeError(SerinError):
     """The API server refused or could not be reached."""
 
 
-class NotFound(KubeError):
+class KubeUnavailable(KubeError, TemporaryError):
+    """No answer, a timeout, or a 5xx/429: the API server may answer later."""
+
+
+class KubeRejected(KubeError, PermanentError):
+    """The API server refused the request (400, 403, 422, ...): asking again changes nothing."""
+
+
+class NotFound(KubeError, PermanentError):
     pass
 
 
-class Conflict(KubeError):
-    """A write lost against a newer version of the object (resourceVersion precondition)."""
+class Conflict(KubeError, TemporaryError):
+    """A write lost against a newer version of the object, or the object already exists."""
+
+
+# kind -> (API group/version, plural). Every kind Serin touches, in one place.
+RESOURCES: Mapping[str, tuple[str, str]] = {
+    "Deployment": ("apps/v1", "deployments"),
+    "Service": ("v1", "services"),
+    "ConfigMap": ("v1", "configmaps"),
+    "Secret": ("v1", "secrets"),
+    "Event": ("v1", "events"),
+    "Canary": (f"{API_GROUP}/{CANARY_VERSION}", "canaries"),
+    "MetricTemplate": (f"{API_GROUP}/{CANARY_VERSION}", "metrictemplates"),
+    "VirtualService": ("networking.istio.io/v1beta1", "virtualservices"),
+    "DestinationRule": ("networking.istio.io/v1beta1", "destinationrules"),
+}
+
+
+def collection_path(kind: str, namespace: str | None) -> str:
+    """``/api/v1/namespaces/NS/services`` and the like; all namespaces when ``namespace`` is None."""
+    group_version, plural = RESOURCES[kind]
+    root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    return f"{root}/namespaces/{namespace}/{plural}" if namespace else f"{root}/{plural}"
+
+
+def object_path(kind: str, namespace: str, name: str) -> str:
+    return f"{collection_path(kind, namespace)}/{name}"
 
 
 class KubeStore:
-    """Canaries, Deployments, Services, configs and Events, as dicts, over one generic request."""
+    """Every kind in ``RESOURCES``, as dicts, over one generic request."""
 
     def __init__(self, api: client.ApiClient, timeout: float = 10.0) -> None:
         self.api = api
@@ -51,6 +93,7 @@ class KubeStore:
         body: Mapping[str, Any] | None = None,
         content_type: str = "application/json",
         what: str = "",
+        query: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Send one request; translate every failure into this module's errors."""
         what = what or f"{method} {path}"
@@ -59,15 +102,23 @@ class KubeStore:
             headers["Content-Type"] = content_type
         try:
             method, url, headers, serialized, post = self.api.param_serialize(
-                method=method, resource_path=path, header_params=headers, body=body, auth_settings=["BearerToken"]
+                method=method,
+                resource_path=path,
+                query_params=list((query or {}).items()),
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
             )
             response = self.api.call_api(method, url, headers, serialized, post, _request_timeout=self.timeout)
             response.read()  # type: ignore[no-untyped-call]
-        except (OSError, ValueError, urllib3.exceptions.HTTPError, client.ApiException) as error:
-            raise KubeError(f"{what}: {error}") from None
+        except (OSError, urllib3.exceptions.HTTPError) as error:
+            raise KubeUnavailable(f"{what}: {error}") from None
+        except (ValueError, client.ApiException) as error:
+            raise KubeRejected(f"{what}: {error}") from None
         data: dict[str, Any] = {}
         with contextlib.suppress(ValueError):
-            data = json.loads(response.data or b"{}")
+            loaded = json.loads(response.data or b"{}")
+            data = loaded if isinstance(loaded, dict) else {}
         if 200 <= response.status < 300:
             return data
         message = data.get("message") or response.reason or ""
@@ -75,93 +126,119 @@ class KubeStore:
             raise NotFound(f"{what}: not found")
         if response.status == 409:
             raise Conflict(f"{what}: {message}")
-        raise KubeError(f"{what}: {response.status} {message}")
+        if response.status == 429 or response.status >= 500:
+            raise KubeUnavailable(f"{what}: {response.status} {message}")
+        raise KubeRejected(f"{what}: {response.status} {message}")
 
-    def get(self, path: str, what: str = "") -> dict[str, Any] | None:
+    # ---- any kind ----------------------------------------------------------------------------
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self.request("GET", path, what=what)
+            obj = self.request("GET", object_path(kind, namespace, name), what=f"get {kind} {namespace}/{name}")
         except NotFound:
             return None
+        obj.setdefault("kind", kind)
+        return obj
+
+    def create(self, obj: Mapping[str, Any]) -> None:
+        """Create an object; an existing one is left alone."""
+        metadata, kind = obj["metadata"], obj["kind"]
+        with contextlib.suppress(Conflict):
+            self.request(
+                "POST",
+                collection_path(kind, metadata["namespace"]),
+                obj,
+                what=f"create {kind} {metadata['namespace']}/{metadata['name']}",
+                query=MANAGER,
+            )
+
+    def replace(self, obj: Mapping[str, Any]) -> None:
+        """Replace an object; its metadata.resourceVersion makes a stale replace fail with Conflict."""
+        metadata, kind = obj["metadata"], obj["kind"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        self.request(
+            "PUT", object_path(kind, namespace, name), obj, what=f"replace {kind} {namespace}/{name}", query=MANAGER
+        )
+
+    def patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """A JSON merge patch (a resourceVersion in it makes it conditional)."""
+        self.request(
+            "PATCH",
+            object_path(kind, namespace, name),
+            patch,
+            "application/merge-patch+json",
+            f"patch {kind} {namespace}/{name}",
+            query=MANAGER,
+        )
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply as ``serin``: the fields in ``obj`` become what Serin says they are.
+
+        Fields other managers own and ``obj`` leaves out are kept; ``force`` takes over fields that
+        someone else changed, since these objects are Serin's to keep as the Canary says.
+        """
+        metadata, kind = obj["metadata"], obj["kind"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        return self.request(
+            "PATCH",
+            object_path(kind, namespace, name),
+            obj,
+            "application/apply-patch+yaml",
+            f"apply {kind} {namespace}/{name}",
+            query={**MANAGER, "force": "true"},
+        )
 
     # ---- Canaries ----------------------------------------------------------------------------
 
     def list_canaries(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """All Canaries in one request (the tick's only request when nothing is due)."""
-        scope = f"/namespaces/{namespace}" if namespace else ""
-        items: list[dict[str, Any]] = self.request("GET", f"{CANARIES}{scope}/canaries", what="list canaries").get(
-            "items", []
-        )
+        items: list[dict[str, Any]] = self.request(
+            "GET", collection_path("Canary", namespace), what="list canaries"
+        ).get("items", [])
         return items
 
     def write_canary_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> str:
-        """Replace the status if the Canary is still at ``resource_version`` (else Conflict)."""
-        # A merge patch that carries a resourceVersion is refused with 409 once the object moved on.
-        body = {"metadata": {"resourceVersion": resource_version}, "status": status}
+        """Replace the whole status if the Canary is still at ``resource_version`` (else Conflict).
+
+        A PUT, not a merge patch: a key the new status leaves out is gone from the stored one.
+        """
+        body = {
+            "apiVersion": f"{API_GROUP}/{CANARY_VERSION}",
+            "kind": "Canary",
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+            "status": status,
+        }
         updated = self.request(
-            "PATCH",
-            f"{CANARIES}/namespaces/{namespace}/canaries/{name}/status",
+            "PUT",
+            f"{object_path('Canary', namespace, name)}/status",
             body,
-            "application/merge-patch+json",
-            f"update status of canary {namespace}/{name}",
+            what=f"update status of canary {namespace}/{name}",
         )
         return str(updated["metadata"]["resourceVersion"])
 
     def get_canary(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.get(f"{CANARIES}/namespaces/{namespace}/canaries/{name}")
+        return self.get("Canary", namespace, name)
 
     def patch_canary(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        self.request(
-            "PATCH",
-            f"{CANARIES}/namespaces/{namespace}/canaries/{name}",
-            patch,
-            "application/merge-patch+json",
-            f"patch canary {namespace}/{name}",
-        )
+        self.patch("Canary", namespace, name, patch)
 
     def get_metric_template(self, namespace: str, name: str) -> dict[str, Any]:
-        return self.request(
-            "GET",
-            f"{CANARIES}/namespaces/{namespace}/metrictemplates/{name}",
-            what=f"metrictemplate {namespace}/{name}",
-        )
+        template = self.get("MetricTemplate", namespace, name)
+        if template is None:
+            raise NotFound(f"MetricTemplate {namespace}/{name} does not exist")
+        return template
 
     # ---- workloads, Services and configs -----------------------------------------------------
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
+        return self.get("Deployment", namespace, name)
 
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.get(f"/api/v1/namespaces/{namespace}/services/{name}")
+        return self.get("Service", namespace, name)
 
     def get_config(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A ConfigMap (``kind='configmap'``) or Secret (``'secret'``), or None."""
-        resource = "configmaps" if kind == "configmap" else "secrets"
-        obj = self.get(f"/api/v1/namespaces/{namespace}/{resource}/{name}")
-        if obj is not None:
-            obj.setdefault("kind", "ConfigMap" if kind == "configmap" else "Secret")
-        return obj
-
-    def create(self, obj: dict[str, Any]) -> None:
-        """Create a Deployment, Service, ConfigMap or Secret; an existing one is left alone."""
-        namespace, kind = obj["metadata"]["namespace"], obj["kind"]
-        with contextlib.suppress(Conflict):
-            self.request(
-                "POST", f"{_collection(kind, namespace)}", obj, what=f"create {kind} {obj['metadata']['name']}"
-            )
-
-    def replace(self, obj: dict[str, Any]) -> None:
-        """Replace an object; its metadata.resourceVersion makes a stale replace fail with Conflict."""
-        namespace, kind, name = obj["metadata"]["namespace"], obj["kind"], obj["metadata"]["name"]
-        self.request("PUT", f"{_collection(kind, namespace)}/{name}", obj, what=f"replace {kind} {namespace}/{name}")
-
-    def patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        self.request(
-            "PATCH",
-            f"{_collection(kind, namespace)}/{name}",
-            patch,
-            "application/merge-patch+json",
-            f"patch {kind} {namespace}/{name}",
-        )
+        return self.get("ConfigMap" if kind == "configmap" else "Secret", namespace, name)
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
         self.patch("Deployment", namespace, name, {"spec": {"replicas": replicas}})
@@ -169,12 +246,19 @@ class KubeStore:
     # ---- Events ------------------------------------------------------------------------------
 
     def record_event(self, canary: Canary, event_type: str, reason: str, message: str, now: datetime.datetime) -> None:
-        """An Event on the Canary, as `kubectl describe canary` lists them."""
+        """An Event on the Canary, as `kubectl describe canary` lists them.
+
+        A repeat of the same Event is counted on the existing object (count and lastTimestamp), as
+        client-go's recorder does, instead of adding one object per tick: the Event's name is a
+        digest of what it says about which Canary.
+        """
         stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        digest = hashlib.sha256("\0".join((canary.uid, event_type, reason, message)).encode()).hexdigest()[:16]
+        name = f"{canary.name}.{digest}"
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": f"{canary.name}.{uuid.uuid4().hex[:16]}", "namespace": canary.namespace},
+            "metadata": {"name": name, "namespace": canary.namespace},
             "involvedObject": {
                 "apiVersion": f"{API_GROUP}/{CANARY_VERSION}",
                 "kind": "Canary",
@@ -192,16 +276,26 @@ class KubeStore:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        self.request("POST", f"/api/v1/namespaces/{canary.namespace}/events", body, what=f"event on {canary.key}")
-
-
-_COLLECTIONS = {
-    "Deployment": "/apis/apps/v1/namespaces/{namespace}/deployments",
-    "Service": "/api/v1/namespaces/{namespace}/services",
-    "ConfigMap": "/api/v1/namespaces/{namespace}/configmaps",
-    "Secret": "/api/v1/namespaces/{namespace}/secrets",
-}
-
-
-def _collection(kind: str, namespace: str) -> str:
-    return _COLLECTIONS[kind].format(namespace=namespace)
+        try:
+            self.request("POST", collection_path("Event", canary.namespace), body, what=f"event on {canary.key}")
+            return
+        except Conflict:
+            pass
+        for _ in range(EVENT_UPDATE_ATTEMPTS):
+            existing = self.get("Event", canary.namespace, name)
+            if existing is None:  # expired in between: start counting again
+                with contextlib.suppress(Conflict):
+                    self.request(
+                        "POST", collection_path("Event", canary.namespace), body, what=f"event on {canary.key}"
+                    )
+                return
+            counted = {
+                "metadata": {"resourceVersion": existing["metadata"]["resourceVersion"]},
+                "count": int(existing.get("count") or 1) + 1,
+                "lastTimestamp": stamp,
+            }
+            try:
+                self.patch("Event", canary.namespace, name, counted)
+                return
+            except Conflict:
+                continue

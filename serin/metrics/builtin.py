@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from serin.model import Canary, Metric
+from serin.ports import InvalidQuery
 
 REQUEST_SUCCESS_RATE = "request-success-rate"
 REQUEST_DURATION = "request-duration"
@@ -58,12 +59,12 @@ VARIABLES_PREFIX = "variables."
 def render(template: str, variables: Mapping[str, str]) -> str:
     """Replace each ``{{ name }}`` (or ``{{name}}``) with ``variables[name]``.
 
-    Raises ValueError naming every placeholder that has no value, so one fix covers them all.
+    Raises InvalidQuery naming every placeholder that has no value, so one fix covers them all.
     """
     unknown = sorted({match.strip() for match in _PLACEHOLDER.findall(template) if match.strip() not in variables})
     if unknown:
         known = ", ".join(sorted(variables)) or "none"
-        raise ValueError(f"unknown placeholder(s) {', '.join(unknown)} in query (known: {known})")
+        raise InvalidQuery(f"unknown placeholder(s) {', '.join(unknown)} in query (known: {known})")
     return _PLACEHOLDER.sub(lambda match: variables[match.group(1).strip()], template)
 
 
@@ -84,7 +85,7 @@ def query_for(metric: Metric, canary: Canary, template_query: str | None = None)
     """The rendered PromQL for one metric of a Canary.
 
     ``template_query`` is the referenced MetricTemplate's ``spec.query`` and is required when the
-    metric has a ``templateRef``. Raises ValueError for an unknown provider, a metric with neither a
+    metric has a ``templateRef``. Raises InvalidQuery for an unknown provider, a metric with neither a
     query nor a builtin name, or a placeholder without a value.
     """
     variables = template_variables(metric, canary)
@@ -92,18 +93,18 @@ def query_for(metric: Metric, canary: Canary, template_query: str | None = None)
         return render(metric.query, variables)
     if metric.template_ref is not None:
         if template_query is None:
-            raise ValueError(
+            raise InvalidQuery(
                 f"metric {metric.name!r} refers to MetricTemplate {metric.template_ref.name!r}: its query is needed"
             )
         return render(template_query, variables)
     provider = BUILTIN_QUERIES.get(canary.provider)
     if provider is None:
-        raise ValueError(
+        raise InvalidQuery(
             f"no builtin metrics for provider {canary.provider!r} (known: {', '.join(sorted(BUILTIN_QUERIES))})"
         )
     template = provider.get(metric.name)
     if template is None:
-        raise ValueError(
+        raise InvalidQuery(
             f"{metric.name!r} is not a builtin metric of provider {canary.provider!r} "
             f"({', '.join(sorted(provider))}): give it a query or a templateRef"
         )

@@ -2,7 +2,9 @@
 
 It sends one instant query and turns the answer into one number, or into the engine's errors:
 ``NoValuesFound`` when Prometheus answered without data (an empty vector, or NaN from a 0/0 rate when
-there is no traffic), ``MetricsUnavailable`` when it could not be asked or answered with an error.
+there is no traffic); ``InvalidQuery`` when the query is the problem (Prometheus refuses it with a
+4xx, or it does not give one number): retrying cannot help; ``MetricsUnavailable`` when Prometheus
+could not be asked or failed on its side (unreachable, a timeout, a 5xx): later it may answer.
 
 It must not judge values against thresholds or build queries (see ``serin.metrics.builtin``), and it
 never lets a ``requests`` error escape.
@@ -18,7 +20,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import MaxRetryError
 from urllib3.util import Retry
 
-from serin.ports import MetricsUnavailable, NoValuesFound
+from serin.ports import InvalidQuery, MetricsUnavailable, NoValuesFound
 
 DEFAULT_TIMEOUT = 5.0
 RETRIES = 2
@@ -83,9 +85,7 @@ class PrometheusProvider:
         elif result_type == "scalar":
             sample = result
         else:
-            raise MetricsUnavailable(
-                f"query {query} returned a {result_type or 'malformed'} result, not a single value"
-            )
+            raise InvalidQuery(f"query {query} returned a {result_type or 'malformed'} result, not a single value")
         value = _sample_value(sample, query)
         if math.isnan(value):
             # 0/0 when nothing was requested during the interval: no data, not a measurement.
@@ -96,7 +96,7 @@ class PrometheusProvider:
         """Whether Prometheus answers ``vector(1)`` with 1 (works behind a path prefix, unlike ``/-/healthy``)."""
         try:
             return self.query("vector(1)") == 1.0
-        except (NoValuesFound, MetricsUnavailable):
+        except (NoValuesFound, InvalidQuery, MetricsUnavailable):
             return False
 
     def _get_data(self, query: str) -> dict[str, Any]:
@@ -113,21 +113,21 @@ class PrometheusProvider:
             body: Any = response.json()
         except ValueError:
             body = None
-        if not isinstance(body, dict):
-            raise MetricsUnavailable(
-                f"prometheus at {self.address} answered status {response.status_code} without a JSON object: "
-                f"{response.text[:200]}"
-            )
-        if response.status_code != 200 or body.get("status") != "success":
-            # Prometheus explains 400 (bad_data: parse errors), 422 (execution) and 503 (timeout) in `error`.
-            detail = body.get("error") or response.text[:200]
-            kind = f" ({body['errorType']})" if body.get("errorType") else ""
-            raise MetricsUnavailable(
-                f"prometheus answered status {response.status_code}{kind} for query {query}: {detail}"
-            )
+        # Prometheus explains 400 (bad_data: parse errors), 422 (execution) and 503 (timeout) in `error`.
+        failed = response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success"
+        if failed:
+            detail = body.get("error") if isinstance(body, dict) else None
+            kind = f" ({body['errorType']})" if isinstance(body, dict) and body.get("errorType") else ""
+            message = f"prometheus at {self.address} answered status {response.status_code}{kind} for query {query}: "
+            message += str(detail or response.text[:200] or "no explanation")
+            if response.status_code >= 500 or response.status_code == 429:
+                raise MetricsUnavailable(message)
+            # A 4xx, or a 200 that is not Prometheus's JSON (the address is not a Prometheus API):
+            # the same request will get the same answer.
+            raise InvalidQuery(message)
         data = body.get("data")
         if not isinstance(data, dict):
-            raise MetricsUnavailable(f"prometheus answer for query {query} has no data")
+            raise InvalidQuery(f"prometheus answer for query {query} has no data")
         return data
 
 
@@ -138,4 +138,4 @@ def _sample_value(sample: Any, query: str) -> float:
             return float(sample[1])
         except (TypeError, ValueError):
             pass
-    raise MetricsUnavailable(f"query {query} returned a malformed sample: {sample!r}")
+    raise InvalidQuery(f"query {query} returned a malformed sample: {sample!r}")

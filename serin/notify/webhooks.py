@@ -1,8 +1,10 @@
 """Outgoing webhook gates: the JSON payload Flagger's hooks receive, and a ``HookCaller`` that POSTs it.
 
 A hook passes when it answers 2xx up to 202 within its timeout; anything else (a higher status, a
-timeout, a refused connection) is a failed ``HookResult`` with a message fit for an event. What a
-failure means (wait, failed check, roll back) is the caller's business, decided by the hook's type.
+timeout, a refused connection) is a failed ``HookResult`` with a message fit for an event. A hook
+that could not be asked (unreachable, timed out, 429 or 5xx) is a *temporary* failure, not an
+answer. What a failure means (wait, failed check, hold, roll back) is the caller's business,
+decided by the hook's type.
 
 This module must not raise out of ``call``, interpret hook types or read Canary status itself.
 """
@@ -95,15 +97,16 @@ class HttpHookCaller:
         deadline = self._clock() + hook.timeout_seconds
         attempts = 0
         message = f"timed out: timeout {hook.timeout_seconds:g}s leaves no time to call {hook.url}"
+        temporary = True
         while True:
             remaining = deadline - self._clock()
             if remaining <= 0:
                 break
             attempts += 1
-            ok, retryable, message = self._attempt(hook, payload, remaining)
+            ok, temporary, message = self._attempt(hook, payload, remaining)
             if ok:
                 return HookResult(hook.name, True, message)
-            if not retryable or attempts > hook.retries:
+            if not temporary or attempts > hook.retries:
                 break
             wait = self.backoff_seconds * 2 ** (attempts - 1)
             if self._clock() + wait >= deadline:
@@ -111,14 +114,14 @@ class HttpHookCaller:
             self._sleep(wait)
         if attempts > 1:
             message = f"{message} (after {attempts} attempts)"
-        return HookResult(hook.name, False, message)
+        return HookResult(hook.name, False, message, temporary=temporary)
 
     def _attempt(self, hook: Webhook, payload: Mapping[str, Any], timeout: float) -> tuple[bool, bool, str]:
-        """One POST: (ok, worth retrying, message)."""
+        """One POST: (ok, temporary failure worth asking again, message)."""
         try:
-            response = self.session.post(hook.url, json=dict(payload), timeout=timeout)
+            response = self.session.post(hook.url, json=dict(payload), timeout=timeout, verify=not hook.disable_tls)
         except requests.Timeout:
-            return False, False, f"timed out after {timeout:.3g}s calling {hook.url}"
+            return False, True, f"timed out after {timeout:.3g}s calling {hook.url}"
         except requests.ConnectionError as error:
             return False, True, f"cannot reach {hook.url}: {_reason(error)}"
         except (requests.RequestException, ValueError, TypeError) as error:

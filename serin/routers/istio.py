@@ -9,43 +9,27 @@ For a Canary whose service is named ``podinfo`` it owns, in the Canary's namespa
   testing a first route, matching ``spec.analysis.match``, carries the split and a second one sends
   everything else to the primary.
 
-The desired objects are built by the pure functions at the top of this module; ``IstioRouter`` only
-reads, compares and writes them. Every write sets absolute values, is skipped when nothing would
-change, and carries the resourceVersion it was computed from, so repeating any call is harmless.
+The desired objects are built by the pure functions at the top of this module; ``IstioRouter``
+writes them whole with server-side apply (through ``serin.kube.store``, Serin's one access layer),
+so every write sets absolute values and repeating one is harmless.
 
 This module must not delete anything (ownerReferences to the Canary let the garbage collector do it),
 must not touch Services or Deployments, and must not decide weights: it writes what it is told.
-Kubernetes client errors never leave it; they become ``RouterError``.
 """
 
 from __future__ import annotations
 
-import copy
-import functools
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import urllib3.exceptions
-from kubernetes.client import ApiClient, ApiException, CustomObjectsApi
-
-from serin.model import API_VERSION as CANARY_API_VERSION
+from serin.kube.store import KubeStore
 from serin.model import Canary, Strategy
-from serin.ports import RouterError, Routes
+from serin.ports import Routes
+from serin.workloads import generated_metadata
 
-GROUP = "networking.istio.io"
-VERSION = "v1beta1"
-API_VERSION = f"{GROUP}/{VERSION}"
-VIRTUAL_SERVICES = "virtualservices"
-DESTINATION_RULES = "destinationrules"
-_KINDS = {VIRTUAL_SERVICES: "VirtualService", DESTINATION_RULES: "DestinationRule"}
-
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "serin"
-
-# A write that loses a race (409) is recomputed from a fresh read this many times before giving up.
-MAX_CONFLICT_RETRIES = 3
-DEFAULT_REQUEST_TIMEOUT_SECONDS = 10.0
+API_VERSION = "networking.istio.io/v1beta1"
+# Istio's name for the sidecars of the mesh, as a gateway: the default when a Canary names none.
+MESH_GATEWAY = "mesh"
 
 Obj = dict[str, Any]
 
@@ -72,26 +56,6 @@ def validate_weights(primary_weight: int, canary_weight: int) -> None:
         raise ValueError(f"weights must add up to 100 (got primary {primary_weight} + canary {canary_weight})")
 
 
-def owner_references(canary: Canary) -> list[Obj]:
-    """The reference that lets the garbage collector delete our objects with the Canary.
-
-    Empty without a uid (a Canary not stored yet, e.g. in a dry run): a reference with an empty uid
-    is rejected by the API server.
-    """
-    if not canary.uid:
-        return []
-    return [
-        {
-            "apiVersion": CANARY_API_VERSION,
-            "kind": "Canary",
-            "name": canary.name,
-            "uid": canary.uid,
-            "controller": True,
-            "blockOwnerDeletion": False,
-        }
-    ]
-
-
 def _plain(value: Any) -> Any:
     """A deep copy made of dicts and lists only, so desired objects never alias the parsed Canary."""
     if isinstance(value, Mapping):
@@ -99,22 +63,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     return value
-
-
-def _metadata(
-    canary: Canary, name: str, labels: Mapping[str, str] | None = None, annotations: Mapping[str, str] | None = None
-) -> Obj:
-    metadata: Obj = {
-        "name": name,
-        "namespace": canary.namespace,
-        "labels": {**(labels or {}), MANAGED_BY_LABEL: MANAGED_BY},
-    }
-    if annotations:
-        metadata["annotations"] = dict(annotations)
-    references = owner_references(canary)
-    if references:
-        metadata["ownerReferences"] = references
-    return metadata
 
 
 def merge_match(analysis_match: Sequence[Mapping[str, Any]], service_match: Sequence[Mapping[str, Any]]) -> list[Obj]:
@@ -168,10 +116,7 @@ def desired_virtual_service(canary: Canary, primary_weight: int, canary_weight: 
     """The VirtualService the Canary asks for, with the given split; ValueError for a bad split."""
     validate_weights(primary_weight, canary_weight)
     service = canary.service
-    hosts = list(dict.fromkeys([service.name, *service.hosts]))  # keeps order, drops repeats
-    spec: Obj = {"hosts": hosts}
-    if service.gateways:
-        spec["gateways"] = list(service.gateways)
+    spec: Obj = {"hosts": virtual_service_hosts(canary), "gateways": virtual_service_gateways(canary)}
     if canary.analysis.strategy is Strategy.AB_TESTING:
         spec["http"] = [
             _http_route(canary, merge_match(canary.analysis.match, service.match), primary_weight, canary_weight),
@@ -183,9 +128,27 @@ def desired_virtual_service(canary: Canary, primary_weight: int, canary_weight: 
     return {
         "apiVersion": API_VERSION,
         "kind": "VirtualService",
-        "metadata": _metadata(canary, service.name, service.apex.labels, service.apex.annotations),
+        "metadata": generated_metadata(canary, service.name, service.apex.labels, service.apex.annotations),
         "spec": spec,
     }
+
+
+def virtual_service_hosts(canary: Canary) -> list[str]:
+    """``service.hosts`` and the apex Service's name (as Flagger: the apex last, unless listed or ``*``)."""
+    service = canary.service
+    if service.delegation:
+        return []  # a delegate's hosts are its parent's
+    hosts = list(dict.fromkeys(service.hosts))  # keeps order, drops repeats
+    if service.name not in hosts and "*" not in hosts:
+        hosts.append(service.name)
+    return hosts
+
+
+def virtual_service_gateways(canary: Canary) -> list[str]:
+    """``service.gateways``, or the mesh when there are none (a delegate has none of its own)."""
+    if canary.service.delegation:
+        return []
+    return list(canary.service.gateways) or [MESH_GATEWAY]
 
 
 def desired_destination_rule(canary: Canary, host: str) -> Obj:
@@ -196,7 +159,7 @@ def desired_destination_rule(canary: Canary, host: str) -> Obj:
     return {
         "apiVersion": API_VERSION,
         "kind": "DestinationRule",
-        "metadata": _metadata(canary, host),
+        "metadata": generated_metadata(canary, host),
         "spec": spec,
     }
 
@@ -247,179 +210,29 @@ def routes_of(vs: Mapping[str, Any], canary: Canary) -> Routes | None:
     return Routes(weights[primary_host(canary)], weights[canary_host(canary)], mirrored=mirrored)
 
 
-def with_weights(vs: Mapping[str, Any], canary: Canary, primary_weight: int, canary_weight: int) -> Obj:
-    """A copy of ``vs`` with the split written into the routes that reach the canary.
-
-    The first such route gets the split. For A/B testing the later ones (the default route) get
-    100/0, so only requests that match the experiment can reach the canary; otherwise they get the
-    split too. Nothing else changes, so applying the same split twice gives an equal object.
-    ValueError for a bad split.
-    """
-    validate_weights(primary_weight, canary_weight)
-    result: Obj = copy.deepcopy(dict(vs))
-    routes = _as_list(_as_dict(result.get("spec")).get("http"))
-    for position, index in enumerate(_weighted_route_indexes(result, canary)):
-        split = (primary_weight, canary_weight)
-        if position > 0 and canary.analysis.strategy is Strategy.AB_TESTING:
-            split = (100, 0)
-        weights = dict(zip((primary_host(canary), canary_host(canary)), split, strict=True))
-        for entry in _as_list(_as_dict(routes[index]).get("route")):
-            host = _host_of(entry)
-            if host in weights and isinstance(entry, dict):
-                entry["weight"] = weights[host]
-    return result
-
-
-def adopted(stored: Mapping[str, Any], desired: Mapping[str, Any]) -> Obj:
-    """``stored`` with the desired spec, labels, annotations and owner reference merged in.
-
-    Metadata is merged, not replaced: other controllers and people may add labels, annotations and
-    owners of their own, and ``metadata.resourceVersion`` must stay for the write's precondition.
-    """
-    result: Obj = copy.deepcopy(dict(stored))
-    result["spec"] = copy.deepcopy(desired["spec"])
-    metadata = result.setdefault("metadata", {})
-    wanted = _as_dict(desired.get("metadata"))
-    for key in ("labels", "annotations"):
-        if wanted.get(key):
-            metadata[key] = {**_as_dict(metadata.get(key)), **wanted[key]}
-    references = _as_list(metadata.get("ownerReferences"))
-    known_uids = {_as_dict(reference).get("uid") for reference in references}
-    has_controller = any(_as_dict(reference).get("controller") for reference in references)
-    for reference in _as_list(wanted.get("ownerReferences")):
-        if reference["uid"] in known_uids:
-            continue
-        # The API server allows one controller per object; under another one we are a plain owner.
-        references.append({**reference, "controller": False} if has_controller else copy.deepcopy(reference))
-    if references:
-        metadata["ownerReferences"] = references
-    return result
-
-
-# ---------------------------------------------------------------------------
-# API calls
-
-
-def _reason(exc: ApiException) -> str:
-    """The API server's own explanation (its Status message) when there is one."""
-    try:
-        message = json.loads(exc.body or "").get("message")
-    except (ValueError, AttributeError, TypeError):
-        message = None
-    return str(message or exc.reason or "no reason given")
-
-
 class IstioRouter:
-    """Reconciles and re-weights the Istio objects of Canaries, through the Kubernetes API."""
+    """Writes the Istio objects of Canaries through Serin's access layer."""
 
-    def __init__(self, api: ApiClient, request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS) -> None:
-        self._objects = CustomObjectsApi(api)
-        # Without a timeout a stuck API server would hold a tick (and its lease) forever.
-        self._timeout = request_timeout
+    def __init__(self, store: KubeStore) -> None:
+        self._store = store
 
     # -- Router protocol
 
-    def reconcile(self, canary: Canary) -> None:
+    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0)) -> None:
+        """The DestinationRules and the VirtualService as the Canary says, routing ``split``."""
         for host in (primary_host(canary), canary_host(canary)):
-            rule = desired_destination_rule(canary, host)
-            self._write(canary, DESTINATION_RULES, host, functools.partial(_converge, desired=rule))
-        self._write(canary, VIRTUAL_SERVICES, canary.service.name, lambda stored: _converge_vs(stored, canary))
+            self._store.apply(desired_destination_rule(canary, host))
+        self.set_routes(canary, *split)
 
     def get_routes(self, canary: Canary) -> Routes | None:
-        stored = self._get(canary, VIRTUAL_SERVICES, canary.service.name)
+        stored = self._store.get("VirtualService", canary.namespace, canary.service.name)
         return None if stored is None else routes_of(stored, canary)
 
     def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int) -> None:
-        validate_weights(primary_weight, canary_weight)
-
-        def change(stored: Obj | None) -> Obj | None:
-            if stored is None or routes_of(stored, canary) is None:
-                state = "does not exist" if stored is None else f"has no http route to {canary_host(canary)}"
-                raise RouterError(
-                    f"cannot set routes of Canary {canary.key}: VirtualService {canary.namespace}/"
-                    f"{canary.service.name} {state}; reconcile it first"
-                )
-            return _if_changed(stored, with_weights(stored, canary, primary_weight, canary_weight))
-
-        self._write(canary, VIRTUAL_SERVICES, canary.service.name, change)
+        """The whole VirtualService with this split; it is created when missing."""
+        self._store.apply(desired_virtual_service(canary, primary_weight, canary_weight))
 
     def finalize(self, canary: Canary) -> None:
-        def change(stored: Obj | None) -> Obj | None:
-            # Nothing to route back: no VirtualService, or none of its routes reaches the canary.
-            if stored is None or routes_of(stored, canary) is None:
-                return None
-            return _if_changed(stored, with_weights(stored, canary, 100, 0))
-
-        self._write(canary, VIRTUAL_SERVICES, canary.service.name, change)
-
-    # -- plumbing
-
-    def _describe(self, canary: Canary, plural: str, name: str) -> str:
-        return f"{_KINDS[plural]} {canary.namespace}/{name} (Canary {canary.key})"
-
-    def _get(self, canary: Canary, plural: str, name: str) -> Obj | None:
-        try:
-            found = self._objects.get_namespaced_custom_object(
-                GROUP, VERSION, canary.namespace, plural, name, _request_timeout=self._timeout
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise RouterError(f"reading {self._describe(canary, plural, name)}: {exc.status} {_reason(exc)}") from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise RouterError(f"reading {self._describe(canary, plural, name)}: API server unreachable: {exc}") from exc
-        if not isinstance(found, dict):
-            raise RouterError(f"reading {self._describe(canary, plural, name)}: unexpected answer {found!r}")
-        return found
-
-    def _write(self, canary: Canary, plural: str, name: str, change: Callable[[Obj | None], Obj | None]) -> None:
-        """Read, compute the new object with ``change`` (None: nothing to write), then create or replace.
-
-        A conflict means someone wrote in between (or created the object first); the change is
-        computed again from a fresh read rather than forcing ours over theirs.
-        """
-        what = self._describe(canary, plural, name)
-        for _ in range(1 + MAX_CONFLICT_RETRIES):
-            stored = self._get(canary, plural, name)
-            new = change(stored)
-            if new is None:
-                return
-            try:
-                if stored is None:
-                    self._objects.create_namespaced_custom_object(
-                        GROUP, VERSION, canary.namespace, plural, new, _request_timeout=self._timeout
-                    )
-                else:
-                    self._objects.replace_namespaced_custom_object(
-                        GROUP, VERSION, canary.namespace, plural, name, new, _request_timeout=self._timeout
-                    )
-                return
-            except ApiException as exc:
-                if exc.status == 409:
-                    continue
-                action = "creating" if stored is None else "updating"
-                raise RouterError(f"{action} {what}: {exc.status} {_reason(exc)}") from exc
-            except urllib3.exceptions.HTTPError as exc:
-                raise RouterError(f"writing {what}: API server unreachable: {exc}") from exc
-        raise RouterError(f"writing {what}: still conflicting after {MAX_CONFLICT_RETRIES} retries")
-
-
-def _if_changed(stored: Obj, new: Obj) -> Obj | None:
-    return None if new == stored else new
-
-
-def _converge(stored: Obj | None, desired: Obj) -> Obj | None:
-    """The object to write so that ``stored`` becomes ``desired`` (None when it already is)."""
-    return desired if stored is None else _if_changed(stored, adopted(stored, desired))
-
-
-def _converge_vs(stored: Obj | None, canary: Canary) -> Obj | None:
-    routes = routes_of(stored, canary) if stored is not None else None
-    split = (100, 0) if routes is None else (routes.primary_weight, routes.canary_weight)
-    try:
-        desired = desired_virtual_service(canary, *split)
-    except ValueError:
-        # Stored weights Istio itself would reject (hand-edited, not adding up to 100): the only
-        # safe split to repair them to is everything on the primary.
-        desired = desired_virtual_service(canary, 100, 0)
-    return _converge(stored, desired)
+        """All traffic back to the primary, if a VirtualService still routes to the canary."""
+        if self.get_routes(canary) is not None:
+            self.set_routes(canary, 100, 0)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +14,15 @@ from typing import Any
 import requests
 
 from localcluster.testing import ClusterHandle
+
+# Short windows: the simulator sends 50 requests a second and Prometheus scrapes every second.
+METRICS = [
+    {"name": "request-success-rate", "interval": "15s", "thresholdRange": {"min": 99}},
+    {"name": "request-duration", "interval": "15s", "thresholdRange": {"max": 500}},
+]
+WEIGHTED = {"interval": "10s", "threshold": 2, "maxWeight": 40, "stepWeight": 20, "metrics": METRICS}
+# Time for the simulator to follow new routes and Prometheus to scrape what it sent.
+SETTLE_SECONDS = 3.0
 
 
 @dataclass
@@ -65,3 +78,106 @@ def events(cluster: ClusterHandle, namespace: str) -> list[str]:
         ).stdout
     )
     return [item["message"] for item in sorted(listed["items"], key=lambda e: e["metadata"]["creationTimestamp"])]
+
+
+def tick(server: SerinServer, token: str, namespace: str, **params: str) -> dict[str, Any]:
+    """One forced tick of the Canary ``podinfo``; it must answer 200 without an error."""
+    response = server.tick(token, namespace=namespace, name="podinfo", force="true", **params)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["canaries"][0]["error"] is None, body
+    return body
+
+
+def tick_until(
+    cluster: ClusterHandle,
+    server: SerinServer,
+    token: str,
+    namespace: str,
+    done: Callable[[dict[str, Any]], bool],
+    max_ticks: int = 25,
+) -> dict[str, Any]:
+    """Tick until ``done(status)``; fail with the step history if it never is. Returns the status."""
+    history = []
+    for _ in range(max_ticks):
+        report = tick(server, token, namespace)["canaries"][0]
+        history.append(
+            f"{report['phase']} w={report['weight']} i={report['iterations']} f={report['failedChecks']}: "
+            f"{report['summary']}"
+        )
+        status = canary_status(cluster, namespace)
+        if done(status):
+            return status
+        # Traffic on the canary: let the simulator send some and Prometheus scrape it.
+        time.sleep(SETTLE_SECONDS if report["weight"] or report["iterations"] else 0.5)
+    raise AssertionError("never reached the expected state:\n" + "\n".join(history))
+
+
+def drive(
+    cluster: ClusterHandle, server: SerinServer, token: str, namespace: str, phase: str, max_ticks: int = 25
+) -> dict[str, Any]:
+    """Tick until the Canary reaches ``phase``."""
+    return tick_until(cluster, server, token, namespace, lambda status: status.get("phase") == phase, max_ticks)
+
+
+def deployment(cluster: ClusterHandle, namespace: str, name: str) -> dict[str, Any]:
+    return cluster.get_json("deployment", name, "-n", namespace)
+
+
+def routes(cluster: ClusterHandle, namespace: str, route: int = -1) -> list[tuple[str, int]]:
+    """(host, weight) of one http route of the VirtualService (the last, the default route, unless told)."""
+    vs = cluster.get_json("virtualservice", "podinfo", "-n", namespace)
+    http = vs["spec"]["http"][route]
+    return [(entry["destination"]["host"], entry.get("weight", 100)) for entry in http["route"]]
+
+
+def initialized(cluster: ClusterHandle, server: SerinServer, token: str, namespace: str, **spec: Any) -> None:
+    cluster.apply(podinfo(namespace))
+    cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    cluster.apply(canary(namespace, spec.pop("analysis", WEIGHTED), **spec))
+    drive(cluster, server, token, namespace, "Initialized")
+
+
+def set_image(cluster: ClusterHandle, namespace: str, tag: str) -> None:
+    cluster.kubectl(
+        "set", "image", "deployment/podinfo", f"podinfod=ghcr.io/stefanprodan/podinfo:{tag}", "-n", namespace
+    )
+
+
+class HookServer(http.server.ThreadingHTTPServer):
+    """A webhook gate of the test's own on 127.0.0.1: each path answers the status set for it (200 by
+    default), and every payload received is kept."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.statuses: dict[str, int] = {}
+        self.received: list[tuple[str, dict[str, Any]]] = []
+        super().__init__(("127.0.0.1", 0), _HookHandler)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_port}/{path}"
+
+    def __enter__(self) -> HookServer:
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _HookHandler(http.server.BaseHTTPRequestHandler):
+    server: HookServer
+
+    def do_POST(self) -> None:
+        path = self.path.strip("/")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.received.append((path, json.loads(body or b"{}")))
+        status = self.server.statuses.get(path, 200)
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

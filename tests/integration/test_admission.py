@@ -84,7 +84,7 @@ def test_valid_canary_gets_defaults_and_is_bootstrapped_at_once(
     assert stored["analysis"]["threshold"] == 1
     assert stored["analysis"]["maxWeight"] == 100
     assert stored["analysis"]["metrics"][0]["interval"] == "1m"
-    assert stored["service"]["name"] == "podinfo"
+    assert "name" not in stored["service"] and "targetPort" not in stored["service"]
     assert stored["provider"] == "istio"
     assert stored["progressDeadlineSeconds"] == 600
 

@@ -7,7 +7,7 @@ import pytest
 from localcluster.processes import free_port
 from localcluster.testing import ClusterHandle
 from serin.metrics.prometheus import PrometheusProvider
-from serin.ports import MetricsUnavailable, NoValuesFound
+from serin.ports import InvalidQuery, MetricsUnavailable, NoValuesFound
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +42,15 @@ def test_no_values(provider: PrometheusProvider, query: str) -> None:
         provider.query(query)
 
 
-def test_syntax_error_is_reported_with_the_parse_error(provider: PrometheusProvider) -> None:
-    with pytest.raises(MetricsUnavailable, match="parse error") as caught:
+def test_syntax_error_is_the_querys_fault_with_the_parse_error(provider: PrometheusProvider) -> None:
+    with pytest.raises(InvalidQuery, match="parse error") as caught:
         provider.query("sum(rate(up[1m])")
-    assert "status 400" in str(caught.value)
+    assert "status 400 (bad_data)" in str(caught.value)
+
+
+def test_a_range_vector_is_not_one_number(provider: PrometheusProvider) -> None:
+    with pytest.raises(InvalidQuery, match="returned a matrix result, not a single value"):
+        provider.query("vector(1)[1m:10s]")
 
 
 def test_online(provider: PrometheusProvider) -> None:

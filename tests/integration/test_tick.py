@@ -4,70 +4,29 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from typing import Any
 
 import pytest
 import requests
 
 from localcluster.testing import ClusterHandle, eventually
-from tests.integration.helpers import SerinServer, canary, canary_status, events, podinfo
+from tests.integration.helpers import (
+    METRICS,
+    WEIGHTED,
+    SerinServer,
+    canary,
+    canary_status,
+    deployment,
+    drive,
+    events,
+    initialized,
+    podinfo,
+    routes,
+    set_image,
+    tick,
+    tick_until,
+)
 
 pytestmark = pytest.mark.integration
-
-# Short windows: the simulator sends 50 requests a second and Prometheus scrapes every second.
-METRICS = [
-    {"name": "request-success-rate", "interval": "15s", "thresholdRange": {"min": 99}},
-    {"name": "request-duration", "interval": "15s", "thresholdRange": {"max": 500}},
-]
-WEIGHTED = {"interval": "10s", "threshold": 2, "maxWeight": 40, "stepWeight": 20, "metrics": METRICS}
-# Time for the simulator to follow new routes and Prometheus to scrape what it sent.
-SETTLE_SECONDS = 3.0
-
-
-def tick(server: SerinServer, token: str, namespace: str, **params: str) -> dict[str, Any]:
-    response = server.tick(token, namespace=namespace, name="podinfo", force="true", **params)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    assert body["canaries"][0]["error"] is None, body
-    return body
-
-
-def drive(
-    cluster: ClusterHandle, server: SerinServer, token: str, namespace: str, phase: str, max_ticks: int = 25
-) -> dict[str, Any]:
-    """Tick until the Canary reaches ``phase``; fail with the step history if it does not."""
-    history = []
-    for _ in range(max_ticks):
-        report = tick(server, token, namespace)["canaries"][0]
-        history.append(f"{report['phase']} w={report['weight']} f={report['failedChecks']}: {report['summary']}")
-        status = canary_status(cluster, namespace)
-        if status.get("phase") == phase:
-            return status
-        time.sleep(SETTLE_SECONDS if report["weight"] else 0.5)
-    raise AssertionError(f"canary never reached {phase}:\n" + "\n".join(history))
-
-
-def deployment(cluster: ClusterHandle, namespace: str, name: str) -> dict[str, Any]:
-    return cluster.get_json("deployment", name, "-n", namespace)
-
-
-def routes(cluster: ClusterHandle, namespace: str) -> list[tuple[str, int]]:
-    vs = cluster.get_json("virtualservice", "podinfo", "-n", namespace)
-    http = vs["spec"]["http"][-1]
-    return [(route["destination"]["host"], route.get("weight", 100)) for route in http["route"]]
-
-
-def initialized(cluster: ClusterHandle, server: SerinServer, token: str, namespace: str, **spec: Any) -> None:
-    cluster.apply(podinfo(namespace))
-    cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
-    cluster.apply(canary(namespace, spec.pop("analysis", WEIGHTED), **spec))
-    drive(cluster, server, token, namespace, "Initialized")
-
-
-def set_image(cluster: ClusterHandle, namespace: str, tag: str) -> None:
-    cluster.kubectl(
-        "set", "image", "deployment/podinfo", f"podinfod=ghcr.io/stefanprodan/podinfo:{tag}", "-n", namespace
-    )
 
 
 def at_first_step(cluster: ClusterHandle, server: SerinServer, token: str, namespace: str) -> None:
@@ -155,11 +114,9 @@ def test_ab_release_on_a_cookie_is_promoted(
     initialized(local_cluster, serin_server, token, namespace, analysis=analysis)
     set_image(local_cluster, namespace, "6.0.1")
 
-    eventually(
-        lambda: tick(serin_server, token, namespace)["canaries"][0]["weight"] == 100,
-        timeout=30,
-        what="matched traffic routed to the canary",
-    )
+    tick_until(local_cluster, serin_server, token, namespace, lambda status: status.get("iterations") == 1)
+    # As in Flagger: the weight of an A/B test is 0 in the status; the match route carries it.
+    assert canary_status(local_cluster, namespace)["canaryWeight"] == 0
     vs = local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)
     assert vs["spec"]["http"][0]["match"] == analysis["match"]
     assert [r.get("weight") for r in vs["spec"]["http"][0]["route"]] == [0, 100]

@@ -127,7 +127,16 @@ def test_mutate_canary_answers_with_defaults_as_json_patch(app_client: FlaskClie
     assert (analysis["interval"], analysis["threshold"], analysis["maxWeight"]) == ("1m", 1, 100)
     assert analysis["metrics"][0]["interval"] == "1m"
     assert analysis["webhooks"][0] == {"name": "load", "url": "http://loadtester/", "type": "rollout", "timeout": "10s"}
-    assert patched["spec"]["service"]["name"] == "podinfo"
+    # Derived defaults stay unwritten, so they follow the field they come from when it changes.
+    assert "name" not in patched["spec"]["service"] and "targetPort" not in patched["spec"]["service"]
+
+
+def test_a_metric_interval_is_never_derived_from_the_analysis_interval() -> None:
+    """Written as 30s it would stay 30s after the analysis interval changes: 1m, as in Flagger."""
+    custom = json.loads(json.dumps(CANARY))
+    custom["spec"]["analysis"]["interval"] = "30s"
+    applied = jsonpatch.apply_patch(custom, defaults_patch(custom, "istio"))
+    assert applied["spec"]["analysis"]["metrics"][0]["interval"] == "1m"
 
 
 def test_defaults_never_override_what_is_set() -> None:

@@ -1,9 +1,8 @@
 """The Istio router: desired objects, reading and writing weights, and the write discipline.
 
 The pure functions are checked table by table against literal Istio objects. The class is checked
-against an in-memory stand-in for the custom objects API that enforces resourceVersion
-preconditions the way the API server does; behaviour against a real API server belongs to the
-integration tests.
+against a small fake of Serin's own access layer (get and server-side apply); behaviour against a
+real API server belongs to the integration tests.
 """
 
 from __future__ import annotations
@@ -12,21 +11,18 @@ import copy
 from typing import Any
 
 import pytest
-from kubernetes.client import ApiClient, ApiException
 
-import serin.routers.istio as istio
 from localcluster.simulator import SyntheticRequest, parse_virtual_service, select_route
+from serin.kube.store import KubeStore, KubeUnavailable
 from serin.model import Canary, parse_canary
-from serin.ports import RouterError, Routes
+from serin.ports import Routes
 from serin.routers import IstioRouter, router_for
 from serin.routers.istio import (
-    adopted,
     desired_destination_rule,
     desired_virtual_service,
     merge_match,
     routes_of,
     validate_weights,
-    with_weights,
 )
 
 FLAGGER_COOKIE_REGEX = "^(.*?;)?(canary=always)(;.*)?$"
@@ -38,9 +34,13 @@ OWNER: dict[str, Any] = {
     "name": "podinfo",
     "uid": "u1",
     "controller": True,
-    "blockOwnerDeletion": False,
+    "blockOwnerDeletion": True,
 }
 MANAGED: dict[str, str] = {"app.kubernetes.io/managed-by": "serin"}
+HANDS_OFF: dict[str, str] = {
+    "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+    "helm.toolkit.fluxcd.io/driftDetection": "disabled",
+}
 
 
 def canary(
@@ -91,9 +91,10 @@ def vs_object(http: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
             "name": "podinfo",
             "namespace": "test",
             "labels": dict(MANAGED),
+            "annotations": dict(HANDS_OFF),
             "ownerReferences": [dict(OWNER)],
         },
-        "spec": {"hosts": ["podinfo"], **spec, "http": http},
+        "spec": {"hosts": ["podinfo"], "gateways": ["mesh"], **spec, "http": http},
     }
 
 
@@ -117,10 +118,28 @@ def vs_object(http: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
             (100, 0),
             vs_object(
                 [{"route": split(100, 0)}],
-                hosts=["podinfo", "app.example.com"],
+                hosts=["app.example.com", "podinfo"],
                 gateways=["istio-system/public", "mesh"],
             ),
-            id="gateways and hosts, apex host first and not repeated",
+            id="gateways and hosts, the apex host not repeated",
+        ),
+        pytest.param(
+            canary({"gateways": ["public"], "hosts": ["app.example.com"]}),
+            (100, 0),
+            vs_object([{"route": split(100, 0)}], hosts=["app.example.com", "podinfo"], gateways=["public"]),
+            id="the apex host is added last, as Flagger does",
+        ),
+        pytest.param(
+            canary({"hosts": ["*"]}),
+            (100, 0),
+            vs_object([{"route": split(100, 0)}], hosts=["*"]),
+            id="a wildcard host covers the apex",
+        ),
+        pytest.param(
+            canary({"delegation": True}),
+            (100, 0),
+            vs_object([{"route": split(100, 0)}], hosts=[], gateways=[]),
+            id="a delegate has no hosts or gateways",
         ),
         pytest.param(
             canary(
@@ -186,7 +205,7 @@ def test_service_name_names_the_objects_not_the_target() -> None:
     subject = canary({"name": "web", "port": 8080})
     vs = desired_virtual_service(subject, 100, 0)
     assert vs["metadata"]["name"] == "web"
-    assert vs["spec"]["hosts"] == ["web"]
+    assert vs["spec"]["hosts"] == ["web"] and vs["spec"]["gateways"] == ["mesh"]
     assert vs["spec"]["http"] == [{"route": split(100, 0, service="web", port=8080)}]
     assert desired_destination_rule(subject, "web-canary")["spec"] == {"host": "web-canary"}
 
@@ -194,11 +213,17 @@ def test_service_name_names_the_objects_not_the_target() -> None:
 @pytest.mark.parametrize(
     ("subject", "expected"),
     [
-        pytest.param(canary(), {"labels": MANAGED, "ownerReferences": [OWNER]}, id="stored canary"),
-        pytest.param(canary(uid=""), {"labels": MANAGED}, id="no uid: no owner reference"),
+        pytest.param(
+            canary(), {"labels": MANAGED, "annotations": HANDS_OFF, "ownerReferences": [OWNER]}, id="stored canary"
+        ),
+        pytest.param(canary(uid=""), {"labels": MANAGED, "annotations": HANDS_OFF}, id="no uid: no owner reference"),
         pytest.param(
             canary({"apex": {"labels": {"team": "a"}, "annotations": {"note": "x"}}}),
-            {"labels": dict(MANAGED, team="a"), "annotations": {"note": "x"}, "ownerReferences": [OWNER]},
+            {
+                "labels": dict(MANAGED, team="a"),
+                "annotations": dict(HANDS_OFF, note="x"),
+                "ownerReferences": [OWNER],
+            },
             id="apex metadata goes on the VirtualService",
         ),
     ],
@@ -237,7 +262,13 @@ def test_desired_destination_rule(subject: Canary, host: str, spec: dict[str, An
     assert desired_destination_rule(subject, host) == {
         "apiVersion": "networking.istio.io/v1beta1",
         "kind": "DestinationRule",
-        "metadata": {"name": host, "namespace": "test", "labels": MANAGED, "ownerReferences": [OWNER]},
+        "metadata": {
+            "name": host,
+            "namespace": "test",
+            "labels": MANAGED,
+            "annotations": HANDS_OFF,
+            "ownerReferences": [OWNER],
+        },
         "spec": spec,
     }
 
@@ -347,67 +378,6 @@ def test_routes_of_reads_back_the_desired_split(subject: Canary, weights: tuple[
     assert routes_of(desired_virtual_service(subject, *weights), subject) == Routes(*weights)
 
 
-# ---------------------------------------------------------------------------
-# with_weights
-
-
-@pytest.mark.parametrize(
-    ("vs", "subject", "weights", "expected_http"),
-    [
-        pytest.param(
-            vs_object([{"route": split(100, 0)}]), canary(), (90, 10), [{"route": split(90, 10)}], id="canary"
-        ),
-        pytest.param(
-            vs_object([{"route": [dest("podinfo-primary", 100), dest("podinfo-canary", None)]}]),
-            canary(),
-            (80, 20),
-            [{"route": split(80, 20)}],
-            id="fills an omitted weight",
-        ),
-        pytest.param(
-            vs_object([{"match": [COOKIE_MATCH], "route": split(100, 0)}, {"route": split(100, 0)}]),
-            ab_canary(COOKIE_MATCH),
-            (0, 100),
-            [{"match": [COOKIE_MATCH], "route": split(0, 100)}, {"route": split(100, 0)}],
-            id="A/B: only the match route moves",
-        ),
-        pytest.param(
-            vs_object([{"match": [COOKIE_MATCH], "route": split(0, 100)}, {"route": split(70, 30)}]),
-            ab_canary(COOKIE_MATCH),
-            (0, 100),
-            [{"match": [COOKIE_MATCH], "route": split(0, 100)}, {"route": split(100, 0)}],
-            id="A/B: the default route is put back to the primary",
-        ),
-        pytest.param(
-            vs_object([{"route": [*split(100, 0), dest("legacy", 0)], "timeout": "5s"}]),
-            canary(),
-            (60, 40),
-            [{"route": [*split(60, 40), dest("legacy", 0)], "timeout": "5s"}],
-            id="other destinations and fields are left alone",
-        ),
-    ],
-)
-def test_with_weights(
-    vs: dict[str, Any], subject: Canary, weights: tuple[int, int], expected_http: list[dict[str, Any]]
-) -> None:
-    before = copy.deepcopy(vs)
-    changed = with_weights(vs, subject, *weights)
-    assert changed["spec"]["http"] == expected_http
-    assert changed["metadata"] == vs["metadata"]
-    assert vs == before, "the stored object must not be modified in place"
-    assert with_weights(changed, subject, *weights) == changed, "applying the same split twice changes nothing"
-
-
-@pytest.mark.parametrize(
-    "subject", [pytest.param(canary(), id="canary"), pytest.param(ab_canary(HEADER_MATCH), id="A/B")]
-)
-@pytest.mark.parametrize("weights", [(100, 0), (55, 45), (0, 100)], ids=["100-0", "55-45", "0-100"])
-def test_with_weights_equals_desired(subject: Canary, weights: tuple[int, int]) -> None:
-    assert with_weights(desired_virtual_service(subject, 100, 0), subject, *weights) == desired_virtual_service(
-        subject, *weights
-    )
-
-
 @pytest.mark.parametrize(
     ("primary_weight", "canary_weight", "message"),
     [
@@ -424,32 +394,9 @@ def test_invalid_weights_are_refused(primary_weight: Any, canary_weight: Any, me
     for call in (
         lambda: validate_weights(primary_weight, canary_weight),
         lambda: desired_virtual_service(subject, primary_weight, canary_weight),
-        lambda: with_weights(vs_object([{"route": split(100, 0)}]), subject, primary_weight, canary_weight),
     ):
         with pytest.raises(ValueError, match=message):
             call()
-
-
-# ---------------------------------------------------------------------------
-# adopted
-
-
-def test_adopted_keeps_foreign_metadata_and_the_resource_version() -> None:
-    stored = vs_object([{"route": split(100, 0)}], gateways=["old"])
-    stored["metadata"].update(
-        resourceVersion="42",
-        labels={"team": "a"},
-        annotations={"kept": "yes"},
-        ownerReferences=[{"apiVersion": "v1", "kind": "Other", "name": "x", "uid": "u0", "controller": True}],
-    )
-    result = adopted(stored, desired_virtual_service(canary(), 100, 0))
-    assert result["spec"] == desired_virtual_service(canary(), 100, 0)["spec"]
-    assert result["metadata"]["resourceVersion"] == "42"
-    assert result["metadata"]["labels"] == {"team": "a", **MANAGED}
-    assert result["metadata"]["annotations"] == {"kept": "yes"}
-    # Another controller already owns it: the API server allows one controller, so we join as owner.
-    assert result["metadata"]["ownerReferences"][1] == {**OWNER, "controller": False}
-    assert adopted(result, desired_virtual_service(canary(), 100, 0)) == result
 
 
 # ---------------------------------------------------------------------------
@@ -478,193 +425,68 @@ def test_ab_routes_as_envoy_would(headers: dict[str, str], expected_canary_weigh
 # The factory
 
 
+class FakeStore(KubeStore):
+    """Serin's access layer with the API server swapped for a dict; apply stores the object whole."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.calls: list[str] = []
+        self.down = False
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(f"get {kind} {name}")
+        if self.down:
+            raise KubeUnavailable(f"get {kind} {namespace}/{name}: connection refused")
+        found = self.objects.get((kind, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def apply(self, obj: Any) -> dict[str, Any]:
+        self.calls.append(f"apply {obj['kind']} {obj['metadata']['name']}")
+        if self.down:
+            raise KubeUnavailable(f"apply {obj['kind']}: connection refused")
+        self.objects[(obj["kind"], obj["metadata"]["name"])] = copy.deepcopy(obj)
+        return dict(obj)
+
+
 def test_router_for() -> None:
-    assert isinstance(router_for("istio", ApiClient()), IstioRouter)
+    assert isinstance(router_for("istio", FakeStore()), IstioRouter)
     with pytest.raises(ValueError, match="known providers: istio"):
-        router_for("linkerd", ApiClient())
+        router_for("linkerd", FakeStore())
 
 
-# ---------------------------------------------------------------------------
-# IstioRouter against an in-memory custom objects API
-
-
-class FakeObjects:
-    """Stores custom objects, bumps resourceVersion on writes and answers 404/409 like the API server."""
-
-    def __init__(self, api: ApiClient) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.writes: list[tuple[str, str, str]] = []
-        self.version = 0
-        self.fail_next: list[ApiException] = []
-        self.before_write: list[Any] = []
-
-    def _key(self, namespace: str, plural: str, name: str) -> tuple[str, str, str]:
-        return (plural, namespace, name)
-
-    def _store(self, key: tuple[str, str, str], body: dict[str, Any]) -> dict[str, Any]:
-        self.version += 1
-        stored = copy.deepcopy(body)
-        stored["metadata"]["resourceVersion"] = str(self.version)
-        self.objects[key] = stored
-        return copy.deepcopy(stored)
-
-    def get_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, name: str, **_: Any
-    ) -> dict[str, Any]:
-        assert (group, version) == ("networking.istio.io", "v1beta1")
-        key = self._key(namespace, plural, name)
-        if key not in self.objects:
-            raise ApiException(status=404, reason="Not Found")
-        return copy.deepcopy(self.objects[key])
-
-    def _interfere(self) -> None:
-        """Runs what other writers do between our read and our write."""
-        while self.before_write:
-            self.before_write.pop(0)()
-
-    def _write(self, kind: str, key: tuple[str, str, str], body: dict[str, Any]) -> dict[str, Any]:
-        if self.fail_next:
-            raise self.fail_next.pop(0)
-        self.writes.append((kind, key[0], key[2]))
-        return self._store(key, body)
-
-    def create_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, body: dict[str, Any], **_: Any
-    ) -> dict[str, Any]:
-        self._interfere()
-        key = self._key(namespace, plural, body["metadata"]["name"])
-        if key in self.objects:
-            raise ApiException(status=409, reason="AlreadyExists")
-        return self._write("create", key, body)
-
-    def replace_namespaced_custom_object(
-        self, group: str, version: str, namespace: str, plural: str, name: str, body: dict[str, Any], **_: Any
-    ) -> dict[str, Any]:
-        self._interfere()
-        key = self._key(namespace, plural, name)
-        current = self.objects.get(key)
-        if current is None:
-            raise ApiException(status=404, reason="Not Found")
-        if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
-            raise ApiException(status=409, reason="Conflict")
-        return self._write("replace", key, body)
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> FakeObjects:
-    objects = FakeObjects(ApiClient())
-    monkeypatch.setattr(istio, "CustomObjectsApi", lambda api: objects)
-    return objects
-
-
-def vs_in(fake: FakeObjects, name: str = "podinfo") -> dict[str, Any]:
-    return fake.objects[("virtualservices", "test", name)]
-
-
-def test_reconcile_creates_then_makes_no_write(fake: FakeObjects) -> None:
-    router = IstioRouter(ApiClient())
-    subject = canary()
-    assert router.get_routes(subject) is None
-    router.reconcile(subject)
-    assert sorted(fake.writes) == [
-        ("create", "destinationrules", "podinfo-canary"),
-        ("create", "destinationrules", "podinfo-primary"),
-        ("create", "virtualservices", "podinfo"),
+def test_reconcile_writes_every_object_whole_in_one_request_each() -> None:
+    store = FakeStore()
+    IstioRouter(store).reconcile(canary(), (80, 20))
+    assert store.calls == [
+        "apply DestinationRule podinfo-primary",
+        "apply DestinationRule podinfo-canary",
+        "apply VirtualService podinfo",
     ]
-    assert router.get_routes(subject) == Routes(100, 0)
-    fake.writes.clear()
-    router.reconcile(subject)
-    router.set_routes(subject, 100, 0)
-    assert fake.writes == []
+    assert store.objects[("VirtualService", "podinfo")] == desired_virtual_service(canary(), 80, 20)
 
 
-def test_reconcile_keeps_weights_and_updates_the_rest(fake: FakeObjects) -> None:
-    router = IstioRouter(ApiClient())
-    router.reconcile(canary())
+def test_routes_are_read_back_and_set_absolutely() -> None:
+    store = FakeStore()
+    router = IstioRouter(store)
+    assert router.get_routes(canary()) is None
     router.set_routes(canary(), 70, 30)
-    fake.writes.clear()
-    changed = canary({"gateways": ["public"], "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}})
-    router.reconcile(changed)
-    assert sorted(fake.writes) == [
-        ("replace", "destinationrules", "podinfo-canary"),
-        ("replace", "destinationrules", "podinfo-primary"),
-        ("replace", "virtualservices", "podinfo"),
-    ]
-    assert vs_in(fake)["spec"] == desired_virtual_service(changed, 70, 30)["spec"]
+    router.set_routes(canary(), 70, 30)
+    assert router.get_routes(canary()) == Routes(70, 30)
+    assert store.objects[("VirtualService", "podinfo")] == desired_virtual_service(canary(), 70, 30)
 
 
-def test_reconcile_repairs_weights_that_do_not_add_up(fake: FakeObjects) -> None:
-    router = IstioRouter(ApiClient())
-    router.reconcile(canary())
-    vs_in(fake)["spec"]["http"][0]["route"][1]["weight"] = 40
-    router.reconcile(canary())
-    assert router.get_routes(canary()) == Routes(100, 0)
-
-
-def test_set_routes_retries_after_a_conflict(fake: FakeObjects) -> None:
-    router = IstioRouter(ApiClient())
-    router.reconcile(canary())
-
-    def someone_else_writes() -> None:
-        vs_in(fake)["metadata"]["labels"]["touched"] = "yes"
-        vs_in(fake)["metadata"]["resourceVersion"] = "999"
-
-    fake.before_write.append(someone_else_writes)
-    router.set_routes(canary(), 40, 60)
-    assert router.get_routes(canary()) == Routes(40, 60)
-    assert vs_in(fake)["metadata"]["labels"]["touched"] == "yes", "the other writer's change survives"
-
-
-def test_set_routes_gives_up_after_repeated_conflicts(fake: FakeObjects) -> None:
-    router = IstioRouter(ApiClient())
-    router.reconcile(canary())
-    fake.fail_next.extend(ApiException(status=409, reason="Conflict") for _ in range(4))
-    with pytest.raises(RouterError, match="still conflicting"):
-        router.set_routes(canary(), 40, 60)
-
-
-def test_reconcile_when_someone_creates_first(fake: FakeObjects) -> None:
-    router = IstioRouter(ApiClient())
-    fake.before_write.append(
-        lambda: fake._store(("destinationrules", "test", "podinfo-primary"), desired_destination_rule(canary(), "x"))
-    )
-    router.reconcile(canary())
-    assert fake.objects[("destinationrules", "test", "podinfo-primary")]["spec"] == {"host": "podinfo-primary"}
-
-
-@pytest.mark.parametrize(
-    ("error", "message"),
-    [
-        pytest.param(
-            ApiException(status=403, reason="Forbidden", body='{"kind": "Status", "message": "RBAC says no"}'),
-            "updating VirtualService test/podinfo .*403 RBAC says no",
-            id="forbidden with a Status body",
-        ),
-        pytest.param(ApiException(status=500, reason="Internal Server Error"), "500 Internal Server Error", id="500"),
-    ],
-)
-def test_api_errors_become_router_errors(fake: FakeObjects, error: ApiException, message: str) -> None:
-    router = IstioRouter(ApiClient())
-    router.reconcile(canary())
-    fake.fail_next.append(error)
-    with pytest.raises(RouterError, match=message):
-        router.set_routes(canary(), 50, 50)
-
-
-def test_set_routes_needs_the_virtual_service(fake: FakeObjects) -> None:
-    router = IstioRouter(ApiClient())
-    with pytest.raises(RouterError, match="does not exist"):
-        router.set_routes(canary(), 50, 50)
-    with pytest.raises(ValueError, match="add up to 100"):
-        router.set_routes(canary(), 50, 60)
-
-
-def test_finalize(fake: FakeObjects) -> None:
-    router = IstioRouter(ApiClient())
-    router.finalize(canary())  # nothing there yet: nothing to do
-    assert fake.writes == []
-    router.reconcile(canary())
-    router.set_routes(canary(), 20, 80)
+def test_finalize_routes_everything_to_the_primary_only_if_there_is_a_route() -> None:
+    store = FakeStore()
+    router = IstioRouter(store)
+    router.finalize(canary())
+    assert store.calls == ["get VirtualService podinfo"]
+    router.set_routes(canary(), 50, 50)
     router.finalize(canary())
     assert router.get_routes(canary()) == Routes(100, 0)
-    assert ("destinationrules", "test", "podinfo-canary") in fake.objects, "finalize deletes nothing"
+
+
+def test_access_errors_keep_their_kind() -> None:
+    store = FakeStore()
+    store.down = True
+    with pytest.raises(KubeUnavailable, match="connection refused"):
+        IstioRouter(store).set_routes(canary(), 100, 0)

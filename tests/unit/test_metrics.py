@@ -15,7 +15,7 @@ import pytest
 from serin.metrics.builtin import query_for, render
 from serin.metrics.prometheus import PrometheusProvider, retrying_session
 from serin.model import Canary, Metric, parse_canary
-from serin.ports import MetricsUnavailable, NoValuesFound
+from serin.ports import InvalidQuery, MetricsUnavailable, NoValuesFound
 from tests.unit.servers import serving
 
 
@@ -67,7 +67,7 @@ def test_render(template: str, variables: Mapping[str, str], expected: str) -> N
     ],
 )
 def test_render_names_unknown_placeholders(template: str, variables: Mapping[str, str], named: list[str]) -> None:
-    with pytest.raises(ValueError, match="unknown placeholder") as caught:
+    with pytest.raises(InvalidQuery, match="unknown placeholder") as caught:
         render(template, variables)
     assert f"placeholder(s) {', '.join(named)} in" in str(caught.value)
 
@@ -171,7 +171,7 @@ def test_query_for_errors(raw: dict[str, Any], template_query: str | None, provi
     # The model only admits known providers, so an unknown one is swapped in after parsing.
     metric, canary = only_metric(raw)
     canary = replace(canary, provider=provider)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidQuery, match=message):
         query_for(metric, canary, template_query)
 
 
@@ -255,18 +255,31 @@ def test_query_values(prometheus: CannedPrometheus, answer: dict[str, Any], expe
         pytest.param((200, success("vector", [])), NoValuesFound, "no values found for query q", id="empty"),
         pytest.param((200, success("vector", [sample("NaN")])), NoValuesFound, "NaN", id="nan"),
         pytest.param((200, success("scalar", [0, "NaN"])), NoValuesFound, "NaN", id="nan-scalar"),
-        pytest.param((200, success("matrix", [])), MetricsUnavailable, "matrix result", id="matrix"),
-        pytest.param((200, success("vector", [{"metric": {}}])), MetricsUnavailable, "malformed", id="no-value"),
+        # The query is wrong: a failed check at once, however healthy Prometheus is.
+        pytest.param((200, success("matrix", [])), InvalidQuery, "matrix result", id="matrix"),
+        pytest.param((200, success("vector", [{"metric": {}}])), InvalidQuery, "malformed", id="no-value"),
         pytest.param(
             (400, {"status": "error", "errorType": "bad_data", "error": "1:5: parse error: unexpected end"}),
-            MetricsUnavailable,
+            InvalidQuery,
             r"status 400 \(bad_data\) for query q: 1:5: parse error",
             id="bad-data",
         ),
         pytest.param(
-            (200, {"status": "error", "error": "boom"}), MetricsUnavailable, "status 200 for query q: boom", id="error"
+            (422, {"status": "error", "errorType": "execution", "error": "many-to-many matching not allowed"}),
+            InvalidQuery,
+            r"status 422 \(execution\) for query q: many-to-many",
+            id="execution",
         ),
-        pytest.param((500, "<html>oops</html>"), MetricsUnavailable, "without a JSON object: <html>", id="not-json"),
+        pytest.param(
+            (200, {"status": "error", "error": "boom"}), InvalidQuery, "status 200 for query q: boom", id="error"
+        ),
+        pytest.param(
+            (404, "<html>no such page</html>"), InvalidQuery, "status 404 for query q: <html>", id="not-prometheus"
+        ),
+        # Prometheus could not answer: later it may.
+        pytest.param(
+            (500, "<html>oops</html>"), MetricsUnavailable, "status 500 for query q: <html>oops", id="server-error"
+        ),
     ],
 )
 def test_query_errors(

@@ -91,7 +91,9 @@ def test_strategy(changes: dict[str, Any], strategy: Strategy) -> None:
             ],
             id="step-weights-increasing",
         ),
-        pytest.param({"spec.analysis.iterations": 3}, ["spec.analysis: set exactly one strategy"], id="two-strategies"),
+        pytest.param(
+            {"spec.analysis.stepWeights": [10, 20]}, ["spec.analysis: set exactly one strategy"], id="two-strategies"
+        ),
         pytest.param({"spec.analysis.stepWeight": None}, ["found none"], id="no-strategy"),
         pytest.param(
             {"spec.analysis.interval": "5s"}, ["spec.analysis.interval: must be at least 10s"], id="interval-too-short"
@@ -163,7 +165,105 @@ def test_parse_duration_rejects(text: str) -> None:
 def test_weight_steps() -> None:
     stepped = parse_canary(with_changes({"spec.analysis.stepWeight": 30, "spec.analysis.maxWeight": 50})).analysis
     assert [stepped.weight_after(w) for w in (0, 30)] == [30, 50]
+    # Flagger: with stepWeights the maximum is the last step, so 80 is where promotion starts.
     listed = parse_canary(
         with_changes({"spec.analysis.stepWeight": None, "spec.analysis.stepWeights": [1, 20, 80]})
     ).analysis
-    assert [listed.weight_after(w) for w in (0, 1, 20, 80)] == [1, 20, 80, 100]
+    assert listed.max_weight == 80
+    assert [listed.weight_after(w) for w in (0, 1, 20, 80)] == [1, 20, 80, 80]
+
+
+def test_step_weights_ignore_max_weight_with_a_warning() -> None:
+    canary = parse_canary(
+        with_changes(
+            {"spec.analysis.stepWeight": None, "spec.analysis.stepWeights": [5, 10, 60], "spec.analysis.maxWeight": 50}
+        )
+    )
+    assert canary.analysis.max_weight == 60
+    assert canary.warnings == ("spec.analysis.maxWeight: ignored: with stepWeights the last step (60) is the maximum",)
+
+
+@pytest.mark.parametrize(
+    ("changes", "strategy"),
+    [
+        pytest.param({"spec.analysis.iterations": 3}, Strategy.BLUE_GREEN, id="blue-green"),
+        pytest.param(
+            {"spec.analysis.iterations": 3, "spec.analysis.match": [{"headers": {"x-canary": {"exact": "on"}}}]},
+            Strategy.AB_TESTING,
+            id="ab-testing",
+        ),
+    ],
+)
+def test_iterations_take_precedence_over_step_weight_as_in_flagger(changes: dict[str, Any], strategy: Strategy) -> None:
+    canary = parse_canary(with_changes(changes))
+    assert canary.analysis.strategy is strategy
+    assert (canary.analysis.step_weight, canary.analysis.iterations) == (None, 3)
+    assert canary.warnings == (
+        "spec.analysis.stepWeight: ignored: iterations take precedence (A/B testing or blue/green)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "path", "what"),
+    [
+        pytest.param(
+            {"spec.autoscalerRef": {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "p"}},
+            "spec.autoscalerRef",
+            "autoscaling the primary",
+            id="autoscaler",
+        ),
+        pytest.param({"spec.analysis.mirror": True}, "spec.analysis.mirror", "traffic mirroring", id="mirror"),
+        pytest.param(
+            {"spec.analysis.mirrorWeight": 10}, "spec.analysis.mirrorWeight", "traffic mirroring", id="mirror-weight"
+        ),
+        pytest.param(
+            {"spec.analysis.sessionAffinity": {"cookieName": "c"}},
+            "spec.analysis.sessionAffinity",
+            "session affinity",
+            id="session-affinity",
+        ),
+        pytest.param(
+            {"spec.service.portDiscovery": True}, "spec.service.portDiscovery", "every container port", id="ports"
+        ),
+        pytest.param(
+            {"spec.analysis.alerts": [{"name": "on-call", "providerRef": {"name": "slack"}}]},
+            "spec.analysis.alerts",
+            "alerts",
+            id="alerts",
+        ),
+        pytest.param(
+            {"spec.analysis.webhooks": [{"name": "h", "url": "http://h/", "muteAlert": True}]},
+            "spec.analysis.webhooks[0].muteAlert",
+            "alerts",
+            id="mute-alert",
+        ),
+        pytest.param({"spec.ingressRef": {"kind": "Ingress", "name": "web"}}, "spec.ingressRef", "NGINX", id="ingress"),
+        pytest.param(
+            {"spec.service.gatewayRefs": [{"name": "gw"}]}, "spec.service.gatewayRefs", "Gateway API", id="gw"
+        ),
+    ],
+)
+def test_fields_serin_does_not_act_on_yet_are_refused(changes: dict[str, Any], path: str, what: str) -> None:
+    with pytest.raises(InvalidCanary) as raised:
+        parse_canary(with_changes(changes))
+    (error,) = raised.value.errors
+    assert error.path == path
+    assert error.message.startswith("not supported yet (") and what in error.message
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"spec.analysis.mirror": False}, id="mirror-false"),
+        pytest.param({"spec.service.portDiscovery": False}, id="port-discovery-false"),
+        pytest.param({"spec.analysis.alerts": []}, id="no-alerts"),
+    ],
+)
+def test_unsupported_fields_that_ask_for_nothing_are_accepted(changes: dict[str, Any]) -> None:
+    parse_canary(with_changes(changes))
+
+
+def test_delegation_has_no_hosts_or_gateways() -> None:
+    assert parse_canary(with_changes({"spec.service.delegation": True})).service.delegation
+    with pytest.raises(InvalidCanary, match=r"spec\.service\.delegation: a delegate VirtualService has no hosts"):
+        parse_canary(with_changes({"spec.service.delegation": True, "spec.service.hosts": ["app.example.com"]}))

@@ -113,3 +113,13 @@ def test_services_apex_and_primary_select_primary_canary_selects_target() -> Non
     assert built["podinfo-primary"]["spec"]["selector"] == {"app": "podinfo-primary"}
     assert built["podinfo-canary"]["spec"]["selector"] == {"app": "podinfo"}
     assert built["podinfo"]["spec"]["ports"][0] == {"name": "http", "port": 80, "targetPort": 9898, "protocol": "TCP"}
+
+
+def test_generated_services_carry_flaggers_label_and_keep_gitops_tools_off() -> None:
+    built = {service["metadata"]["name"]: service["metadata"] for service in services(CANARY, TARGET)}
+    for name, metadata in built.items():
+        assert metadata["labels"] == {"app": name, "app.kubernetes.io/managed-by": "serin"}
+        assert metadata["annotations"] == {
+            "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+            "helm.toolkit.fluxcd.io/driftDetection": "disabled",
+        }
