@@ -14,7 +14,7 @@ help:
 	@echo "make up       start the local control plane, Prometheus, the traffic simulator and Serin; prints the env"
 	@echo "make down     stop everything 'make up' started"
 	@echo "make build    build (or reuse) the control plane binaries under \$${SERIN_CACHE:-~/.cache/serin}"
-	@echo "make bench    benchmarks: admission latency, tick cost, cold start"
+	@echo "make bench    benchmarks: admission latency, tick cost, cold start, release time beside Flagger"
 
 $(PYTHON): requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -43,6 +43,7 @@ bench: build
 	$(PYTHON) -m benchmarks.admission_latency
 	$(PYTHON) -m benchmarks.tick_scaling
 	$(PYTHON) -m benchmarks.cold_start
+	$(PYTHON) -m benchmarks.release_time
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -76,10 +76,13 @@ def tick() -> tuple[Response, int]:
         return _error(503, f"cannot reach the Kubernetes API: {error}")
     if name and not reports:
         return _error(404, f"no canary {namespace}/{name}")
+    upcoming = [report.next_step_in_seconds for report in reports if report.next_step_in_seconds is not None]
     body = {
         "dryRun": dry_run,
         "forced": force,
         "durationSeconds": round(time.monotonic() - started, 3),
+        # When the next tick has work to do: the tick CronJob's Pod sleeps until then.
+        "nextStepInSeconds": round(min(upcoming), 3) if upcoming else None,
         "canaries": [report.to_dict() for report in reports],
     }
     return jsonify(body), 200

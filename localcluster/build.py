@@ -25,6 +25,8 @@ from localcluster.paths import cache_dir
 KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
+# Not part of the control plane: benchmarks run it beside Serin to compare the two.
+FLAGGER_VERSION = "v1.36.1"
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
@@ -207,29 +209,43 @@ def build_etcd(cache: Path, version: str = ETCD_VERSION) -> Path:
     return binary
 
 
+def _go_install(cache: Path, name: str, package: str, version: str) -> tuple[Path, Path]:
+    """``go install package@version`` into a temporary folder; (that folder, the final one).
+
+    For modules whose go.mod has no replace directives, which ``go install pkg@version`` builds
+    as they are. The caller adds what else the folder needs, then ``_finish``es it.
+    """
+    final = cache / "bin" / f"{name}-{version}"
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _log(f"building {name} {version}")
+    command = ["env", f"GOBIN={tmp}", "go", "install", "-trimpath", "-ldflags", "-s -w", f"{package}@{version}"]
+    _run(command, tmp, f"{name} {version}")
+    (tmp / "build.log").unlink(missing_ok=True)
+    return tmp, final
+
+
 def build_kwok(cache: Path, version: str = KWOK_VERSION) -> Path:
     binary = cache / "bin" / f"kwok-{version}" / "kwok"
     if binary.is_file():
         return binary
-    tmp = binary.parent.with_name(f".{binary.parent.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    _log(f"building kwok {version}")
-    # kwok's go.mod has no replace directives, so `go install pkg@version` builds it as is.
-    env_cmd = [
-        "env",
-        f"GOBIN={tmp}",
-        "go",
-        "install",
-        "-trimpath",
-        "-ldflags",
-        "-s -w",
-        f"sigs.k8s.io/kwok/cmd/kwok@{version}",
-    ]
-    _run(env_cmd, tmp, f"kwok {version}")
-    (tmp / "build.log").unlink(missing_ok=True)
+    tmp, final = _go_install(cache, "kwok", "sigs.k8s.io/kwok/cmd/kwok", version)
     (tmp / "stages.yaml").write_text(kwok_default_stages(_module_dir("sigs.k8s.io/kwok", version, tmp)))
-    _finish(tmp, binary.parent)
+    _finish(tmp, final)
+    return binary
+
+
+def build_flagger(cache: Path | None = None, version: str = FLAGGER_VERSION) -> Path:
+    """Flagger and its CRDs (``crd.yaml`` beside the binary), for side-by-side comparisons."""
+    cache = cache or cache_dir()
+    binary = cache / "bin" / f"flagger-{version}" / "flagger"
+    if binary.is_file():
+        return binary
+    tmp, final = _go_install(cache, "flagger", "github.com/fluxcd/flagger/cmd/flagger", version)
+    module = _module_dir("github.com/fluxcd/flagger", version, tmp)
+    shutil.copyfile(module / "artifacts" / "flagger" / "crd.yaml", tmp / "crd.yaml")
+    _finish(tmp, final)
     return binary
 
 

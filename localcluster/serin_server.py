@@ -92,8 +92,6 @@ def ensure_serin(cluster: LocalCluster, binaries: Binaries, state: ClusterState)
         env={
             "KUBECONFIG": str(serin_kubeconfig),
             "SERIN_METRICS_SERVER": state.urls["prometheus"],
-            # The local tick runs by hand, as often as one likes.
-            "SERIN_TICK_SCHEDULE_SECONDS": "10",
         },
     )
     ca = tls_dir / "ca.crt"

@@ -151,14 +151,12 @@ class Admission:
         store: KubeStore,
         reconciler: Reconciler,
         default_provider: str,
-        tick_schedule_seconds: int,
         own_username: Callable[[], str],
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
         self.store = store
         self.reconciler = reconciler
         self.default_provider = default_provider
-        self.tick_schedule_seconds = tick_schedule_seconds
         self.own_username = own_username
         self.clock = clock
 
@@ -208,11 +206,6 @@ class Admission:
         if errors or canary is None:
             return deny(errors, _name(request))
         verdict = Verdict(warnings=list(canary.warnings))
-        if canary.analysis.interval_seconds < self.tick_schedule_seconds:
-            verdict.warnings.append(
-                f"spec.analysis.interval {canary.analysis.interval} is shorter than the tick schedule "
-                f"({self.tick_schedule_seconds}s): steps will happen every {self.tick_schedule_seconds}s"
-            )
         if request.get("operation") == "CREATE" and not request.get("dryRun"):
             verdict.warnings.extend(self._bootstrap(canary))
         return verdict

@@ -12,8 +12,6 @@ class Settings:
     metrics_server: str = "http://prometheus.istio-system:9090"
     # The mesh a Canary uses when it names no spec.provider.
     default_provider: str = "istio"
-    # How often the tick CronJob runs: an analysis interval shorter than this is warned about.
-    tick_schedule_seconds: int = 60
     # Kubeconfig to use outside a cluster; in a cluster the Pod's service account is used.
     kubeconfig: str | None = None
     # Largest AdmissionReview or tick request body accepted.
@@ -25,7 +23,6 @@ class Settings:
         return cls(
             metrics_server=os.environ.get("SERIN_METRICS_SERVER", defaults.metrics_server),
             default_provider=os.environ.get("SERIN_DEFAULT_PROVIDER", defaults.default_provider),
-            tick_schedule_seconds=int(os.environ.get("SERIN_TICK_SCHEDULE_SECONDS", defaults.tick_schedule_seconds)),
             kubeconfig=os.environ.get("KUBECONFIG") or None,
             max_body_bytes=int(os.environ.get("SERIN_MAX_BODY_BYTES", defaults.max_body_bytes)),
         )

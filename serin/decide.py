@@ -213,6 +213,16 @@ def seconds_until_due(canary: Canary, status: CanaryStatus, now: datetime.dateti
     return 0.0 if due is None or is_due(canary, status, now) else (due - now).total_seconds()
 
 
+def next_step_in(canary: Canary, status: CanaryStatus, now: datetime.datetime) -> float | None:
+    """Seconds until this Canary wants its next tick; None while it is suspended (only an edit of it
+    changes that). A Canary that is initializing is looked at once per interval."""
+    if canary.suspend:
+        return None
+    if status.phase in (None, Phase.INITIALIZING):
+        return canary.analysis.interval_seconds
+    return seconds_until_due(canary, status, now)
+
+
 def waiting_for_interval(canary: Canary, status: CanaryStatus, now: datetime.datetime, force: bool) -> str | None:
     """Why this Canary takes no step now, or None when it is due (or forced)."""
     if force or is_due(canary, status, now):
@@ -902,8 +912,17 @@ def _promote(step: _Step, why: str, *events: Event) -> Decision:
 
 
 def _promoting(step: _Step) -> Decision:
-    primary = step.observation.primary
+    primary, target = step.observation.primary, step.observation.target
+    assert target is not None
     status = step.status
+    if status.canary_weight > 0 and target.available_replicas == 0:
+        # The canary lost its pods while the primary rolls out: what traffic it had goes back to
+        # the primary now (its old pods serve until the new ones are ready), nothing is left to shift.
+        status = status.replace(canary_weight=0)
+        step = _Step(step.canary, status, step.observation, step.now)
+        if step.observation.routes != ALL_ON_PRIMARY:
+            message = f"canary deployment {step.target} has no available pod: all traffic to the primary"
+            return step.decision(message, status, (SetRoutes(*ALL_ON_PRIMARY),), _warning(message))
     if primary is None or primary.source_hash != status.last_applied_spec:
         # The copy did not land (or was undone): do it again.
         return step.decision("copying the target's template to the primary", status, (PromotePrimary(),))

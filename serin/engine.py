@@ -64,7 +64,6 @@ def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Eng
         store=store,
         reconciler=reconciler,
         default_provider=settings.default_provider,
-        tick_schedule_seconds=settings.tick_schedule_seconds,
         own_username=own_username,
     )
     return Engine(settings=settings, api=api, store=store, reconciler=reconciler, admission=admission)

@@ -39,6 +39,7 @@ from serin.decide import (
     WorkloadState,
     decide,
     desired_split,
+    next_step_in,
     waiting_for_interval,
 )
 from serin.kube.store import Conflict, KubeError, KubeStore
@@ -104,6 +105,8 @@ class StepReport:
     events: list[str] = field(default_factory=list)
     applied: bool = False
     error: str | None = None
+    # When this Canary next wants a tick (seconds); None when no tick will move it.
+    next_step_in_seconds: float | None = None
 
     def record(self, status: CanaryStatus) -> None:
         self.phase = status.phase.value if status.phase else None
@@ -113,6 +116,8 @@ class StepReport:
         """JSON with Kubernetes-style camelCase keys."""
         data = dataclasses.asdict(self)
         data["failedChecks"] = data.pop("failed_checks")
+        seconds = data.pop("next_step_in_seconds")
+        data["nextStepInSeconds"] = None if seconds is None else round(seconds, 3)
         return data
 
 
@@ -235,6 +240,7 @@ class Reconciler:
         # Decide cheaply whether to look closer: a Canary that is not due costs no request, and a
         # suspended one needs nothing observed.
         waiting = None if canary.suspend else waiting_for_interval(canary, status, now, force)
+        report.next_step_in_seconds = next_step_in(canary, status, now)
         if waiting:
             report.summary = waiting
             return
@@ -273,6 +279,7 @@ class Reconciler:
                 return
         report.applied = True
         report.record(new_status)
+        report.next_step_in_seconds = next_step_in(canary, new_status, now)
         telemetry.record_canary(
             canary.name,
             canary.namespace,

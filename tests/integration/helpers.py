@@ -138,6 +138,17 @@ def initialized(cluster: ClusterHandle, server: SerinServer, token: str, namespa
     drive(cluster, server, token, namespace, "Initialized")
 
 
+def revision_detected(
+    cluster: ClusterHandle, server: SerinServer, token: str, namespace: str, analysis: dict[str, Any]
+) -> None:
+    """An initialized Canary whose new revision a forced tick has seen, its canary pods ready: the
+    analysis schedule starts at that tick."""
+    initialized(cluster, server, token, namespace, analysis=analysis)
+    set_image(cluster, namespace, "6.0.1")
+    assert tick(server, token, namespace)["canaries"][0]["phase"] == "Progressing"
+    cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+
+
 def set_image(cluster: ClusterHandle, namespace: str, tag: str) -> None:
     cluster.kubectl(
         "set", "image", "deployment/podinfo", f"podinfod=ghcr.io/stefanprodan/podinfo:{tag}", "-n", namespace

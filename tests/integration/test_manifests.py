@@ -16,7 +16,7 @@ import yaml
 
 from localcluster.pki import write_serving_pair
 from localcluster.testing import ClusterHandle
-from tests.integration.helpers import SerinServer
+from tests.integration.helpers import SerinServer, canary_status, revision_detected
 
 pytestmark = pytest.mark.integration
 
@@ -229,7 +229,6 @@ def test_server_deployment(rendered: list[Obj]) -> None:
     assert {e["name"]: e["value"] for e in server["env"]} == {
         "SERIN_METRICS_SERVER": "http://prometheus.istio-system:9090",
         "SERIN_DEFAULT_PROVIDER": "istio",
-        "SERIN_TICK_SCHEDULE_SECONDS": "60",
     }
     assert server["resources"] == {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
     args = server["args"]
@@ -400,20 +399,22 @@ def test_tick_cronjob(rendered: list[Obj]) -> None:
     assert env["SERIN_TICK_URL"] == f"https://serin.{SYSTEM_NAMESPACE}.svc/tick"
     assert env["SERIN_TICK_TOKEN_FILE"] == "/var/run/secrets/serin/token"
     assert env["SERIN_TICK_CA_FILE"] == "/etc/serin/tls/ca.crt"
+    assert env["SERIN_TICK_PERIOD_SECONDS"] == "60", "the Pod ticks until its minute is over"
 
 
 def run_tick_script(
-    cronjob: Obj, url: str, token: str, ca_file: Path, tmp_path: Path
+    cronjob: Obj, url: str, token: str, ca_file: Path, tmp_path: Path, **overrides: str
 ) -> subprocess.CompletedProcess[str]:
     """The CronJob container's own command, with its paths pointed at a local server and files."""
-    tick = container(cronjob, "tick")
+    job = container(cronjob, "tick")
     token_file = tmp_path / "token"
     token_file.write_text(token + "\n")
-    env = {e["name"]: e["value"] for e in tick["env"]}
+    env = {e["name"]: e["value"] for e in job["env"]}
     env |= {"SERIN_TICK_URL": url, "SERIN_TICK_TOKEN_FILE": str(token_file), "SERIN_TICK_CA_FILE": str(ca_file)}
-    assert tick["command"][0] == "python"
-    command = [sys.executable, *tick["command"][1:], *tick["args"]]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    env |= {"PYTHONPATH": str(REPO), **overrides}
+    assert job["command"][0] == "python"
+    command = [sys.executable, *job["command"][1:], *job.get("args", [])]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=90, check=False)
 
 
 def test_tick_cronjob_command_ticks_with_its_token(
@@ -443,3 +444,28 @@ def test_tick_cronjob_command_ticks_with_its_token(
     untrusted = run_tick_script(cronjob, url, tokens["ticker"], other_ca_file, tmp_path)
     assert untrusted.returncode == 1
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+
+
+def test_tick_cronjob_pod_takes_every_step_of_a_10s_canary_within_its_period(
+    rendered: list[Obj],
+    local_cluster: ClusterHandle,
+    serin_server: SerinServer,
+    tokens: dict[str, str],
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """A CronJob fires once a minute; its Pod ticks whenever a Canary is next due, so a 10s interval
+    is honoured. Shortened to a 40s period here: the Pod stops 5s before the period is over."""
+    token = tokens["ticker"]
+    revision_detected(
+        local_cluster, serin_server, token, namespace, {"interval": "10s", "stepWeights": [10, 20, 30, 40, 50]}
+    )
+
+    cronjob = find(rendered, "CronJob", "serin-tick")
+    url = f"{serin_server.url}/tick?namespace={namespace}"
+    ran = run_tick_script(cronjob, url, token, serin_server.ca_bundle, tmp_path, SERIN_TICK_PERIOD_SECONDS="40")
+    assert ran.returncode == 0, ran.stderr
+    answers = [json.loads(line)["canaries"][0] for line in ran.stdout.splitlines()]
+    weights = [answer["weight"] for answer in answers if answer["applied"]]
+    assert weights == [10, 20, 30], answers
+    assert canary_status(local_cluster, namespace)["canaryWeight"] == 30

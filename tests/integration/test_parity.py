@@ -24,6 +24,7 @@ from tests.integration.helpers import (
     events,
     initialized,
     podinfo,
+    revision_detected,
     routes,
     set_image,
     tick,
@@ -300,16 +301,9 @@ def test_unforced_ticks_at_the_interval_take_one_step_each(
     period equal to the interval, every tick takes a step and none slips a whole interval."""
     token = tokens["ticker"]
     interval = 10.0
-    initialized(
-        local_cluster,
-        serin_server,
-        token,
-        namespace,
-        analysis={"interval": "10s", "stepWeights": [10, 20, 30, 40, 50]},
+    revision_detected(
+        local_cluster, serin_server, token, namespace, {"interval": "10s", "stepWeights": [10, 20, 30, 40, 50]}
     )
-    set_image(local_cluster, namespace, "6.0.1")
-    assert tick(serin_server, token, namespace)["canaries"][0]["phase"] == "Progressing"
-    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
     # The schedule starts at that forced step; from now on only the interval's ticks.
     start = time.monotonic() + interval
     weights = []
@@ -334,3 +328,47 @@ def test_a_revision_seen_by_the_webhook_is_due_at_once(
     response = serin_server.tick(token, namespace=namespace, name="podinfo")
     report = response.json()["canaries"][0]
     assert (report["phase"], report["weight"]) == ("Progressing", 25), report
+
+
+def event_objects(cluster: ClusterHandle, namespace: str) -> list[dict[str, Any]]:
+    listed = cluster.get_json("events", "-n", namespace, "--field-selector", "involvedObject.kind=Canary")
+    items: list[dict[str, Any]] = listed["items"]
+    return items
+
+
+def test_a_canary_without_its_target_has_a_status_and_one_counted_event(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    local_cluster.apply(canary(namespace, {"interval": "10s", "stepWeight": 10}))
+    for _ in range(3):
+        tick(serin_server, tokens["ticker"], namespace)
+    status = canary_status(local_cluster, namespace)
+    assert status["phase"] == "Initializing"
+    condition = status["conditions"][0]
+    assert (condition["status"], condition["reason"]) == ("Unknown", "Initializing")
+    assert condition["message"].startswith(f"Target deployment podinfo.{namespace} not found")
+    # Repeats are counted on one Event, as client-go's recorder does, not one object per tick.
+    (event,) = event_objects(local_cluster, namespace)
+    assert (event["type"], event["message"], event["count"]) == (
+        "Warning",
+        f"Target deployment podinfo.{namespace} not found",
+        3,
+    )
+    described = local_cluster.kubectl("describe", "canary", "podinfo", "-n", namespace).stdout
+    assert "(x3 over" in described, described
+
+
+def test_a_suspended_canary_says_so_once(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace)
+    local_cluster.kubectl(
+        "patch", "canary", "podinfo", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}'
+    )
+    set_image(local_cluster, namespace, "6.0.1")
+    for _ in range(3):
+        assert tick(serin_server, token, namespace)["canaries"][0]["summary"] == "suspended: spec.suspend is true"
+    skipping = [e for e in event_objects(local_cluster, namespace) if e["message"].startswith("skipping")]
+    assert [(e["message"], e["count"]) for e in skipping] == [("skipping canary run as object is suspended", 1)]
+    assert canary_status(local_cluster, namespace)["phase"] == "Initialized"

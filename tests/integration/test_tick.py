@@ -53,6 +53,20 @@ def test_initialization_creates_primary_and_services(
     }
     assert routes(local_cluster, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
     assert "Initialization done! podinfo." + namespace in events(local_cluster, namespace)
+    # What Flagger's users and GitOps tools expect on generated objects.
+    hands_off = {
+        "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+        "helm.toolkit.fluxcd.io/driftDetection": "disabled",
+    }
+    for name in ("podinfo", "podinfo-primary", "podinfo-canary"):
+        metadata = local_cluster.get_json("service", name, "-n", namespace)["metadata"]
+        assert metadata["labels"]["app"] == name
+        assert hands_off.items() <= metadata["annotations"].items()
+    vs = local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)
+    assert vs["spec"]["gateways"] == ["mesh"]
+    assert hands_off.items() <= vs["metadata"]["annotations"].items()
+    condition = canary_status(local_cluster, namespace)["conditions"][0]
+    assert (condition["reason"], condition["message"]) == ("Initialized", "Deployment initialization completed.")
     printed = local_cluster.kubectl("get", "canary", "podinfo", "-n", namespace).stdout
     assert "Initialized" in printed and "WEIGHT" in printed
 

@@ -152,7 +152,7 @@ def test_defaults_never_override_what_is_set() -> None:
 
 def make_admission() -> Admission:
     store: Any = NoApi()
-    return Admission(store, store, "istio", 60, own_username=lambda: "system:serviceaccount:serin-system:serin")
+    return Admission(store, store, "istio", own_username=lambda: "system:serviceaccount:serin-system:serin")
 
 
 @pytest.mark.parametrize(
@@ -226,7 +226,7 @@ class CanaryList:
 
 def validation(request: dict[str, Any], canaries: list[dict[str, Any]] | None = None) -> Any:
     store: Any = CanaryList(canaries or [])
-    admission = Admission(store, store, "istio", 60, own_username=lambda: "serin")
+    admission = Admission(store, store, "istio", own_username=lambda: "serin")
     return admission.validate_canary({"namespace": "test", "dryRun": True, **request})
 
 
@@ -242,14 +242,22 @@ def test_target_may_not_change_while_progressing() -> None:
     assert validation({"operation": "UPDATE", "object": new, "oldObject": old}).allowed
 
 
-def test_short_interval_is_allowed_with_a_warning() -> None:
+def test_short_interval_is_allowed_as_is() -> None:
+    """The tick's Pod ticks as often as the Canaries need, down to the 10s minimum."""
     quick = json.loads(json.dumps(CANARY))
-    quick["spec"]["analysis"]["interval"] = "15s"
+    quick["spec"]["analysis"]["interval"] = "10s"
     verdict = validation({"operation": "CREATE", "object": quick})
-    assert verdict.allowed
-    assert verdict.warnings == [
-        "spec.analysis.interval 15s is shorter than the tick schedule (60s): steps will happen every 60s"
-    ]
+    assert (verdict.allowed, verdict.warnings) == (True, [])
+
+
+def test_a_flagger_canary_with_iterations_and_step_weight_is_admitted_with_a_warning() -> None:
+    both = json.loads(json.dumps(CANARY))
+    both["spec"]["analysis"]["iterations"] = 5
+    verdict = validation({"operation": "CREATE", "object": both})
+    assert (verdict.allowed, verdict.warnings) == (
+        True,
+        ["spec.analysis.stepWeight: ignored: iterations take precedence (A/B testing or blue/green)"],
+    )
 
 
 def test_second_canary_for_a_target_is_denied() -> None:

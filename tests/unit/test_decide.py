@@ -734,6 +734,21 @@ STEPS = [
     ),
     pytest.param(
         make_canary(),
+        status(Phase.PROMOTING, last_applied_spec="v2", canary_weight=20),
+        observe(
+            target=ready("podinfo", "v2", available_replicas=0),
+            routes=(80, 20),
+            primary=ready("podinfo-primary", "p2", source="v2", updated_replicas=1),
+        ),
+        Expect(
+            Phase.PROMOTING,
+            (ENSURE, SetRoutes(100, 0)),
+            (warning("canary deployment podinfo.test has no available pod: all traffic to the primary"),),
+        ),
+        id="promoting-never-leaves-traffic-on-a-canary-without-pods",
+    ),
+    pytest.param(
+        make_canary(),
         status(Phase.FINALISING, last_applied_spec="v2"),
         observe("v2", target_replicas=2, primary=ready("podinfo-primary", "p2", source="v2")),
         Expect(
