@@ -1,12 +1,16 @@
 """``POST /tick``: one analysis step for every due Canary (or one, with ``?namespace=&name=``).
 
 Options: ``dry_run=true`` decides and reports without applying; ``force=true`` ignores the
-interval wait. The caller authenticates with a Kubernetes bearer token and must be allowed to
-update canaries.serin.dev in the namespace (in every namespace for a full tick).
+interval wait; ``window=S`` says the caller ticked last S seconds ago (idle Canaries are checked
+once per interval, by the first tick after their time). The caller authenticates with a Kubernetes
+bearer token and must be allowed to update canaries.serin.dev in the namespace (in every namespace
+for a full tick). Every parameter is checked before any request to the API server is made from it.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -18,6 +22,10 @@ from serin.kube.store import KubeError
 blueprint = Blueprint("tick", __name__)
 
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
+# Kubernetes names: a namespace is a DNS label, a Canary's name a DNS subdomain.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+MAX_WINDOW_SECONDS = 86400.0
 
 
 class BadRequest(ValueError):
@@ -33,6 +41,28 @@ def _flag(name: str) -> bool:
     raise BadRequest(f"query parameter {name} must be true or false, not {value!r}")
 
 
+def _name(parameter: str, pattern: re.Pattern[str], what: str) -> str | None:
+    value = request.args.get(parameter) or None
+    if value is not None and not pattern.fullmatch(value):
+        raise BadRequest(f"query parameter {parameter} must be {what}, not {value[:100]!r}")
+    return value
+
+
+def _window() -> float | None:
+    value = request.args.get("window")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= MAX_WINDOW_SECONDS:
+        raise BadRequest(
+            f"query parameter window must be seconds between 0 and {MAX_WINDOW_SECONDS:.0f}, not {value[:100]!r}"
+        )
+    return seconds
+
+
 def _error(status: int, message: str, **headers: str) -> tuple[Response, int]:
     response = jsonify(error=message)
     response.headers.update(headers)
@@ -42,12 +72,15 @@ def _error(status: int, message: str, **headers: str) -> tuple[Response, int]:
 @blueprint.post("/tick")
 def tick() -> tuple[Response, int]:
     engine: Engine = current_app.extensions["serin"]
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length > limit:
+        return _error(400, f"body is larger than {limit} bytes; POST /tick needs none")
     try:
-        dry_run, force = _flag("dry_run"), _flag("force")
+        dry_run, force, window = _flag("dry_run"), _flag("force"), _window()
+        namespace = _name("namespace", _DNS_LABEL, "a namespace name (a DNS-1123 label)")
+        name = _name("name", _DNS_SUBDOMAIN, "a Canary name (a DNS-1123 subdomain)")
     except BadRequest as error:
         return _error(400, str(error))
-    namespace = request.args.get("namespace") or None
-    name = request.args.get("name") or None
     if name and not namespace:
         return _error(400, "name needs a namespace: POST /tick?namespace=NS&name=NAME")
 
@@ -71,7 +104,7 @@ def tick() -> tuple[Response, int]:
             detail = f" ({reason})" if reason else ""
             return _error(403, f"{identity.username} may not update canaries.serin.dev in {where}{detail}")
         started = time.monotonic()
-        reports = engine.reconciler.tick(namespace=namespace, name=name, force=force, dry_run=dry_run)
+        reports = engine.reconciler.tick(namespace=namespace, name=name, force=force, dry_run=dry_run, window=window)
     except KubeError as error:
         return _error(503, f"cannot reach the Kubernetes API: {error}")
     if name and not reports:

@@ -1,4 +1,4 @@
-"""``python -m localcluster build|up|down|status|env [--state DIR]``."""
+"""``python -m localcluster build|up|down|status|env [--state DIR]``, ``stop|start NAME``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Build and run a local Kubernetes control plane (etcd, kube-apiserver, "
         "controller-manager, scheduler, kwok nodes) with Prometheus and a traffic simulator.",
     )
-    parser.add_argument("command", choices=["build", "up", "down", "status", "env"])
+    parser.add_argument("command", choices=["build", "up", "down", "status", "env", "stop", "start"])
+    parser.add_argument(
+        "component", nargs="?", help="with stop and start: one component (prometheus, serin, simulator, ...)"
+    )
     parser.add_argument(
         "--state",
         type=Path,
@@ -60,7 +63,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if all(status.values()) else 1
         elif args.command == "env":
             print("\n".join(cluster.env_lines()))
-    except (BuildError, ClusterError) as error:
+        elif args.command in ("stop", "start"):
+            if not args.component:
+                parser.error(f"{args.command} needs the name of a component (see `status`)")
+            if args.command == "stop":
+                if not cluster.stop(args.component):
+                    print(f"{args.component} was not running", file=sys.stderr)
+            else:
+                cluster.start(args.component)
+    except (BuildError, ClusterError, KeyError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

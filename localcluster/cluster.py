@@ -29,7 +29,8 @@ from localcluster.processes import ClusterState
 from localcluster.prometheus import ensure_prometheus
 
 NODE_COUNT = 3
-SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+# A /16: every Canary has three Services, so a /24 ran out at about 83 Canaries.
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 STARTUP_TIMEOUT = 120.0
 
@@ -115,6 +116,14 @@ class LocalCluster:
         # etcd's data is disposable: a fresh `up` starts from an empty cluster.
         shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
         return stopped
+
+    def stop(self, name: str) -> bool:
+        """Stop one component (``prometheus``, ``serin``, ...), leaving the rest running."""
+        return processes.stop_one(name, self.state_dir)
+
+    def start(self, name: str) -> None:
+        """Start a stopped component again, on the same port, so every URL stays valid."""
+        processes.start_again(name, self.state_dir)
 
     def status(self) -> dict[str, bool]:
         return {name: processes.is_alive(pid, begun) for name, (pid, begun) in self.state().processes.items()}

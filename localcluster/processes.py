@@ -32,6 +32,9 @@ class ClusterState:
     ports: dict[str, int] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
+    # How each process was started (command and extra environment), to start it again the same
+    # way, on the same ports: fault tests stop a component and bring it back behind the same URL.
+    commands: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, state_dir: Path) -> ClusterState:
@@ -44,6 +47,7 @@ class ClusterState:
             ports=dict(data.get("ports", {})),
             urls=dict(data.get("urls", {})),
             paths=dict(data.get("paths", {})),
+            commands=dict(data.get("commands", {})),
         )
 
     def save(self, state_dir: Path) -> None:
@@ -97,8 +101,31 @@ def start(
             start_new_session=True,
         )
     state.processes[name] = [process.pid, start_time(process.pid)]
+    state.commands[name] = {"command": list(command), "env": dict(env or {})}
     state.save(state_dir)
     return process
+
+
+def stop_one(name: str, state_dir: Path) -> bool:
+    """Stop one recorded process (it stays recorded, to be started again); False if it was not running."""
+    state = ClusterState.load(state_dir)
+    pid, started = state.processes.get(name, (0, 0))
+    if not pid or not is_alive(pid, started):
+        return False
+    stop(pid)
+    return True
+
+
+def start_again(name: str, state_dir: Path) -> subprocess.Popen[bytes]:
+    """Start a stopped process exactly as it was started before (same command, same ports)."""
+    state = ClusterState.load(state_dir)
+    recorded = state.commands.get(name)
+    if recorded is None:
+        raise KeyError(f"no process {name!r} was started in {state_dir}")
+    pid, started = state.processes.get(name, (0, 0))
+    if pid and is_alive(pid, started):
+        raise RuntimeError(f"{name} is running (pid {pid}): stop it first")
+    return start(name, recorded["command"], state_dir, state, recorded["env"])
 
 
 def _proc_stat(pid: int) -> list[str] | None:

@@ -44,7 +44,7 @@ from serin.model import (
     InvalidCanary,
     parse_canary,
 )
-from serin.reconcile import Reconciler, workload_state
+from serin.reconcile import Reconciler, pending_of, workload_state
 from serin.status import CanaryStatus, Phase
 from serin.workloads import MANAGED_BY, MANAGED_BY_LABEL, TARGET_LABEL, template_hash
 
@@ -142,6 +142,54 @@ def defaults_patch(obj: Mapping[str, Any], default_provider: str) -> list[dict[s
     return patch
 
 
+def _names(spec: Mapping[str, Any]) -> tuple[str, str]:
+    """(target name, Service name) of a Canary's spec, the Service name defaulting to the target's."""
+    target = str(_mapping(spec.get("targetRef")).get("name") or "")
+    service = _mapping(spec.get("service")).get("name")
+    return target, service if isinstance(service, str) and service else target
+
+
+def _conflicts_with_others(
+    target: Mapping[str, Any], spec: Mapping[str, Any], others: list[dict[str, Any]]
+) -> list[FieldError]:
+    """What two Canaries in one namespace may not share: a target, a target that is the other's
+    primary, or Service names (each would rewrite the other's objects on every tick)."""
+    problems = []
+    mine_target, mine_service = _names(spec)
+    for other in others:
+        theirs = other["metadata"]["name"]
+        their_target, their_service = _names(other.get("spec") or {})
+        their_kind = _mapping(_mapping(other.get("spec")).get("targetRef")).get("kind")
+        if (their_kind, their_target) == (target.get("kind"), mine_target):
+            problems.append(
+                FieldError(
+                    "spec.targetRef", f"{target.get('kind')} {mine_target} is already the target of canary {theirs}"
+                )
+            )
+            continue
+        if mine_target == f"{their_target}-primary" or their_target == f"{mine_target}-primary":
+            problems.append(
+                FieldError(
+                    "spec.targetRef",
+                    f"Deployment {mine_target} and canary {theirs}'s target {their_target}: one is the other's "
+                    "primary, which Serin manages",
+                )
+            )
+        if {mine_service, f"{mine_service}-primary", f"{mine_service}-canary"} & {
+            their_service,
+            f"{their_service}-primary",
+            f"{their_service}-canary",
+        }:
+            problems.append(
+                FieldError(
+                    "spec.service.name",
+                    f"the Services of {mine_service!r} would be those of canary {theirs} ({their_service!r}): "
+                    "give this Canary another spec.service.name",
+                )
+            )
+    return problems
+
+
 # ---- the webhooks --------------------------------------------------------------------------
 
 
@@ -218,7 +266,7 @@ class Admission:
             return Verdict()
         if canary.revert_on_deletion and not request.get("dryRun"):
             try:
-                self.reconciler.revert(canary)
+                self.reconciler.objects.revert(canary)
             except Exception as error:  # the tick reverts before it lets the deletion finish
                 return Verdict(warnings=[f"could not restore {canary.target_ref.name} yet ({error}); the tick will"])
         return Verdict()
@@ -240,21 +288,10 @@ class Admission:
                         )
                     )
         target = _mapping(spec.get("targetRef"))
-        name = _mapping(obj.get("metadata")).get("name")
-        if target.get("name"):
-            for other in self.store.list_canaries(namespace):
-                other_target = other.get("spec", {}).get("targetRef", {})
-                if other["metadata"]["name"] != name and (other_target.get("kind"), other_target.get("name")) == (
-                    target.get("kind"),
-                    target.get("name"),
-                ):
-                    problems.append(
-                        FieldError(
-                            "spec.targetRef",
-                            f"{target.get('kind')} {target.get('name')} is already the target of canary "
-                            f"{other['metadata']['name']}",
-                        )
-                    )
+        if isinstance(target.get("name"), str) and target["name"]:
+            name = _mapping(obj.get("metadata")).get("name")
+            others = [other for other in self.store.list_canaries(namespace) if other["metadata"]["name"] != name]
+            problems.extend(_conflicts_with_others(target, spec, others))
         if isinstance(old, dict):
             old_status = CanaryStatus.from_dict(_mapping(old.get("status")))
             old_target = _mapping(_mapping(old.get("spec")).get("targetRef"))
@@ -281,7 +318,7 @@ class Admission:
             return [f"Deployment {canary.target_ref.name} not found: the canary starts once it exists"]
         try:
             primary = self.store.get_deployment(canary.namespace, canary.primary_name)
-            self.reconciler.ensure_objects(dataclasses.replace(canary, uid=""), target, primary)
+            self.reconciler.objects.ensure(dataclasses.replace(canary, uid=""), target, primary)
         except Exception as error:  # the tick repairs whatever this could not do
             return [f"could not create the primary objects yet ({error}); the next tick will"]
         threading.Thread(target=self._adopt_when_stored, args=(canary,), daemon=True).start()
@@ -302,8 +339,10 @@ class Admission:
                     target = self.store.get_deployment(current.namespace, current.target_ref.name)
                     if target is not None:
                         primary = self.store.get_deployment(current.namespace, current.primary_name)
-                        split = desired_split(current, CanaryStatus.from_dict(stored.get("status")))
-                        self.reconciler.ensure_objects(current, target, primary, split)
+                        status = CanaryStatus.from_dict(stored.get("status"))
+                        self.reconciler.objects.ensure(
+                            current, target, primary, desired_split(current, status), status.last_promoted_spec
+                        )
                     return
             except Exception as error:  # the next tick adopts them
                 LOG.warning("could not adopt the objects of canary %s yet: %s", canary.key, error)
@@ -352,12 +391,14 @@ class Admission:
         except InvalidCanary:
             return Verdict()
         status = CanaryStatus.from_dict(raw.get("status"))
+        now = self.clock()
         if status.phase in (None, Phase.INITIALIZING) or canary.suspend:
             return Verdict()
+        if status.claimed_until is not None and status.claimed_until > now:
+            return Verdict()  # a tick is taking a step of this Canary: it sees the revision next
         primary = workload_state(self.store.get_deployment(namespace, canary.primary_name))
         target = workload_state(dict(new))
         assert target is not None
-        now = self.clock()
         # Decided from the request and the status alone (the routes are taken to be as the status
         # says): the tick observes everything and repairs what differs.
         observation = Observation(
@@ -381,21 +422,29 @@ class Admission:
         if request.get("dryRun"):
             return Verdict(patch=patch)
         # Due at once: the next tick starts the analysis instead of waiting one more interval.
-        recorded = dataclasses.replace(decision.status, last_analysis_time=None)
+        pending = pending_of(decision, now)
+        recorded = decision.status.replace(last_analysis_time=None, claimed_until=None, pending=pending)
         try:
+            # Recorded first, as a tick does: a webhook that dies after this leaves nothing undone
+            # that the next tick does not complete.
+            version = self.store.write_canary_status(
+                namespace, canary.name, canary.resource_version, recorded.to_dict()
+            )
             for action in decision.actions:
                 if isinstance(action, SetRoutes):
                     self.reconciler.router_for(canary.provider).set_routes(
                         canary, action.primary_weight, action.canary_weight
                     )
-            self.store.write_canary_status(namespace, canary.name, canary.resource_version, recorded.to_dict())
         except Conflict:
             return Verdict(patch=patch)
         except Exception as error:  # the tick detects the revision by itself
             return Verdict(warnings=[f"canary {canary_name} not updated yet ({error}); the next tick will"])
-        for event in decision.events:
+        if pending is not None:
+            self.reconciler.send(canary, pending, recorded, now)
             with contextlib.suppress(KubeError):
-                self.store.record_event(canary, event.type, event.reason, event.message, now)
+                self.store.write_canary_status(
+                    namespace, canary.name, version, recorded.replace(pending=None).to_dict()
+                )
         return Verdict(patch=patch)
 
     def validate_deployment(self, request: Mapping[str, Any]) -> Verdict:

@@ -23,6 +23,7 @@ This is a purely computational module: no Kubernetes client, no HTTP, no clock.
 from __future__ import annotations
 
 import datetime
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -37,6 +38,9 @@ Need = HookType | Literal["metrics"]
 # Steps in a row that may hold because a metrics backend or a hook cannot be reached; from the
 # next one on, each such step counts as a failed check (Argo Rollouts' consecutiveErrorLimit is 4).
 UNAVAILABLE_LIMIT = 4
+# Forced steps (``force=true``) skip the interval, but never come closer together than this: a burst
+# of forced ticks takes one step, not one each.
+MIN_FORCED_STEP_SECONDS = 1.0
 # A tick this early is still in time for a step (CronJob and Pod start-up jitter): 10% of the
 # interval, at most 5 seconds.
 DUE_TOLERANCE_FRACTION = 0.1
@@ -126,6 +130,11 @@ class Observation:
     duplicate_of: str | None = None
     # The split the routing objects hold now; None when they do not exist (or reach no canary).
     routes: Split | None = ALL_ON_PRIMARY
+    # Whether the primary still runs the promoted revision as recorded: None when not checked (its
+    # spec has not changed since it last was), False when it drifted (someone edited it).
+    primary_intact: bool | None = None
+    # Hashes of the primary's own copies of the configs (by the original's key): what it runs.
+    primary_config_hashes: Mapping[str, str] | None = None
     hooks: Mapping[HookType, tuple[HookResult, ...]] = field(default_factory=dict)
     # One reading per metric of the analysis, in the same order; None until gathered.
     metrics: tuple[MetricReading, ...] | None = None
@@ -151,8 +160,12 @@ class SetRoutes:
 
 
 @dataclass(frozen=True)
-class PromotePrimary:
-    """Copy the target's pod template and configs into the primary."""
+class CopyToPrimary:
+    """Make the primary run ``revision`` (a pod template hash): promote the analysed revision, or put
+    the promoted one back. Copied from the revision Serin recorded, never from whatever the target
+    holds by then."""
+
+    revision: str
 
 
 @dataclass(frozen=True)
@@ -162,7 +175,7 @@ class RunHooks:
     hook_type: HookType
 
 
-Action = EnsureObjects | ScaleTarget | SetRoutes | PromotePrimary | RunHooks
+Action = EnsureObjects | ScaleTarget | SetRoutes | CopyToPrimary | RunHooks
 
 
 @dataclass(frozen=True)
@@ -196,14 +209,40 @@ def due_tolerance_seconds(canary: Canary) -> float:
     return min(MAX_DUE_TOLERANCE_SECONDS, DUE_TOLERANCE_FRACTION * canary.analysis.interval_seconds)
 
 
+# Ticks come at least once a minute (the CronJob); an idle Canary is checked at the first tick after
+# each of its interval's boundaries, unless the caller says when it ticked last.
+DEFAULT_TICK_WINDOW_SECONDS = 60.0
+
+
 def _due_at(canary: Canary, status: CanaryStatus) -> datetime.datetime | None:
     if status.phase in (None, Phase.INITIALIZING) or status.last_analysis_time is None:
         return None
     return status.last_analysis_time + datetime.timedelta(seconds=canary.analysis.interval_seconds)
 
 
-def is_due(canary: Canary, status: CanaryStatus, now: datetime.datetime) -> bool:
-    """Due one interval after the last step was due, accepting a tick a little early."""
+def _idle_boundary(canary: Canary, now: datetime.datetime) -> float:
+    """The last boundary of an idle Canary's own grid before ``now`` (Unix seconds).
+
+    Boundaries are one interval apart, offset per Canary (from its uid) so that many idle
+    Canaries are not all checked by the same tick.
+    """
+    interval = canary.analysis.interval_seconds
+    offset = int(hashlib.sha256(canary.uid.encode()).hexdigest()[:8], 16) % max(1, int(interval))
+    stamp = now.timestamp() - offset
+    return stamp - stamp % interval + offset
+
+
+def is_due(canary: Canary, status: CanaryStatus, now: datetime.datetime, window: float | None = None) -> bool:
+    """Whether this tick takes a step of this Canary.
+
+    During a release: one interval after the last step was due, accepting a tick a little early.
+    Idle (between releases) nothing is recorded per check, so no status is written: the Canary is
+    checked when a boundary of its own grid falls within the ``window`` seconds since the caller's
+    previous tick.
+    """
+    if status.phase in IDLE_PHASES and status.last_analysis_time is not None:
+        span = DEFAULT_TICK_WINDOW_SECONDS if window is None else window
+        return now.timestamp() - _idle_boundary(canary, now) < max(span, due_tolerance_seconds(canary))
     due = _due_at(canary, status)
     return due is None or (due - now).total_seconds() <= due_tolerance_seconds(canary)
 
@@ -214,19 +253,28 @@ def seconds_until_due(canary: Canary, status: CanaryStatus, now: datetime.dateti
 
 
 def next_step_in(canary: Canary, status: CanaryStatus, now: datetime.datetime) -> float | None:
-    """Seconds until this Canary wants its next tick; None while it is suspended (only an edit of it
-    changes that). A Canary that is initializing is looked at once per interval."""
-    if canary.suspend:
+    """Seconds until this Canary wants its next tick; None when no tick sooner than the CronJob's
+    next one will move it: suspended, or idle (a new revision is seen by the Deployment webhook at
+    once, and made due). A Canary that is initializing is looked at once per interval."""
+    if canary.suspend or (status.phase in IDLE_PHASES and status.last_analysis_time is not None):
         return None
     if status.phase in (None, Phase.INITIALIZING):
         return canary.analysis.interval_seconds
     return seconds_until_due(canary, status, now)
 
 
-def waiting_for_interval(canary: Canary, status: CanaryStatus, now: datetime.datetime, force: bool) -> str | None:
+def waiting_for_interval(
+    canary: Canary, status: CanaryStatus, now: datetime.datetime, force: bool, window: float | None = None
+) -> str | None:
     """Why this Canary takes no step now, or None when it is due (or forced)."""
-    if force or is_due(canary, status, now):
+    if force and status.phase not in IDLE_PHASES and status.last_analysis_time is not None:
+        since = (now - status.last_analysis_time).total_seconds()
+        if 0 <= since < MIN_FORCED_STEP_SECONDS:
+            return f"a step was taken {since:.1f}s ago: forced steps are at least {MIN_FORCED_STEP_SECONDS:g}s apart"
+    if force or is_due(canary, status, now, window):
         return None
+    if status.phase in IDLE_PHASES:
+        return "idle: not checked by this tick"
     return f"not due: next step in {seconds_until_due(canary, status, now):.0f}s"
 
 
@@ -318,9 +366,14 @@ def decide(
     observation: Observation,
     now: datetime.datetime,
     force: bool = False,
+    window: float | None = None,
 ) -> Decision:
-    """One step for one Canary. Pure: same inputs, same Decision."""
-    decision = _decide(canary, status, observation, now, force)
+    """One step for one Canary. Pure: same inputs, same Decision.
+
+    ``window``: seconds since the caller's previous tick, which decides whether an idle Canary is
+    checked (see ``is_due``); ``force`` takes the step whatever the schedule says.
+    """
+    decision = _decide(canary, status, observation, now, force, window)
     if decision.needs:
         # Asking for results is not a step: nothing may change until they are in.
         return Decision(status, decision.summary, needs=decision.needs)
@@ -328,7 +381,12 @@ def decide(
 
 
 def _decide(
-    canary: Canary, status: CanaryStatus, observation: Observation, now: datetime.datetime, force: bool
+    canary: Canary,
+    status: CanaryStatus,
+    observation: Observation,
+    now: datetime.datetime,
+    force: bool,
+    window: float | None,
 ) -> Decision:
     step = _Step(canary, status, observation, now)
     if canary.suspend:
@@ -340,24 +398,52 @@ def _decide(
         return _target_missing(step)
     if status.phase in (None, Phase.INITIALIZING):
         return _with_objects(_initialize(step))
-    waiting = waiting_for_interval(canary, status, now, force)
+    waiting = waiting_for_interval(canary, status, now, force, window)
     if waiting:
         return Decision(status, waiting)
 
-    stepped = status.replace(last_analysis_time=_scheduled(canary, status, now, force))
-    step = _Step(canary, stepped.replace(observed_generation=canary.generation), observation, now)
-    if status.phase is Phase.FAILED and not status.last_promoted_spec:
-        # Initialization failed (the primary never became ready): keep trying, once per interval.
-        return _with_objects(_initialize(step))
     if status.phase in IDLE_PHASES:
-        return _with_objects(_idle(step))
+        # Nothing about a check is recorded: an idle Canary that needs nothing costs no write.
+        step = _Step(canary, status.replace(observed_generation=canary.generation), observation, now)
+        if status.phase is Phase.FAILED and not status.last_promoted_spec:
+            # Initialization failed (the primary never became ready): keep trying.
+            return _with_objects(_initialize(step))
+        return _with_objects(_keep_primary(step, _idle(step)))
+    stepped = status.replace(
+        last_analysis_time=_scheduled(canary, status, now, force), observed_generation=canary.generation
+    )
+    step = _Step(canary, stepped, observation, now)
     if status.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION):
-        return _with_objects(_progress(step))
+        return _with_objects(_keep_primary(step, _progress(step)))
     if status.phase is Phase.PROMOTING:
         return _with_objects(_promoting(step))
     if status.phase is Phase.FINALISING:
         return _with_objects(_finalise(step))
     return Decision(status, f"nothing to do in phase {status.phase.value if status.phase else 'none'}")
+
+
+def _keep_primary(step: _Step, decision: Decision) -> Decision:
+    """The primary runs the promoted revision: an edit of it is undone, with a Warning, and a check
+    that found it intact is recorded (so it is not checked again until its spec changes)."""
+    intact, primary, promoted = (
+        step.observation.primary_intact,
+        step.observation.primary,
+        step.status.last_promoted_spec,
+    )
+    if decision.needs or intact is None or primary is None or not promoted:
+        return decision
+    if any(isinstance(action, CopyToPrimary) for action in decision.actions):
+        return decision  # the primary is being given a revision anyway
+    if intact:
+        checked = decision.status.replace(primary_generation=primary.generation)
+        return Decision(checked, decision.summary, decision.actions, decision.events)
+    restored = _warning(f"{step.primary} drifted from the promoted revision {promoted}: restored")
+    return Decision(
+        decision.status,
+        f"{decision.summary}; the primary drifted: restored",
+        (*decision.actions, CopyToPrimary(promoted)),
+        (*decision.events, restored),
+    )
 
 
 def _with_objects(decision: Decision) -> Decision:
@@ -429,7 +515,11 @@ def _initialize(step: _Step) -> Decision:
         iterations=0,
         last_applied_spec=running,
         last_promoted_spec=running,
-        tracked_configs=dict(step.observation.config_hashes),
+        tracked_configs=dict(
+            step.observation.config_hashes
+            if step.observation.primary_config_hashes is None
+            else step.observation.primary_config_hashes
+        ),
         last_analysis_time=step.now,
         observed_generation=step.canary.generation,
         waiting_since=None,
@@ -520,6 +610,7 @@ def _restart(step: _Step) -> CanaryStatus:
         last_applied_spec=target.template_hash,
         tracked_configs=dict(step.observation.config_hashes),
         last_transition_time=step.now,
+        last_analysis_time=step.now,
         waiting_since=None,
         unavailable_steps=0,
     )
@@ -902,7 +993,7 @@ def _promote(step: _Step, why: str, *events: Event) -> Decision:
     return step.decision(
         f"{why}: promoting",
         promoting,
-        (PromotePrimary(),),
+        (CopyToPrimary(step.status.last_applied_spec),),
         *events,
         _normal(f"Copying {step.target} template spec to {step.primary}"),
     )
@@ -925,7 +1016,9 @@ def _promoting(step: _Step) -> Decision:
             return step.decision(message, status, (SetRoutes(*ALL_ON_PRIMARY),), _warning(message))
     if primary is None or primary.source_hash != status.last_applied_spec:
         # The copy did not land (or was undone): do it again.
-        return step.decision("copying the target's template to the primary", status, (PromotePrimary(),))
+        return step.decision(
+            "copying the analysed revision to the primary", status, (CopyToPrimary(status.last_applied_spec),)
+        )
     why = primary.not_ready_because(step.canary.analysis.primary_ready_threshold)
     if why is not None:
         message = f"{step.primary} not ready: {why}"

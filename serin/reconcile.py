@@ -1,13 +1,17 @@
-"""One tick: observe each due Canary, let ``decide`` choose, apply the actions, write the status.
+"""One tick: observe each due Canary, let ``decide`` choose, record the status, then act.
 
-The order of writes is what makes a tick crash-safe and concurrency-safe: the actions set absolute
-values (a replica count, a weight) and are harmless to repeat; the status is written last, whole,
-with the resourceVersion that was read, so of two ticks racing on one Canary only one advances it —
-the other's write fails with a conflict and it reports that. Events and notification hooks follow a
-successful status write, so the loser of a race sends none.
+The order of writes is what makes a tick crash-safe and concurrency-safe. The new status is
+written first, whole, with the resourceVersion that was read: of two ticks racing on one Canary
+only one gets it stored, and the other does nothing at all. A step that must ask hooks (calls with
+effects of their own) claims the Canary with a status write before asking, so a racing tick does
+not ask them too. Only then are the actions carried out; each sets an absolute value the status
+implies (a weight, a replica count, a revision on the primary), so a tick that dies after the status
+was written leaves a state the next one completes. Events and notification hooks are recorded in
+that same status write and sent afterwards; a tick that finds some still recorded sends them, and
+an Event sent twice for one step is counted once.
 
-A tick where no Canary is due costs one request: the list of Canaries. A suspended Canary costs
-none beyond it either.
+A tick where no Canary is due costs one request: the list of Canaries. A suspended Canary, or an
+idle one that needs nothing, costs none beyond it either, and no write.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import dataclasses
 import datetime
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,12 +31,12 @@ from serin import telemetry
 from serin.decide import (
     ALL_ON_PRIMARY,
     METRICS,
+    CopyToPrimary,
     Decision,
     EnsureObjects,
     MetricReading,
     Need,
     Observation,
-    PromotePrimary,
     RunHooks,
     ScaleTarget,
     SetRoutes,
@@ -46,6 +51,7 @@ from serin.kube.store import Conflict, KubeError, KubeStore
 from serin.metrics.builtin import query_for
 from serin.model import FINALIZER, Canary, HookType, InvalidCanary, Metric, parse_canary
 from serin.notify.webhooks import event_payload, hook_payload
+from serin.objects import CanaryObjects
 from serin.ports import (
     HookCaller,
     HookResult,
@@ -56,21 +62,12 @@ from serin.ports import (
     SerinError,
     TemporaryError,
 )
-from serin.status import CanaryStatus, Phase
+from serin.status import IDLE_PHASES, CanaryStatus, Pending, Phase, format_time
 from serin.workloads import (
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
     SOURCE_HASH_ANNOTATION,
-    TARGET_LABEL,
     WorkloadError,
     config_hash,
     config_key,
-    owner_reference,
-    primary_config,
-    primary_deployment,
-    primary_pod_template,
-    selector_label,
-    services,
     template_hash,
     tracked_configs,
 )
@@ -79,6 +76,11 @@ LOG = logging.getLogger("serin.reconcile")
 
 # Gathering results may unlock a later gate in the same step (metrics, then confirm-promotion).
 MAX_DECISION_ROUNDS = 5
+# How long a claim keeps other ticks away from a Canary whose step asks hooks: longer than a step
+# takes, short enough that a tick that died holding it delays the Canary little.
+CLAIM_SECONDS = 120.0
+# Phases in which the primary must run the promoted revision (checked when its spec changed).
+PRIMARY_KEPT_PHASES = IDLE_PHASES | {Phase.PROGRESSING, Phase.WAITING_PROMOTION}
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,10 @@ def duplicate_owner(canary: Canary, raw: Mapping[str, Any], others: Sequence[Map
     return None
 
 
+class Lost(Exception):
+    """Another tick stored a newer status of this Canary first: this one does nothing more."""
+
+
 class Reconciler:
     def __init__(
         self,
@@ -182,6 +188,7 @@ class Reconciler:
     ) -> None:
         self.store = store
         self.router_for = router_for
+        self.objects = CanaryObjects(store, router_for)
         self.metrics_for = metrics_for
         self.hooks = hooks
         self.default_metrics_server = default_metrics_server
@@ -191,8 +198,14 @@ class Reconciler:
     # ---- the tick ----------------------------------------------------------------------------
 
     def tick(
-        self, namespace: str | None = None, name: str | None = None, force: bool = False, dry_run: bool = False
+        self,
+        namespace: str | None = None,
+        name: str | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+        window: float | None = None,
     ) -> list[StepReport]:
+        """One step for every due Canary. ``window``: seconds since the caller's previous tick."""
         started = time.monotonic()
         raw_canaries = self.store.list_canaries(namespace)
         telemetry.record_counts(Counter(c.get("metadata", {}).get("namespace", "") for c in raw_canaries))
@@ -204,7 +217,10 @@ class Reconciler:
             report = StepReport(name=metadata.get("name", ""), namespace=metadata.get("namespace", ""))
             step_started = time.monotonic()
             try:
-                self.step(raw, raw_canaries, report, force=force, dry_run=dry_run)
+                self.step(raw, raw_canaries, report, force=force, dry_run=dry_run, window=window)
+            except Lost:
+                report.summary = "another tick stored a newer status of this canary first: this one did nothing"
+                report.events, report.applied = [], False
             except (SerinError, WorkloadError) as error:
                 # One failing Canary never stops the others.
                 report.error = str(error)
@@ -225,6 +241,7 @@ class Reconciler:
         report: StepReport,
         force: bool = False,
         dry_run: bool = False,
+        window: float | None = None,
     ) -> None:
         status = CanaryStatus.from_dict(raw.get("status"))
         report.record(status)
@@ -237,19 +254,37 @@ class Reconciler:
         if raw.get("metadata", {}).get("deletionTimestamp"):
             self.finish_deletion(canary, raw, report, now, dry_run)
             return
+        if status.claimed_until is not None and status.claimed_until > now:
+            report.summary = (
+                f"another tick is taking a step of this canary (claimed until {format_time(status.claimed_until)})"
+            )
+            return
         # Decide cheaply whether to look closer: a Canary that is not due costs no request, and a
         # suspended one needs nothing observed.
-        waiting = None if canary.suspend else waiting_for_interval(canary, status, now, force)
+        waiting = None if canary.suspend else waiting_for_interval(canary, status, now, force, window)
         report.next_step_in_seconds = next_step_in(canary, status, now)
-        if waiting:
+        if waiting and status.pending is None:
             report.summary = waiting
             return
-        if canary.suspend:
+        if canary.suspend or waiting:
             observed = Observed(Observation(target=None, primary=None), None, None)
         else:
-            observed = self.observe(canary, raw, others)
+            observed = self.observe(canary, raw, others, status)
+        if status.pending is not None and not dry_run:
+            # A tick recorded these and may have died before sending them.
+            self.send(canary, status.pending, status, now)
         observation = observed.observation
-        decision = decide(canary, status, observation, now, force=force)
+        decision = (
+            Decision(status, waiting)
+            if waiting
+            else decide(canary, status, observation, now, force=force, window=window)
+        )
+        version = canary.resource_version
+        if any(isinstance(need, HookType) for need in decision.needs) and not dry_run:
+            # Hooks act on their own (a load test starts): claim the step so that no racing tick
+            # asks them too.
+            status = status.replace(claimed_until=now + datetime.timedelta(seconds=CLAIM_SECONDS))
+            version = self.write_status(canary, version, status)
         for _ in range(MAX_DECISION_ROUNDS):
             if not decision.needs:
                 break
@@ -257,7 +292,7 @@ class Reconciler:
                 report.summary = f"would call hooks: {', '.join(str(n) for n in decision.needs)} (dry run)"
                 return
             observation = self.gather(canary, decision.needs, observation, status)
-            decision = decide(canary, status, observation, now, force=force)
+            decision = decide(canary, status, observation, now, force=force, window=window)
         report.summary = decision.summary
         report.actions = [describe(action) for action in decision.actions]
         report.events = [event.message for event in decision.events]
@@ -265,18 +300,14 @@ class Reconciler:
             report.record(decision.status)
             return
 
-        if observed.target is not None:
-            self.apply(canary, decision, observed)
-        new_status = decision.status
+        # A step that changes the status records what it will send in the same write, so that a
+        # tick dying before sending loses nothing. A step that changes nothing (a repeated warning)
+        # sends without writing: losing a repeat is harmless, a write per check is not.
+        changed = decision.status != status.replace(claimed_until=None, pending=None)
+        pending = pending_of(decision, now)
+        new_status = decision.status.replace(claimed_until=None, pending=pending if changed else None)
         if new_status != status:
-            try:
-                self.store.write_canary_status(
-                    canary.namespace, canary.name, canary.resource_version, new_status.to_dict()
-                )
-            except Conflict:
-                report.summary = "another tick advanced this canary first; nothing recorded"
-                report.events = []
-                return
+            version = self.write_status(canary, version, new_status)
         report.applied = True
         report.record(new_status)
         report.next_step_in_seconds = next_step_in(canary, new_status, now)
@@ -290,11 +321,26 @@ class Reconciler:
         if new_status.phase != status.phase and new_status.phase in (Phase.SUCCEEDED, Phase.FAILED):
             outcome = "succeeded" if new_status.phase is Phase.SUCCEEDED else "failed"
             telemetry.CANARY_RESULTS.labels(canary.name, canary.namespace, outcome).inc()
-        self.announce(canary, decision, now)
+        if observed.target is not None:
+            self.apply(canary, decision, observed, new_status)
+        if pending is not None:
+            self.send(canary, pending, new_status, now)
+            if new_status.pending is not None:
+                with contextlib.suppress(KubeError, Lost):  # still recorded: the next tick sends none twice
+                    self.write_status(canary, version, new_status.replace(pending=None))
+
+    def write_status(self, canary: Canary, version: str, status: CanaryStatus) -> str:
+        """Store the whole status if the Canary is still at ``version``; its new version, or Lost."""
+        try:
+            return self.store.write_canary_status(canary.namespace, canary.name, version, status.to_dict())
+        except Conflict:
+            raise Lost() from None
 
     # ---- observing ---------------------------------------------------------------------------
 
-    def observe(self, canary: Canary, raw: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> Observed:
+    def observe(
+        self, canary: Canary, raw: Mapping[str, Any], others: Sequence[Mapping[str, Any]], status: CanaryStatus
+    ) -> Observed:
         target = self.store.get_deployment(canary.namespace, canary.target_ref.name)
         primary = self.store.get_deployment(canary.namespace, canary.primary_name)
         hashes: dict[str, str] = {}
@@ -307,12 +353,27 @@ class Reconciler:
         if target is not None:
             current = self.router_for(canary.provider).get_routes(canary)
             routes = None if current is None else (current.primary_weight, current.canary_weight)
+        intact, primary_configs = None, None
+        if primary is not None and status.phase in (None, Phase.INITIALIZING):
+            primary_configs = self.objects.primary_config_hashes(canary, primary)
+        primary_state = workload_state(primary)
+        if (
+            primary_state is not None
+            and status.phase in PRIMARY_KEPT_PHASES
+            and status.last_promoted_spec
+            and primary_state.generation != status.primary_generation
+        ):
+            # Its spec changed since it was last checked (a scale, an edit): check it runs the
+            # promoted revision.
+            intact = self.objects.primary_runs(canary, primary or {}, status.last_promoted_spec)
         observation = Observation(
             target=workload_state(target),
-            primary=workload_state(primary),
+            primary=primary_state,
             config_hashes=hashes,
             duplicate_of=duplicate_owner(canary, raw, others),
             routes=routes,
+            primary_intact=intact,
+            primary_config_hashes=primary_configs,
         )
         return Observed(observation, target, primary)
 
@@ -360,7 +421,7 @@ class Reconciler:
 
     # ---- acting ------------------------------------------------------------------------------
 
-    def apply(self, canary: Canary, decision: Decision, observed: Observed) -> None:
+    def apply(self, canary: Canary, decision: Decision, observed: Observed, status: CanaryStatus) -> None:
         """Carry out the decision's actions, in order. The routing objects are written once: with
         EnsureObjects, already carrying the split the decision's SetRoutes ask for."""
         namespace, target = canary.namespace, observed.target
@@ -369,7 +430,7 @@ class Reconciler:
         ensured = False
         for action in decision.actions:
             if isinstance(action, EnsureObjects):
-                self.ensure_objects(canary, target, observed.primary, split)
+                self.objects.ensure(canary, target, observed.primary, split, status.last_promoted_spec)
                 ensured = True
             elif isinstance(action, ScaleTarget):
                 current = observed.observation.target.replicas if observed.observation.target else None
@@ -377,90 +438,34 @@ class Reconciler:
                     self.store.scale_deployment(namespace, canary.target_ref.name, action.replicas)
             elif isinstance(action, SetRoutes) and not ensured:
                 self.router_for(canary.provider).set_routes(canary, action.primary_weight, action.canary_weight)
-            elif isinstance(action, PromotePrimary):
-                self.promote(canary, target)
-            # RunHooks are notifications, sent after the status is stored (see ``announce``).
+            elif isinstance(action, CopyToPrimary):
+                promoting = action.revision == status.last_applied_spec != status.last_promoted_spec
+                # Promotion gives the primary the canary's replicas, as Flagger does; a repair
+                # leaves the primary's own.
+                replicas = observed.observation.target.replicas if promoting and observed.observation.target else None
+                self.objects.copy_to_primary(canary, action.revision, target, replicas or None)
+            # RunHooks are notifications, sent after the status is stored (see ``send``).
 
-    def ensure_objects(
-        self,
-        canary: Canary,
-        target: Mapping[str, Any],
-        primary: Mapping[str, Any] | None,
-        split: Split = ALL_ON_PRIMARY,
-    ) -> None:
-        """Create what is missing, adopt what has no owner yet, and route ``split``.
-
-        ``primary`` is as last read. Never overwrites the primary's template: that is promotion's
-        job. Objects that admission created before the Canary was stored carry no ownerReference;
-        they get one here. Generated Services are written whole; a Service the user made before the
-        Canary only has its selector pointed at the right pods.
-        """
-        namespace = canary.namespace
-        labels = target.get("metadata", {}).get("labels") or {}
-        if labels.get(TARGET_LABEL) != canary.name:
-            # The Deployment webhook selects targets by this label.
-            self.store.patch(
-                "Deployment", namespace, canary.target_ref.name, {"metadata": {"labels": {TARGET_LABEL: canary.name}}}
-            )
-        configs = tracked_configs(target)
-        for kind, name in sorted(configs):
-            copy_name = f"{name}-primary"
-            existing = self.store.get_config(kind, namespace, copy_name)
-            if existing is None:
-                source = self.store.get_config(kind, namespace, name)
-                if source is not None:
-                    self.store.create(primary_config(canary, source))
-            else:
-                self._adopt(canary, existing)
-        if primary is None:
-            replicas = max(1, int(target.get("spec", {}).get("replicas") or 1))
-            self.store.create(primary_deployment(canary, target, configs, replicas=replicas))
-        else:
-            self._adopt(canary, primary)
-        for wanted in services(canary, target):
-            name = wanted["metadata"]["name"]
-            existing = self.store.get_service(namespace, name)
-            if existing is None:
-                self.store.create(wanted)
-            elif (existing["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY:
-                if not _contains(existing, wanted):
-                    self.store.patch("Service", namespace, name, _service_patch(existing, wanted))
-            elif existing.get("spec", {}).get("selector") != wanted["spec"]["selector"]:
-                self.store.patch("Service", namespace, name, {"spec": {"selector": wanted["spec"]["selector"]}})
-        self.router_for(canary.provider).reconcile(canary, split)
+    def send(self, canary: Canary, pending: Pending, status: CanaryStatus, now: datetime.datetime) -> None:
+        """Events on the Canary, event hooks and notification hooks a step recorded."""
+        phase = status.phase.value if status.phase else ""
+        for event_type, reason, message in pending.events:
+            try:
+                self.store.record_event(canary, event_type, reason, message, now, step=pending.step)
+            except KubeError as error:
+                LOG.warning("could not record event on %s: %s", canary.key, error)
+            for hook in canary.analysis.hooks(HookType.EVENT):
+                self.hooks.call(
+                    hook,
+                    event_payload(canary, phase, status.last_applied_spec, hook, message, event_type, now),
+                )
+        for hook_type in pending.hooks:
+            for hook in canary.analysis.hooks(HookType(hook_type)):
+                result = self.hooks.call(hook, hook_payload(canary, phase, status.last_applied_spec, hook))
+                if not result.ok:
+                    LOG.warning("%s hook %s of %s failed: %s", hook_type, hook.name, canary.key, result.message)
 
     # ---- deletion ----------------------------------------------------------------------------
-
-    def revert(self, canary: Canary) -> bool:
-        """Give the target its traffic back, as before the Canary; True once the target is ready.
-
-        The target is scaled to the primary's replicas and the apex Service, kept (no owner any
-        more) so that clients keep their address, selects the target's pods. The routes go back to
-        100/0 until the garbage collector removes them with the primary and the other Services.
-        """
-        namespace = canary.namespace
-        target = self.store.get_deployment(namespace, canary.target_ref.name)
-        if target is None:
-            return True
-        primary = self.store.get_deployment(namespace, canary.primary_name)
-        replicas = int((primary or {}).get("spec", {}).get("replicas") or 0) or max(
-            1, int(target.get("spec", {}).get("replicas") or 1)
-        )
-        if target.get("spec", {}).get("replicas") != replicas:
-            self.store.scale_deployment(namespace, canary.target_ref.name, replicas)
-        key, value = selector_label(target)
-        apex = self.store.get_service(namespace, canary.service.name)
-        if apex is not None and (apex.get("metadata", {}).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY:
-            self.store.patch(
-                "Service",
-                namespace,
-                canary.service.name,
-                {"metadata": {"ownerReferences": None}, "spec": {"selector": {key: value}}},
-            )
-        with contextlib.suppress(SerinError):
-            self.router_for(canary.provider).finalize(canary)
-        state = workload_state(target)
-        return state is not None and state.available_replicas >= replicas
 
     def finish_deletion(
         self, canary: Canary, raw: Mapping[str, Any], report: StepReport, now: datetime.datetime, dry_run: bool
@@ -473,7 +478,7 @@ class Reconciler:
         if dry_run:
             report.summary = "would give the target its traffic back and let the deletion finish (dry run)"
             return
-        if not self.revert(canary):
+        if not self.objects.revert(canary):
             report.summary = f"being deleted: waiting for {canary.target_ref.name} to be ready before the primary goes"
             return
         finalizers.remove(FINALIZER)
@@ -490,96 +495,11 @@ class Reconciler:
                 canary, "Normal", "Synced", f"Canary deleted: {canary.target_ref.name}.{canary.namespace} restored", now
             )
 
-    def _adopt(self, canary: Canary, obj: Mapping[str, Any]) -> None:
-        metadata = obj.get("metadata", {})
-        references = metadata.get("ownerReferences") or []
-        if not canary.uid or any(reference.get("uid") == canary.uid for reference in references):
-            return
-        if (metadata.get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY:
-            return  # never take over somebody else's object
-        self.store.patch(
-            obj.get("kind", "Deployment"),
-            canary.namespace,
-            metadata["name"],
-            {"metadata": {"ownerReferences": [*references, owner_reference(canary)]}},
-        )
 
-    def promote(self, canary: Canary, target: dict[str, Any]) -> None:
-        """Copy the target's configs and pod template into the primary (replicas stay the primary's)."""
-        namespace = canary.namespace
-        configs = tracked_configs(target)
-        for kind, name in sorted(configs):
-            source = self.store.get_config(kind, namespace, name)
-            if source is None:
-                continue
-            wanted = primary_config(canary, source)
-            existing = self.store.get_config(kind, namespace, f"{name}-primary")
-            if existing is None:
-                self.store.create(wanted)
-            else:
-                wanted["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-                self.store.replace(wanted)
-        primary = self.store.get_deployment(namespace, canary.primary_name)
-        if primary is None:
-            self.store.create(primary_deployment(canary, target, configs))
-            return
-        primary["spec"]["template"] = primary_pod_template(target, configs, selector_label(target))
-        annotations = primary["metadata"].setdefault("annotations", {})
-        annotations[SOURCE_HASH_ANNOTATION] = template_hash(target)
-        primary["metadata"].setdefault("labels", {})[MANAGED_BY_LABEL] = MANAGED_BY
-        self.store.replace(primary)
-
-    def announce(self, canary: Canary, decision: Decision, now: datetime.datetime) -> None:
-        """Events on the Canary, event hooks, and post-rollout notifications, after the status landed."""
-        phase = decision.status.phase.value if decision.status.phase else ""
-        for event in decision.events:
-            try:
-                self.store.record_event(canary, event.type, event.reason, event.message, now)
-            except KubeError as error:
-                LOG.warning("could not record event on %s: %s", canary.key, error)
-            for hook in canary.analysis.hooks(HookType.EVENT):
-                self.hooks.call(
-                    hook,
-                    event_payload(
-                        canary,
-                        phase,
-                        decision.status.last_applied_spec,
-                        hook,
-                        event.message,
-                        event.type,
-                        now,
-                    ),
-                )
-        for action in decision.actions:
-            if isinstance(action, RunHooks):
-                for hook in canary.analysis.hooks(action.hook_type):
-                    result = self.hooks.call(hook, hook_payload(canary, phase, decision.status.last_applied_spec, hook))
-                    if not result.ok:
-                        LOG.warning(
-                            "%s hook %s of %s failed: %s", action.hook_type.value, hook.name, canary.key, result.message
-                        )
-
-
-def _service_patch(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
-    """A merge patch that makes a generated Service what the Canary says: its ports and selector
-    whole (a merge patch replaces lists), its labels and annotations merged, our owner added."""
-    references = list(existing["metadata"].get("ownerReferences") or [])
-    for reference in wanted["metadata"].get("ownerReferences") or []:
-        if all(known.get("uid") != reference["uid"] for known in references):
-            references.append(reference)
-    metadata = {key: wanted["metadata"].get(key) for key in ("labels", "annotations") if key in wanted["metadata"]}
-    if references:
-        metadata["ownerReferences"] = references
-    return {"metadata": metadata, "spec": dict(wanted["spec"])}
-
-
-def _contains(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    """Whether every field of ``wanted`` is already in ``stored`` as wanted (lists compared whole)."""
-    for key, value in wanted.items():
-        if isinstance(value, Mapping):
-            inner = stored.get(key)
-            if not isinstance(inner, Mapping) or not _contains(inner, value):
-                return False
-        elif stored.get(key) != value:
-            return False
-    return True
+def pending_of(decision: Decision, now: datetime.datetime) -> Pending | None:
+    """What the step will send once its status is stored; None when nothing."""
+    hooks = tuple(action.hook_type.value for action in decision.actions if isinstance(action, RunHooks))
+    if not decision.events and not hooks:
+        return None
+    events = tuple((event.type, event.reason, event.message) for event in decision.events)
+    return Pending(step=f"{format_time(now)}/{uuid.uuid4().hex[:8]}", events=events, hooks=hooks)

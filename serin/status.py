@@ -32,17 +32,23 @@ class Phase(enum.StrEnum):
 IDLE_PHASES = frozenset({Phase.INITIALIZED, Phase.WAITING, Phase.SUCCEEDED, Phase.FAILED})
 
 
-def format_time(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def format_time(moment: datetime.datetime, precise: bool = False) -> str:
+    """RFC 3339 in UTC, to the second (as Kubernetes writes times) or, ``precise``, the millisecond."""
+    utc = moment.astimezone(datetime.UTC)
+    if precise:
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str | None) -> datetime.datetime | None:
     if not text:
         return None
-    try:
-        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-    except ValueError:
-        return None
+    for layout in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ"):
+        try:
+            return datetime.datetime.strptime(text, layout).replace(tzinfo=datetime.UTC)
+        except ValueError:
+            continue
+    return None
 
 
 # Flagger's messages for the Promoted condition, by phase; users and dashboards know them.
@@ -93,6 +99,35 @@ def promoted_condition_status(phase: Phase) -> str:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """What a step recorded for sending after its status was stored (Events as (type, reason,
+    message), notification hook types), kept until a tick has sent it: a worker that dies in
+    between loses none of it."""
+
+    step: str
+    events: tuple[tuple[str, str, str], ...] = ()
+    hooks: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "events": [{"type": kind, "reason": reason, "message": message} for kind, reason, message in self.events],
+            "hooks": list(self.hooks),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Pending | None:
+        if not isinstance(raw, Mapping) or not raw.get("step"):
+            return None
+        events = tuple(
+            (str(item.get("type", "Normal")), str(item.get("reason", "")), str(item.get("message", "")))
+            for item in raw.get("events") or []
+            if isinstance(item, Mapping)
+        )
+        return cls(str(raw["step"]), events, tuple(str(hook) for hook in raw.get("hooks") or []))
+
+
+@dataclass(frozen=True)
 class CanaryStatus:
     phase: Phase | None = None
     canary_weight: int = 0
@@ -112,6 +147,11 @@ class CanaryStatus:
     # analysed because a backend was unavailable (holding is bounded).
     waiting_since: datetime.datetime | None = None
     unavailable_steps: int = 0
+    # The primary's metadata.generation when it was last found running the promoted revision.
+    primary_generation: int = 0
+    # A tick that asks hooks first claims the step until then; others leave the Canary alone.
+    claimed_until: datetime.datetime | None = None
+    pending: Pending | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> CanaryStatus:
@@ -146,6 +186,9 @@ class CanaryStatus:
             condition=condition,
             waiting_since=parse_time(own.get("waitingSince")),
             unavailable_steps=int(own.get("unavailableSteps") or 0),
+            primary_generation=int(own.get("primaryGeneration") or 0),
+            claimed_until=parse_time(own.get("claimedUntil")),
+            pending=Pending.from_dict(own.get("pending")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,7 +207,8 @@ class CanaryStatus:
         if self.last_transition_time is not None:
             result["lastTransitionTime"] = format_time(self.last_transition_time)
         if self.last_analysis_time is not None:
-            result["lastAnalysisTime"] = format_time(self.last_analysis_time)
+            # To the millisecond: forced steps are told apart by less than a second.
+            result["lastAnalysisTime"] = format_time(self.last_analysis_time, precise=True)
         if self.condition is not None:
             result["conditions"] = [self.condition.to_dict()]
         own: dict[str, Any] = {}
@@ -172,6 +216,12 @@ class CanaryStatus:
             own["waitingSince"] = format_time(self.waiting_since)
         if self.unavailable_steps:
             own["unavailableSteps"] = self.unavailable_steps
+        if self.primary_generation:
+            own["primaryGeneration"] = self.primary_generation
+        if self.claimed_until is not None:
+            own["claimedUntil"] = format_time(self.claimed_until)
+        if self.pending is not None:
+            own["pending"] = self.pending.to_dict()
         if own:
             result["serin"] = own
         return result

@@ -25,6 +25,7 @@ import ssl
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ PERIOD_MARGIN_SECONDS = 5.0
 MIN_WAIT_SECONDS = 1.0
 # After a failed tick, the next try comes no sooner than this.
 RETRY_SECONDS = 5.0
+DEFAULT_PERIOD_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class Settings:
             token_file=env["SERIN_TICK_TOKEN_FILE"],
             ca_file=env.get("SERIN_TICK_CA_FILE") or None,
             timeout=float(env.get("SERIN_TICK_TIMEOUT_SECONDS", "240")),
-            period=float(env.get("SERIN_TICK_PERIOD_SECONDS", "60")),
+            period=float(env.get("SERIN_TICK_PERIOD_SECONDS", str(DEFAULT_PERIOD_SECONDS))),
         )
 
 
@@ -70,13 +72,21 @@ class Answer:
         return self.status == 0 or self.status >= 500 or self.status == 429
 
 
-def post_tick(settings: Settings) -> Answer:
-    """One POST /tick."""
+def with_window(url: str, window: float) -> str:
+    """The tick URL telling the server how long ago the previous tick was (``window``)."""
+    parts = urllib.parse.urlsplit(url)
+    query = [(key, value) for key, value in urllib.parse.parse_qsl(parts.query) if key != "window"]
+    query.append(("window", f"{window:.3f}"))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def post_tick(settings: Settings, window: float) -> Answer:
+    """One POST /tick; ``window``: seconds since the previous one (idle Canaries due since then are checked)."""
     with open(settings.token_file) as file:
         token = file.read().strip()
     context = ssl.create_default_context(cafile=settings.ca_file)
     request = urllib.request.Request(
-        settings.url, data=b"", method="POST", headers={"Authorization": f"Bearer {token}"}
+        with_window(settings.url, window), data=b"", method="POST", headers={"Authorization": f"Bearer {token}"}
     )
     try:
         with urllib.request.urlopen(request, context=context, timeout=settings.timeout) as answer:
@@ -103,7 +113,7 @@ def next_step_in(body: bytes) -> float | None:
 
 def run(
     settings: Settings,
-    tick: Callable[[Settings], Answer] = post_tick,
+    tick: Callable[[Settings, float], Answer] = post_tick,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     out: Callable[[str], None] = print,
@@ -112,8 +122,14 @@ def run(
     """Tick until the period is over; 0 when every tick answered 200, else 1."""
     deadline = clock() + settings.period - PERIOD_MARGIN_SECONDS
     failed = False
+    # The first tick covers the time since the previous Job's start: one period.
+    window, previous = settings.period if settings.period > 0 else DEFAULT_PERIOD_SECONDS, None
     while True:
-        answer = tick(settings)
+        started = clock()
+        if previous is not None:
+            window = max(MIN_WAIT_SECONDS, started - previous)
+        previous = started
+        answer = tick(settings, window)
         if answer.body:
             out(answer.body.decode("utf-8", "replace").strip())
         wait: float | None

@@ -22,6 +22,18 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "serin"
 # On the primary: the hash of the target template it was last copied from.
 SOURCE_HASH_ANNOTATION = "serin.dev/source-template-hash"
+# What promotion copies from the target's spec into the primary's, as Flagger's Promote does
+# (replicas are the primary's own, set apart: an autoscaler or a person may scale it).
+PROMOTED_SPEC_FIELDS = (
+    "template",
+    "selector",
+    "strategy",
+    "minReadySeconds",
+    "progressDeadlineSeconds",
+    "revisionHistoryLimit",
+)
+# ControllerRevisions kept per Canary (promoted templates), as a Deployment's revisionHistoryLimit.
+REVISION_HISTORY = 10
 # On the target: which Canary it belongs to (the Deployment webhook selects on this).
 TARGET_LABEL = "serin.dev/canary"
 # Flagger's choice of selector labels, in order of preference.
@@ -158,10 +170,11 @@ def primary_deployment(
     renamed_configs: set[tuple[str, str]],
     replicas: int | None = None,
 ) -> dict[str, Any]:
-    """The ``<target>-primary`` Deployment serving the promoted revision of ``target``."""
+    """The ``<target>-primary`` Deployment serving ``target`` (a Deployment, or a promotion source)."""
     label = selector_label(target)
     key, value = label
-    spec = copy.deepcopy(dict(target.get("spec", {})))
+    source = target.get("spec", {})
+    spec = {name: copy.deepcopy(source[name]) for name in PROMOTED_SPEC_FIELDS if name in source}
     spec["selector"] = {"matchLabels": {key: f"{value}-primary"}}
     spec["template"] = primary_pod_template(target, renamed_configs, label)
     if replicas is not None:
@@ -171,6 +184,63 @@ def primary_deployment(
     metadata = managed_metadata(canary, canary.primary_name, {**target_labels, key: f"{value}-primary"})
     metadata["annotations"] = {SOURCE_HASH_ANNOTATION: template_hash(target)}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
+
+
+def promotion_source(target: Mapping[str, Any]) -> dict[str, Any]:
+    """What of the target a primary is built from: its labels and the spec fields promotion copies."""
+    labels = dict(target.get("metadata", {}).get("labels") or {})
+    labels.pop(TARGET_LABEL, None)
+    spec = target.get("spec", {})
+    return {
+        "metadata": {"labels": labels},
+        "spec": {key: copy.deepcopy(spec[key]) for key in PROMOTED_SPEC_FIELDS if key in spec},
+    }
+
+
+def revision_name(canary: Canary, revision: str) -> str:
+    return f"{canary.name[:200]}-{revision}"
+
+
+def promoted_revision(canary: Canary, target: Mapping[str, Any], number: int) -> dict[str, Any]:
+    """A ControllerRevision that keeps one revision of the target as the primary was given it.
+
+    Kept by the Canary as StatefulSets and DaemonSets keep theirs, so that a deleted or edited
+    primary is rebuilt from what was analysed and promoted, never from whatever the target holds
+    by then. It keeps no config data: Secrets stay in Secrets.
+    """
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": managed_metadata(canary, revision_name(canary, template_hash(target)), {TARGET_LABEL: canary.name}),
+        "data": promotion_source(target),
+        "revision": number,
+    }
+
+
+def contains(stored: Any, wanted: Any) -> bool:
+    """Whether ``stored`` says everything ``wanted`` says (and may say more: the API server's defaults).
+
+    Maps may have extra keys; lists must be as long and each item contain the wanted one, so an
+    added or removed container is a difference while a defaulted field inside one is not.
+    """
+    if isinstance(wanted, Mapping):
+        return isinstance(stored, Mapping) and all(contains(stored.get(key), value) for key, value in wanted.items())
+    if isinstance(wanted, list):
+        return (
+            isinstance(stored, list)
+            and len(stored) == len(wanted)
+            and all(contains(have, want) for have, want in zip(stored, wanted, strict=True))
+        )
+    return bool(stored == wanted)
+
+
+def runs_revision(primary: Mapping[str, Any], source: Mapping[str, Any], revision: str) -> bool:
+    """Whether the primary runs ``revision`` (its promotion ``source``) as Serin wrote it."""
+    annotations = primary.get("metadata", {}).get("annotations") or {}
+    if annotations.get(SOURCE_HASH_ANNOTATION) != revision:
+        return False
+    expected = primary_pod_template(source, tracked_configs(source), selector_label(source))
+    return contains(primary.get("spec", {}).get("template"), expected)
 
 
 def primary_config(canary: Canary, source: Mapping[str, Any]) -> dict[str, Any]:

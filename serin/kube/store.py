@@ -32,6 +32,8 @@ FIELD_MANAGER = "serin"
 MANAGER = {"fieldManager": FIELD_MANAGER}
 # A repeated Event whose count update keeps losing races is dropped after this many tries.
 EVENT_UPDATE_ATTEMPTS = 3
+# On an Event: the step that last said it, so that sending it again for that step counts nothing.
+STEP_ANNOTATION = "serin.dev/step"
 
 
 class KubeError(SerinError):
@@ -57,6 +59,7 @@ class Conflict(KubeError, TemporaryError):
 # kind -> (API group/version, plural). Every kind Serin touches, in one place.
 RESOURCES: Mapping[str, tuple[str, str]] = {
     "Deployment": ("apps/v1", "deployments"),
+    "ControllerRevision": ("apps/v1", "controllerrevisions"),
     "Service": ("v1", "services"),
     "ConfigMap": ("v1", "configmaps"),
     "Secret": ("v1", "secrets"),
@@ -139,6 +142,24 @@ class KubeStore:
             return None
         obj.setdefault("kind", kind)
         return obj
+
+    def find(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """Objects of a kind in a namespace that carry the labels (``key=value,...``)."""
+        listed = self.request(
+            "GET",
+            collection_path(kind, namespace),
+            what=f"list {kind} in {namespace} ({label_selector})",
+            query={"labelSelector": label_selector},
+        )
+        items: list[dict[str, Any]] = listed.get("items", [])
+        for item in items:
+            item.setdefault("kind", kind)
+        return items
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete an object; one already gone is fine."""
+        with contextlib.suppress(NotFound):
+            self.request("DELETE", object_path(kind, namespace, name), what=f"delete {kind} {namespace}/{name}")
 
     def create(self, obj: Mapping[str, Any]) -> None:
         """Create an object; an existing one is left alone."""
@@ -245,12 +266,22 @@ class KubeStore:
 
     # ---- Events ------------------------------------------------------------------------------
 
-    def record_event(self, canary: Canary, event_type: str, reason: str, message: str, now: datetime.datetime) -> None:
+    def record_event(
+        self,
+        canary: Canary,
+        event_type: str,
+        reason: str,
+        message: str,
+        now: datetime.datetime,
+        step: str = "",
+    ) -> None:
         """An Event on the Canary, as `kubectl describe canary` lists them.
 
         A repeat of the same Event is counted on the existing object (count and lastTimestamp), as
         client-go's recorder does, instead of adding one object per tick: the Event's name is a
-        digest of what it says about which Canary.
+        digest of what it says about which Canary. ``step`` names the step that says it: sent
+        again for the same step (after a crash between recording and sending), it is not counted
+        twice.
         """
         stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         digest = hashlib.sha256("\0".join((canary.uid, event_type, reason, message)).encode()).hexdigest()[:16]
@@ -258,7 +289,7 @@ class KubeStore:
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": name, "namespace": canary.namespace},
+            "metadata": {"name": name, "namespace": canary.namespace, "annotations": {STEP_ANNOTATION: step}},
             "involvedObject": {
                 "apiVersion": f"{API_GROUP}/{CANARY_VERSION}",
                 "kind": "Canary",

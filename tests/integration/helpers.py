@@ -14,6 +14,7 @@ from typing import Any
 import requests
 
 from localcluster.testing import ClusterHandle
+from serin.decide import MIN_FORCED_STEP_SECONDS
 
 # Short windows: the simulator sends 50 requests a second and Prometheus scrapes every second.
 METRICS = [
@@ -81,12 +82,21 @@ def events(cluster: ClusterHandle, namespace: str) -> list[str]:
 
 
 def tick(server: SerinServer, token: str, namespace: str, **params: str) -> dict[str, Any]:
-    """One forced tick of the Canary ``podinfo``; it must answer 200 without an error."""
-    response = server.tick(token, namespace=namespace, name="podinfo", force="true", **params)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    assert body["canaries"][0]["error"] is None, body
-    return body
+    """One forced step of the Canary ``podinfo``; it must answer 200 without an error.
+
+    Forced steps are at least ``MIN_FORCED_STEP_SECONDS`` apart: a tick that comes sooner is
+    answered with the reason and made again once that time has passed.
+    """
+    for _ in range(3):
+        response = server.tick(token, namespace=namespace, name="podinfo", force="true", **params)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        report = body["canaries"][0]
+        assert report["error"] is None, body
+        if "forced steps are at least" not in report["summary"]:
+            return body
+        time.sleep(MIN_FORCED_STEP_SECONDS)
+    raise AssertionError(f"forced tick refused three times: {body}")
 
 
 def tick_until(

@@ -266,3 +266,37 @@ def test_second_canary_for_a_target_is_denied() -> None:
     verdict = validation({"operation": "CREATE", "object": CANARY}, canaries=[other])
     assert not verdict.allowed
     assert "spec.targetRef: Deployment podinfo is already the target of canary first" in verdict.message
+
+
+@pytest.mark.parametrize(
+    ("mine", "theirs", "message"),
+    [
+        pytest.param(
+            {"targetRef": {"kind": "Deployment", "name": "podinfo-primary"}, "service": {"port": 80, "name": "web"}},
+            {"targetRef": {"kind": "Deployment", "name": "podinfo"}, "service": {"port": 80}},
+            "spec.targetRef: Deployment podinfo-primary and canary other's target podinfo: one is the other's primary",
+            id="targets-the-others-primary",
+        ),
+        pytest.param(
+            {"targetRef": {"kind": "Deployment", "name": "shop"}, "service": {"port": 80, "name": "podinfo"}},
+            {"targetRef": {"kind": "Deployment", "name": "podinfo"}, "service": {"port": 80}},
+            "spec.service.name: the Services of 'podinfo' would be those of canary other ('podinfo')",
+            id="same-service-name",
+        ),
+        pytest.param(
+            {"targetRef": {"kind": "Deployment", "name": "shop"}, "service": {"port": 80, "name": "podinfo-canary"}},
+            {"targetRef": {"kind": "Deployment", "name": "podinfo"}, "service": {"port": 80}},
+            "spec.service.name: the Services of 'podinfo-canary' would be those of canary other ('podinfo')",
+            id="apex-is-the-others-canary-service",
+        ),
+    ],
+)
+def test_a_canary_may_not_take_over_another_ones_objects(
+    mine: dict[str, Any], theirs: dict[str, Any], message: str
+) -> None:
+    canary = json.loads(json.dumps(CANARY))
+    canary["spec"].update(mine)
+    other = {"metadata": {"name": "other", "namespace": "test"}, "spec": {**theirs, "analysis": {"stepWeight": 10}}}
+    verdict = validation({"operation": "CREATE", "object": canary}, canaries=[other])
+    assert not verdict.allowed
+    assert message in verdict.message, verdict.message

@@ -22,12 +22,12 @@ from serin.decide import (
     METRICS,
     UNAVAILABLE_LIMIT,
     Action,
+    CopyToPrimary,
     Decision,
     EnsureObjects,
     Event,
     MetricReading,
     Observation,
-    PromotePrimary,
     RunHooks,
     ScaleTarget,
     SetRoutes,
@@ -625,7 +625,7 @@ STEPS = [
         observe("v2", target_replicas=2, routes=(80, 20), metrics=GOOD),
         Expect(
             Phase.PROMOTING,
-            (ENSURE, PromotePrimary()),
+            (ENSURE, CopyToPrimary("v2")),
             (normal("Copying podinfo.test template spec to podinfo-primary.test"),),
             weight=20,
         ),
@@ -676,7 +676,7 @@ STEPS = [
         observe("v2", target_replicas=2, routes=(80, 20), metrics=GOOD, hooks={HookType.CONFIRM_PROMOTION: (yes,)}),
         Expect(
             Phase.PROMOTING,
-            (ENSURE, PromotePrimary()),
+            (ENSURE, CopyToPrimary("v2")),
             (
                 normal("Confirm-promotion check gate passed"),
                 normal("Copying podinfo.test template spec to podinfo-primary.test"),
@@ -691,7 +691,7 @@ STEPS = [
         observe("v2", target_replicas=2),
         Expect(
             Phase.PROMOTING,
-            (ENSURE, PromotePrimary()),
+            (ENSURE, CopyToPrimary("v2")),
             (normal("Copying podinfo.test template spec to podinfo-primary.test"),),
         ),
         id="skip-analysis-promotes-a-ready-canary",
@@ -700,7 +700,7 @@ STEPS = [
         make_canary(),
         status(Phase.PROMOTING, last_applied_spec="v2", canary_weight=20),
         observe("v2", target_replicas=2, routes=(80, 20), primary=ready("podinfo-primary", "p1", source="v1")),
-        Expect(Phase.PROMOTING, (ENSURE, PromotePrimary()), weight=20),
+        Expect(Phase.PROMOTING, (ENSURE, CopyToPrimary("v2")), weight=20),
         id="promotion-copy-repaired-after-crash",
     ),
     pytest.param(
@@ -784,7 +784,7 @@ STEPS = [
         observe("v2", target_replicas=2, routes=(0, 100), metrics=(MetricReading(100.0),)),
         Expect(
             Phase.PROMOTING,
-            (ENSURE, PromotePrimary()),
+            (ENSURE, CopyToPrimary("v2")),
             (normal("Copying podinfo.test template spec to podinfo-primary.test"),),
             weight=100,
             iterations=2,
@@ -819,7 +819,7 @@ STEPS = [
         observe("v2", target_replicas=2, routes=(0, 100), metrics=(MetricReading(100.0),)),
         Expect(
             Phase.PROMOTING,
-            (ENSURE, PromotePrimary()),
+            (ENSURE, CopyToPrimary("v2")),
             (normal("Copying podinfo.test template spec to podinfo-primary.test"),),
             weight=100,
             iterations=3,
@@ -983,9 +983,9 @@ class World:
             )
         elif isinstance(action, SetRoutes):
             self.routes = (action.primary_weight, action.canary_weight)
-        elif isinstance(action, PromotePrimary):
+        elif isinstance(action, CopyToPrimary):
             assert self.primary is not None
-            self.primary = dataclasses.replace(self.primary, source_hash=self.target.template_hash)
+            self.primary = dataclasses.replace(self.primary, source_hash=action.revision)
 
 
 def initialized_world(analysis: dict[str, Any], **spec: Any) -> World:

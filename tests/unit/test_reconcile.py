@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from serin.decide import is_due
 from serin.kube.store import KubeError
+from serin.model import parse_canary
 from serin.reconcile import Reconciler
 from serin.status import CanaryStatus, Phase, format_time
 
@@ -52,7 +54,7 @@ class CountingStore:
         self.status_writes[f"{namespace}/{name}"] = status
         return "2"
 
-    def record_event(self, *args: Any) -> None:
+    def record_event(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append("record_event")
 
     def __getattr__(self, name: str) -> Any:
@@ -79,7 +81,10 @@ def reconciler(store: CountingStore) -> Reconciler:
 @pytest.mark.parametrize("count", [1, 10, 200])
 def test_tick_with_nothing_due_makes_one_request(count: int) -> None:
     store = CountingStore(
-        [canary(f"ns{i % 7}", f"app{i}", analysed=NOW - datetime.timedelta(seconds=5)) for i in range(count)]
+        [
+            canary(f"ns{i % 7}", f"app{i}", phase="Progressing", analysed=NOW - datetime.timedelta(seconds=5))
+            for i in range(count)
+        ]
     )
     reports = reconciler(store).tick()
     assert store.calls == ["list_canaries"]
@@ -87,11 +92,35 @@ def test_tick_with_nothing_due_makes_one_request(count: int) -> None:
     assert all(report.summary.startswith("not due: next step in 55s") for report in reports)
 
 
+def test_idle_canaries_are_checked_once_per_interval_each_at_its_own_time() -> None:
+    """Between releases nothing is recorded per check: a Canary is looked at by the first tick after
+    a boundary of its own grid (spread by uid). Their targets are missing here: a warning each,
+    sent without a status write."""
+    idle = [canary("ns", f"app{i}") for i in range(60)]
+    window = 5.0
+    expected = {
+        raw["metadata"]["name"]
+        for raw in idle
+        if is_due(parse_canary(raw), CanaryStatus.from_dict(raw["status"]), NOW, window)
+    }
+    assert 0 < len(expected) < len(idle), "a 5s window out of 60s catches some, not all"
+    store = CountingStore(idle)
+    reports = {report.name: report for report in reconciler(store).tick(window=window)}
+    checked = {
+        call.split("/")[1] for call in store.calls if call.startswith("get_deployment") and "primary" not in call
+    }
+    assert checked == expected
+    assert not any(call.startswith("write_canary_status") for call in store.calls)
+    assert {name for name, report in reports.items() if report.summary == "idle: not checked by this tick"} == (
+        set(reports) - expected
+    )
+
+
 def test_one_failing_canary_does_not_stop_the_others() -> None:
     store = CountingStore(
         [
-            canary("broken", "a", analysed=NOW - datetime.timedelta(minutes=5)),
-            canary("fine", "b", analysed=NOW - datetime.timedelta(minutes=5)),
+            canary("broken", "a", phase="Progressing", analysed=NOW - datetime.timedelta(minutes=5)),
+            canary("fine", "b", phase="Progressing", analysed=NOW - datetime.timedelta(minutes=5)),
         ],
         broken_namespace="broken",
     )

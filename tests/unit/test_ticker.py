@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from serin.ticker import Answer, Settings, next_step_in, run
+from serin.ticker import Answer, Settings, next_step_in, run, with_window
 
 SETTINGS = Settings(url="https://serin/tick", token_file="/dev/null", ca_file=None, timeout=10, period=60)
 
@@ -19,10 +19,12 @@ class Script:
         self.answers = list(answers)
         self.now = 0.0
         self.ticked_at: list[float] = []
+        self.windows: list[float] = []
         self.errors: list[str] = []
 
-    def tick(self, settings: Settings) -> Answer:
+    def tick(self, settings: Settings, window: float) -> Answer:
         self.ticked_at.append(self.now)
+        self.windows.append(window)
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
     def sleep(self, seconds: float) -> None:
@@ -41,6 +43,8 @@ def test_ticks_again_when_the_next_canary_is_due_until_the_period_is_nearly_over
     assert script.run() == 0
     # 60s period, stopping 5s before its end: the Job of the next minute takes over from there.
     assert script.ticked_at == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]
+    # Each tick tells the server how long ago the previous one was (the first: one period).
+    assert script.windows == [60.0, 10.0, 10.0, 10.0, 10.0, 10.0]
 
 
 def test_a_canary_due_at_once_is_ticked_at_most_once_a_second() -> None:
@@ -110,3 +114,15 @@ def test_one_failure_among_good_ticks_still_fails_the_job() -> None:
 )
 def test_next_step_in(body: bytes, seconds: float | None) -> None:
     assert next_step_in(body) == seconds
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        pytest.param("https://serin/tick", "https://serin/tick?window=12.500", id="plain"),
+        pytest.param("https://serin/tick?namespace=test", "https://serin/tick?namespace=test&window=12.500", id="ns"),
+        pytest.param("https://serin/tick?window=1", "https://serin/tick?window=12.500", id="replaced"),
+    ],
+)
+def test_with_window(url: str, expected: str) -> None:
+    assert with_window(url, 12.5) == expected

@@ -1,0 +1,281 @@
+"""The objects Serin keeps for a Canary, and how they are created, repaired and given back.
+
+For a Canary ``podinfo`` targeting Deployment ``podinfo``: the primary Deployment and its config
+copies, the apex, primary and canary Services, the routing objects (through the Canary's router)
+and one ControllerRevision per promoted revision of the target. The primary is only ever built
+from such a revision, so a primary that was deleted or edited comes back as it was promoted,
+never as whatever the target holds by then.
+
+What the objects should be is decided elsewhere (``serin.decide``, built by ``serin.workloads``);
+this module reads and writes them through the access layer and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from serin.kube.store import Conflict, KubeStore
+from serin.model import Canary
+from serin.ports import PermanentError, Router, SerinError
+from serin.workloads import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    PROMOTED_SPEC_FIELDS,
+    REVISION_HISTORY,
+    SOURCE_HASH_ANNOTATION,
+    TARGET_LABEL,
+    config_hash,
+    config_key,
+    contains,
+    owner_reference,
+    primary_config,
+    primary_deployment,
+    promoted_revision,
+    revision_name,
+    runs_revision,
+    selector_label,
+    services,
+    template_hash,
+    tracked_configs,
+)
+
+# A replace that loses against a newer version of the object is computed again this many times.
+CONFLICT_RETRIES = 3
+
+
+class RevisionUnknown(PermanentError):
+    """The primary should run a revision that was never recorded and the target no longer holds."""
+
+
+def _is_managed(obj: Mapping[str, Any]) -> bool:
+    return (obj.get("metadata", {}).get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
+
+
+class OwnedByAnother(PermanentError):
+    """An object this Canary would manage belongs to another Canary: it is left alone."""
+
+
+def _refuse_if_owned_by_another(canary: Canary, obj: Mapping[str, Any]) -> None:
+    for reference in obj.get("metadata", {}).get("ownerReferences") or []:
+        if reference.get("kind") == "Canary" and reference.get("controller") and reference.get("uid") != canary.uid:
+            kind, name = obj.get("kind", "object"), obj.get("metadata", {}).get("name")
+            raise OwnedByAnother(
+                f"{kind} {canary.namespace}/{name} belongs to canary {reference.get('name')}: {canary.key} leaves it "
+                "alone (give one of them another target or spec.service.name)"
+            )
+
+
+class CanaryObjects:
+    def __init__(self, store: KubeStore, router_for: Callable[[str], Router]) -> None:
+        self.store = store
+        self.router_for = router_for
+
+    # ---- the whole set -----------------------------------------------------------------------
+
+    def ensure(
+        self,
+        canary: Canary,
+        target: Mapping[str, Any],
+        primary: Mapping[str, Any] | None,
+        split: tuple[int, int] = (100, 0),
+        promoted: str = "",
+    ) -> None:
+        """Create what is missing, adopt what has no owner yet, and route ``split``.
+
+        ``primary`` is as last read; a missing one is rebuilt from the ``promoted`` revision (or,
+        before anything was promoted, from the target). Objects that admission created before the
+        Canary was stored carry no ownerReference; they get one here. Generated Services are
+        written whole; a Service the user made before the Canary only has its selector pointed at
+        the right pods.
+        """
+        namespace = canary.namespace
+        labels = target.get("metadata", {}).get("labels") or {}
+        if labels.get(TARGET_LABEL) != canary.name:
+            # The Deployment webhook selects targets by this label.
+            self.store.patch(
+                "Deployment", namespace, canary.target_ref.name, {"metadata": {"labels": {TARGET_LABEL: canary.name}}}
+            )
+        configs = tracked_configs(target)
+        for kind, name in sorted(configs):
+            existing = self.store.get_config(kind, namespace, f"{name}-primary")
+            if existing is None:
+                source = self.store.get_config(kind, namespace, name)
+                if source is not None:
+                    self.store.create(primary_config(canary, source))
+            else:
+                self.adopt(canary, existing)
+        if primary is None:
+            replicas = max(1, int(target.get("spec", {}).get("replicas") or 1))
+            self.copy_to_primary(canary, promoted or template_hash(target), target, replicas)
+        else:
+            _refuse_if_owned_by_another(canary, primary)
+            self.adopt(canary, primary)
+        for wanted in services(canary, target):
+            name = wanted["metadata"]["name"]
+            existing = self.store.get_service(namespace, name)
+            if existing is not None:
+                _refuse_if_owned_by_another(canary, existing)
+            if existing is None:
+                self.store.create(wanted)
+            elif _is_managed(existing):
+                if not contains(existing, wanted):
+                    self.store.patch("Service", namespace, name, _service_patch(existing, wanted))
+            elif existing.get("spec", {}).get("selector") != wanted["spec"]["selector"]:
+                self.store.patch("Service", namespace, name, {"spec": {"selector": wanted["spec"]["selector"]}})
+        self.router_for(canary.provider).reconcile(canary, split)
+
+    def adopt(self, canary: Canary, obj: Mapping[str, Any]) -> None:
+        """Give an object Serin made for this Canary its owner reference, if it lacks one."""
+        metadata = obj.get("metadata", {})
+        references = metadata.get("ownerReferences") or []
+        if not canary.uid or any(reference.get("uid") == canary.uid for reference in references):
+            return
+        if not _is_managed(obj):
+            return  # never take over somebody else's object
+        self.store.patch(
+            obj.get("kind", "Deployment"),
+            canary.namespace,
+            metadata["name"],
+            {"metadata": {"ownerReferences": [*references, owner_reference(canary)]}},
+        )
+
+    # ---- the primary and its revisions -------------------------------------------------------
+
+    def revision_source(self, canary: Canary, revision: str, target: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The promotion source of ``revision``: recorded, or recorded now from the target if it
+        still holds that revision; RevisionUnknown otherwise."""
+        recorded = self.store.get("ControllerRevision", canary.namespace, revision_name(canary, revision))
+        if recorded is not None:
+            self.adopt(canary, recorded)
+            data: dict[str, Any] = recorded.get("data") or {}
+            return data
+        if target is None or template_hash(target) != revision:
+            raise RevisionUnknown(
+                f"revision {revision} of {canary.target_ref.name} was never recorded and the target no longer "
+                f"runs it: {canary.primary_name} cannot be given it"
+            )
+        # Numbered by time: increasing, and needs no list of the others to compute.
+        record = promoted_revision(canary, target, int(time.time()))
+        self.store.create(record)
+        self._prune_revisions(canary)
+        source: dict[str, Any] = record["data"]
+        return source
+
+    def _prune_revisions(self, canary: Canary) -> None:
+        kept = sorted(
+            self.store.find("ControllerRevision", canary.namespace, f"{TARGET_LABEL}={canary.name}"),
+            key=lambda item: int(item.get("revision") or 0),
+            reverse=True,
+        )
+        for old in kept[REVISION_HISTORY:]:
+            if _is_managed(old):
+                self.store.delete("ControllerRevision", canary.namespace, old["metadata"]["name"])
+
+    def copy_to_primary(
+        self, canary: Canary, revision: str, target: Mapping[str, Any] | None, replicas: int | None = None
+    ) -> None:
+        """Make the primary run ``revision``: its configs copied, its template and the fields
+        promotion copies written (creating the primary if it is gone). ``replicas`` only when given:
+        otherwise the primary keeps its own."""
+        namespace = canary.namespace
+        source = self.revision_source(canary, revision, target)
+        configs = tracked_configs(source)
+        for kind, name in sorted(configs):
+            original = self.store.get_config(kind, namespace, name)
+            if original is None:
+                continue
+            wanted = primary_config(canary, original)
+            existing = self.store.get_config(kind, namespace, f"{name}-primary")
+            if existing is None:
+                self.store.create(wanted)
+            elif config_hash(existing) != config_hash(wanted):
+                wanted["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+                self.store.replace(wanted)
+        built = primary_deployment(canary, source, configs, replicas)
+        for attempt in range(CONFLICT_RETRIES + 1):
+            primary = self.store.get_deployment(namespace, canary.primary_name)
+            if primary is None:
+                self.store.create(built)
+                return
+            for name in PROMOTED_SPEC_FIELDS:
+                if name in built["spec"]:
+                    primary["spec"][name] = built["spec"][name]
+                else:
+                    primary["spec"].pop(name, None)
+            if replicas is not None:
+                primary["spec"]["replicas"] = replicas
+            metadata = primary["metadata"]
+            metadata["labels"] = {**(metadata.get("labels") or {}), **built["metadata"]["labels"]}
+            metadata.setdefault("annotations", {})[SOURCE_HASH_ANNOTATION] = revision
+            try:
+                self.store.replace(primary)
+                return
+            except Conflict:
+                # The Deployment controller writes its status all the time: read again, write again.
+                if attempt == CONFLICT_RETRIES:
+                    raise
+
+    def primary_runs(self, canary: Canary, primary: Mapping[str, Any], revision: str) -> bool | None:
+        """Whether the primary runs ``revision`` as it was recorded; None when nothing was recorded."""
+        recorded = self.store.get("ControllerRevision", canary.namespace, revision_name(canary, revision))
+        if recorded is None:
+            return None
+        return runs_revision(primary, recorded.get("data") or {}, revision)
+
+    def primary_config_hashes(self, canary: Canary, primary: Mapping[str, Any]) -> dict[str, str]:
+        """The data hashes of the config copies the primary uses, keyed as the originals."""
+        hashes = {}
+        for kind, name in sorted(tracked_configs(primary)):
+            copied = self.store.get_config(kind, canary.namespace, name)
+            if copied is not None:
+                hashes[config_key(kind, name.removesuffix("-primary"))] = config_hash(copied)
+        return hashes
+
+    # ---- giving the target its traffic back --------------------------------------------------
+
+    def revert(self, canary: Canary) -> bool:
+        """Give the target its traffic back, as before the Canary; True once the target is ready.
+
+        The target is scaled to the primary's replicas and the apex Service, kept (no owner any
+        more) so that clients keep their address, selects the target's pods. The routes go back to
+        100/0 until the garbage collector removes them with the primary and the other Services.
+        """
+        namespace = canary.namespace
+        target = self.store.get_deployment(namespace, canary.target_ref.name)
+        if target is None:
+            return True
+        primary = self.store.get_deployment(namespace, canary.primary_name)
+        replicas = int((primary or {}).get("spec", {}).get("replicas") or 0) or max(
+            1, int(target.get("spec", {}).get("replicas") or 1)
+        )
+        if target.get("spec", {}).get("replicas") != replicas:
+            self.store.scale_deployment(namespace, canary.target_ref.name, replicas)
+        key, value = selector_label(target)
+        apex = self.store.get_service(namespace, canary.service.name)
+        if apex is not None and _is_managed(apex):
+            self.store.patch(
+                "Service",
+                namespace,
+                canary.service.name,
+                {"metadata": {"ownerReferences": None}, "spec": {"selector": {key: value}}},
+            )
+        with contextlib.suppress(SerinError):
+            self.router_for(canary.provider).finalize(canary)
+        status = target.get("status") or {}
+        return int(status.get("availableReplicas") or 0) >= replicas
+
+
+def _service_patch(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch that makes a generated Service what the Canary says: its ports and selector
+    whole (a merge patch replaces lists), its labels and annotations merged, our owner added."""
+    references = list(existing["metadata"].get("ownerReferences") or [])
+    for reference in wanted["metadata"].get("ownerReferences") or []:
+        if all(known.get("uid") != reference["uid"] for known in references):
+            references.append(reference)
+    metadata = {key: wanted["metadata"].get(key) for key in ("labels", "annotations") if key in wanted["metadata"]}
+    if references:
+        metadata["ownerReferences"] = references
+    return {"metadata": metadata, "spec": dict(wanted["spec"])}

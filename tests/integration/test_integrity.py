@@ -1,0 +1,227 @@
+"""Nothing a user, a race, a crash or a deleted object does can corrupt a release: on the local control
+plane, with the real API server's optimistic concurrency, garbage collector and Deployment controller."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from typing import Any
+
+import pytest
+
+from localcluster.testing import ClusterHandle, eventually
+from tests.integration.helpers import (
+    METRICS,
+    SerinServer,
+    canary,
+    canary_status,
+    deployment,
+    drive,
+    events,
+    initialized,
+    podinfo,
+    routes,
+    set_image,
+    tick,
+    tick_until,
+)
+
+pytestmark = pytest.mark.integration
+
+QUICK = {"interval": "10s", "threshold": 1, "stepWeights": [20, 40]}
+
+
+def image_of(cluster: ClusterHandle, namespace: str, name: str) -> str:
+    return str(deployment(cluster, namespace, name)["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def split(cluster: ClusterHandle, namespace: str) -> tuple[int, int]:
+    (primary, primary_weight), (_, canary_weight) = routes(cluster, namespace)
+    assert primary == "podinfo-primary"
+    return primary_weight, canary_weight
+
+
+def resource_version(cluster: ClusterHandle, namespace: str) -> str:
+    return str(cluster.get_json("canary", "podinfo", "-n", namespace)["metadata"]["resourceVersion"])
+
+
+def test_a_new_image_set_before_the_first_tick_is_analysed(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+) -> None:
+    """The webhook creates the primary from 6.0.0 on apply; 6.0.1 comes before any tick. The Canary
+    must record what the primary runs (6.0.0), so 6.0.1 is a new revision, analysed and promoted."""
+    namespace, token = webhook_namespace, tokens["ticker"]
+    local_cluster.apply(podinfo(namespace))
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    local_cluster.apply(canary(namespace, QUICK))
+    eventually(lambda: deployment(local_cluster, namespace, "podinfo")["metadata"]["labels"].get("serin.dev/canary"))
+    set_image(local_cluster, namespace, "6.0.1")
+
+    drive(local_cluster, serin_server, token, namespace, "Initialized")
+    assert image_of(local_cluster, namespace, "podinfo-primary").endswith(":6.0.0")
+    report = tick(serin_server, token, namespace)["canaries"][0]
+    assert report["phase"] == "Progressing", report
+    drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    assert image_of(local_cluster, namespace, "podinfo-primary").endswith(":6.0.1")
+
+
+def test_a_deleted_primary_is_rebuilt_from_the_promoted_revision(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """Deleted during the analysis of a bad release, the primary comes back running 6.0.0 (what was
+    promoted), not the unanalysed target: after the rollback all traffic is on a healthy primary."""
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace, analysis={**QUICK, "threshold": 2, "metrics": METRICS})
+    bad = podinfo(namespace, "ghcr.io/stefanprodan/podinfo:6.0.2", **{"simulator.serin.dev/error-rate": "0.5"})
+    bad["spec"]["replicas"] = 0
+    local_cluster.apply(bad)
+    tick_until(local_cluster, serin_server, token, namespace, lambda s: s.get("canaryWeight") == 20)
+
+    local_cluster.kubectl("delete", "deployment", "podinfo-primary", "-n", namespace, "--wait=true")
+    tick(serin_server, token, namespace)
+    rebuilt = deployment(local_cluster, namespace, "podinfo-primary")
+    assert rebuilt["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":6.0.0")
+    assert "simulator.serin.dev/error-rate" not in (rebuilt["spec"]["template"]["metadata"].get("annotations") or {})
+
+    status = drive(local_cluster, serin_server, token, namespace, "Failed")
+    assert image_of(local_cluster, namespace, "podinfo-primary").endswith(":6.0.0")
+    assert split(local_cluster, namespace) == (100, 0)
+    assert status["lastPromotedSpec"] != status["lastAppliedSpec"]
+
+
+def test_an_edited_primary_is_put_back_with_an_event(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """Someone edits the primary (here even dropping the label the Deployment webhook guards by): the
+    next check finds it no longer runs the promoted revision and puts it back, saying so."""
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace, analysis=QUICK)
+    local_cluster.kubectl("label", "deployment", "podinfo-primary", "-n", namespace, "app.kubernetes.io/managed-by-")
+    local_cluster.kubectl(
+        "set", "image", "deployment/podinfo-primary", "podinfod=ghcr.io/stefanprodan/podinfo:9.9.9", "-n", namespace
+    )
+    report = tick(serin_server, token, namespace)["canaries"][0]
+    assert "the primary drifted: restored" in report["summary"], report
+    assert image_of(local_cluster, namespace, "podinfo-primary").endswith(":6.0.0")
+    assert any(
+        message.startswith(f"podinfo-primary.{namespace} drifted from the promoted revision")
+        for message in events(local_cluster, namespace)
+    )
+    # Checked once per change of the primary's spec: now it is as promoted, nothing more is written.
+    tick(serin_server, token, namespace)
+    version = resource_version(local_cluster, namespace)
+    tick(serin_server, token, namespace)
+    assert resource_version(local_cluster, namespace) == version
+
+
+def test_deleted_routes_and_services_come_back_as_the_status_says(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """A VirtualService deleted mid-analysis comes back with the split the status records (not 100/0,
+    which would starve the canary of traffic and fail a healthy release); so do the Services."""
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace, analysis={**QUICK, "stepWeights": [20, 40, 60]})
+    set_image(local_cluster, namespace, "6.0.1")
+    tick_until(local_cluster, serin_server, token, namespace, lambda s: s.get("canaryWeight") == 40)
+
+    local_cluster.kubectl("delete", "virtualservice", "podinfo", "-n", namespace)
+    local_cluster.kubectl("delete", "service", "podinfo-canary", "podinfo", "-n", namespace)
+    report = tick(serin_server, token, namespace)["canaries"][0]
+    assert split(local_cluster, namespace) == (60, 40), report
+    assert report["summary"].startswith("holding (1/4): routes restored to 60/40"), report
+    for name, selected in (("podinfo", "podinfo-primary"), ("podinfo-canary", "podinfo")):
+        assert local_cluster.get_json("service", name, "-n", namespace)["spec"]["selector"] == {"app": selected}
+    drive(local_cluster, serin_server, token, namespace, "Succeeded")
+
+
+def test_status_is_written_whole(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """A ConfigMap no longer used leaves trackedConfigs, instead of looking changed on every tick."""
+    token = tokens["ticker"]
+    settings = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": namespace}}
+    local_cluster.apply({**settings, "data": {"greeting": "hello"}})
+    app = podinfo(namespace)
+    app["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [{"configMapRef": {"name": "settings"}}]
+    local_cluster.apply(app)
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    local_cluster.apply(canary(namespace, QUICK))
+    drive(local_cluster, serin_server, token, namespace, "Initialized")
+    assert set(canary_status(local_cluster, namespace)["trackedConfigs"]) == {"configmap/settings"}
+
+    app["spec"]["template"]["spec"]["containers"][0].pop("envFrom")
+    app["spec"]["replicas"] = 0
+    local_cluster.apply(app)
+    status = drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    assert status["trackedConfigs"] == {}
+    # Nothing is left to look changed: later ticks start nothing.
+    for _ in range(2):
+        assert tick(serin_server, token, namespace)["canaries"][0]["phase"] == "Succeeded"
+
+
+def test_an_idle_canary_costs_no_write(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace, analysis=QUICK)
+    tick(serin_server, token, namespace)
+    version = resource_version(local_cluster, namespace)
+    for _ in range(3):
+        time.sleep(1.1)  # a check each second or so: Kubernetes times have seconds
+        report = tick(serin_server, token, namespace)["canaries"][0]
+        assert report["summary"] == "no new revision", report
+    assert resource_version(local_cluster, namespace) == version
+
+
+def test_concurrent_forced_ticks_take_one_step_per_round(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """20 forced ticks at once, round after round through a whole release: each round takes exactly
+    one step, and after each one the routes, the canary's replicas and the status agree."""
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace, analysis={**QUICK, "stepWeights": [10, 20, 30]})
+    set_image(local_cluster, namespace, "6.0.1")
+
+    def round_of_ticks() -> list[dict[str, Any]]:
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: serin_server.tick(token, namespace=namespace, name="podinfo", force="true"), range(20)
+                )
+            )
+        assert all(answer.status_code == 200 for answer in answers)
+        return [answer.json()["canaries"][0] for answer in answers]
+
+    seen = []
+    for _ in range(12):
+        reports = round_of_ticks()
+        assert all(report["error"] is None for report in reports), reports
+        stepped = [report for report in reports if report["applied"] and report["events"]]
+        status = canary_status(local_cluster, namespace)
+        seen.append((status["phase"], status["canaryWeight"], len(stepped)))
+        # Routes and replicas are what the status says.
+        expected = 100 - status["canaryWeight"], status["canaryWeight"]
+        if status["phase"] in ("Progressing", "Promoting"):
+            assert split(local_cluster, namespace) == expected, (status, reports)
+        else:
+            assert split(local_cluster, namespace) == (100, 0), (status, reports)
+        if status["phase"] == "Succeeded":
+            assert deployment(local_cluster, namespace, "podinfo")["spec"]["replicas"] == 0
+            break
+        local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+        local_cluster.kubectl("rollout", "status", "deployment/podinfo-primary", "-n", namespace, "--timeout=60s")
+        time.sleep(1.2)  # forced steps are at least a second apart: the next round may take one
+    assert seen == [
+        ("Progressing", 0, 1),
+        ("Progressing", 10, 1),
+        ("Progressing", 20, 1),
+        ("Progressing", 30, 1),
+        ("Promoting", 30, 1),
+        ("Finalising", 0, 1),
+        ("Succeeded", 0, 1),
+    ], seen
+    for weight in (10, 20, 30):
+        advances = [
+            m for m in events(local_cluster, namespace) if m == f"Advance podinfo.{namespace} canary weight {weight}"
+        ]
+        assert len(advances) == 1
