@@ -37,7 +37,7 @@ WORKDIR /app
 COPY serin/ serin/
 COPY handlers/ handlers/
 COPY webhook-certs/ webhook-certs/
-COPY wsgi.py ./
+COPY wsgi.py gunicorn.conf.py ./
 RUN python -m compileall -q serin handlers webhook-certs wsgi.py
 
 USER 10001:10001

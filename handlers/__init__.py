@@ -35,7 +35,8 @@ def create_app(settings: Settings | None = None, api: client.ApiClient | None = 
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> tuple[Response, int]:
+        # A bug, not the caller's mistake (those are 400s): the traceback goes to the log only.
         LOG.exception("unhandled error")
-        return jsonify(error=f"internal error: {type(error).__name__}"), 500
+        return jsonify(error="internal error"), 500
 
     return app

@@ -1,13 +1,14 @@
 """``POST /mutate`` and ``POST /validate``: admission.k8s.io/v1 AdmissionReviews in, verdicts out.
 
-The handler only checks the envelope and dispatches by kind. Malformed input gets a 400 that says
-what is wrong; nothing the sender can put in a request produces a 5xx or a traceback.
+The handler checks the envelope, and the parts of a Deployment that Serin reads, then dispatches by
+kind. Malformed input of any shape gets a 400 that names what is wrong, before anything acts on it;
+so an error inside the handlers is a bug: a 500 with a generic message, its traceback logged.
 """
 
 from __future__ import annotations
 
 import json
-import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,9 +16,9 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from serin.admission import Admission, Verdict
 from serin.engine import Engine
+from serin.model import DNS_LABEL
 
 blueprint = Blueprint("admission", __name__)
-LOG = logging.getLogger("serin.admission")
 
 Handler = Callable[[Admission, Mapping[str, Any]], Verdict]
 
@@ -30,14 +31,86 @@ VALIDATORS: dict[tuple[str, str], Handler] = {
     ("apps", "Deployment"): Admission.validate_deployment,
 }
 
+# Far deeper than any Kubernetes object, far shallower than what would exhaust Python's stack.
+MAX_NESTING = 100
+_JSON_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
 
 class Malformed(ValueError):
     """The request is not an AdmissionReview we can answer; the message says why."""
 
 
+class TooLarge(Malformed):
+    """The body is over the size limit."""
+
+
+def read_body(limit: int) -> bytes:
+    """The whole body, or TooLarge: never one cut short at the limit.
+
+    With a Content-Length the size is known up front (and checked before this). A chunked body
+    has none, and werkzeug would stop reading it at the limit without a word: it is read here,
+    one byte past the limit, to tell a body that fits from one that does not.
+    """
+    if request.content_length is not None:
+        return request.get_data(cache=False)
+    stream, parts, size = request.environ["wsgi.input"], [], 0
+    while size <= limit:
+        part = stream.read(min(65536, limit + 1 - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    if size > limit:
+        raise TooLarge(f"body is larger than {limit} bytes; an AdmissionReview is far smaller")
+    return b"".join(parts)
+
+
+def nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether the JSON in ``body`` nests arrays and objects deeper than ``limit`` (strings skipped),
+    found without decoding it: a decoder recursing into 100,000 brackets would exhaust the stack."""
+    depth = 0
+    for match in _JSON_NESTING.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
+def _optional(review: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str, where: str) -> None:
+    value = review.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise Malformed(f"{where}.{key} must be {what}, not {type(value).__name__}")
+
+
+def check_deployment(obj: Any, where: str) -> None:
+    """The fields of a Deployment Serin reads must have the shape Kubernetes gives them."""
+    if obj is None:
+        return
+    _optional(obj, "metadata", dict, "an object", where)
+    _optional(obj, "spec", dict, "an object", where)
+    metadata, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    for key in ("name", "namespace"):
+        _optional(metadata, key, str, "a string", f"{where}.metadata")
+    _optional(metadata, "labels", dict, "an object", f"{where}.metadata")
+    for key, value in (metadata.get("labels") or {}).items():
+        if not isinstance(value, str):
+            raise Malformed(f"{where}.metadata.labels.{key} must be a string, not {type(value).__name__}")
+    _optional(metadata, "annotations", dict, "an object", f"{where}.metadata")
+    if isinstance(spec.get("replicas"), bool):
+        raise Malformed(f"{where}.spec.replicas must be an integer, not bool")
+    _optional(spec, "replicas", int, "an integer", f"{where}.spec")
+    _optional(spec, "template", dict, "an object", f"{where}.spec")
+
+
 def parse_review(body: bytes, content_type: str | None) -> Mapping[str, Any]:
     if not (content_type or "").lower().startswith("application/json"):
         raise Malformed(f"Content-Type must be application/json, not {content_type or 'missing'!r}")
+    if nested_deeper_than(body, MAX_NESTING):
+        raise Malformed(f"body nests deeper than {MAX_NESTING} levels; no Kubernetes object does")
     try:
         review = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
@@ -54,20 +127,49 @@ def parse_review(body: bytes, content_type: str | None) -> Mapping[str, Any]:
     kind = admission_request.get("kind")
     if not isinstance(kind, dict) or not isinstance(kind.get("kind"), str):
         raise Malformed("request.kind is missing")
-    for key in ("object", "oldObject"):
-        if admission_request.get(key) is not None and not isinstance(admission_request[key], dict):
-            raise Malformed(f"request.{key} must be an object")
+    for key in ("group", "version"):
+        _optional(kind, key, str, "a string", "request.kind")
     if not isinstance(admission_request.get("operation"), str):
         raise Malformed("request.operation is missing")
+    for key in ("object", "oldObject", "userInfo"):
+        _optional(admission_request, key, dict, "an object", "request")
+    _optional(admission_request, "dryRun", bool, "true or false", "request")
+    _optional(admission_request, "name", str, "a string", "request")
+    _optional(admission_request, "namespace", str, "a string", "request")
+    namespace = admission_request.get("namespace")
+    if namespace and not DNS_LABEL.fullmatch(namespace):
+        raise Malformed(f"request.namespace must be a namespace name, not {namespace[:64]!r}")
+    _optional(admission_request.get("userInfo") or {}, "username", str, "a string", "request.userInfo")
+    if (kind.get("group"), kind["kind"]) == ("apps", "Deployment"):
+        for key in ("object", "oldObject"):
+            check_deployment(admission_request.get(key), f"request.{key}")
     return admission_request
 
 
+def _client_certificate_missing() -> str | None:
+    """Why the caller is not the API server, when Serin is told to check (None: it is, or no check)."""
+    engine: Engine = current_app.extensions["serin"]
+    if engine.settings.admission_client_ca is None:
+        return None
+    # gunicorn verified any certificate against the CA during the handshake (cert_reqs: optional).
+    connection: Any = request.environ.get("gunicorn.socket")
+    certificate = connection.getpeercert() if hasattr(connection, "getpeercert") else None
+    if certificate:
+        return None
+    return (
+        "admission reviews need a client certificate signed by the CA in SERIN_ADMISSION_CLIENT_CA (the API server's)"
+    )
+
+
 def _answer(handlers: dict[tuple[str, str], Handler]) -> tuple[Response, int]:
+    refused = _client_certificate_missing()
+    if refused is not None:
+        return jsonify(error=refused), 401
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None and request.content_length > limit:
-        return jsonify(error=f"body is larger than {limit} bytes; an AdmissionReview is far smaller"), 400
+        return jsonify(error=f"body is larger than {limit} bytes; an AdmissionReview is far smaller"), 413
     try:
-        admission_request = parse_review(request.get_data(cache=False), request.content_type)
+        admission_request = parse_review(read_body(limit), request.content_type)
         kind = admission_request["kind"]
         handler = handlers.get((kind.get("group", ""), kind["kind"]))
         if handler is None:
@@ -75,15 +177,12 @@ def _answer(handlers: dict[tuple[str, str], Handler]) -> tuple[Response, int]:
             raise Malformed(
                 f"cannot review kind {kind['kind']!r} of group {kind.get('group', '')!r}; this webhook reviews {known}"
             )
+    except TooLarge as error:
+        return jsonify(error=str(error)), 413
     except Malformed as error:
         return jsonify(error=str(error)), 400
     engine: Engine = current_app.extensions["serin"]
-    try:
-        verdict = handler(engine.admission, admission_request)
-    except (KeyError, TypeError, AttributeError, ValueError) as error:
-        # A request whose shape we did not expect deep inside: say so rather than fail.
-        LOG.warning("cannot review %s: %s", admission_request.get("uid"), error)
-        return jsonify(error=f"request.object is not a valid {kind['kind']}: {error}"), 400
+    verdict = handler(engine.admission, admission_request)
     body = {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",

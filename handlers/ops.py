@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from flask import Blueprint, Response, current_app
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from serin.telemetry import REGISTRY
+from serin.engine import Engine
+from serin.telemetry import exposition
 
 blueprint = Blueprint("ops", __name__)
 
@@ -22,4 +23,5 @@ def readyz() -> Response:
 
 @blueprint.get("/metrics")
 def metrics() -> Response:
-    return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+    engine: Engine = current_app.extensions["serin"]
+    return Response(exposition(engine.store, engine.settings.default_provider), mimetype=CONTENT_TYPE_LATEST)

@@ -74,7 +74,7 @@ def tick() -> tuple[Response, int]:
     engine: Engine = current_app.extensions["serin"]
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     if request.content_length is not None and request.content_length > limit:
-        return _error(400, f"body is larger than {limit} bytes; POST /tick needs none")
+        return _error(413, f"body is larger than {limit} bytes; POST /tick needs none")
     try:
         dry_run, force, window = _flag("dry_run"), _flag("force"), _window()
         namespace = _name("namespace", _DNS_LABEL, "a namespace name (a DNS-1123 label)")

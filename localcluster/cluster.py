@@ -197,11 +197,53 @@ class LocalCluster:
                 "--allow-privileged=true",
                 # Nothing serves kubelet ports here; the endpoint reconciler would only log noise.
                 "--endpoint-reconciler-type=none",
+                # The API server presents a client certificate to every admission webhook.
+                f"--admission-control-config-file={self._admission_config(pki)}",
             ],
             self.state_dir,
             state,
         )
         wait_for("kube-apiserver", lambda: self._readyz(port, pki), STARTUP_TIMEOUT, self.log("kube-apiserver"))
+
+    def _admission_config(self, pki: Pki) -> Path:
+        """The API server's admission configuration: a client certificate for every webhook it calls."""
+        kubeconfig = self.state_dir / "webhook-client.kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "users": [
+                        {
+                            "name": "*",
+                            "user": {
+                                "client-certificate": str(pki.webhook_client_cert),
+                                "client-key": str(pki.webhook_client_key),
+                            },
+                        }
+                    ],
+                }
+            )
+        )
+        webhooks = {
+            "apiVersion": "apiserver.config.k8s.io/v1",
+            "kind": "WebhookAdmissionConfiguration",
+            "kubeConfigFile": str(kubeconfig),
+        }
+        config = self.state_dir / "admission-config.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "apiserver.config.k8s.io/v1",
+                    "kind": "AdmissionConfiguration",
+                    "plugins": [
+                        {"name": "ValidatingAdmissionWebhook", "configuration": webhooks},
+                        {"name": "MutatingAdmissionWebhook", "configuration": webhooks},
+                    ],
+                }
+            )
+        )
+        return config
 
     @staticmethod
     def _readyz(port: int, pki: Pki) -> bool:

@@ -50,6 +50,20 @@ class Pki:
     def service_account_public_key(self) -> Path:
         return self.path("service-account.pub")
 
+    @property
+    def webhook_client_ca(self) -> Path:
+        """The CA of the certificate the API server presents to admission webhooks (its own, apart
+        from the cluster's, so that a webhook trusting it trusts the API server and nobody else)."""
+        return self.path("webhook-client-ca.crt")
+
+    @property
+    def webhook_client_cert(self) -> Path:
+        return self.path("webhook-client.crt")
+
+    @property
+    def webhook_client_key(self) -> Path:
+        return self.path("webhook-client.key")
+
     def client_cert(self, identity: str) -> Path:
         return self.path(f"{identity}.crt")
 
@@ -107,6 +121,13 @@ def ensure_pki(directory: Path) -> Pki:
         cert, key = tls.issue_client(ca_cert, ca_key, common_name, organization, VALIDITY)
         _write(pki.client_key(identity), tls.key_pem(key), private=True)
         _write(pki.client_cert(identity), tls.cert_pem(cert))
+
+    if not pki.webhook_client_cert.exists():
+        webhook_ca, webhook_ca_key = tls.new_ca("serin-localcluster-webhook-client-ca", VALIDITY)
+        cert, key = tls.issue_client(webhook_ca, webhook_ca_key, "kube-apiserver", None, VALIDITY)
+        _write(pki.webhook_client_ca, tls.cert_pem(webhook_ca))
+        _write(pki.webhook_client_key, tls.key_pem(key), private=True)
+        _write(pki.webhook_client_cert, tls.cert_pem(cert))
 
     if not pki.service_account_key.exists():
         key = tls.new_key()

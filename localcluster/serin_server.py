@@ -92,6 +92,8 @@ def ensure_serin(cluster: LocalCluster, binaries: Binaries, state: ClusterState)
         env={
             "KUBECONFIG": str(serin_kubeconfig),
             "SERIN_METRICS_SERVER": state.urls["prometheus"],
+            # Admission reviews only from the API server, which presents its webhook client certificate.
+            "SERIN_ADMISSION_CLIENT_CA": str(cluster.pki.webhook_client_ca),
         },
     )
     ca = tls_dir / "ca.crt"

@@ -67,16 +67,26 @@ class ClusterHandle:
         return data
 
 
-def eventually(check: Callable[[], Any], timeout: float = 30, interval: float = 0.2, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy; fail with the last value or error."""
+def eventually(
+    check: Callable[[], Any],
+    timeout: float = 30,
+    interval: float = 0.2,
+    what: str = "condition",
+    errors: tuple[type[Exception], ...] = (),
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with the last value or error.
+
+    ``errors``: more exceptions that mean "not yet" (assertions, API errors and missing keys do).
+    """
     deadline = time.monotonic() + timeout
     last: Any = None
+    expected: tuple[type[Exception], ...] = (AssertionError, client.ApiException, KeyError, *errors)
     while time.monotonic() < deadline:
         try:
             last = check()
             if last:
                 return last
-        except (AssertionError, client.ApiException, KeyError) as error:
+        except expected as error:
             last = error
         time.sleep(interval)
     raise AssertionError(f"{what} not reached within {timeout}s; last: {last!r}")

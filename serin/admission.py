@@ -32,20 +32,24 @@ import jsonpatch
 
 from serin.decide import Observation, ScaleTarget, SetRoutes, decide, desired_split
 from serin.kube.store import Conflict, KubeError, KubeStore, NotFound
+from serin.metrics.builtin import query_for
 from serin.model import (
     DEFAULT_INTERVAL,
     DEFAULT_MAX_WEIGHT,
     DEFAULT_METRIC_INTERVAL,
     DEFAULT_PROGRESS_DEADLINE_SECONDS,
     DEFAULT_THRESHOLD,
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
     FINALIZER,
     Canary,
     FieldError,
     InvalidCanary,
     parse_canary,
 )
+from serin.ports import SerinError
 from serin.reconcile import Reconciler, pending_of, workload_state
-from serin.status import CanaryStatus, Phase
+from serin.status import CanaryStatus, Phase, Unconfirmed
 from serin.workloads import MANAGED_BY, MANAGED_BY_LABEL, TARGET_LABEL, template_hash
 
 LOG = logging.getLogger("serin.admission")
@@ -89,6 +93,13 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 def _items(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def _replicas_patch(deployment: Mapping[str, Any], replicas: int) -> dict[str, Any]:
+    spec = deployment.get("spec")
+    if not isinstance(spec, dict):
+        return {"op": "add", "path": "/spec", "value": {"replicas": replicas}}
+    return {"op": "replace" if "replicas" in spec else "add", "path": "/spec/replicas", "value": replicas}
 
 
 def _name(request: Mapping[str, Any]) -> str:
@@ -253,10 +264,31 @@ class Admission:
         canary, errors = self._check(request)
         if errors or canary is None:
             return deny(errors, _name(request))
-        verdict = Verdict(warnings=list(canary.warnings))
+        problems, notes = self._query_problems(canary)
+        if problems:
+            return deny(problems, _name(request))
+        verdict = Verdict(warnings=[*canary.warnings, *notes])
         if request.get("operation") == "CREATE" and not request.get("dryRun"):
             verdict.warnings.extend(self._bootstrap(canary))
         return verdict
+
+    def _query_problems(self, canary: Canary) -> tuple[list[FieldError], list[str]]:
+        """Inline queries Prometheus cannot parse (denied), and those it could not be asked about (warned)."""
+        problems: list[FieldError] = []
+        notes: list[str] = []
+        for index, metric in enumerate(canary.analysis.metrics):
+            if metric.query is None:
+                continue
+            address = canary.metrics_server or self.reconciler.default_metrics_server
+            path = f"spec.analysis.metrics[{index}].query"
+            try:
+                error = self.reconciler.metrics_for(address).syntax_error(query_for(metric, canary))
+            except SerinError as unavailable:
+                notes.append(f"{path}: not checked, {unavailable}")
+                continue
+            if error:
+                problems.append(FieldError(path, f"Prometheus cannot parse it: {error}"))
+        return problems, notes
 
     def _deleted(self, request: Mapping[str, Any]) -> Verdict:
         """revertOnDeletion: the target gets its traffic back now; the tick lifts the finalizer."""
@@ -353,36 +385,34 @@ class Admission:
 
     def mutate_deployment(self, request: Mapping[str, Any]) -> Verdict:
         """A target's new template is a new revision; an unchanged one leaves an idle target at zero."""
-        new, old = request.get("object") or {}, request.get("oldObject")
-        labels = (new.get("metadata") or {}).get("labels") or {}
-        canary_name = labels.get(TARGET_LABEL)
+        new, old = _mapping(request.get("object")), request.get("oldObject")
+        canary_name = _mapping(_mapping(new.get("metadata")).get("labels")).get(TARGET_LABEL)
         if request.get("operation") != "UPDATE" or not isinstance(old, Mapping) or not canary_name:
             return Verdict()
+        if not DNS_SUBDOMAIN.fullmatch(str(canary_name)):
+            return Verdict()  # not a Canary's name: not a target of Serin's
         if template_hash(new) == template_hash(old):
             # Decided from the request alone: an update that is not a revision costs no API request.
-            old_replicas = (old.get("spec") or {}).get("replicas")
-            new_replicas = (new.get("spec") or {}).get("replicas")
+            old_replicas = _mapping(old.get("spec")).get("replicas")
+            spec = _mapping(new.get("spec"))
             username = _mapping(request.get("userInfo")).get("username")
             # Serin itself scales the target up (a release the tick started, a deleted Canary).
-            if old_replicas == 0 and new_replicas != 0 and username != self.own_username():
+            if old_replicas == 0 and spec.get("replicas") != 0 and username != self.own_username():
+                name = _mapping(new.get("metadata")).get("name")
                 return Verdict(
-                    patch=[
-                        {
-                            "op": "replace" if "replicas" in new.get("spec", {}) else "add",
-                            "path": "/spec/replicas",
-                            "value": 0,
-                        }
-                    ],
+                    patch=[_replicas_patch(new, 0)],
                     warnings=[
-                        f"Deployment {new['metadata'].get('name')} is the target of canary {canary_name}: it stays "
-                        "at 0 replicas between releases (the primary serves); change its pod template to release"
+                        f"Deployment {name} is the target of canary {canary_name}: it stays at 0 replicas between "
+                        "releases (the primary serves); change its pod template to release"
                     ],
                 )
             return Verdict()
         return self._new_revision(request, new, str(canary_name))
 
     def _new_revision(self, request: Mapping[str, Any], new: Mapping[str, Any], canary_name: str) -> Verdict:
-        namespace = str(request.get("namespace") or new.get("metadata", {}).get("namespace"))
+        namespace = str(request.get("namespace") or _mapping(new.get("metadata")).get("namespace") or "")
+        if not DNS_LABEL.fullmatch(namespace):
+            return Verdict()
         raw = self.store.get_canary(namespace, canary_name)
         if raw is None:
             return Verdict()
@@ -412,18 +442,16 @@ class Admission:
         if decision.needs or scale is None or decision.status.phase is not Phase.PROGRESSING:
             # Gates (confirm-rollout) are the tick's to ask: a webhook must answer within seconds.
             return Verdict()
-        patch = [
-            {
-                "op": "replace" if "replicas" in new.get("spec", {}) else "add",
-                "path": "/spec/replicas",
-                "value": scale.replicas,
-            }
-        ]
+        patch = [_replicas_patch(new, scale.replicas)]
         if request.get("dryRun"):
             return Verdict(patch=patch)
         # Due at once: the next tick starts the analysis instead of waiting one more interval.
         pending = pending_of(decision, now)
-        recorded = decision.status.replace(last_analysis_time=None, claimed_until=None, pending=pending)
+        # Another webhook may still refuse this update: how to go back is recorded with it.
+        unconfirmed = Unconfirmed(target.template_hash, status.phase, status.last_applied_spec)
+        recorded = decision.status.replace(
+            last_analysis_time=None, claimed_until=None, pending=pending, unconfirmed=unconfirmed
+        )
         try:
             # Recorded first, as a tick does: a webhook that dies after this leaves nothing undone
             # that the next tick does not complete.
@@ -449,16 +477,16 @@ class Admission:
 
     def validate_deployment(self, request: Mapping[str, Any]) -> Verdict:
         """Only Serin changes a primary's pod template; scaling it stays allowed (HPA, kubectl scale)."""
-        new, old = request.get("object") or {}, request.get("oldObject")
-        labels = (new.get("metadata") or {}).get("labels") or {}
+        new, old = _mapping(request.get("object")), request.get("oldObject")
+        labels = _mapping(_mapping(new.get("metadata")).get("labels"))
         if request.get("operation") != "UPDATE" or not isinstance(old, Mapping):
             return Verdict()
         if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or template_hash(new) == template_hash(old):
             return Verdict()
-        username = (request.get("userInfo") or {}).get("username", "")
+        username = _mapping(request.get("userInfo")).get("username", "")
         if username == self.own_username():
             return Verdict()
-        name = str(new.get("metadata", {}).get("name", ""))
+        name = str(_mapping(new.get("metadata")).get("name", ""))
         target = name.removesuffix("-primary")
         return Verdict(
             allowed=False,

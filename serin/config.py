@@ -16,6 +16,9 @@ class Settings:
     kubeconfig: str | None = None
     # Largest AdmissionReview or tick request body accepted.
     max_body_bytes: int = 3 * 1024 * 1024
+    # When set, admission reviews must come over TLS with a client certificate this CA signed (the
+    # API server's, configured with --admission-control-config-file); gunicorn asks for it.
+    admission_client_ca: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -25,4 +28,5 @@ class Settings:
             default_provider=os.environ.get("SERIN_DEFAULT_PROVIDER", defaults.default_provider),
             kubeconfig=os.environ.get("KUBECONFIG") or None,
             max_body_bytes=int(os.environ.get("SERIN_MAX_BODY_BYTES", defaults.max_body_bytes)),
+            admission_client_ca=os.environ.get("SERIN_ADMISSION_CLIENT_CA") or None,
         )

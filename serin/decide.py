@@ -638,6 +638,7 @@ _Check = Callable[[_Step], "Decision | _Step"]
 def _progress(step: _Step) -> Decision:
     """Each check either decides the step or hands a (possibly updated) step to the next one."""
     checks: tuple[_Check, ...] = (
+        _on_unconfirmed,
         _on_revision,
         _on_readiness,
         _on_skip_analysis,
@@ -656,6 +657,33 @@ def _progress(step: _Step) -> Decision:
     if strategy is Strategy.BLUE_GREEN:
         return _blue_green_step(step)
     return _canary_step(step)
+
+
+def _on_unconfirmed(step: _Step) -> Decision | _Step:
+    """A revision recorded by the Deployment webhook is confirmed by the target holding it; if the
+    target does not, another webhook refused the update after ours, and the status goes back."""
+    unconfirmed, target = step.status.unconfirmed, step.observation.target
+    assert target is not None
+    if unconfirmed is None:
+        return step
+    if target.template_hash == unconfirmed.revision:
+        return _Step(step.canary, step.status.replace(unconfirmed=None), step.observation, step.now)
+    phase = unconfirmed.phase or Phase.INITIALIZED
+    restored = step.status.with_phase(phase, step.now).replace(
+        last_applied_spec=unconfirmed.applied,
+        canary_weight=0,
+        failed_checks=0,
+        iterations=0,
+        waiting_since=None,
+        unavailable_steps=0,
+        unconfirmed=None,
+    )
+    return step.decision(
+        f"the update admission saw for revision {unconfirmed.revision} was not stored: back to {phase.value}",
+        restored,
+        _at_rest(step),
+        _normal(f"New revision of {step.target} was refused after admission: back to {phase.value}"),
+    )
 
 
 def _on_revision(step: _Step) -> Decision | _Step:

@@ -70,6 +70,26 @@ class InvalidCanary(ValueError):
         super().__init__("; ".join(str(error) for error in self.errors))
 
 
+# Kubernetes names: DNS-1123 labels and subdomains; Service names are DNS-1035 labels.
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+# A named port (IANA_SVC_NAME): up to 15 lowercase letters, digits and single dashes, one letter at least.
+PORT_NAME = re.compile(r"(?=.*[a-z])(?!.*--)[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?")
+# What a query may name between double braces (Flagger's), besides ``variables.<key>``.
+QUERY_VARIABLES = ("name", "namespace", "target", "service", "interval")
+PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+VARIABLES_PREFIX = "variables."
+# Generated Services are named <service>, <service>-primary and <service>-canary, each a DNS label.
+LONGEST_SERVICE_SUFFIX = "-primary"
+
+
+def unknown_placeholders(query: str, variables: Sequence[str] = ()) -> list[str]:
+    """The placeholders of ``query`` that nothing fills in (``variables``: its templateVariables)."""
+    known = {*QUERY_VARIABLES, *(f"{VARIABLES_PREFIX}{key}" for key in variables)}
+    return sorted({found.strip() for found in PLACEHOLDER.findall(query) if found.strip() not in known})
+
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -374,6 +394,14 @@ class _Reader:
             self.error(path, str(error))
             return default, parse_duration(default)
 
+    def name(self, value: Any, path: str, pattern: re.Pattern[str], what: str, required: bool = False) -> str | None:
+        """A string that must be a Kubernetes name of a kind (``what`` says which, for the message)."""
+        text = self.string(value, path, required=required)
+        if text is not None and not pattern.fullmatch(text):
+            self.error(path, f"must be {what} (got {text[:64]!r})")
+            return None
+        return text
+
     def string_map(self, value: Any, path: str) -> dict[str, str]:
         result: dict[str, str] = {}
         for key, item in self.mapping(value, path).items():
@@ -389,10 +417,16 @@ def _parse_target_ref(reader: _Reader, value: Any, path: str, kinds: Sequence[st
     kind = reader.string(raw.get("kind"), f"{path}.kind", required=True) or ""
     if kind and kind not in kinds:
         reader.error(f"{path}.kind", f"must be one of {', '.join(kinds)} (got {kind!r})")
+    # The primary is named after the target: <name>-primary must be a Deployment name too.
+    name = reader.name(
+        raw.get("name"), f"{path}.name", DNS_SUBDOMAIN, "a Deployment name (a DNS-1123 subdomain)", required=True
+    )
+    if name and len(name) > 253 - len("-primary"):
+        reader.error(f"{path}.name", "is too long: <name>-primary must fit in 253 characters")
     return TargetRef(
         api_version=reader.string(raw.get("apiVersion"), f"{path}.apiVersion", default="apps/v1") or "apps/v1",
         kind=kind,
-        name=reader.string(raw.get("name"), f"{path}.name", required=True) or "",
+        name=name or "",
     )
 
 
@@ -419,8 +453,11 @@ def _parse_metric(reader: _Reader, raw: Mapping[str, Any], path: str) -> Metric:
     if raw.get("templateRef") is not None:
         ref = reader.mapping(raw.get("templateRef"), f"{path}.templateRef")
         template_ref = ObjectRef(
-            name=reader.string(ref.get("name"), f"{path}.templateRef.name", required=True) or "",
-            namespace=reader.string(ref.get("namespace"), f"{path}.templateRef.namespace"),
+            name=reader.name(
+                ref.get("name"), f"{path}.templateRef.name", DNS_SUBDOMAIN, "a MetricTemplate name", required=True
+            )
+            or "",
+            namespace=reader.name(ref.get("namespace"), f"{path}.templateRef.namespace", DNS_LABEL, "a namespace name"),
         )
     else:
         reader.seen(f"{path}.templateRef.name")
@@ -431,14 +468,28 @@ def _parse_metric(reader: _Reader, raw: Mapping[str, Any], path: str) -> Metric:
         reader.error(
             path, f"{name!r} is not a builtin metric ({', '.join(BUILTIN_METRICS)}): give it a query or a templateRef"
         )
+    variables = reader.string_map(raw.get("templateVariables"), f"{path}.templateVariables")
+    if query:
+        unknown = unknown_placeholders(query, list(variables))
+        if unknown:
+            known = ", ".join([*QUERY_VARIABLES, *(f"{VARIABLES_PREFIX}{key}" for key in variables)])
+            reader.error(f"{path}.query", f"unknown placeholder(s) {', '.join(unknown)} (known: {known})")
     return Metric(
         name=name,
         interval=interval,
         threshold_range=threshold_range,
         query=query,
         template_ref=template_ref,
-        template_variables=reader.string_map(raw.get("templateVariables"), f"{path}.templateVariables"),
+        template_variables=variables,
     )
+
+
+def _parse_url(reader: _Reader, value: Any, path: str) -> str | None:
+    url = reader.string(value, path)
+    if url and not re.match(r"^https?://[^/\s?#]+(/\S*)?$", url):
+        reader.error(path, f"must be an absolute http or https URL (got {url[:100]!r})")
+        return None
+    return url
 
 
 def _parse_webhook(reader: _Reader, raw: Mapping[str, Any], path: str) -> Webhook:
@@ -449,9 +500,9 @@ def _parse_webhook(reader: _Reader, raw: Mapping[str, Any], path: str) -> Webhoo
     except ValueError:
         reader.error(f"{path}.type", f"must be one of {', '.join(t.value for t in HookType)} (got {type_name!r})")
         hook_type = HookType.ROLLOUT
-    url = reader.string(raw.get("url"), f"{path}.url", required=True) or ""
-    if url and not re.match(r"^https?://[^/\s]+", url):
-        reader.error(f"{path}.url", f"must be an absolute http or https URL (got {url!r})")
+    url = _parse_url(reader, raw.get("url"), f"{path}.url") or ""
+    if not url and not raw.get("url"):
+        reader.error(f"{path}.url", "is required")
     _, timeout = reader.duration(raw.get("timeout"), f"{path}.timeout", DEFAULT_HOOK_TIMEOUT)
     reader.unsupported(raw, "muteAlert", path)
     return Webhook(
@@ -510,10 +561,7 @@ def _parse_analysis(reader: _Reader, value: Any) -> Analysis:
     if interval_seconds < MIN_INTERVAL_SECONDS:
         reader.error(f"{path}.interval", f"must be at least {MIN_INTERVAL_SECONDS:.0f}s (got {interval})")
     step_weight, step_weights, iterations, max_weight = _parse_strategy(reader, raw, path)
-    match = tuple(
-        reader.mapping(item, f"{path}.match[{index}]")
-        for index, item in enumerate(reader.sequence(raw.get("match"), f"{path}.match"))
-    )
+    match = _parse_match(reader, raw.get("match"), f"{path}.match")
     if match and raw.get("iterations") is None:
         reader.error(f"{path}.match", "A/B testing needs iterations")
     for key in ("mirror", "mirrorWeight", "sessionAffinity", "alerts"):
@@ -547,6 +595,39 @@ def _parse_analysis(reader: _Reader, value: Any) -> Analysis:
     )
 
 
+def _parse_match(reader: _Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
+    """Istio HTTP match conditions, kept as given, with every regular expression checked."""
+    conditions = []
+    for index, item in enumerate(reader.sequence(value, path)):
+        condition = reader.mapping(item, f"{path}[{index}]")
+        for where, matcher in _string_matchers(condition, f"{path}[{index}]"):
+            regex = matcher.get("regex") if isinstance(matcher, Mapping) else None
+            if regex is None:
+                continue
+            if not isinstance(regex, str):
+                reader.error(f"{where}.regex", "must be a string")
+                continue
+            try:
+                re.compile(regex)
+            except re.error as error:
+                reader.error(f"{where}.regex", f"is not a regular expression: {error}")
+        conditions.append(condition)
+    return tuple(conditions)
+
+
+def _string_matchers(condition: Mapping[str, Any], path: str) -> list[tuple[str, Any]]:
+    """(path, StringMatch) of every Istio string match in one condition."""
+    found: list[tuple[str, Any]] = []
+    for field_name in ("uri", "scheme", "method", "authority"):
+        if field_name in condition:
+            found.append((f"{path}.{field_name}", condition[field_name]))
+    for field_name in ("headers", "queryParams", "withoutHeaders"):
+        named = condition.get(field_name)
+        if isinstance(named, Mapping):
+            found.extend((f"{path}.{field_name}.{key}", matcher) for key, matcher in named.items())
+    return found
+
+
 def _ready_threshold(reader: _Reader, raw: Mapping[str, Any], path: str, key: str) -> int:
     value = reader.integer(raw.get(key), f"{path}.{key}", DEFAULT_READY_THRESHOLD, 0, 100)
     return DEFAULT_READY_THRESHOLD if value is None else value
@@ -576,6 +657,14 @@ def _parse_service(reader: _Reader, value: Any, target_name: str) -> Service:
     reader.seen(f"{path}.targetPort")
     if isinstance(raw_target_port, bool) or not isinstance(raw_target_port, int | str | None):
         reader.error(f"{path}.targetPort", "must be a port number or a port name")
+    elif isinstance(raw_target_port, int) and not 1 <= raw_target_port <= 65535:
+        reader.error(f"{path}.targetPort", "must be between 1 and 65535")
+    elif isinstance(raw_target_port, str) and raw_target_port and not PORT_NAME.fullmatch(raw_target_port):
+        reader.error(
+            f"{path}.targetPort",
+            f"must be a port number or a container port's name (up to 15 lowercase letters, digits and dashes; "
+            f"got {raw_target_port[:64]!r})",
+        )
     elif raw_target_port is not None and raw_target_port != "":
         target_port = raw_target_port
     for key in (
@@ -595,19 +684,28 @@ def _parse_service(reader: _Reader, value: Any, target_name: str) -> Service:
     delegation = reader.boolean(raw.get("delegation"), f"{path}.delegation")
     if delegation and (gateways or hosts):
         reader.error(f"{path}.delegation", "a delegate VirtualService has no hosts or gateways of its own")
+    name = reader.name(raw.get("name"), f"{path}.name", DNS_1035_LABEL, "a Service name (a DNS-1035 label)")
+    service_name = name or target_name
+    if len(service_name) + len(LONGEST_SERVICE_SUFFIX) > 63 and (name or target_name):
+        where = f"{path}.name" if name else "spec.targetRef.name"
+        reader.error(
+            where, f"{service_name!r} is too long for a Service name: <name>-primary must fit in 63 characters"
+        )
+    elif not name and target_name and not DNS_1035_LABEL.fullmatch(target_name):
+        reader.error(
+            f"{path}.name", f"is needed: the target's name {target_name!r} cannot name a Service (a DNS-1035 label)"
+        )
     return Service(
-        name=reader.string(raw.get("name"), f"{path}.name", default=target_name) or target_name,
+        name=service_name,
         port=port or 0,
-        port_name=reader.string(raw.get("portName"), f"{path}.portName", default="http") or "http",
+        port_name=reader.name(raw.get("portName"), f"{path}.portName", DNS_LABEL, "a port name (a DNS-1123 label)")
+        or "http",
         target_port=target_port,
         app_protocol=reader.string(raw.get("appProtocol"), f"{path}.appProtocol"),
         gateways=gateways,
         hosts=hosts,
         delegation=delegation,
-        match=tuple(
-            reader.mapping(item, f"{path}.match[{index}]")
-            for index, item in enumerate(reader.sequence(raw.get("match"), f"{path}.match"))
-        ),
+        match=_parse_match(reader, raw.get("match"), f"{path}.match"),
         rewrite=_optional_mapping(reader, raw.get("rewrite"), f"{path}.rewrite"),
         retries=_optional_mapping(reader, raw.get("retries"), f"{path}.retries"),
         headers=_optional_mapping(reader, raw.get("headers"), f"{path}.headers"),
@@ -652,7 +750,7 @@ def read_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Read
         creation_timestamp=str(metadata.get("creationTimestamp") or ""),
         target_ref=target_ref,
         provider=provider,
-        metrics_server=reader.string(spec.get("metricsServer"), "spec.metricsServer"),
+        metrics_server=_parse_url(reader, spec.get("metricsServer"), "spec.metricsServer"),
         progress_deadline_seconds=reader.integer(
             spec.get("progressDeadlineSeconds"),
             "spec.progressDeadlineSeconds",

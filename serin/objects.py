@@ -13,6 +13,7 @@ this module reads and writes them through the access layer and nothing else.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,6 +24,7 @@ from serin.ports import PermanentError, Router, SerinError
 from serin.workloads import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    MANAGED_FOR_LABEL,
     PROMOTED_SPEC_FIELDS,
     REVISION_HISTORY,
     SOURCE_HASH_ANNOTATION,
@@ -42,6 +44,8 @@ from serin.workloads import (
     tracked_configs,
 )
 
+# On a Service the user made before the Canary: its selector before Serin pointed it at the primary.
+ORIGINAL_SELECTOR_ANNOTATION = "serin.dev/original-selector"
 # A replace that loses against a newer version of the object is computed again this many times.
 CONFLICT_RETRIES = 3
 
@@ -124,7 +128,23 @@ class CanaryObjects:
                 if not contains(existing, wanted):
                     self.store.patch("Service", namespace, name, _service_patch(existing, wanted))
             elif existing.get("spec", {}).get("selector") != wanted["spec"]["selector"]:
-                self.store.patch("Service", namespace, name, {"spec": {"selector": wanted["spec"]["selector"]}})
+                # A Service the user made: only its selector is taken over, and what it was is
+                # recorded on it, to be given back when the Canary goes (see ``revert``).
+                annotations = existing["metadata"].get("annotations") or {}
+                recorded = annotations.get(ORIGINAL_SELECTOR_ANNOTATION)
+                if recorded is None:
+                    recorded = json.dumps(existing.get("spec", {}).get("selector") or {}, sort_keys=True)
+                self.store.patch(
+                    "Service",
+                    namespace,
+                    name,
+                    {
+                        "metadata": {"annotations": {ORIGINAL_SELECTOR_ANNOTATION: recorded}},
+                        "spec": {
+                            "selector": _replacing(existing.get("spec", {}).get("selector"), wanted["spec"]["selector"])
+                        },
+                    },
+                )
         self.router_for(canary.provider).reconcile(canary, split)
 
     def adopt(self, canary: Canary, obj: Mapping[str, Any]) -> None:
@@ -166,7 +186,7 @@ class CanaryObjects:
 
     def _prune_revisions(self, canary: Canary) -> None:
         kept = sorted(
-            self.store.find("ControllerRevision", canary.namespace, f"{TARGET_LABEL}={canary.name}"),
+            self.store.find("ControllerRevision", canary.namespace, f"{MANAGED_FOR_LABEL}={canary.name}"),
             key=lambda item: int(item.get("revision") or 0),
             reverse=True,
         )
@@ -234,6 +254,27 @@ class CanaryObjects:
                 hashes[config_key(kind, name.removesuffix("-primary"))] = config_hash(copied)
         return hashes
 
+    # ---- objects of a Canary that was never stored -------------------------------------------
+
+    def remove_orphans(self, namespace: str, canary_name: str) -> list[str]:
+        """Delete what admission made for a Canary that never got stored (another webhook refused
+        it, or the review was forged): only objects Serin made for that name and nobody owns."""
+        removed = []
+        for kind in ("Deployment", "Service", "VirtualService", "DestinationRule", "ControllerRevision"):
+            for obj in self.store.find(kind, namespace, f"{MANAGED_FOR_LABEL}={canary_name}"):
+                if not _is_managed(obj) or obj["metadata"].get("ownerReferences"):
+                    continue
+                if kind == "Deployment":
+                    # Its config copies, by name (Serin lists no Secrets).
+                    for config_kind, name in sorted(tracked_configs(obj)):
+                        copied = self.store.get_config(config_kind, namespace, name)
+                        if copied is not None and _is_managed(copied) and not copied["metadata"].get("ownerReferences"):
+                            self.store.delete(copied.get("kind", "ConfigMap"), namespace, name)
+                            removed.append(f"{copied.get('kind')}/{name}")
+                self.store.delete(kind, namespace, obj["metadata"]["name"])
+                removed.append(f"{kind}/{obj['metadata']['name']}")
+        return removed
+
     # ---- giving the target its traffic back --------------------------------------------------
 
     def revert(self, canary: Canary) -> bool:
@@ -262,10 +303,28 @@ class CanaryObjects:
                 canary.service.name,
                 {"metadata": {"ownerReferences": None}, "spec": {"selector": {key: value}}},
             )
+        elif apex is not None:
+            recorded = (apex["metadata"].get("annotations") or {}).get(ORIGINAL_SELECTOR_ANNOTATION)
+            if recorded is not None:
+                # The user's own Service: given back the selector it had before the Canary.
+                self.store.patch(
+                    "Service",
+                    namespace,
+                    canary.service.name,
+                    {
+                        "metadata": {"annotations": {ORIGINAL_SELECTOR_ANNOTATION: None}},
+                        "spec": {"selector": _replacing(apex.get("spec", {}).get("selector"), json.loads(recorded))},
+                    },
+                )
         with contextlib.suppress(SerinError):
             self.router_for(canary.provider).finalize(canary)
         status = target.get("status") or {}
         return int(status.get("availableReplicas") or 0) >= replicas
+
+
+def _replacing(current: Any, wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch of a map that makes it exactly ``wanted``: keys it no longer has become null."""
+    return {**{key: None for key in (current or {}) if key not in wanted}, **wanted}
 
 
 def _service_patch(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
@@ -278,4 +337,6 @@ def _service_patch(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> di
     metadata = {key: wanted["metadata"].get(key) for key in ("labels", "annotations") if key in wanted["metadata"]}
     if references:
         metadata["ownerReferences"] = references
-    return {"metadata": metadata, "spec": dict(wanted["spec"])}
+    spec = dict(wanted["spec"])
+    spec["selector"] = _replacing(existing.get("spec", {}).get("selector"), wanted["spec"]["selector"])
+    return {"metadata": metadata, "spec": spec}

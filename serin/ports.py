@@ -76,6 +76,10 @@ class MetricsProvider(Protocol):
     def query(self, query: str) -> float:
         """The query's single value; NoValuesFound, InvalidQuery or MetricsUnavailable otherwise."""
 
+    def syntax_error(self, query: str) -> str | None:
+        """What the backend finds wrong with the query's syntax (None: nothing), without running it;
+        MetricsUnavailable when it cannot be asked. Admission asks, to refuse a broken query early."""
+
 
 @dataclass(frozen=True)
 class HookResult:

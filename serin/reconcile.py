@@ -22,7 +22,6 @@ import datetime
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 from serin import telemetry
 from serin.decide import (
     ALL_ON_PRIMARY,
+    DEFAULT_TICK_WINDOW_SECONDS,
     METRICS,
     CopyToPrimary,
     Decision,
@@ -43,7 +43,6 @@ from serin.decide import (
     Split,
     WorkloadState,
     decide,
-    desired_split,
     next_step_in,
     waiting_for_interval,
 )
@@ -62,8 +61,11 @@ from serin.ports import (
     SerinError,
     TemporaryError,
 )
-from serin.status import IDLE_PHASES, CanaryStatus, Pending, Phase, format_time
+from serin.status import IDLE_PHASES, CanaryStatus, Pending, Phase, format_time, parse_time
 from serin.workloads import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    MANAGED_FOR_LABEL,
     SOURCE_HASH_ANNOTATION,
     WorkloadError,
     config_hash,
@@ -81,6 +83,10 @@ MAX_DECISION_ROUNDS = 5
 CLAIM_SECONDS = 120.0
 # Phases in which the primary must run the promoted revision (checked when its spec changed).
 PRIMARY_KEPT_PHASES = IDLE_PHASES | {Phase.PROGRESSING, Phase.WAITING_PROMOTION}
+# Every ten minutes a tick looks for objects admission made for a Canary that was never stored,
+# and removes those older than five (a Canary being admitted right now has not been stored yet).
+ORPHAN_SWEEP_SECONDS = 600.0
+ORPHAN_GRACE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,8 @@ def describe(action: object) -> str:
 def workload_state(deployment: Mapping[str, Any] | None) -> WorkloadState | None:
     if deployment is None:
         return None
-    spec, status, metadata = deployment.get("spec", {}), deployment.get("status", {}), deployment.get("metadata", {})
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    metadata = deployment.get("metadata") or {}
     conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, Mapping)}
     return WorkloadState(
         name=metadata.get("name", ""),
@@ -208,7 +215,9 @@ class Reconciler:
         """One step for every due Canary. ``window``: seconds since the caller's previous tick."""
         started = time.monotonic()
         raw_canaries = self.store.list_canaries(namespace)
-        telemetry.record_counts(Counter(c.get("metadata", {}).get("namespace", "") for c in raw_canaries))
+        now = self.clock()
+        if not dry_run and now.timestamp() % ORPHAN_SWEEP_SECONDS < (window or DEFAULT_TICK_WINDOW_SECONDS):
+            self.sweep_orphans(namespace, raw_canaries, now)
         reports = []
         for raw in raw_canaries:
             metadata = raw.get("metadata", {})
@@ -311,16 +320,9 @@ class Reconciler:
         report.applied = True
         report.record(new_status)
         report.next_step_in_seconds = next_step_in(canary, new_status, now)
-        telemetry.record_canary(
-            canary.name,
-            canary.namespace,
-            canary.target_ref.name,
-            new_status.phase,
-            desired_split(canary, new_status)[1],
-        )
         if new_status.phase != status.phase and new_status.phase in (Phase.SUCCEEDED, Phase.FAILED):
             outcome = "succeeded" if new_status.phase is Phase.SUCCEEDED else "failed"
-            telemetry.CANARY_RESULTS.labels(canary.name, canary.namespace, outcome).inc()
+            telemetry.CANARY_RESULTS.labels(canary.namespace, outcome).inc()
         if observed.target is not None:
             self.apply(canary, decision, observed, new_status)
         if pending is not None:
@@ -328,6 +330,37 @@ class Reconciler:
             if new_status.pending is not None:
                 with contextlib.suppress(KubeError, Lost):  # still recorded: the next tick sends none twice
                     self.write_status(canary, version, new_status.replace(pending=None))
+
+    def sweep_orphans(
+        self, namespace: str | None, canaries: Sequence[Mapping[str, Any]], now: datetime.datetime
+    ) -> None:
+        """Remove what admission made for Canaries that were never stored: one list, then only for
+        primaries nobody owns, made for a name no Canary has, older than the grace period."""
+        stored = {(c["metadata"].get("namespace"), c["metadata"].get("name")) for c in canaries}
+        try:
+            primaries = self.store.find("Deployment", namespace, f"{MANAGED_BY_LABEL}={MANAGED_BY}")
+        except KubeError as error:
+            LOG.warning("could not look for objects of Canaries never stored: %s", error)
+            return
+        for primary in primaries:
+            metadata = primary["metadata"]
+            owner = (metadata.get("labels") or {}).get(MANAGED_FOR_LABEL)
+            created = parse_time(metadata.get("creationTimestamp"))
+            if not owner or metadata.get("ownerReferences") or (metadata.get("namespace"), owner) in stored:
+                continue
+            if created is None or (now - created).total_seconds() < ORPHAN_GRACE_SECONDS:
+                continue
+            try:
+                removed = self.objects.remove_orphans(metadata["namespace"], owner)
+            except KubeError as error:
+                LOG.warning("could not remove the objects of canary %s/%s: %s", metadata["namespace"], owner, error)
+                continue
+            LOG.warning(
+                "removed %s, made for canary %s/%s which was never stored",
+                ", ".join(removed),
+                metadata["namespace"],
+                owner,
+            )
 
     def write_status(self, canary: Canary, version: str, status: CanaryStatus) -> str:
         """Store the whole status if the Canary is still at ``version``; its new version, or Lost."""

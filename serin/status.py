@@ -128,6 +128,29 @@ class Pending:
 
 
 @dataclass(frozen=True)
+class Unconfirmed:
+    """A revision the Deployment webhook recorded before the update was stored, and how the status
+    was before: another webhook may still refuse the update, and then the tick puts it back."""
+
+    revision: str
+    phase: Phase | None
+    applied: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"revision": self.revision, "phase": self.phase.value if self.phase else "", "applied": self.applied}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Unconfirmed | None:
+        if not isinstance(raw, Mapping) or not raw.get("revision"):
+            return None
+        try:
+            phase: Phase | None = Phase(raw["phase"]) if raw.get("phase") else None
+        except ValueError:
+            phase = None
+        return cls(str(raw["revision"]), phase, str(raw.get("applied") or ""))
+
+
+@dataclass(frozen=True)
 class CanaryStatus:
     phase: Phase | None = None
     canary_weight: int = 0
@@ -152,6 +175,7 @@ class CanaryStatus:
     # A tick that asks hooks first claims the step until then; others leave the Canary alone.
     claimed_until: datetime.datetime | None = None
     pending: Pending | None = None
+    unconfirmed: Unconfirmed | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> CanaryStatus:
@@ -189,6 +213,7 @@ class CanaryStatus:
             primary_generation=int(own.get("primaryGeneration") or 0),
             claimed_until=parse_time(own.get("claimedUntil")),
             pending=Pending.from_dict(own.get("pending")),
+            unconfirmed=Unconfirmed.from_dict(own.get("unconfirmed")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -222,6 +247,8 @@ class CanaryStatus:
             own["claimedUntil"] = format_time(self.claimed_until)
         if self.pending is not None:
             own["pending"] = self.pending.to_dict()
+        if self.unconfirmed is not None:
+            own["unconfirmed"] = self.unconfirmed.to_dict()
         if own:
             result["serin"] = own
         return result

@@ -1,25 +1,35 @@
-"""Serin's own metrics, served at /metrics (names follow Flagger's where users know them)."""
+"""Serin's own metrics, served at /metrics (names follow Flagger's where users know them).
+
+Two kinds, kept apart so that both are right under gunicorn's several worker processes:
+
+* What happens in a process (ticks, their duration and errors, finished releases) is counted by
+  prometheus-client, in multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set (gunicorn's
+  config sets it), so a scrape sees the sum over every worker, whichever one it reaches.
+* What each Canary is like now (its weight, its status, how many there are) is read from the
+  Canaries themselves at scrape time: one list request, always current, and a deleted Canary's
+  series are gone with it.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+from collections import Counter as Tally
+from collections.abc import Iterator
+from typing import Any
 
-from serin.status import Phase
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from serin.decide import desired_split
+from serin.kube.store import KubeError, KubeStore
+from serin.model import InvalidCanary, parse_canary
+from serin.status import CanaryStatus, Phase
 
 REGISTRY = CollectorRegistry()
 
-CANARY_WEIGHT = Gauge(
-    "serin_canary_weight", "Traffic percentage per workload of a Canary", ["workload", "namespace"], registry=REGISTRY
-)
-CANARY_STATUS = Gauge(
-    "serin_canary_status",
-    "Canary state: 0 running, 1 successful, 2 failed",
-    ["name", "namespace"],
-    registry=REGISTRY,
-)
-CANARY_TOTAL = Gauge("serin_canary_total", "Canaries per namespace", ["namespace"], registry=REGISTRY)
 CANARY_RESULTS = Counter(
-    "serin_canary_results", "Finished releases by outcome", ["name", "namespace", "outcome"], registry=REGISTRY
+    "serin_canary_results", "Finished releases by outcome", ["namespace", "outcome"], registry=REGISTRY
 )
 ANALYSIS_DURATION = Histogram(
     "serin_canary_step_duration_seconds",
@@ -33,12 +43,57 @@ TICK_ERRORS = Counter("serin_tick_errors", "Canary steps that ended in an error"
 _STATUS_CODES = {Phase.SUCCEEDED: 1, Phase.INITIALIZED: 1, Phase.FAILED: 2}
 
 
-def record_canary(name: str, namespace: str, target: str, phase: Phase | None, canary_weight: int) -> None:
-    CANARY_WEIGHT.labels(f"{target}-primary", namespace).set(100 - canary_weight)
-    CANARY_WEIGHT.labels(target, namespace).set(canary_weight)
-    CANARY_STATUS.labels(name, namespace).set(_STATUS_CODES.get(phase, 0) if phase else 0)
+class CanaryCollector(Collector):
+    """The gauges of every Canary, read from the API server when scraped."""
+
+    def __init__(self, store: KubeStore, default_provider: str) -> None:
+        self.store = store
+        self.default_provider = default_provider
+
+    def collect(self) -> Iterator[Any]:
+        weight = GaugeMetricFamily(
+            "serin_canary_weight", "Traffic percentage per workload of a Canary", labels=["workload", "namespace"]
+        )
+        status = GaugeMetricFamily(
+            "serin_canary_status", "Canary state: 0 running, 1 successful, 2 failed", labels=["name", "namespace"]
+        )
+        total = GaugeMetricFamily("serin_canary_total", "Canaries per namespace", labels=["namespace"])
+        try:
+            canaries = self.store.list_canaries()
+        except KubeError:
+            return  # the API server did not answer: no gauge rather than a wrong one
+        per_namespace: Tally[str] = Tally()
+        for raw in canaries:
+            try:
+                canary = parse_canary(raw, self.default_provider)
+            except InvalidCanary:
+                continue
+            per_namespace[canary.namespace] += 1
+            current = CanaryStatus.from_dict(raw.get("status"))
+            primary_weight, canary_weight = desired_split(canary, current)
+            weight.add_metric([canary.primary_name, canary.namespace], primary_weight)
+            weight.add_metric([canary.target_ref.name, canary.namespace], canary_weight)
+            status.add_metric(
+                [canary.name, canary.namespace], _STATUS_CODES.get(current.phase, 0) if current.phase else 0
+            )
+        for namespace, count in sorted(per_namespace.items()):
+            total.add_metric([namespace], count)
+        yield from (weight, status, total)
 
 
-def record_counts(per_namespace: dict[str, int]) -> None:
-    for namespace, count in per_namespace.items():
-        CANARY_TOTAL.labels(namespace).set(count)
+def exposition(store: KubeStore, default_provider: str) -> bytes:
+    """Every metric, in Prometheus's text format."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(_Registered())
+    registry.register(CanaryCollector(store, default_provider))
+    return generate_latest(registry)
+
+
+class _Registered(Collector):
+    """This process's own counters, when there is only one process."""
+
+    def collect(self) -> Iterator[Any]:
+        yield from REGISTRY.collect()

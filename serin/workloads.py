@@ -36,6 +36,9 @@ PROMOTED_SPEC_FIELDS = (
 REVISION_HISTORY = 10
 # On the target: which Canary it belongs to (the Deployment webhook selects on this).
 TARGET_LABEL = "serin.dev/canary"
+# On every object Serin makes for a Canary: which one, so that objects made for a Canary that was
+# never stored (admission bootstraps before the Canary exists) can be found and removed.
+MANAGED_FOR_LABEL = "serin.dev/managed-for"
 # Flagger's choice of selector labels, in order of preference.
 SELECTOR_LABELS = ("app", "name", "app.kubernetes.io/name")
 # On generated Services and routing objects, as Flagger sets them: Flux must not fight Serin over
@@ -57,7 +60,7 @@ def _digest(value: Any) -> str:
 
 def template_hash(deployment: Mapping[str, Any]) -> str:
     """The revision of a Deployment: a hash of its pod template (replicas are not a revision)."""
-    return _digest(deployment.get("spec", {}).get("template", {}))
+    return _digest((deployment.get("spec") or {}).get("template") or {})
 
 
 def config_hash(obj: Mapping[str, Any]) -> str:
@@ -135,7 +138,7 @@ def managed_metadata(
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": canary.namespace,
-        "labels": {**(labels or {}), MANAGED_BY_LABEL: MANAGED_BY},
+        "labels": {**(labels or {}), MANAGED_BY_LABEL: MANAGED_BY, MANAGED_FOR_LABEL: canary.name},
     }
     if annotations:
         metadata["annotations"] = dict(annotations)
@@ -211,7 +214,7 @@ def promoted_revision(canary: Canary, target: Mapping[str, Any], number: int) ->
     return {
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
-        "metadata": managed_metadata(canary, revision_name(canary, template_hash(target)), {TARGET_LABEL: canary.name}),
+        "metadata": managed_metadata(canary, revision_name(canary, template_hash(target))),
         "data": promotion_source(target),
         "revision": number,
     }

@@ -143,7 +143,7 @@ class KubeStore:
         obj.setdefault("kind", kind)
         return obj
 
-    def find(self, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    def find(self, kind: str, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
         """Objects of a kind in a namespace that carry the labels (``key=value,...``)."""
         listed = self.request(
             "GET",

@@ -11,11 +11,10 @@ fetches a MetricTemplate and passes its query in.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from serin.model import Canary, Metric
+from serin.model import PLACEHOLDER, VARIABLES_PREFIX, Canary, Metric
 from serin.ports import InvalidQuery
 
 REQUEST_SUCCESS_RATE = "request-success-rate"
@@ -49,11 +48,10 @@ _ISTIO = MappingProxyType(
 BUILTIN_QUERIES: Mapping[str, Mapping[str, str]] = MappingProxyType({"istio": _ISTIO})
 """Provider name -> builtin metric name -> query template."""
 
-# Anything between double braces is a placeholder, so a misspelt or Go-template-only form
-# (``{{ .Namespace }}``) is reported instead of reaching Prometheus as a syntax error.
-_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-
-VARIABLES_PREFIX = "variables."
+# Anything between double braces is a placeholder (``serin.model.PLACEHOLDER``), so a misspelt or
+# Go-template-only form (``{{ .Namespace }}``) is reported instead of reaching Prometheus as a
+# syntax error.
+_PLACEHOLDER = PLACEHOLDER
 
 
 def render(template: str, variables: Mapping[str, str]) -> str:

@@ -23,6 +23,8 @@ from urllib3.util import Retry
 from serin.ports import InvalidQuery, MetricsUnavailable, NoValuesFound
 
 DEFAULT_TIMEOUT = 5.0
+# Admission waits for this at most: a webhook must answer within seconds whatever Prometheus does.
+PARSE_TIMEOUT = 1.0
 RETRIES = 2
 
 
@@ -91,6 +93,24 @@ class PrometheusProvider:
             # 0/0 when nothing was requested during the interval: no data, not a measurement.
             raise NoValuesFound(f"no values found for query {query} (NaN)")
         return value
+
+    def syntax_error(self, query: str) -> str | None:
+        """Prometheus's parse error for the query, or None: it is asked to format it (``/api/v1/format_query``,
+        Prometheus 2.38+), which parses without evaluating anything."""
+        url = f"{self.address}/api/v1/format_query"
+        try:
+            response = self.session.get(url, params={"query": query}, timeout=min(self.timeout, PARSE_TIMEOUT))
+        except requests.RequestException as error:
+            raise MetricsUnavailable(f"prometheus at {self.address} unreachable: {_reason(error)}") from error
+        if response.status_code == 400:
+            try:
+                detail = response.json().get("error")
+            except ValueError:
+                detail = None
+            return str(detail or response.text[:200])
+        if response.status_code != 200:
+            raise MetricsUnavailable(f"prometheus at {self.address} answered {response.status_code} to format_query")
+        return None
 
     def is_online(self) -> bool:
         """Whether Prometheus answers ``vector(1)`` with 1 (works behind a path prefix, unlike ``/-/healthy``)."""

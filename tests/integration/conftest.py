@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import threading
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
-from werkzeug.serving import make_server
 
-from handlers import create_app
-from localcluster import webhooks
+from localcluster import processes, webhooks
 from localcluster.pki import write_serving_pair
 from localcluster.processes import free_port
+from localcluster.serin_server import gunicorn_command
 from localcluster.testing import ClusterHandle, eventually
-from serin.config import Settings
 from tests.integration.helpers import SerinServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,18 +73,35 @@ def serin_server(
     serin_kubeconfig: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[SerinServer]:
-    cert, key, ca = write_serving_pair(tmp_path_factory.mktemp("serin-tls"), ["127.0.0.1"])
+    """Serin as production runs it: gunicorn, two worker processes, HTTPS with a real certificate."""
+    folder = tmp_path_factory.mktemp("serin-tls")
+    cert, key, ca = write_serving_pair(folder, ["127.0.0.1"])
     ca_bundle = cert.parent / "ca.crt"
     ca_bundle.write_bytes(ca)
-    settings = Settings(metrics_server=local_cluster.urls["prometheus"], kubeconfig=str(serin_kubeconfig))
-    app = create_app(settings)
-    server = make_server("127.0.0.1", free_port(), app, threaded=True, ssl_context=(str(cert), str(key)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    port = free_port()
+    env = {
+        **processes.child_environment(),
+        "KUBECONFIG": str(serin_kubeconfig),
+        "SERIN_METRICS_SERVER": local_cluster.urls["prometheus"],
+        "SERIN_ADMISSION_CLIENT_CA": str(local_cluster.state_dir / "pki" / "webhook-client-ca.crt"),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    with open(folder / "gunicorn.log", "wb") as log:
+        server = subprocess.Popen(
+            gunicorn_command(port, cert, key), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"https://127.0.0.1:{port}"
     try:
-        yield SerinServer(url=f"https://127.0.0.1:{server.server_port}", ca_bundle=ca_bundle)
+        eventually(
+            lambda: requests.get(f"{url}/healthz", verify=str(ca_bundle), timeout=1).ok,
+            timeout=30,
+            what=f"gunicorn to serve (see {folder / 'gunicorn.log'})",
+            errors=(requests.RequestException,),
+        )
+        yield SerinServer(url=url, ca_bundle=ca_bundle, log=folder / "gunicorn.log")
     finally:
-        server.shutdown()
+        server.terminate()
+        server.wait(timeout=30)
 
 
 TEST_ACCOUNTS: list[dict[str, Any]] = [

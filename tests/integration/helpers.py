@@ -30,6 +30,8 @@ SETTLE_SECONDS = 3.0
 class SerinServer:
     url: str
     ca_bundle: Path
+    # gunicorn's output: its access log and any traceback.
+    log: Path | None = None
 
     def tick(self, token: str | None, **params: str) -> requests.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

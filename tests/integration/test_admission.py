@@ -281,3 +281,18 @@ def test_deleting_a_canary_with_revert_on_deletion_gives_the_target_its_traffic_
     )
     # The apex Service stays: clients keep their address, now served by the target.
     assert "ownerReferences" not in local_cluster.get_json("service", "podinfo", "-n", namespace)["metadata"]
+
+
+def test_a_query_prometheus_cannot_parse_is_denied_and_an_unchecked_one_warned(
+    local_cluster: ClusterHandle, webhook_namespace: str
+) -> None:
+    metric = {"name": "errors", "query": "sum(rate(istio_requests_total[1m])", "thresholdRange": {"max": 1}}
+    manifest = canary(webhook_namespace, {"stepWeight": 10, "metrics": [metric]})
+    denied = apply(local_cluster, manifest, check=False)
+    assert denied.returncode != 0
+    expected = 'spec.analysis.metrics[0].query: Prometheus cannot parse it: invalid parameter "query": 1:35: parse'
+    assert expected in denied.stderr, denied.stderr
+
+    manifest["spec"]["metricsServer"] = f"http://127.0.0.1:{free_port()}"
+    warned = apply(local_cluster, manifest)
+    assert "spec.analysis.metrics[0].query: not checked, prometheus at" in warned.stderr

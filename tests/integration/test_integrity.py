@@ -4,12 +4,16 @@ plane, with the real API server's optimistic concurrency, garbage collector and 
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
+import json
 import time
 from typing import Any
 
 import pytest
 
 from localcluster.testing import ClusterHandle, eventually
+from serin.config import Settings
+from serin.engine import build_engine
 from tests.integration.helpers import (
     METRICS,
     SerinServer,
@@ -225,3 +229,155 @@ def test_concurrent_forced_ticks_take_one_step_per_round(
             m for m in events(local_cluster, namespace) if m == f"Advance podinfo.{namespace} canary weight {weight}"
         ]
         assert len(advances) == 1
+
+
+def test_objects_made_for_a_canary_never_stored_are_removed(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """Admission creates a Canary's objects before the Canary is stored; if another webhook then
+    refuses it, they would stay forever. A sweep every ten minutes removes them (once five old)."""
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace, analysis=QUICK)
+    ghost = {"app.kubernetes.io/managed-by": "serin", "serin.dev/managed-for": "ghost"}
+    config: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "ghost-settings-primary", "namespace": namespace, "labels": ghost},
+    }
+    primary = podinfo(namespace)
+    primary["metadata"] = {"name": "ghost-primary", "namespace": namespace, "labels": {"app": "ghost-primary", **ghost}}
+    primary["spec"]["selector"] = {"matchLabels": {"app": "ghost-primary"}}
+    primary["spec"]["template"]["metadata"]["labels"] = {"app": "ghost-primary"}
+    primary["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [
+        {"configMapRef": {"name": config["metadata"]["name"]}}
+    ]
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "ghost", "namespace": namespace, "labels": ghost},
+        "spec": {"selector": {"app": "ghost-primary"}, "ports": [{"port": 80}]},
+    }
+    local_cluster.apply([config, primary, service])
+
+    # In-process, with a clock ten minutes ahead (the objects are then old enough) at a sweep time.
+    engine = build_engine(Settings(kubeconfig=str(local_cluster.kubeconfig)))
+    now = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=10)
+    engine.reconciler.clock = lambda: now.replace(minute=now.minute // 10 * 10, second=5)
+    engine.reconciler.tick(namespace=namespace, window=60)
+    left = local_cluster.get_json(
+        "deployments,services,configmaps", "-n", namespace, "-l", "serin.dev/managed-for=ghost"
+    )
+    assert left["items"] == []
+    # The Canary that exists keeps everything.
+    assert deployment(local_cluster, namespace, "podinfo-primary")["metadata"]["labels"]["serin.dev/managed-for"] == (
+        "podinfo"
+    )
+    local_cluster.get_json("service", "podinfo", "-n", namespace)
+
+
+def test_a_revision_refused_after_admission_is_undone(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+) -> None:
+    """Serin's Deployment webhook records a revision before the API server stores the update; a
+    policy evaluated after it refuses the update. The tick puts the status back as it was, instead
+    of analysing the promoted revision as if it were new."""
+    namespace, token = webhook_namespace, tokens["ticker"]
+    policy = f"serin-tests-refuse-{namespace}"
+    local_cluster.apply(
+        [
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicy",
+                "metadata": {"name": policy},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [
+                            {
+                                "apiGroups": ["apps"],
+                                "apiVersions": ["v1"],
+                                "operations": ["UPDATE"],
+                                "resources": ["deployments"],
+                            }
+                        ]
+                    },
+                    "validations": [
+                        {
+                            "expression": "!has(object.metadata.annotations) || "
+                            "!('tests.serin.dev/refuse' in object.metadata.annotations)",
+                            "message": "refused by policy",
+                        }
+                    ],
+                },
+            },
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicyBinding",
+                "metadata": {"name": policy},
+                "spec": {
+                    "policyName": policy,
+                    "validationActions": ["Deny"],
+                    "matchResources": {
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                    },
+                },
+            },
+        ]
+    )
+    try:
+        initialized(local_cluster, serin_server, token, namespace, analysis=QUICK)
+        before = canary_status(local_cluster, namespace)["lastAppliedSpec"]
+        patch = {
+            "metadata": {"annotations": {"tests.serin.dev/refuse": "yes"}},
+            "spec": {"template": {"metadata": {"annotations": {"version": "2"}}}},
+        }
+
+        def refused() -> bool:
+            done = local_cluster.kubectl(
+                "patch", "deployment", "podinfo", "-n", namespace, "--type=merge", "-p", json.dumps(patch), check=False
+            )
+            return done.returncode != 0 and "refused by policy" in done.stderr
+
+        eventually(refused, what="the policy to refuse the update")
+        status = canary_status(local_cluster, namespace)
+        assert status["phase"] == "Progressing" and status["serin"]["unconfirmed"]["revision"] != before
+
+        report = tick(serin_server, token, namespace)["canaries"][0]
+        status = canary_status(local_cluster, namespace)
+        assert (status["phase"], status["lastAppliedSpec"]) == ("Initialized", before), report
+        assert "unconfirmed" not in status.get("serin", {})
+        assert deployment(local_cluster, namespace, "podinfo")["spec"]["replicas"] == 0
+    finally:
+        local_cluster.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", policy)
+
+
+def test_the_users_own_service_gets_its_selector_back(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+) -> None:
+    """A Service the user had before the Canary is pointed at the primary, and what it selected is
+    recorded on it; deleting the Canary (revertOnDeletion) gives it back."""
+    namespace, token = webhook_namespace, tokens["ticker"]
+    local_cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "podinfo", "namespace": namespace},
+            "spec": {"selector": {"app": "podinfo", "tier": "web"}, "ports": [{"port": 9898}]},
+        }
+    )
+    initialized(local_cluster, serin_server, token, namespace, analysis=QUICK, revertOnDeletion=True)
+    taken = local_cluster.get_json("service", "podinfo", "-n", namespace)
+    assert taken["spec"]["selector"] == {"app": "podinfo-primary"}
+    assert json.loads(taken["metadata"]["annotations"]["serin.dev/original-selector"]) == {
+        "app": "podinfo",
+        "tier": "web",
+    }
+    assert "ownerReferences" not in taken["metadata"], "never owned, so never deleted with the Canary"
+
+    local_cluster.kubectl("delete", "canary", "podinfo", "-n", namespace, "--wait=false")
+    eventually(
+        lambda: tick(serin_server, token, namespace)["canaries"][0]["summary"].startswith("deleted:"), timeout=60
+    )
+    given_back = local_cluster.get_json("service", "podinfo", "-n", namespace)
+    assert given_back["spec"]["selector"] == {"app": "podinfo", "tier": "web"}
+    assert "serin.dev/original-selector" not in (given_back["metadata"].get("annotations") or {})

@@ -355,8 +355,17 @@ def test_rbac_grants_what_is_needed_and_no_wildcards(rendered: list[Obj]) -> Non
     assert allows(server, "authorization.k8s.io", "subjectaccessreviews", "create")
     assert allows(server, "apps", "deployments", "update")
     assert allows(server, "networking.istio.io", "virtualservices", "update")
-    for verb in ("list", "watch", "delete"):
+    for verb in ("list", "watch"):
         assert not allows(server, "", "secrets", verb), f"the server never needs to {verb} Secrets"
+    # What the orphan sweep finds by label and deletes.
+    for group, resource in (
+        ("apps", "deployments"),
+        ("", "services"),
+        ("networking.istio.io", "virtualservices"),
+        ("networking.istio.io", "destinationrules"),
+        ("apps", "controllerrevisions"),
+    ):
+        assert allows(server, group, resource, "list") and allows(server, group, resource, "delete"), resource
 
     tick = find(rendered, "ClusterRole", "serin-tick")
     assert allows(tick, "serin.dev", "canaries", "update"), "what POST /tick's SubjectAccessReview checks"

@@ -170,21 +170,33 @@ def test_blue_green_routes_all_traffic_to_the_canary_before_promotion(
     assert image_of(local_cluster, namespace, "podinfo-primary").endswith(":6.0.1")
 
 
+TEMPLATED = {"name": "errors", "templateRef": {"name": "errors"}, "thresholdRange": {"max": 1}}
+
+
 @pytest.mark.parametrize(
-    ("metric", "event"),
+    ("metric", "template_query", "event"),
     [
         pytest.param(
             {"name": "errors", "query": "sum(rate(istio_requests_total[1m])", "thresholdRange": {"max": 1}},
+            None,
             "Prometheus query failed for errors: prometheus at",
             id="promql-prometheus-refuses",
         ),
         pytest.param(
-            {"name": "errors", "query": 'sum(up{namespace="{{ nmespace }}"})', "thresholdRange": {"max": 1}},
-            "Prometheus query failed for errors: unknown placeholder(s) nmespace",
-            id="unknown-placeholder",
+            TEMPLATED,
+            "sum(rate(istio_requests_total[1m])",
+            "Metric query failed for errors: prometheus at",
+            id="template-promql-prometheus-refuses",
+        ),
+        pytest.param(
+            TEMPLATED,
+            'sum(up{namespace="{{ nmespace }}"})',
+            "Metric query failed for errors: unknown placeholder(s) nmespace",
+            id="template-unknown-placeholder",
         ),
         pytest.param(
             {"name": "errors", "query": "vector(1)[1m:10s]", "thresholdRange": {"max": 1}},
+            None,
             "Prometheus query failed for errors: query vector(1)[1m:10s] returned a matrix result",
             id="not-one-number",
         ),
@@ -196,9 +208,24 @@ def test_a_wrong_query_is_a_failed_check_not_a_hold(
     tokens: dict[str, str],
     namespace: str,
     metric: dict[str, Any],
+    template_query: str | None,
     event: str,
 ) -> None:
+    """(Admission refuses such queries in a Canary where it can; a MetricTemplate's, or one written
+    while Prometheus could not be asked, reaches the analysis.)"""
     token = tokens["ticker"]
+    if template_query is not None:
+        local_cluster.apply(
+            {
+                "apiVersion": "serin.dev/v1beta1",
+                "kind": "MetricTemplate",
+                "metadata": {"name": "errors", "namespace": namespace},
+                "spec": {
+                    "provider": {"type": "prometheus", "address": local_cluster.urls["prometheus"]},
+                    "query": template_query,
+                },
+            }
+        )
     initialized(
         local_cluster,
         serin_server,

@@ -241,8 +241,23 @@ def test_serin_metrics_follow_the_canary(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
     at_first_step(local_cluster, serin_server, tokens["ticker"], namespace)
-    exposed = requests.get(f"{serin_server.url}/metrics", verify=str(serin_server.ca_bundle), timeout=10).text
-    assert f'serin_canary_weight{{namespace="{namespace}",workload="podinfo"}} 20.0' in exposed
-    assert f'serin_canary_weight{{namespace="{namespace}",workload="podinfo-primary"}} 80.0' in exposed
-    assert f'serin_canary_status{{name="podinfo",namespace="{namespace}"}} 0.0' in exposed
-    assert "serin_tick_duration_seconds_count" in exposed
+
+    def exposed() -> str:
+        return requests.get(f"{serin_server.url}/metrics", verify=str(serin_server.ca_bundle), timeout=10).text
+
+    metrics = exposed()
+    assert f'serin_canary_weight{{namespace="{namespace}",workload="podinfo"}} 20.0' in metrics
+    assert f'serin_canary_weight{{namespace="{namespace}",workload="podinfo-primary"}} 80.0' in metrics
+    assert f'serin_canary_status{{name="podinfo",namespace="{namespace}"}} 0.0' in metrics
+    assert f'serin_canary_total{{namespace="{namespace}"}} 1.0' in metrics
+    assert "serin_tick_duration_seconds_count" in metrics
+    # A deleted Canary's series go with it.
+    local_cluster.kubectl("delete", "canary", "podinfo", "-n", namespace)
+    gone = exposed()
+    assert not [
+        line
+        for line in gone.splitlines()
+        if line.startswith("serin_canary_")
+        and namespace in line
+        and (line.startswith(("serin_canary_weight", "serin_canary_status", "serin_canary_total")))
+    ]

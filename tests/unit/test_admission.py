@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from kubernetes import client
 
 from handlers import create_app
+from handlers.admission import MUTATORS
 from serin.admission import Admission, defaults_patch
 from serin.config import Settings
 
@@ -99,7 +100,44 @@ def deployment(image: str, replicas: int | None) -> dict[str, Any]:
             "request.object must be an object",
             id="object-not-object",
         ),
-        pytest.param(b"x" * (4 * 1024 * 1024), "application/json", "body is larger than", id="too-large"),
+        pytest.param(
+            json.dumps(
+                review({"uid": "1", "operation": "UPDATE", "kind": {"group": [], "kind": "Deployment"}, "object": {}})
+            ).encode(),
+            "application/json",
+            "request.kind.group must be a string, not list",
+            id="group-not-a-string",
+        ),
+        pytest.param(
+            json.dumps(
+                review(
+                    {
+                        "uid": "1",
+                        "operation": "UPDATE",
+                        "kind": {"group": "apps", "kind": "Deployment"},
+                        "object": {"metadata": {"labels": {"app": 3}}},
+                    }
+                )
+            ).encode(),
+            "application/json",
+            "request.object.metadata.labels.app must be a string, not int",
+            id="label-not-a-string",
+        ),
+        pytest.param(
+            json.dumps(
+                review(
+                    {
+                        "uid": "1",
+                        "operation": "UPDATE",
+                        "namespace": "test/canaries?x=",
+                        "kind": {"group": "apps", "kind": "Deployment"},
+                    }
+                )
+            ).encode(),
+            "application/json",
+            "request.namespace must be a namespace name, not 'test/canaries?x='",
+            id="namespace-not-a-name",
+        ),
     ],
 )
 @pytest.mark.parametrize("path", ["/mutate", "/validate"])
@@ -110,6 +148,32 @@ def test_malformed_reviews_get_a_400(
     assert response.status_code == 400
     assert response.is_json
     assert message in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/mutate", "/validate", "/tick"])
+def test_a_body_over_the_limit_gets_a_413(app_client: FlaskClient, path: str) -> None:
+    response = app_client.post(path, data=b"x" * (4 * 1024 * 1024), content_type="application/json")
+    assert response.status_code == 413
+    assert "body is larger than" in response.get_json()["error"]
+
+
+def test_an_error_inside_a_handler_is_a_500_that_says_nothing_of_it(
+    app_client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """User mistakes are 400s; a bug is a 500 with a generic message, and its traceback is logged."""
+
+    def broken(admission: Any, request: Any) -> Any:
+        raise KeyError("a secret detail")
+
+    monkeypatch.setitem(MUTATORS, ("serin.dev", "Canary"), broken)
+    response = app_client.post(
+        "/mutate",
+        json=review(
+            {"uid": "1", "operation": "CREATE", "kind": {"group": "serin.dev", "kind": "Canary"}, "object": {}}
+        ),
+    )
+    assert (response.status_code, response.get_json()) == (500, {"error": "internal error"})
+    assert "a secret detail" in caplog.text and "Traceback" in caplog.text
 
 
 def test_mutate_canary_answers_with_defaults_as_json_patch(app_client: FlaskClient) -> None:

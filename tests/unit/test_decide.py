@@ -40,7 +40,7 @@ from serin.decide import (
 )
 from serin.model import Canary, HookType, parse_canary
 from serin.ports import HookResult
-from serin.status import CanaryStatus, Phase
+from serin.status import CanaryStatus, Phase, Unconfirmed
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 MINUTE = datetime.timedelta(minutes=1)
@@ -617,6 +617,17 @@ STEPS = [
             (normal("Target podinfo.test is back at the promoted revision: analysis stopped"),),
         ),
         id="the-promoted-revision-is-never-analysed",
+    ),
+    pytest.param(
+        make_canary(),
+        status(Phase.PROGRESSING, last_applied_spec="v2", unconfirmed=Unconfirmed("v2", Phase.SUCCEEDED, "v1")),
+        observe("v1", target_replicas=0),
+        Expect(
+            Phase.SUCCEEDED,
+            (ENSURE,),
+            (normal("New revision of podinfo.test was refused after admission: back to Succeeded"),),
+        ),
+        id="a-revision-another-webhook-refused-is-undone",
     ),
     # ---- promotion ----------------------------------------------------------------------------
     pytest.param(
@@ -1303,3 +1314,9 @@ def test_desired_split(analysis: dict[str, Any], before: CanaryStatus, split: Sp
 )
 def test_go_duration(milliseconds: float, text: str) -> None:
     assert go_duration(milliseconds) == text
+
+
+def test_a_revision_the_target_holds_is_confirmed_and_analysed() -> None:
+    before = status(Phase.PROGRESSING, last_applied_spec="v2", unconfirmed=Unconfirmed("v2", Phase.SUCCEEDED, "v1"))
+    decision = decide(make_canary(), before, observe("v2", target_replicas=2), NOW)
+    assert (decision.status.unconfirmed, decision.status.canary_weight) == (None, 10)

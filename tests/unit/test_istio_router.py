@@ -36,7 +36,7 @@ OWNER: dict[str, Any] = {
     "controller": True,
     "blockOwnerDeletion": True,
 }
-MANAGED: dict[str, str] = {"app.kubernetes.io/managed-by": "serin"}
+MANAGED: dict[str, str] = {"app.kubernetes.io/managed-by": "serin", "serin.dev/managed-for": "podinfo"}
 HANDS_OFF: dict[str, str] = {
     "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
     "helm.toolkit.fluxcd.io/driftDetection": "disabled",

@@ -12,9 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from serin.metrics.builtin import query_for, render
+from serin.metrics.builtin import query_for, render, template_variables
 from serin.metrics.prometheus import PrometheusProvider, retrying_session
-from serin.model import Canary, Metric, parse_canary
+from serin.model import QUERY_VARIABLES, Canary, Metric, parse_canary
 from serin.ports import InvalidQuery, MetricsUnavailable, NoValuesFound
 from tests.unit.servers import serving
 
@@ -149,7 +149,9 @@ def test_custom_and_template_queries(raw: dict[str, Any], template_query: str | 
 @pytest.mark.parametrize(
     ("raw", "template_query", "provider", "message"),
     [
-        pytest.param({"name": "errors", "query": "x{a='{{ nope }}'}"}, None, "istio", "nope", id="unknown-placeholder"),
+        pytest.param(
+            {"name": "t", "templateRef": {"name": "t"}}, "x{a='{{ nope }}'}", "istio", "nope", id="unknown-placeholder"
+        ),
         pytest.param(
             {"name": "t", "templateRef": {"name": "t"}},
             None,
@@ -313,3 +315,9 @@ def test_is_online(prometheus: CannedPrometheus) -> None:
 def test_address_may_end_with_a_slash(prometheus: CannedPrometheus) -> None:
     prometheus.answers = [(200, success("scalar", [0, "5"]))]
     assert fast_provider(prometheus.url + "/").query("5") == 5.0
+
+
+def test_the_model_admits_exactly_the_placeholders_queries_get() -> None:
+    """What admission lets through as a placeholder is what a query is filled in with."""
+    metric, canary = only_metric({"name": "x", "query": "up", "templateVariables": {"zone": "eu"}})
+    assert set(template_variables(metric, canary)) == {*QUERY_VARIABLES, "variables.zone"}

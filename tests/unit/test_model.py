@@ -267,3 +267,81 @@ def test_delegation_has_no_hosts_or_gateways() -> None:
     assert parse_canary(with_changes({"spec.service.delegation": True})).service.delegation
     with pytest.raises(InvalidCanary, match=r"spec\.service\.delegation: a delegate VirtualService has no hosts"):
         parse_canary(with_changes({"spec.service.delegation": True, "spec.service.hosts": ["app.example.com"]}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        pytest.param(
+            {"spec.service.name": "Web_Front"},
+            "spec.service.name: must be a Service name (a DNS-1035 label) (got 'Web_Front')",
+            id="service-name",
+        ),
+        pytest.param(
+            {"spec.service.name": "a" * 60},
+            "spec.service.name: " + repr("a" * 60) + " is too long for a Service name",
+            id="service-name-too-long-with-primary",
+        ),
+        pytest.param(
+            {"spec.targetRef.name": "9lives"},
+            "spec.service.name: is needed: the target's name '9lives' cannot name a Service",
+            id="target-name-cannot-name-a-service",
+        ),
+        pytest.param(
+            {"spec.targetRef.name": "Pod/Info"},
+            "spec.targetRef.name: must be a Deployment name (a DNS-1123 subdomain) (got 'Pod/Info')",
+            id="target-name",
+        ),
+        pytest.param({"spec.service.targetPort": 70000}, "spec.service.targetPort: must be between 1", id="port-70000"),
+        pytest.param(
+            {"spec.service.targetPort": "HTTP_PORT"},
+            "spec.service.targetPort: must be a port number or a container port's name",
+            id="port-name-invalid",
+        ),
+        pytest.param(
+            {"spec.service.targetPort": "a-very-long-port-name"},
+            "spec.service.targetPort: must be a port number or a container port's name",
+            id="port-name-too-long",
+        ),
+        pytest.param(
+            {
+                "spec.analysis.stepWeight": None,
+                "spec.analysis.iterations": 3,
+                "spec.analysis.match": [{"headers": {"cookie": {"regex": "^(canary=always"}}}],
+            },
+            "spec.analysis.match[0].headers.cookie.regex: is not a regular expression: missing ), unterminated",
+            id="regex",
+        ),
+        pytest.param(
+            {"spec.service.match": [{"uri": {"regex": "*api"}}]},
+            "spec.service.match[0].uri.regex: is not a regular expression: nothing to repeat",
+            id="service-match-regex",
+        ),
+        pytest.param(
+            {"spec.metricsServer": "prometheus:9090"},
+            "spec.metricsServer: must be an absolute http or https URL (got 'prometheus:9090')",
+            id="metrics-server",
+        ),
+        pytest.param(
+            {"spec.analysis.metrics": [{"name": "errors", "query": "sum(up{ns='{{ nmespace }}'})"}]},
+            "spec.analysis.metrics[0].query: unknown placeholder(s) nmespace (known: name, namespace, target, "
+            "service, interval)",
+            id="unknown-placeholder",
+        ),
+        pytest.param(
+            {"spec.analysis.metrics": [{"name": "errors", "templateRef": {"name": "x", "namespace": "Ops/Team"}}]},
+            "spec.analysis.metrics[0].templateRef.namespace: must be a namespace name (got 'Ops/Team')",
+            id="template-namespace",
+        ),
+    ],
+)
+def test_what_the_api_server_would_refuse_later_is_refused_now(changes: dict[str, Any], expected: str) -> None:
+    with pytest.raises(InvalidCanary) as raised:
+        parse_canary(with_changes(changes))
+    reported = [str(error) for error in raised.value.errors]
+    assert any(line.startswith(expected) for line in reported), reported
+
+
+def test_a_placeholder_of_the_templates_variables_is_known() -> None:
+    metric = {"name": "errors", "query": "sum(x{zone='{{ variables.zone }}'})", "templateVariables": {"zone": "eu"}}
+    assert parse_canary(with_changes({"spec.analysis.metrics": [metric]})).analysis.metrics[0].query

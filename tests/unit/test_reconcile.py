@@ -13,7 +13,7 @@ from serin.model import parse_canary
 from serin.reconcile import Reconciler
 from serin.status import CanaryStatus, Phase, format_time
 
-NOW = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
+NOW = datetime.datetime(2026, 1, 1, 12, 3, tzinfo=datetime.UTC)  # not a time of the orphan sweep
 
 
 def canary(namespace: str, name: str, phase: str = "Succeeded", analysed: datetime.datetime = NOW) -> dict[str, Any]:

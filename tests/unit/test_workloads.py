@@ -118,7 +118,11 @@ def test_services_apex_and_primary_select_primary_canary_selects_target() -> Non
 def test_generated_services_carry_flaggers_label_and_keep_gitops_tools_off() -> None:
     built = {service["metadata"]["name"]: service["metadata"] for service in services(CANARY, TARGET)}
     for name, metadata in built.items():
-        assert metadata["labels"] == {"app": name, "app.kubernetes.io/managed-by": "serin"}
+        assert metadata["labels"] == {
+            "app": name,
+            "app.kubernetes.io/managed-by": "serin",
+            "serin.dev/managed-for": "podinfo",
+        }
         assert metadata["annotations"] == {
             "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
             "helm.toolkit.fluxcd.io/driftDetection": "disabled",

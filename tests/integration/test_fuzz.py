@@ -1,12 +1,17 @@
-"""Malformed and random AdmissionReviews never get a 5xx, never crash the handlers.
+"""Malformed and random input never gets a 5xx: AdmissionReviews of any shape, bytes, and /tick query
+strings.
 
 The app talks to the real local API server, so reviews that look valid enough to reach the cluster
-lookups (canary lists, deployments, metric templates) exercise those paths too.
+lookups (canary lists, deployments, metric templates) exercise those paths too, and /tick calls are
+authenticated for real. ``SERIN_FUZZ_EXAMPLES`` sets the cases per test (`make fuzz` runs over ten
+thousand in all; `make test` a few hundred).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,8 @@ from localcluster.testing import ClusterHandle
 from serin.config import Settings
 
 pytestmark = pytest.mark.integration
+
+EXAMPLES = max(1, int(os.environ.get("SERIN_FUZZ_EXAMPLES", "150")))
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -112,13 +119,15 @@ def check(response: Any) -> None:
     assert response.status_code < 500, response.get_data(as_text=True)
     assert response.is_json
     body = response.get_json()
-    if response.status_code == 200:
+    if response.status_code == 200 and "canaries" in body:
+        assert isinstance(body["canaries"], list)
+    elif response.status_code == 200:
         assert body["kind"] == "AdmissionReview" and isinstance(body["response"]["allowed"], bool)
     else:
         assert isinstance(body["error"], str) and "Traceback" not in body["error"]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(review=reviews, path=st.sampled_from(["/mutate", "/validate"]))
 def test_random_reviews_never_get_a_5xx(fuzz_client: FlaskClient, review: Any, path: str) -> None:
     # Requests are dry runs, so whatever passes validation creates nothing in the cluster.
@@ -127,8 +136,37 @@ def test_random_reviews_never_get_a_5xx(fuzz_client: FlaskClient, review: Any, p
     check(fuzz_client.post(path, data=json.dumps(review), content_type="application/json"))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.binary(max_size=200), content_type=st.sampled_from(["application/json", "text/plain", ""]))
 def test_random_bytes_never_get_a_5xx(fuzz_client: FlaskClient, body: bytes, content_type: str) -> None:
-    for path in ("/mutate", "/validate"):
+    for path in ("/mutate", "/validate", "/tick"):
         check(fuzz_client.post(path, data=body, content_type=content_type))
+
+
+@pytest.mark.parametrize("opening", ["[", '{"a":'])
+def test_nesting_a_hundred_thousand_deep_is_refused_before_decoding(fuzz_client: FlaskClient, opening: str) -> None:
+    response = fuzz_client.post("/validate", data=opening * 100_000, content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "body nests deeper than 100 levels; no Kubernetes object does"}
+
+
+query_values = st.text(max_size=30) | st.sampled_from(
+    ["true", "false", "1", "", "0.5", "-3", "1e309", "nan", "default", "kube-system", "test/canaries?x=&", "A" * 300]
+)
+query_strings = st.lists(
+    st.tuples(st.sampled_from(["namespace", "name", "force", "window", "dry_run", "labelSelector", "x"]), query_values),
+    max_size=6,
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=query_strings)
+def test_random_tick_query_strings_never_get_a_5xx(
+    fuzz_client: FlaskClient, tokens: dict[str, str], query: list[tuple[str, str]]
+) -> None:
+    # dry_run first: repeated parameters count by their first value, so nothing is ever changed.
+    encoded = urllib.parse.urlencode([("dry_run", "true"), *query])
+    response = fuzz_client.post(f"/tick?{encoded}", headers={"Authorization": f"Bearer {tokens['ticker']}"})
+    check(response)
+    if response.status_code == 200:
+        assert isinstance(response.get_json()["canaries"], list)

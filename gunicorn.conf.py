@@ -1,0 +1,51 @@
+"""gunicorn's settings for Serin, read at start from the working directory (the image's /app).
+
+Three things the command line cannot say:
+
+* Serin's own metrics are kept across worker processes (prometheus-client's multiprocess mode):
+  each worker writes its counters to files in a fresh folder that ``/metrics`` reads whole, and a
+  worker that exits is marked dead so its live values stop counting.
+* With ``SERIN_ADMISSION_CLIENT_CA`` set, TLS clients may present a certificate, which that CA
+  must have signed; the admission handlers then require one (the API server's).
+* Requests gunicorn itself refuses before Serin sees them (a request line or headers too long, a
+  malformed request) are answered with JSON, like every answer of Serin's, not an HTML page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import tempfile
+from typing import Any
+
+from gunicorn import util
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Set before any worker imports prometheus_client, which reads it at import.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="serin-metrics-")
+
+
+if os.environ.get("SERIN_ADMISSION_CLIENT_CA"):
+    ca_certs = os.environ["SERIN_ADMISSION_CLIENT_CA"]
+    # Optional for the connection (the tick's callers have none), required by /mutate and /validate.
+    cert_reqs = ssl.CERT_OPTIONAL
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def _json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    body = json.dumps({"error": f"{reason}: {mesg}" if mesg else reason}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode("latin1")
+    util.write_nonblock(sock, head + body)
+
+
+# gunicorn writes the pages of requests it refuses through this one function.
+util.write_error = _json_error
