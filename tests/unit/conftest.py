@@ -1,8 +1,13 @@
-"""Fixtures for unit tests that talk to small HTTP servers of their own on loopback."""
+"""Fixtures for unit tests: the app without an API server, and loopback without a proxy."""
 
 from __future__ import annotations
 
 import pytest
+from flask.testing import FlaskClient
+from kubernetes import client
+
+from handlers import create_app
+from serin.config import Settings
 
 
 @pytest.fixture(autouse=True)
@@ -10,3 +15,11 @@ def no_proxy_for_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     # A proxy configured in the developer's shell must not carry requests to the local test servers.
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(name, "127.0.0.1,localhost")
+
+
+@pytest.fixture
+def app_client() -> FlaskClient:
+    # An API server nobody listens on: the requests made with it must be answered without one.
+    configuration = client.Configuration(host="https://127.0.0.1:9")
+    app = create_app(Settings(), api=client.ApiClient(configuration))
+    return app.test_client()
