@@ -25,6 +25,7 @@ from serin.workloads import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     MANAGED_FOR_LABEL,
+    ORIGINAL_SELECTOR_ANNOTATION,
     PROMOTED_SPEC_FIELDS,
     REVISION_HISTORY,
     SOURCE_HASH_ANNOTATION,
@@ -32,10 +33,12 @@ from serin.workloads import (
     config_hash,
     config_key,
     contains,
+    given_back,
     owner_reference,
     primary_config,
     primary_deployment,
     promoted_revision,
+    recorded_original,
     revision_name,
     runs_revision,
     selector_label,
@@ -44,8 +47,6 @@ from serin.workloads import (
     tracked_configs,
 )
 
-# On a Service the user made before the Canary: its selector before Serin pointed it at the primary.
-ORIGINAL_SELECTOR_ANNOTATION = "serin.dev/original-selector"
 # A replace that loses against a newer version of the object is computed again this many times.
 CONFLICT_RETRIES = 3
 
@@ -129,7 +130,8 @@ class CanaryObjects:
                     self.store.patch("Service", namespace, name, _service_patch(existing, wanted))
             elif existing.get("spec", {}).get("selector") != wanted["spec"]["selector"]:
                 # A Service the user made: only its selector is taken over, and what it was is
-                # recorded on it, to be given back when the Canary goes (see ``revert``).
+                # recorded on it, to be given back when the Canary goes (see ``revert``); the
+                # label lets the orphan sweep find it too.
                 annotations = existing["metadata"].get("annotations") or {}
                 recorded = annotations.get(ORIGINAL_SELECTOR_ANNOTATION)
                 if recorded is None:
@@ -139,7 +141,10 @@ class CanaryObjects:
                     namespace,
                     name,
                     {
-                        "metadata": {"annotations": {ORIGINAL_SELECTOR_ANNOTATION: recorded}},
+                        "metadata": {
+                            "labels": {MANAGED_FOR_LABEL: canary.name},
+                            "annotations": {ORIGINAL_SELECTOR_ANNOTATION: recorded},
+                        },
                         "spec": {
                             "selector": _replacing(existing.get("spec", {}).get("selector"), wanted["spec"]["selector"])
                         },
@@ -257,11 +262,15 @@ class CanaryObjects:
     # ---- objects of a Canary that was never stored -------------------------------------------
 
     def remove_orphans(self, namespace: str, canary_name: str) -> list[str]:
-        """Delete what admission made for a Canary that never got stored (another webhook refused
-        it, or the review was forged): only objects Serin made for that name and nobody owns."""
+        """Undo what admission did for a Canary that never got stored (another webhook refused it,
+        or the review was forged): delete the objects Serin made for that name that nobody owns,
+        and give back the user's objects it took over."""
         removed = []
         for kind in ("Deployment", "Service", "VirtualService", "DestinationRule", "ControllerRevision"):
             for obj in self.store.find(kind, namespace, f"{MANAGED_FOR_LABEL}={canary_name}"):
+                if self._give_back(obj):
+                    removed.append(f"{kind}/{obj['metadata']['name']} (given back)")
+                    continue
                 if not _is_managed(obj) or obj["metadata"].get("ownerReferences"):
                     continue
                 if kind == "Deployment":
@@ -304,22 +313,33 @@ class CanaryObjects:
                 {"metadata": {"ownerReferences": None}, "spec": {"selector": {key: value}}},
             )
         elif apex is not None:
-            recorded = (apex["metadata"].get("annotations") or {}).get(ORIGINAL_SELECTOR_ANNOTATION)
-            if recorded is not None:
-                # The user's own Service: given back the selector it had before the Canary.
-                self.store.patch(
-                    "Service",
-                    namespace,
-                    canary.service.name,
-                    {
-                        "metadata": {"annotations": {ORIGINAL_SELECTOR_ANNOTATION: None}},
-                        "spec": {"selector": _replacing(apex.get("spec", {}).get("selector"), json.loads(recorded))},
-                    },
-                )
+            self._give_back(apex)  # the user's own Service: the selector it had before the Canary
         with contextlib.suppress(SerinError):
             self.router_for(canary.provider).finalize(canary)
         status = target.get("status") or {}
         return int(status.get("availableReplicas") or 0) >= replicas
+
+    def _give_back(self, obj: Mapping[str, Any]) -> bool:
+        """Give an object the user made what Serin wrote over (a Service its selector, a routing
+        object its spec); False if Serin took nothing over on it."""
+        body = given_back(obj)
+        if body is not None:
+            self.store.apply(body)
+            return True
+        selector = recorded_original(obj, ORIGINAL_SELECTOR_ANNOTATION) if obj.get("kind") == "Service" else None
+        if selector is None:
+            return False
+        metadata = obj.get("metadata") or {}
+        self.store.patch(
+            "Service",
+            metadata.get("namespace", ""),
+            metadata.get("name", ""),
+            {
+                "metadata": {"labels": {MANAGED_FOR_LABEL: None}, "annotations": {ORIGINAL_SELECTOR_ANNOTATION: None}},
+                "spec": {"selector": _replacing(obj.get("spec", {}).get("selector"), selector)},
+            },
+        )
+        return True
 
 
 def _replacing(current: Any, wanted: Mapping[str, Any]) -> dict[str, Any]:

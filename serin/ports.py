@@ -69,7 +69,8 @@ class Router(Protocol):
         """Set the split (absolute values, so repeating it is harmless); creates what is missing."""
 
     def finalize(self, canary: Canary) -> None:
-        """Route everything to the primary and remove what only the canary needed."""
+        """Give back the routing objects that were the user's before the Canary, and route all
+        traffic of Serin's own to the primary (the garbage collector removes them with the Canary)."""
 
 
 class MetricsProvider(Protocol):

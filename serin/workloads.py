@@ -39,6 +39,10 @@ TARGET_LABEL = "serin.dev/canary"
 # On every object Serin makes for a Canary: which one, so that objects made for a Canary that was
 # never stored (admission bootstraps before the Canary exists) can be found and removed.
 MANAGED_FOR_LABEL = "serin.dev/managed-for"
+# What Serin wrote over on an object the user made before the Canary, to give it back when the
+# Canary goes: a Service's selector (only the selector is taken over), a routing object's spec.
+ORIGINAL_SELECTOR_ANNOTATION = "serin.dev/original-selector"
+ORIGINAL_SPEC_ANNOTATION = "serin.dev/original-spec"
 # Flagger's choice of selector labels, in order of preference.
 SELECTOR_LABELS = ("app", "name", "app.kubernetes.io/name")
 # On generated Services and routing objects, as Flagger sets them: Flux must not fight Serin over
@@ -235,6 +239,62 @@ def contains(stored: Any, wanted: Any) -> bool:
             and all(contains(have, want) for have, want in zip(stored, wanted, strict=True))
         )
     return bool(stored == wanted)
+
+
+def taking_over(stored: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any]:
+    """``desired`` as it may be written over ``stored``.
+
+    An object Serin made is written as desired. Somebody else's (no managed-by label, or taken over
+    before) is written over too, as Flagger does, but keeps the spec it had in an annotation, once,
+    and gets no owner reference: the garbage collector must never delete it with the Canary.
+    """
+    wanted = copy.deepcopy(dict(desired))
+    if stored is None:
+        return wanted
+    metadata = stored.get("metadata") or {}
+    recorded = (metadata.get("annotations") or {}).get(ORIGINAL_SPEC_ANNOTATION)
+    if recorded is None and (metadata.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY:
+        return wanted
+    if recorded is None:
+        recorded = json.dumps(stored.get("spec") or {}, sort_keys=True)
+    wanted["metadata"].pop("ownerReferences", None)
+    wanted["metadata"]["annotations"] = {
+        **(wanted["metadata"].get("annotations") or {}),
+        ORIGINAL_SPEC_ANNOTATION: recorded,
+    }
+    return wanted
+
+
+def recorded_original(obj: Mapping[str, Any], annotation: str) -> dict[str, Any] | None:
+    """What Serin recorded in ``annotation`` on taking ``obj`` over (None: nothing was taken over);
+    WorkloadError, naming the object, if the annotation was edited into something unreadable."""
+    metadata = obj.get("metadata") or {}
+    recorded = (metadata.get("annotations") or {}).get(annotation)
+    if recorded is None:
+        return None
+    where = f"{obj.get('kind')} {metadata.get('namespace')}/{metadata.get('name')}"
+    try:
+        original = json.loads(recorded)
+    except ValueError as error:
+        raise WorkloadError(f"{where}: annotation {annotation} is not JSON ({error})") from None
+    if not isinstance(original, dict):
+        raise WorkloadError(f"{where}: annotation {annotation} is not a JSON object")
+    return original
+
+
+def given_back(stored: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The server-side apply that gives a taken-over object the spec it had (None for an object
+    Serin made). It says nothing else, so what Serin added, labels and annotations, goes."""
+    spec = recorded_original(stored, ORIGINAL_SPEC_ANNOTATION)
+    if spec is None:
+        return None
+    metadata = stored.get("metadata") or {}
+    return {
+        "apiVersion": stored.get("apiVersion"),
+        "kind": stored.get("kind"),
+        "metadata": {"name": metadata.get("name"), "namespace": metadata.get("namespace")},
+        "spec": spec,
+    }
 
 
 def runs_revision(primary: Mapping[str, Any], source: Mapping[str, Any], revision: str) -> bool:

@@ -153,7 +153,10 @@ class KubeStore:
         )
         items: list[dict[str, Any]] = listed.get("items", [])
         for item in items:
+            # Items of a list carry no kind or apiVersion (except custom resources): complete them,
+            # so that an item reads as the object would.
             item.setdefault("kind", kind)
+            item.setdefault("apiVersion", RESOURCES[kind][0])
         return items
 
     def delete(self, kind: str, namespace: str, name: str) -> None:

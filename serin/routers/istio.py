@@ -13,8 +13,11 @@ The desired objects are built by the pure functions at the top of this module; `
 writes them whole with server-side apply (through ``serin.kube.store``, Serin's one access layer),
 so every write sets absolute values and repeating one is harmless.
 
-This module must not delete anything (ownerReferences to the Canary let the garbage collector do it),
-must not touch Services or Deployments, and must not decide weights: it writes what it is told.
+A VirtualService or DestinationRule of that name that the user made before the Canary is written
+over too, as Flagger does, with its spec kept on it and no owner reference; ``finalize`` gives it
+back. This module must not delete anything (ownerReferences to the Canary let the garbage collector
+remove Serin's own objects), must not touch Services or Deployments, and must not decide weights:
+it writes what it is told.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 from serin.kube.store import KubeStore
 from serin.model import Canary, Strategy
 from serin.ports import Routes
-from serin.workloads import generated_metadata
+from serin.workloads import generated_metadata, given_back, taking_over
 
 API_VERSION = "networking.istio.io/v1beta1"
 # Istio's name for the sidecars of the mesh, as a gateway: the default when a Canary names none.
@@ -221,7 +224,7 @@ class IstioRouter:
     def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0)) -> None:
         """The DestinationRules and the VirtualService as the Canary says, routing ``split``."""
         for host in (primary_host(canary), canary_host(canary)):
-            self._store.apply(desired_destination_rule(canary, host))
+            self._write(desired_destination_rule(canary, host))
         self.set_routes(canary, *split)
 
     def get_routes(self, canary: Canary) -> Routes | None:
@@ -230,9 +233,33 @@ class IstioRouter:
 
     def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int) -> None:
         """The whole VirtualService with this split; it is created when missing."""
-        self._store.apply(desired_virtual_service(canary, primary_weight, canary_weight))
+        self._write(desired_virtual_service(canary, primary_weight, canary_weight))
 
     def finalize(self, canary: Canary) -> None:
-        """All traffic back to the primary, if a VirtualService still routes to the canary."""
-        if self.get_routes(canary) is not None:
+        """Give back what was the user's before the Canary; route all traffic of Serin's own
+        VirtualService (which the garbage collector removes with the Canary) to the primary."""
+        for host in (primary_host(canary), canary_host(canary)):
+            self._give_back("DestinationRule", canary.namespace, host)
+        stored = self._give_back("VirtualService", canary.namespace, canary.service.name)
+        if stored is not None and routes_of(stored, canary) is not None:
             self.set_routes(canary, 100, 0)
+
+    # -- writing
+
+    def _write(self, desired: Obj) -> None:
+        """Write ``desired`` whole, over what is stored: read first, because an object the user
+        made is taken over only with its spec recorded (see ``serin.workloads.taking_over``)."""
+        metadata = desired["metadata"]
+        stored = self._store.get(desired["kind"], metadata["namespace"], metadata["name"])
+        self._store.apply(taking_over(stored, desired))
+
+    def _give_back(self, kind: str, namespace: str, name: str) -> Obj | None:
+        """The object if it is Serin's own; a taken-over one gets its spec back (and None)."""
+        stored = self._store.get(kind, namespace, name)
+        if stored is None:
+            return None
+        body = given_back(stored)
+        if body is None:
+            return stored
+        self._store.apply(body)
+        return None

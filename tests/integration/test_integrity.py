@@ -14,6 +14,7 @@ import pytest
 from localcluster.testing import ClusterHandle, eventually
 from serin.config import Settings
 from serin.engine import build_engine
+from serin.model import parse_canary
 from tests.integration.helpers import (
     METRICS,
     SerinServer,
@@ -47,6 +48,16 @@ def split(cluster: ClusterHandle, namespace: str) -> tuple[int, int]:
 
 def resource_version(cluster: ClusterHandle, namespace: str) -> str:
     return str(cluster.get_json("canary", "podinfo", "-n", namespace)["metadata"]["resourceVersion"])
+
+
+def users_virtual_service(namespace: str, name: str) -> dict[str, Any]:
+    """A VirtualService the user made before any Canary: routes to a Service of their own."""
+    return {
+        "apiVersion": "networking.istio.io/v1beta1",
+        "kind": "VirtualService",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"team": "web"}},
+        "spec": {"hosts": [name], "http": [{"route": [{"destination": {"host": f"{name}-v1"}}], "timeout": "3s"}]},
+    }
 
 
 def test_a_new_image_set_before_the_first_tick_is_analysed(
@@ -136,6 +147,23 @@ def test_deleted_routes_and_services_come_back_as_the_status_says(
     for name, selected in (("podinfo", "podinfo-primary"), ("podinfo-canary", "podinfo")):
         assert local_cluster.get_json("service", name, "-n", namespace)["spec"]["selector"] == {"app": selected}
     drive(local_cluster, serin_server, token, namespace, "Succeeded")
+
+
+def test_a_changed_service_port_moves_services_and_routes_together(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """Services are reconciled whole: a new ``service.port`` reaches all three Services and the
+    routes in the same check, so no Service is left listening where no route sends."""
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace, analysis=QUICK)
+    local_cluster.apply(canary(namespace, QUICK, service={"port": 8080, "targetPort": 9898}))
+    tick(serin_server, token, namespace)
+
+    for name in ("podinfo", "podinfo-primary", "podinfo-canary"):
+        ports = local_cluster.get_json("service", name, "-n", namespace)["spec"]["ports"]
+        assert [(p["name"], p["port"], p["targetPort"]) for p in ports] == [("http", 8080, 9898)], name
+    http = local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)["spec"]["http"]
+    assert {d["destination"]["port"]["number"] for route in http for d in route["route"]} == {8080}
 
 
 def test_status_is_written_whole(
@@ -257,17 +285,44 @@ def test_objects_made_for_a_canary_never_stored_are_removed(
         "metadata": {"name": "ghost", "namespace": namespace, "labels": ghost},
         "spec": {"selector": {"app": "ghost-primary"}, "ports": [{"port": 80}]},
     }
-    local_cluster.apply([config, primary, service])
-
-    # In-process, with a clock ten minutes ahead (the objects are then old enough) at a sweep time.
+    # The user's own Service and VirtualService, taken over for the ghost as admission would.
+    users_service: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "ghost-web", "namespace": namespace, "labels": {"serin.dev/managed-for": "ghost"}},
+        "spec": {"selector": {"app": "ghost-primary"}, "ports": [{"port": 80}]},
+    }
+    users_service["metadata"]["annotations"] = {"serin.dev/original-selector": json.dumps({"app": "web"})}
+    local_cluster.apply([config, primary, service, users_service, users_virtual_service(namespace, "ghost")])
     engine = build_engine(Settings(kubeconfig=str(local_cluster.kubeconfig)))
-    now = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=10)
-    engine.reconciler.clock = lambda: now.replace(minute=now.minute // 10 * 10, second=5)
+    never_stored = canary(namespace, QUICK)
+    never_stored["metadata"]["name"] = "ghost"
+    never_stored["spec"]["service"]["name"] = "ghost"
+    engine.reconciler.router_for("istio").set_routes(parse_canary(never_stored), 100, 0)
+    assert local_cluster.get_json("virtualservice", "ghost", "-n", namespace)["spec"]["http"][0]["route"][0] == {
+        "destination": {"host": "ghost-primary", "port": {"number": 9898}},
+        "weight": 100,
+    }
+
+    # In-process, with a clock at a sweep time (a whole ten minutes) at least ten minutes ahead, so
+    # that the objects are past their grace period whatever the time now.
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=20)
+    sweep_time = later.replace(minute=later.minute // 10 * 10, second=5, microsecond=0)
+    engine.reconciler.clock = lambda: sweep_time
     engine.reconciler.tick(namespace=namespace, window=60)
     left = local_cluster.get_json(
-        "deployments,services,configmaps", "-n", namespace, "-l", "serin.dev/managed-for=ghost"
+        "deployments,services,configmaps,virtualservices,destinationrules",
+        "-n",
+        namespace,
+        "-l",
+        "serin.dev/managed-for=ghost",
     )
     assert left["items"] == []
+    # What was the user's is given back, not deleted.
+    assert local_cluster.get_json("service", "ghost-web", "-n", namespace)["spec"]["selector"] == {"app": "web"}
+    given_back = local_cluster.get_json("virtualservice", "ghost", "-n", namespace)
+    assert given_back["spec"] == users_virtual_service(namespace, "ghost")["spec"]
+    assert given_back["metadata"]["labels"] == {"team": "web"}
     # The Canary that exists keeps everything.
     assert deployment(local_cluster, namespace, "podinfo-primary")["metadata"]["labels"]["serin.dev/managed-for"] == (
         "podinfo"
@@ -351,21 +406,35 @@ def test_a_revision_refused_after_admission_is_undone(
         local_cluster.kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", policy)
 
 
-def test_the_users_own_service_gets_its_selector_back(
+def test_the_users_own_service_and_virtual_service_are_given_back(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
 ) -> None:
-    """A Service the user had before the Canary is pointed at the primary, and what it selected is
-    recorded on it; deleting the Canary (revertOnDeletion) gives it back."""
+    """A Service and a VirtualService the user had before the Canary are taken over (the Service's
+    selector, the VirtualService's spec), with what they were recorded on them and no owner;
+    deleting the Canary (revertOnDeletion) gives them back, and the garbage collector leaves them."""
     namespace, token = webhook_namespace, tokens["ticker"]
     local_cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "podinfo", "namespace": namespace},
-            "spec": {"selector": {"app": "podinfo", "tier": "web"}, "ports": [{"port": 9898}]},
-        }
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "podinfo", "namespace": namespace},
+                "spec": {"selector": {"app": "podinfo", "tier": "web"}, "ports": [{"port": 9898}]},
+            },
+            users_virtual_service(namespace, "podinfo"),
+        ]
     )
     initialized(local_cluster, serin_server, token, namespace, analysis=QUICK, revertOnDeletion=True)
+    routed = local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)
+    assert [d["destination"]["host"] for d in routed["spec"]["http"][0]["route"]] == [
+        "podinfo-primary",
+        "podinfo-canary",
+    ]
+    assert (
+        json.loads(routed["metadata"]["annotations"]["serin.dev/original-spec"])
+        == (users_virtual_service(namespace, "podinfo")["spec"])
+    )
+    assert "ownerReferences" not in routed["metadata"]
     taken = local_cluster.get_json("service", "podinfo", "-n", namespace)
     assert taken["spec"]["selector"] == {"app": "podinfo-primary"}
     assert json.loads(taken["metadata"]["annotations"]["serin.dev/original-selector"]) == {
@@ -381,3 +450,15 @@ def test_the_users_own_service_gets_its_selector_back(
     given_back = local_cluster.get_json("service", "podinfo", "-n", namespace)
     assert given_back["spec"]["selector"] == {"app": "podinfo", "tier": "web"}
     assert "serin.dev/original-selector" not in (given_back["metadata"].get("annotations") or {})
+    # Once the Canary is gone and the garbage collector has removed Serin's own objects:
+    eventually(lambda: local_cluster.kubectl("get", "canary", "podinfo", "-n", namespace, check=False).returncode != 0)
+    eventually(
+        lambda: (
+            local_cluster.kubectl("get", "service", "podinfo-primary", "-n", namespace, check=False).returncode != 0
+        ),
+        what="the garbage collector to remove podinfo-primary",
+    )
+    vs = local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)
+    assert vs["spec"] == users_virtual_service(namespace, "podinfo")["spec"]
+    assert vs["metadata"]["labels"] == {"team": "web"}
+    assert "serin.dev/original-spec" not in (vs["metadata"].get("annotations") or {})

@@ -8,6 +8,7 @@ real API server belongs to the integration tests.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from serin.routers.istio import (
     routes_of,
     validate_weights,
 )
+from serin.workloads import WorkloadError
 
 FLAGGER_COOKIE_REGEX = "^(.*?;)?(canary=always)(;.*)?$"
 COOKIE_MATCH: dict[str, Any] = {"headers": {"cookie": {"regex": FLAGGER_COOKIE_REGEX}}}
@@ -454,12 +456,15 @@ def test_router_for() -> None:
         router_for("linkerd", FakeStore())
 
 
-def test_reconcile_writes_every_object_whole_in_one_request_each() -> None:
+def test_reconcile_reads_then_writes_every_object_whole() -> None:
     store = FakeStore()
     IstioRouter(store).reconcile(canary(), (80, 20))
     assert store.calls == [
+        "get DestinationRule podinfo-primary",
         "apply DestinationRule podinfo-primary",
+        "get DestinationRule podinfo-canary",
         "apply DestinationRule podinfo-canary",
+        "get VirtualService podinfo",
         "apply VirtualService podinfo",
     ]
     assert store.objects[("VirtualService", "podinfo")] == desired_virtual_service(canary(), 80, 20)
@@ -479,10 +484,73 @@ def test_finalize_routes_everything_to_the_primary_only_if_there_is_a_route() ->
     store = FakeStore()
     router = IstioRouter(store)
     router.finalize(canary())
-    assert store.calls == ["get VirtualService podinfo"]
+    assert store.calls == [
+        "get DestinationRule podinfo-primary",
+        "get DestinationRule podinfo-canary",
+        "get VirtualService podinfo",
+    ]
     router.set_routes(canary(), 50, 50)
     router.finalize(canary())
     assert router.get_routes(canary()) == Routes(100, 0)
+
+
+USERS_VIRTUAL_SERVICE: dict[str, Any] = {
+    "apiVersion": "networking.istio.io/v1beta1",
+    "kind": "VirtualService",
+    "metadata": {"name": "podinfo", "namespace": "test", "labels": {"team": "web"}},
+    "spec": {"hosts": ["podinfo"], "http": [{"route": [{"destination": {"host": "podinfo-v1"}}], "timeout": "3s"}]},
+}
+
+
+def test_a_users_virtual_service_is_taken_over_with_its_spec_recorded_and_no_owner() -> None:
+    """Written over, as Flagger does, but with its spec kept on it and no owner reference: the
+    garbage collector must never delete it with the Canary."""
+    store = FakeStore()
+    store.objects[("VirtualService", "podinfo")] = copy.deepcopy(USERS_VIRTUAL_SERVICE)
+    router = IstioRouter(store)
+    router.set_routes(canary(), 90, 10)
+    written = store.objects[("VirtualService", "podinfo")]
+    desired = desired_virtual_service(canary(), 90, 10)
+    assert written == {
+        **desired,
+        "metadata": {
+            "name": "podinfo",
+            "namespace": "test",
+            "labels": MANAGED,
+            "annotations": {
+                **HANDS_OFF,
+                "serin.dev/original-spec": json.dumps(USERS_VIRTUAL_SERVICE["spec"], sort_keys=True),
+            },
+        },
+    }
+    # Taken over once: the next write keeps what was recorded then, not what Serin wrote since.
+    router.set_routes(canary(), 80, 20)
+    assert store.objects[("VirtualService", "podinfo")]["metadata"] == written["metadata"]
+
+
+def test_finalize_gives_a_taken_over_virtual_service_its_spec_back() -> None:
+    store = FakeStore()
+    store.objects[("VirtualService", "podinfo")] = copy.deepcopy(USERS_VIRTUAL_SERVICE)
+    router = IstioRouter(store)
+    router.reconcile(canary(), (60, 40))
+    router.finalize(canary())
+    # The server-side apply body: the user's spec, and none of Serin's labels or annotations,
+    # which the API server drops because Serin no longer applies them.
+    assert store.objects[("VirtualService", "podinfo")] == {
+        "apiVersion": "networking.istio.io/v1beta1",
+        "kind": "VirtualService",
+        "metadata": {"name": "podinfo", "namespace": "test"},
+        "spec": USERS_VIRTUAL_SERVICE["spec"],
+    }
+
+
+def test_a_recorded_spec_that_is_not_json_is_an_error_that_says_where() -> None:
+    store = FakeStore()
+    taken = copy.deepcopy(USERS_VIRTUAL_SERVICE)
+    taken["metadata"]["annotations"] = {"serin.dev/original-spec": "{not json"}
+    store.objects[("VirtualService", "podinfo")] = taken
+    with pytest.raises(WorkloadError, match=r"VirtualService test/podinfo: annotation serin\.dev/original-spec"):
+        IstioRouter(store).finalize(canary())
 
 
 def test_access_errors_keep_their_kind() -> None:
