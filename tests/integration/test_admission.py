@@ -122,6 +122,48 @@ def test_second_canary_for_one_target_is_denied(local_cluster: ClusterHandle, we
     assert "spec.targetRef: Deployment podinfo is already the target of canary podinfo" in result.stderr
 
 
+def test_a_canary_may_not_target_anothers_primary_or_take_its_services(
+    local_cluster: ClusterHandle, webhook_namespace: str
+) -> None:
+    """Through the real API server: both are denied naming the other Canary, and nothing of the
+    first Canary's changes (its primary keeps its replicas, its Services their selectors)."""
+    local_cluster.apply(podinfo(webhook_namespace))
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", webhook_namespace, "--timeout=60s")
+    apply(local_cluster, canary(webhook_namespace, ANALYSIS))
+    local_cluster.kubectl("get", "deployment", "podinfo-primary", "-n", webhook_namespace)  # made by admission
+    before = replicas_and_selectors(local_cluster, webhook_namespace)
+
+    def denial(name: str, target: str, service_name: str) -> str:
+        other = canary(webhook_namespace, ANALYSIS)
+        other["metadata"]["name"] = name
+        other["spec"]["targetRef"]["name"] = target
+        other["spec"]["service"]["name"] = service_name
+        result = apply(local_cluster, other, check=False)
+        assert result.returncode != 0, f"canary {name} was admitted"
+        return str(result.stderr)
+
+    assert (
+        "spec.targetRef: Deployment podinfo-primary and canary podinfo's target podinfo: one is the other's primary"
+        in denial("on-primary", "podinfo-primary", "elsewhere")
+    )
+    shop = podinfo(webhook_namespace)
+    shop["metadata"]["name"] = "shop"
+    local_cluster.apply(shop)
+    assert "spec.service.name: the Services of 'podinfo' would be those of canary podinfo ('podinfo')" in denial(
+        "shop", "shop", "podinfo"
+    )
+    after = replicas_and_selectors(local_cluster, webhook_namespace)
+    assert {key: value for key, value in after.items() if key in before} == before
+
+
+def replicas_and_selectors(cluster: ClusterHandle, namespace: str) -> dict[tuple[str, str], Any]:
+    listed = cluster.get_json("deployments,services", "-n", namespace)["items"]
+    return {
+        (item["kind"], item["metadata"]["name"]): (item["spec"].get("replicas"), item["spec"].get("selector"))
+        for item in listed
+    }
+
+
 def initialized(local_cluster: ClusterHandle, server: SerinServer, token: str, namespace: str) -> None:
     local_cluster.apply(podinfo(namespace))
     local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")

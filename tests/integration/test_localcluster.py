@@ -7,6 +7,8 @@ import http.server
 import json
 import ssl
 import threading
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from localcluster.cluster import LocalCluster
 from localcluster.pki import write_serving_pair
 from localcluster.processes import free_port
 from localcluster.testing import ClusterHandle, deployment, eventually
@@ -90,6 +93,48 @@ def test_deployment_reaches_its_available_replicas(local_cluster: ClusterHandle,
     pods = local_cluster.get_json("pods", "-n", namespace, "-l", "app=web")["items"]
     assert len(pods) == 2
     assert all(pod["spec"]["nodeName"].startswith("kwok-node-") for pod in pods)
+
+
+def test_hundreds_of_services_get_cluster_ips(local_cluster: ClusterHandle, namespace: str) -> None:
+    """Three Services per Canary: the Service range must hold far more than a /24 (254 addresses)."""
+    local_cluster.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": f"svc-{index}", "namespace": namespace},
+                "spec": {"selector": {"app": "none"}, "ports": [{"port": 80}]},
+            }
+            for index in range(300)
+        ]
+    )
+    addresses = {item["spec"]["clusterIP"] for item in local_cluster.get_json("services", "-n", namespace)["items"]}
+    assert len(addresses) == 300
+    assert all(address.startswith("10.0.") for address in addresses)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def test_one_component_stops_and_starts_again_on_the_same_url(local_cluster: ClusterHandle) -> None:
+    """Fault tests stop Prometheus (or Serin) and start it again without any URL changing."""
+    cluster = LocalCluster(local_cluster.state_dir)
+    ready = f"{local_cluster.urls['prometheus']}/-/ready"
+    assert _answers(ready)
+    try:
+        assert cluster.stop("prometheus")
+        assert not cluster.status()["prometheus"]
+        assert not _answers(ready)
+    finally:
+        cluster.start("prometheus")
+    eventually(lambda: _answers(ready), timeout=60, what="Prometheus to answer on its old URL")
+    assert cluster.status()["prometheus"]
+    assert LocalCluster(local_cluster.state_dir).state().urls["prometheus"] == local_cluster.urls["prometheus"]
 
 
 def test_deleting_an_owner_garbage_collects_its_dependents(local_cluster: ClusterHandle, namespace: str) -> None:

@@ -388,6 +388,27 @@ STEPS = [
         id="slow-requests-halt-in-flaggers-words",
     ),
     pytest.param(
+        make_canary(
+            {
+                **WEIGHTED,
+                "metrics": [
+                    {"name": "errors", "query": "sum(rate(errors_total[1m]))", "thresholdRange": {"max": 1}},
+                    {"name": "errors", "query": "sum(rate(errors_total[5m]))", "thresholdRange": {"max": 5}},
+                ],
+            }
+        ),
+        status(Phase.PROGRESSING, last_applied_spec="v2", canary_weight=10),
+        observe("v2", target_replicas=2, routes=(90, 10), metrics=(MetricReading(3.0), MetricReading(3.0))),
+        Expect(
+            Phase.PROGRESSING,
+            (ENSURE,),
+            (warning("Halt podinfo.test advancement errors 3.00 > 1"),),
+            weight=10,
+            failed_checks=1,
+        ),
+        id="metrics-of-one-name-are-each-judged-on-their-own-reading",
+    ),
+    pytest.param(
         make_canary(),
         status(Phase.PROGRESSING, last_applied_spec="v2", canary_weight=10),
         observe("v2", target_replicas=2, routes=(90, 10), metrics=(MetricReading(None, "no-data"), MetricReading(1.0))),

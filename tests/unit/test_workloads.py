@@ -85,6 +85,38 @@ def test_primary_deployment_selects_primary_pods_and_uses_config_copies() -> Non
     assert TARGET["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"] == "tls"
 
 
+def test_primary_deployment_copies_what_flaggers_promotion_copies() -> None:
+    """Template, strategy, minReadySeconds, progressDeadlineSeconds and revisionHistoryLimit come
+    from the target; its replica count and pause do not (the primary scales on its own)."""
+    target = copy.deepcopy(TARGET)
+    target["spec"].update(
+        {
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "minReadySeconds": 15,
+            "progressDeadlineSeconds": 300,
+            "revisionHistoryLimit": 3,
+            "paused": True,
+        }
+    )
+    primary = primary_deployment(CANARY, target, set(), replicas=4)
+    spec = primary["spec"]
+    assert sorted(spec) == [
+        "minReadySeconds",
+        "progressDeadlineSeconds",
+        "replicas",
+        "revisionHistoryLimit",
+        "selector",
+        "strategy",
+        "template",
+    ]
+    assert (spec["strategy"], spec["minReadySeconds"], spec["progressDeadlineSeconds"]) == (
+        target["spec"]["strategy"],
+        15,
+        300,
+    )
+    assert (spec["revisionHistoryLimit"], spec["replicas"]) == (3, 4)
+
+
 def test_target_without_selector_label_is_explained() -> None:
     odd = copy.deepcopy(TARGET)
     odd["spec"]["selector"] = {"matchLabels": {"tier": "web"}}
