@@ -387,13 +387,25 @@ def test_a_revision_refused_after_admission_is_undone(
             "spec": {"template": {"metadata": {"annotations": {"version": "2"}}}},
         }
 
-        def refused() -> bool:
+        def refused(*dry_run: str) -> bool:
             done = local_cluster.kubectl(
-                "patch", "deployment", "podinfo", "-n", namespace, "--type=merge", "-p", json.dumps(patch), check=False
+                "patch",
+                "deployment",
+                "podinfo",
+                "-n",
+                namespace,
+                "--type=merge",
+                "-p",
+                json.dumps(patch),
+                *dry_run,
+                check=False,
             )
             return done.returncode != 0 and "refused by policy" in done.stderr
 
-        eventually(refused, what="the policy to refuse the update")
+        # The API server takes a moment to start enforcing a new policy; a real update sent before
+        # then would be stored. Probe with dry runs, which Serin's webhook does not record.
+        eventually(lambda: refused("--dry-run=server"), what="the policy to refuse the update")
+        assert refused()
         status = canary_status(local_cluster, namespace)
         assert status["phase"] == "Progressing" and status["serin"]["unconfirmed"]["revision"] != before
 
