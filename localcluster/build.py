@@ -27,6 +27,10 @@ ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 # Not part of the control plane: benchmarks run it beside Serin to compare the two.
 FLAGGER_VERSION = "v1.36.1"
+# The routing APIs Serin writes to, installed with their real schemas from the projects' own
+# modules, so that the API server refuses whatever a real mesh or gateway would refuse.
+ISTIO_API_VERSION = "v1.32.0"
+GATEWAY_API_VERSION = "v1.6.3"
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
@@ -46,6 +50,7 @@ class Binaries:
     kubectl: Path
     kwok: Path
     prometheus: Path
+    crds: Path
 
 
 def staging_version(kubernetes_version: str) -> str:
@@ -249,6 +254,42 @@ def build_flagger(cache: Path | None = None, version: str = FLAGGER_VERSION) -> 
     return binary
 
 
+def routing_crds_dir(cache: Path) -> Path:
+    return cache / "crds" / f"istio-{ISTIO_API_VERSION}_gateway-api-{GATEWAY_API_VERSION}"
+
+
+def _custom_resource_definitions(text: str) -> list[str]:
+    """The CustomResourceDefinition documents of a YAML stream (the rest, policies and the like,
+    belongs to each project's own installation, not to what Serin needs from it)."""
+    documents = [document.strip() for document in re.split(r"^---[ \t]*$", text, flags=re.M)]
+    return [document for document in documents if re.search(r"^kind: CustomResourceDefinition$", document, re.M)]
+
+
+def fetch_routing_crds(cache: Path) -> Path:
+    """One manifest with Istio's and Gateway API's CRDs, copied from their Go modules.
+
+    Istio's ``kubernetes/customresourcedefinitions.gen.yaml`` carries every Istio API with its
+    OpenAPI schema; Gateway API's standard channel (``config/crd/standard``) is what a cluster
+    installs by default, and what Serin's objects must fit.
+    """
+    final = routing_crds_dir(cache)
+    manifest = final / "crds.yaml"
+    if manifest.is_file():
+        return manifest
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _log(f"fetching the CRDs of istio.io/api {ISTIO_API_VERSION} and gateway-api {GATEWAY_API_VERSION}")
+    istio = _module_dir("istio.io/api", ISTIO_API_VERSION, tmp)
+    gateway_api = _module_dir("sigs.k8s.io/gateway-api", GATEWAY_API_VERSION, tmp)
+    sources = [istio / "kubernetes" / "customresourcedefinitions.gen.yaml"]
+    sources += sorted((gateway_api / "config" / "crd" / "standard").glob("gateway.networking.k8s.io_*.yaml"))
+    documents = [document for source in sources for document in _custom_resource_definitions(source.read_text())]
+    (tmp / "crds.yaml").write_text("---\n" + "\n---\n".join(documents) + "\n")
+    _finish(tmp, final)
+    return manifest
+
+
 def unpack_prometheus(cache: Path) -> Path:
     """Unpack Debian's prometheus package into the cache (no service is installed or started)."""
     existing = sorted((cache / "bin").glob("prometheus-*/usr/bin/prometheus"))
@@ -293,6 +334,7 @@ def _binaries(cache: Path, prometheus: Path) -> Binaries:
         kubectl=kubernetes / "kubectl",
         kwok=cache / "bin" / f"kwok-{KWOK_VERSION}" / "kwok",
         prometheus=prometheus,
+        crds=routing_crds_dir(cache) / "crds.yaml",
     )
 
 
@@ -311,6 +353,7 @@ def ensure_binaries(cache: Path | None = None) -> Binaries:
     cache = cache or cache_dir()
     prometheus = unpack_prometheus(cache)
     build_etcd(cache)
+    fetch_routing_crds(cache)
     build_kwok(cache)
     build_kubernetes(cache)
     return _binaries(cache, prometheus)

@@ -31,7 +31,6 @@ from localcluster.prometheus import ensure_prometheus
 NODE_COUNT = 3
 # A /16: every Canary has three Services, so a /24 ran out at about 83 Canaries.
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
-MANIFESTS = Path(__file__).resolve().parent / "manifests"
 STARTUP_TIMEOUT = 120.0
 
 
@@ -97,7 +96,8 @@ class LocalCluster:
             self._start_controllers(binaries, pki, state)
             self._start_kwok(binaries, state)
             self._create_nodes(binaries)
-            self._apply(binaries, MANIFESTS / "istio-crds.yaml")
+            self._apply(binaries, binaries.crds)
+            self.kubectl(binaries, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
             self._wait_nodes_ready(binaries)
         state.paths["kubectl_dir"] = str(binaries.kubectl.parent)
         if with_extras:

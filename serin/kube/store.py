@@ -29,7 +29,9 @@ CANARY_VERSION = "v1beta1"
 CANARIES = f"/apis/{API_GROUP}/{CANARY_VERSION}"
 FIELD_MANAGER = "serin"
 # Every write names Serin as its field manager, so `managedFields` says who set what.
-MANAGER = {"fieldManager": FIELD_MANAGER}
+# Strict: a field the schema does not know is an error, not silently dropped, so what Serin
+# writes is exactly what is stored.
+MANAGER = {"fieldManager": FIELD_MANAGER, "fieldValidation": "Strict"}
 # A repeated Event whose count update keeps losing races is dropped after this many tries.
 EVENT_UPDATE_ATTEMPTS = 3
 # On an Event: the step that last said it, so that sending it again for that step counts nothing.
@@ -68,18 +70,23 @@ RESOURCES: Mapping[str, tuple[str, str]] = {
     "MetricTemplate": (f"{API_GROUP}/{CANARY_VERSION}", "metrictemplates"),
     "VirtualService": ("networking.istio.io/v1beta1", "virtualservices"),
     "DestinationRule": ("networking.istio.io/v1beta1", "destinationrules"),
+    "HTTPRoute": ("gateway.networking.k8s.io/v1", "httproutes"),
 }
 
 
-def collection_path(kind: str, namespace: str | None) -> str:
-    """``/api/v1/namespaces/NS/services`` and the like; all namespaces when ``namespace`` is None."""
-    group_version, plural = RESOURCES[kind]
+def collection_path(kind: str, namespace: str | None, api_version: str | None = None) -> str:
+    """``/api/v1/namespaces/NS/services`` and the like; all namespaces when ``namespace`` is None.
+
+    ``api_version`` picks another served version of the kind than the one in ``RESOURCES``.
+    """
+    default_version, plural = RESOURCES[kind]
+    group_version = api_version or default_version
     root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
     return f"{root}/namespaces/{namespace}/{plural}" if namespace else f"{root}/{plural}"
 
 
-def object_path(kind: str, namespace: str, name: str) -> str:
-    return f"{collection_path(kind, namespace)}/{name}"
+def object_path(kind: str, namespace: str, name: str, api_version: str | None = None) -> str:
+    return f"{collection_path(kind, namespace, api_version)}/{name}"
 
 
 class KubeStore:
@@ -135,9 +142,11 @@ class KubeStore:
 
     # ---- any kind ----------------------------------------------------------------------------
 
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    def get(self, kind: str, namespace: str, name: str, api_version: str | None = None) -> dict[str, Any] | None:
         try:
-            obj = self.request("GET", object_path(kind, namespace, name), what=f"get {kind} {namespace}/{name}")
+            obj = self.request(
+                "GET", object_path(kind, namespace, name, api_version), what=f"get {kind} {namespace}/{name}"
+            )
         except NotFound:
             return None
         obj.setdefault("kind", kind)
@@ -170,7 +179,7 @@ class KubeStore:
         with contextlib.suppress(Conflict):
             self.request(
                 "POST",
-                collection_path(kind, metadata["namespace"]),
+                collection_path(kind, metadata["namespace"], obj.get("apiVersion")),
                 obj,
                 what=f"create {kind} {metadata['namespace']}/{metadata['name']}",
                 query=MANAGER,
@@ -181,7 +190,11 @@ class KubeStore:
         metadata, kind = obj["metadata"], obj["kind"]
         namespace, name = metadata["namespace"], metadata["name"]
         self.request(
-            "PUT", object_path(kind, namespace, name), obj, what=f"replace {kind} {namespace}/{name}", query=MANAGER
+            "PUT",
+            object_path(kind, namespace, name, obj.get("apiVersion")),
+            obj,
+            what=f"replace {kind} {namespace}/{name}",
+            query=MANAGER,
         )
 
     def patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
@@ -205,7 +218,7 @@ class KubeStore:
         namespace, name = metadata["namespace"], metadata["name"]
         return self.request(
             "PATCH",
-            object_path(kind, namespace, name),
+            object_path(kind, namespace, name, obj.get("apiVersion")),
             obj,
             "application/apply-patch+yaml",
             f"apply {kind} {namespace}/{name}",
