@@ -8,30 +8,28 @@ from typing import Any
 
 import pytest
 
-from localcluster.simulator import (
+from localcluster.simulator.cli import is_loopback, main, parse_listen
+from localcluster.simulator.cluster import (
     DEFAULT_LATENCY_MS,
     ERROR_RATE_ANNOTATION,
     LATENCY_ANNOTATION,
     Behaviour,
+    build_index,
+    parse_behaviour,
+    resolve_host,
+)
+from localcluster.simulator.examples import synthesize_request
+from localcluster.simulator.export import Metrics
+from localcluster.simulator.istio import parse_match_rule, parse_virtual_service
+from localcluster.simulator.routes import (
     Destination,
-    Metrics,
     StringMatch,
     SyntheticRequest,
-    build_index,
     choose_destination,
-    draw_latency_ms,
-    is_loopback,
-    main,
-    parse_behaviour,
-    parse_listen,
-    parse_match_rule,
-    parse_virtual_service,
-    resolve_host,
     rule_matches,
     select_route,
-    simulate_tick,
-    synthesize_request,
 )
+from localcluster.simulator.traffic import draw_latency_ms, simulate_tick
 
 FLAGGER_COOKIE_REGEX = "^(.*?;)?(canary=always)(;.*)?$"
 
@@ -477,7 +475,7 @@ def test_unready_canary_requests_are_unroutable() -> None:
     services, deployments = flagger_cluster(canary_ready=0)
     result = simulate_tick([flagger_vs(50)], services, deployments, 2_000, random.Random(5), match_share=0.0)
     counts = result.counts()
-    unroutable = result.unroutable[("test", "podinfo")]
+    unroutable = result.unroutable[("test", "VirtualService", "podinfo")]
     assert counts[("podinfo", 200)] == 0
     assert counts[("podinfo-primary", 200)] + unroutable == 2_000
     assert abs(unroutable / 2_000 - 0.5) <= 0.05
@@ -487,7 +485,7 @@ def test_requests_no_route_takes_are_unroutable() -> None:
     services, deployments = flagger_cluster()
     vs = virtual_service([to_canary([{"headers": {"x-canary": {"exact": "insider"}}}])])
     result = simulate_tick([vs], services, deployments, 1_000, random.Random(9), match_share=0.25)
-    assert result.unroutable[("test", "podinfo")] + len(result.outcomes) == 1_000
+    assert result.unroutable[("test", "VirtualService", "podinfo")] + len(result.outcomes) == 1_000
     assert 150 <= len(result.outcomes) <= 350
     assert {o.workload for o in result.outcomes} == {"podinfo"}
 
@@ -497,7 +495,7 @@ def test_budget_caps_the_tick_across_virtual_services() -> None:
     vss = [flagger_vs(10), virtual_service([weighted_route(100, 0)], name="second")]
     result = simulate_tick(vss, services, deployments, 100, random.Random(1), match_share=0.0, budget=150)
     assert result.total == 150
-    assert Counter(o.virtual_service for o in result.outcomes) == {"podinfo": 100, "second": 50}
+    assert Counter(o.table for o in result.outcomes) == {"podinfo": 100, "second": 50}
 
 
 def test_same_seed_same_tick() -> None:
@@ -509,14 +507,24 @@ def test_same_seed_same_tick() -> None:
 
 def test_malformed_objects_do_not_raise() -> None:
     garbage: list[dict[str, Any]] = [
-        {},
-        {"metadata": {"name": "x", "namespace": "test"}, "spec": {"http": "nope"}},
-        {"metadata": {"name": "y", "namespace": "test"}, "spec": {"http": [{"route": [{"destination": None}]}]}},
-        {"metadata": {"name": "z", "namespace": "test"}, "spec": {"http": [{"match": [{"headers": {"a": 1}}]}]}},
+        {"kind": "VirtualService"},
+        {"kind": "VirtualService", "metadata": {"name": "x", "namespace": "test"}, "spec": {"http": "nope"}},
+        {
+            "kind": "VirtualService",
+            "metadata": {"name": "y", "namespace": "test"},
+            "spec": {"http": [{"route": [{"destination": None}]}]},
+        },
+        {
+            "kind": "VirtualService",
+            "metadata": {"name": "z", "namespace": "test"},
+            "spec": {"http": [{"match": [{"headers": {"a": 1}}]}]},
+        },
+        {"kind": "HTTPRoute", "metadata": {"name": "h", "namespace": "test"}, "spec": {"rules": [{"matches": 3}]}},
+        {"kind": "HTTPRoute", "spec": {"rules": [{"backendRefs": [{"name": None, "weight": "x"}, 7]}]}},
     ]
     result = simulate_tick(garbage, [{}], [{"status": "odd"}], 10, random.Random(0), 0.5)
     assert result.outcomes == ()
-    assert result.total == 40
+    assert result.total == 60
 
 
 # ---------------------------------------------------------------------------
@@ -554,7 +562,7 @@ def test_metrics_record_unroutable() -> None:
     metrics = Metrics()
     metrics.record(result)
     value = metrics.registry.get_sample_value(
-        "simulator_unroutable_requests_total", {"namespace": "test", "virtual_service": "podinfo"}
+        "simulator_unroutable_requests_total", {"namespace": "test", "kind": "VirtualService", "name": "podinfo"}
     )
     assert value == 25
 

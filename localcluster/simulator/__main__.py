@@ -1,0 +1,5 @@
+import sys
+
+from localcluster.simulator.cli import main
+
+sys.exit(main())

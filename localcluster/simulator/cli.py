@@ -1,0 +1,270 @@
+"""``python -m localcluster.simulator``: list the cluster, simulate, export, until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from prometheus_client import start_http_server
+
+from localcluster.simulator import gatewayapi, istio
+from localcluster.simulator.export import Metrics
+from localcluster.simulator.routes import as_mapping, as_sequence
+from localcluster.simulator.traffic import simulate_tick
+
+LOG = logging.getLogger("localcluster.simulator")
+
+API_TIMEOUT_SECONDS = 10.0
+# The routing objects the simulated data planes follow: (group, version, plural, kind).
+ROUTING_APIS = (
+    (istio.GROUP, istio.VERSION, istio.PLURAL, istio.KIND),
+    (gatewayapi.GROUP, gatewayapi.VERSION, gatewayapi.PLURAL, gatewayapi.KIND),
+)
+
+
+def _items(response: object, api_client: Any) -> list[Mapping[str, Any]]:
+    """Plain dict items from a list call, however the client returned the body."""
+    raw = getattr(response, "data", None)
+    if isinstance(raw, bytes | str):
+        body: object = json.loads(raw)
+    elif isinstance(response, Mapping):
+        body = response
+    else:
+        body = api_client.sanitize_for_serialization(response)
+    return [item for item in as_sequence(as_mapping(body).get("items")) if isinstance(item, Mapping)]
+
+
+class ClusterReader:
+    """Lists the kinds the data planes need, one list call per kind and namespace."""
+
+    def __init__(self, kubeconfig: str, namespaces: Sequence[str]) -> None:
+        from kubernetes import client, config
+
+        self._client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        self._core = client.CoreV1Api(self._client)
+        self._apps = client.AppsV1Api(self._client)
+        self._custom = client.CustomObjectsApi(self._client)
+        self._namespaces = list(namespaces)
+
+    def _list(self, cluster_wide: Any, namespaced: Any, *args: str) -> list[Mapping[str, Any]]:
+        options: dict[str, Any] = {"_preload_content": False, "_request_timeout": API_TIMEOUT_SECONDS}
+        if not self._namespaces:
+            return _items(cluster_wide(*args, **options), self._client)
+        items: list[Mapping[str, Any]] = []
+        # Namespaced list calls take the namespace after the group and version, if any.
+        for namespace in self._namespaces:
+            items.extend(_items(namespaced(*args[:2], namespace, *args[2:], **options), self._client))
+        return items
+
+    def routing(self) -> list[Mapping[str, Any]]:
+        """Every routing object, each with its ``kind``; an API the cluster does not serve has none."""
+        from kubernetes.client.exceptions import ApiException
+
+        objects: list[Mapping[str, Any]] = []
+        for group, version, plural, kind in ROUTING_APIS:
+            try:
+                items = self._list(
+                    self._custom.list_cluster_custom_object,
+                    self._custom.list_namespaced_custom_object,
+                    group,
+                    version,
+                    plural,
+                )
+            except ApiException as err:
+                if err.status == 404:
+                    continue
+                raise
+            objects.extend({**item, "kind": kind} for item in items)
+        return objects
+
+    def services(self) -> list[Mapping[str, Any]]:
+        return self._list(self._core.list_service_for_all_namespaces, self._core.list_namespaced_service)
+
+    def deployments(self) -> list[Mapping[str, Any]]:
+        return self._list(self._apps.list_deployment_for_all_namespaces, self._apps.list_namespaced_deployment)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def describe_error(err: BaseException) -> str:
+    """One line, because the same failure repeats every refresh until it is fixed."""
+    status = getattr(err, "status", None)
+    reason = getattr(err, "reason", None)
+    if isinstance(status, int) and status:
+        return f"{type(err).__name__}: HTTP {status} {reason or ''}".rstrip()
+    if isinstance(reason, BaseException):
+        # urllib3 wraps the useful part (e.g. connection refused) in a MaxRetryError.
+        return describe_error(reason)
+    text = str(err).strip().splitlines()
+    line = f"{type(err).__name__}: {text[-1] if text else ''}"
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+@dataclass
+class RunOptions:
+    rps: float = 20.0
+    refresh: float = 1.0
+    match_share: float = 0.3
+    max_duration: float = 3600.0
+    max_requests: int = 10_000_000
+    seed: int | None = None
+
+
+def run(reader: ClusterReader, metrics: Metrics, options: RunOptions, stop: threading.Event) -> int:
+    """Fetch, simulate and record until stopped, out of time, or (for traffic) out of budget."""
+    rng = random.Random(options.seed)
+    started = last = time.monotonic()
+    carry = 0.0
+    sent = 0
+    snapshot: tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], list[Mapping[str, Any]]] | None = None
+    last_error: str | None = None
+    logged_warnings: set[str] = set()
+    while not stop.is_set():
+        now = time.monotonic()
+        if now - started >= options.max_duration:
+            LOG.info("max duration of %.0fs reached; exiting", options.max_duration)
+            break
+        try:
+            snapshot = (reader.routing(), reader.services(), reader.deployments())
+            if last_error is not None:
+                LOG.info("API reachable again")
+                last_error = None
+        except Exception as err:
+            message = describe_error(err)
+            if message != last_error:
+                LOG.warning("listing from the API failed (%s); retrying every %.1fs", message, options.refresh)
+                last_error = message
+        # Like Envoy when istiod is away, keep serving the last configuration that was read.
+        # Before any configuration arrived there is no traffic to catch up on.
+        elapsed = now - last if snapshot is not None else 0.0
+        carry = carry + options.rps * elapsed
+        last = now
+        requests_per_table = int(carry)
+        carry -= requests_per_table
+        if snapshot is not None and elapsed > 0 and sent < options.max_requests:
+            try:
+                result = simulate_tick(
+                    *snapshot,
+                    requests_per_table,
+                    rng,
+                    options.match_share,
+                    budget=options.max_requests - sent,
+                    seconds=elapsed,
+                )
+            except Exception:  # one odd object must not end the simulation
+                LOG.exception("simulation tick failed")
+            else:
+                metrics.record(result)
+                sent += result.total
+                for warning in result.warnings:
+                    if warning not in logged_warnings:
+                        logged_warnings.add(warning)
+                        LOG.warning("%s", warning)
+                if sent >= options.max_requests:
+                    LOG.info("max requests (%d) sent; serving metrics until stopped", options.max_requests)
+        stop.wait(max(0.0, options.refresh - (time.monotonic() - now)))
+    return 0
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    host = host.removeprefix("[").removesuffix("]")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range: {port}")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m localcluster.simulator",
+        description="Play the local cluster's data planes (Istio, a Gateway API gateway) and export their metrics.",
+    )
+    parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the local cluster")
+    parser.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT for /metrics (port 0 picks a free one)")
+    parser.add_argument("--allow-non-loopback", action="store_true", help="allow --listen on a non-loopback address")
+    parser.add_argument("--namespace", action="append", default=[], help="only this namespace (repeatable)")
+    parser.add_argument("--rps", type=float, default=20.0, help="requests per second through each routing object")
+    parser.add_argument("--refresh", type=float, default=1.0, help="seconds between API lists and ticks")
+    parser.add_argument("--match-share", type=float, default=0.3, help="share of requests carrying match headers")
+    parser.add_argument("--max-duration", type=float, default=3600.0, help="exit after this many seconds")
+    parser.add_argument("--max-requests", type=int, default=10_000_000, help="stop sending after this many requests")
+    parser.add_argument("--seed", type=int, default=None, help="random seed, for reproducible runs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as err:
+        parser.error(f"--listen: {err}")
+    if not is_loopback(host) and not args.allow_non_loopback:
+        parser.error(f"--listen host {host!r} is not loopback; pass --allow-non-loopback to expose it")
+    if args.rps < 0 or args.refresh <= 0 or not 0.0 <= args.match_share <= 1.0:
+        parser.error("--rps must be >= 0, --refresh > 0 and --match-share within 0..1")
+    if args.max_duration < 0 or args.max_requests < 0:
+        parser.error("--max-duration and --max-requests must be >= 0")
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="simulator: %(levelname)s %(message)s")
+    # The loop retries on every refresh and says so once; urllib3's per-attempt warnings would repeat it.
+    logging.getLogger("urllib3").setLevel(logging.ERROR)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        LOG.info("received signal %d; exiting", signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+
+    metrics = Metrics()
+    try:
+        reader = ClusterReader(args.kubeconfig, args.namespace)
+    except Exception as err:
+        print(f"simulator: cannot load kubeconfig {args.kubeconfig!r}: {describe_error(err)}", file=sys.stderr)
+        return 2
+    server, thread = start_http_server(port, addr=host, registry=metrics.registry)
+    bound_port = server.server_port
+    shown_host = f"[{host}]" if ":" in host else host
+    print(f"simulator listening on http://{shown_host}:{bound_port}/metrics", flush=True)
+    options = RunOptions(
+        rps=args.rps,
+        refresh=args.refresh,
+        match_share=args.match_share,
+        max_duration=args.max_duration,
+        max_requests=args.max_requests,
+        seed=args.seed,
+    )
+    try:
+        return run(reader, metrics, options, stop)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        reader.close()

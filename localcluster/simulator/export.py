@@ -1,0 +1,109 @@
+"""The metrics each data plane would report for the simulated requests.
+
+* Istio's destination-side sidecar metrics, ``istio_requests_total`` and
+  ``istio_request_duration_milliseconds``, for every request (every pod is in the mesh);
+* the application's own ``http_request_duration_seconds`` histogram, labelled as Prometheus's
+  Kubernetes pod discovery labels it (``kubernetes_namespace``, ``kubernetes_pod_name``) with the
+  response ``status``, for every request (the application is instrumented, as podinfo is);
+* ``simulator_unroutable_requests``: requests that reached no ready workload.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as PromCounter
+
+from localcluster.simulator.traffic import TickResult
+
+# Istio's default buckets for istio_request_duration_milliseconds.
+ISTIO_DURATION_BUCKETS_MS: tuple[float, ...] = (
+    0.5,
+    1,
+    5,
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1000,
+    2500,
+    5000,
+    10000,
+    30000,
+    60000,
+    300000,
+    600000,
+    1800000,
+    3600000,
+)
+
+APP_LABELS: tuple[str, ...] = ("kubernetes_namespace", "kubernetes_pod_name", "status")
+# The Prometheus client's default buckets, as an instrumented Go or Python application exposes.
+APP_DURATION_BUCKETS_SECONDS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+REQUEST_LABELS: tuple[str, ...] = (
+    "reporter",
+    "source_workload",
+    "source_workload_namespace",
+    "destination_workload",
+    "destination_workload_namespace",
+    "destination_service",
+    "destination_service_name",
+    "destination_service_namespace",
+    "response_code",
+    "request_protocol",
+)
+
+
+class Metrics:
+    """Every data plane's metrics (see the module docstring), in a private registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.requests = PromCounter(
+            "istio_requests", "Requests seen by the destination sidecar.", REQUEST_LABELS, registry=self.registry
+        )
+        self.duration = Histogram(
+            "istio_request_duration_milliseconds",
+            "Request duration seen by the destination sidecar.",
+            REQUEST_LABELS,
+            buckets=ISTIO_DURATION_BUCKETS_MS,
+            registry=self.registry,
+        )
+        self.app_duration = Histogram(
+            "http_request_duration_seconds",
+            "Request duration seen by the application itself.",
+            APP_LABELS,
+            buckets=APP_DURATION_BUCKETS_SECONDS,
+            registry=self.registry,
+        )
+        self.unroutable = PromCounter(
+            "simulator_unroutable_requests",
+            "Synthetic requests that reached no ready workload (no route, no Service, or no ready replicas).",
+            ("namespace", "kind", "name"),
+            registry=self.registry,
+        )
+
+    def record(self, result: TickResult) -> None:
+        grouped: dict[tuple[tuple[str, str], ...], list[float]] = {}
+        for outcome in result.outcomes:
+            grouped.setdefault(tuple(outcome.metric_labels().items()), []).append(outcome.latency_ms)
+        for labels, latencies in grouped.items():
+            label_map = dict(labels)
+            self.requests.labels(**label_map).inc(len(latencies))
+            histogram = self.duration.labels(**label_map)
+            for latency in latencies:
+                histogram.observe(latency)
+        by_pod: dict[tuple[str, str, str], list[float]] = {}
+        for outcome in result.outcomes:
+            key = (outcome.workload_namespace, outcome.pod_name, str(outcome.response_code))
+            by_pod.setdefault(key, []).append(outcome.latency_ms / 1000.0)
+        for (namespace, pod, status), seconds in by_pod.items():
+            app_histogram = self.app_duration.labels(
+                kubernetes_namespace=namespace, kubernetes_pod_name=pod, status=status
+            )
+            for value in seconds:
+                app_histogram.observe(value)
+        for (namespace, kind, name), count in result.unroutable.items():
+            self.unroutable.labels(namespace=namespace, kind=kind, name=name).inc(count)
