@@ -30,7 +30,82 @@ DEFAULT_HOOK_TIMEOUT = "10s"
 MIN_INTERVAL_SECONDS = 10.0
 
 SUPPORTED_TARGET_KINDS = ("Deployment",)
-KNOWN_PROVIDERS = ("istio",)
+
+
+@dataclass(frozen=True)
+class ProviderTraits:
+    """What a provider's routing can express, which decides the Canaries it accepts."""
+
+    # It shifts a share of the traffic (canary releases, A/B routes); without it only blue/green,
+    # where the analysis reaches the canary through its own Service, is possible.
+    weights: bool
+    # The string match kinds its routes can express, for each field of an Istio-shaped match.
+    match_fields: Mapping[str, frozenset[str]]
+    # spec.service fields it has no way to express.
+    unused_service_fields: frozenset[str]
+    # It attaches routes to gateways named in spec.service.gatewayRefs (and needs at least one).
+    gateway_refs: bool = False
+    route_timeout: bool = False
+
+
+_EXACT_OR_REGEX = frozenset({"exact", "regex"})
+_ISTIO_STRING_MATCH = frozenset({"exact", "prefix", "regex"})
+_GATEWAY_API_MATCHES: Mapping[str, frozenset[str]] = {
+    "uri": _ISTIO_STRING_MATCH,
+    "method": frozenset({"exact"}),
+    "headers": _EXACT_OR_REGEX,
+    "queryParams": _EXACT_OR_REGEX,
+}
+_GATEWAY_API_UNUSED = frozenset({"gateways", "delegation", "retries", "corsPolicy", "trafficPolicy"})
+PROVIDERS: Mapping[str, ProviderTraits] = {
+    "istio": ProviderTraits(
+        weights=True,
+        match_fields={
+            "uri": _ISTIO_STRING_MATCH,
+            "scheme": _ISTIO_STRING_MATCH,
+            "method": _ISTIO_STRING_MATCH,
+            "authority": _ISTIO_STRING_MATCH,
+            "headers": _ISTIO_STRING_MATCH,
+            "queryParams": _ISTIO_STRING_MATCH,
+            "withoutHeaders": _ISTIO_STRING_MATCH,
+            # Istio's other conditions, copied as given.
+            "port": frozenset(),
+            "sourceLabels": frozenset(),
+            "gateways": frozenset(),
+            "ignoreUriCase": frozenset(),
+            "sourceNamespace": frozenset(),
+            "statPrefix": frozenset(),
+            "name": frozenset(),
+        },
+        unused_service_fields=frozenset(),
+    ),
+    # Gateway API's HTTPRoute; v1beta1 for clusters whose Gateway API predates v1 (no timeouts).
+    "gatewayapi:v1": ProviderTraits(
+        weights=True,
+        match_fields=_GATEWAY_API_MATCHES,
+        unused_service_fields=_GATEWAY_API_UNUSED,
+        gateway_refs=True,
+        route_timeout=True,
+    ),
+    "gatewayapi:v1beta1": ProviderTraits(
+        weights=True,
+        match_fields=_GATEWAY_API_MATCHES,
+        unused_service_fields=_GATEWAY_API_UNUSED | {"timeout"},
+        gateway_refs=True,
+    ),
+    # No mesh: the Services only. Blue/green, the analysis reaching the canary through its Service.
+    "kubernetes": ProviderTraits(
+        weights=False,
+        match_fields={},
+        unused_service_fields=frozenset(
+            {"gateways", "hosts", "delegation", "match", "rewrite", "retries", "headers", "corsPolicy"}
+            | {"trafficPolicy", "timeout"}
+        ),
+    ),
+}
+KNOWN_PROVIDERS = tuple(PROVIDERS)
+# Flagger gives a Canary of the kubernetes provider without iterations this many.
+DEFAULT_BLUE_GREEN_ITERATIONS = 10
 BUILTIN_METRICS = ("request-success-rate", "request-duration")
 # Keeps a Canary with spec.revertOnDeletion until the tick has given its target the traffic back.
 FINALIZER = "serin.dev/revert-on-deletion"
@@ -218,6 +293,8 @@ class Service:
     cors_policy: Mapping[str, Any] | None
     traffic_policy: Mapping[str, Any] | None
     timeout: str | None
+    # Gateway API ParentReferences the route attaches to (group, kind, namespace, name, sectionName, port).
+    gateway_refs: tuple[Mapping[str, Any], ...]
     apex: Metadata
     primary: Metadata
     canary: Metadata
@@ -264,7 +341,6 @@ UNSUPPORTED_FIELDS: Mapping[str, str] = {
     "spec.service.trafficDistribution": "traffic distribution on the generated Services",
     "spec.service.headless": "headless primary and canary Services",
     "spec.service.backendTimeout": "the Gateway API provider",
-    "spec.service.gatewayRefs": "the Gateway API provider",
     "spec.service.mirror": "the Gateway API provider",
     "spec.service.meshName": "the App Mesh provider",
     "spec.service.backends": "the App Mesh provider",
@@ -646,6 +722,90 @@ def _optional_mapping(reader: _Reader, value: Any, path: str) -> Mapping[str, An
     return reader.mapping(value, path) if value is not None else None
 
 
+_PARENT_REF_STRINGS = ("group", "kind", "namespace", "sectionName")
+
+
+def _parse_gateway_refs(reader: _Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
+    """Gateway API ParentReferences: a name, and optionally where and which listener."""
+    refs: list[Mapping[str, Any]] = []
+    for index, item in enumerate(reader.sequence(value, path)):
+        where = f"{path}[{index}]"
+        raw = reader.mapping(item, where)
+        ref: dict[str, Any] = {}
+        for key in _PARENT_REF_STRINGS:
+            text = reader.string(raw.get(key), f"{where}.{key}")
+            if text is not None:
+                ref[key] = text
+        name = reader.name(raw.get("name"), f"{where}.name", DNS_SUBDOMAIN, "an object name", required=True)
+        port = reader.integer(raw.get("port"), f"{where}.port", low=1, high=65535)
+        if name:
+            ref["name"] = name
+        if port is not None:
+            ref["port"] = port
+        refs.append(ref)
+    return tuple(refs)
+
+
+def _as_mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _check_provider(reader: _Reader, provider: str, spec: Mapping[str, Any], service: Service) -> None:
+    """Refuse what the provider's routing cannot express, naming the field: Flagger ignores such
+    fields, which leaves an A/B test matching everyone or a route without its rewrite."""
+    traits = PROVIDERS.get(provider)
+    if traits is None:
+        return
+    raw_service = _as_mapping(spec.get("service"))
+    raw_analysis = _as_mapping(spec.get("analysis"))
+    for key in sorted(traits.unused_service_fields):
+        if _is_set(raw_service.get(key)):
+            reader.error(f"spec.service.{key}", f"provider {provider} has no way to express it; remove it")
+    if traits.gateway_refs and not service.gateway_refs:
+        reader.error("spec.service.gatewayRefs", f"provider {provider} needs at least one gateway to attach routes to")
+    if not traits.gateway_refs and service.gateway_refs:
+        reader.error("spec.service.gatewayRefs", f"only the gatewayapi providers use it (provider is {provider})")
+    if not traits.weights:
+        for key in ("stepWeight", "stepWeights", "maxWeight", "stepWeightPromotion", "match"):
+            if _is_set(raw_analysis.get(key)):
+                reader.error(
+                    f"spec.analysis.{key}",
+                    f"provider {provider} has no mesh to shift traffic with: only blue/green (iterations) is possible",
+                )
+        return
+    for where, conditions in (
+        ("spec.service.match", service.match),
+        ("spec.analysis.match", raw_analysis.get("match")),
+    ):
+        for index, condition in enumerate(conditions if isinstance(conditions, Sequence) else ()):
+            if isinstance(condition, Mapping):
+                _check_match(reader, provider, traits, condition, f"{where}[{index}]")
+
+
+def _check_match(
+    reader: _Reader, provider: str, traits: ProviderTraits, condition: Mapping[str, Any], path: str
+) -> None:
+    for key, value in condition.items():
+        kinds = traits.match_fields.get(key)
+        if kinds is None:
+            reader.error(f"{path}.{key}", f"provider {provider} cannot match on it")
+            continue
+        if not kinds:
+            continue  # copied as given
+        named = (
+            value.items()
+            if key in ("headers", "queryParams", "withoutHeaders") and isinstance(value, Mapping)
+            else [(None, value)]
+        )
+        for name, matcher in named:
+            where = f"{path}.{key}" if name is None else f"{path}.{key}.{name}"
+            for kind in matcher if isinstance(matcher, Mapping) else ():
+                if kind not in kinds:
+                    reader.error(
+                        f"{where}.{kind}", f"provider {provider} matches {key} by {' or '.join(sorted(kinds))} only"
+                    )
+
+
 def _parse_service(reader: _Reader, value: Any, target_name: str) -> Service:
     path = "spec.service"
     raw = reader.mapping(value, path, required=True)
@@ -672,7 +832,6 @@ def _parse_service(reader: _Reader, value: Any, target_name: str) -> Service:
         "trafficDistribution",
         "headless",
         "backendTimeout",
-        "gatewayRefs",
         "mirror",
         "meshName",
         "backends",
@@ -712,6 +871,7 @@ def _parse_service(reader: _Reader, value: Any, target_name: str) -> Service:
         cors_policy=_optional_mapping(reader, raw.get("corsPolicy"), f"{path}.corsPolicy"),
         traffic_policy=_optional_mapping(reader, raw.get("trafficPolicy"), f"{path}.trafficPolicy"),
         timeout=reader.string(raw.get("timeout"), f"{path}.timeout"),
+        gateway_refs=_parse_gateway_refs(reader, raw.get("gatewayRefs"), f"{path}.gatewayRefs"),
         apex=_parse_metadata(reader, raw.get("apex"), f"{path}.apex"),
         primary=_parse_metadata(reader, raw.get("primary"), f"{path}.primary"),
         canary=_parse_metadata(reader, raw.get("canary"), f"{path}.canary"),
@@ -740,7 +900,20 @@ def read_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Read
     if provider not in KNOWN_PROVIDERS:
         reader.error("spec.provider", f"must be one of {', '.join(KNOWN_PROVIDERS)} (got {provider!r})")
     service = _parse_service(reader, spec.get("service"), target_ref.name)
-    analysis = _parse_analysis(reader, spec.get("analysis"))
+    raw_analysis = spec.get("analysis")
+    if (
+        provider in PROVIDERS
+        and not PROVIDERS[provider].weights
+        and isinstance(raw_analysis, Mapping)
+        and not any(_is_set(raw_analysis.get(key)) for key in ("iterations", "stepWeight", "stepWeights"))
+    ):
+        reader.warn(
+            "spec.analysis.iterations",
+            f"provider {provider} does blue/green only: {DEFAULT_BLUE_GREEN_ITERATIONS} iterations, as Flagger sets",
+        )
+        raw_analysis = {**raw_analysis, "iterations": DEFAULT_BLUE_GREEN_ITERATIONS}
+    analysis = _parse_analysis(reader, raw_analysis)
+    _check_provider(reader, provider, spec, service)
     canary = Canary(
         name=reader.string(metadata.get("name"), "metadata.name", required=True) or "",
         namespace=reader.string(metadata.get("namespace"), "metadata.namespace", default="default") or "default",

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from serin.kube.store import Conflict, KubeStore
+from serin.kube.store import Conflict, KubeStore, NotFound
 from serin.model import Canary
 from serin.ports import PermanentError, Router, SerinError
+from serin.routers import ROUTING_KINDS
 from serin.workloads import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -266,8 +267,12 @@ class CanaryObjects:
         or the review was forged): delete the objects Serin made for that name that nobody owns,
         and give back the user's objects it took over."""
         removed = []
-        for kind in ("Deployment", "Service", "VirtualService", "DestinationRule", "ControllerRevision"):
-            for obj in self.store.find(kind, namespace, f"{MANAGED_FOR_LABEL}={canary_name}"):
+        for kind in ("Deployment", "Service", *ROUTING_KINDS, "ControllerRevision"):
+            try:
+                found = self.store.find(kind, namespace, f"{MANAGED_FOR_LABEL}={canary_name}")
+            except NotFound:
+                continue  # a routing API this cluster does not serve
+            for obj in found:
                 if self._give_back(obj):
                     removed.append(f"{kind}/{obj['metadata']['name']} (given back)")
                     continue

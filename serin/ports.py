@@ -59,6 +59,11 @@ class Routes:
 class Router(Protocol):
     """Owns the mesh objects that split traffic between ``<target>-primary`` and the canary."""
 
+    # False for a provider with no routing object (no mesh): the split is what the status says.
+    shifts_traffic: bool
+    # The kinds of object it writes (each in ``serin.kube.store.RESOURCES``).
+    kinds: tuple[str, ...]
+
     def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0)) -> None:
         """Create or update every routing object as the Canary says, routing ``split``."""
 

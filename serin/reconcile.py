@@ -43,6 +43,7 @@ from serin.decide import (
     Split,
     WorkloadState,
     decide,
+    desired_split,
     next_step_in,
     waiting_for_interval,
 )
@@ -384,8 +385,12 @@ class Reconciler:
                     hashes[config_key(kind, name)] = config_hash(config)
         routes = None
         if target is not None:
-            current = self.router_for(canary.provider).get_routes(canary)
-            routes = None if current is None else (current.primary_weight, current.canary_weight)
+            router = self.router_for(canary.provider)
+            if router.shifts_traffic:
+                current = router.get_routes(canary)
+                routes = None if current is None else (current.primary_weight, current.canary_weight)
+            else:
+                routes = desired_split(canary, status)  # nothing holds a split but the status
         intact, primary_configs = None, None
         if primary is not None and status.phase in (None, Phase.INITIALIZING):
             primary_configs = self.objects.primary_config_hashes(canary, primary)

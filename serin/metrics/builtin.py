@@ -45,7 +45,38 @@ _ISTIO = MappingProxyType(
     }
 )
 
-BUILTIN_QUERIES: Mapping[str, Mapping[str, str]] = MappingProxyType({"istio": _ISTIO})
+# What the application reports itself, as Flagger reads it when no mesh reports for it (its
+# HttpObserver, for the kubernetes and gatewayapi providers): ``http_request_duration_seconds``
+# with the labels Prometheus's pod discovery gives it. Pod names of the target's Deployment are
+# ``<target>-<template hash>-<suffix>``; the primary's (``<target>-primary-...``) do not match.
+_APP_SELECTOR = (
+    'kubernetes_namespace="{{ namespace }}", kubernetes_pod_name=~"{{ target }}-[0-9a-zA-Z]+(-[0-9a-zA-Z]+)"'
+)
+_APPLICATION = MappingProxyType(
+    {
+        REQUEST_SUCCESS_RATE: (
+            f'sum(rate(http_request_duration_seconds_count{{{_APP_SELECTOR}, status!~"5.*"}}[{{{{ interval }}}}]))'
+            " / "
+            f"sum(rate(http_request_duration_seconds_count{{{_APP_SELECTOR}}}[{{{{ interval }}}}]))"
+            " * 100"
+        ),
+        # p99 in milliseconds, as every builtin duration (Flagger converts this one from seconds).
+        REQUEST_DURATION: (
+            "histogram_quantile(0.99, sum(rate(http_request_duration_seconds_bucket{"
+            f"{_APP_SELECTOR}"
+            "}[{{ interval }}])) by (le)) * 1000"
+        ),
+    }
+)
+
+BUILTIN_QUERIES: Mapping[str, Mapping[str, str]] = MappingProxyType(
+    {
+        "istio": _ISTIO,
+        "gatewayapi:v1": _APPLICATION,
+        "gatewayapi:v1beta1": _APPLICATION,
+        "kubernetes": _APPLICATION,
+    }
+)
 """Provider name -> builtin metric name -> query template."""
 
 # Anything between double braces is a placeholder (``serin.model.PLACEHOLDER``), so a misspelt or

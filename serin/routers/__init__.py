@@ -1,8 +1,9 @@
 """Routers: one module per mesh provider, each implementing ``serin.ports.Router``.
 
 ``router_for`` picks the implementation named by a Canary's ``spec.provider``. To add a provider,
-write ``serin/routers/<provider>.py`` and register its class in ``_ROUTERS`` below (and in
-``serin.model.KNOWN_PROVIDERS``, so that admission accepts the name). Modules here talk to the
+write ``serin/routers/<provider>.py``, register its class in ``_ROUTERS`` below, and say what its
+routes can express in ``serin.model.PROVIDERS`` (admission accepts the name from there, and
+refuses what the provider cannot do). Modules here talk to the
 Kubernetes API only, through ``serin.kube.store``; they never decide weights, that is the engine's job.
 """
 
@@ -12,13 +13,20 @@ from collections.abc import Callable
 
 from serin.kube.store import KubeStore
 from serin.ports import Router
+from serin.routers.gatewayapi import GatewayAPIRouter
 from serin.routers.istio import IstioRouter
+from serin.routers.kubernetes import KubernetesRouter
 
 _ROUTERS: dict[str, Callable[[KubeStore], Router]] = {
     "istio": IstioRouter,
+    "gatewayapi:v1": GatewayAPIRouter,
+    "gatewayapi:v1beta1": GatewayAPIRouter,
+    "kubernetes": KubernetesRouter,
 }
 
-KNOWN_PROVIDERS = tuple(sorted(_ROUTERS))
+KNOWN_PROVIDERS = tuple(_ROUTERS)
+# Every kind of routing object a router writes, for the sweep of leftovers.
+ROUTING_KINDS = tuple(dict.fromkeys(kind for router in (IstioRouter, GatewayAPIRouter) for kind in router.kinds))
 
 
 def router_for(provider: str, store: KubeStore) -> Router:
@@ -31,4 +39,4 @@ def router_for(provider: str, store: KubeStore) -> Router:
     return factory(store)
 
 
-__all__ = ["KNOWN_PROVIDERS", "IstioRouter", "router_for"]
+__all__ = ["KNOWN_PROVIDERS", "ROUTING_KINDS", "GatewayAPIRouter", "IstioRouter", "KubernetesRouter", "router_for"]

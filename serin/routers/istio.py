@@ -25,10 +25,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from serin.kube.store import KubeStore
 from serin.model import Canary, Strategy
 from serin.ports import Routes
-from serin.workloads import generated_metadata, given_back, taking_over
+from serin.routers.common import RoutingObjects, merge_match, plain, validate_weights
+from serin.workloads import generated_metadata
 
 API_VERSION = "networking.istio.io/v1beta1"
 # Istio's name for the sidecars of the mesh, as a gateway: the default when a Canary names none.
@@ -49,48 +49,6 @@ def canary_host(canary: Canary) -> str:
     return f"{canary.service.name}-canary"
 
 
-def validate_weights(primary_weight: int, canary_weight: int) -> None:
-    """ValueError unless both weights are integers in 0..100 that add up to 100."""
-    for label, weight in (("primary", primary_weight), ("canary", canary_weight)):
-        # bool is an int subclass; True as a weight is a bug upstream, not 1 percent.
-        if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
-            raise ValueError(f"{label} weight must be an integer between 0 and 100 (got {weight!r})")
-    if primary_weight + canary_weight != 100:
-        raise ValueError(f"weights must add up to 100 (got primary {primary_weight} + canary {canary_weight})")
-
-
-def _plain(value: Any) -> Any:
-    """A deep copy made of dicts and lists only, so desired objects never alias the parsed Canary."""
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
-
-
-def merge_match(analysis_match: Sequence[Mapping[str, Any]], service_match: Sequence[Mapping[str, Any]]) -> list[Obj]:
-    """The A/B route's match: every analysis condition combined with every service condition.
-
-    Istio ORs the entries of a match list and ANDs the fields inside one entry, so a request must
-    satisfy one service condition *and* one analysis condition: the cross product, each pair merged.
-    Fields that are maps (headers, queryParams, withoutHeaders, sourceLabels) are merged key by key;
-    for anything else, and for a key present in both, the analysis condition wins.
-    """
-    if not service_match:
-        return [_plain(condition) for condition in analysis_match]
-    merged: list[Obj] = []
-    for analysis_condition in analysis_match:
-        for service_condition in service_match:
-            combined: Obj = _plain(service_condition)
-            for key, value in analysis_condition.items():
-                if isinstance(value, Mapping) and isinstance(combined.get(key), dict):
-                    combined[key] = {**combined[key], **_plain(value)}
-                else:
-                    combined[key] = _plain(value)
-            merged.append(combined)
-    return merged
-
-
 def _destination(canary: Canary, host: str, weight: int) -> Obj:
     return {"destination": {"host": host, "port": {"number": canary.service.port}}, "weight": weight}
 
@@ -99,7 +57,7 @@ def _http_route(canary: Canary, match: Sequence[Mapping[str, Any]], primary_weig
     service = canary.service
     route: Obj = {}
     if match:
-        route["match"] = _plain(match)
+        route["match"] = plain(match)
     optional = {
         "rewrite": service.rewrite,
         "timeout": service.timeout,
@@ -107,7 +65,7 @@ def _http_route(canary: Canary, match: Sequence[Mapping[str, Any]], primary_weig
         "corsPolicy": service.cors_policy,
         "headers": service.headers,
     }
-    route.update({key: _plain(value) for key, value in optional.items() if value is not None})
+    route.update({key: plain(value) for key, value in optional.items() if value is not None})
     route["route"] = [
         _destination(canary, primary_host(canary), primary_weight),
         _destination(canary, canary_host(canary), canary_weight),
@@ -158,7 +116,7 @@ def desired_destination_rule(canary: Canary, host: str) -> Obj:
     """The DestinationRule named after ``host`` (the primary or the canary Service)."""
     spec: Obj = {"host": host}
     if canary.service.traffic_policy is not None:
-        spec["trafficPolicy"] = _plain(canary.service.traffic_policy)
+        spec["trafficPolicy"] = plain(canary.service.traffic_policy)
     return {
         "apiVersion": API_VERSION,
         "kind": "DestinationRule",
@@ -213,11 +171,11 @@ def routes_of(vs: Mapping[str, Any], canary: Canary) -> Routes | None:
     return Routes(weights[primary_host(canary)], weights[canary_host(canary)], mirrored=mirrored)
 
 
-class IstioRouter:
+class IstioRouter(RoutingObjects):
     """Writes the Istio objects of Canaries through Serin's access layer."""
 
-    def __init__(self, store: KubeStore) -> None:
-        self._store = store
+    shifts_traffic = True
+    kinds: tuple[str, ...] = ("DestinationRule", "VirtualService")
 
     # -- Router protocol
 
@@ -243,23 +201,3 @@ class IstioRouter:
         stored = self._give_back("VirtualService", canary.namespace, canary.service.name)
         if stored is not None and routes_of(stored, canary) is not None:
             self.set_routes(canary, 100, 0)
-
-    # -- writing
-
-    def _write(self, desired: Obj) -> None:
-        """Write ``desired`` whole, over what is stored: read first, because an object the user
-        made is taken over only with its spec recorded (see ``serin.workloads.taking_over``)."""
-        metadata = desired["metadata"]
-        stored = self._store.get(desired["kind"], metadata["namespace"], metadata["name"])
-        self._store.apply(taking_over(stored, desired))
-
-    def _give_back(self, kind: str, namespace: str, name: str) -> Obj | None:
-        """The object if it is Serin's own; a taken-over one gets its spec back (and None)."""
-        stored = self._store.get(kind, namespace, name)
-        if stored is None:
-            return None
-        body = given_back(stored)
-        if body is None:
-            return stored
-        self._store.apply(body)
-        return None

@@ -13,19 +13,16 @@ from typing import Any
 
 import pytest
 
-from localcluster.simulator import SyntheticRequest, parse_virtual_service, select_route
-from serin.kube.store import KubeStore, KubeUnavailable
+from localcluster.simulator.istio import parse_virtual_service
+from localcluster.simulator.routes import SyntheticRequest, select_route
+from serin.kube.store import KubeUnavailable
 from serin.model import Canary, parse_canary
 from serin.ports import Routes
 from serin.routers import IstioRouter, router_for
-from serin.routers.istio import (
-    desired_destination_rule,
-    desired_virtual_service,
-    merge_match,
-    routes_of,
-    validate_weights,
-)
+from serin.routers.common import merge_match, validate_weights
+from serin.routers.istio import desired_destination_rule, desired_virtual_service, routes_of
 from serin.workloads import WorkloadError
+from tests.unit.fake_store import FakeStore
 
 FLAGGER_COOKIE_REGEX = "^(.*?;)?(canary=always)(;.*)?$"
 COOKIE_MATCH: dict[str, Any] = {"headers": {"cookie": {"regex": FLAGGER_COOKIE_REGEX}}}
@@ -425,29 +422,6 @@ def test_ab_routes_as_envoy_would(headers: dict[str, str], expected_canary_weigh
 
 # ---------------------------------------------------------------------------
 # The factory
-
-
-class FakeStore(KubeStore):
-    """Serin's access layer with the API server swapped for a dict; apply stores the object whole."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.calls: list[str] = []
-        self.down = False
-
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        self.calls.append(f"get {kind} {name}")
-        if self.down:
-            raise KubeUnavailable(f"get {kind} {namespace}/{name}: connection refused")
-        found = self.objects.get((kind, name))
-        return copy.deepcopy(found) if found is not None else None
-
-    def apply(self, obj: Any) -> dict[str, Any]:
-        self.calls.append(f"apply {obj['kind']} {obj['metadata']['name']}")
-        if self.down:
-            raise KubeUnavailable(f"apply {obj['kind']}: connection refused")
-        self.objects[(obj["kind"], obj["metadata"]["name"])] = copy.deepcopy(obj)
-        return dict(obj)
 
 
 def test_router_for() -> None:

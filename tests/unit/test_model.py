@@ -238,9 +238,6 @@ def test_iterations_take_precedence_over_step_weight_as_in_flagger(changes: dict
             id="mute-alert",
         ),
         pytest.param({"spec.ingressRef": {"kind": "Ingress", "name": "web"}}, "spec.ingressRef", "NGINX", id="ingress"),
-        pytest.param(
-            {"spec.service.gatewayRefs": [{"name": "gw"}]}, "spec.service.gatewayRefs", "Gateway API", id="gw"
-        ),
     ],
 )
 def test_fields_serin_does_not_act_on_yet_are_refused(changes: dict[str, Any], path: str, what: str) -> None:
@@ -345,3 +342,129 @@ def test_what_the_api_server_would_refuse_later_is_refused_now(changes: dict[str
 def test_a_placeholder_of_the_templates_variables_is_known() -> None:
     metric = {"name": "errors", "query": "sum(x{zone='{{ variables.zone }}'})", "templateVariables": {"zone": "eu"}}
     assert parse_canary(with_changes({"spec.analysis.metrics": [metric]})).analysis.metrics[0].query
+
+
+GATEWAY = {"spec.provider": "gatewayapi:v1", "spec.service.gatewayRefs": [{"name": "gw", "namespace": "edge"}]}
+AB = {"spec.analysis.stepWeight": None, "spec.analysis.iterations": 5}
+
+
+@pytest.mark.parametrize(
+    ("changes", "errors"),
+    [
+        pytest.param(
+            {"spec.provider": "gatewayapi"},
+            [
+                (
+                    "spec.provider",
+                    "must be one of istio, gatewayapi:v1, gatewayapi:v1beta1, kubernetes (got 'gatewayapi')",
+                )
+            ],
+            id="bare-gatewayapi-is-not-a-version",
+        ),
+        pytest.param(
+            {"spec.provider": "gatewayapi:v1"},
+            [("spec.service.gatewayRefs", "provider gatewayapi:v1 needs at least one gateway to attach routes to")],
+            id="gateway-api-needs-a-gateway",
+        ),
+        pytest.param(
+            {"spec.service.gatewayRefs": [{"name": "gw"}]},
+            [("spec.service.gatewayRefs", "only the gatewayapi providers use it (provider is istio)")],
+            id="gateway-refs-only-for-gateway-api",
+        ),
+        pytest.param(
+            {**GATEWAY, "spec.service.gatewayRefs": [{"namespace": "edge", "port": 0}]},
+            [
+                ("spec.service.gatewayRefs[0].name", "is required"),
+                ("spec.service.gatewayRefs[0].port", "must be between 1 and 65535"),
+            ],
+            id="a-parent-ref-needs-a-name",
+        ),
+        pytest.param(
+            {**GATEWAY, "spec.service.retries": {"attempts": 3}, "spec.service.gateways": ["mesh"]},
+            [
+                ("spec.service.gateways", "provider gatewayapi:v1 has no way to express it; remove it"),
+                ("spec.service.retries", "provider gatewayapi:v1 has no way to express it; remove it"),
+            ],
+            id="istio-only-service-fields",
+        ),
+        pytest.param(
+            {**GATEWAY, "spec.provider": "gatewayapi:v1beta1", "spec.service.timeout": "15s"},
+            [("spec.service.timeout", "provider gatewayapi:v1beta1 has no way to express it; remove it")],
+            id="v1beta1-routes-have-no-timeout",
+        ),
+        pytest.param(
+            {
+                **GATEWAY,
+                **AB,
+                "spec.analysis.match": [
+                    {"headers": {"x-canary": {"prefix": "in"}, "x-user": {"exact": "a"}}},
+                    {"withoutHeaders": {"x": {"exact": "1"}}},
+                ],
+                "spec.service.match": [{"method": {"regex": "GET|HEAD"}}],
+            },
+            [
+                ("spec.service.match[0].method.regex", "provider gatewayapi:v1 matches method by exact only"),
+                (
+                    "spec.analysis.match[0].headers.x-canary.prefix",
+                    "provider gatewayapi:v1 matches headers by exact or regex only",
+                ),
+                ("spec.analysis.match[1].withoutHeaders", "provider gatewayapi:v1 cannot match on it"),
+            ],
+            id="matches-gateway-api-cannot-express",
+        ),
+        pytest.param(
+            {"spec.provider": "kubernetes", "spec.analysis.maxWeight": 50},
+            [
+                (
+                    "spec.analysis.stepWeight",
+                    "provider kubernetes has no mesh to shift traffic with: only blue/green (iterations) is possible",
+                ),
+                (
+                    "spec.analysis.maxWeight",
+                    "provider kubernetes has no mesh to shift traffic with: only blue/green (iterations) is possible",
+                ),
+            ],
+            id="no-mesh-no-weights",
+        ),
+        pytest.param(
+            {
+                "spec.provider": "kubernetes",
+                **AB,
+                "spec.analysis.match": [{"headers": {"x": {"exact": "1"}}}],
+                "spec.service.hosts": ["a.example.com"],
+            },
+            [
+                ("spec.service.hosts", "provider kubernetes has no way to express it; remove it"),
+                (
+                    "spec.analysis.match",
+                    "provider kubernetes has no mesh to shift traffic with: only blue/green (iterations) is possible",
+                ),
+            ],
+            id="no-mesh-no-ab",
+        ),
+    ],
+)
+def test_what_a_provider_cannot_express_is_refused_with_its_path(
+    changes: dict[str, Any], errors: list[tuple[str, str]]
+) -> None:
+    with pytest.raises(InvalidCanary) as raised:
+        parse_canary(with_changes(changes))
+    assert [(error.path, error.message) for error in raised.value.errors] == errors
+
+
+def test_gateway_api_canary_keeps_its_parent_refs() -> None:
+    canary = parse_canary(
+        with_changes({**GATEWAY, "spec.service.gatewayRefs": [{"name": "gw", "sectionName": "https", "port": 443}]})
+    )
+    assert (canary.provider, canary.service.gateway_refs) == (
+        "gatewayapi:v1",
+        ({"sectionName": "https", "name": "gw", "port": 443},),
+    )
+
+
+def test_a_kubernetes_canary_without_iterations_gets_flaggers_ten_and_a_warning() -> None:
+    canary = parse_canary(with_changes({"spec.provider": "kubernetes", "spec.analysis.stepWeight": None}))
+    assert (canary.analysis.strategy, canary.analysis.iterations) == (Strategy.BLUE_GREEN, 10)
+    assert canary.warnings == (
+        "spec.analysis.iterations: provider kubernetes does blue/green only: 10 iterations, as Flagger sets",
+    )

@@ -1,0 +1,81 @@
+"""What every router shares: weights checked the same way, Istio-shaped matches combined the same
+way, and the rule for writing over an object the user made (taken over with its spec recorded,
+given back at the end; see ``serin.workloads.taking_over``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from serin.kube.store import KubeStore
+from serin.workloads import given_back, taking_over
+
+Obj = dict[str, Any]
+
+
+def validate_weights(primary_weight: int, canary_weight: int) -> None:
+    """ValueError unless both weights are integers in 0..100 that add up to 100."""
+    for label, weight in (("primary", primary_weight), ("canary", canary_weight)):
+        # bool is an int subclass; True as a weight is a bug upstream, not 1 percent.
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
+            raise ValueError(f"{label} weight must be an integer between 0 and 100 (got {weight!r})")
+    if primary_weight + canary_weight != 100:
+        raise ValueError(f"weights must add up to 100 (got primary {primary_weight} + canary {canary_weight})")
+
+
+def plain(value: Any) -> Any:
+    """A deep copy made of dicts and lists only, so desired objects never alias the parsed Canary."""
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+def merge_match(analysis_match: Sequence[Mapping[str, Any]], service_match: Sequence[Mapping[str, Any]]) -> list[Obj]:
+    """The A/B route's match: every analysis condition combined with every service condition.
+
+    Istio ORs the entries of a match list and ANDs the fields inside one entry, so a request must
+    satisfy one service condition *and* one analysis condition: the cross product, each pair merged.
+    Fields that are maps (headers, queryParams, withoutHeaders, sourceLabels) are merged key by key;
+    for anything else, and for a key present in both, the analysis condition wins.
+    """
+    if not service_match:
+        return [plain(condition) for condition in analysis_match]
+    merged: list[Obj] = []
+    for analysis_condition in analysis_match:
+        for service_condition in service_match:
+            combined: Obj = plain(service_condition)
+            for key, value in analysis_condition.items():
+                if isinstance(value, Mapping) and isinstance(combined.get(key), dict):
+                    combined[key] = {**combined[key], **plain(value)}
+                else:
+                    combined[key] = plain(value)
+            merged.append(combined)
+    return merged
+
+
+class RoutingObjects:
+    """Base of the routers: reads before it writes, so the user's own objects are taken over
+    with what they had recorded, and given back."""
+
+    def __init__(self, store: KubeStore) -> None:
+        self._store = store
+
+    def _write(self, desired: Obj) -> None:
+        """Write ``desired`` whole, over what is stored: read first, because an object the user
+        made is taken over only with its spec recorded (see ``serin.workloads.taking_over``)."""
+        metadata = desired["metadata"]
+        stored = self._store.get(desired["kind"], metadata["namespace"], metadata["name"], desired.get("apiVersion"))
+        self._store.apply(taking_over(stored, desired))
+
+    def _give_back(self, kind: str, namespace: str, name: str, api_version: str | None = None) -> Obj | None:
+        """The object if it is Serin's own; a taken-over one gets its spec back (and None)."""
+        stored = self._store.get(kind, namespace, name, api_version)
+        if stored is None:
+            return None
+        body = given_back(stored)
+        if body is None:
+            return stored
+        self._store.apply(body)
+        return None

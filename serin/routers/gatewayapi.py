@@ -1,0 +1,229 @@
+"""The Gateway API router: one HTTPRoute that splits a Canary's traffic between its Services.
+
+For a Canary whose service is named ``podinfo`` it owns the HTTPRoute ``podinfo`` in the Canary's
+namespace (providers ``gatewayapi:v1`` and ``gatewayapi:v1beta1``, the API version it is written
+in). The route attaches to the gateways of ``spec.service.gatewayRefs``, answers for
+``spec.service.hosts``, and has one rule whose weighted ``backendRefs`` are ``podinfo-primary``
+and ``podinfo-canary`` (both always present, a weight of 0 included, as Flagger writes them).
+
+``spec.service.match`` becomes the rule's matches (every request under ``/`` without one);
+``headers`` become header modifier filters, ``rewrite`` a URLRewrite filter and ``timeout`` the
+rule's request timeout (v1 only). For A/B testing a first rule carries the split for requests
+matching ``spec.analysis.match`` combined with the service's matches, and a second sends everyone
+else to the primary. Cookies are matched through the ``Cookie`` header, with a regex.
+
+The desired object is built by the pure functions at the top; ``GatewayAPIRouter`` writes it
+whole with server-side apply. An HTTPRoute the user made is taken over with its spec recorded and
+given back by ``finalize`` (see ``serin.routers.common``). Admission has refused whatever a route
+cannot express (``serin.model.PROVIDERS``), so nothing of the Canary is silently dropped here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from serin.model import Canary, Strategy
+from serin.ports import Routes
+from serin.routers.common import Obj, RoutingObjects, merge_match, plain, validate_weights
+from serin.workloads import generated_metadata
+
+GROUP = "gateway.networking.k8s.io"
+KIND = "HTTPRoute"
+# Provider name -> the API version its HTTPRoutes are written in.
+API_VERSIONS = {"gatewayapi:v1": f"{GROUP}/v1", "gatewayapi:v1beta1": f"{GROUP}/v1beta1"}
+EVERY_PATH: Obj = {"path": {"type": "PathPrefix", "value": "/"}}
+
+# Istio StringMatch kinds -> Gateway API match types (admission refused the others).
+_PATH_TYPES = {"exact": "Exact", "prefix": "PathPrefix", "regex": "RegularExpression"}
+_VALUE_TYPES = {"exact": "Exact", "regex": "RegularExpression"}
+
+
+# ---------------------------------------------------------------------------
+# Pure functions: names, desired objects, reading the weights back
+
+
+def primary_backend(canary: Canary) -> str:
+    return f"{canary.service.name}-primary"
+
+
+def canary_backend(canary: Canary) -> str:
+    return f"{canary.service.name}-canary"
+
+
+def _string_match(matcher: Mapping[str, Any], types: Mapping[str, str]) -> tuple[str, str]:
+    """(Gateway API type, value) of an Istio StringMatch."""
+    for kind, gateway_type in types.items():
+        value = matcher.get(kind)
+        if isinstance(value, str):
+            return gateway_type, value
+    raise ValueError(f"no match type of {sorted(types)} in {dict(matcher)}")
+
+
+def _named_matches(named: Mapping[str, Any]) -> list[Obj]:
+    matches = []
+    for name, matcher in sorted(named.items()):
+        match_type, value = _string_match(matcher, _VALUE_TYPES)
+        matches.append({"name": name, "type": match_type, "value": value})
+    return matches
+
+
+def route_match(condition: Mapping[str, Any]) -> Obj:
+    """One HTTPRouteMatch from an Istio-shaped match condition (uri, method, headers, queryParams)."""
+    match: Obj = {}
+    uri = condition.get("uri")
+    if isinstance(uri, Mapping):
+        path_type, value = _string_match(uri, _PATH_TYPES)
+        match["path"] = {"type": path_type, "value": value}
+    else:
+        match.update(plain(EVERY_PATH))
+    method = condition.get("method")
+    if isinstance(method, Mapping):
+        match["method"] = _string_match(method, {"exact": "Exact"})[1]
+    for source, target in (("headers", "headers"), ("queryParams", "queryParams")):
+        named = condition.get(source)
+        if isinstance(named, Mapping) and named:
+            match[target] = _named_matches(named)
+    return match
+
+
+def route_matches(conditions: Sequence[Mapping[str, Any]]) -> list[Obj]:
+    return [route_match(condition) for condition in conditions] or [plain(EVERY_PATH)]
+
+
+def _header_modifier(modifier: Mapping[str, Any]) -> Obj:
+    """Istio's ``{set: {k: v}, add: {k: v}, remove: [k]}`` as an HTTPHeaderFilter."""
+    header_filter: Obj = {}
+    for operation in ("set", "add"):
+        values = modifier.get(operation)
+        if isinstance(values, Mapping) and values:
+            header_filter[operation] = [{"name": str(k), "value": str(v)} for k, v in sorted(values.items())]
+    removed = modifier.get("remove")
+    if isinstance(removed, Sequence) and not isinstance(removed, str) and removed:
+        header_filter["remove"] = [str(name) for name in removed]
+    return header_filter
+
+
+def route_filters(canary: Canary) -> list[Obj]:
+    """``service.headers`` and ``service.rewrite`` as filters, in Flagger's order."""
+    service = canary.service
+    filters: list[Obj] = []
+    headers = service.headers or {}
+    for direction, filter_type, key in (
+        ("request", "RequestHeaderModifier", "requestHeaderModifier"),
+        ("response", "ResponseHeaderModifier", "responseHeaderModifier"),
+    ):
+        modifier = headers.get(direction)
+        if isinstance(modifier, Mapping) and (header_filter := _header_modifier(modifier)):
+            filters.append({"type": filter_type, key: header_filter})
+    rewrite = service.rewrite or {}
+    url_rewrite: Obj = {}
+    if isinstance(rewrite.get("authority"), str):
+        url_rewrite["hostname"] = rewrite["authority"]
+    if isinstance(rewrite.get("uri"), str):
+        if rewrite.get("type") == "ReplacePrefixMatch":
+            url_rewrite["path"] = {"type": "ReplacePrefixMatch", "replacePrefixMatch": rewrite["uri"]}
+        else:
+            url_rewrite["path"] = {"type": "ReplaceFullPath", "replaceFullPath": rewrite["uri"]}
+    if url_rewrite:
+        filters.append({"type": "URLRewrite", "urlRewrite": url_rewrite})
+    return filters
+
+
+def _backend(canary: Canary, name: str, weight: int) -> Obj:
+    return {"group": "", "kind": "Service", "name": name, "port": canary.service.port, "weight": weight}
+
+
+def _rule(canary: Canary, matches: list[Obj], backends: list[Obj]) -> Obj:
+    rule: Obj = {"matches": matches}
+    filters = route_filters(canary)
+    if filters:
+        rule["filters"] = filters
+    if canary.service.timeout and canary.provider == "gatewayapi:v1":
+        rule["timeouts"] = {"request": canary.service.timeout}
+    rule["backendRefs"] = backends
+    return rule
+
+
+def desired_http_route(canary: Canary, primary_weight: int, canary_weight: int) -> Obj:
+    """The HTTPRoute the Canary asks for, with the given split; ValueError for a bad split."""
+    validate_weights(primary_weight, canary_weight)
+    service = canary.service
+    split = [
+        _backend(canary, primary_backend(canary), primary_weight),
+        _backend(canary, canary_backend(canary), canary_weight),
+    ]
+    if canary.analysis.strategy is Strategy.AB_TESTING:
+        rules = [
+            _rule(canary, route_matches(merge_match(canary.analysis.match, service.match)), split),
+            # Everyone outside the experiment stays on the primary, whatever the split above.
+            _rule(canary, route_matches(service.match), [_backend(canary, primary_backend(canary), 100)]),
+        ]
+    else:
+        rules = [_rule(canary, route_matches(service.match), split)]
+    spec: Obj = {"parentRefs": [plain(ref) for ref in service.gateway_refs]}
+    if service.hosts:
+        spec["hostnames"] = list(dict.fromkeys(service.hosts))
+    spec["rules"] = rules
+    return {
+        "apiVersion": API_VERSIONS[canary.provider],
+        "kind": KIND,
+        "metadata": generated_metadata(canary, service.name, service.apex.labels, service.apex.annotations),
+        "spec": spec,
+    }
+
+
+def _as_dict(value: Any) -> Obj:
+    return value if isinstance(value, dict) else {}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def routes_of(route: Mapping[str, Any], canary: Canary) -> Routes | None:
+    """The split of the first rule that reaches both the primary and the canary; None if none does.
+
+    Weights are read as the gateway reads them: a backendRef without a weight has 1, and the
+    split is each backend's share of the rule's total.
+    """
+    wanted = (primary_backend(canary), canary_backend(canary))
+    for rule in _as_list(_as_dict(route.get("spec")).get("rules")):
+        weights: dict[str, int] = {}
+        for ref in _as_list(_as_dict(rule).get("backendRefs")):
+            ref = _as_dict(ref)
+            weight = ref.get("weight", 1)
+            weights[str(ref.get("name"))] = weight if isinstance(weight, int) and not isinstance(weight, bool) else 1
+        if all(name in weights for name in wanted):
+            total = sum(weights.values())
+            if total <= 0:
+                return Routes(0, 0)
+            canary_share = round(100 * weights[wanted[1]] / total)
+            primary_share = round(100 * weights[wanted[0]] / total)
+            return Routes(primary_share, canary_share)
+    return None
+
+
+class GatewayAPIRouter(RoutingObjects):
+    """Writes the HTTPRoute of Canaries through Serin's access layer."""
+
+    shifts_traffic = True
+    kinds: tuple[str, ...] = (KIND,)
+
+    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0)) -> None:
+        self.set_routes(canary, *split)
+
+    def get_routes(self, canary: Canary) -> Routes | None:
+        stored = self._store.get(KIND, canary.namespace, canary.service.name, API_VERSIONS[canary.provider])
+        return None if stored is None else routes_of(stored, canary)
+
+    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int) -> None:
+        """The whole HTTPRoute with this split; it is created when missing."""
+        self._write(desired_http_route(canary, primary_weight, canary_weight))
+
+    def finalize(self, canary: Canary) -> None:
+        """Give back an HTTPRoute that was the user's; route all traffic of Serin's own (which the
+        garbage collector removes with the Canary) to the primary."""
+        stored = self._give_back(KIND, canary.namespace, canary.service.name, API_VERSIONS[canary.provider])
+        if stored is not None and routes_of(stored, canary) is not None:
+            self.set_routes(canary, 100, 0)

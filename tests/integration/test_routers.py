@@ -1,0 +1,237 @@
+"""Each router through its real objects: releases promoted and rolled back on the local control plane.
+
+The routing CRDs are the projects' own (Istio's, Gateway API's standard channel) with their
+schemas, and Serin writes with strict field validation, so every object here passed the schema a
+real cluster has. The simulator plays each data plane and Prometheus scrapes what it reports; the
+builtin metrics are each provider's own queries.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from localcluster.prometheus import query
+from localcluster.testing import ClusterHandle
+from tests.integration.helpers import (
+    METRICS,
+    WEIGHTED,
+    SerinServer,
+    canary,
+    deployment,
+    drive,
+    events,
+    podinfo,
+    tick_until,
+)
+
+pytestmark = pytest.mark.integration
+
+GATEWAY = {"name": "public", "namespace": "edge"}
+AB_MATCH = [{"headers": {"x-canary": {"exact": "insider"}}}, {"queryParams": {"canary": {"exact": "true"}}}]
+# The simulator calls a Service with this annotation directly, as a load tester would.
+LOAD = {"simulator.serin.dev/rps": "40"}
+
+
+def http_route_weights(cluster: ClusterHandle, namespace: str, rule: int = 0) -> list[tuple[str, int]]:
+    route = cluster.get_json("httproute", "podinfo", "-n", namespace)
+    return [(ref["name"], ref["weight"]) for ref in route["spec"]["rules"][rule]["backendRefs"]]
+
+
+def start(cluster: ClusterHandle, server: SerinServer, token: str, namespace: str, manifest: dict[str, Any]) -> None:
+    cluster.apply(podinfo(namespace))
+    cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    cluster.apply(manifest)
+    drive(cluster, server, token, namespace, "Initialized")
+
+
+def release(cluster: ClusterHandle, namespace: str, tag: str, **behaviour: str) -> None:
+    """A new image, and how the simulator makes that version behave."""
+    patch = {
+        "spec": {
+            "template": {
+                "metadata": {"annotations": behaviour},
+                "spec": {"containers": [{"name": "podinfod", "image": f"ghcr.io/stefanprodan/podinfo:{tag}"}]},
+            }
+        }
+    }
+    cluster.kubectl("patch", "deployment", "podinfo", "-n", namespace, "--type=strategic", "-p", json.dumps(patch))
+
+
+def primary_image(cluster: ClusterHandle, namespace: str) -> str:
+    image: str = deployment(cluster, namespace, "podinfo-primary")["spec"]["template"]["spec"]["containers"][0]["image"]
+    return image.rsplit(":", 1)[1]
+
+
+@pytest.mark.parametrize("provider", ["gatewayapi:v1", "gatewayapi:v1beta1"])
+def test_gateway_api_promotes_a_good_release_and_rolls_back_a_bad_one(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str, provider: str
+) -> None:
+    token = tokens["ticker"]
+    manifest = canary(namespace, WEIGHTED, provider=provider)
+    manifest["spec"]["service"] = {"port": 9898, "gatewayRefs": [GATEWAY], "hosts": ["podinfo.example.com"]}
+    start(local_cluster, serin_server, token, namespace, manifest)
+    route = local_cluster.get_json("httproute", "podinfo", "-n", namespace, "--show-managed-fields")
+    written = {(field["manager"], field["apiVersion"]) for field in route["metadata"]["managedFields"]}
+    assert ("serin", f"gateway.networking.k8s.io/{provider.split(':')[1]}") in written
+    # The schema's defaults (group and kind of the parent) are filled in by the API server.
+    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", **GATEWAY}]
+    assert route["spec"]["hostnames"] == ["podinfo.example.com"]
+    assert http_route_weights(local_cluster, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
+
+    release(local_cluster, namespace, "6.0.1")
+    tick_until(local_cluster, serin_server, token, namespace, lambda status: status.get("canaryWeight") == 20)
+    assert http_route_weights(local_cluster, namespace) == [("podinfo-primary", 80), ("podinfo-canary", 20)]
+    drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    assert primary_image(local_cluster, namespace) == "6.0.1"
+    assert http_route_weights(local_cluster, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
+
+    release(local_cluster, namespace, "6.0.2", **{"simulator.serin.dev/error-rate": "0.5"})
+    drive(local_cluster, serin_server, token, namespace, "Failed")
+    assert primary_image(local_cluster, namespace) == "6.0.1"
+    assert http_route_weights(local_cluster, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
+    assert any("advancement success rate" in message for message in events(local_cluster, namespace))
+
+
+def test_gateway_api_ab_testing_sends_the_matched_requests_to_the_canary(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    analysis = {"interval": "10s", "threshold": 2, "iterations": 3, "match": AB_MATCH, "metrics": METRICS}
+    manifest = canary(namespace, analysis, provider="gatewayapi:v1")
+    manifest["spec"]["service"] = {"port": 9898, "gatewayRefs": [GATEWAY]}
+    start(local_cluster, serin_server, token, namespace, manifest)
+
+    release(local_cluster, namespace, "6.0.1")
+    tick_until(local_cluster, serin_server, token, namespace, lambda status: status.get("iterations") == 1)
+    rules = local_cluster.get_json("httproute", "podinfo", "-n", namespace)["spec"]["rules"]
+    assert [match.get("headers", match.get("queryParams")) for match in rules[0]["matches"]] == [
+        [{"name": "x-canary", "type": "Exact", "value": "insider"}],
+        [{"name": "canary", "type": "Exact", "value": "true"}],
+    ]
+    assert [(ref["name"], ref["weight"]) for ref in rules[0]["backendRefs"]] == [
+        ("podinfo-primary", 0),
+        ("podinfo-canary", 100),
+    ]
+    assert [(ref["name"], ref["weight"]) for ref in rules[1]["backendRefs"]] == [("podinfo-primary", 100)]
+    drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    assert primary_image(local_cluster, namespace) == "6.0.1"
+    # Only the matched share (the simulator's match share) reached the canary's pods.
+    prometheus = local_cluster.urls["prometheus"]
+    served = query(
+        prometheus,
+        f'sum by (kubernetes_pod_name) (http_request_duration_seconds_count{{kubernetes_namespace="{namespace}"}})',
+    )
+    by_pod = {sample["metric"]["kubernetes_pod_name"]: float(sample["value"][1]) for sample in served}
+    canary_requests = sum(count for pod, count in by_pod.items() if not pod.startswith("podinfo-primary-"))
+    primary_requests = sum(count for pod, count in by_pod.items() if pod.startswith("podinfo-primary-"))
+    assert 0 < canary_requests < primary_requests
+
+
+def test_without_a_mesh_blue_green_analyses_the_canary_through_its_own_service(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    analysis = {"interval": "10s", "threshold": 2, "iterations": 3, "metrics": METRICS}
+    manifest = canary(namespace, analysis, provider="kubernetes")
+    manifest["spec"]["service"] = {"port": 9898, "canary": {"annotations": LOAD}}
+    start(local_cluster, serin_server, token, namespace, manifest)
+    for kind in ("virtualservice", "httproute"):
+        assert local_cluster.kubectl("get", kind, "-n", namespace, "-o", "name").stdout == ""
+
+    release(local_cluster, namespace, "6.0.1")
+    drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    assert primary_image(local_cluster, namespace) == "6.0.1"
+    assert local_cluster.get_json("service", "podinfo", "-n", namespace)["spec"]["selector"] == {
+        "app": "podinfo-primary"
+    }
+
+    release(local_cluster, namespace, "6.0.2", **{"simulator.serin.dev/error-rate": "0.5"})
+    drive(local_cluster, serin_server, token, namespace, "Failed")
+    assert primary_image(local_cluster, namespace) == "6.0.1"
+    assert deployment(local_cluster, namespace, "podinfo")["spec"]["replicas"] == 0
+    assert any("advancement success rate" in message for message in events(local_cluster, namespace))
+
+
+def test_what_a_provider_cannot_do_is_denied_on_apply(local_cluster: ClusterHandle, webhook_namespace: str) -> None:
+    weighted = canary(webhook_namespace, WEIGHTED, provider="kubernetes")
+    denied = local_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(weighted), check=False)
+    assert denied.returncode != 0
+    assert (
+        "spec.analysis.stepWeight: provider kubernetes has no mesh to shift traffic with: only blue/green "
+        "(iterations) is possible" in denied.stderr
+    )
+    no_gateway = canary(webhook_namespace, WEIGHTED, provider="gatewayapi:v1")
+    denied = local_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(no_gateway), check=False)
+    assert denied.returncode != 0
+    assert "spec.service.gatewayRefs: provider gatewayapi:v1 needs at least one gateway" in denied.stderr
+    assert local_cluster.kubectl("get", "canary", "podinfo", "-n", webhook_namespace, check=False).returncode != 0
+
+
+@pytest.mark.parametrize(
+    ("manifest", "refusal"),
+    [
+        pytest.param(
+            {
+                "apiVersion": "networking.istio.io/v1beta1",
+                "kind": "VirtualService",
+                "metadata": {"name": "bad"},
+                "spec": {"hosts": ["bad"], "http": [{"route": [{"destination": {"host": "bad"}, "weight": "half"}]}]},
+            },
+            "spec.http[0].route[0].weight",
+            id="istio-virtual-service",
+        ),
+        pytest.param(
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "metadata": {"name": "bad"},
+                "spec": {"rules": [{"backendRefs": [{"name": "bad", "weight": 1}]}]},
+            },
+            "Must have port for Service reference",
+            id="gateway-api-http-route",
+        ),
+    ],
+)
+def test_routing_apis_have_their_real_schemas(
+    local_cluster: ClusterHandle, namespace: str, manifest: dict[str, Any], refusal: str
+) -> None:
+    manifest["metadata"]["namespace"] = namespace
+    refused = local_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(manifest), check=False)
+    assert refused.returncode != 0 and refusal in refused.stderr, refused.stderr
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+# What each provider writes to route, as `kubectl get` names it (nothing for no mesh).
+ROUTING_OBJECTS = {
+    "istio": ["virtualservice.networking.istio.io/podinfo"],
+    "gatewayapi:v1": ["httproute.gateway.networking.k8s.io/podinfo"],
+    "kubernetes": [],
+}
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[path.name for path in EXAMPLES])
+def test_every_example_is_admitted_and_initialized(
+    local_cluster: ClusterHandle,
+    serin_server: SerinServer,
+    tokens: dict[str, str],
+    webhook_namespace: str,
+    example: Path,
+) -> None:
+    namespace = webhook_namespace
+    documents = [doc for doc in yaml.safe_load_all(example.read_text()) if doc and doc["kind"] != "Namespace"]
+    for document in documents:
+        document["metadata"]["namespace"] = namespace
+        for ref in document.get("spec", {}).get("service", {}).get("gatewayRefs", []):
+            ref["namespace"] = namespace
+    local_cluster.apply(podinfo(namespace))
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    local_cluster.apply(documents)
+    drive(local_cluster, serin_server, tokens["ticker"], namespace, "Initialized")
+    provider = next(doc for doc in documents if doc["kind"] == "Canary")["spec"].get("provider", "istio")
+    routing = local_cluster.kubectl("get", "virtualservices,httproutes", "-n", namespace, "-o", "name").stdout
+    assert routing.split() == ROUTING_OBJECTS[provider]
