@@ -46,6 +46,11 @@ class ProviderTraits:
     # It attaches routes to gateways named in spec.service.gatewayRefs (and needs at least one).
     gateway_refs: bool = False
     route_timeout: bool = False
+    # It routes through a canary copy of the user's Ingress named by spec.ingressRef (and needs one).
+    ingress_ref: bool = False
+    # Its A/B routes hold one header (exact or regex) and one cookie (by name), as NGINX's
+    # canary-by-header and canary-by-cookie annotations do.
+    one_header_and_cookie: bool = False
 
 
 _EXACT_OR_REGEX = frozenset({"exact", "regex"})
@@ -92,6 +97,17 @@ PROVIDERS: Mapping[str, ProviderTraits] = {
         match_fields=_GATEWAY_API_MATCHES,
         unused_service_fields=_GATEWAY_API_UNUSED | {"timeout"},
         gateway_refs=True,
+    ),
+    # NGINX ingress: a canary copy of spec.ingressRef, weighted or A/B by its canary annotations.
+    "nginx": ProviderTraits(
+        weights=True,
+        match_fields={"headers": _EXACT_OR_REGEX},
+        unused_service_fields=frozenset(
+            {"gateways", "hosts", "delegation", "match", "rewrite", "retries", "headers", "corsPolicy"}
+            | {"trafficPolicy", "timeout"}
+        ),
+        ingress_ref=True,
+        one_header_and_cookie=True,
     ),
     # No mesh: the Services only. Blue/green, the analysis reaching the canary through its Service.
     "kubernetes": ProviderTraits(
@@ -152,7 +168,7 @@ DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 # A named port (IANA_SVC_NAME): up to 15 lowercase letters, digits and single dashes, one letter at least.
 PORT_NAME = re.compile(r"(?=.*[a-z])(?!.*--)[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?")
 # What a query may name between double braces (Flagger's), besides ``variables.<key>``.
-QUERY_VARIABLES = ("name", "namespace", "target", "service", "interval")
+QUERY_VARIABLES = ("name", "namespace", "target", "service", "ingress", "interval")
 PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 VARIABLES_PREFIX = "variables."
 # Generated Services are named <service>, <service>-primary and <service>-canary, each a DNS label.
@@ -310,6 +326,8 @@ class Canary:
     target_ref: TargetRef
     provider: str
     metrics_server: str | None
+    # The user's Ingress that the nginx provider copies for the canary.
+    ingress_ref: TargetRef | None
     progress_deadline_seconds: int
     skip_analysis: bool
     suspend: bool
@@ -334,7 +352,6 @@ class Canary:
 # that nobody does. Each entry: the field path and what it is for.
 UNSUPPORTED_FIELDS: Mapping[str, str] = {
     "spec.autoscalerRef": "autoscaling the primary (HorizontalPodAutoscaler, KEDA ScaledObject)",
-    "spec.ingressRef": "the NGINX ingress provider",
     "spec.routeRef": "the APISIX provider",
     "spec.upstreamRef": "the Gloo provider",
     "spec.service.portDiscovery": "exposing every container port",
@@ -501,6 +518,22 @@ def _parse_target_ref(reader: _Reader, value: Any, path: str, kinds: Sequence[st
         reader.error(f"{path}.name", "is too long: <name>-primary must fit in 253 characters")
     return TargetRef(
         api_version=reader.string(raw.get("apiVersion"), f"{path}.apiVersion", default="apps/v1") or "apps/v1",
+        kind=kind,
+        name=name or "",
+    )
+
+
+def _parse_object_ref(reader: _Reader, value: Any, path: str, kinds: Sequence[str], what: str) -> TargetRef:
+    raw = reader.mapping(value, path, required=True)
+    kind = reader.string(raw.get("kind"), f"{path}.kind", default=kinds[0]) or kinds[0]
+    if kind not in kinds:
+        reader.error(f"{path}.kind", f"must be one of {', '.join(kinds)} (got {kind!r})")
+    name = reader.name(
+        raw.get("name"), f"{path}.name", DNS_SUBDOMAIN, f"{what} name (a DNS-1123 subdomain)", required=True
+    )
+    return TargetRef(
+        api_version=reader.string(raw.get("apiVersion"), f"{path}.apiVersion", default="networking.k8s.io/v1")
+        or "networking.k8s.io/v1",
         kind=kind,
         name=name or "",
     )
@@ -750,7 +783,9 @@ def _as_mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _check_provider(reader: _Reader, provider: str, spec: Mapping[str, Any], service: Service) -> None:
+def _check_provider(
+    reader: _Reader, provider: str, spec: Mapping[str, Any], service: Service, ingress_ref: TargetRef | None
+) -> None:
     """Refuse what the provider's routing cannot express, naming the field: Flagger ignores such
     fields, which leaves an A/B test matching everyone or a route without its rewrite."""
     traits = PROVIDERS.get(provider)
@@ -765,6 +800,12 @@ def _check_provider(reader: _Reader, provider: str, spec: Mapping[str, Any], ser
         reader.error("spec.service.gatewayRefs", f"provider {provider} needs at least one gateway to attach routes to")
     if not traits.gateway_refs and service.gateway_refs:
         reader.error("spec.service.gatewayRefs", f"only the gatewayapi providers use it (provider is {provider})")
+    if traits.ingress_ref and ingress_ref is None:
+        reader.error("spec.ingressRef", f"provider {provider} needs the Ingress to make the canary's from")
+    if not traits.ingress_ref and ingress_ref is not None:
+        reader.error("spec.ingressRef", f"only the nginx provider uses it (provider is {provider})")
+    if traits.one_header_and_cookie:
+        _check_one_header_and_cookie(reader, provider, raw_analysis.get("match"))
     if not traits.weights:
         for key in ("stepWeight", "stepWeights", "maxWeight", "stepWeightPromotion", "match"):
             if _is_set(raw_analysis.get(key)):
@@ -780,6 +821,23 @@ def _check_provider(reader: _Reader, provider: str, spec: Mapping[str, Any], ser
         for index, condition in enumerate(conditions if isinstance(conditions, Sequence) else ()):
             if isinstance(condition, Mapping):
                 _check_match(reader, provider, traits, condition, f"{where}[{index}]")
+
+
+def _check_one_header_and_cookie(reader: _Reader, provider: str, match: Any) -> None:
+    """NGINX's canary annotations hold one header (exact or regex) and one cookie name (a request
+    with that cookie set to ``always`` goes to the canary): the matches must fit in them."""
+    headers: set[str] = set()
+    for index, condition in enumerate(match if isinstance(match, Sequence) else ()):
+        named = condition.get("headers") if isinstance(condition, Mapping) else None
+        for name, matcher in named.items() if isinstance(named, Mapping) else ():
+            where = f"spec.analysis.match[{index}].headers.{name}"
+            if str(name).lower() == "cookie":
+                if not (isinstance(matcher, Mapping) and set(matcher) == {"exact"}):
+                    reader.error(where, f"provider {provider} matches a cookie by its name only: {{exact: <name>}}")
+                continue
+            headers.add(str(name).lower())
+            if len(headers) > 1:
+                reader.error(where, f"provider {provider} routes by one header only (already {sorted(headers)[0]})")
 
 
 def _check_match(
@@ -894,8 +952,13 @@ def read_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Read
     metadata = reader.mapping(obj.get("metadata"), "metadata", required=True)
     spec = reader.mapping(obj.get("spec"), "spec", required=True)
     target_ref = _parse_target_ref(reader, spec.get("targetRef"), "spec.targetRef", SUPPORTED_TARGET_KINDS)
-    for key in ("autoscalerRef", "ingressRef", "routeRef", "upstreamRef"):
+    for key in ("autoscalerRef", "routeRef", "upstreamRef"):
         reader.unsupported(spec, key, "spec")
+    ingress_ref = None
+    if spec.get("ingressRef") is not None:
+        ingress_ref = _parse_object_ref(reader, spec.get("ingressRef"), "spec.ingressRef", ("Ingress",), "an Ingress")
+    else:
+        reader.seen("spec.ingressRef")
     provider = reader.string(spec.get("provider"), "spec.provider", default=default_provider) or default_provider
     if provider not in KNOWN_PROVIDERS:
         reader.error("spec.provider", f"must be one of {', '.join(KNOWN_PROVIDERS)} (got {provider!r})")
@@ -913,7 +976,7 @@ def read_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Read
         )
         raw_analysis = {**raw_analysis, "iterations": DEFAULT_BLUE_GREEN_ITERATIONS}
     analysis = _parse_analysis(reader, raw_analysis)
-    _check_provider(reader, provider, spec, service)
+    _check_provider(reader, provider, spec, service, ingress_ref)
     canary = Canary(
         name=reader.string(metadata.get("name"), "metadata.name", required=True) or "",
         namespace=reader.string(metadata.get("namespace"), "metadata.namespace", default="default") or "default",
@@ -923,6 +986,7 @@ def read_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Read
         creation_timestamp=str(metadata.get("creationTimestamp") or ""),
         target_ref=target_ref,
         provider=provider,
+        ingress_ref=ingress_ref,
         metrics_server=_parse_url(reader, spec.get("metricsServer"), "spec.metricsServer"),
         progress_deadline_seconds=reader.integer(
             spec.get("progressDeadlineSeconds"),

@@ -5,12 +5,15 @@
 * the application's own ``http_request_duration_seconds`` histogram, labelled as Prometheus's
   Kubernetes pod discovery labels it (``kubernetes_namespace``, ``kubernetes_pod_name``) with the
   response ``status``, for every request (the application is instrumented, as podinfo is);
+* the NGINX ingress controller's ``nginx_ingress_controller_requests`` and
+  ``nginx_ingress_controller_ingress_upstream_latency_seconds`` (sum and count), for requests
+  through an Ingress, the canary upstream named in ``canary``;
 * ``simulator_unroutable_requests``: requests that reached no ready workload.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Gauge, Histogram, Summary
 from prometheus_client import Counter as PromCounter
 
 from localcluster.simulator.traffic import TickResult
@@ -38,6 +41,7 @@ ISTIO_DURATION_BUCKETS_MS: tuple[float, ...] = (
     3600000,
 )
 
+NGINX_LABELS: tuple[str, ...] = ("namespace", "ingress", "service", "canary", "status")
 APP_LABELS: tuple[str, ...] = ("kubernetes_namespace", "kubernetes_pod_name", "status")
 # The Prometheus client's default buckets, as an instrumented Go or Python application exposes.
 APP_DURATION_BUCKETS_SECONDS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -78,6 +82,20 @@ class Metrics:
             buckets=APP_DURATION_BUCKETS_SECONDS,
             registry=self.registry,
         )
+        # A counter to the controller, but this client would name it ..._total: a gauge that only
+        # grows keeps the controller's name, and rate() reads it the same.
+        self.nginx_requests = Gauge(
+            "nginx_ingress_controller_requests",
+            "Requests the NGINX ingress controller served.",
+            NGINX_LABELS,
+            registry=self.registry,
+        )
+        self.nginx_latency = Summary(
+            "nginx_ingress_controller_ingress_upstream_latency_seconds",
+            "Upstream latency seen by the NGINX ingress controller.",
+            NGINX_LABELS[:-1],
+            registry=self.registry,
+        )
         self.unroutable = PromCounter(
             "simulator_unroutable_requests",
             "Synthetic requests that reached no ready workload (no route, no Service, or no ready replicas).",
@@ -105,5 +123,16 @@ class Metrics:
             )
             for value in seconds:
                 app_histogram.observe(value)
+        for outcome in result.outcomes:
+            if outcome.table_kind != "Ingress":
+                continue
+            nginx_labels = {
+                "namespace": outcome.table_namespace,
+                "ingress": outcome.table,
+                "service": outcome.service,
+                "canary": outcome.destination_tag,
+            }
+            self.nginx_requests.labels(**nginx_labels, status=str(outcome.response_code)).inc()
+            self.nginx_latency.labels(**nginx_labels).observe(outcome.latency_ms / 1000.0)
         for (namespace, kind, name), count in result.unroutable.items():
             self.unroutable.labels(namespace=namespace, kind=kind, name=name).inc(count)

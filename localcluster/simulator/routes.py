@@ -60,6 +60,8 @@ class MatchRule:
 class Destination:
     host: str
     weight: int
+    # What the data plane calls this destination in its metrics, when it names it (NGINX's canary upstream).
+    tag: str = ""
 
 
 @dataclass(frozen=True)

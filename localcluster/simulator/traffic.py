@@ -1,7 +1,7 @@
 """Synthetic requests pushed through route tables to the workloads behind them.
 
 Two kinds of client send them: users reaching the application through its routing objects (every
-VirtualService and HTTPRoute gets ``rps`` requests a second), and clients calling a Service
+VirtualService, HTTPRoute and main Ingress gets ``rps`` requests a second), and clients calling a Service
 directly, as a load tester would, when the Service asks for it with the annotation
 ``simulator.serin.dev/rps`` (how a Canary with no mesh gets its canary analysed).
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from localcluster.simulator import gatewayapi, istio
+from localcluster.simulator import gatewayapi, istio, nginx
 from localcluster.simulator.cluster import CLUSTER_DOMAIN, ClusterIndex, Workload, build_index, resolve_host
 from localcluster.simulator.examples import synthesizable_requests
 from localcluster.simulator.routes import (
@@ -40,8 +40,11 @@ PARSERS: Mapping[str, Callable[[Mapping[str, Any]], RouteTable]] = {
 
 
 def route_tables(objects: Iterable[Mapping[str, Any]]) -> list[RouteTable]:
-    """Every routing object whose kind a data plane here serves, parsed, in namespace/name order."""
+    """Every routing object whose kind a data plane here serves, parsed, in namespace/name order.
+    Ingresses are read together: a canary Ingress changes how its main Ingress routes."""
+    objects = list(objects)
     tables = [PARSERS[kind](obj) for obj in objects if isinstance(kind := obj.get("kind"), str) and kind in PARSERS]
+    tables += nginx.parse_ingresses(obj for obj in objects if obj.get("kind") == nginx.KIND)
     return sorted(tables, key=lambda table: (table.namespace, table.name, table.kind))
 
 
@@ -73,6 +76,8 @@ class RequestOutcome:
     workload: str
     workload_namespace: str
     pod_name: str
+    # The data plane's name for the destination, if any (NGINX's canary upstream).
+    destination_tag: str
     service: str
     service_namespace: str
     response_code: int
@@ -162,6 +167,7 @@ def simulate_table(
                 workload=workload.name,
                 workload_namespace=workload.namespace,
                 pod_name=workload.pod_name,
+                destination_tag=destination.tag if destination else "",
                 service=resolved.service.name,
                 service_namespace=resolved.service.namespace,
                 response_code=500 if failed else 200,

@@ -71,6 +71,7 @@ RESOURCES: Mapping[str, tuple[str, str]] = {
     "VirtualService": ("networking.istio.io/v1beta1", "virtualservices"),
     "DestinationRule": ("networking.istio.io/v1beta1", "destinationrules"),
     "HTTPRoute": ("gateway.networking.k8s.io/v1", "httproutes"),
+    "Ingress": ("networking.k8s.io/v1", "ingresses"),
 }
 
 

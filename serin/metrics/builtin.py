@@ -69,9 +69,32 @@ _APPLICATION = MappingProxyType(
     }
 )
 
+# What the NGINX ingress controller reports for requests its canary Ingress sent to the canary
+# (``canary`` names the canary upstream; it is empty for the rest).
+_NGINX_SELECTOR = 'namespace="{{ namespace }}", ingress="{{ ingress }}", canary!=""'
+_NGINX_LATENCY = "nginx_ingress_controller_ingress_upstream_latency_seconds"
+_NGINX = MappingProxyType(
+    {
+        REQUEST_SUCCESS_RATE: (
+            f'sum(rate(nginx_ingress_controller_requests{{{_NGINX_SELECTOR}, status!~"5.*"}}[{{{{ interval }}}}]))'
+            " / "
+            f"sum(rate(nginx_ingress_controller_requests{{{_NGINX_SELECTOR}}}[{{{{ interval }}}}]))"
+            " * 100"
+        ),
+        # Mean upstream latency in milliseconds, as Flagger measures it for NGINX.
+        REQUEST_DURATION: (
+            f"sum(rate({_NGINX_LATENCY}_sum{{{_NGINX_SELECTOR}}}[{{{{ interval }}}}]))"
+            " / "
+            f"sum(rate({_NGINX_LATENCY}_count{{{_NGINX_SELECTOR}}}[{{{{ interval }}}}]))"
+            " * 1000"
+        ),
+    }
+)
+
 BUILTIN_QUERIES: Mapping[str, Mapping[str, str]] = MappingProxyType(
     {
         "istio": _ISTIO,
+        "nginx": _NGINX,
         "gatewayapi:v1": _APPLICATION,
         "gatewayapi:v1beta1": _APPLICATION,
         "kubernetes": _APPLICATION,
@@ -104,6 +127,7 @@ def template_variables(metric: Metric, canary: Canary) -> dict[str, str]:
         "namespace": canary.namespace,
         "target": canary.target_ref.name,
         "service": canary.service.name,
+        "ingress": canary.ingress_ref.name if canary.ingress_ref else canary.target_ref.name,
         "interval": metric.interval,
     }
     values.update({f"{VARIABLES_PREFIX}{key}": value for key, value in metric.template_variables.items()})

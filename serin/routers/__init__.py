@@ -16,17 +16,21 @@ from serin.ports import Router
 from serin.routers.gatewayapi import GatewayAPIRouter
 from serin.routers.istio import IstioRouter
 from serin.routers.kubernetes import KubernetesRouter
+from serin.routers.nginx import NginxRouter
 
 _ROUTERS: dict[str, Callable[[KubeStore], Router]] = {
     "istio": IstioRouter,
     "gatewayapi:v1": GatewayAPIRouter,
     "gatewayapi:v1beta1": GatewayAPIRouter,
+    "nginx": NginxRouter,
     "kubernetes": KubernetesRouter,
 }
 
 KNOWN_PROVIDERS = tuple(_ROUTERS)
 # Every kind of routing object a router writes, for the sweep of leftovers.
-ROUTING_KINDS = tuple(dict.fromkeys(kind for router in (IstioRouter, GatewayAPIRouter) for kind in router.kinds))
+ROUTING_KINDS = tuple(
+    dict.fromkeys(kind for router in (IstioRouter, GatewayAPIRouter, NginxRouter) for kind in router.kinds)
+)
 
 
 def router_for(provider: str, store: KubeStore) -> Router:
@@ -39,4 +43,12 @@ def router_for(provider: str, store: KubeStore) -> Router:
     return factory(store)
 
 
-__all__ = ["KNOWN_PROVIDERS", "ROUTING_KINDS", "GatewayAPIRouter", "IstioRouter", "KubernetesRouter", "router_for"]
+__all__ = [
+    "KNOWN_PROVIDERS",
+    "ROUTING_KINDS",
+    "GatewayAPIRouter",
+    "IstioRouter",
+    "KubernetesRouter",
+    "NginxRouter",
+    "router_for",
+]

@@ -132,6 +132,99 @@ def test_gateway_api_ab_testing_sends_the_matched_requests_to_the_canary(
     assert 0 < canary_requests < primary_requests
 
 
+def users_ingress(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {
+            "name": "podinfo",
+            "namespace": namespace,
+            "annotations": {"kubernetes.io/ingress.class": "nginx"},
+        },
+        "spec": {
+            "rules": [
+                {
+                    "host": "podinfo.example.com",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}},
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+    }
+
+
+def nginx_canary_annotations(cluster: ClusterHandle, namespace: str) -> dict[str, str]:
+    annotations = cluster.get_json("ingress", "podinfo-canary", "-n", namespace)["metadata"]["annotations"]
+    return {key: value for key, value in annotations.items() if key.startswith("nginx.ingress.kubernetes.io/")}
+
+
+def test_nginx_promotes_a_good_release_and_rolls_back_a_bad_one(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    local_cluster.apply(users_ingress(namespace))
+    manifest = canary(namespace, WEIGHTED, provider="nginx")
+    manifest["spec"]["ingressRef"] = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}
+    start(local_cluster, serin_server, token, namespace, manifest)
+    backend = local_cluster.get_json("ingress", "podinfo-canary", "-n", namespace)["spec"]["rules"][0]["http"]
+    assert backend["paths"][0]["backend"]["service"]["name"] == "podinfo-canary"
+    assert nginx_canary_annotations(local_cluster, namespace) == {
+        "nginx.ingress.kubernetes.io/canary": "true",
+        "nginx.ingress.kubernetes.io/canary-weight": "0",
+    }
+
+    release(local_cluster, namespace, "6.0.1")
+    tick_until(local_cluster, serin_server, token, namespace, lambda status: status.get("canaryWeight") == 20)
+    assert nginx_canary_annotations(local_cluster, namespace)["nginx.ingress.kubernetes.io/canary-weight"] == "20"
+    drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    assert primary_image(local_cluster, namespace) == "6.0.1"
+    assert nginx_canary_annotations(local_cluster, namespace)["nginx.ingress.kubernetes.io/canary-weight"] == "0"
+
+    release(local_cluster, namespace, "6.0.2", **{"simulator.serin.dev/error-rate": "0.5"})
+    drive(local_cluster, serin_server, token, namespace, "Failed")
+    assert primary_image(local_cluster, namespace) == "6.0.1"
+    assert any("advancement success rate" in message for message in events(local_cluster, namespace))
+    # The user's Ingress was only read.
+    assert local_cluster.get_json("ingress", "podinfo", "-n", namespace)["spec"] == users_ingress(namespace)["spec"]
+
+
+def test_nginx_ab_testing_routes_the_header_and_the_cookie(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    local_cluster.apply(users_ingress(namespace))
+    match = [{"headers": {"x-canary": {"exact": "insider"}}}, {"headers": {"cookie": {"exact": "canary"}}}]
+    analysis = {"interval": "10s", "threshold": 2, "iterations": 3, "match": match, "metrics": METRICS}
+    manifest = canary(namespace, analysis, provider="nginx")
+    manifest["spec"]["ingressRef"] = {"name": "podinfo"}
+    start(local_cluster, serin_server, token, namespace, manifest)
+
+    release(local_cluster, namespace, "6.0.1")
+    tick_until(local_cluster, serin_server, token, namespace, lambda status: status.get("iterations") == 1)
+    assert nginx_canary_annotations(local_cluster, namespace) == {
+        "nginx.ingress.kubernetes.io/canary": "true",
+        "nginx.ingress.kubernetes.io/canary-weight": "0",
+        "nginx.ingress.kubernetes.io/canary-by-header": "x-canary",
+        "nginx.ingress.kubernetes.io/canary-by-header-value": "insider",
+        "nginx.ingress.kubernetes.io/canary-by-cookie": "canary",
+    }
+    drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    assert primary_image(local_cluster, namespace) == "6.0.1"
+    served = query(
+        local_cluster.urls["prometheus"],
+        f'sum by (canary) (nginx_ingress_controller_requests{{namespace="{namespace}", ingress="podinfo"}})',
+    )
+    by_upstream = {sample["metric"].get("canary", ""): float(sample["value"][1]) for sample in served}
+    assert 0 < by_upstream[f"{namespace}-podinfo-canary-9898"] < by_upstream[""]
+
+
 def test_without_a_mesh_blue_green_analyses_the_canary_through_its_own_service(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
@@ -210,6 +303,7 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yam
 ROUTING_OBJECTS = {
     "istio": ["virtualservice.networking.istio.io/podinfo"],
     "gatewayapi:v1": ["httproute.gateway.networking.k8s.io/podinfo"],
+    "nginx": ["ingress.networking.k8s.io/podinfo", "ingress.networking.k8s.io/podinfo-canary"],
     "kubernetes": [],
 }
 
@@ -233,5 +327,5 @@ def test_every_example_is_admitted_and_initialized(
     local_cluster.apply(documents)
     drive(local_cluster, serin_server, tokens["ticker"], namespace, "Initialized")
     provider = next(doc for doc in documents if doc["kind"] == "Canary")["spec"].get("provider", "istio")
-    routing = local_cluster.kubectl("get", "virtualservices,httproutes", "-n", namespace, "-o", "name").stdout
+    routing = local_cluster.kubectl("get", "virtualservices,httproutes,ingresses", "-n", namespace, "-o", "name").stdout
     assert routing.split() == ROUTING_OBJECTS[provider]

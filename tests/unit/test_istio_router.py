@@ -15,10 +15,11 @@ import pytest
 
 from localcluster.simulator.istio import parse_virtual_service
 from localcluster.simulator.routes import SyntheticRequest, select_route
+from serin import model
 from serin.kube.store import KubeUnavailable
 from serin.model import Canary, parse_canary
 from serin.ports import Routes
-from serin.routers import IstioRouter, router_for
+from serin.routers import KNOWN_PROVIDERS, IstioRouter, router_for
 from serin.routers.common import merge_match, validate_weights
 from serin.routers.istio import desired_destination_rule, desired_virtual_service, routes_of
 from serin.workloads import WorkloadError
@@ -425,6 +426,8 @@ def test_ab_routes_as_envoy_would(headers: dict[str, str], expected_canary_weigh
 
 
 def test_router_for() -> None:
+    # Every provider admission accepts has a router, and no router is unreachable.
+    assert set(KNOWN_PROVIDERS) == set(model.KNOWN_PROVIDERS)
     assert isinstance(router_for("istio", FakeStore()), IstioRouter)
     with pytest.raises(ValueError, match="known providers: istio"):
         router_for("linkerd", FakeStore())

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from serin.model import InvalidCanary, Strategy, parse_canary, parse_duration
+from serin.model import InvalidCanary, Strategy, TargetRef, parse_canary, parse_duration
 
 VALID: dict[str, Any] = {
     "apiVersion": "serin.dev/v1beta1",
@@ -237,7 +237,6 @@ def test_iterations_take_precedence_over_step_weight_as_in_flagger(changes: dict
             "alerts",
             id="mute-alert",
         ),
-        pytest.param({"spec.ingressRef": {"kind": "Ingress", "name": "web"}}, "spec.ingressRef", "NGINX", id="ingress"),
     ],
 )
 def test_fields_serin_does_not_act_on_yet_are_refused(changes: dict[str, Any], path: str, what: str) -> None:
@@ -322,7 +321,7 @@ def test_delegation_has_no_hosts_or_gateways() -> None:
         pytest.param(
             {"spec.analysis.metrics": [{"name": "errors", "query": "sum(up{ns='{{ nmespace }}'})"}]},
             "spec.analysis.metrics[0].query: unknown placeholder(s) nmespace (known: name, namespace, target, "
-            "service, interval)",
+            "service, ingress, interval)",
             id="unknown-placeholder",
         ),
         pytest.param(
@@ -347,6 +346,62 @@ def test_a_placeholder_of_the_templates_variables_is_known() -> None:
 GATEWAY = {"spec.provider": "gatewayapi:v1", "spec.service.gatewayRefs": [{"name": "gw", "namespace": "edge"}]}
 AB = {"spec.analysis.stepWeight": None, "spec.analysis.iterations": 5}
 
+NGINX = {
+    "spec.provider": "nginx",
+    "spec.ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "web"},
+}
+NGINX_CASES = [
+    pytest.param(
+        {"spec.provider": "nginx"},
+        [("spec.ingressRef", "provider nginx needs the Ingress to make the canary's from")],
+        id="nginx-needs-an-ingress",
+    ),
+    pytest.param(
+        {"spec.ingressRef": {"name": "web"}},
+        [("spec.ingressRef", "only the nginx provider uses it (provider is istio)")],
+        id="ingress-ref-only-for-nginx",
+    ),
+    pytest.param(
+        {**NGINX, "spec.ingressRef": {"kind": "Route", "name": "web"}},
+        [("spec.ingressRef.kind", "must be one of Ingress (got 'Route')")],
+        id="ingress-ref-is-an-ingress",
+    ),
+    pytest.param(
+        {
+            **NGINX,
+            **AB,
+            "spec.analysis.match": [
+                {"headers": {"x-canary": {"exact": "insider"}, "x-user": {"regex": "a.*"}}},
+                {"headers": {"cookie": {"regex": "^(.*?;)?(canary=always)(;.*)?$"}}},
+                {"queryParams": {"canary": {"exact": "true"}}},
+            ],
+        },
+        [
+            ("spec.analysis.match[0].headers.x-user", "provider nginx routes by one header only (already x-canary)"),
+            (
+                "spec.analysis.match[1].headers.cookie",
+                "provider nginx matches a cookie by its name only: {exact: <name>}",
+            ),
+            ("spec.analysis.match[2].queryParams", "provider nginx cannot match on it"),
+        ],
+        id="nginx-one-header-and-a-cookie-name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "errors"), NGINX_CASES)
+def test_what_nginx_cannot_express_is_refused_with_its_path(
+    changes: dict[str, Any], errors: list[tuple[str, str]]
+) -> None:
+    with pytest.raises(InvalidCanary) as raised:
+        parse_canary(with_changes(changes))
+    assert [(error.path, error.message) for error in raised.value.errors] == errors
+
+
+def test_an_nginx_canary_names_its_ingress() -> None:
+    canary = parse_canary(with_changes(NGINX))
+    assert (canary.provider, canary.ingress_ref) == ("nginx", TargetRef("networking.k8s.io/v1", "Ingress", "web"))
+
 
 @pytest.mark.parametrize(
     ("changes", "errors"),
@@ -356,7 +411,7 @@ AB = {"spec.analysis.stepWeight": None, "spec.analysis.iterations": 5}
             [
                 (
                     "spec.provider",
-                    "must be one of istio, gatewayapi:v1, gatewayapi:v1beta1, kubernetes (got 'gatewayapi')",
+                    "must be one of istio, gatewayapi:v1, gatewayapi:v1beta1, nginx, kubernetes (got 'gatewayapi')",
                 )
             ],
             id="bare-gatewayapi-is-not-a-version",
