@@ -10,6 +10,7 @@ mistaken for a finished one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -31,6 +32,28 @@ FLAGGER_VERSION = "v1.36.1"
 # modules, so that the API server refuses whatever a real mesh or gateway would refuse.
 ISTIO_API_VERSION = "v1.32.0"
 GATEWAY_API_VERSION = "v1.6.3"
+CONTOUR_VERSION = "v1.33.8"
+TRAEFIK_VERSION = "v3.7.13"
+# Each project's CRD manifests: (short name, module, version, paths or globs inside the module).
+ROUTING_CRD_SOURCES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("istio", "istio.io/api", ISTIO_API_VERSION, ("kubernetes/customresourcedefinitions.gen.yaml",)),
+    (
+        "gateway-api",
+        "sigs.k8s.io/gateway-api",
+        GATEWAY_API_VERSION,
+        ("config/crd/standard/gateway.networking.k8s.io_*.yaml",),
+    ),
+    ("contour", "github.com/projectcontour/contour", CONTOUR_VERSION, ("examples/contour/01-crds.yaml",)),
+    (
+        "traefik",
+        "github.com/traefik/traefik/v3",
+        TRAEFIK_VERSION,
+        (
+            "docs/content/reference/dynamic-configuration/traefik.io_traefikservices.yaml",
+            "docs/content/reference/dynamic-configuration/traefik.io_ingressroutes.yaml",
+        ),
+    ),
+)
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
@@ -255,7 +278,10 @@ def build_flagger(cache: Path | None = None, version: str = FLAGGER_VERSION) -> 
 
 
 def routing_crds_dir(cache: Path) -> Path:
-    return cache / "crds" / f"istio-{ISTIO_API_VERSION}_gateway-api-{GATEWAY_API_VERSION}"
+    """Named after the versions, and a digest of the whole list so that a file added is fetched."""
+    digest = hashlib.sha256(repr(ROUTING_CRD_SOURCES).encode()).hexdigest()[:8]
+    versions = "_".join(f"{name}-{version}" for name, _, version, _ in ROUTING_CRD_SOURCES)
+    return cache / "crds" / f"{versions}_{digest}"
 
 
 def _custom_resource_definitions(text: str) -> list[str]:
@@ -266,11 +292,12 @@ def _custom_resource_definitions(text: str) -> list[str]:
 
 
 def fetch_routing_crds(cache: Path) -> Path:
-    """One manifest with Istio's and Gateway API's CRDs, copied from their Go modules.
+    """One manifest with the routing APIs' CRDs, copied from their Go modules (``ROUTING_CRD_SOURCES``).
 
     Istio's ``kubernetes/customresourcedefinitions.gen.yaml`` carries every Istio API with its
     OpenAPI schema; Gateway API's standard channel (``config/crd/standard``) is what a cluster
-    installs by default, and what Serin's objects must fit.
+    installs by default, and what Serin's objects must fit; Contour's and Traefik's are the ones
+    their installation manifests apply.
     """
     final = routing_crds_dir(cache)
     manifest = final / "crds.yaml"
@@ -279,11 +306,15 @@ def fetch_routing_crds(cache: Path) -> Path:
     tmp = final.with_name(f".{final.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    _log(f"fetching the CRDs of istio.io/api {ISTIO_API_VERSION} and gateway-api {GATEWAY_API_VERSION}")
-    istio = _module_dir("istio.io/api", ISTIO_API_VERSION, tmp)
-    gateway_api = _module_dir("sigs.k8s.io/gateway-api", GATEWAY_API_VERSION, tmp)
-    sources = [istio / "kubernetes" / "customresourcedefinitions.gen.yaml"]
-    sources += sorted((gateway_api / "config" / "crd" / "standard").glob("gateway.networking.k8s.io_*.yaml"))
+    sources: list[Path] = []
+    for _, module, version, patterns in ROUTING_CRD_SOURCES:
+        _log(f"fetching the CRDs of {module} {version}")
+        directory = _module_dir(module, version, tmp)
+        for pattern in patterns:
+            found = sorted(directory.glob(pattern))
+            if not found:
+                raise BuildError(f"{module} {version} has no {pattern}")
+            sources += found
     documents = [document for source in sources for document in _custom_resource_definitions(source.read_text())]
     (tmp / "crds.yaml").write_text("---\n" + "\n---\n".join(documents) + "\n")
     _finish(tmp, final)

@@ -61,6 +61,11 @@ _GATEWAY_API_MATCHES: Mapping[str, frozenset[str]] = {
     "headers": _EXACT_OR_REGEX,
     "queryParams": _EXACT_OR_REGEX,
 }
+# The route fields of spec.service, for providers whose objects have none of them.
+_NO_ROUTE_FIELDS = frozenset(
+    {"gateways", "hosts", "delegation", "match", "rewrite", "retries", "headers", "corsPolicy", "trafficPolicy"}
+    | {"timeout"}
+)
 _GATEWAY_API_UNUSED = frozenset({"gateways", "delegation", "retries", "corsPolicy", "trafficPolicy"})
 PROVIDERS: Mapping[str, ProviderTraits] = {
     "istio": ProviderTraits(
@@ -102,22 +107,26 @@ PROVIDERS: Mapping[str, ProviderTraits] = {
     "nginx": ProviderTraits(
         weights=True,
         match_fields={"headers": _EXACT_OR_REGEX},
-        unused_service_fields=frozenset(
-            {"gateways", "hosts", "delegation", "match", "rewrite", "retries", "headers", "corsPolicy"}
-            | {"trafficPolicy", "timeout"}
-        ),
+        unused_service_fields=_NO_ROUTE_FIELDS,
         ingress_ref=True,
         one_header_and_cookie=True,
     ),
-    # No mesh: the Services only. Blue/green, the analysis reaching the canary through its Service.
-    "kubernetes": ProviderTraits(
-        weights=False,
-        match_fields={},
+    # Contour: an HTTPProxy; A/B routes by header (exact or regex) and query parameter.
+    "contour": ProviderTraits(
+        weights=True,
+        match_fields={"headers": _EXACT_OR_REGEX, "queryParams": _ISTIO_STRING_MATCH},
         unused_service_fields=frozenset(
-            {"gateways", "hosts", "delegation", "match", "rewrite", "retries", "headers", "corsPolicy"}
-            | {"trafficPolicy", "timeout"}
+            {"gateways", "hosts", "delegation", "match", "rewrite", "headers", "corsPolicy", "trafficPolicy"}
         ),
     ),
+    # Traefik: a weighted TraefikService, nothing to match requests by.
+    "traefik": ProviderTraits(
+        weights=True,
+        match_fields={},
+        unused_service_fields=_NO_ROUTE_FIELDS,
+    ),
+    # No mesh: the Services only. Blue/green, the analysis reaching the canary through its Service.
+    "kubernetes": ProviderTraits(weights=False, match_fields={}, unused_service_fields=_NO_ROUTE_FIELDS),
 }
 KNOWN_PROVIDERS = tuple(PROVIDERS)
 # Flagger gives a Canary of the kubernetes provider without iterations this many.

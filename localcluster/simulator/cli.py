@@ -18,7 +18,7 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
-from localcluster.simulator import gatewayapi, istio, nginx
+from localcluster.simulator import contour, gatewayapi, istio, nginx, traefik
 from localcluster.simulator.export import Metrics
 from localcluster.simulator.routes import as_mapping, as_sequence
 from localcluster.simulator.traffic import simulate_tick
@@ -31,6 +31,8 @@ ROUTING_APIS = (
     (istio.GROUP, istio.VERSION, istio.PLURAL, istio.KIND),
     (gatewayapi.GROUP, gatewayapi.VERSION, gatewayapi.PLURAL, gatewayapi.KIND),
     (nginx.GROUP, nginx.VERSION, nginx.PLURAL, nginx.KIND),
+    (contour.GROUP, contour.VERSION, contour.PLURAL, contour.KIND),
+    (traefik.GROUP, traefik.VERSION, traefik.PLURAL, traefik.KIND),
 )
 
 
@@ -202,7 +204,7 @@ def is_loopback(host: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m localcluster.simulator",
-        description="Play the local cluster's data planes (Istio, Gateway API, NGINX) and export their metrics.",
+        description="Play the local cluster's data planes (Istio, Gateway API, NGINX, Contour, Traefik).",
     )
     parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the local cluster")
     parser.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT for /metrics (port 0 picks a free one)")

@@ -8,6 +8,10 @@
 * the NGINX ingress controller's ``nginx_ingress_controller_requests`` and
   ``nginx_ingress_controller_ingress_upstream_latency_seconds`` (sum and count), for requests
   through an Ingress, the canary upstream named in ``canary``;
+* Envoy's ``envoy_cluster_upstream_rq`` and ``envoy_cluster_upstream_rq_time`` for requests
+  through a Contour HTTPProxy, by Contour's cluster name;
+* Traefik's ``traefik_service_request_duration_seconds`` for requests through a TraefikService,
+  by Traefik's service name;
 * ``simulator_unroutable_requests``: requests that reached no ready workload.
 """
 
@@ -41,6 +45,8 @@ ISTIO_DURATION_BUCKETS_MS: tuple[float, ...] = (
     3600000,
 )
 
+# Traefik's default buckets.
+TRAEFIK_DURATION_BUCKETS_SECONDS: tuple[float, ...] = (0.1, 0.3, 1.2, 5.0)
 NGINX_LABELS: tuple[str, ...] = ("namespace", "ingress", "service", "canary", "status")
 APP_LABELS: tuple[str, ...] = ("kubernetes_namespace", "kubernetes_pod_name", "status")
 # The Prometheus client's default buckets, as an instrumented Go or Python application exposes.
@@ -96,6 +102,27 @@ class Metrics:
             NGINX_LABELS[:-1],
             registry=self.registry,
         )
+        # Counters to Envoy, kept as growing gauges for Envoy's names (see nginx_requests).
+        self.envoy_requests = Gauge(
+            "envoy_cluster_upstream_rq",
+            "Requests Envoy sent to an upstream cluster.",
+            ("envoy_cluster_name", "envoy_response_code"),
+            registry=self.registry,
+        )
+        self.envoy_duration = Histogram(
+            "envoy_cluster_upstream_rq_time",
+            "Upstream request time in milliseconds, as Envoy measures it.",
+            ("envoy_cluster_name",),
+            buckets=ISTIO_DURATION_BUCKETS_MS,
+            registry=self.registry,
+        )
+        self.traefik_duration = Histogram(
+            "traefik_service_request_duration_seconds",
+            "Request duration of a Traefik service.",
+            ("service", "code"),
+            buckets=TRAEFIK_DURATION_BUCKETS_SECONDS,
+            registry=self.registry,
+        )
         self.unroutable = PromCounter(
             "simulator_unroutable_requests",
             "Synthetic requests that reached no ready workload (no route, no Service, or no ready replicas).",
@@ -134,5 +161,14 @@ class Metrics:
             }
             self.nginx_requests.labels(**nginx_labels, status=str(outcome.response_code)).inc()
             self.nginx_latency.labels(**nginx_labels).observe(outcome.latency_ms / 1000.0)
+        for outcome in result.outcomes:
+            code = str(outcome.response_code)
+            if outcome.table_kind == "HTTPProxy":
+                self.envoy_requests.labels(envoy_cluster_name=outcome.destination_tag, envoy_response_code=code).inc()
+                self.envoy_duration.labels(envoy_cluster_name=outcome.destination_tag).observe(outcome.latency_ms)
+            elif outcome.table_kind == "TraefikService":
+                self.traefik_duration.labels(service=outcome.destination_tag, code=code).observe(
+                    outcome.latency_ms / 1000
+                )
         for (namespace, kind, name), count in result.unroutable.items():
             self.unroutable.labels(namespace=namespace, kind=kind, name=name).inc(count)

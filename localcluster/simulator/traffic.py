@@ -1,9 +1,9 @@
 """Synthetic requests pushed through route tables to the workloads behind them.
 
 Two kinds of client send them: users reaching the application through its routing objects (every
-VirtualService, HTTPRoute and main Ingress gets ``rps`` requests a second), and clients calling a Service
-directly, as a load tester would, when the Service asks for it with the annotation
-``simulator.serin.dev/rps`` (how a Canary with no mesh gets its canary analysed).
+VirtualService, HTTPRoute, main Ingress, HTTPProxy and TraefikService gets ``rps`` requests a
+second), and clients calling a Service directly, as a load tester would, when the Service asks
+for it with the annotation ``simulator.serin.dev/rps`` (how a Canary with no mesh gets its canary analysed).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from localcluster.simulator import gatewayapi, istio, nginx
+from localcluster.simulator import contour, gatewayapi, istio, nginx, traefik
 from localcluster.simulator.cluster import CLUSTER_DOMAIN, ClusterIndex, Workload, build_index, resolve_host
 from localcluster.simulator.examples import synthesizable_requests
 from localcluster.simulator.routes import (
@@ -36,6 +36,8 @@ SERVICE_KIND = "Service"
 PARSERS: Mapping[str, Callable[[Mapping[str, Any]], RouteTable]] = {
     istio.KIND: istio.parse_virtual_service,
     gatewayapi.KIND: gatewayapi.parse_http_route,
+    contour.KIND: contour.parse_http_proxy,
+    traefik.KIND: traefik.parse_traefik_service,
 }
 
 
@@ -45,7 +47,10 @@ def route_tables(objects: Iterable[Mapping[str, Any]]) -> list[RouteTable]:
     objects = list(objects)
     tables = [PARSERS[kind](obj) for obj in objects if isinstance(kind := obj.get("kind"), str) and kind in PARSERS]
     tables += nginx.parse_ingresses(obj for obj in objects if obj.get("kind") == nginx.KIND)
-    return sorted(tables, key=lambda table: (table.namespace, table.name, table.kind))
+    # An object that routes nothing itself (a root proxy that only includes others) gets no clients.
+    return sorted(
+        (table for table in tables if table.routes), key=lambda table: (table.namespace, table.name, table.kind)
+    )
 
 
 def direct_clients(services: Iterable[Mapping[str, Any]]) -> list[tuple[RouteTable, float]]:

@@ -72,6 +72,8 @@ RESOURCES: Mapping[str, tuple[str, str]] = {
     "DestinationRule": ("networking.istio.io/v1beta1", "destinationrules"),
     "HTTPRoute": ("gateway.networking.k8s.io/v1", "httproutes"),
     "Ingress": ("networking.k8s.io/v1", "ingresses"),
+    "HTTPProxy": ("projectcontour.io/v1", "httpproxies"),
+    "TraefikService": ("traefik.io/v1alpha1", "traefikservices"),
 }
 
 

@@ -91,8 +91,47 @@ _NGINX = MappingProxyType(
     }
 )
 
+_WINDOW = "[{{ interval }}]"
+# What Envoy reports for the canary's cluster, as Contour names it (``<namespace>_<service>_<port>``).
+_CONTOUR_SELECTOR = 'envoy_cluster_name=~"{{ namespace }}_{{ service }}-canary_[0-9a-zA-Z-]+"'
+_CONTOUR = MappingProxyType(
+    {
+        REQUEST_SUCCESS_RATE: (
+            f'sum(rate(envoy_cluster_upstream_rq{{{_CONTOUR_SELECTOR}, envoy_response_code!~"5.*"}}{_WINDOW}))'
+            " / "
+            f"sum(rate(envoy_cluster_upstream_rq{{{_CONTOUR_SELECTOR}}}[{{{{ interval }}}}]))"
+            " * 100"
+        ),
+        REQUEST_DURATION: (
+            "histogram_quantile(0.99, sum(rate(envoy_cluster_upstream_rq_time_bucket{"
+            f"{_CONTOUR_SELECTOR}"
+            "}[{{ interval }}])) by (le))"
+        ),
+    }
+)
+
+# What Traefik reports for the canary's Kubernetes service (``<namespace>-<name>-<port>@kubernetescrd``).
+# (Flagger names it after ``{{ target }}``; the canary Service is named after the service.)
+_TRAEFIK_SELECTOR = 'service=~"{{ namespace }}-{{ service }}-canary-[0-9a-zA-Z-]+@kubernetescrd"'
+_TRAEFIK_REQUESTS = "traefik_service_request_duration_seconds_bucket"
+_TRAEFIK = MappingProxyType(
+    {
+        REQUEST_SUCCESS_RATE: (
+            f'sum(rate({_TRAEFIK_REQUESTS}{{{_TRAEFIK_SELECTOR}, code!~"5..", le="+Inf"}}[{{{{ interval }}}}]))'
+            " / "
+            f'sum(rate({_TRAEFIK_REQUESTS}{{{_TRAEFIK_SELECTOR}, le="+Inf"}}[{{{{ interval }}}}]))'
+            " * 100"
+        ),
+        REQUEST_DURATION: (
+            f"histogram_quantile(0.99, sum(rate({_TRAEFIK_REQUESTS}{{{_TRAEFIK_SELECTOR}}}{_WINDOW})) by (le)) * 1000"
+        ),
+    }
+)
+
 BUILTIN_QUERIES: Mapping[str, Mapping[str, str]] = MappingProxyType(
     {
+        "contour": _CONTOUR,
+        "traefik": _TRAEFIK,
         "istio": _ISTIO,
         "nginx": _NGINX,
         "gatewayapi:v1": _APPLICATION,

@@ -13,23 +13,31 @@ from collections.abc import Callable
 
 from serin.kube.store import KubeStore
 from serin.ports import Router
+from serin.routers.contour import ContourRouter
 from serin.routers.gatewayapi import GatewayAPIRouter
 from serin.routers.istio import IstioRouter
 from serin.routers.kubernetes import KubernetesRouter
 from serin.routers.nginx import NginxRouter
+from serin.routers.traefik import TraefikRouter
 
 _ROUTERS: dict[str, Callable[[KubeStore], Router]] = {
     "istio": IstioRouter,
     "gatewayapi:v1": GatewayAPIRouter,
     "gatewayapi:v1beta1": GatewayAPIRouter,
     "nginx": NginxRouter,
+    "contour": ContourRouter,
+    "traefik": TraefikRouter,
     "kubernetes": KubernetesRouter,
 }
 
 KNOWN_PROVIDERS = tuple(_ROUTERS)
 # Every kind of routing object a router writes, for the sweep of leftovers.
 ROUTING_KINDS = tuple(
-    dict.fromkeys(kind for router in (IstioRouter, GatewayAPIRouter, NginxRouter) for kind in router.kinds)
+    dict.fromkeys(
+        kind
+        for router in (IstioRouter, GatewayAPIRouter, NginxRouter, ContourRouter, TraefikRouter)
+        for kind in router.kinds
+    )
 )
 
 

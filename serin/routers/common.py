@@ -55,6 +55,15 @@ def merge_match(analysis_match: Sequence[Mapping[str, Any]], service_match: Sequ
     return merged
 
 
+def as_dict(value: Any) -> Obj:
+    """``value`` if it is a dict, else an empty one: stored objects are read without trusting their shape."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 class RoutingObjects:
     """Base of the routers: reads before it writes, so the user's own objects are taken over
     with what they had recorded, and given back."""

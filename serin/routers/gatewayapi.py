@@ -25,7 +25,7 @@ from typing import Any
 
 from serin.model import Canary, Strategy
 from serin.ports import Routes
-from serin.routers.common import Obj, RoutingObjects, merge_match, plain, validate_weights
+from serin.routers.common import Obj, RoutingObjects, as_dict, as_list, merge_match, plain, validate_weights
 from serin.workloads import generated_metadata
 
 GROUP = "gateway.networking.k8s.io"
@@ -173,14 +173,6 @@ def desired_http_route(canary: Canary, primary_weight: int, canary_weight: int) 
     }
 
 
-def _as_dict(value: Any) -> Obj:
-    return value if isinstance(value, dict) else {}
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def routes_of(route: Mapping[str, Any], canary: Canary) -> Routes | None:
     """The split of the first rule that reaches both the primary and the canary; None if none does.
 
@@ -188,10 +180,10 @@ def routes_of(route: Mapping[str, Any], canary: Canary) -> Routes | None:
     split is each backend's share of the rule's total.
     """
     wanted = (primary_backend(canary), canary_backend(canary))
-    for rule in _as_list(_as_dict(route.get("spec")).get("rules")):
+    for rule in as_list(as_dict(route.get("spec")).get("rules")):
         weights: dict[str, int] = {}
-        for ref in _as_list(_as_dict(rule).get("backendRefs")):
-            ref = _as_dict(ref)
+        for ref in as_list(as_dict(rule).get("backendRefs")):
+            ref = as_dict(ref)
             weight = ref.get("weight", 1)
             weights[str(ref.get("name"))] = weight if isinstance(weight, int) and not isinstance(weight, bool) else 1
         if all(name in weights for name in wanted):

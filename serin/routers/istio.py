@@ -27,7 +27,7 @@ from typing import Any
 
 from serin.model import Canary, Strategy
 from serin.ports import Routes
-from serin.routers.common import RoutingObjects, merge_match, plain, validate_weights
+from serin.routers.common import RoutingObjects, as_dict, as_list, merge_match, plain, validate_weights
 from serin.workloads import generated_metadata
 
 API_VERSION = "networking.istio.io/v1beta1"
@@ -125,26 +125,18 @@ def desired_destination_rule(canary: Canary, host: str) -> Obj:
     }
 
 
-def _as_dict(value: Any) -> Obj:
-    return value if isinstance(value, dict) else {}
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def _host_of(entry: Any) -> Any:
-    return _as_dict(_as_dict(entry).get("destination")).get("host")
+    return as_dict(as_dict(entry).get("destination")).get("host")
 
 
 def _weighted_route_indexes(vs: Mapping[str, Any], canary: Canary) -> list[int]:
     """Indexes of the http routes that send traffic to the canary host, in order."""
-    routes = _as_list(_as_dict(vs.get("spec")).get("http"))
+    routes = as_list(as_dict(vs.get("spec")).get("http"))
     target = canary_host(canary)
     return [
         index
         for index, route in enumerate(routes)
-        if any(_host_of(entry) == target for entry in _as_list(_as_dict(route).get("route")))
+        if any(_host_of(entry) == target for entry in as_list(as_dict(route).get("route")))
     ]
 
 
@@ -157,17 +149,17 @@ def routes_of(vs: Mapping[str, Any], canary: Canary) -> Routes | None:
     indexes = _weighted_route_indexes(vs, canary)
     if not indexes:
         return None
-    route = _as_dict(_as_list(_as_dict(vs.get("spec")).get("http"))[indexes[0]])
-    entries = _as_list(route.get("route"))
+    route = as_dict(as_list(as_dict(vs.get("spec")).get("http"))[indexes[0]])
+    entries = as_list(route.get("route"))
     weights = {primary_host(canary): 0, canary_host(canary): 0}
     for entry in entries:
         host = _host_of(entry)
         if host in weights:
-            weight = _as_dict(entry).get("weight")
+            weight = as_dict(entry).get("weight")
             if isinstance(weight, bool) or not isinstance(weight, int):
                 weight = 100 if len(entries) == 1 else 0
             weights[host] = weight
-    mirrored = bool(_as_dict(route.get("mirror")).get("host"))
+    mirrored = bool(as_dict(route.get("mirror")).get("host"))
     return Routes(weights[primary_host(canary)], weights[canary_host(canary)], mirrored=mirrored)
 
 

@@ -225,6 +225,63 @@ def test_nginx_ab_testing_routes_the_header_and_the_cookie(
     assert 0 < by_upstream[f"{namespace}-podinfo-canary-9898"] < by_upstream[""]
 
 
+def weights_of(cluster: ClusterHandle, kind: str, namespace: str) -> list[tuple[str, int]]:
+    """(service, weight) of the Contour HTTPProxy's first route, or of the TraefikService."""
+    spec = cluster.get_json(kind, "podinfo", "-n", namespace)["spec"]
+    services = spec["routes"][0]["services"] if kind == "httpproxy" else spec["weighted"]["services"]
+    return [(service["name"], service.get("weight", 0)) for service in services]
+
+
+@pytest.mark.parametrize(("provider", "kind"), [("contour", "httpproxy"), ("traefik", "traefikservice")])
+def test_contour_and_traefik_promote_a_good_release_and_roll_back_a_bad_one(
+    local_cluster: ClusterHandle,
+    serin_server: SerinServer,
+    tokens: dict[str, str],
+    namespace: str,
+    provider: str,
+    kind: str,
+) -> None:
+    token = tokens["ticker"]
+    start(local_cluster, serin_server, token, namespace, canary(namespace, WEIGHTED, provider=provider))
+    assert weights_of(local_cluster, kind, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
+
+    release(local_cluster, namespace, "6.0.1")
+    tick_until(local_cluster, serin_server, token, namespace, lambda status: status.get("canaryWeight") == 20)
+    assert weights_of(local_cluster, kind, namespace) == [("podinfo-primary", 80), ("podinfo-canary", 20)]
+    drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    assert primary_image(local_cluster, namespace) == "6.0.1"
+
+    release(local_cluster, namespace, "6.0.2", **{"simulator.serin.dev/error-rate": "0.5"})
+    drive(local_cluster, serin_server, token, namespace, "Failed")
+    assert primary_image(local_cluster, namespace) == "6.0.1"
+    assert weights_of(local_cluster, kind, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
+    assert any("advancement success rate" in message for message in events(local_cluster, namespace))
+
+
+def test_contour_ab_testing_routes_each_match(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    analysis = {"interval": "10s", "threshold": 2, "iterations": 3, "match": AB_MATCH, "metrics": METRICS}
+    start(local_cluster, serin_server, token, namespace, canary(namespace, analysis, provider="contour"))
+    release(local_cluster, namespace, "6.0.1")
+    tick_until(local_cluster, serin_server, token, namespace, lambda status: status.get("iterations") == 1)
+    routes = local_cluster.get_json("httpproxy", "podinfo", "-n", namespace)["spec"]["routes"]
+    assert [route["conditions"][1:] for route in routes] == [
+        [{"header": {"name": "x-canary", "exact": "insider"}}],
+        [{"queryParameter": {"name": "canary", "exact": "true"}}],
+        [],
+    ]
+    drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    assert primary_image(local_cluster, namespace) == "6.0.1"
+    served = query(
+        local_cluster.urls["prometheus"],
+        f'sum by (envoy_cluster_name) (envoy_cluster_upstream_rq{{envoy_cluster_name=~"{namespace}_.*"}})',
+    )
+    by_cluster = {sample["metric"]["envoy_cluster_name"]: float(sample["value"][1]) for sample in served}
+    assert 0 < by_cluster[f"{namespace}_podinfo-canary_9898"] < by_cluster[f"{namespace}_podinfo-primary_9898"]
+
+
 def test_without_a_mesh_blue_green_analyses_the_canary_through_its_own_service(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
@@ -304,6 +361,8 @@ ROUTING_OBJECTS = {
     "istio": ["virtualservice.networking.istio.io/podinfo"],
     "gatewayapi:v1": ["httproute.gateway.networking.k8s.io/podinfo"],
     "nginx": ["ingress.networking.k8s.io/podinfo", "ingress.networking.k8s.io/podinfo-canary"],
+    "contour": ["httpproxy.projectcontour.io/podinfo", "httpproxy.projectcontour.io/podinfo-root"],
+    "traefik": ["traefikservice.traefik.io/podinfo"],
     "kubernetes": [],
 }
 
@@ -327,5 +386,6 @@ def test_every_example_is_admitted_and_initialized(
     local_cluster.apply(documents)
     drive(local_cluster, serin_server, tokens["ticker"], namespace, "Initialized")
     provider = next(doc for doc in documents if doc["kind"] == "Canary")["spec"].get("provider", "istio")
-    routing = local_cluster.kubectl("get", "virtualservices,httproutes,ingresses", "-n", namespace, "-o", "name").stdout
+    kinds = "virtualservices,httproutes,ingresses,httpproxies,traefikservices"
+    routing = local_cluster.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout
     assert routing.split() == ROUTING_OBJECTS[provider]

@@ -407,11 +407,42 @@ def test_an_nginx_canary_names_its_ingress() -> None:
     ("changes", "errors"),
     [
         pytest.param(
+            {
+                "spec.provider": "contour",
+                **AB,
+                "spec.analysis.match": [{"headers": {"x": {"prefix": "a"}}, "uri": {"exact": "/"}}],
+            },
+            [
+                ("spec.analysis.match[0].headers.x.prefix", "provider contour matches headers by exact or regex only"),
+                ("spec.analysis.match[0].uri", "provider contour cannot match on it"),
+            ],
+            id="contour-header-matches",
+        ),
+        pytest.param(
+            {"spec.provider": "traefik", **AB, "spec.analysis.match": [{"headers": {"x": {"exact": "a"}}}]},
+            [("spec.analysis.match[0].headers", "provider traefik cannot match on it")],
+            id="traefik-has-no-matches",
+        ),
+    ],
+)
+def test_contour_and_traefik_refuse_what_they_cannot_match(
+    changes: dict[str, Any], errors: list[tuple[str, str]]
+) -> None:
+    with pytest.raises(InvalidCanary) as raised:
+        parse_canary(with_changes(changes))
+    assert [(error.path, error.message) for error in raised.value.errors] == errors
+
+
+@pytest.mark.parametrize(
+    ("changes", "errors"),
+    [
+        pytest.param(
             {"spec.provider": "gatewayapi"},
             [
                 (
                     "spec.provider",
-                    "must be one of istio, gatewayapi:v1, gatewayapi:v1beta1, nginx, kubernetes (got 'gatewayapi')",
+                    "must be one of istio, gatewayapi:v1, gatewayapi:v1beta1, nginx, contour, traefik, kubernetes "
+                    "(got 'gatewayapi')",
                 )
             ],
             id="bare-gatewayapi-is-not-a-version",

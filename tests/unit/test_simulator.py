@@ -524,7 +524,13 @@ def test_malformed_objects_do_not_raise() -> None:
     ]
     result = simulate_tick(garbage, [{}], [{"status": "odd"}], 10, random.Random(0), 0.5)
     assert result.outcomes == ()
-    assert result.total == 60
+    # The objects with at least one route get clients, and none of their requests lands.
+    assert result.unroutable == {
+        ("", "HTTPRoute", ""): 10,
+        ("test", "HTTPRoute", "h"): 10,
+        ("test", "VirtualService", "y"): 10,
+        ("test", "VirtualService", "z"): 10,
+    }
 
 
 # ---------------------------------------------------------------------------

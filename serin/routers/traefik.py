@@ -1,0 +1,82 @@
+"""The Traefik router: a TraefikService that splits a Canary's traffic by weighted round robin.
+
+For a Canary whose service is named ``podinfo`` it owns the TraefikService ``podinfo``
+(``traefik.io/v1alpha1``, the group Traefik v2.10+ and v3 serve; Flagger 1.36 still writes the
+older ``traefik.containo.us``) whose ``weighted.services`` are ``podinfo-primary`` and
+``podinfo-canary`` with their weights, both always present. The user's IngressRoute routes to it
+by name (``kind: TraefikService``). Traefik has no match to route a part of the traffic by, so only
+weighted canaries and blue/green are possible; admission refuses A/B testing for this provider
+(Flagger would send all the traffic to the canary).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from serin.model import Canary
+from serin.ports import Routes
+from serin.routers.common import Obj, RoutingObjects, as_dict, as_list, validate_weights
+from serin.workloads import generated_metadata
+
+KIND = "TraefikService"
+API_VERSION = "traefik.io/v1alpha1"
+
+
+def _backends(canary: Canary) -> tuple[str, str]:
+    return f"{canary.service.name}-primary", f"{canary.service.name}-canary"
+
+
+def desired_traefik_service(canary: Canary, primary_weight: int, canary_weight: int) -> Obj:
+    validate_weights(primary_weight, canary_weight)
+    primary, canary_name = _backends(canary)
+    service = canary.service
+    services = [
+        {"name": name, "namespace": canary.namespace, "port": service.port, "weight": weight}
+        for name, weight in ((primary, primary_weight), (canary_name, canary_weight))
+    ]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": generated_metadata(canary, service.name, service.apex.labels, service.apex.annotations),
+        "spec": {"weighted": {"services": services}},
+    }
+
+
+def routes_of(traefik_service: Mapping[str, Any], canary: Canary) -> Routes | None:
+    """The split of ``weighted.services`` (an entry without a weight has Traefik's default, 1)."""
+    entries = as_list(as_dict(as_dict(traefik_service.get("spec")).get("weighted")).get("services"))
+    weights: dict[Any, int] = {}
+    for entry in map(as_dict, entries):
+        weight = entry.get("weight", 1)
+        weights[entry.get("name")] = weight if isinstance(weight, int) and not isinstance(weight, bool) else 1
+    primary, canary_name = _backends(canary)
+    if primary not in weights and canary_name not in weights:
+        return None
+    total = weights.get(primary, 0) + weights.get(canary_name, 0)
+    if total <= 0:
+        return Routes(0, 0)
+    canary_share = round(100 * weights.get(canary_name, 0) / total)
+    return Routes(100 - canary_share, canary_share)
+
+
+class TraefikRouter(RoutingObjects):
+    """Writes the TraefikService of Canaries through Serin's access layer."""
+
+    shifts_traffic = True
+    kinds: tuple[str, ...] = (KIND,)
+
+    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0)) -> None:
+        self.set_routes(canary, *split)
+
+    def get_routes(self, canary: Canary) -> Routes | None:
+        stored = self._store.get(KIND, canary.namespace, canary.service.name)
+        return None if stored is None else routes_of(stored, canary)
+
+    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int) -> None:
+        self._write(desired_traefik_service(canary, primary_weight, canary_weight))
+
+    def finalize(self, canary: Canary) -> None:
+        stored = self._give_back(KIND, canary.namespace, canary.service.name)
+        if stored is not None and routes_of(stored, canary) is not None:
+            self.set_routes(canary, 100, 0)
