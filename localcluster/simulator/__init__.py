@@ -16,8 +16,9 @@ How each version behaves comes from its Deployment's pod template annotations:
 
 Modules: ``routes`` (the data plane's model: route tables, matching, weighted choice), ``istio``,
 ``gatewayapi``, ``nginx``, ``contour`` and ``traefik`` (reading each API into that model, as its
-data plane routes), ``examples`` (requests that satisfy a match, for A/B routes), ``cluster`` (Services, Deployments, behaviour), ``traffic``
-(the simulation), ``export`` (metrics), ``cli`` (the process: list, simulate, serve /metrics).
+data plane routes), ``examples`` (requests that satisfy a match, for A/B routes), ``cluster``
+(Services, Deployments, behaviour), ``traffic`` (the simulation), ``export`` (metrics), ``cli``
+(the process: list, simulate, serve /metrics).
 
 It does not: send real HTTP, read DestinationRules (subsets are ignored; a host's endpoints are
 every ready pod its Service selects), apply filters, retries, timeouts, fault injection, mirroring
