@@ -54,9 +54,11 @@ def router_for(provider: str, store: KubeStore) -> Router:
 __all__ = [
     "KNOWN_PROVIDERS",
     "ROUTING_KINDS",
+    "ContourRouter",
     "GatewayAPIRouter",
     "IstioRouter",
     "KubernetesRouter",
     "NginxRouter",
+    "TraefikRouter",
     "router_for",
 ]
