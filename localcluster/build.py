@@ -277,9 +277,15 @@ def build_flagger(cache: Path | None = None, version: str = FLAGGER_VERSION) -> 
     return binary
 
 
+# CRDs written here, for APIs whose project's module is not on the Go module proxy.
+LOCAL_CRDS = Path(__file__).resolve().parent / "crds"
+
+
 def routing_crds_dir(cache: Path) -> Path:
-    """Named after the versions, and a digest of the whole list so that a file added is fetched."""
-    digest = hashlib.sha256(repr(ROUTING_CRD_SOURCES).encode()).hexdigest()[:8]
+    """Named after the versions, and a digest of the whole list (and of the CRDs written here) so
+    that a file added or changed is fetched again."""
+    hashed = repr(ROUTING_CRD_SOURCES) + "".join(path.read_text() for path in sorted(LOCAL_CRDS.glob("*.yaml")))
+    digest = hashlib.sha256(hashed.encode()).hexdigest()[:8]
     versions = "_".join(f"{name}-{version}" for name, _, version, _ in ROUTING_CRD_SOURCES)
     return cache / "crds" / f"{versions}_{digest}"
 
@@ -315,6 +321,7 @@ def fetch_routing_crds(cache: Path) -> Path:
             if not found:
                 raise BuildError(f"{module} {version} has no {pattern}")
             sources += found
+    sources += sorted(LOCAL_CRDS.glob("*.yaml"))
     documents = [document for source in sources for document in _custom_resource_definitions(source.read_text())]
     (tmp / "crds.yaml").write_text("---\n" + "\n---\n".join(documents) + "\n")
     _finish(tmp, final)

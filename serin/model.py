@@ -125,6 +125,8 @@ PROVIDERS: Mapping[str, ProviderTraits] = {
         match_fields={},
         unused_service_fields=_NO_ROUTE_FIELDS,
     ),
+    # Linkerd: an SMI TrafficSplit of the apex Service, nothing to match requests by.
+    "linkerd": ProviderTraits(weights=True, match_fields={}, unused_service_fields=_NO_ROUTE_FIELDS),
     # No mesh: the Services only. Blue/green, the analysis reaching the canary through its Service.
     "kubernetes": ProviderTraits(weights=False, match_fields={}, unused_service_fields=_NO_ROUTE_FIELDS),
 }

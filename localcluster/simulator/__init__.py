@@ -1,10 +1,10 @@
 """Plays the data planes of the local test cluster: Istio's sidecars, a Gateway API gateway, the
-NGINX ingress controller, Contour's Envoy and Traefik.
+NGINX ingress controller, Contour's Envoy, Traefik and Linkerd's proxies.
 
 The local cluster runs a real kube-apiserver with fake nodes: pods run no containers, so nothing
 serves requests and nothing reports telemetry. This package stands in for the data plane, and only
 for that. On every refresh it lists the routing objects (Istio VirtualServices, Gateway API
-HTTPRoutes, Ingresses, Contour HTTPProxies, TraefikServices), Services and Deployments, pushes a
+HTTPRoutes, Ingresses, Contour HTTPProxies, TraefikServices, SMI TrafficSplits), Services and Deployments, pushes a
 synthetic request stream through each routing object as its data plane would (which route a
 request takes, then a destination by weight), and exports the metrics those data planes and the
 application report (``export``).
@@ -15,7 +15,7 @@ How each version behaves comes from its Deployment's pod template annotations:
 ``simulator.serin.dev/rps`` is also called directly, as by a load tester (``traffic``).
 
 Modules: ``routes`` (the data plane's model: route tables, matching, weighted choice), ``istio``,
-``gatewayapi``, ``nginx``, ``contour`` and ``traefik`` (reading each API into that model, as its
+``gatewayapi``, ``nginx``, ``contour``, ``traefik`` and ``linkerd`` (reading each API into that model, as its
 data plane routes), ``examples`` (requests that satisfy a match, for A/B routes), ``cluster``
 (Services, Deployments, behaviour), ``traffic`` (the simulation), ``export`` (metrics), ``cli``
 (the process: list, simulate, serve /metrics).

@@ -18,7 +18,7 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
-from localcluster.simulator import contour, gatewayapi, istio, nginx, traefik
+from localcluster.simulator import contour, gatewayapi, istio, linkerd, nginx, traefik
 from localcluster.simulator.export import Metrics
 from localcluster.simulator.routes import as_mapping, as_sequence
 from localcluster.simulator.traffic import simulate_tick
@@ -33,6 +33,7 @@ ROUTING_APIS = (
     (nginx.GROUP, nginx.VERSION, nginx.PLURAL, nginx.KIND),
     (contour.GROUP, contour.VERSION, contour.PLURAL, contour.KIND),
     (traefik.GROUP, traefik.VERSION, traefik.PLURAL, traefik.KIND),
+    (linkerd.GROUP, linkerd.VERSION, linkerd.PLURAL, linkerd.KIND),
 )
 
 
@@ -204,7 +205,7 @@ def is_loopback(host: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m localcluster.simulator",
-        description="Play the local cluster's data planes (Istio, Gateway API, NGINX, Contour, Traefik).",
+        description="Play the local cluster's data planes (Istio, Linkerd, Gateway API, NGINX, Contour, Traefik).",
     )
     parser.add_argument("--kubeconfig", required=True, help="kubeconfig of the local cluster")
     parser.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT for /metrics (port 0 picks a free one)")

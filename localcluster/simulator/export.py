@@ -2,6 +2,8 @@
 
 * Istio's destination-side sidecar metrics, ``istio_requests_total`` and
   ``istio_request_duration_milliseconds``, for every request (every pod is in the mesh);
+* Linkerd's inbound ``response_total`` and ``response_latency_ms`` for every request (every pod is
+  meshed by Linkerd too);
 * the application's own ``http_request_duration_seconds`` histogram, labelled as Prometheus's
   Kubernetes pod discovery labels it (``kubernetes_namespace``, ``kubernetes_pod_name``) with the
   response ``status``, for every request (the application is instrumented, as podinfo is);
@@ -45,6 +47,33 @@ ISTIO_DURATION_BUCKETS_MS: tuple[float, ...] = (
     3600000,
 )
 
+LINKERD_LABELS: tuple[str, ...] = ("namespace", "deployment", "direction", "classification", "status_code")
+# Linkerd's proxy buckets.
+LINKERD_LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    10,
+    20,
+    30,
+    40,
+    50,
+    100,
+    200,
+    300,
+    400,
+    500,
+    1000,
+    2000,
+    3000,
+    4000,
+    5000,
+    10000,
+    20000,
+    30000,
+)
 # Traefik's default buckets.
 TRAEFIK_DURATION_BUCKETS_SECONDS: tuple[float, ...] = (0.1, 0.3, 1.2, 5.0)
 NGINX_LABELS: tuple[str, ...] = ("namespace", "ingress", "service", "canary", "status")
@@ -123,6 +152,16 @@ class Metrics:
             buckets=TRAEFIK_DURATION_BUCKETS_SECONDS,
             registry=self.registry,
         )
+        self.linkerd_responses = PromCounter(
+            "response", "Responses a Linkerd proxy saw.", LINKERD_LABELS, registry=self.registry
+        )
+        self.linkerd_latency = Histogram(
+            "response_latency_ms",
+            "Response latency a Linkerd proxy saw, in milliseconds.",
+            LINKERD_LABELS[:3],
+            buckets=LINKERD_LATENCY_BUCKETS_MS,
+            registry=self.registry,
+        )
         self.unroutable = PromCounter(
             "simulator_unroutable_requests",
             "Synthetic requests that reached no ready workload (no route, no Service, or no ready replicas).",
@@ -163,6 +202,10 @@ class Metrics:
             self.nginx_latency.labels(**nginx_labels).observe(outcome.latency_ms / 1000.0)
         for outcome in result.outcomes:
             code = str(outcome.response_code)
+            inbound = {"namespace": outcome.workload_namespace, "deployment": outcome.workload, "direction": "inbound"}
+            classification = "failure" if outcome.response_code >= 500 else "success"
+            self.linkerd_responses.labels(**inbound, classification=classification, status_code=code).inc()
+            self.linkerd_latency.labels(**inbound).observe(outcome.latency_ms)
             if outcome.table_kind == "HTTPProxy":
                 self.envoy_requests.labels(envoy_cluster_name=outcome.destination_tag, envoy_response_code=code).inc()
                 self.envoy_duration.labels(envoy_cluster_name=outcome.destination_tag).observe(outcome.latency_ms)

@@ -1,7 +1,7 @@
 """Synthetic requests pushed through route tables to the workloads behind them.
 
 Two kinds of client send them: users reaching the application through its routing objects (every
-VirtualService, HTTPRoute, main Ingress, HTTPProxy and TraefikService gets ``rps`` requests a
+VirtualService, HTTPRoute, main Ingress, HTTPProxy, TraefikService and TrafficSplit gets ``rps`` requests a
 second), and clients calling a Service directly, as a load tester would, when the Service asks
 for it with the annotation ``simulator.serin.dev/rps`` (how a Canary with no mesh gets its canary analysed).
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from localcluster.simulator import contour, gatewayapi, istio, nginx, traefik
+from localcluster.simulator import contour, gatewayapi, istio, linkerd, nginx, traefik
 from localcluster.simulator.cluster import CLUSTER_DOMAIN, ClusterIndex, Workload, build_index, resolve_host
 from localcluster.simulator.examples import synthesizable_requests
 from localcluster.simulator.routes import (
@@ -38,6 +38,7 @@ PARSERS: Mapping[str, Callable[[Mapping[str, Any]], RouteTable]] = {
     gatewayapi.KIND: gatewayapi.parse_http_route,
     contour.KIND: contour.parse_http_proxy,
     traefik.KIND: traefik.parse_traefik_service,
+    linkerd.KIND: linkerd.parse_traffic_split,
 }
 
 

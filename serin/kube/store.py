@@ -74,6 +74,7 @@ RESOURCES: Mapping[str, tuple[str, str]] = {
     "Ingress": ("networking.k8s.io/v1", "ingresses"),
     "HTTPProxy": ("projectcontour.io/v1", "httpproxies"),
     "TraefikService": ("traefik.io/v1alpha1", "traefikservices"),
+    "TrafficSplit": ("split.smi-spec.io/v1alpha1", "trafficsplits"),
 }
 
 

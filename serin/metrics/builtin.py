@@ -128,8 +128,25 @@ _TRAEFIK = MappingProxyType(
     }
 )
 
+# What Linkerd's proxies report for inbound requests to the target's pods.
+_LINKERD_SELECTOR = 'namespace="{{ namespace }}", deployment=~"{{ target }}", direction="inbound"'
+_LINKERD = MappingProxyType(
+    {
+        REQUEST_SUCCESS_RATE: (
+            f'sum(rate(response_total{{{_LINKERD_SELECTOR}, classification!="failure"}}{_WINDOW}))'
+            " / "
+            f"sum(rate(response_total{{{_LINKERD_SELECTOR}}}{_WINDOW}))"
+            " * 100"
+        ),
+        REQUEST_DURATION: (
+            f"histogram_quantile(0.99, sum(rate(response_latency_ms_bucket{{{_LINKERD_SELECTOR}}}{_WINDOW})) by (le))"
+        ),
+    }
+)
+
 BUILTIN_QUERIES: Mapping[str, Mapping[str, str]] = MappingProxyType(
     {
+        "linkerd": _LINKERD,
         "contour": _CONTOUR,
         "traefik": _TRAEFIK,
         "istio": _ISTIO,

@@ -17,6 +17,7 @@ from serin.routers.contour import ContourRouter
 from serin.routers.gatewayapi import GatewayAPIRouter
 from serin.routers.istio import IstioRouter
 from serin.routers.kubernetes import KubernetesRouter
+from serin.routers.linkerd import LinkerdRouter
 from serin.routers.nginx import NginxRouter
 from serin.routers.traefik import TraefikRouter
 
@@ -27,6 +28,7 @@ _ROUTERS: dict[str, Callable[[KubeStore], Router]] = {
     "nginx": NginxRouter,
     "contour": ContourRouter,
     "traefik": TraefikRouter,
+    "linkerd": LinkerdRouter,
     "kubernetes": KubernetesRouter,
 }
 
@@ -35,7 +37,7 @@ KNOWN_PROVIDERS = tuple(_ROUTERS)
 ROUTING_KINDS = tuple(
     dict.fromkeys(
         kind
-        for router in (IstioRouter, GatewayAPIRouter, NginxRouter, ContourRouter, TraefikRouter)
+        for router in (IstioRouter, GatewayAPIRouter, NginxRouter, ContourRouter, TraefikRouter, LinkerdRouter)
         for kind in router.kinds
     )
 )
@@ -58,6 +60,7 @@ __all__ = [
     "GatewayAPIRouter",
     "IstioRouter",
     "KubernetesRouter",
+    "LinkerdRouter",
     "NginxRouter",
     "TraefikRouter",
     "router_for",

@@ -226,14 +226,21 @@ def test_nginx_ab_testing_routes_the_header_and_the_cookie(
 
 
 def weights_of(cluster: ClusterHandle, kind: str, namespace: str) -> list[tuple[str, int]]:
-    """(service, weight) of the Contour HTTPProxy's first route, or of the TraefikService."""
+    """(service, weight) of the primary then the canary: in the Contour HTTPProxy's first route,
+    the TraefikService or the TrafficSplit."""
     spec = cluster.get_json(kind, "podinfo", "-n", namespace)["spec"]
-    services = spec["routes"][0]["services"] if kind == "httpproxy" else spec["weighted"]["services"]
-    return [(service["name"], service.get("weight", 0)) for service in services]
+    if kind == "trafficsplit":
+        weights = {backend["service"]: int(backend["weight"]) for backend in spec["backends"]}
+    else:
+        services = spec["routes"][0]["services"] if kind == "httpproxy" else spec["weighted"]["services"]
+        weights = {service["name"]: service.get("weight", 0) for service in services}
+    return [(name, weights[name]) for name in ("podinfo-primary", "podinfo-canary")]
 
 
-@pytest.mark.parametrize(("provider", "kind"), [("contour", "httpproxy"), ("traefik", "traefikservice")])
-def test_contour_and_traefik_promote_a_good_release_and_roll_back_a_bad_one(
+@pytest.mark.parametrize(
+    ("provider", "kind"), [("contour", "httpproxy"), ("traefik", "traefikservice"), ("linkerd", "trafficsplit")]
+)
+def test_contour_traefik_and_linkerd_promote_a_good_release_and_roll_back_a_bad_one(
     local_cluster: ClusterHandle,
     serin_server: SerinServer,
     tokens: dict[str, str],
@@ -363,6 +370,7 @@ ROUTING_OBJECTS = {
     "nginx": ["ingress.networking.k8s.io/podinfo", "ingress.networking.k8s.io/podinfo-canary"],
     "contour": ["httpproxy.projectcontour.io/podinfo", "httpproxy.projectcontour.io/podinfo-root"],
     "traefik": ["traefikservice.traefik.io/podinfo"],
+    "linkerd": ["trafficsplit.split.smi-spec.io/podinfo"],
     "kubernetes": [],
 }
 
@@ -386,6 +394,6 @@ def test_every_example_is_admitted_and_initialized(
     local_cluster.apply(documents)
     drive(local_cluster, serin_server, tokens["ticker"], namespace, "Initialized")
     provider = next(doc for doc in documents if doc["kind"] == "Canary")["spec"].get("provider", "istio")
-    kinds = "virtualservices,httproutes,ingresses,httpproxies,traefikservices"
+    kinds = "virtualservices,httproutes,ingresses,httpproxies,traefikservices,trafficsplits"
     routing = local_cluster.kubectl("get", kinds, "-n", namespace, "-o", "name").stdout
     assert routing.split() == ROUTING_OBJECTS[provider]

@@ -430,7 +430,7 @@ def test_router_for() -> None:
     assert set(KNOWN_PROVIDERS) == set(model.KNOWN_PROVIDERS)
     assert isinstance(router_for("istio", FakeStore()), IstioRouter)
     with pytest.raises(ValueError, match="known providers: istio"):
-        router_for("linkerd", FakeStore())
+        router_for("osm", FakeStore())
 
 
 def test_reconcile_reads_then_writes_every_object_whole() -> None:

@@ -166,7 +166,7 @@ def test_custom_and_template_queries(raw: dict[str, Any], template_query: str | 
             "variables.absent",
             id="template-variable-missing",
         ),
-        pytest.param({"name": "request-success-rate"}, None, "linkerd", "provider 'linkerd'", id="unknown-provider"),
+        pytest.param({"name": "request-success-rate"}, None, "osm", "provider 'osm'", id="unknown-provider"),
     ],
 )
 def test_query_for_errors(raw: dict[str, Any], template_query: str | None, provider: str, message: str) -> None:

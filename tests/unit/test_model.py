@@ -441,8 +441,8 @@ def test_contour_and_traefik_refuse_what_they_cannot_match(
             [
                 (
                     "spec.provider",
-                    "must be one of istio, gatewayapi:v1, gatewayapi:v1beta1, nginx, contour, traefik, kubernetes "
-                    "(got 'gatewayapi')",
+                    "must be one of istio, gatewayapi:v1, gatewayapi:v1beta1, nginx, contour, traefik, linkerd, "
+                    "kubernetes (got 'gatewayapi')",
                 )
             ],
             id="bare-gatewayapi-is-not-a-version",

@@ -1,4 +1,4 @@
-"""The Contour and Traefik routers: their objects, read back, and routed as each proxy would."""
+"""The Contour, Traefik and Linkerd routers: their objects, read back, and routed as each proxy would."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from typing import Any
 import pytest
 
 from localcluster.simulator.contour import parse_http_proxy
+from localcluster.simulator.linkerd import parse_traffic_split
 from localcluster.simulator.routes import SyntheticRequest, choose_destination, select_route
 from localcluster.simulator.traefik import parse_traefik_service
 from serin.model import Canary, parse_canary
 from serin.ports import Routes
-from serin.routers import ContourRouter, TraefikRouter, router_for
+from serin.routers import ContourRouter, LinkerdRouter, TraefikRouter, router_for
 from serin.routers.contour import desired_http_proxy
 from serin.routers.contour import routes_of as proxy_routes
+from serin.routers.linkerd import desired_traffic_split
+from serin.routers.linkerd import routes_of as linkerd_routes
 from serin.routers.traefik import desired_traefik_service
 from serin.routers.traefik import routes_of as traefik_routes
 from tests.unit.fake_store import FakeStore
@@ -148,7 +151,11 @@ def test_traefik_balances_by_weight() -> None:
 
 @pytest.mark.parametrize(
     ("provider", "router", "kind"),
-    [("contour", ContourRouter, "HTTPProxy"), ("traefik", TraefikRouter, "TraefikService")],
+    [
+        ("contour", ContourRouter, "HTTPProxy"),
+        ("traefik", TraefikRouter, "TraefikService"),
+        ("linkerd", LinkerdRouter, "TrafficSplit"),
+    ],
 )
 def test_routers_read_then_write_and_give_back(provider: str, router: type, kind: str) -> None:
     store = FakeStore()
@@ -159,3 +166,26 @@ def test_routers_read_then_write_and_give_back(provider: str, router: type, kind
     assert made.get_routes(canary(provider)) == Routes(70, 30)
     made.finalize(canary(provider))
     assert made.get_routes(canary(provider)) == Routes(100, 0)
+
+
+def test_linkerd_traffic_split_splits_the_apex_service() -> None:
+    split = desired_traffic_split(canary("linkerd"), 70, 30)
+    assert (split["apiVersion"], split["kind"], split["metadata"]["name"]) == (
+        "split.smi-spec.io/v1alpha1",
+        "TrafficSplit",
+        "podinfo",
+    )
+    assert split["spec"] == {
+        "service": "podinfo",
+        "backends": [{"service": "podinfo-canary", "weight": 30}, {"service": "podinfo-primary", "weight": 70}],
+    }
+    assert linkerd_routes(split, canary("linkerd")) == Routes(70, 30)
+    # Flagger writes the weights as quantities.
+    flaggers = {
+        "spec": {
+            "backends": [{"service": "podinfo-canary", "weight": "0"}, {"service": "podinfo-primary", "weight": "100"}]
+        }
+    }
+    assert linkerd_routes(flaggers, canary("linkerd")) == Routes(100, 0)
+    (route,) = parse_traffic_split(split).routes
+    assert [(d.host, d.weight) for d in route.destinations] == [("podinfo-canary", 30), ("podinfo-primary", 70)]
