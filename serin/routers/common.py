@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from serin.kube.store import KubeStore
+from serin.model import Canary
+from serin.ports import Routes
 from serin.workloads import given_back, taking_over
 
 Obj = dict[str, Any]
@@ -88,3 +90,56 @@ class RoutingObjects:
             return stored
         self._store.apply(body)
         return None
+
+
+def shares(weights: Mapping[Any, int], primary: str, canary: str) -> Routes | None:
+    """The primary's and the canary's percent of their total weight (a proxy balancing by
+    relative weights); None when neither is there."""
+    if primary not in weights and canary not in weights:
+        return None
+    total = weights.get(primary, 0) + weights.get(canary, 0)
+    if total <= 0:
+        return Routes(0, 0)
+    canary_share = round(100 * weights.get(canary, 0) / total)
+    return Routes(100 - canary_share, canary_share)
+
+
+class OneObjectRouter(RoutingObjects):
+    """A router whose split is one object named after the Canary's service: the subclass says how
+    to build it (``desired``) and how to read the split back (``split_of``)."""
+
+    shifts_traffic = True
+    kind: str
+    kinds: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.kinds = (cls.kind,)
+
+    def api_version(self, canary: Canary) -> str | None:
+        """The version to read the object in (None: the one ``serin.kube.store`` knows)."""
+        return None
+
+    def desired(self, canary: Canary, primary_weight: int, canary_weight: int) -> Obj:
+        raise NotImplementedError
+
+    def split_of(self, stored: Mapping[str, Any], canary: Canary) -> Routes | None:
+        raise NotImplementedError
+
+    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0)) -> None:
+        self.set_routes(canary, *split)
+
+    def get_routes(self, canary: Canary) -> Routes | None:
+        stored = self._store.get(self.kind, canary.namespace, canary.service.name, self.api_version(canary))
+        return None if stored is None else self.split_of(stored, canary)
+
+    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int) -> None:
+        """The whole object with this split; it is created when missing."""
+        self._write(self.desired(canary, primary_weight, canary_weight))
+
+    def finalize(self, canary: Canary) -> None:
+        """Give back an object that was the user's; route all traffic of Serin's own (which the
+        garbage collector removes with the Canary) to the primary."""
+        stored = self._give_back(self.kind, canary.namespace, canary.service.name, self.api_version(canary))
+        if stored is not None and self.split_of(stored, canary) is not None:
+            self.set_routes(canary, 100, 0)

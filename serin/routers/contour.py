@@ -22,7 +22,7 @@ from typing import Any
 
 from serin.model import Canary, Strategy
 from serin.ports import Routes
-from serin.routers.common import Obj, RoutingObjects, as_dict, as_list, plain, validate_weights
+from serin.routers.common import Obj, OneObjectRouter, as_dict, as_list, plain, validate_weights
 from serin.workloads import generated_metadata
 
 KIND = "HTTPProxy"
@@ -117,23 +117,13 @@ def routes_of(proxy: Mapping[str, Any], canary: Canary) -> Routes | None:
     return None
 
 
-class ContourRouter(RoutingObjects):
+class ContourRouter(OneObjectRouter):
     """Writes the HTTPProxy of Canaries through Serin's access layer."""
 
-    shifts_traffic = True
-    kinds: tuple[str, ...] = (KIND,)
+    kind = KIND
 
-    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0)) -> None:
-        self.set_routes(canary, *split)
+    def desired(self, canary: Canary, primary_weight: int, canary_weight: int) -> Obj:
+        return desired_http_proxy(canary, primary_weight, canary_weight)
 
-    def get_routes(self, canary: Canary) -> Routes | None:
-        stored = self._store.get(KIND, canary.namespace, canary.service.name)
-        return None if stored is None else routes_of(stored, canary)
-
-    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int) -> None:
-        self._write(desired_http_proxy(canary, primary_weight, canary_weight))
-
-    def finalize(self, canary: Canary) -> None:
-        stored = self._give_back(KIND, canary.namespace, canary.service.name)
-        if stored is not None and routes_of(stored, canary) is not None:
-            self.set_routes(canary, 100, 0)
+    def split_of(self, stored: Mapping[str, Any], canary: Canary) -> Routes | None:
+        return routes_of(stored, canary)

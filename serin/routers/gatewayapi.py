@@ -25,7 +25,7 @@ from typing import Any
 
 from serin.model import Canary, Strategy
 from serin.ports import Routes
-from serin.routers.common import Obj, RoutingObjects, as_dict, as_list, merge_match, plain, validate_weights
+from serin.routers.common import Obj, OneObjectRouter, as_dict, as_list, merge_match, plain, validate_weights
 from serin.workloads import generated_metadata
 
 GROUP = "gateway.networking.k8s.io"
@@ -196,26 +196,16 @@ def routes_of(route: Mapping[str, Any], canary: Canary) -> Routes | None:
     return None
 
 
-class GatewayAPIRouter(RoutingObjects):
+class GatewayAPIRouter(OneObjectRouter):
     """Writes the HTTPRoute of Canaries through Serin's access layer."""
 
-    shifts_traffic = True
-    kinds: tuple[str, ...] = (KIND,)
+    kind = KIND
 
-    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0)) -> None:
-        self.set_routes(canary, *split)
+    def api_version(self, canary: Canary) -> str:
+        return API_VERSIONS[canary.provider]
 
-    def get_routes(self, canary: Canary) -> Routes | None:
-        stored = self._store.get(KIND, canary.namespace, canary.service.name, API_VERSIONS[canary.provider])
-        return None if stored is None else routes_of(stored, canary)
+    def desired(self, canary: Canary, primary_weight: int, canary_weight: int) -> Obj:
+        return desired_http_route(canary, primary_weight, canary_weight)
 
-    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int) -> None:
-        """The whole HTTPRoute with this split; it is created when missing."""
-        self._write(desired_http_route(canary, primary_weight, canary_weight))
-
-    def finalize(self, canary: Canary) -> None:
-        """Give back an HTTPRoute that was the user's; route all traffic of Serin's own (which the
-        garbage collector removes with the Canary) to the primary."""
-        stored = self._give_back(KIND, canary.namespace, canary.service.name, API_VERSIONS[canary.provider])
-        if stored is not None and routes_of(stored, canary) is not None:
-            self.set_routes(canary, 100, 0)
+    def split_of(self, stored: Mapping[str, Any], canary: Canary) -> Routes | None:
+        return routes_of(stored, canary)

@@ -15,7 +15,7 @@ from typing import Any
 
 from serin.model import Canary
 from serin.ports import Routes
-from serin.routers.common import Obj, RoutingObjects, as_dict, as_list, validate_weights
+from serin.routers.common import Obj, OneObjectRouter, as_dict, as_list, shares, validate_weights
 from serin.workloads import generated_metadata
 
 KIND = "TrafficSplit"
@@ -63,33 +63,16 @@ def routes_of(split: Mapping[str, Any], canary: Canary) -> Routes | None:
         backend.get("service"): _weight(backend.get("weight"))
         for backend in map(as_dict, as_list(as_dict(split.get("spec")).get("backends")))
     }
-    primary, canary_name = _backends(canary)
-    if primary not in weights and canary_name not in weights:
-        return None
-    total = weights.get(primary, 0) + weights.get(canary_name, 0)
-    if total <= 0:
-        return Routes(0, 0)
-    canary_share = round(100 * weights.get(canary_name, 0) / total)
-    return Routes(100 - canary_share, canary_share)
+    return shares(weights, *_backends(canary))
 
 
-class LinkerdRouter(RoutingObjects):
+class LinkerdRouter(OneObjectRouter):
     """Writes the TrafficSplit of Canaries through Serin's access layer."""
 
-    shifts_traffic = True
-    kinds: tuple[str, ...] = (KIND,)
+    kind = KIND
 
-    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0)) -> None:
-        self.set_routes(canary, *split)
+    def desired(self, canary: Canary, primary_weight: int, canary_weight: int) -> Obj:
+        return desired_traffic_split(canary, primary_weight, canary_weight)
 
-    def get_routes(self, canary: Canary) -> Routes | None:
-        stored = self._store.get(KIND, canary.namespace, canary.service.name)
-        return None if stored is None else routes_of(stored, canary)
-
-    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int) -> None:
-        self._write(desired_traffic_split(canary, primary_weight, canary_weight))
-
-    def finalize(self, canary: Canary) -> None:
-        stored = self._give_back(KIND, canary.namespace, canary.service.name)
-        if stored is not None and routes_of(stored, canary) is not None:
-            self.set_routes(canary, 100, 0)
+    def split_of(self, stored: Mapping[str, Any], canary: Canary) -> Routes | None:
+        return routes_of(stored, canary)
