@@ -815,6 +815,8 @@ def _check_provider(
         reader.error("spec.ingressRef", f"provider {provider} needs the Ingress to make the canary's from")
     if not traits.ingress_ref and ingress_ref is not None:
         reader.error("spec.ingressRef", f"only the nginx provider uses it (provider is {provider})")
+    if provider == "istio" and (service.app_protocol or "").lower() == "tcp":
+        _check_tcp(reader, raw_service, raw_analysis)
     if traits.one_header_and_cookie:
         _check_one_header_and_cookie(reader, provider, raw_analysis.get("match"))
     if not traits.weights:
@@ -832,6 +834,24 @@ def _check_provider(
         for index, condition in enumerate(conditions if isinstance(conditions, Sequence) else ()):
             if isinstance(condition, Mapping):
                 _check_match(reader, provider, traits, condition, f"{where}[{index}]")
+
+
+# What a TCP route has: destinations and a port to match connections by.
+_HTTP_ONLY_SERVICE_FIELDS = ("rewrite", "retries", "headers", "corsPolicy", "timeout")
+
+
+def _check_tcp(reader: _Reader, raw_service: Mapping[str, Any], raw_analysis: Mapping[str, Any]) -> None:
+    """``appProtocol: tcp`` routes connections: nothing of an HTTP request can be matched or changed."""
+    why = "appProtocol tcp routes connections, not HTTP requests"
+    for key in _HTTP_ONLY_SERVICE_FIELDS:
+        if _is_set(raw_service.get(key)):
+            reader.error(f"spec.service.{key}", f"{why}; remove it")
+    for index, condition in enumerate(raw_service.get("match") or ()):
+        for key in condition if isinstance(condition, Mapping) else ():
+            if key != "port":
+                reader.error(f"spec.service.match[{index}].{key}", f"{why}: only port can be matched")
+    if _is_set(raw_analysis.get("match")):
+        reader.error("spec.analysis.match", f"{why}: A/B testing is not possible")
 
 
 def _check_one_header_and_cookie(reader: _Reader, provider: str, match: Any) -> None:

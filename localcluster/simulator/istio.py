@@ -115,6 +115,11 @@ def parse_virtual_service(obj: Mapping[str, Any]) -> RouteTable:
                 destinations=_parse_destinations(route.get("route")),
             )
         )
+    # TCP routes carry connections; every connection here is to the service's port, so a port
+    # match always holds.
+    for index, raw_route in enumerate(as_sequence(spec.get("tcp"))):
+        route = as_mapping(raw_route)
+        routes.append(HttpRoute(name=f"tcp[{index}]", matches=(), destinations=_parse_destinations(route.get("route"))))
     return RouteTable(
         kind=KIND,
         name=str(metadata.get("name", "")),

@@ -78,7 +78,18 @@ def desired_virtual_service(canary: Canary, primary_weight: int, canary_weight: 
     validate_weights(primary_weight, canary_weight)
     service = canary.service
     spec: Obj = {"hosts": virtual_service_hosts(canary), "gateways": virtual_service_gateways(canary)}
-    if canary.analysis.strategy is Strategy.AB_TESTING:
+    if is_tcp(canary):
+        # Connections, not requests: a TCP route, matched by port only (as Flagger maps it).
+        tcp_route: Obj = {}
+        ports = [condition["port"] for condition in service.match if isinstance(condition.get("port"), int)]
+        if ports:
+            tcp_route["match"] = [{"port": port} for port in ports]
+        tcp_route["route"] = [
+            _destination(canary, primary_host(canary), primary_weight),
+            _destination(canary, canary_host(canary), canary_weight),
+        ]
+        spec["tcp"] = [tcp_route]
+    elif canary.analysis.strategy is Strategy.AB_TESTING:
         spec["http"] = [
             _http_route(canary, merge_match(canary.analysis.match, service.match), primary_weight, canary_weight),
             # Everyone outside the experiment stays on the primary, whatever the split above.
@@ -92,6 +103,11 @@ def desired_virtual_service(canary: Canary, primary_weight: int, canary_weight: 
         "metadata": generated_metadata(canary, service.name, service.apex.labels, service.apex.annotations),
         "spec": spec,
     }
+
+
+def is_tcp(canary: Canary) -> bool:
+    """``service.appProtocol: tcp``: the VirtualService routes TCP connections."""
+    return (canary.service.app_protocol or "").lower() == "tcp"
 
 
 def virtual_service_hosts(canary: Canary) -> list[str]:
@@ -129,9 +145,9 @@ def _host_of(entry: Any) -> Any:
     return as_dict(as_dict(entry).get("destination")).get("host")
 
 
-def _weighted_route_indexes(vs: Mapping[str, Any], canary: Canary) -> list[int]:
-    """Indexes of the http routes that send traffic to the canary host, in order."""
-    routes = as_list(as_dict(vs.get("spec")).get("http"))
+def _weighted_route_indexes(vs: Mapping[str, Any], canary: Canary, protocol: str) -> list[int]:
+    """Indexes of the ``protocol`` (http or tcp) routes that send traffic to the canary host, in order."""
+    routes = as_list(as_dict(vs.get("spec")).get(protocol))
     target = canary_host(canary)
     return [
         index
@@ -141,15 +157,16 @@ def _weighted_route_indexes(vs: Mapping[str, Any], canary: Canary) -> list[int]:
 
 
 def routes_of(vs: Mapping[str, Any], canary: Canary) -> Routes | None:
-    """The split of the first http route that reaches the canary; None if no route does.
+    """The split of the first http (for TCP, tcp) route that reaches the canary; None if no route does.
 
     A destination without a weight gets 100 when it is the route's only one and 0 otherwise, as
     Istio reads it (objects written by Flagger omit zero weights).
     """
-    indexes = _weighted_route_indexes(vs, canary)
+    protocol = "tcp" if is_tcp(canary) else "http"
+    indexes = _weighted_route_indexes(vs, canary, protocol)
     if not indexes:
         return None
-    route = as_dict(as_list(as_dict(vs.get("spec")).get("http"))[indexes[0]])
+    route = as_dict(as_list(as_dict(vs.get("spec")).get(protocol))[indexes[0]])
     entries = as_list(route.get("route"))
     weights = {primary_host(canary): 0, canary_host(canary): 0}
     for entry in entries:

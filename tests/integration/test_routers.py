@@ -132,6 +132,27 @@ def test_gateway_api_ab_testing_sends_the_matched_requests_to_the_canary(
     assert 0 < canary_requests < primary_requests
 
 
+def test_istio_routes_a_tcp_service_by_its_tcp_route(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    manifest = canary(namespace, {"interval": "10s", "threshold": 2, "maxWeight": 40, "stepWeight": 20})
+    manifest["spec"]["service"] = {"port": 9898, "appProtocol": "tcp", "match": [{"port": 9898}]}
+    start(local_cluster, serin_server, token, namespace, manifest)
+    release(local_cluster, namespace, "6.0.1")
+    tick_until(local_cluster, serin_server, token, namespace, lambda status: status.get("canaryWeight") == 20)
+    spec = local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)["spec"]
+    assert "http" not in spec
+    assert [(entry["destination"]["host"], entry["weight"]) for entry in spec["tcp"][0]["route"]] == [
+        ("podinfo-primary", 80),
+        ("podinfo-canary", 20),
+    ]
+    assert spec["tcp"][0]["match"] == [{"port": 9898}]
+    drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    assert primary_image(local_cluster, namespace) == "6.0.1"
+    assert local_cluster.get_json("service", "podinfo", "-n", namespace)["spec"]["ports"][0]["appProtocol"] == "tcp"
+
+
 def users_ingress(namespace: str) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",

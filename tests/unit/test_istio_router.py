@@ -535,3 +535,26 @@ def test_access_errors_keep_their_kind() -> None:
     store.down = True
     with pytest.raises(KubeUnavailable, match="connection refused"):
         IstioRouter(store).set_routes(canary(), 100, 0)
+
+
+def test_a_tcp_service_gets_a_tcp_route_matched_by_port() -> None:
+    tcp = canary(service={"appProtocol": "TCP", "match": [{"port": 9898}]})
+    vs = desired_virtual_service(tcp, 70, 30)
+    assert vs["spec"] == {
+        "hosts": ["podinfo"],
+        "gateways": ["mesh"],
+        "tcp": [
+            {
+                "match": [{"port": 9898}],
+                "route": [
+                    {"destination": {"host": "podinfo-primary", "port": {"number": 9898}}, "weight": 70},
+                    {"destination": {"host": "podinfo-canary", "port": {"number": 9898}}, "weight": 30},
+                ],
+            }
+        ],
+    }
+    assert routes_of(vs, tcp) == Routes(70, 30)
+    # An HTTP route of the same VirtualService is not what a TCP Canary reads.
+    assert routes_of({"spec": {"http": vs["spec"]["tcp"]}}, tcp) is None
+    (route,) = parse_virtual_service({**vs, "kind": "VirtualService"}).routes
+    assert [(d.host, d.weight) for d in route.destinations] == [("podinfo-primary", 70), ("podinfo-canary", 30)]

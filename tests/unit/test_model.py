@@ -433,6 +433,26 @@ def test_contour_and_traefik_refuse_what_they_cannot_match(
     assert [(error.path, error.message) for error in raised.value.errors] == errors
 
 
+def test_a_tcp_service_refuses_what_only_http_has() -> None:
+    changes = {
+        "spec.service.appProtocol": "tcp",
+        "spec.service.timeout": "5s",
+        "spec.service.match": [{"port": 9898, "uri": {"prefix": "/"}}],
+        **AB,
+        "spec.analysis.match": [{"headers": {"x": {"exact": "1"}}}],
+    }
+    with pytest.raises(InvalidCanary) as raised:
+        parse_canary(with_changes(changes))
+    assert [(error.path, error.message) for error in raised.value.errors] == [
+        ("spec.service.timeout", "appProtocol tcp routes connections, not HTTP requests; remove it"),
+        (
+            "spec.service.match[0].uri",
+            "appProtocol tcp routes connections, not HTTP requests: only port can be matched",
+        ),
+        ("spec.analysis.match", "appProtocol tcp routes connections, not HTTP requests: A/B testing is not possible"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("changes", "errors"),
     [
