@@ -50,7 +50,9 @@ def canary_host(canary: Canary) -> str:
 
 
 def _destination(canary: Canary, host: str, weight: int) -> Obj:
-    return {"destination": {"host": host, "port": {"number": canary.service.port}}, "weight": weight}
+    # No port: the generated Services have one, and Flagger names it only for port discovery,
+    # which Serin does not do yet.
+    return {"destination": {"host": host}, "weight": weight}
 
 
 def _http_route(canary: Canary, match: Sequence[Mapping[str, Any]], primary_weight: int, canary_weight: int) -> Obj:

@@ -300,7 +300,7 @@ def test_objects_made_for_a_canary_never_stored_are_removed(
     never_stored["spec"]["service"]["name"] = "ghost"
     engine.reconciler.router_for("istio").set_routes(parse_canary(never_stored), 100, 0)
     assert local_cluster.get_json("virtualservice", "ghost", "-n", namespace)["spec"]["http"][0]["route"][0] == {
-        "destination": {"host": "ghost-primary", "port": {"number": 9898}},
+        "destination": {"host": "ghost-primary"},
         "weight": 100,
     }
 

@@ -72,15 +72,15 @@ def ab_canary(*match: dict[str, Any], service: dict[str, Any] | None = None) -> 
     return canary(service, {"stepWeight": None, "iterations": 10, "match": list(match)})
 
 
-def dest(host: str, weight: int | None, port: int = 9898) -> dict[str, Any]:
-    entry: dict[str, Any] = {"destination": {"host": host, "port": {"number": port}}}
+def dest(host: str, weight: int | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"destination": {"host": host}}
     if weight is not None:
         entry["weight"] = weight
     return entry
 
 
-def split(primary: int, canary_weight: int, service: str = "podinfo", port: int = 9898) -> list[dict[str, Any]]:
-    return [dest(f"{service}-primary", primary, port), dest(f"{service}-canary", canary_weight, port)]
+def split(primary: int, canary_weight: int, service: str = "podinfo") -> list[dict[str, Any]]:
+    return [dest(f"{service}-primary", primary), dest(f"{service}-canary", canary_weight)]
 
 
 def vs_object(http: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
@@ -206,7 +206,7 @@ def test_service_name_names_the_objects_not_the_target() -> None:
     vs = desired_virtual_service(subject, 100, 0)
     assert vs["metadata"]["name"] == "web"
     assert vs["spec"]["hosts"] == ["web"] and vs["spec"]["gateways"] == ["mesh"]
-    assert vs["spec"]["http"] == [{"route": split(100, 0, service="web", port=8080)}]
+    assert vs["spec"]["http"] == [{"route": split(100, 0, service="web")}]
     assert desired_destination_rule(subject, "web-canary")["spec"] == {"host": "web-canary"}
 
 
@@ -547,8 +547,8 @@ def test_a_tcp_service_gets_a_tcp_route_matched_by_port() -> None:
             {
                 "match": [{"port": 9898}],
                 "route": [
-                    {"destination": {"host": "podinfo-primary", "port": {"number": 9898}}, "weight": 70},
-                    {"destination": {"host": "podinfo-canary", "port": {"number": 9898}}, "weight": 30},
+                    {"destination": {"host": "podinfo-primary"}, "weight": 70},
+                    {"destination": {"host": "podinfo-canary"}, "weight": 30},
                 ],
             }
         ],
