@@ -1,6 +1,7 @@
 """What every router shares: weights checked the same way, Istio-shaped matches combined the same
-way, and the rule for writing over an object the user made (taken over with its spec recorded,
-given back at the end; see ``serin.workloads.taking_over``)."""
+way, the rule for writing over an object the user made (taken over with its spec recorded, given
+back at the end; see ``serin.workloads.taking_over``), and ``OneObjectRouter`` for the routers
+whose whole split is one object named after the Canary's service."""
 
 from __future__ import annotations
 
