@@ -322,6 +322,8 @@ class Service:
     timeout: str | None
     # Gateway API ParentReferences the route attaches to (group, kind, namespace, name, sectionName, port).
     gateway_refs: tuple[Mapping[str, Any], ...]
+    # Every other container port of the target on the generated Services too.
+    port_discovery: bool
     apex: Metadata
     primary: Metadata
     canary: Metadata
@@ -365,7 +367,6 @@ UNSUPPORTED_FIELDS: Mapping[str, str] = {
     "spec.autoscalerRef": "autoscaling the primary (HorizontalPodAutoscaler, KEDA ScaledObject)",
     "spec.routeRef": "the APISIX provider",
     "spec.upstreamRef": "the Gloo provider",
-    "spec.service.portDiscovery": "exposing every container port",
     "spec.service.trafficDistribution": "traffic distribution on the generated Services",
     "spec.service.headless": "headless primary and canary Services",
     "spec.service.backendTimeout": "the Gateway API provider",
@@ -917,7 +918,6 @@ def _parse_service(reader: _Reader, value: Any, target_name: str) -> Service:
     elif raw_target_port is not None and raw_target_port != "":
         target_port = raw_target_port
     for key in (
-        "portDiscovery",
         "trafficDistribution",
         "headless",
         "backendTimeout",
@@ -961,6 +961,7 @@ def _parse_service(reader: _Reader, value: Any, target_name: str) -> Service:
         traffic_policy=_optional_mapping(reader, raw.get("trafficPolicy"), f"{path}.trafficPolicy"),
         timeout=reader.string(raw.get("timeout"), f"{path}.timeout"),
         gateway_refs=_parse_gateway_refs(reader, raw.get("gatewayRefs"), f"{path}.gatewayRefs"),
+        port_discovery=reader.boolean(raw.get("portDiscovery"), f"{path}.portDiscovery"),
         apex=_parse_metadata(reader, raw.get("apex"), f"{path}.apex"),
         primary=_parse_metadata(reader, raw.get("primary"), f"{path}.primary"),
         canary=_parse_metadata(reader, raw.get("canary"), f"{path}.canary"),

@@ -320,6 +320,31 @@ def primary_config(canary: Canary, source: Mapping[str, Any]) -> dict[str, Any]:
     return copied
 
 
+# Mesh proxies injected beside the application: their ports are not the application's.
+SIDECAR_CONTAINERS = frozenset({"istio-proxy", "envoy"})
+
+
+def discovered_ports(canary: Canary, target: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The target's other container ports, as Flagger's port discovery exposes them: every port
+    of every container but the mesh proxies and the service's own, named as the container names
+    it (``tcp-<container>-<index>`` when it does not), sorted by name."""
+    main = canary.service.target_port
+    containers = target.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+    found: dict[str, int] = {}
+    for container in containers:
+        if not isinstance(container, Mapping) or container.get("name") in SIDECAR_CONTAINERS:
+            continue
+        for index, port in enumerate(container.get("ports") or []):
+            number, port_name = port.get("containerPort"), port.get("name")
+            if not isinstance(number, int) or number == main or (port_name and port_name == main):
+                continue
+            found[port_name or f"tcp-{container.get('name')}-{index}"] = number
+    return [
+        {"name": name, "port": number, "targetPort": number, "protocol": "TCP"}
+        for name, number in sorted(found.items())
+    ]
+
+
 def services(canary: Canary, target: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Apex (selects the primary, as users' clients call it), primary and canary Services."""
     key, value = selector_label(target)
@@ -332,6 +357,7 @@ def services(canary: Canary, target: Mapping[str, Any]) -> list[dict[str, Any]]:
     }
     if canary.service.app_protocol:
         port["appProtocol"] = canary.service.app_protocol
+    ports = [port, *discovered_ports(canary, target)] if canary.service.port_discovery else [port]
     result = []
     for service_name, selected, metadata in (
         (name, f"{value}-primary", canary.service.apex),
@@ -346,7 +372,7 @@ def services(canary: Canary, target: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "apiVersion": "v1",
                 "kind": "Service",
                 "metadata": service_metadata,
-                "spec": {"type": "ClusterIP", "selector": {key: selected}, "ports": [port]},
+                "spec": {"type": "ClusterIP", "selector": {key: selected}, "ports": ports},
             }
         )
     return result

@@ -50,9 +50,13 @@ def canary_host(canary: Canary) -> str:
 
 
 def _destination(canary: Canary, host: str, weight: int) -> Obj:
-    # No port: the generated Services have one, and Flagger names it only for port discovery,
-    # which Serin does not do yet.
-    return {"destination": {"host": host}, "weight": weight}
+    destination: Obj = {"host": host}
+    service = canary.service
+    # As Flagger: with several ports on the Services (port discovery), traffic from a gateway or
+    # through a delegate must name the one it is for; otherwise the Service's only port is meant.
+    if service.port_discovery and ((service.gateways and service.gateways[0] != MESH_GATEWAY) or service.delegation):
+        destination["port"] = {"number": service.port}
+    return {"destination": destination, "weight": weight}
 
 
 def _http_route(canary: Canary, match: Sequence[Mapping[str, Any]], primary_weight: int, canary_weight: int) -> Obj:

@@ -153,6 +153,24 @@ def test_istio_routes_a_tcp_service_by_its_tcp_route(
     assert local_cluster.get_json("service", "podinfo", "-n", namespace)["spec"]["ports"][0]["appProtocol"] == "tcp"
 
 
+def test_port_discovery_puts_every_container_port_on_the_services(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    target = podinfo(namespace)
+    container = target["spec"]["template"]["spec"]["containers"][0]
+    container["ports"] = [{"name": "http", "containerPort": 9898}, {"name": "grpc", "containerPort": 9999}]
+    local_cluster.apply(target)
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    manifest = canary(namespace, {"interval": "10s", "threshold": 2, "maxWeight": 40, "stepWeight": 20})
+    manifest["spec"]["service"] = {"port": 80, "targetPort": "http", "portDiscovery": True}
+    local_cluster.apply(manifest)
+    drive(local_cluster, serin_server, token, namespace, "Initialized")
+    for name in ("podinfo", "podinfo-primary", "podinfo-canary"):
+        ports = local_cluster.get_json("service", name, "-n", namespace)["spec"]["ports"]
+        assert [(p["name"], p["port"], p["targetPort"]) for p in ports] == [("http", 80, "http"), ("grpc", 9999, 9999)]
+
+
 def users_ingress(namespace: str) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",

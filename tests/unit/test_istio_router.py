@@ -558,3 +558,21 @@ def test_a_tcp_service_gets_a_tcp_route_matched_by_port() -> None:
     assert routes_of({"spec": {"http": vs["spec"]["tcp"]}}, tcp) is None
     (route,) = parse_virtual_service({**vs, "kind": "VirtualService"}).routes
     assert [(d.host, d.weight) for d in route.destinations] == [("podinfo-primary", 70), ("podinfo-canary", 30)]
+
+
+@pytest.mark.parametrize(
+    ("service", "port_named"),
+    [
+        pytest.param({"portDiscovery": True, "gateways": ["public-gateway"]}, True, id="discovery-behind-a-gateway"),
+        pytest.param({"portDiscovery": True, "delegation": True}, True, id="discovery-in-a-delegate"),
+        pytest.param({"portDiscovery": True}, False, id="discovery-in-the-mesh"),
+        pytest.param({"portDiscovery": True, "gateways": ["mesh", "public-gateway"]}, False, id="mesh-first"),
+        pytest.param({"gateways": ["public-gateway"]}, False, id="one-port-behind-a-gateway"),
+    ],
+)
+def test_destinations_name_the_port_only_where_flagger_does(service: dict[str, Any], port_named: bool) -> None:
+    vs = desired_virtual_service(canary(service), 100, 0)
+    destinations = [entry["destination"] for entry in vs["spec"]["http"][0]["route"]]
+    assert [("port" in destination) for destination in destinations] == [port_named, port_named]
+    if port_named:
+        assert {destination["port"]["number"] for destination in destinations} == {9898}

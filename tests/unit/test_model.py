@@ -223,9 +223,6 @@ def test_iterations_take_precedence_over_step_weight_as_in_flagger(changes: dict
             id="session-affinity",
         ),
         pytest.param(
-            {"spec.service.portDiscovery": True}, "spec.service.portDiscovery", "every container port", id="ports"
-        ),
-        pytest.param(
             {"spec.analysis.alerts": [{"name": "on-call", "providerRef": {"name": "slack"}}]},
             "spec.analysis.alerts",
             "alerts",

@@ -159,3 +159,67 @@ def test_generated_services_carry_flaggers_label_and_keep_gitops_tools_off() -> 
             "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
             "helm.toolkit.fluxcd.io/driftDetection": "disabled",
         }
+
+
+def with_ports(*containers: dict[str, Any]) -> dict[str, Any]:
+    target = copy.deepcopy(TARGET)
+    target["spec"]["template"]["spec"]["containers"] = list(containers)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("service", "containers", "expected"),
+    [
+        pytest.param(
+            {"port": 80, "targetPort": 9898, "portDiscovery": True},
+            [
+                {
+                    "name": "app",
+                    "ports": [
+                        {"containerPort": 9898},
+                        {"name": "grpc", "containerPort": 9999},
+                        {"containerPort": 8080},
+                    ],
+                },
+                {"name": "istio-proxy", "ports": [{"name": "http-envoy-prom", "containerPort": 15090}]},
+                {"name": "metrics", "ports": [{"name": "prom", "containerPort": 9797}]},
+            ],
+            [("http", 80, 9898), ("grpc", 9999, 9999), ("prom", 9797, 9797), ("tcp-app-2", 8080, 8080)],
+            id="every-other-port-but-the-proxy",
+        ),
+        pytest.param(
+            {"port": 80, "targetPort": "http", "portDiscovery": True},
+            [
+                {
+                    "name": "app",
+                    "ports": [{"name": "http", "containerPort": 9898}, {"name": "admin", "containerPort": 9000}],
+                }
+            ],
+            [("http", 80, "http"), ("admin", 9000, 9000)],
+            id="named-target-port-excluded",
+        ),
+        pytest.param(
+            {"port": 80, "targetPort": 9898},
+            [{"name": "app", "ports": [{"containerPort": 9898}, {"name": "grpc", "containerPort": 9999}]}],
+            [("http", 80, 9898)],
+            id="without-discovery-one-port",
+        ),
+    ],
+)
+def test_port_discovery_puts_every_container_port_on_the_services(
+    service: dict[str, Any], containers: list[dict[str, Any]], expected: list[tuple[str, int, int | str]]
+) -> None:
+    canary = parse_canary(
+        {
+            "metadata": {"name": "podinfo", "namespace": "test", "uid": "u-1"},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                "service": service,
+                "analysis": {"stepWeight": 10},
+            },
+        }
+    )
+    for generated in services(canary, with_ports(*containers)):
+        ports = generated["spec"]["ports"]
+        assert [(p["name"], p["port"], p["targetPort"]) for p in ports] == expected
+        assert {p["protocol"] for p in ports} == {"TCP"}
