@@ -520,7 +520,13 @@ class _Reader:
 def _parse_target_ref(reader: _Reader, value: Any, path: str, kinds: Sequence[str]) -> TargetRef:
     raw = reader.mapping(value, path, required=True)
     kind = reader.string(raw.get("kind"), f"{path}.kind", required=True) or ""
-    if kind and kind not in kinds:
+    if kind == "Service":
+        # Flagger's Service targets switch Services only, with no workload to analyse or promote.
+        reader.error(
+            f"{path}.kind",
+            "a Service cannot be a target: name the Deployment behind it (Serin makes its Services itself)",
+        )
+    elif kind and kind not in kinds:
         reader.error(f"{path}.kind", f"must be one of {', '.join(kinds)} (got {kind!r})")
     # The primary is named after the target: <name>-primary must be a Deployment name too.
     name = reader.name(

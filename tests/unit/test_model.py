@@ -122,6 +122,14 @@ def test_strategy(changes: dict[str, Any], strategy: Strategy) -> None:
         pytest.param(
             {"spec.targetRef.kind": "StatefulSet"}, ["spec.targetRef.kind: must be one of Deployment"], id="target-kind"
         ),
+        pytest.param(
+            {"spec.targetRef": {"apiVersion": "v1", "kind": "Service", "name": "podinfo"}},
+            [
+                "spec.targetRef.kind: a Service cannot be a target: name the Deployment behind it (Serin makes its "
+                "Services itself)"
+            ],
+            id="service-target",
+        ),
         pytest.param({"spec.provider": "linkerd-ish"}, ["spec.provider: must be one of istio"], id="provider"),
         pytest.param({"spec.service": None}, ["spec.service: is required"], id="service-required"),
         pytest.param({"spec.service.port": "http"}, ["spec.service.port: must be an integer"], id="port-type"),
