@@ -318,7 +318,11 @@ def test_derived_defaults_follow_the_field_they_come_from(
         (port,) = local_cluster.get_json("service", name, "-n", namespace)["spec"]["ports"]
         assert (port["port"], port["targetPort"]) == (8080, 8080), name
     vs = local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)
-    assert {entry["destination"]["port"]["number"] for entry in vs["spec"]["http"][0]["route"]} == {8080}
+    # The destinations name the Services by host only, as Flagger's do: their one port is meant.
+    assert [entry["destination"] for entry in vs["spec"]["http"][0]["route"]] == [
+        {"host": "podinfo-primary"},
+        {"host": "podinfo-canary"},
+    ]
 
 
 def test_unforced_ticks_at_the_interval_take_one_step_each(
