@@ -30,7 +30,7 @@ from typing import Any
 
 import jsonpatch
 
-from serin.decide import Observation, ScaleTarget, SetRoutes, decide, desired_split
+from serin.decide import Observation, ScaleTarget, SetRoutes, decide, desired_split, session_cookie
 from serin.kube.store import Conflict, KubeError, KubeStore, NotFound
 from serin.metrics.builtin import query_for
 from serin.model import (
@@ -373,7 +373,12 @@ class Admission:
                         primary = self.store.get_deployment(current.namespace, current.primary_name)
                         status = CanaryStatus.from_dict(stored.get("status"))
                         self.reconciler.objects.ensure(
-                            current, target, primary, desired_split(current, status), status.last_promoted_spec
+                            current,
+                            target,
+                            primary,
+                            desired_split(current, status),
+                            status.last_promoted_spec,
+                            session_cookie(current, status),
                         )
                     return
             except Exception as error:  # the next tick adopts them
@@ -461,7 +466,7 @@ class Admission:
             for action in decision.actions:
                 if isinstance(action, SetRoutes):
                     self.reconciler.router_for(canary.provider).set_routes(
-                        canary, action.primary_weight, action.canary_weight
+                        canary, action.primary_weight, action.canary_weight, session_cookie(canary, recorded)
                     )
         except Conflict:
             return Verdict(patch=patch)

@@ -316,6 +316,15 @@ def desired_split(canary: Canary, status: CanaryStatus) -> Split:
     return 100 - weight, weight
 
 
+def session_cookie(canary: Canary, status: CanaryStatus) -> str | None:
+    """The cookie that keeps users on the canary of the release the status records (with
+    ``analysis.sessionAffinity``): set while the canary has traffic, taken back after."""
+    affinity = canary.analysis.session_affinity
+    if affinity is None or not status.last_applied_spec:
+        return None
+    return affinity.cookie(canary.uid, status.last_applied_spec)
+
+
 def _route(observation: Observation, split: Split) -> tuple[Action, ...]:
     """The SetRoutes that makes the routes ``split``, if they are not already."""
     return () if observation.routes == split else (SetRoutes(*split),)

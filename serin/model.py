@@ -10,6 +10,7 @@ This module is pure: no Kubernetes client, no HTTP, no clock.
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ class ProviderTraits:
     # Its A/B routes hold one header (exact or regex) and one cookie (by name), as NGINX's
     # canary-by-header and canary-by-cookie annotations do.
     one_header_and_cookie: bool = False
+    # It can keep users on the canary with a cookie (analysis.sessionAffinity).
+    session_affinity: bool = False
 
 
 _EXACT_OR_REGEX = frozenset({"exact", "regex"})
@@ -88,6 +91,7 @@ PROVIDERS: Mapping[str, ProviderTraits] = {
             "name": frozenset(),
         },
         unused_service_fields=frozenset(),
+        session_affinity=True,
     ),
     # Gateway API's HTTPRoute; v1beta1 for clusters whose Gateway API predates v1 (no timeouts).
     "gatewayapi:v1": ProviderTraits(
@@ -96,12 +100,14 @@ PROVIDERS: Mapping[str, ProviderTraits] = {
         unused_service_fields=_GATEWAY_API_UNUSED,
         gateway_refs=True,
         route_timeout=True,
+        session_affinity=True,
     ),
     "gatewayapi:v1beta1": ProviderTraits(
         weights=True,
         match_fields=_GATEWAY_API_MATCHES,
         unused_service_fields=_GATEWAY_API_UNUSED | {"timeout"},
         gateway_refs=True,
+        session_affinity=True,
     ),
     # NGINX ingress: a canary copy of spec.ingressRef, weighted or A/B by its canary annotations.
     "nginx": ProviderTraits(
@@ -256,6 +262,27 @@ class Webhook:
 
 
 @dataclass(frozen=True)
+class SessionAffinity:
+    """Users the canary served keep reaching it, by a cookie set on its responses (Flagger's)."""
+
+    cookie_name: str
+    max_age: int
+    # Set-Cookie attributes besides Max-Age, as written (``Path=/``, ``Secure``, ...).
+    attributes: tuple[str, ...] = ()
+
+    def set_cookie(self, cookie: str, max_age: int | None = None) -> str:
+        """The Set-Cookie value that gives ``cookie``, or with ``max_age`` -1 takes it away."""
+        lifetime = self.max_age if max_age is None else max_age
+        return "; ".join((cookie, f"Max-Age={lifetime}", *self.attributes))
+
+    def cookie(self, uid: str, revision: str) -> str:
+        """``name=value`` of the release of ``revision``: the same on every step of that release,
+        another for the next one, with no state to keep (Flagger keeps a random one in the status)."""
+        digest = hashlib.sha256(f"{uid}/{revision}".encode()).hexdigest()
+        return f"{self.cookie_name}={digest[:16]}"
+
+
+@dataclass(frozen=True)
 class Analysis:
     interval_seconds: float
     interval: str
@@ -270,6 +297,7 @@ class Analysis:
     canary_ready_threshold: int
     metrics: tuple[Metric, ...]
     webhooks: tuple[Webhook, ...]
+    session_affinity: SessionAffinity | None = None
 
     @property
     def strategy(self) -> Strategy:
@@ -376,7 +404,7 @@ UNSUPPORTED_FIELDS: Mapping[str, str] = {
     "spec.service.unmanagedMetadata": "leaving labels and annotations of generated objects alone",
     "spec.analysis.mirror": "traffic mirroring",
     "spec.analysis.mirrorWeight": "traffic mirroring",
-    "spec.analysis.sessionAffinity": "session affinity",
+    "spec.analysis.sessionAffinity.primaryCookieName": "pinning users to the primary (not in Flagger 1.36)",
     "spec.analysis.alerts": "alerts (AlertProviders)",
     "spec.analysis.webhooks[].muteAlert": "alerts (AlertProviders)",
 }
@@ -691,8 +719,9 @@ def _parse_analysis(reader: _Reader, value: Any) -> Analysis:
     match = _parse_match(reader, raw.get("match"), f"{path}.match")
     if match and raw.get("iterations") is None:
         reader.error(f"{path}.match", "A/B testing needs iterations")
-    for key in ("mirror", "mirrorWeight", "sessionAffinity", "alerts"):
+    for key in ("mirror", "mirrorWeight", "alerts"):
         reader.unsupported(raw, key, path)
+    session_affinity = _parse_session_affinity(reader, raw.get("sessionAffinity"), f"{path}.sessionAffinity")
 
     metrics = tuple(
         _parse_metric(reader, reader.mapping(item, f"{path}.metrics[{index}]"), f"{path}.metrics[{index}]")
@@ -719,6 +748,43 @@ def _parse_analysis(reader: _Reader, value: Any) -> Analysis:
         canary_ready_threshold=_ready_threshold(reader, raw, path, "canaryReadyThreshold"),
         metrics=metrics,
         webhooks=webhooks,
+        session_affinity=session_affinity,
+    )
+
+
+# A cookie name is an HTTP token (RFC 6265).
+COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+DEFAULT_SESSION_MAX_AGE = 86400
+COOKIE_ATTRIBUTE_VALUE = re.compile(r"[^;\s\x00-\x1f\x7f]+")
+
+
+def _parse_session_affinity(reader: _Reader, value: Any, path: str) -> SessionAffinity | None:
+    if value is None:
+        reader.seen(path)
+        return None
+    raw = reader.mapping(value, path)
+    name = reader.string(raw.get("cookieName"), f"{path}.cookieName", required=True)
+    if name is not None and not COOKIE_NAME.fullmatch(name):
+        reader.error(f"{path}.cookieName", f"must be a cookie name (letters, digits and !#$%&'*+-.^_`|~; got {name!r})")
+    reader.unsupported(raw, "primaryCookieName", path)
+    max_age = reader.integer(raw.get("maxAge"), f"{path}.maxAge", DEFAULT_SESSION_MAX_AGE, low=0)
+    attributes = []
+    for key, attribute in (("domain", "Domain"), ("path", "Path")):
+        text = reader.string(raw.get(key), f"{path}.{key}")
+        if text is not None and not COOKIE_ATTRIBUTE_VALUE.fullmatch(text):
+            reader.error(f"{path}.{key}", f"must not contain ';', spaces or control characters (got {text!r})")
+        elif text is not None:
+            attributes.append(f"{attribute}={text}")
+    same_site = reader.string(raw.get("sameSite"), f"{path}.sameSite")
+    if same_site is not None and same_site not in ("Strict", "Lax", "None"):
+        reader.error(f"{path}.sameSite", f"must be one of Strict, Lax, None (got {same_site!r})")
+    elif same_site is not None:
+        attributes.append(f"SameSite={same_site}")
+    for key, attribute in (("secure", "Secure"), ("httpOnly", "HttpOnly"), ("partitioned", "Partitioned")):
+        if reader.boolean(raw.get(key), f"{path}.{key}"):
+            attributes.append(attribute)
+    return SessionAffinity(
+        name or "", DEFAULT_SESSION_MAX_AGE if max_age is None else max_age, attributes=tuple(attributes)
     )
 
 
@@ -826,6 +892,16 @@ def _check_provider(
         _check_tcp(reader, raw_service, raw_analysis)
     if traits.one_header_and_cookie:
         _check_one_header_and_cookie(reader, provider, raw_analysis.get("match"))
+    if _is_set(raw_analysis.get("sessionAffinity")):
+        if not traits.session_affinity:
+            reader.error("spec.analysis.sessionAffinity", f"provider {provider} cannot route by a cookie it sets")
+        elif any(_is_set(raw_analysis.get(key)) for key in ("iterations", "match")):
+            reader.error(
+                "spec.analysis.sessionAffinity",
+                "keeps users on the canary a weight sent them to: only canary releases (stepWeight or stepWeights)",
+            )
+        elif provider == "istio" and (service.app_protocol or "").lower() == "tcp":
+            reader.error("spec.analysis.sessionAffinity", "appProtocol tcp routes connections, which carry no cookie")
     if not traits.weights:
         for key in ("stepWeight", "stepWeights", "maxWeight", "stepWeightPromotion", "match"):
             if _is_set(raw_analysis.get(key)):

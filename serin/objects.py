@@ -88,8 +88,10 @@ class CanaryObjects:
         primary: Mapping[str, Any] | None,
         split: tuple[int, int] = (100, 0),
         promoted: str = "",
+        session: str | None = None,
     ) -> None:
-        """Create what is missing, adopt what has no owner yet, and route ``split``.
+        """Create what is missing, adopt what has no owner yet, and route ``split`` (with the
+        ``session`` cookie, see ``serin.ports.Router.set_routes``).
 
         ``primary`` is as last read; a missing one is rebuilt from the ``promoted`` revision (or,
         before anything was promoted, from the target). Objects that admission created before the
@@ -151,7 +153,7 @@ class CanaryObjects:
                         },
                     },
                 )
-        self.router_for(canary.provider).reconcile(canary, split)
+        self.router_for(canary.provider).reconcile(canary, split, session)
 
     def adopt(self, canary: Canary, obj: Mapping[str, Any]) -> None:
         """Give an object Serin made for this Canary its owner reference, if it lacks one."""

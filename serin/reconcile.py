@@ -45,6 +45,7 @@ from serin.decide import (
     decide,
     desired_split,
     next_step_in,
+    session_cookie,
     waiting_for_interval,
 )
 from serin.kube.store import Conflict, KubeError, KubeStore
@@ -465,17 +466,20 @@ class Reconciler:
         namespace, target = canary.namespace, observed.target
         assert target is not None
         split = routes_after(decision, observed.observation)
+        session = session_cookie(canary, status)
         ensured = False
         for action in decision.actions:
             if isinstance(action, EnsureObjects):
-                self.objects.ensure(canary, target, observed.primary, split, status.last_promoted_spec)
+                self.objects.ensure(canary, target, observed.primary, split, status.last_promoted_spec, session)
                 ensured = True
             elif isinstance(action, ScaleTarget):
                 current = observed.observation.target.replicas if observed.observation.target else None
                 if current != action.replicas:
                     self.store.scale_deployment(namespace, canary.target_ref.name, action.replicas)
             elif isinstance(action, SetRoutes) and not ensured:
-                self.router_for(canary.provider).set_routes(canary, action.primary_weight, action.canary_weight)
+                self.router_for(canary.provider).set_routes(
+                    canary, action.primary_weight, action.canary_weight, session
+                )
             elif isinstance(action, CopyToPrimary):
                 promoting = action.revision == status.last_applied_spec != status.last_promoted_spec
                 # Promotion gives the primary the canary's replicas, as Flagger does; a repair

@@ -21,7 +21,7 @@ from prometheus_client import start_http_server
 from localcluster.simulator import contour, gatewayapi, istio, linkerd, nginx, traefik
 from localcluster.simulator.export import Metrics
 from localcluster.simulator.routes import as_mapping, as_sequence
-from localcluster.simulator.traffic import simulate_tick
+from localcluster.simulator.traffic import Clients, simulate_tick
 
 LOG = logging.getLogger("localcluster.simulator")
 
@@ -129,6 +129,7 @@ class RunOptions:
 def run(reader: ClusterReader, metrics: Metrics, options: RunOptions, stop: threading.Event) -> int:
     """Fetch, simulate and record until stopped, out of time, or (for traffic) out of budget."""
     rng = random.Random(options.seed)
+    clients = Clients()
     started = last = time.monotonic()
     carry = 0.0
     sent = 0
@@ -166,6 +167,7 @@ def run(reader: ClusterReader, metrics: Metrics, options: RunOptions, stop: thre
                     options.match_share,
                     budget=options.max_requests - sent,
                     seconds=elapsed,
+                    clients=clients,
                 )
             except Exception:  # one odd object must not end the simulation
                 LOG.exception("simulation tick failed")

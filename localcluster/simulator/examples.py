@@ -195,9 +195,12 @@ def synthesize_request(rule: MatchRule) -> SyntheticRequest | None:
 
 
 def synthesizable_requests(table: RouteTable) -> tuple[SyntheticRequest, ...]:
-    """One request per match rule of ``table`` that a synthetic client can satisfy."""
+    """One request per match rule of ``table`` that a synthetic client can satisfy (not the
+    sticky routes' cookies, which clients only have once the data plane gave them one)."""
     found: list[SyntheticRequest] = []
     for route in table.routes:
+        if route.sticky:
+            continue
         for rule in route.matches:
             request = synthesize_request(rule)
             if request is not None:

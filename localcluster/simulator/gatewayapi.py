@@ -24,6 +24,7 @@ from localcluster.simulator.routes import (
     StringMatch,
     as_mapping,
     as_sequence,
+    set_cookie_header,
 )
 
 KIND = "HTTPRoute"
@@ -105,8 +106,18 @@ def _backends(value: object, namespace: str) -> tuple[Destination, ...]:
             weight = 1
         ref_namespace = ref.get("namespace")
         host = f"{name}.{ref_namespace}" if isinstance(ref_namespace, str) and ref_namespace else name
-        destinations.append(Destination(host=host, weight=max(weight, 0)))
+        destinations.append(Destination(host=host, weight=max(weight, 0), set_cookie=_added_cookie(ref.get("filters"))))
     return tuple(destinations)
+
+
+def _added_cookie(filters: object) -> str:
+    """The Set-Cookie a ResponseHeaderModifier filter adds (or sets), if any."""
+    for raw in as_sequence(filters):
+        modifier = as_mapping(as_mapping(raw).get("responseHeaderModifier"))
+        cookie = set_cookie_header(modifier.get("add")) or set_cookie_header(modifier.get("set"))
+        if cookie:
+            return cookie
+    return ""
 
 
 def parse_http_route(obj: Mapping[str, Any]) -> RouteTable:
@@ -121,7 +132,10 @@ def parse_http_route(obj: Mapping[str, Any]) -> RouteTable:
             MatchRule(uri=DEFAULT_PATH)
         ]
         for match_index, match in enumerate(matches):
-            route = HttpRoute(name=f"rules[{rule_index}]", matches=(match,), destinations=destinations)
+            name = str(rule["name"]) if isinstance(rule.get("name"), str) else f"rules[{rule_index}]"
+            route = HttpRoute(
+                name=name, matches=(match,), destinations=destinations, set_cookie=_added_cookie(rule.get("filters"))
+            )
             candidates.append((_precedence(match), rule_index, match_index, route))
     candidates.sort(key=lambda candidate: candidate[:3])
     return RouteTable(

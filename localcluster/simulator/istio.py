@@ -14,6 +14,7 @@ from localcluster.simulator.routes import (
     StringMatch,
     as_mapping,
     as_sequence,
+    set_cookie_header,
 )
 
 KIND = "VirtualService"
@@ -91,7 +92,8 @@ def _parse_destinations(value: object) -> tuple[Destination, ...]:
         if isinstance(weight, bool) or not isinstance(weight, int):
             # Istio: a lone destination without a weight takes all the traffic.
             weight = 100 if len(entries) == 1 else 0
-        destinations.append(Destination(host=host, weight=max(weight, 0)))
+        cookie = set_cookie_header(as_mapping(as_mapping(entry.get("headers")).get("response")).get("add"))
+        destinations.append(Destination(host=host, weight=max(weight, 0), set_cookie=cookie))
     return tuple(destinations)
 
 
@@ -113,6 +115,7 @@ def parse_virtual_service(obj: Mapping[str, Any]) -> RouteTable:
                 name=name if isinstance(name, str) else f"http[{index}]",
                 matches=matches,
                 destinations=_parse_destinations(route.get("route")),
+                set_cookie=set_cookie_header(as_mapping(as_mapping(route.get("headers")).get("response")).get("add")),
             )
         )
     # TCP routes carry connections; every connection here is to the service's port, so a port

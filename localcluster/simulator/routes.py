@@ -62,6 +62,8 @@ class Destination:
     weight: int
     # What the data plane calls this destination in its metrics, when it names it (NGINX's canary upstream).
     tag: str = ""
+    # A Set-Cookie header the data plane adds to this destination's responses.
+    set_cookie: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,14 @@ class HttpRoute:
     matches: tuple[MatchRule, ...]
     """Empty means the route matches every request."""
     destinations: tuple[Destination, ...]
+    # A Set-Cookie header the data plane adds to every response of this route.
+    set_cookie: str = ""
+
+    @property
+    def sticky(self) -> bool:
+        """A route for the holders of a cookie the data plane sets (Serin's and Flagger's session
+        affinity): clients reach it by having been given the cookie, never by guessing it."""
+        return self.name in ("sticky", "sticky-route")
 
 
 @dataclass(frozen=True)
@@ -146,3 +156,14 @@ def choose_destination(destinations: Sequence[Destination], rng: random.Random) 
             return destination
         point -= destination.weight
     raise AssertionError("unreachable: point is below the total weight")
+
+
+def set_cookie_header(headers: object) -> str:
+    """The Set-Cookie value among response headers to add (``{name: value}`` or a list of
+    ``{name, value}``), whatever the case of the header's name; empty when there is none."""
+    pairs = (
+        [(str(k), v) for k, v in as_mapping(headers).items()]
+        if isinstance(headers, Mapping)
+        else [(str(as_mapping(e).get("name", "")), as_mapping(e).get("value")) for e in as_sequence(headers)]
+    )
+    return next((str(value) for name, value in pairs if name.lower() == "set-cookie" and isinstance(value, str)), "")

@@ -8,6 +8,7 @@ for it with the annotation ``simulator.serin.dev/rps`` (how a Canary with no mes
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,6 +23,7 @@ from localcluster.simulator.routes import (
     Destination,
     HttpRoute,
     RouteTable,
+    SyntheticRequest,
     as_mapping,
     choose_destination,
     select_route,
@@ -69,6 +71,50 @@ def direct_clients(services: Iterable[Mapping[str, Any]]) -> list[tuple[RouteTab
             route = HttpRoute(name="direct", matches=(), destinations=(Destination(host=name, weight=100),))
             found.append((RouteTable(kind=SERVICE_KIND, name=name, namespace=namespace, routes=(route,)), rps))
     return sorted(found, key=lambda entry: (entry[0].namespace, entry[0].name))
+
+
+# Clients per routing object, each with its own cookies: enough that a share of them holds a
+# sticky cookie while the rest are routed by weight.
+CLIENTS_PER_TABLE = 50
+
+
+class Clients:
+    """The synthetic users of each routing object and the cookies the data plane gave them,
+    kept from one tick to the next (session affinity routes a user by a cookie it was given)."""
+
+    def __init__(self, per_table: int = CLIENTS_PER_TABLE) -> None:
+        self.per_table = per_table
+        self.jars: dict[tuple[str, str, str], list[dict[str, str]]] = {}
+
+    def pick(self, table: RouteTable, rng: random.Random) -> dict[str, str]:
+        jars = self.jars.setdefault((table.namespace, table.kind, table.name), [{} for _ in range(self.per_table)])
+        return jars[rng.randrange(len(jars))]
+
+
+def with_cookies(request: SyntheticRequest, jar: Mapping[str, str]) -> SyntheticRequest:
+    """The request carrying the client's cookies too (after any the request already has)."""
+    if not jar:
+        return request
+    cookies = [request.headers["cookie"]] if "cookie" in request.headers else []
+    cookies += [f"{name}={value}" for name, value in sorted(jar.items())]
+    return dataclasses.replace(request, headers={**request.headers, "cookie": "; ".join(cookies)})
+
+
+def keep_cookie(jar: dict[str, str], set_cookie: str) -> None:
+    """What a browser does with a Set-Cookie: keep ``name=value``, or drop it when Max-Age <= 0."""
+    if not set_cookie:
+        return
+    first, *attributes = (part.strip() for part in set_cookie.split(";"))
+    name, _, value = first.partition("=")
+    max_age = next((a.partition("=")[2] for a in attributes if a.lower().startswith("max-age=")), None)
+    try:
+        expired = max_age is not None and int(max_age) <= 0
+    except ValueError:
+        expired = False
+    if expired:
+        jar.pop(name, None)
+    elif name:
+        jar[name] = value
 
 
 @dataclass(frozen=True)
@@ -146,15 +192,19 @@ def simulate_table(
     index: ClusterIndex,
     rng: random.Random,
     match_share: float,
+    clients: Clients | None = None,
 ) -> TickResult:
-    """Sends ``count`` synthetic requests through ``table``."""
+    """Sends ``count`` synthetic requests through ``table``, each from one of its ``clients``."""
+    clients = clients or Clients()
     matching_requests = synthesizable_requests(table)
     outcomes: list[RequestOutcome] = []
     unroutable = 0
     for _ in range(count):
+        jar = clients.pick(table, rng)
         request = PLAIN_REQUEST
         if matching_requests and rng.random() < match_share:
             request = rng.choice(matching_requests)
+        request = with_cookies(request, jar)
         route = select_route(table, request)
         destination = choose_destination(route.destinations, rng) if route else None
         resolved = resolve_host(destination.host, table.namespace, index) if destination else None
@@ -163,6 +213,7 @@ def simulate_table(
             unroutable += 1
             continue
         workload = _choose_workload(ready, rng)
+        keep_cookie(jar, destination.set_cookie if destination and destination.set_cookie else route.set_cookie)
         failed = rng.random() < workload.behaviour.error_rate
         outcomes.append(
             RequestOutcome(
@@ -196,12 +247,15 @@ def simulate_tick(
     *,
     budget: int | None = None,
     seconds: float = 0.0,
+    clients: Clients | None = None,
 ) -> TickResult:
     """One tick on plain API dicts: ``requests_per_table`` requests through every routing object,
     and ``seconds`` worth of each Service's direct clients.
 
-    ``budget`` caps the total (tables are served in namespace/name order so the cap is deterministic).
+    ``budget`` caps the total (tables are served in namespace/name order so the cap is deterministic);
+    ``clients`` keeps the users' cookies from one tick to the next.
     """
+    clients = clients or Clients()
     services = list(services)
     index = build_index(services, deployments)
     work = [(table, requests_per_table) for table in route_tables(routing)]
@@ -213,7 +267,7 @@ def simulate_tick(
         count = wanted if remaining is None else min(wanted, remaining)
         if count <= 0:
             continue
-        result = simulate_table(table, count, index, rng, match_share)
+        result = simulate_table(table, count, index, rng, match_share, clients)
         outcomes.extend(result.outcomes)
         for key, value in result.unroutable.items():
             unroutable[key] = unroutable.get(key, 0) + value

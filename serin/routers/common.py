@@ -5,6 +5,7 @@ whose whole split is one object named after the Canary's service."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,12 @@ def validate_weights(primary_weight: int, canary_weight: int) -> None:
             raise ValueError(f"{label} weight must be an integer between 0 and 100 (got {weight!r})")
     if primary_weight + canary_weight != 100:
         raise ValueError(f"weights must add up to 100 (got primary {primary_weight} + canary {canary_weight})")
+
+
+def cookie_match(cookie: str) -> Obj:
+    """An Istio-shaped match on the ``cookie`` request header carrying ``name=value`` among others."""
+    name, _, value = cookie.partition("=")
+    return {"headers": {"cookie": {"regex": f".*{re.escape(name)}={re.escape(value)}.*"}}}
 
 
 def plain(value: Any) -> Any:
@@ -107,7 +114,9 @@ def shares(weights: Mapping[Any, int], primary: str, canary: str) -> Routes | No
 
 class OneObjectRouter(RoutingObjects):
     """A router whose split is one object named after the Canary's service: the subclass says how
-    to build it (``desired``) and how to read the split back (``split_of``)."""
+    to build it (``desired``; the ``session`` cookie matters only to providers that can keep
+    users on the canary, admission refuses session affinity for the others) and how to read the
+    split back (``split_of``)."""
 
     shifts_traffic = True
     kind: str
@@ -121,22 +130,22 @@ class OneObjectRouter(RoutingObjects):
         """The version to read the object in (None: the one ``serin.kube.store`` knows)."""
         return None
 
-    def desired(self, canary: Canary, primary_weight: int, canary_weight: int) -> Obj:
+    def desired(self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None) -> Obj:
         raise NotImplementedError
 
     def split_of(self, stored: Mapping[str, Any], canary: Canary) -> Routes | None:
         raise NotImplementedError
 
-    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0)) -> None:
-        self.set_routes(canary, *split)
+    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0), session: str | None = None) -> None:
+        self.set_routes(canary, *split, session)
 
     def get_routes(self, canary: Canary) -> Routes | None:
         stored = self._store.get(self.kind, canary.namespace, canary.service.name, self.api_version(canary))
         return None if stored is None else self.split_of(stored, canary)
 
-    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int) -> None:
+    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None) -> None:
         """The whole object with this split; it is created when missing."""
-        self._write(self.desired(canary, primary_weight, canary_weight))
+        self._write(self.desired(canary, primary_weight, canary_weight, session))
 
     def finalize(self, canary: Canary) -> None:
         """Give back an object that was the user's; route all traffic of Serin's own (which the

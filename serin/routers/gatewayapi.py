@@ -25,7 +25,16 @@ from typing import Any
 
 from serin.model import Canary, Strategy
 from serin.ports import Routes
-from serin.routers.common import Obj, OneObjectRouter, as_dict, as_list, merge_match, plain, validate_weights
+from serin.routers.common import (
+    Obj,
+    OneObjectRouter,
+    as_dict,
+    as_list,
+    cookie_match,
+    merge_match,
+    plain,
+    validate_weights,
+)
 from serin.workloads import generated_metadata
 
 GROUP = "gateway.networking.k8s.io"
@@ -145,7 +154,35 @@ def _rule(canary: Canary, matches: list[Obj], backends: list[Obj]) -> Obj:
     return rule
 
 
-def desired_http_route(canary: Canary, primary_weight: int, canary_weight: int) -> Obj:
+STICKY_RULE = "sticky"
+
+
+def _set_cookie_filter(value: str) -> Obj:
+    return {
+        "type": "ResponseHeaderModifier",
+        "responseHeaderModifier": {"add": [{"name": "Set-Cookie", "value": value}]},
+    }
+
+
+def _sticky_rules(canary: Canary, session: str, split: list[Obj]) -> list[Obj]:
+    """With a ``session`` cookie, as Flagger: while the canary has traffic its responses set the
+    cookie and a first rule sends whoever carries it to the canary; once it has none, that rule
+    sends them to the primary and takes the cookie back (``Max-Age=-1``). The sticky rule has one
+    backend, so the split is read from the weighted rule."""
+    affinity = canary.analysis.session_affinity
+    assert affinity is not None
+    matches = route_matches(merge_match([cookie_match(session)], canary.service.match))
+    canary_ref = split[1]
+    if canary_ref["weight"] > 0:
+        canary_ref["filters"] = [_set_cookie_filter(affinity.set_cookie(session))]
+        sticky = _rule(canary, matches, [{**_backend(canary, canary_backend(canary), 100)}])
+    else:
+        sticky = _rule(canary, matches, [_backend(canary, primary_backend(canary), 100)])
+        sticky["filters"] = [*sticky.get("filters", []), _set_cookie_filter(affinity.set_cookie(session, max_age=-1))]
+    return [{"name": STICKY_RULE, **sticky}]
+
+
+def desired_http_route(canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None) -> Obj:
     """The HTTPRoute the Canary asks for, with the given split; ValueError for a bad split."""
     validate_weights(primary_weight, canary_weight)
     service = canary.service
@@ -161,6 +198,8 @@ def desired_http_route(canary: Canary, primary_weight: int, canary_weight: int) 
         ]
     else:
         rules = [_rule(canary, route_matches(service.match), split)]
+        if session is not None and canary.analysis.session_affinity is not None:
+            rules = [*_sticky_rules(canary, session, split), *rules]
     spec: Obj = {"parentRefs": [plain(ref) for ref in service.gateway_refs]}
     if service.hosts:
         spec["hostnames"] = list(dict.fromkeys(service.hosts))
@@ -204,8 +243,8 @@ class GatewayAPIRouter(OneObjectRouter):
     def api_version(self, canary: Canary) -> str:
         return API_VERSIONS[canary.provider]
 
-    def desired(self, canary: Canary, primary_weight: int, canary_weight: int) -> Obj:
-        return desired_http_route(canary, primary_weight, canary_weight)
+    def desired(self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None) -> Obj:
+        return desired_http_route(canary, primary_weight, canary_weight, session)
 
     def split_of(self, stored: Mapping[str, Any], canary: Canary) -> Routes | None:
         return routes_of(stored, canary)

@@ -27,7 +27,7 @@ from typing import Any
 
 from serin.model import Canary, Strategy
 from serin.ports import Routes
-from serin.routers.common import RoutingObjects, as_dict, as_list, merge_match, plain, validate_weights
+from serin.routers.common import RoutingObjects, as_dict, as_list, cookie_match, merge_match, plain, validate_weights
 from serin.workloads import generated_metadata
 
 API_VERSION = "networking.istio.io/v1beta1"
@@ -79,8 +79,14 @@ def _http_route(canary: Canary, match: Sequence[Mapping[str, Any]], primary_weig
     return route
 
 
-def desired_virtual_service(canary: Canary, primary_weight: int, canary_weight: int) -> Obj:
-    """The VirtualService the Canary asks for, with the given split; ValueError for a bad split."""
+def desired_virtual_service(canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None) -> Obj:
+    """The VirtualService the Canary asks for, with the given split; ValueError for a bad split.
+
+    With a ``session`` cookie (``analysis.sessionAffinity``), as Flagger: while the canary has
+    traffic its responses set the cookie, and a first route named ``sticky`` sends whoever carries
+    it to the canary; once it has none, that route sends them to the primary and takes the cookie
+    back (``Max-Age=-1``).
+    """
     validate_weights(primary_weight, canary_weight)
     service = canary.service
     spec: Obj = {"hosts": virtual_service_hosts(canary), "gateways": virtual_service_gateways(canary)}
@@ -101,6 +107,8 @@ def desired_virtual_service(canary: Canary, primary_weight: int, canary_weight: 
             # Everyone outside the experiment stays on the primary, whatever the split above.
             _http_route(canary, service.match, 100, 0),
         ]
+    elif session is not None and canary.analysis.session_affinity is not None:
+        spec["http"] = _sticky_routes(canary, session, primary_weight, canary_weight)
     else:
         spec["http"] = [_http_route(canary, service.match, primary_weight, canary_weight)]
     return {
@@ -109,6 +117,26 @@ def desired_virtual_service(canary: Canary, primary_weight: int, canary_weight: 
         "metadata": generated_metadata(canary, service.name, service.apex.labels, service.apex.annotations),
         "spec": spec,
     }
+
+
+STICKY_ROUTE = "sticky"
+
+
+def _sticky_routes(canary: Canary, session: str, primary_weight: int, canary_weight: int) -> list[Obj]:
+    affinity = canary.analysis.session_affinity
+    assert affinity is not None
+    service = canary.service
+    weighted = _http_route(canary, service.match, primary_weight, canary_weight)
+    sticky_match = merge_match([cookie_match(session)], service.match)
+    if canary_weight > 0:
+        weighted["route"][1]["headers"] = {"response": {"add": {"Set-Cookie": affinity.set_cookie(session)}}}
+        sticky = _http_route(canary, sticky_match, 0, 100)
+    else:
+        sticky = _http_route(canary, sticky_match, primary_weight, canary_weight)
+        headers = sticky.setdefault("headers", {})
+        response = headers.setdefault("response", {})
+        response.setdefault("add", {})["Set-Cookie"] = affinity.set_cookie(session, max_age=-1)
+    return [{"name": STICKY_ROUTE, **sticky}, weighted]
 
 
 def is_tcp(canary: Canary) -> bool:
@@ -158,7 +186,9 @@ def _weighted_route_indexes(vs: Mapping[str, Any], canary: Canary, protocol: str
     return [
         index
         for index, route in enumerate(routes)
-        if any(_host_of(entry) == target for entry in as_list(as_dict(route).get("route")))
+        # The sticky route serves cookie holders only; the split is the weighted route's.
+        if as_dict(route).get("name") != STICKY_ROUTE
+        and any(_host_of(entry) == target for entry in as_list(as_dict(route).get("route")))
     ]
 
 
@@ -194,19 +224,19 @@ class IstioRouter(RoutingObjects):
 
     # -- Router protocol
 
-    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0)) -> None:
+    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0), session: str | None = None) -> None:
         """The DestinationRules and the VirtualService as the Canary says, routing ``split``."""
         for host in (primary_host(canary), canary_host(canary)):
             self._write(desired_destination_rule(canary, host))
-        self.set_routes(canary, *split)
+        self.set_routes(canary, *split, session)
 
     def get_routes(self, canary: Canary) -> Routes | None:
         stored = self._store.get("VirtualService", canary.namespace, canary.service.name)
         return None if stored is None else routes_of(stored, canary)
 
-    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int) -> None:
+    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None) -> None:
         """The whole VirtualService with this split; it is created when missing."""
-        self._write(desired_virtual_service(canary, primary_weight, canary_weight))
+        self._write(desired_virtual_service(canary, primary_weight, canary_weight, session))
 
     def finalize(self, canary: Canary) -> None:
         """Give back what was the user's before the Canary; route all traffic of Serin's own

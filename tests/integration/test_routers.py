@@ -9,6 +9,7 @@ builtin metrics are each provider's own queries.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 GATEWAY = {"name": "public", "namespace": "edge"}
+STICKY_SECONDS = 4
 AB_MATCH = [{"headers": {"x-canary": {"exact": "insider"}}}, {"queryParams": {"canary": {"exact": "true"}}}]
 # The simulator calls a Service with this annotation directly, as a load tester would.
 LOAD = {"simulator.serin.dev/rps": "40"}
@@ -151,6 +153,37 @@ def test_istio_routes_a_tcp_service_by_its_tcp_route(
     drive(local_cluster, serin_server, token, namespace, "Succeeded")
     assert primary_image(local_cluster, namespace) == "6.0.1"
     assert local_cluster.get_json("service", "podinfo", "-n", namespace)["spec"]["ports"][0]["appProtocol"] == "tcp"
+
+
+@pytest.mark.parametrize("provider", ["istio", "gatewayapi:v1"])
+def test_session_affinity_keeps_the_users_the_canary_served(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str, provider: str
+) -> None:
+    token = tokens["ticker"]
+    analysis = {**WEIGHTED, "sessionAffinity": {"cookieName": "canary-session", "maxAge": 600}}
+    manifest = canary(namespace, analysis, provider=provider)
+    if provider != "istio":
+        manifest["spec"]["service"]["gatewayRefs"] = [GATEWAY]
+    start(local_cluster, serin_server, token, namespace, manifest)
+    release(local_cluster, namespace, "6.0.1")
+    tick_until(local_cluster, serin_server, token, namespace, lambda status: status.get("canaryWeight") == 20)
+    # Let each simulated user come back several times (50 of them, 50 requests a second), then
+    # count who served the last few seconds.
+    time.sleep(2 * STICKY_SECONDS)
+    selector = f'kubernetes_namespace="{namespace}"'
+    window = f"[{STICKY_SECONDS}s]"
+    counts = f"sum by (kubernetes_pod_name) (increase(http_request_duration_seconds_count{{{selector}}}{window}))"
+    served = query(local_cluster.urls["prometheus"], counts)
+    by_pod = {sample["metric"]["kubernetes_pod_name"]: float(sample["value"][1]) for sample in served}
+    canary_requests = sum(count for pod, count in by_pod.items() if not pod.startswith("podinfo-primary-"))
+    # A fifth would reach the canary by weight alone; those it served stay on it.
+    assert canary_requests / sum(by_pod.values()) > 0.5, by_pod
+    drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    assert primary_image(local_cluster, namespace) == "6.0.1"
+    kind = "virtualservice" if provider == "istio" else "httproute"
+    spec = local_cluster.get_json(kind, "podinfo", "-n", namespace)["spec"]
+    sticky = (spec["http"] if provider == "istio" else spec["rules"])[0]
+    assert sticky["name"] == "sticky" and "Max-Age=-1" in json.dumps(sticky)
 
 
 def test_port_discovery_puts_every_container_port_on_the_services(

@@ -225,9 +225,9 @@ def test_iterations_take_precedence_over_step_weight_as_in_flagger(changes: dict
             {"spec.analysis.mirrorWeight": 10}, "spec.analysis.mirrorWeight", "traffic mirroring", id="mirror-weight"
         ),
         pytest.param(
-            {"spec.analysis.sessionAffinity": {"cookieName": "c"}},
-            "spec.analysis.sessionAffinity",
-            "session affinity",
+            {"spec.analysis.sessionAffinity": {"cookieName": "c", "primaryCookieName": "p"}},
+            "spec.analysis.sessionAffinity.primaryCookieName",
+            "pinning users to the primary",
             id="session-affinity",
         ),
         pytest.param(

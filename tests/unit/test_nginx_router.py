@@ -194,9 +194,9 @@ def test_weighted_traffic_is_reported_as_the_controller_reports_it() -> None:
         for name in ("podinfo-primary", "podinfo")
     ]
     result = simulate_tick(
-        [as_stored(USERS_INGRESS), as_stored(canary_ingress)], services, deployments, 2_000, random.Random(7), 0.0
+        [as_stored(USERS_INGRESS), as_stored(canary_ingress)], services, deployments, 4_000, random.Random(7), 0.0
     )
-    assert abs(Counter(o.workload for o in result.outcomes)["podinfo"] / 2_000 - 0.25) <= 0.03
+    assert abs(Counter(o.workload for o in result.outcomes)["podinfo"] / 4_000 - 0.25) <= 0.03
     metrics = Metrics()
     metrics.record(result)
     labels = {"namespace": "test", "ingress": "podinfo", "status": "200"}
@@ -207,5 +207,5 @@ def test_weighted_traffic_is_reported_as_the_controller_reports_it() -> None:
     primary_count = metrics.registry.get_sample_value(
         "nginx_ingress_controller_requests", {**labels, "service": "podinfo", "canary": ""}
     )
-    assert (canary_count or 0) + (primary_count or 0) == 2_000
+    assert (canary_count or 0) + (primary_count or 0) == 4_000
     assert canary_count == Counter(o.workload for o in result.outcomes)["podinfo"]
