@@ -67,7 +67,7 @@ _GATEWAY_API_MATCHES: Mapping[str, frozenset[str]] = {
 # The route fields of spec.service, for providers whose objects have none of them.
 _NO_ROUTE_FIELDS = frozenset(
     {"gateways", "hosts", "delegation", "match", "rewrite", "retries", "headers", "corsPolicy", "trafficPolicy"}
-    | {"timeout"}
+    | {"timeout", "mirror"}
 )
 _GATEWAY_API_UNUSED = frozenset({"gateways", "delegation", "retries", "corsPolicy", "trafficPolicy"})
 PROVIDERS: Mapping[str, ProviderTraits] = {
@@ -90,7 +90,7 @@ PROVIDERS: Mapping[str, ProviderTraits] = {
             "statPrefix": frozenset(),
             "name": frozenset(),
         },
-        unused_service_fields=frozenset(),
+        unused_service_fields=frozenset({"mirror"}),
         session_affinity=True,
     ),
     # Gateway API's HTTPRoute; v1beta1 for clusters whose Gateway API predates v1 (no timeouts).
@@ -122,7 +122,7 @@ PROVIDERS: Mapping[str, ProviderTraits] = {
         weights=True,
         match_fields={"headers": _EXACT_OR_REGEX, "queryParams": _ISTIO_STRING_MATCH},
         unused_service_fields=frozenset(
-            {"gateways", "hosts", "delegation", "match", "rewrite", "headers", "corsPolicy", "trafficPolicy"}
+            {"gateways", "hosts", "delegation", "match", "rewrite", "headers", "corsPolicy", "trafficPolicy", "mirror"}
         ),
     ),
     # Traefik: a weighted TraefikService, nothing to match requests by.
@@ -352,6 +352,8 @@ class Service:
     gateway_refs: tuple[Mapping[str, Any], ...]
     # Every other container port of the target on the generated Services too.
     port_discovery: bool
+    # Backends every request is also mirrored to (Gateway API RequestMirror filters), as given.
+    mirror: tuple[Mapping[str, Any], ...]
     apex: Metadata
     primary: Metadata
     canary: Metadata
@@ -398,7 +400,6 @@ UNSUPPORTED_FIELDS: Mapping[str, str] = {
     "spec.service.trafficDistribution": "traffic distribution on the generated Services",
     "spec.service.headless": "headless primary and canary Services",
     "spec.service.backendTimeout": "the Gateway API provider",
-    "spec.service.mirror": "the Gateway API provider",
     "spec.service.meshName": "the App Mesh provider",
     "spec.service.backends": "the App Mesh provider",
     "spec.service.unmanagedMetadata": "leaving labels and annotations of generated objects alone",
@@ -863,6 +864,32 @@ def _parse_gateway_refs(reader: _Reader, value: Any, path: str) -> tuple[Mapping
     return tuple(refs)
 
 
+def _parse_mirror_filters(reader: _Reader, value: Any, path: str) -> tuple[Mapping[str, Any], ...]:
+    """Gateway API HTTPRequestMirrorFilters: each names the backend (a Service) that gets a copy."""
+    filters: list[Mapping[str, Any]] = []
+    for index, item in enumerate(reader.sequence(value, path)):
+        where = f"{path}[{index}]"
+        raw = reader.mapping(item, where)
+        backend = reader.mapping(raw.get("backendRef"), f"{where}.backendRef", required=True)
+        ref: dict[str, Any] = {}
+        for key in _PARENT_REF_STRINGS[:3]:  # group, kind, namespace
+            text = reader.string(backend.get(key), f"{where}.backendRef.{key}")
+            if text is not None:
+                ref[key] = text
+        name = reader.name(
+            backend.get("name"), f"{where}.backendRef.name", DNS_SUBDOMAIN, "a Service name", required=True
+        )
+        port = reader.integer(backend.get("port"), f"{where}.backendRef.port", low=1, high=65535)
+        if name:
+            ref["name"] = name
+        if port is not None:
+            ref["port"] = port
+        elif backend.get("port") is None and ref.get("kind", "Service") == "Service" and backend:
+            reader.error(f"{where}.backendRef.port", "is required for a Service")
+        filters.append({"backendRef": ref})
+    return tuple(filters)
+
+
 def _as_mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -1003,7 +1030,6 @@ def _parse_service(reader: _Reader, value: Any, target_name: str) -> Service:
         "trafficDistribution",
         "headless",
         "backendTimeout",
-        "mirror",
         "meshName",
         "backends",
         "unmanagedMetadata",
@@ -1044,6 +1070,7 @@ def _parse_service(reader: _Reader, value: Any, target_name: str) -> Service:
         timeout=reader.string(raw.get("timeout"), f"{path}.timeout"),
         gateway_refs=_parse_gateway_refs(reader, raw.get("gatewayRefs"), f"{path}.gatewayRefs"),
         port_discovery=reader.boolean(raw.get("portDiscovery"), f"{path}.portDiscovery"),
+        mirror=_parse_mirror_filters(reader, raw.get("mirror"), f"{path}.mirror"),
         apex=_parse_metadata(reader, raw.get("apex"), f"{path}.apex"),
         primary=_parse_metadata(reader, raw.get("primary"), f"{path}.primary"),
         canary=_parse_metadata(reader, raw.get("canary"), f"{path}.canary"),

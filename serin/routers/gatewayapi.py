@@ -114,7 +114,7 @@ def _header_modifier(modifier: Mapping[str, Any]) -> Obj:
 
 
 def route_filters(canary: Canary) -> list[Obj]:
-    """``service.headers`` and ``service.rewrite`` as filters, in Flagger's order."""
+    """``service.headers``, ``service.rewrite`` and ``service.mirror`` as filters, in Flagger's order."""
     service = canary.service
     filters: list[Obj] = []
     headers = service.headers or {}
@@ -136,6 +136,7 @@ def route_filters(canary: Canary) -> list[Obj]:
             url_rewrite["path"] = {"type": "ReplaceFullPath", "replaceFullPath": rewrite["uri"]}
     if url_rewrite:
         filters.append({"type": "URLRewrite", "urlRewrite": url_rewrite})
+    filters += [{"type": "RequestMirror", "requestMirror": plain(mirror)} for mirror in service.mirror]
     return filters
 
 

@@ -75,7 +75,12 @@ def test_gateway_api_promotes_a_good_release_and_rolls_back_a_bad_one(
 ) -> None:
     token = tokens["ticker"]
     manifest = canary(namespace, WEIGHTED, provider=provider)
-    manifest["spec"]["service"] = {"port": 9898, "gatewayRefs": [GATEWAY], "hosts": ["podinfo.example.com"]}
+    manifest["spec"]["service"] = {
+        "port": 9898,
+        "gatewayRefs": [GATEWAY],
+        "hosts": ["podinfo.example.com"],
+        "mirror": [{"backendRef": {"name": "podinfo-shadow", "port": 9898}}],
+    }
     start(local_cluster, serin_server, token, namespace, manifest)
     route = local_cluster.get_json("httproute", "podinfo", "-n", namespace, "--show-managed-fields")
     written = {(field["manager"], field["apiVersion"]) for field in route["metadata"]["managedFields"]}
@@ -83,6 +88,11 @@ def test_gateway_api_promotes_a_good_release_and_rolls_back_a_bad_one(
     # The schema's defaults (group and kind of the parent) are filled in by the API server.
     assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", **GATEWAY}]
     assert route["spec"]["hostnames"] == ["podinfo.example.com"]
+    mirror = {
+        "type": "RequestMirror",
+        "requestMirror": {"backendRef": {"group": "", "kind": "Service", "name": "podinfo-shadow", "port": 9898}},
+    }
+    assert route["spec"]["rules"][0]["filters"] == [mirror]
     assert http_route_weights(local_cluster, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
 
     release(local_cluster, namespace, "6.0.1")

@@ -266,3 +266,11 @@ def test_finalize_routes_serins_own_route_to_the_primary() -> None:
     router.set_routes(canary(), 50, 50)
     router.finalize(canary())
     assert router.get_routes(canary()) == Routes(100, 0)
+
+
+def test_service_mirror_filters_copy_every_request_to_their_backends() -> None:
+    mirror = [{"backendRef": {"name": "shadow", "namespace": "qa", "port": 8080}}]
+    (rule,) = desired_http_route(canary(service={"mirror": mirror}), 100, 0)["spec"]["rules"]
+    assert rule["filters"] == [
+        {"type": "RequestMirror", "requestMirror": {"backendRef": {"namespace": "qa", "name": "shadow", "port": 8080}}}
+    ]

@@ -499,6 +499,22 @@ def test_a_tcp_service_refuses_what_only_http_has() -> None:
             id="istio-only-service-fields",
         ),
         pytest.param(
+            {
+                **GATEWAY,
+                "spec.service.mirror": [{"backendRef": {"name": "shadow"}}, {"backendRef": {"name": "x", "port": 0}}],
+            },
+            [
+                ("spec.service.mirror[0].backendRef.port", "is required for a Service"),
+                ("spec.service.mirror[1].backendRef.port", "must be between 1 and 65535"),
+            ],
+            id="a-mirror-names-a-service-port",
+        ),
+        pytest.param(
+            {"spec.service.mirror": [{"backendRef": {"name": "shadow", "port": 80}}]},
+            [("spec.service.mirror", "provider istio has no way to express it; remove it")],
+            id="service-mirror-is-gateway-apis",
+        ),
+        pytest.param(
             {**GATEWAY, "spec.provider": "gatewayapi:v1beta1", "spec.service.timeout": "15s"},
             [("spec.service.timeout", "provider gatewayapi:v1beta1 has no way to express it; remove it")],
             id="v1beta1-routes-have-no-timeout",
