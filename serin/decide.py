@@ -130,6 +130,8 @@ class Observation:
     duplicate_of: str | None = None
     # The split the routing objects hold now; None when they do not exist (or reach no canary).
     routes: Split | None = ALL_ON_PRIMARY
+    # Whether they copy requests to the canary now (``analysis.mirror``).
+    mirrored: bool = False
     # Whether the primary still runs the promoted revision as recorded: None when not checked (its
     # spec has not changed since it last was), False when it drifted (someone edited it).
     primary_intact: bool | None = None
@@ -157,6 +159,8 @@ class ScaleTarget:
 class SetRoutes:
     primary_weight: int
     canary_weight: int
+    # Copy requests to the canary too (its responses dropped).
+    mirror: bool = False
 
 
 @dataclass(frozen=True)
@@ -326,8 +330,8 @@ def session_cookie(canary: Canary, status: CanaryStatus) -> str | None:
 
 
 def _route(observation: Observation, split: Split) -> tuple[Action, ...]:
-    """The SetRoutes that makes the routes ``split``, if they are not already."""
-    return () if observation.routes == split else (SetRoutes(*split),)
+    """The SetRoutes that makes the routes ``split`` with nothing mirrored, if they are not already."""
+    return () if observation.routes == split and not observation.mirrored else (SetRoutes(*split),)
 
 
 # ---- one step ------------------------------------------------------------------------------
@@ -933,8 +937,14 @@ def _unavailable(step: _Step, summary: str, actions: tuple[Action, ...], *events
 
 
 def _canary_step(step: _Step) -> Decision:
-    """Weighted canary: one weight step per analysed interval, promotion at the maximum."""
+    """Weighted canary: one weight step per analysed interval, promotion at the maximum. With
+    ``analysis.mirror``, as Flagger: a first step only mirrors, and the copies are analysed before
+    the first weight."""
     if _is_first_step(step.status):
+        if step.canary.analysis.mirror and step.observation.mirrored:
+            return _analyse(step, lambda analysed: _advance_weight(analysed, ()))
+        if step.canary.analysis.mirror:
+            return _start(step, _mirror)
         return _start(step, _advance_weight)
     if step.status.canary_weight >= step.canary.analysis.max_weight:
         return _analyse(step, _confirm_and_promote)
@@ -960,6 +970,24 @@ def _advance_weight(step: _Step, events: tuple[Event, ...]) -> Decision:
         *events,
         _normal(f"Advance {step.who} canary weight {weight}"),
     )
+
+
+def _mirror(step: _Step, events: tuple[Event, ...]) -> Decision:
+    mirroring = step.status.replace(last_transition_time=step.now)
+    return step.decision(
+        "mirroring requests to the canary",
+        mirroring,
+        (SetRoutes(*ALL_ON_PRIMARY, mirror=True),),
+        *events,
+        _normal(f"Advance {step.who} canary weight 0"),
+    )
+
+
+def _mirror_blue_green(step: _Step) -> tuple[Action, ...]:
+    """Blue/green with ``analysis.mirror`` copies requests to the canary through its iterations."""
+    if step.canary.analysis.mirror and not step.observation.mirrored:
+        return (SetRoutes(*ALL_ON_PRIMARY, mirror=True),)
+    return ()
 
 
 def _advance_iteration(step: _Step, actions: tuple[Action, ...] = (), *events: Event) -> Decision:
@@ -988,9 +1016,9 @@ def _blue_green_step(step: _Step) -> Decision:
     it, then promotion while it still serves."""
     iterations = step.canary.analysis.iterations or 0
     if _is_first_step(step.status):
-        return _start(step, lambda started, events: _advance_iteration(started, (), *events))
+        return _start(step, lambda started, events: _advance_iteration(started, _mirror_blue_green(started), *events))
     if step.status.iterations < iterations:
-        return _analyse(step, _advance_iteration)
+        return _analyse(step, lambda analysed: _advance_iteration(analysed, _mirror_blue_green(analysed)))
     if step.status.iterations == iterations:
         return _analyse(step, lambda analysed: _confirm(analysed, _switch_to_canary))
     return _analyse(step, _confirm_and_promote)
@@ -998,9 +1026,12 @@ def _blue_green_step(step: _Step) -> Decision:
 
 def _switch_to_canary(step: _Step, events: tuple[Event, ...]) -> Decision:
     switched = step.status.replace(iterations=step.status.iterations + 1, last_transition_time=step.now)
-    return step.decision(
-        "all traffic to the canary", switched, (SetRoutes(0, 100),), *events, _normal("Routing all traffic to canary")
+    message = (
+        "Stop traffic mirroring and route all traffic to canary"
+        if step.canary.analysis.mirror
+        else "Routing all traffic to canary"
     )
+    return step.decision("all traffic to the canary", switched, (SetRoutes(0, 100),), *events, _normal(message))
 
 
 def _confirm(step: _Step, then: Callable[[_Step, tuple[Event, ...]], Decision]) -> Decision:

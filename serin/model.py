@@ -54,6 +54,8 @@ class ProviderTraits:
     one_header_and_cookie: bool = False
     # It can keep users on the canary with a cookie (analysis.sessionAffinity).
     session_affinity: bool = False
+    # The strategies it can mirror requests to the canary in (analysis.mirror).
+    mirror_strategies: frozenset[str] = frozenset()
 
 
 _EXACT_OR_REGEX = frozenset({"exact", "regex"})
@@ -92,6 +94,7 @@ PROVIDERS: Mapping[str, ProviderTraits] = {
         },
         unused_service_fields=frozenset({"mirror"}),
         session_affinity=True,
+        mirror_strategies=frozenset({"canary", "blue-green"}),
     ),
     # Gateway API's HTTPRoute; v1beta1 for clusters whose Gateway API predates v1 (no timeouts).
     "gatewayapi:v1": ProviderTraits(
@@ -101,6 +104,8 @@ PROVIDERS: Mapping[str, ProviderTraits] = {
         gateway_refs=True,
         route_timeout=True,
         session_affinity=True,
+        # A RequestMirror filter copies every request: no share for a weighted step.
+        mirror_strategies=frozenset({"blue-green"}),
     ),
     "gatewayapi:v1beta1": ProviderTraits(
         weights=True,
@@ -108,6 +113,7 @@ PROVIDERS: Mapping[str, ProviderTraits] = {
         unused_service_fields=_GATEWAY_API_UNUSED | {"timeout"},
         gateway_refs=True,
         session_affinity=True,
+        mirror_strategies=frozenset({"blue-green"}),
     ),
     # NGINX ingress: a canary copy of spec.ingressRef, weighted or A/B by its canary annotations.
     "nginx": ProviderTraits(
@@ -298,6 +304,11 @@ class Analysis:
     metrics: tuple[Metric, ...]
     webhooks: tuple[Webhook, ...]
     session_affinity: SessionAffinity | None = None
+    # Requests are copied to the canary (its responses dropped): one mirrored step before the
+    # weights of a canary release, or during the iterations of blue/green.
+    mirror: bool = False
+    # The percent of requests copied (all of them when unset).
+    mirror_weight: int | None = None
 
     @property
     def strategy(self) -> Strategy:
@@ -403,8 +414,6 @@ UNSUPPORTED_FIELDS: Mapping[str, str] = {
     "spec.service.meshName": "the App Mesh provider",
     "spec.service.backends": "the App Mesh provider",
     "spec.service.unmanagedMetadata": "leaving labels and annotations of generated objects alone",
-    "spec.analysis.mirror": "traffic mirroring",
-    "spec.analysis.mirrorWeight": "traffic mirroring",
     "spec.analysis.sessionAffinity.primaryCookieName": "pinning users to the primary (not in Flagger 1.36)",
     "spec.analysis.alerts": "alerts (AlertProviders)",
     "spec.analysis.webhooks[].muteAlert": "alerts (AlertProviders)",
@@ -720,8 +729,11 @@ def _parse_analysis(reader: _Reader, value: Any) -> Analysis:
     match = _parse_match(reader, raw.get("match"), f"{path}.match")
     if match and raw.get("iterations") is None:
         reader.error(f"{path}.match", "A/B testing needs iterations")
-    for key in ("mirror", "mirrorWeight", "alerts"):
-        reader.unsupported(raw, key, path)
+    reader.unsupported(raw, "alerts", path)
+    mirror = reader.boolean(raw.get("mirror"), f"{path}.mirror")
+    mirror_weight = reader.integer(raw.get("mirrorWeight"), f"{path}.mirrorWeight", low=1, high=100)
+    if mirror_weight is not None and not mirror:
+        reader.error(f"{path}.mirrorWeight", "is the share of requests mirrored: it needs mirror: true")
     session_affinity = _parse_session_affinity(reader, raw.get("sessionAffinity"), f"{path}.sessionAffinity")
 
     metrics = tuple(
@@ -750,6 +762,8 @@ def _parse_analysis(reader: _Reader, value: Any) -> Analysis:
         metrics=metrics,
         webhooks=webhooks,
         session_affinity=session_affinity,
+        mirror=mirror,
+        mirror_weight=mirror_weight,
     )
 
 
@@ -919,6 +933,19 @@ def _check_provider(
         _check_tcp(reader, raw_service, raw_analysis)
     if traits.one_header_and_cookie:
         _check_one_header_and_cookie(reader, provider, raw_analysis.get("match"))
+    if raw_analysis.get("mirror") is True:
+        strategy = (
+            "ab-testing"
+            if _is_set(raw_analysis.get("iterations")) and _is_set(raw_analysis.get("match"))
+            else "blue-green"
+            if _is_set(raw_analysis.get("iterations"))
+            else "canary"
+        )
+        if strategy not in traits.mirror_strategies:
+            where = "" if not traits.mirror_strategies else f" ({' and '.join(sorted(traits.mirror_strategies))} only)"
+            reader.error("spec.analysis.mirror", f"provider {provider} cannot mirror requests in {strategy}{where}")
+        if raw_analysis.get("mirrorWeight") is not None and strategy != "canary":
+            reader.error("spec.analysis.mirrorWeight", "a share of requests is mirrored in canary releases only")
     if _is_set(raw_analysis.get("sessionAffinity")):
         if not traits.session_affinity:
             reader.error("spec.analysis.sessionAffinity", f"provider {provider} cannot route by a cookie it sets")

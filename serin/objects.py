@@ -89,6 +89,7 @@ class CanaryObjects:
         split: tuple[int, int] = (100, 0),
         promoted: str = "",
         session: str | None = None,
+        mirror: bool = False,
     ) -> None:
         """Create what is missing, adopt what has no owner yet, and route ``split`` (with the
         ``session`` cookie, see ``serin.ports.Router.set_routes``).
@@ -153,7 +154,7 @@ class CanaryObjects:
                         },
                     },
                 )
-        self.router_for(canary.provider).reconcile(canary, split, session)
+        self.router_for(canary.provider).reconcile(canary, split, session, mirror)
 
     def adopt(self, canary: Canary, obj: Mapping[str, Any]) -> None:
         """Give an object Serin made for this Canary its owner reference, if it lacks one."""

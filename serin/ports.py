@@ -64,18 +64,23 @@ class Router(Protocol):
     # The kinds of object it writes (each in ``serin.kube.store.RESOURCES``).
     kinds: tuple[str, ...]
 
-    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0), session: str | None = None) -> None:
+    def reconcile(
+        self, canary: Canary, split: tuple[int, int] = (100, 0), session: str | None = None, mirror: bool = False
+    ) -> None:
         """Create or update every routing object as the Canary says, routing ``split``."""
 
     def get_routes(self, canary: Canary) -> Routes | None:
         """Current split, or None when the routing objects do not exist (or reach no canary)."""
 
-    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None) -> None:
+    def set_routes(
+        self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None, mirror: bool = False
+    ) -> None:
         """Set the split (absolute values, so repeating it is harmless); creates what is missing.
 
         ``session`` (``name=value``, with ``analysis.sessionAffinity``) is the cookie of the release:
         set on the canary's responses and routed to the canary while it has traffic, taken back
-        from whoever still carries it once it has none."""
+        from whoever still carries it once it has none. ``mirror``: copy requests to the canary
+        too (``analysis.mirror``; its responses are dropped)."""
 
     def finalize(self, canary: Canary) -> None:
         """Give back the routing objects that were the user's before the Canary, and route all

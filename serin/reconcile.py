@@ -157,12 +157,13 @@ def workload_state(deployment: Mapping[str, Any] | None) -> WorkloadState | None
     )
 
 
-def routes_after(decision: Decision, observation: Observation) -> Split:
-    """The split the routing objects hold once the decision's actions are applied."""
+def routes_after(decision: Decision, observation: Observation) -> tuple[Split, bool]:
+    """The split the routing objects hold once the decision's actions are applied, and whether
+    they mirror requests to the canary."""
     for action in reversed(decision.actions):
         if isinstance(action, SetRoutes):
-            return action.primary_weight, action.canary_weight
-    return observation.routes or ALL_ON_PRIMARY
+            return (action.primary_weight, action.canary_weight), action.mirror
+    return observation.routes or ALL_ON_PRIMARY, observation.mirrored
 
 
 def duplicate_owner(canary: Canary, raw: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> str | None:
@@ -384,12 +385,13 @@ class Reconciler:
                 config = self.store.get_config(kind, canary.namespace, name)
                 if config is not None:
                     hashes[config_key(kind, name)] = config_hash(config)
-        routes = None
+        routes, mirrored = None, False
         if target is not None:
             router = self.router_for(canary.provider)
             if router.shifts_traffic:
                 current = router.get_routes(canary)
                 routes = None if current is None else (current.primary_weight, current.canary_weight)
+                mirrored = current is not None and current.mirrored
             else:
                 routes = desired_split(canary, status)  # nothing holds a split but the status
         intact, primary_configs = None, None
@@ -411,6 +413,7 @@ class Reconciler:
             config_hashes=hashes,
             duplicate_of=duplicate_owner(canary, raw, others),
             routes=routes,
+            mirrored=mirrored,
             primary_intact=intact,
             primary_config_hashes=primary_configs,
         )
@@ -465,12 +468,12 @@ class Reconciler:
         EnsureObjects, already carrying the split the decision's SetRoutes ask for."""
         namespace, target = canary.namespace, observed.target
         assert target is not None
-        split = routes_after(decision, observed.observation)
+        split, mirror = routes_after(decision, observed.observation)
         session = session_cookie(canary, status)
         ensured = False
         for action in decision.actions:
             if isinstance(action, EnsureObjects):
-                self.objects.ensure(canary, target, observed.primary, split, status.last_promoted_spec, session)
+                self.objects.ensure(canary, target, observed.primary, split, status.last_promoted_spec, session, mirror)
                 ensured = True
             elif isinstance(action, ScaleTarget):
                 current = observed.observation.target.replicas if observed.observation.target else None
@@ -478,7 +481,7 @@ class Reconciler:
                     self.store.scale_deployment(namespace, canary.target_ref.name, action.replicas)
             elif isinstance(action, SetRoutes) and not ensured:
                 self.router_for(canary.provider).set_routes(
-                    canary, action.primary_weight, action.canary_weight, session
+                    canary, action.primary_weight, action.canary_weight, session, action.mirror
                 )
             elif isinstance(action, CopyToPrimary):
                 promoting = action.revision == status.last_applied_spec != status.last_promoted_spec

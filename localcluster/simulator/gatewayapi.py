@@ -110,6 +110,17 @@ def _backends(value: object, namespace: str) -> tuple[Destination, ...]:
     return tuple(destinations)
 
 
+def _request_mirror(filters: object, namespace: str) -> Destination | None:
+    """The backend a RequestMirror filter copies every request to, if any."""
+    for raw in as_sequence(filters):
+        ref = as_mapping(as_mapping(as_mapping(raw).get("requestMirror")).get("backendRef"))
+        if isinstance(ref.get("name"), str) and ref["name"]:
+            ref_namespace = ref.get("namespace")
+            host = f"{ref['name']}.{ref_namespace}" if isinstance(ref_namespace, str) and ref_namespace else ref["name"]
+            return Destination(host=host, weight=100)
+    return None
+
+
 def _added_cookie(filters: object) -> str:
     """The Set-Cookie a ResponseHeaderModifier filter adds (or sets), if any."""
     for raw in as_sequence(filters):
@@ -134,7 +145,11 @@ def parse_http_route(obj: Mapping[str, Any]) -> RouteTable:
         for match_index, match in enumerate(matches):
             name = str(rule["name"]) if isinstance(rule.get("name"), str) else f"rules[{rule_index}]"
             route = HttpRoute(
-                name=name, matches=(match,), destinations=destinations, set_cookie=_added_cookie(rule.get("filters"))
+                name=name,
+                matches=(match,),
+                destinations=destinations,
+                set_cookie=_added_cookie(rule.get("filters")),
+                mirror=_request_mirror(rule.get("filters"), namespace),
             )
             candidates.append((_precedence(match), rule_index, match_index, route))
     candidates.sort(key=lambda candidate: candidate[:3])

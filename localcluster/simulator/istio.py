@@ -97,6 +97,15 @@ def _parse_destinations(value: object) -> tuple[Destination, ...]:
     return tuple(destinations)
 
 
+def _mirror(route: Mapping[str, Any]) -> Destination | None:
+    """The route's ``mirror`` destination, weighted by ``mirrorPercentage`` (all requests without)."""
+    host = as_mapping(route.get("mirror")).get("host")
+    if not isinstance(host, str) or not host:
+        return None
+    percent = as_mapping(route.get("mirrorPercentage")).get("value", 100)
+    return Destination(host=host, weight=round(percent) if isinstance(percent, int | float) else 100)
+
+
 def parse_virtual_service(obj: Mapping[str, Any]) -> RouteTable:
     """Turns a VirtualService as returned by the API (a plain dict) into typed routes.
 
@@ -116,6 +125,7 @@ def parse_virtual_service(obj: Mapping[str, Any]) -> RouteTable:
                 matches=matches,
                 destinations=_parse_destinations(route.get("route")),
                 set_cookie=set_cookie_header(as_mapping(as_mapping(route.get("headers")).get("response")).get("add")),
+                mirror=_mirror(route),
             )
         )
     # TCP routes carry connections; every connection here is to the service's port, so a port

@@ -74,6 +74,8 @@ class HttpRoute:
     destinations: tuple[Destination, ...]
     # A Set-Cookie header the data plane adds to every response of this route.
     set_cookie: str = ""
+    # Where the route also copies requests to (its weight: the percent copied); responses dropped.
+    mirror: Destination | None = None
 
     @property
     def sticky(self) -> bool:

@@ -134,6 +134,8 @@ class RequestOutcome:
     service_namespace: str
     response_code: int
     latency_ms: float
+    # A copy the data plane mirrored: the workload served it, nobody saw the response.
+    mirrored: bool = False
 
     @property
     def destination_service(self) -> str:
@@ -186,6 +188,31 @@ def _choose_workload(ready: Sequence[Workload], rng: random.Random) -> Workload:
     return rng.choices(list(ready), weights=[w.ready_replicas for w in ready])[0]
 
 
+def _serve(
+    table: RouteTable, route: HttpRoute, destination: Destination, index: ClusterIndex, rng: random.Random
+) -> RequestOutcome | None:
+    """One request served by ``destination``'s workloads; None when none is ready."""
+    resolved = resolve_host(destination.host, table.namespace, index)
+    ready = resolved.ready_workloads if resolved else ()
+    if resolved is None or not ready:
+        return None
+    workload = _choose_workload(ready, rng)
+    return RequestOutcome(
+        table_kind=table.kind,
+        table=table.name,
+        table_namespace=table.namespace,
+        route=route.name,
+        workload=workload.name,
+        workload_namespace=workload.namespace,
+        pod_name=workload.pod_name,
+        destination_tag=destination.tag,
+        service=resolved.service.name,
+        service_namespace=resolved.service.namespace,
+        response_code=500 if rng.random() < workload.behaviour.error_rate else 200,
+        latency_ms=draw_latency_ms(workload.behaviour.latency_ms, rng),
+    )
+
+
 def simulate_table(
     table: RouteTable,
     count: int,
@@ -207,30 +234,15 @@ def simulate_table(
         request = with_cookies(request, jar)
         route = select_route(table, request)
         destination = choose_destination(route.destinations, rng) if route else None
-        resolved = resolve_host(destination.host, table.namespace, index) if destination else None
-        ready = resolved.ready_workloads if resolved else ()
-        if route is None or resolved is None or not ready:
+        outcome = _serve(table, route, destination, index, rng) if route and destination else None
+        if route is None or destination is None or outcome is None:
             unroutable += 1
             continue
-        workload = _choose_workload(ready, rng)
-        keep_cookie(jar, destination.set_cookie if destination and destination.set_cookie else route.set_cookie)
-        failed = rng.random() < workload.behaviour.error_rate
-        outcomes.append(
-            RequestOutcome(
-                table_kind=table.kind,
-                table=table.name,
-                table_namespace=table.namespace,
-                route=route.name,
-                workload=workload.name,
-                workload_namespace=workload.namespace,
-                pod_name=workload.pod_name,
-                destination_tag=destination.tag if destination else "",
-                service=resolved.service.name,
-                service_namespace=resolved.service.namespace,
-                response_code=500 if failed else 200,
-                latency_ms=draw_latency_ms(workload.behaviour.latency_ms, rng),
-            )
-        )
+        keep_cookie(jar, destination.set_cookie or route.set_cookie)
+        if route.mirror is not None and rng.random() * 100 < route.mirror.weight:
+            copy = _serve(table, route, route.mirror, index, rng)
+            outcomes.extend([dataclasses.replace(copy, mirrored=True)] if copy else [])
+        outcomes.append(outcome)
     return TickResult(
         outcomes=tuple(outcomes),
         unroutable={(table.namespace, table.kind, table.name): unroutable} if unroutable else {},

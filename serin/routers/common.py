@@ -114,9 +114,9 @@ def shares(weights: Mapping[Any, int], primary: str, canary: str) -> Routes | No
 
 class OneObjectRouter(RoutingObjects):
     """A router whose split is one object named after the Canary's service: the subclass says how
-    to build it (``desired``; the ``session`` cookie matters only to providers that can keep
-    users on the canary, admission refuses session affinity for the others) and how to read the
-    split back (``split_of``)."""
+    to build it (``desired``; the ``session`` cookie and ``mirror`` matter only to providers that
+    can keep users on the canary or copy requests to it, admission refuses them for the others)
+    and how to read the split back (``split_of``)."""
 
     shifts_traffic = True
     kind: str
@@ -130,22 +130,28 @@ class OneObjectRouter(RoutingObjects):
         """The version to read the object in (None: the one ``serin.kube.store`` knows)."""
         return None
 
-    def desired(self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None) -> Obj:
+    def desired(
+        self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None, mirror: bool
+    ) -> Obj:
         raise NotImplementedError
 
     def split_of(self, stored: Mapping[str, Any], canary: Canary) -> Routes | None:
         raise NotImplementedError
 
-    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0), session: str | None = None) -> None:
-        self.set_routes(canary, *split, session)
+    def reconcile(
+        self, canary: Canary, split: tuple[int, int] = (100, 0), session: str | None = None, mirror: bool = False
+    ) -> None:
+        self.set_routes(canary, *split, session, mirror)
 
     def get_routes(self, canary: Canary) -> Routes | None:
         stored = self._store.get(self.kind, canary.namespace, canary.service.name, self.api_version(canary))
         return None if stored is None else self.split_of(stored, canary)
 
-    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None) -> None:
+    def set_routes(
+        self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None, mirror: bool = False
+    ) -> None:
         """The whole object with this split; it is created when missing."""
-        self._write(self.desired(canary, primary_weight, canary_weight, session))
+        self._write(self.desired(canary, primary_weight, canary_weight, session, mirror))
 
     def finalize(self, canary: Canary) -> None:
         """Give back an object that was the user's; route all traffic of Serin's own (which the

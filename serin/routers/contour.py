@@ -122,7 +122,9 @@ class ContourRouter(OneObjectRouter):
 
     kind = KIND
 
-    def desired(self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None) -> Obj:
+    def desired(
+        self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None, mirror: bool
+    ) -> Obj:
         return desired_http_proxy(canary, primary_weight, canary_weight)
 
     def split_of(self, stored: Mapping[str, Any], canary: Canary) -> Routes | None:

@@ -183,7 +183,9 @@ def _sticky_rules(canary: Canary, session: str, split: list[Obj]) -> list[Obj]:
     return [{"name": STICKY_RULE, **sticky}]
 
 
-def desired_http_route(canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None) -> Obj:
+def desired_http_route(
+    canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None, mirror: bool = False
+) -> Obj:
     """The HTTPRoute the Canary asks for, with the given split; ValueError for a bad split."""
     validate_weights(primary_weight, canary_weight)
     service = canary.service
@@ -199,6 +201,10 @@ def desired_http_route(canary: Canary, primary_weight: int, canary_weight: int, 
         ]
     else:
         rules = [_rule(canary, route_matches(service.match), split)]
+        if mirror:
+            to_canary = {"group": "", "kind": "Service", "name": canary_backend(canary), "port": service.port}
+            mirror_filter = {"type": "RequestMirror", "requestMirror": {"backendRef": to_canary}}
+            rules[0]["filters"] = [*rules[0].get("filters", []), mirror_filter]
         if session is not None and canary.analysis.session_affinity is not None:
             rules = [*_sticky_rules(canary, session, split), *rules]
     spec: Obj = {"parentRefs": [plain(ref) for ref in service.gateway_refs]}
@@ -228,11 +234,15 @@ def routes_of(route: Mapping[str, Any], canary: Canary) -> Routes | None:
             weights[str(ref.get("name"))] = weight if isinstance(weight, int) and not isinstance(weight, bool) else 1
         if all(name in weights for name in wanted):
             total = sum(weights.values())
+            mirrored = any(
+                as_dict(as_dict(as_dict(rule_filter).get("requestMirror")).get("backendRef")).get("name") == wanted[1]
+                for rule_filter in as_list(as_dict(rule).get("filters"))
+            )
             if total <= 0:
-                return Routes(0, 0)
+                return Routes(0, 0, mirrored=mirrored)
             canary_share = round(100 * weights[wanted[1]] / total)
             primary_share = round(100 * weights[wanted[0]] / total)
-            return Routes(primary_share, canary_share)
+            return Routes(primary_share, canary_share, mirrored=mirrored)
     return None
 
 
@@ -244,8 +254,10 @@ class GatewayAPIRouter(OneObjectRouter):
     def api_version(self, canary: Canary) -> str:
         return API_VERSIONS[canary.provider]
 
-    def desired(self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None) -> Obj:
-        return desired_http_route(canary, primary_weight, canary_weight, session)
+    def desired(
+        self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None, mirror: bool
+    ) -> Obj:
+        return desired_http_route(canary, primary_weight, canary_weight, session, mirror)
 
     def split_of(self, stored: Mapping[str, Any], canary: Canary) -> Routes | None:
         return routes_of(stored, canary)

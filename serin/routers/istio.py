@@ -79,7 +79,9 @@ def _http_route(canary: Canary, match: Sequence[Mapping[str, Any]], primary_weig
     return route
 
 
-def desired_virtual_service(canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None) -> Obj:
+def desired_virtual_service(
+    canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None, mirror: bool = False
+) -> Obj:
     """The VirtualService the Canary asks for, with the given split; ValueError for a bad split.
 
     With a ``session`` cookie (``analysis.sessionAffinity``), as Flagger: while the canary has
@@ -111,6 +113,12 @@ def desired_virtual_service(canary: Canary, primary_weight: int, canary_weight: 
         spec["http"] = _sticky_routes(canary, session, primary_weight, canary_weight)
     else:
         spec["http"] = [_http_route(canary, service.match, primary_weight, canary_weight)]
+    if mirror:
+        # As Flagger: the weighted (last) route copies requests to the canary, its responses dropped.
+        weighted = spec["http"][-1]
+        weighted["mirror"] = {"host": canary_host(canary)}
+        if canary.analysis.mirror_weight:
+            weighted["mirrorPercentage"] = {"value": canary.analysis.mirror_weight}
     return {
         "apiVersion": API_VERSION,
         "kind": "VirtualService",
@@ -224,19 +232,23 @@ class IstioRouter(RoutingObjects):
 
     # -- Router protocol
 
-    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0), session: str | None = None) -> None:
+    def reconcile(
+        self, canary: Canary, split: tuple[int, int] = (100, 0), session: str | None = None, mirror: bool = False
+    ) -> None:
         """The DestinationRules and the VirtualService as the Canary says, routing ``split``."""
         for host in (primary_host(canary), canary_host(canary)):
             self._write(desired_destination_rule(canary, host))
-        self.set_routes(canary, *split, session)
+        self.set_routes(canary, *split, session, mirror)
 
     def get_routes(self, canary: Canary) -> Routes | None:
         stored = self._store.get("VirtualService", canary.namespace, canary.service.name)
         return None if stored is None else routes_of(stored, canary)
 
-    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None) -> None:
+    def set_routes(
+        self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None, mirror: bool = False
+    ) -> None:
         """The whole VirtualService with this split; it is created when missing."""
-        self._write(desired_virtual_service(canary, primary_weight, canary_weight, session))
+        self._write(desired_virtual_service(canary, primary_weight, canary_weight, session, mirror))
 
     def finalize(self, canary: Canary) -> None:
         """Give back what was the user's before the Canary; route all traffic of Serin's own

@@ -24,14 +24,18 @@ class KubernetesRouter:
     def __init__(self, store: KubeStore) -> None:
         self._store = store
 
-    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0), session: str | None = None) -> None:
+    def reconcile(
+        self, canary: Canary, split: tuple[int, int] = (100, 0), session: str | None = None, mirror: bool = False
+    ) -> None:
         """Nothing to create: the Services are all there is."""
 
     def get_routes(self, canary: Canary) -> Routes | None:
         """No routing object, so none to read (see the module docstring)."""
         return None
 
-    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None) -> None:
+    def set_routes(
+        self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None, mirror: bool = False
+    ) -> None:
         """No traffic to move."""
 
     def finalize(self, canary: Canary) -> None:

@@ -127,14 +127,18 @@ class NginxRouter(RoutingObjects):
     shifts_traffic = True
     kinds: tuple[str, ...] = (KIND,)
 
-    def reconcile(self, canary: Canary, split: tuple[int, int] = (100, 0), session: str | None = None) -> None:
+    def reconcile(
+        self, canary: Canary, split: tuple[int, int] = (100, 0), session: str | None = None, mirror: bool = False
+    ) -> None:
         self.set_routes(canary, *split)
 
     def get_routes(self, canary: Canary) -> Routes | None:
         stored = self._store.get(KIND, canary.namespace, canary_ingress_name(canary))
         return None if stored is None else routes_of(stored, canary)
 
-    def set_routes(self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None) -> None:
+    def set_routes(
+        self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None = None, mirror: bool = False
+    ) -> None:
         """The whole canary Ingress with this split, from the user's Ingress as it is now (no
         session affinity: admission refuses it for NGINX)."""
         assert canary.ingress_ref is not None

@@ -58,7 +58,9 @@ class TraefikRouter(OneObjectRouter):
 
     kind = KIND
 
-    def desired(self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None) -> Obj:
+    def desired(
+        self, canary: Canary, primary_weight: int, canary_weight: int, session: str | None, mirror: bool
+    ) -> Obj:
         return desired_traefik_service(canary, primary_weight, canary_weight)
 
     def split_of(self, stored: Mapping[str, Any], canary: Canary) -> Routes | None:

@@ -196,6 +196,34 @@ def test_session_affinity_keeps_the_users_the_canary_served(
     assert sticky["name"] == "sticky" and "Max-Age=-1" in json.dumps(sticky)
 
 
+def test_a_mirrored_blue_green_catches_the_canarys_errors_while_users_see_none(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    analysis = {"interval": "10s", "threshold": 2, "iterations": 4, "mirror": True, "metrics": METRICS}
+    start(local_cluster, serin_server, token, namespace, canary(namespace, analysis))
+    release(local_cluster, namespace, "6.0.1", **{"simulator.serin.dev/error-rate": "0.5"})
+    tick_until(local_cluster, serin_server, token, namespace, lambda status: status.get("iterations") == 1)
+    route = local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)["spec"]["http"][0]
+    assert route["mirror"] == {"host": "podinfo-canary"}
+    assert [(entry["destination"]["host"], entry["weight"]) for entry in route["route"]] == [
+        ("podinfo-primary", 100),
+        ("podinfo-canary", 0),
+    ]
+    drive(local_cluster, serin_server, token, namespace, "Failed")
+    assert primary_image(local_cluster, namespace) == "6.0.0"
+    assert "mirror" not in local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)["spec"]["http"][0]
+    assert any("advancement success rate" in message for message in events(local_cluster, namespace))
+    errors = query(
+        local_cluster.urls["prometheus"],
+        f'sum by (destination_workload) (istio_requests_total{{destination_workload_namespace="{namespace}", '
+        'response_code=~"5.."})',
+    )
+    failed = {sample["metric"]["destination_workload"]: float(sample["value"][1]) for sample in errors}
+    # The canary failed the copies; every answer users got came from the primary, without an error.
+    assert failed.get("podinfo", 0) > 0 and "podinfo-primary" not in failed, failed
+
+
 def test_port_discovery_puts_every_container_port_on_the_services(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:

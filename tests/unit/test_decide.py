@@ -225,6 +225,13 @@ STEPS = [
         id="idle-reasserts-all-traffic-on-primary-and-target-at-zero",
     ),
     pytest.param(
+        make_canary({**BLUE_GREEN, "mirror": True}),
+        status(Phase.FAILED),
+        observe(mirrored=True),
+        Expect(Phase.FAILED, (ENSURE, SetRoutes(100, 0))),
+        id="idle-stops-mirroring",
+    ),
+    pytest.param(
         make_canary(),
         status(Phase.INITIALIZED),
         observe("v2"),
@@ -293,6 +300,41 @@ STEPS = [
             weight=10,
         ),
         id="first-step-shifts-first-weight-without-metrics",
+    ),
+    pytest.param(
+        make_canary({**WEIGHTED, "mirror": True, "mirrorWeight": 50}),
+        status(Phase.PROGRESSING, last_applied_spec="v2"),
+        observe("v2", target_replicas=2),
+        Expect(
+            Phase.PROGRESSING,
+            (ENSURE, SetRoutes(100, 0, mirror=True)),
+            (normal("Starting canary analysis for podinfo.test"), normal("Advance podinfo.test canary weight 0")),
+        ),
+        id="mirror-first-step-only-mirrors",
+    ),
+    pytest.param(
+        make_canary({**WEIGHTED, "mirror": True}),
+        status(Phase.PROGRESSING, last_applied_spec="v2"),
+        observe("v2", target_replicas=2, mirrored=True, metrics=(MetricReading(100.0), MetricReading(100.0))),
+        Expect(
+            Phase.PROGRESSING,
+            (ENSURE, SetRoutes(90, 10)),
+            (normal("Advance podinfo.test canary weight 10"),),
+            weight=10,
+        ),
+        id="mirror-copies-analysed-then-first-weight-without-mirroring",
+    ),
+    pytest.param(
+        make_canary({**WEIGHTED, "mirror": True}),
+        status(Phase.PROGRESSING, last_applied_spec="v2"),
+        observe("v2", target_replicas=2, mirrored=True, metrics=(MetricReading(50.0), MetricReading(100.0))),
+        Expect(
+            Phase.PROGRESSING,
+            (ENSURE,),
+            (warning("Halt podinfo.test advancement success rate 50.00% < 99%"),),
+            failed_checks=1,
+        ),
+        id="mirror-copies-that-fail-are-failed-checks-while-users-see-the-primary",
     ),
     pytest.param(
         make_canary({**WEIGHTED, "webhooks": hooks("pre-rollout")}),
@@ -835,6 +877,37 @@ STEPS = [
             iterations=1,
         ),
         id="blue-green-first-step-runs-no-metrics",
+    ),
+    pytest.param(
+        make_canary({**BLUE_GREEN, "mirror": True}),
+        status(Phase.PROGRESSING, last_applied_spec="v2"),
+        observe("v2", target_replicas=2),
+        Expect(
+            Phase.PROGRESSING,
+            (ENSURE, SetRoutes(100, 0, mirror=True)),
+            (normal("Starting canary analysis for podinfo.test"), normal("Advance podinfo.test canary iteration 1/2")),
+            iterations=1,
+        ),
+        id="blue-green-mirrors-from-the-first-iteration",
+    ),
+    pytest.param(
+        make_canary({**BLUE_GREEN, "mirror": True}),
+        status(Phase.PROGRESSING, last_applied_spec="v2", iterations=1),
+        observe("v2", target_replicas=2, mirrored=True, metrics=(MetricReading(100.0),)),
+        Expect(Phase.PROGRESSING, (ENSURE,), (normal("Advance podinfo.test canary iteration 2/2"),), iterations=2),
+        id="blue-green-keeps-mirroring",
+    ),
+    pytest.param(
+        make_canary({**BLUE_GREEN, "mirror": True}),
+        status(Phase.PROGRESSING, last_applied_spec="v2", iterations=2),
+        observe("v2", target_replicas=2, mirrored=True, metrics=(MetricReading(100.0),)),
+        Expect(
+            Phase.PROGRESSING,
+            (ENSURE, SetRoutes(0, 100)),
+            (normal("Stop traffic mirroring and route all traffic to canary"),),
+            iterations=3,
+        ),
+        id="blue-green-stops-mirroring-when-all-traffic-moves",
     ),
     pytest.param(
         make_canary(BLUE_GREEN),

@@ -220,10 +220,6 @@ def test_iterations_take_precedence_over_step_weight_as_in_flagger(changes: dict
             "autoscaling the primary",
             id="autoscaler",
         ),
-        pytest.param({"spec.analysis.mirror": True}, "spec.analysis.mirror", "traffic mirroring", id="mirror"),
-        pytest.param(
-            {"spec.analysis.mirrorWeight": 10}, "spec.analysis.mirrorWeight", "traffic mirroring", id="mirror-weight"
-        ),
         pytest.param(
             {"spec.analysis.sessionAffinity": {"cookieName": "c", "primaryCookieName": "p"}},
             "spec.analysis.sessionAffinity.primaryCookieName",
@@ -436,6 +432,52 @@ def test_contour_and_traefik_refuse_what_they_cannot_match(
     with pytest.raises(InvalidCanary) as raised:
         parse_canary(with_changes(changes))
     assert [(error.path, error.message) for error in raised.value.errors] == errors
+
+
+@pytest.mark.parametrize(
+    ("changes", "errors"),
+    [
+        pytest.param(
+            {"spec.analysis.mirrorWeight": 10},
+            [("spec.analysis.mirrorWeight", "is the share of requests mirrored: it needs mirror: true")],
+            id="weight-without-mirror",
+        ),
+        pytest.param(
+            {**GATEWAY, "spec.analysis.mirror": True},
+            [("spec.analysis.mirror", "provider gatewayapi:v1 cannot mirror requests in canary (blue-green only)")],
+            id="gateway-api-mirrors-blue-green-only",
+        ),
+        pytest.param(
+            {"spec.provider": "traefik", "spec.analysis.mirror": True},
+            [("spec.analysis.mirror", "provider traefik cannot mirror requests in canary")],
+            id="traefik-cannot-mirror",
+        ),
+        pytest.param(
+            {**AB, "spec.analysis.match": [{"headers": {"x": {"exact": "1"}}}], "spec.analysis.mirror": True},
+            [
+                (
+                    "spec.analysis.mirror",
+                    "provider istio cannot mirror requests in ab-testing (blue-green and canary only)",
+                )
+            ],
+            id="not-with-ab-testing",
+        ),
+        pytest.param(
+            {**AB, "spec.analysis.mirror": True, "spec.analysis.mirrorWeight": 50},
+            [("spec.analysis.mirrorWeight", "a share of requests is mirrored in canary releases only")],
+            id="no-share-in-blue-green",
+        ),
+    ],
+)
+def test_mirroring_is_refused_where_it_cannot_work(changes: dict[str, Any], errors: list[tuple[str, str]]) -> None:
+    with pytest.raises(InvalidCanary) as raised:
+        parse_canary(with_changes(changes))
+    assert [(error.path, error.message) for error in raised.value.errors] == errors
+
+
+def test_mirroring_is_read() -> None:
+    canary = parse_canary(with_changes({"spec.analysis.mirror": True, "spec.analysis.mirrorWeight": 25}))
+    assert (canary.analysis.mirror, canary.analysis.mirror_weight) == (True, 25)
 
 
 def test_a_tcp_service_refuses_what_only_http_has() -> None:
