@@ -277,6 +277,10 @@ def build_flagger(cache: Path | None = None, version: str = FLAGGER_VERSION) -> 
     return binary
 
 
+# Gateway API's experimental channel of HTTPRoute, kept beside the manifest (not installed at
+# start: one channel at a time) so that a test can check Serin's routes fit it too.
+GATEWAY_API_EXPERIMENTAL_HTTPROUTES = "config/crd/experimental/gateway.networking.k8s.io_httproutes.yaml"
+EXPERIMENTAL_HTTPROUTES_FILE = "experimental-httproutes.yaml"
 # CRDs written here, for APIs whose project's module is not on the Go module proxy.
 LOCAL_CRDS = Path(__file__).resolve().parent / "crds"
 
@@ -284,7 +288,8 @@ LOCAL_CRDS = Path(__file__).resolve().parent / "crds"
 def routing_crds_dir(cache: Path) -> Path:
     """Named after the versions, and a digest of the whole list (and of the CRDs written here) so
     that a file added or changed is fetched again."""
-    hashed = repr(ROUTING_CRD_SOURCES) + "".join(path.read_text() for path in sorted(LOCAL_CRDS.glob("*.yaml")))
+    hashed = repr((ROUTING_CRD_SOURCES, GATEWAY_API_EXPERIMENTAL_HTTPROUTES))
+    hashed += "".join(path.read_text() for path in sorted(LOCAL_CRDS.glob("*.yaml")))
     digest = hashlib.sha256(hashed.encode()).hexdigest()[:8]
     versions = "_".join(f"{name}-{version}" for name, _, version, _ in ROUTING_CRD_SOURCES)
     return cache / "crds" / f"{versions}_{digest}"
@@ -324,6 +329,10 @@ def fetch_routing_crds(cache: Path) -> Path:
     sources += sorted(LOCAL_CRDS.glob("*.yaml"))
     documents = [document for source in sources for document in _custom_resource_definitions(source.read_text())]
     (tmp / "crds.yaml").write_text("---\n" + "\n---\n".join(documents) + "\n")
+    experimental = (
+        _module_dir("sigs.k8s.io/gateway-api", GATEWAY_API_VERSION, tmp) / GATEWAY_API_EXPERIMENTAL_HTTPROUTES
+    )
+    shutil.copyfile(experimental, tmp / EXPERIMENTAL_HTTPROUTES_FILE)
     _finish(tmp, final)
     return manifest
 

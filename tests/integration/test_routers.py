@@ -9,6 +9,7 @@ builtin metrics are each provider's own queries.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
+from localcluster.build import EXPERIMENTAL_HTTPROUTES_FILE, routing_crds_dir
+from localcluster.paths import cache_dir
 from localcluster.prometheus import query
-from localcluster.testing import ClusterHandle
+from localcluster.testing import ClusterHandle, eventually
+from serin.model import parse_canary
+from serin.routers.gatewayapi import desired_http_route
 from tests.integration.helpers import (
     METRICS,
     WEIGHTED,
@@ -437,6 +442,56 @@ def test_what_a_provider_cannot_do_is_denied_on_apply(local_cluster: ClusterHand
     assert denied.returncode != 0
     assert "spec.service.gatewayRefs: provider gatewayapi:v1 needs at least one gateway" in denied.stderr
     assert local_cluster.kubectl("get", "canary", "podinfo", "-n", webhook_namespace, check=False).returncode != 0
+
+
+def test_http_routes_fit_gateway_api_experimental_channel_too(local_cluster: ClusterHandle, namespace: str) -> None:
+    """The local cluster runs Gateway API's standard channel; a cluster may run the experimental
+    one instead. Serin's HTTPRoutes must fit both: the experimental CRD is put in its place for
+    this test, every shape of route is applied to it as a server-side dry run, then the standard
+    CRD is put back."""
+    crds = routing_crds_dir(cache_dir())
+    standard = next(
+        document
+        for document in yaml.safe_load_all((crds / "crds.yaml").read_text())
+        if document and document["metadata"]["name"] == "httproutes.gateway.networking.k8s.io"
+    )
+    shapes = {
+        "weighted": desired_http_route(gateway_canary({}), 90, 10),
+        "ab": desired_http_route(gateway_canary({"stepWeight": None, "iterations": 3, "match": AB_MATCH}), 0, 100),
+        "sticky": desired_http_route(gateway_canary({"sessionAffinity": {"cookieName": "c"}}), 90, 10, "c=0123"),
+        "expiring": desired_http_route(gateway_canary({"sessionAffinity": {"cookieName": "c"}}), 100, 0, "c=0123"),
+        "mirrored": desired_http_route(
+            gateway_canary({"stepWeight": None, "iterations": 3, "mirror": True}), 100, 0, mirror=True
+        ),
+    }
+    # Only the experimental schema knows rules[].retry: its dry run says which schema is live.
+    probe = {**shapes["weighted"], "metadata": {"name": "probe", "namespace": namespace}}
+    probe = json.loads(json.dumps(probe))
+    probe["spec"]["rules"][0]["retry"] = {"attempts": 1}
+
+    def dry_run(route: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        route = {**route, "metadata": {**route["metadata"], "namespace": namespace, "ownerReferences": []}}
+        return local_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input_text=json.dumps(route), check=False)
+
+    try:
+        local_cluster.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f", str(crds / EXPERIMENTAL_HTTPROUTES_FILE)
+        )
+        eventually(lambda: dry_run(probe).returncode == 0, what="the experimental HTTPRoute schema")
+        for shape, route in shapes.items():
+            result = dry_run(route)
+            assert result.returncode == 0, (shape, result.stderr)
+    finally:
+        local_cluster.apply(standard, "--server-side", "--force-conflicts")
+        eventually(lambda: dry_run(probe).returncode != 0, what="the standard HTTPRoute schema back")
+
+
+def gateway_canary(analysis: dict[str, Any]) -> Any:
+    analysis = {k: v for k, v in {**WEIGHTED, **analysis}.items() if v is not None}
+    manifest = canary("test", analysis, provider="gatewayapi:v1")
+    manifest["spec"]["service"] = {"port": 9898, "gatewayRefs": [GATEWAY], "timeout": "15s"}
+    manifest["metadata"]["uid"] = "u1"
+    return parse_canary(manifest)
 
 
 @pytest.mark.parametrize(
