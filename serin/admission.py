@@ -466,7 +466,11 @@ class Admission:
             for action in decision.actions:
                 if isinstance(action, SetRoutes):
                     self.reconciler.router_for(canary.provider).set_routes(
-                        canary, action.primary_weight, action.canary_weight, session_cookie(canary, recorded)
+                        canary,
+                        action.primary_weight,
+                        action.canary_weight,
+                        session_cookie(canary, recorded),
+                        action.mirror,
                     )
         except Conflict:
             return Verdict(patch=patch)
