@@ -369,6 +369,16 @@ class Service:
     primary: Metadata
     canary: Metadata
 
+    @property
+    def primary_name(self) -> str:
+        """The Service that selects the primary's pods (routes send the primary's share to it)."""
+        return f"{self.name}-primary"
+
+    @property
+    def canary_name(self) -> str:
+        """The Service that selects the canary's pods."""
+        return f"{self.name}-canary"
+
 
 @dataclass(frozen=True)
 class Canary:
@@ -579,20 +589,20 @@ def _parse_target_ref(reader: _Reader, value: Any, path: str, kinds: Sequence[st
     )
 
 
-def _parse_object_ref(reader: _Reader, value: Any, path: str, kinds: Sequence[str], what: str) -> TargetRef:
+INGRESS_API_VERSION = "networking.k8s.io/v1"
+
+
+def _parse_ingress_ref(reader: _Reader, value: Any, path: str) -> TargetRef:
+    """The user's Ingress: ``networking.k8s.io/v1`` is the only Ingress API clusters still serve."""
     raw = reader.mapping(value, path, required=True)
-    kind = reader.string(raw.get("kind"), f"{path}.kind", default=kinds[0]) or kinds[0]
-    if kind not in kinds:
-        reader.error(f"{path}.kind", f"must be one of {', '.join(kinds)} (got {kind!r})")
-    name = reader.name(
-        raw.get("name"), f"{path}.name", DNS_SUBDOMAIN, f"{what} name (a DNS-1123 subdomain)", required=True
-    )
-    return TargetRef(
-        api_version=reader.string(raw.get("apiVersion"), f"{path}.apiVersion", default="networking.k8s.io/v1")
-        or "networking.k8s.io/v1",
-        kind=kind,
-        name=name or "",
-    )
+    kind = reader.string(raw.get("kind"), f"{path}.kind", default="Ingress") or "Ingress"
+    if kind != "Ingress":
+        reader.error(f"{path}.kind", f"must be Ingress (got {kind!r})")
+    api_version = reader.string(raw.get("apiVersion"), f"{path}.apiVersion", default=INGRESS_API_VERSION)
+    if api_version != INGRESS_API_VERSION:
+        reader.error(f"{path}.apiVersion", f"must be {INGRESS_API_VERSION} (got {api_version!r})")
+    name = reader.name(raw.get("name"), f"{path}.name", DNS_SUBDOMAIN, "an Ingress name", required=True)
+    return TargetRef(api_version=INGRESS_API_VERSION, kind=kind, name=name or "")
 
 
 def _parse_metric(reader: _Reader, raw: Mapping[str, Any], path: str) -> Metric:
@@ -799,7 +809,10 @@ def _parse_session_affinity(reader: _Reader, value: Any, path: str) -> SessionAf
         if reader.boolean(raw.get(key), f"{path}.{key}"):
             attributes.append(attribute)
     return SessionAffinity(
-        name or "", DEFAULT_SESSION_MAX_AGE if max_age is None else max_age, attributes=tuple(attributes)
+        # 0 is unset in Flagger's API, as it would make a cookie nobody keeps.
+        name or "",
+        max_age or DEFAULT_SESSION_MAX_AGE,
+        attributes=tuple(attributes),
     )
 
 
@@ -1124,7 +1137,7 @@ def read_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Read
         reader.unsupported(spec, key, "spec")
     ingress_ref = None
     if spec.get("ingressRef") is not None:
-        ingress_ref = _parse_object_ref(reader, spec.get("ingressRef"), "spec.ingressRef", ("Ingress",), "an Ingress")
+        ingress_ref = _parse_ingress_ref(reader, spec.get("ingressRef"), "spec.ingressRef")
     else:
         reader.seen("spec.ingressRef")
     provider = reader.string(spec.get("provider"), "spec.provider", default=default_provider) or default_provider

@@ -361,8 +361,8 @@ def services(canary: Canary, target: Mapping[str, Any]) -> list[dict[str, Any]]:
     result = []
     for service_name, selected, metadata in (
         (name, f"{value}-primary", canary.service.apex),
-        (f"{name}-primary", f"{value}-primary", canary.service.primary),
-        (f"{name}-canary", value, canary.service.canary),
+        (canary.service.primary_name, f"{value}-primary", canary.service.primary),
+        (canary.service.canary_name, value, canary.service.canary),
     ):
         # As Flagger labels them: the selector's key with the Service's own name.
         labels = {**metadata.labels, key: service_name}

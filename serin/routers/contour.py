@@ -32,14 +32,6 @@ EVERY_PATH: Obj = {"prefix": "/"}
 IDLE_TIMEOUT = "5m"
 
 
-def primary_service(canary: Canary) -> str:
-    return f"{canary.service.name}-primary"
-
-
-def canary_service(canary: Canary) -> str:
-    return f"{canary.service.name}-canary"
-
-
 def _service(canary: Canary, name: str, weight: int) -> Obj:
     authority = f"{name}.{canary.namespace}.svc.cluster.local:{canary.service.port}"
     return {
@@ -85,12 +77,15 @@ def desired_http_proxy(canary: Canary, primary_weight: int, canary_weight: int) 
     """The HTTPProxy the Canary asks for, with the given split; ValueError for a bad split."""
     validate_weights(primary_weight, canary_weight)
     split = [
-        _service(canary, primary_service(canary), primary_weight),
-        _service(canary, canary_service(canary), canary_weight),
+        _service(canary, canary.service.primary_name, primary_weight),
+        _service(canary, canary.service.canary_name, canary_weight),
     ]
     if canary.analysis.strategy is Strategy.AB_TESTING:
         routes = [_route(canary, conditions(match), split) for match in canary.analysis.match]
-        everyone_else = [_service(canary, primary_service(canary), 100), _service(canary, canary_service(canary), 0)]
+        everyone_else = [
+            _service(canary, canary.service.primary_name, 100),
+            _service(canary, canary.service.canary_name, 0),
+        ]
         routes.append(_route(canary, [plain(EVERY_PATH)], everyone_else))
     else:
         routes = [_route(canary, [plain(EVERY_PATH)], split)]
@@ -106,7 +101,7 @@ def desired_http_proxy(canary: Canary, primary_weight: int, canary_weight: int) 
 def routes_of(proxy: Mapping[str, Any], canary: Canary) -> Routes | None:
     """The split of the first route with both services (a service without a weight has 0, as
     Contour reads it when another has one); None if no route has both."""
-    wanted = (primary_service(canary), canary_service(canary))
+    wanted = (canary.service.primary_name, canary.service.canary_name)
     for route in map(as_dict, as_list(as_dict(proxy.get("spec")).get("routes"))):
         weights = {}
         for entry in map(as_dict, as_list(route.get("services"))):

@@ -52,14 +52,6 @@ _VALUE_TYPES = {"exact": "Exact", "regex": "RegularExpression"}
 # Pure functions: names, desired objects, reading the weights back
 
 
-def primary_backend(canary: Canary) -> str:
-    return f"{canary.service.name}-primary"
-
-
-def canary_backend(canary: Canary) -> str:
-    return f"{canary.service.name}-canary"
-
-
 def _string_match(matcher: Mapping[str, Any], types: Mapping[str, str]) -> tuple[str, str]:
     """(Gateway API type, value) of an Istio StringMatch."""
     for kind, gateway_type in types.items():
@@ -176,9 +168,9 @@ def _sticky_rules(canary: Canary, session: str, split: list[Obj]) -> list[Obj]:
     canary_ref = split[1]
     if canary_ref["weight"] > 0:
         canary_ref["filters"] = [_set_cookie_filter(affinity.set_cookie(session))]
-        sticky = _rule(canary, matches, [{**_backend(canary, canary_backend(canary), 100)}])
+        sticky = _rule(canary, matches, [{**_backend(canary, canary.service.canary_name, 100)}])
     else:
-        sticky = _rule(canary, matches, [_backend(canary, primary_backend(canary), 100)])
+        sticky = _rule(canary, matches, [_backend(canary, canary.service.primary_name, 100)])
         sticky["filters"] = [*sticky.get("filters", []), _set_cookie_filter(affinity.set_cookie(session, max_age=-1))]
     return [{"name": STICKY_RULE, **sticky}]
 
@@ -190,19 +182,19 @@ def desired_http_route(
     validate_weights(primary_weight, canary_weight)
     service = canary.service
     split = [
-        _backend(canary, primary_backend(canary), primary_weight),
-        _backend(canary, canary_backend(canary), canary_weight),
+        _backend(canary, canary.service.primary_name, primary_weight),
+        _backend(canary, canary.service.canary_name, canary_weight),
     ]
     if canary.analysis.strategy is Strategy.AB_TESTING:
         rules = [
             _rule(canary, route_matches(merge_match(canary.analysis.match, service.match)), split),
             # Everyone outside the experiment stays on the primary, whatever the split above.
-            _rule(canary, route_matches(service.match), [_backend(canary, primary_backend(canary), 100)]),
+            _rule(canary, route_matches(service.match), [_backend(canary, canary.service.primary_name, 100)]),
         ]
     else:
         rules = [_rule(canary, route_matches(service.match), split)]
         if mirror:
-            to_canary = {"group": "", "kind": "Service", "name": canary_backend(canary), "port": service.port}
+            to_canary = {"group": "", "kind": "Service", "name": canary.service.canary_name, "port": service.port}
             mirror_filter = {"type": "RequestMirror", "requestMirror": {"backendRef": to_canary}}
             rules[0]["filters"] = [*rules[0].get("filters", []), mirror_filter]
         if session is not None and canary.analysis.session_affinity is not None:
@@ -225,7 +217,7 @@ def routes_of(route: Mapping[str, Any], canary: Canary) -> Routes | None:
     Weights are read as the gateway reads them: a backendRef without a weight has 1, and the
     split is each backend's share of the rule's total.
     """
-    wanted = (primary_backend(canary), canary_backend(canary))
+    wanted = (canary.service.primary_name, canary.service.canary_name)
     for rule in as_list(as_dict(route.get("spec")).get("rules")):
         weights: dict[str, int] = {}
         for ref in as_list(as_dict(rule).get("backendRefs")):

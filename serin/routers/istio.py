@@ -42,11 +42,11 @@ Obj = dict[str, Any]
 
 
 def primary_host(canary: Canary) -> str:
-    return f"{canary.service.name}-primary"
+    return canary.service.primary_name
 
 
 def canary_host(canary: Canary) -> str:
-    return f"{canary.service.name}-canary"
+    return canary.service.canary_name
 
 
 def _destination(canary: Canary, host: str, weight: int) -> Obj:

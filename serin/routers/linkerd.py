@@ -22,13 +22,9 @@ KIND = "TrafficSplit"
 API_VERSION = "split.smi-spec.io/v1alpha1"
 
 
-def _backends(canary: Canary) -> tuple[str, str]:
-    return f"{canary.service.name}-primary", f"{canary.service.name}-canary"
-
-
 def desired_traffic_split(canary: Canary, primary_weight: int, canary_weight: int) -> Obj:
     validate_weights(primary_weight, canary_weight)
-    primary, canary_name = _backends(canary)
+    primary, canary_name = canary.service.primary_name, canary.service.canary_name
     service = canary.service
     return {
         "apiVersion": API_VERSION,
@@ -63,7 +59,7 @@ def routes_of(split: Mapping[str, Any], canary: Canary) -> Routes | None:
         backend.get("service"): _weight(backend.get("weight"))
         for backend in map(as_dict, as_list(as_dict(split.get("spec")).get("backends")))
     }
-    return shares(weights, *_backends(canary))
+    return shares(weights, canary.service.primary_name, canary.service.canary_name)
 
 
 class LinkerdRouter(OneObjectRouter):

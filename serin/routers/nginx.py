@@ -82,7 +82,7 @@ def desired_canary_ingress(
     validate_weights(primary_weight, canary_weight)
     apex = canary.service.name
     spec = copy.deepcopy(dict(users_ingress.get("spec") or {}))
-    if not _retarget(spec, apex, f"{apex}-canary"):
+    if not _retarget(spec, apex, canary.service.canary_name):
         raise PermanentError(
             f"Ingress {canary.namespace}/{users_ingress['metadata']['name']} has no backend on Service {apex}: "
             "nothing to route to the canary"

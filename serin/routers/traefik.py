@@ -23,13 +23,9 @@ KIND = "TraefikService"
 API_VERSION = "traefik.io/v1alpha1"
 
 
-def _backends(canary: Canary) -> tuple[str, str]:
-    return f"{canary.service.name}-primary", f"{canary.service.name}-canary"
-
-
 def desired_traefik_service(canary: Canary, primary_weight: int, canary_weight: int) -> Obj:
     validate_weights(primary_weight, canary_weight)
-    primary, canary_name = _backends(canary)
+    primary, canary_name = canary.service.primary_name, canary.service.canary_name
     service = canary.service
     services = [
         {"name": name, "namespace": canary.namespace, "port": service.port, "weight": weight}
@@ -50,7 +46,7 @@ def routes_of(traefik_service: Mapping[str, Any], canary: Canary) -> Routes | No
     for entry in map(as_dict, entries):
         weight = entry.get("weight", 1)
         weights[entry.get("name")] = weight if isinstance(weight, int) and not isinstance(weight, bool) else 1
-    return shares(weights, *_backends(canary))
+    return shares(weights, canary.service.primary_name, canary.service.canary_name)
 
 
 class TraefikRouter(OneObjectRouter):

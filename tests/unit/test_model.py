@@ -364,8 +364,13 @@ NGINX_CASES = [
     ),
     pytest.param(
         {**NGINX, "spec.ingressRef": {"kind": "Route", "name": "web"}},
-        [("spec.ingressRef.kind", "must be one of Ingress (got 'Route')")],
+        [("spec.ingressRef.kind", "must be Ingress (got 'Route')")],
         id="ingress-ref-is-an-ingress",
+    ),
+    pytest.param(
+        {**NGINX, "spec.ingressRef": {"apiVersion": "extensions/v1beta1", "kind": "Ingress", "name": "web"}},
+        [("spec.ingressRef.apiVersion", "must be networking.k8s.io/v1 (got 'extensions/v1beta1')")],
+        id="ingress-ref-is-networking-v1",
     ),
     pytest.param(
         {

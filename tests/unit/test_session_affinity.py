@@ -50,6 +50,9 @@ def test_a_release_has_one_cookie_and_the_next_another() -> None:
     assert first != session_cookie(subject, CanaryStatus(last_applied_spec="rev-b"))
     assert first is not None and first.startswith("canary-session=") and len(first.split("=")[1]) == 16
     assert session_cookie(subject, CanaryStatus()) is None
+    # As Flagger: a maxAge of 0 is the default day, not a cookie that expires at once.
+    unset = canary(sessionAffinity={"cookieName": "c", "maxAge": 0}).analysis.session_affinity
+    assert unset.set_cookie("c=1") == "c=1; Max-Age=86400"
     assert (
         subject.analysis.session_affinity.set_cookie("c=1", max_age=-1)
         == "c=1; Max-Age=-1; Path=/; SameSite=Lax; Secure"
