@@ -34,8 +34,10 @@ ISTIO_API_VERSION = "v1.32.0"
 GATEWAY_API_VERSION = "v1.6.3"
 CONTOUR_VERSION = "v1.33.8"
 TRAEFIK_VERSION = "v3.7.13"
+# And KEDA's ScaledObject, which Serin copies for the primary of an autoscaled target.
+KEDA_VERSION = "v2.21.0"
 # Each project's CRD manifests: (short name, module, version, paths or globs inside the module).
-ROUTING_CRD_SOURCES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+THIRD_PARTY_CRD_SOURCES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("istio", "istio.io/api", ISTIO_API_VERSION, ("kubernetes/customresourcedefinitions.gen.yaml",)),
     (
         "gateway-api",
@@ -53,6 +55,7 @@ ROUTING_CRD_SOURCES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
             "docs/content/reference/dynamic-configuration/traefik.io_ingressroutes.yaml",
         ),
     ),
+    ("keda", "github.com/kedacore/keda/v2", KEDA_VERSION, ("config/crd/bases/keda.sh_scaledobjects.yaml",)),
 )
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
@@ -285,13 +288,13 @@ EXPERIMENTAL_HTTPROUTES_FILE = "experimental-httproutes.yaml"
 LOCAL_CRDS = Path(__file__).resolve().parent / "crds"
 
 
-def routing_crds_dir(cache: Path) -> Path:
+def crds_dir(cache: Path) -> Path:
     """Named after the versions, and a digest of the whole list (and of the CRDs written here) so
     that a file added or changed is fetched again."""
-    hashed = repr((ROUTING_CRD_SOURCES, GATEWAY_API_EXPERIMENTAL_HTTPROUTES))
+    hashed = repr((THIRD_PARTY_CRD_SOURCES, GATEWAY_API_EXPERIMENTAL_HTTPROUTES))
     hashed += "".join(path.read_text() for path in sorted(LOCAL_CRDS.glob("*.yaml")))
     digest = hashlib.sha256(hashed.encode()).hexdigest()[:8]
-    versions = "_".join(f"{name}-{version}" for name, _, version, _ in ROUTING_CRD_SOURCES)
+    versions = "_".join(f"{name}-{version}" for name, _, version, _ in THIRD_PARTY_CRD_SOURCES)
     return cache / "crds" / f"{versions}_{digest}"
 
 
@@ -302,15 +305,16 @@ def _custom_resource_definitions(text: str) -> list[str]:
     return [document for document in documents if re.search(r"^kind: CustomResourceDefinition$", document, re.M)]
 
 
-def fetch_routing_crds(cache: Path) -> Path:
-    """One manifest with the routing APIs' CRDs, copied from their Go modules (``ROUTING_CRD_SOURCES``).
+def fetch_crds(cache: Path) -> Path:
+    """One manifest with the third-party CRDs Serin writes to, copied from their Go modules
+    (``THIRD_PARTY_CRD_SOURCES``).
 
     Istio's ``kubernetes/customresourcedefinitions.gen.yaml`` carries every Istio API with its
     OpenAPI schema; Gateway API's standard channel (``config/crd/standard``) is what a cluster
     installs by default, and what Serin's objects must fit; Contour's and Traefik's are the ones
-    their installation manifests apply.
+    their installation manifests apply; KEDA's is its ScaledObject, as its release installs it.
     """
-    final = routing_crds_dir(cache)
+    final = crds_dir(cache)
     manifest = final / "crds.yaml"
     if manifest.is_file():
         return manifest
@@ -318,7 +322,7 @@ def fetch_routing_crds(cache: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     sources: list[Path] = []
-    for _, module, version, patterns in ROUTING_CRD_SOURCES:
+    for _, module, version, patterns in THIRD_PARTY_CRD_SOURCES:
         _log(f"fetching the CRDs of {module} {version}")
         directory = _module_dir(module, version, tmp)
         for pattern in patterns:
@@ -381,7 +385,7 @@ def _binaries(cache: Path, prometheus: Path) -> Binaries:
         kubectl=kubernetes / "kubectl",
         kwok=cache / "bin" / f"kwok-{KWOK_VERSION}" / "kwok",
         prometheus=prometheus,
-        crds=routing_crds_dir(cache) / "crds.yaml",
+        crds=crds_dir(cache) / "crds.yaml",
     )
 
 
@@ -400,7 +404,7 @@ def ensure_binaries(cache: Path | None = None) -> Binaries:
     cache = cache or cache_dir()
     prometheus = unpack_prometheus(cache)
     build_etcd(cache)
-    fetch_routing_crds(cache)
+    fetch_crds(cache)
     build_kwok(cache)
     build_kubernetes(cache)
     return _binaries(cache, prometheus)

@@ -354,6 +354,9 @@ class Admission:
         except Exception as error:  # the tick repairs whatever this could not do
             return [f"could not create the primary objects yet ({error}); the next tick will"]
         threading.Thread(target=self._adopt_when_stored, args=(canary,), daemon=True).start()
+        ref = canary.autoscaler_ref
+        if ref is not None and self.store.get(ref.kind, canary.namespace, ref.name) is None:
+            return [f"{ref.kind} {ref.name} not found: the primary gets its copy, {ref.primary_name}, once it exists"]
         return []
 
     def _adopt_when_stored(self, canary: Canary) -> None:

@@ -235,6 +235,27 @@ class ObjectRef:
     namespace: str | None = None
 
 
+# The autoscalers a target may have, and the API group each lives in.
+AUTOSCALER_GROUPS: Mapping[str, str] = {"HorizontalPodAutoscaler": "autoscaling", "ScaledObject": "keda.sh"}
+
+
+@dataclass(frozen=True)
+class AutoscalerRef:
+    """The target's HorizontalPodAutoscaler or KEDA ScaledObject, copied for the primary."""
+
+    kind: str
+    name: str
+    # KEDA only: the query of each named trigger on the primary's copy.
+    primary_scaler_queries: Mapping[str, str] = field(default_factory=dict)
+    # Bounds that replace the target's ones on the primary's copy.
+    primary_min_replicas: int | None = None
+    primary_max_replicas: int | None = None
+
+    @property
+    def primary_name(self) -> str:
+        return f"{self.name}-primary"
+
+
 @dataclass(frozen=True)
 class ThresholdRange:
     min: float | None = None
@@ -388,6 +409,7 @@ class Canary:
     generation: int
     resource_version: str
     target_ref: TargetRef
+    autoscaler_ref: AutoscalerRef | None
     provider: str
     metrics_server: str | None
     # The user's Ingress that the nginx provider copies for the canary.
@@ -415,7 +437,6 @@ class Canary:
 # must never look as if it asked for something (an autoscaled primary, mirrored traffic, alerts)
 # that nobody does. Each entry: the field path and what it is for.
 UNSUPPORTED_FIELDS: Mapping[str, str] = {
-    "spec.autoscalerRef": "autoscaling the primary (HorizontalPodAutoscaler, KEDA ScaledObject)",
     "spec.routeRef": "the APISIX provider",
     "spec.upstreamRef": "the Gloo provider",
     "spec.service.trafficDistribution": "traffic distribution on the generated Services",
@@ -586,6 +607,40 @@ def _parse_target_ref(reader: _Reader, value: Any, path: str, kinds: Sequence[st
         api_version=reader.string(raw.get("apiVersion"), f"{path}.apiVersion", default="apps/v1") or "apps/v1",
         kind=kind,
         name=name or "",
+    )
+
+
+def _parse_autoscaler_ref(reader: _Reader, value: Any, path: str) -> AutoscalerRef | None:
+    for key in ("apiVersion", "kind", "name", "primaryScalerQueries", "primaryScalerReplicas"):
+        reader.seen(f"{path}.{key}")
+    for key in ("minReplicas", "maxReplicas"):
+        reader.seen(f"{path}.primaryScalerReplicas.{key}")
+    if value is None:
+        return None
+    raw = reader.mapping(value, path)
+    kind = reader.string(raw.get("kind"), f"{path}.kind", required=True) or ""
+    if kind and kind not in AUTOSCALER_GROUPS:
+        reader.error(f"{path}.kind", f"must be one of {', '.join(AUTOSCALER_GROUPS)} (got {kind!r})")
+    api_version = reader.string(raw.get("apiVersion"), f"{path}.apiVersion")
+    group = AUTOSCALER_GROUPS.get(kind)
+    if api_version and group and api_version.partition("/")[0] != group:
+        reader.error(f"{path}.apiVersion", f"a {kind} is in the API group {group} (got {api_version!r})")
+    name = reader.name(raw.get("name"), f"{path}.name", DNS_SUBDOMAIN, "a DNS-1123 subdomain", required=True)
+    if name and len(name) > 253 - len("-primary"):
+        reader.error(f"{path}.name", "is too long: <name>-primary must fit in 253 characters")
+    queries = reader.string_map(raw.get("primaryScalerQueries"), f"{path}.primaryScalerQueries")
+    if queries and kind == "HorizontalPodAutoscaler":
+        reader.error(
+            f"{path}.primaryScalerQueries",
+            "only a ScaledObject has trigger queries; an HPA's metrics are copied as they are",
+        )
+    bounds = reader.mapping(raw.get("primaryScalerReplicas"), f"{path}.primaryScalerReplicas")
+    low = reader.integer(bounds.get("minReplicas"), f"{path}.primaryScalerReplicas.minReplicas", low=1)
+    high = reader.integer(bounds.get("maxReplicas"), f"{path}.primaryScalerReplicas.maxReplicas", low=1)
+    if low is not None and high is not None and low > high:
+        reader.error(f"{path}.primaryScalerReplicas", f"minReplicas {low} is more than maxReplicas {high}")
+    return AutoscalerRef(
+        kind=kind, name=name or "", primary_scaler_queries=queries, primary_min_replicas=low, primary_max_replicas=high
     )
 
 
@@ -1133,7 +1188,8 @@ def read_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Read
     metadata = reader.mapping(obj.get("metadata"), "metadata", required=True)
     spec = reader.mapping(obj.get("spec"), "spec", required=True)
     target_ref = _parse_target_ref(reader, spec.get("targetRef"), "spec.targetRef", SUPPORTED_TARGET_KINDS)
-    for key in ("autoscalerRef", "routeRef", "upstreamRef"):
+    autoscaler_ref = _parse_autoscaler_ref(reader, spec.get("autoscalerRef"), "spec.autoscalerRef")
+    for key in ("routeRef", "upstreamRef"):
         reader.unsupported(spec, key, "spec")
     ingress_ref = None
     if spec.get("ingressRef") is not None:
@@ -1166,6 +1222,7 @@ def read_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Read
         resource_version=str(metadata.get("resourceVersion") or ""),
         creation_timestamp=str(metadata.get("creationTimestamp") or ""),
         target_ref=target_ref,
+        autoscaler_ref=autoscaler_ref,
         provider=provider,
         ingress_ref=ingress_ref,
         metrics_server=_parse_url(reader, spec.get("metricsServer"), "spec.metricsServer"),

@@ -18,8 +18,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from serin.autoscalers import pause_patch, primary_scaler
 from serin.kube.store import Conflict, KubeStore, NotFound
-from serin.model import Canary
+from serin.model import AUTOSCALER_GROUPS, Canary
 from serin.ports import PermanentError, Router, SerinError
 from serin.routers import ROUTING_KINDS
 from serin.workloads import (
@@ -31,6 +32,7 @@ from serin.workloads import (
     REVISION_HISTORY,
     SOURCE_HASH_ANNOTATION,
     TARGET_LABEL,
+    WorkloadError,
     config_hash,
     config_key,
     contains,
@@ -48,6 +50,9 @@ from serin.workloads import (
     tracked_configs,
 )
 
+AUTOSCALER_KINDS = tuple(AUTOSCALER_GROUPS)
+# Spec fields the API server fills in on an autoscaler written without them.
+DEFAULTED_SCALER_FIELDS = frozenset({"minReplicas", "metrics"})
 # A replace that loses against a newer version of the object is computed again this many times.
 CONFLICT_RETRIES = 3
 
@@ -155,6 +160,44 @@ class CanaryObjects:
                     },
                 )
         self.router_for(canary.provider).reconcile(canary, split, session, mirror)
+
+    # ---- the primary's autoscaler ------------------------------------------------------------
+
+    def target_scaler(self, canary: Canary) -> dict[str, Any]:
+        """The autoscaler ``spec.autoscalerRef`` names; WorkloadError, naming it, when it is missing."""
+        ref = canary.autoscaler_ref
+        assert ref is not None
+        scaler = self.store.get(ref.kind, canary.namespace, ref.name)
+        if scaler is None:
+            raise WorkloadError(
+                f"{ref.kind} {canary.namespace}/{ref.name} not found: spec.autoscalerRef names it, and the primary's "
+                f"{ref.primary_name} is copied from it"
+            )
+        return scaler
+
+    def reconcile_scalers(self, canary: Canary, target_replicas: int) -> None:
+        """Keep ``<autoscaler>-primary`` a copy of the target's autoscaler that scales the primary,
+        and hold a ScaledObject's target at zero while the target is at zero (see
+        ``serin.autoscalers``). Nothing is written when both already are as they should be."""
+        ref = canary.autoscaler_ref
+        if ref is None:
+            return
+        scaler = self.target_scaler(canary)
+        wanted = primary_scaler(canary, scaler)
+        existing = self.store.get(ref.kind, canary.namespace, ref.primary_name)
+        if existing is not None:
+            _refuse_if_owned_by_another(canary, existing)
+            if not _is_managed(existing):
+                raise OwnedByAnother(
+                    f"{ref.kind} {canary.namespace}/{ref.primary_name} was not made by Serin: {canary.key} will not "
+                    "take it over as the primary's autoscaler (delete or rename it)"
+                )
+        if existing is None or not contains(existing, wanted) or not _same_keys(existing["spec"], wanted["spec"]):
+            # Server-side apply, whole: a field the target's autoscaler no longer has goes too.
+            self.store.apply(wanted)
+        patch = pause_patch(canary, scaler, paused=target_replicas == 0)
+        if patch is not None:
+            self.store.patch(ref.kind, canary.namespace, ref.name, patch)
 
     def adopt(self, canary: Canary, obj: Mapping[str, Any]) -> None:
         """Give an object Serin made for this Canary its owner reference, if it lacks one."""
@@ -270,7 +313,7 @@ class CanaryObjects:
         or the review was forged): delete the objects Serin made for that name that nobody owns,
         and give back the user's objects it took over."""
         removed = []
-        for kind in ("Deployment", "Service", *ROUTING_KINDS, "ControllerRevision"):
+        for kind in ("Deployment", "Service", *ROUTING_KINDS, "ControllerRevision", *AUTOSCALER_KINDS):
             try:
                 found = self.store.find(kind, namespace, f"{MANAGED_FOR_LABEL}={canary_name}")
             except NotFound:
@@ -324,6 +367,12 @@ class CanaryObjects:
             self._give_back(apex)  # the user's own Service: the selector it had before the Canary
         with contextlib.suppress(SerinError):
             self.router_for(canary.provider).finalize(canary)
+        if canary.autoscaler_ref is not None:
+            # The target's own autoscaler scales it again (the primary's goes with the primary).
+            with contextlib.suppress(SerinError, WorkloadError):
+                patch = pause_patch(canary, self.target_scaler(canary), paused=False)
+                if patch is not None:
+                    self.store.patch(canary.autoscaler_ref.kind, namespace, canary.autoscaler_ref.name, patch)
         status = target.get("status") or {}
         return int(status.get("availableReplicas") or 0) >= replicas
 
@@ -348,6 +397,12 @@ class CanaryObjects:
             },
         )
         return True
+
+
+def _same_keys(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether a spec Serin wrote whole has no top-level field the wanted one lost (``contains``
+    allows extra keys: the API server's defaults, which it fills in again anyway)."""
+    return all(key in wanted or key in DEFAULTED_SCALER_FIELDS for key in stored)
 
 
 def _replacing(current: Any, wanted: Mapping[str, Any]) -> dict[str, Any]:

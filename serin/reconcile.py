@@ -166,6 +166,14 @@ def routes_after(decision: Decision, observation: Observation) -> tuple[Split, b
     return observation.routes or ALL_ON_PRIMARY, observation.mirrored
 
 
+def target_replicas_after(decision: Decision, observation: Observation) -> int:
+    """The target's replicas once the decision's actions are applied."""
+    for action in reversed(decision.actions):
+        if isinstance(action, ScaleTarget):
+            return action.replicas
+    return observation.target.replicas if observation.target else 0
+
+
 def duplicate_owner(canary: Canary, raw: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> str | None:
     """The older Canary that already targets the same workload, if any (the oldest one wins)."""
     mine = (raw.get("metadata", {}).get("creationTimestamp", ""), canary.name)
@@ -485,11 +493,15 @@ class Reconciler:
                 )
             elif isinstance(action, CopyToPrimary):
                 promoting = action.revision == status.last_applied_spec != status.last_promoted_spec
-                # Promotion gives the primary the canary's replicas, as Flagger does; a repair
-                # leaves the primary's own.
+                # Promotion gives the primary the canary's replicas, as Flagger does, unless its
+                # autoscaler owns them; a repair leaves the primary's own.
                 replicas = observed.observation.target.replicas if promoting and observed.observation.target else None
+                if canary.autoscaler_ref is not None:
+                    replicas = None
                 self.objects.copy_to_primary(canary, action.revision, target, replicas or None)
             # RunHooks are notifications, sent after the status is stored (see ``send``).
+        if ensured:
+            self.objects.reconcile_scalers(canary, target_replicas_after(decision, observed.observation))
 
     def send(self, canary: Canary, pending: Pending, status: CanaryStatus, now: datetime.datetime) -> None:
         """Events on the Canary, event hooks and notification hooks a step recorded."""

@@ -62,6 +62,8 @@ class Conflict(KubeError, TemporaryError):
 RESOURCES: Mapping[str, tuple[str, str]] = {
     "Deployment": ("apps/v1", "deployments"),
     "ControllerRevision": ("apps/v1", "controllerrevisions"),
+    "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"),
+    "ScaledObject": ("keda.sh/v1alpha1", "scaledobjects"),
     "Service": ("v1", "services"),
     "ConfigMap": ("v1", "configmaps"),
     "Secret": ("v1", "secrets"),

@@ -355,6 +355,9 @@ def test_rbac_grants_what_is_needed_and_no_wildcards(rendered: list[Obj]) -> Non
     assert allows(server, "authorization.k8s.io", "subjectaccessreviews", "create")
     assert allows(server, "apps", "deployments", "update")
     assert allows(server, "networking.istio.io", "virtualservices", "update")
+    # The primary's autoscaler is written by server-side apply; a ScaledObject is paused by patch.
+    assert allows(server, "autoscaling", "horizontalpodautoscalers", "patch")
+    assert allows(server, "keda.sh", "scaledobjects", "patch")
     for verb in ("list", "watch"):
         assert not allows(server, "", "secrets", verb), f"the server never needs to {verb} Secrets"
     # What the orphan sweep finds by label and deletes.
@@ -364,6 +367,8 @@ def test_rbac_grants_what_is_needed_and_no_wildcards(rendered: list[Obj]) -> Non
         ("networking.istio.io", "virtualservices"),
         ("networking.istio.io", "destinationrules"),
         ("apps", "controllerrevisions"),
+        ("autoscaling", "horizontalpodautoscalers"),
+        ("keda.sh", "scaledobjects"),
     ):
         assert allows(server, group, resource, "list") and allows(server, group, resource, "delete"), resource
 

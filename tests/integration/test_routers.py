@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from localcluster.build import EXPERIMENTAL_HTTPROUTES_FILE, routing_crds_dir
+from localcluster.build import EXPERIMENTAL_HTTPROUTES_FILE, crds_dir
 from localcluster.paths import cache_dir
 from localcluster.prometheus import query
 from localcluster.testing import ClusterHandle, eventually
@@ -449,7 +449,7 @@ def test_http_routes_fit_gateway_api_experimental_channel_too(local_cluster: Clu
     one instead. Serin's HTTPRoutes must fit both: the experimental CRD is put in its place for
     this test, every shape of route is applied to it as a server-side dry run, then the standard
     CRD is put back."""
-    crds = routing_crds_dir(cache_dir())
+    crds = crds_dir(cache_dir())
     standard = next(
         document
         for document in yaml.safe_load_all((crds / "crds.yaml").read_text())

@@ -215,12 +215,6 @@ def test_iterations_take_precedence_over_step_weight_as_in_flagger(changes: dict
     ("changes", "path", "what"),
     [
         pytest.param(
-            {"spec.autoscalerRef": {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "p"}},
-            "spec.autoscalerRef",
-            "autoscaling the primary",
-            id="autoscaler",
-        ),
-        pytest.param(
             {"spec.analysis.sessionAffinity": {"cookieName": "c", "primaryCookieName": "p"}},
             "spec.analysis.sessionAffinity.primaryCookieName",
             "pinning users to the primary",

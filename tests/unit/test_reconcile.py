@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from serin.decide import is_due
+from serin.decide import CopyToPrimary, Decision, EnsureObjects, Observation, ScaleTarget, WorkloadState, is_due
 from serin.kube.store import KubeError
 from serin.model import parse_canary
-from serin.reconcile import Reconciler
+from serin.reconcile import Observed, Reconciler
 from serin.status import CanaryStatus, Phase, format_time
 
 NOW = datetime.datetime(2026, 1, 1, 12, 3, tzinfo=datetime.UTC)  # not a time of the orphan sweep
@@ -56,6 +56,9 @@ class CountingStore:
 
     def record_event(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append("record_event")
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        self.calls.append(f"scale_deployment {namespace}/{name} {replicas}")
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"unexpected store call: {name}")
@@ -144,3 +147,43 @@ def test_invalid_canary_is_reported_not_acted_on() -> None:
 def test_status_round_trip_keeps_what_the_tick_needs() -> None:
     status = CanaryStatus.from_dict(canary("ns", "a", phase="Progressing")["status"])
     assert status.phase is Phase.PROGRESSING and status.last_analysis_time == NOW
+
+
+class RecordingObjects:
+    """The Canary's objects, recording what the tick asks of them."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def copy_to_primary(self, canary: Any, revision: str, target: Any, replicas: int | None = None) -> None:
+        self.calls.append(("copy_to_primary", revision, replicas))
+
+    def ensure(self, *args: Any) -> None:
+        self.calls.append(("ensure",))
+
+    def reconcile_scalers(self, canary: Any, target_replicas: int) -> None:
+        self.calls.append(("reconcile_scalers", target_replicas))
+
+
+def promotion(autoscaled: bool) -> list[tuple[Any, ...]]:
+    raw = canary("test", "podinfo", phase="Promoting")
+    if autoscaled:
+        raw["spec"]["autoscalerRef"] = {"kind": "HorizontalPodAutoscaler", "name": "podinfo"}
+    parsed = parse_canary(raw)
+    status = CanaryStatus.from_dict({"phase": "Promoting", "lastAppliedSpec": "new", "lastPromotedSpec": "old"})
+    target = WorkloadState(name="podinfo", template_hash="new", replicas=6)
+    observed = Observed(Observation(target=target, primary=None), {"spec": {}}, None)
+    decision = Decision(status, "promoting", (EnsureObjects(), CopyToPrimary("new"), ScaleTarget(0)))
+    objects = RecordingObjects()
+    ticker = reconciler(CountingStore([]))
+    ticker.objects = objects  # type: ignore[assignment]
+    ticker.apply(parsed, decision, observed, status)
+    return objects.calls
+
+
+def test_promotion_gives_the_primary_the_canary_replicas_as_flagger_does() -> None:
+    assert promotion(autoscaled=False) == [("ensure",), ("copy_to_primary", "new", 6), ("reconcile_scalers", 0)]
+
+
+def test_promotion_leaves_an_autoscaled_primary_replicas_to_its_autoscaler() -> None:
+    assert promotion(autoscaled=True) == [("ensure",), ("copy_to_primary", "new", None), ("reconcile_scalers", 0)]
