@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-extras",
         action="store_true",
-        help="with up: start only the control plane, without Prometheus and the traffic simulator",
+        help="with up: start only the control plane, without Prometheus, the traffic simulator and the "
+        "external metrics API that HorizontalPodAutoscalers read",
     )
     parser.add_argument(
         "--serin",

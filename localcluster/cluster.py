@@ -1,5 +1,6 @@
 """Run one local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
-kwok's simulated nodes, plus Prometheus and the traffic simulator that plays the mesh.
+kwok's simulated nodes, plus Prometheus, the traffic simulator that plays the mesh, and an external
+metrics API (``metrics_adapter``) from which kube-controller-manager's HPA controller gets values.
 
 Everything listens on 127.0.0.1 on ports chosen free at start, so several clusters (each with its
 own state folder) can run side by side. ``up`` returns once the API server is ready and the nodes
@@ -21,10 +22,10 @@ from pathlib import Path
 import requests
 import yaml
 
-from localcluster import processes
+from localcluster import metrics_adapter, processes
 from localcluster.build import Binaries, ensure_binaries
 from localcluster.paths import REPO_ROOT
-from localcluster.pki import Pki, ensure_pki
+from localcluster.pki import Pki, ensure_pki, ensure_serving_pair
 from localcluster.processes import ClusterState
 from localcluster.prometheus import ensure_prometheus
 
@@ -32,6 +33,8 @@ NODE_COUNT = 3
 # A /16: every Canary has three Services, so a /24 ran out at about 83 Canaries.
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
 STARTUP_TIMEOUT = 120.0
+# The aggregator checks a new APIService within a second or two; a minute means it never will.
+APISERVICE_TIMEOUT = 60.0
 
 
 class ClusterError(RuntimeError):
@@ -103,6 +106,7 @@ class LocalCluster:
         if with_extras:
             self._ensure_simulator(state)
             ensure_prometheus(self.state_dir, binaries.prometheus, state, [state.urls["simulator"]])
+            self._ensure_metrics_adapter(binaries, state)
         if with_serin:
             from localcluster.serin_server import ensure_serin
 
@@ -298,6 +302,8 @@ class LocalCluster:
             f"--root-ca-file={pki.ca_cert}",
             "--use-service-account-credentials=true",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            # Tests watch an HPA react to a new metric value; the default 15s per sync is too slow.
+            "--horizontal-pod-autoscaler-sync-period=2s",
         )
         self._start_component("kube-scheduler", binaries.kube_scheduler, "scheduler", state)
 
@@ -365,6 +371,67 @@ class LocalCluster:
             lambda: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).ok,
             30,
             self.log("simulator"),
+        )
+
+    def _ensure_metrics_adapter(self, binaries: Binaries, state: ClusterState) -> None:
+        """The external metrics API the HPA controller reads, registered with an APIService."""
+        name = "metrics-adapter"
+        pid, begun = state.processes.get(name, (0, 0))
+        if pid and processes.is_alive(pid, begun) and name in state.urls:
+            return
+        # The aggregator dials 127.0.0.1 but verifies the Service's host name; our own probe uses the IP.
+        cert, key, ca = ensure_serving_pair(
+            self.state_dir / "pki" / name,
+            metrics_adapter.SERVICE_NAME,
+            [metrics_adapter.SERVICE_HOST],
+            ["127.0.0.1"],
+        )
+        port = processes.free_port()
+        url = f"https://127.0.0.1:{port}"
+        state.ports[name] = port
+        state.urls[name] = url
+        processes.start(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "localcluster.metrics_adapter",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--listen=127.0.0.1:{port}",
+                f"--cert={cert}",
+                f"--key={key}",
+            ],
+            self.state_dir,
+            state,
+        )
+        wait_for(
+            "external metrics adapter",
+            lambda: requests.get(f"{url}/healthz", verify=str(ca), timeout=1).ok,
+            30,
+            self.log(name),
+        )
+        # Applied on every start: the APIService carries this start's port and CA.
+        manifest = self.state_dir / "external-metrics-apiservice.json"
+        items = metrics_adapter.manifests(port, ca.read_bytes())
+        manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+        self._apply(binaries, manifest)
+        self._wait_apiservice_available(binaries, metrics_adapter.APISERVICE_NAME, self.log(name))
+
+    def _wait_apiservice_available(self, binaries: Binaries, name: str, log: Path) -> None:
+        """Until the aggregator has reached the APIService's server; until then it answers 503."""
+        deadline = time.monotonic() + APISERVICE_TIMEOUT
+        condition: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            apiservice = json.loads(self.kubectl(binaries, "get", "apiservice", name, "-o", "json"))
+            conditions = apiservice.get("status", {}).get("conditions", [])
+            condition = next((c for c in conditions if c.get("type") == "Available"), {})
+            if condition.get("status") == "True":
+                return
+            time.sleep(0.2)
+        seen = f"{condition.get('reason')}: {condition.get('message')}" if condition else "no Available condition"
+        raise ClusterError(
+            f"APIService {name} not Available after {APISERVICE_TIMEOUT:.0f}s ({seen}); "
+            f"see {log} and {self.log('kube-apiserver')}"
         )
 
     def kubectl(self, binaries: Binaries, *args: str, input_text: str | None = None) -> str:

@@ -1,5 +1,6 @@
 """Certificates and keys for one local control plane: a CA, the API server's serving certificate,
-client certificates for the admin and the components, and the service-account signing key.
+client certificates for the admin and the components, and the service-account signing key; and
+serving pairs with a CA of their own for helpers the API server calls (the external metrics API).
 
 Everything is written once into ``<state>/pki`` and reused, so a restarted cluster keeps the
 identities (and the kubeconfig) it had.
@@ -89,6 +90,33 @@ def write_serving_pair(directory: Path, ip_addresses: list[str]) -> tuple[Path, 
     _write(cert_path, tls.cert_pem(cert))
     _write(key_path, tls.key_pem(key), private=True)
     return cert_path, key_path, tls.cert_pem(ca_cert)
+
+
+def ensure_serving_pair(
+    directory: Path, common_name: str, dns_names: list[str], ip_addresses: list[str]
+) -> tuple[Path, Path, Path]:
+    """A CA of its own and a serving certificate it signed, in ``directory``, reused while valid.
+
+    Returns the certificate, key and CA certificate paths. The pair is written again (with a new
+    CA) when it is missing, expires within the renewal window or names other hosts; the CA's key
+    is not kept, since nothing else is ever signed with it.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path, ca_path = directory / "tls.crt", directory / "tls.key", directory / "ca.crt"
+    if cert_path.exists() and key_path.exists() and ca_path.exists():
+        now = datetime.datetime.now(datetime.UTC)
+        ca_pem = ca_path.read_bytes()
+        stale = tls.ca_needs_renewal(ca_pem, now) or tls.needs_renewal(
+            cert_path.read_bytes(), ca_pem, dns_names, ip_addresses, now
+        )
+        if not stale:
+            return cert_path, key_path, ca_path
+    ca_cert, ca_key = tls.new_ca(f"{common_name}-ca", VALIDITY)
+    cert, key = tls.issue_serving(ca_cert, ca_key, common_name, dns_names, ip_addresses, VALIDITY)
+    _write(key_path, tls.key_pem(key), private=True)
+    _write(cert_path, tls.cert_pem(cert))
+    _write(ca_path, tls.cert_pem(ca_cert))
+    return cert_path, key_path, ca_path
 
 
 def ensure_pki(directory: Path) -> Pki:

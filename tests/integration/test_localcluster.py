@@ -276,3 +276,87 @@ def test_api_server_calls_a_local_https_webhook_on_apply(
         assert local_cluster.kubectl("get", "configmap", "unwelcome", "-n", namespace, check=False).returncode != 0
     finally:
         local_cluster.kubectl("delete", "validatingwebhookconfiguration", f"deny-{namespace}")
+
+
+def _condition(hpa: dict[str, Any], kind: str) -> dict[str, Any]:
+    conditions: list[dict[str, Any]] = hpa.get("status", {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == kind), {})
+
+
+def test_hpa_scales_a_deployment_on_an_external_metric(local_cluster: ClusterHandle, namespace: str) -> None:
+    """kube-controller-manager's HPA controller reads external.metrics.k8s.io, served by the local
+    cluster's adapter from the ConfigMap ``external-metrics``: desired = ceil(value / averageValue)."""
+    local_cluster.apply(deployment("web", namespace, replicas=1))
+    local_cluster.kubectl("rollout", "status", "deployment/web", "-n", namespace, "--timeout=60s")
+    local_cluster.apply(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "minReplicas": 1,
+                "maxReplicas": 5,
+                "metrics": [
+                    {
+                        "type": "External",
+                        "external": {
+                            "metric": {"name": "serin_test_load"},
+                            "target": {"type": "AverageValue", "averageValue": "1"},
+                        },
+                    }
+                ],
+                # Scaling down waits 5 minutes by default; this test scales down too.
+                "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}},
+            },
+        }
+    )
+
+    def hpa() -> dict[str, Any]:
+        return local_cluster.get_json("horizontalpodautoscalers.v2.autoscaling", "web", "-n", namespace)
+
+    def replicas() -> int:
+        spec_replicas: int = local_cluster.get_json("deployment", "web", "-n", namespace)["spec"]["replicas"]
+        return spec_replicas
+
+    # No value yet: the adapter answers 404, and the HPA says so instead of scaling.
+    failing = eventually(
+        lambda: (c := _condition(hpa(), "ScalingActive")).get("reason") == "FailedGetExternalMetric" and c,
+        timeout=30,
+        what="the HPA to report the missing metric",
+    )
+    assert "no ConfigMap" in failing["message"]
+    assert replicas() == 1
+
+    core = client.CoreV1Api(local_cluster.api)
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="external-metrics"), data={"serin_test_load": "3"}),
+    )
+    eventually(lambda: replicas() == 3, timeout=60, what="the HPA to scale the Deployment to 3 replicas")
+
+    def metric_status(average: str) -> dict[str, Any] | None:
+        status: dict[str, Any] = hpa()["status"]
+        metrics = status.get("currentMetrics") or [{}]
+        current = metrics[0].get("external", {})
+        if current.get("metric", {}).get("name") != "serin_test_load":
+            return None
+        return status if current.get("current", {}).get("averageValue") == average else None
+
+    # 3 over 3 replicas: 1 per pod.
+    status = eventually(lambda: metric_status("1"), timeout=60, what="the HPA status to show the metric")
+    assert status["currentReplicas"] == 3
+    assert status["desiredReplicas"] == 3
+    assert _condition(hpa(), "ScalingActive")["status"] == "True"
+
+    # Quantities as Kubernetes writes them: 1500m makes ceil(1.5) = 2 replicas.
+    core.patch_namespaced_config_map("external-metrics", namespace, {"data": {"serin_test_load": "1500m"}})
+    eventually(lambda: replicas() == 2, timeout=60, what="the HPA to scale the Deployment down to 2 replicas")
+    eventually(lambda: metric_status("750m"), timeout=60, what="the HPA status to show 1500m over 2 replicas")
+
+    # The same API, as any client of the API server sees it.
+    raw = local_cluster.kubectl(
+        "get", "--raw", f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/serin_test_load"
+    ).stdout
+    items = json.loads(raw)["items"]
+    assert [(item["metricName"], item["value"]) for item in items] == [("serin_test_load", "1500m")]
