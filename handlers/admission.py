@@ -22,13 +22,14 @@ blueprint = Blueprint("admission", __name__)
 
 Handler = Callable[[Admission, Mapping[str, Any]], Verdict]
 
+WORKLOADS = ("Deployment", "DaemonSet", "StatefulSet")
 MUTATORS: dict[tuple[str, str], Handler] = {
     ("serin.dev", "Canary"): Admission.mutate_canary,
-    ("apps", "Deployment"): Admission.mutate_deployment,
+    **{("apps", kind): Admission.mutate_workload for kind in WORKLOADS},
 }
 VALIDATORS: dict[tuple[str, str], Handler] = {
     ("serin.dev", "Canary"): Admission.validate_canary,
-    ("apps", "Deployment"): Admission.validate_deployment,
+    **{("apps", kind): Admission.validate_workload for kind in WORKLOADS},
 }
 
 # Far deeper than any Kubernetes object, far shallower than what would exhaust Python's stack.

@@ -1,12 +1,12 @@
-"""What Serin answers when the API server hands it a Canary or a Deployment on `kubectl apply`.
+"""What Serin answers when the API server hands it a Canary or a workload on `kubectl apply`.
 
 * Canaries: the mutating webhook fills in Flagger's defaults; the validating webhook lists every
   problem with its field path, and on CREATE bootstraps the primary, Services and routing right
   away (the validating webhook sees the final object, with its uid, so ownerReferences work).
-* Target Deployments: a new pod template is a new revision, recorded on the Canary and scaled up
-  in the same response; an unchanged template keeps an idle target at zero replicas without a
-  single API request.
-* Primary Deployments: only Serin changes their pod template.
+* Target workloads (Deployments, DaemonSets, StatefulSets): a new pod template is a new revision,
+  recorded on the Canary and scaled up in the same response; an unchanged template keeps an idle
+  target at zero without a single API request.
+* Primary workloads: only Serin changes their pod template.
 
 Everything here is also done (or redone) by the tick, so a webhook that was down, timed out or
 whose request was rejected later loses nothing. Dry-run requests change nothing outside the
@@ -47,10 +47,19 @@ from serin.model import (
     InvalidCanary,
     parse_canary,
 )
+from serin.objects import workload_state
 from serin.ports import SerinError
-from serin.reconcile import Reconciler, pending_of, workload_state
+from serin.reconcile import Reconciler, pending_of
 from serin.status import CanaryStatus, Phase, Unconfirmed
-from serin.workloads import MANAGED_BY, MANAGED_BY_LABEL, TARGET_LABEL, template_hash
+from serin.workloads import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    SCALE_TO_ZERO_NODE_SELECTOR,
+    TARGET_LABEL,
+    held_at_zero,
+    template_hash,
+    workload_kind,
+)
 
 LOG = logging.getLogger("serin.admission")
 ADOPTION_WAIT_SECONDS = 10.0
@@ -95,11 +104,37 @@ def _items(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _replicas_patch(deployment: Mapping[str, Any], replicas: int) -> dict[str, Any]:
-    spec = deployment.get("spec")
+def _at_zero(workload: Mapping[str, Any]) -> bool:
+    if workload_kind(str(workload.get("kind"))).has_replicas:
+        return _mapping(workload.get("spec")).get("replicas") == 0
+    return held_at_zero(workload)
+
+
+def _scale_patch(workload: Mapping[str, Any], replicas: int) -> list[dict[str, Any]]:
+    """JSON patch operations that scale the workload of a request to ``replicas`` (a DaemonSet:
+    hold it at zero with the node selector no node matches, or take that selector away)."""
+    spec = workload.get("spec")
+    if workload_kind(str(workload.get("kind"))).has_replicas:
+        if not isinstance(spec, dict):
+            return [{"op": "add", "path": "/spec", "value": {"replicas": replicas}}]
+        return [{"op": "replace" if "replicas" in spec else "add", "path": "/spec/replicas", "value": replicas}]
+    if held_at_zero(workload) == (replicas == 0):
+        return []
+    key = SCALE_TO_ZERO_NODE_SELECTOR.replace("~", "~0").replace("/", "~1")
+    if replicas != 0:
+        return [{"op": "remove", "path": f"/spec/template/spec/nodeSelector/{key}"}]
+    template = _mapping(_mapping(spec).get("template"))
+    pod_spec = template.get("spec")
+    held = {SCALE_TO_ZERO_NODE_SELECTOR: "true"}
     if not isinstance(spec, dict):
-        return {"op": "add", "path": "/spec", "value": {"replicas": replicas}}
-    return {"op": "replace" if "replicas" in spec else "add", "path": "/spec/replicas", "value": replicas}
+        return [{"op": "add", "path": "/spec", "value": {"template": {"spec": {"nodeSelector": held}}}}]
+    if not isinstance(spec.get("template"), dict):
+        return [{"op": "add", "path": "/spec/template", "value": {"spec": {"nodeSelector": held}}}]
+    if not isinstance(pod_spec, dict):
+        return [{"op": "add", "path": "/spec/template/spec", "value": {"nodeSelector": held}}]
+    if not isinstance(pod_spec.get("nodeSelector"), dict):
+        return [{"op": "add", "path": "/spec/template/spec/nodeSelector", "value": held}]
+    return [{"op": "add", "path": f"/spec/template/spec/nodeSelector/{key}", "value": "true"}]
 
 
 def _name(request: Mapping[str, Any]) -> str:
@@ -345,11 +380,11 @@ class Admission:
         and adopted (given their ownerReference) as soon as the Canary exists — in the background
         here, and by every tick in any case.
         """
-        target = self.store.get_deployment(canary.namespace, canary.target_ref.name)
+        target = self.store.get(canary.target_ref.kind, canary.namespace, canary.target_ref.name)
         if target is None:
             return [f"Deployment {canary.target_ref.name} not found: the canary starts once it exists"]
         try:
-            primary = self.store.get_deployment(canary.namespace, canary.primary_name)
+            primary = self.store.get(canary.target_ref.kind, canary.namespace, canary.primary_name)
             self.reconciler.objects.ensure(dataclasses.replace(canary, uid=""), target, primary)
         except Exception as error:  # the tick repairs whatever this could not do
             return [f"could not create the primary objects yet ({error}); the next tick will"]
@@ -371,9 +406,9 @@ class Admission:
                 stored = self.store.get_canary(canary.namespace, canary.name)
                 if stored is not None and stored.get("metadata", {}).get("uid") == canary.uid:
                     current = parse_canary(stored, self.default_provider)
-                    target = self.store.get_deployment(current.namespace, current.target_ref.name)
+                    target = self.store.get(current.target_ref.kind, current.namespace, current.target_ref.name)
                     if target is not None:
-                        primary = self.store.get_deployment(current.namespace, current.primary_name)
+                        primary = self.store.get(current.target_ref.kind, current.namespace, current.primary_name)
                         status = CanaryStatus.from_dict(stored.get("status"))
                         self.reconciler.objects.ensure(
                             current,
@@ -389,9 +424,9 @@ class Admission:
                 return
             time.sleep(0.2)
 
-    # -- Deployments --
+    # -- workloads --
 
-    def mutate_deployment(self, request: Mapping[str, Any]) -> Verdict:
+    def mutate_workload(self, request: Mapping[str, Any]) -> Verdict:
         """A target's new template is a new revision; an unchanged one leaves an idle target at zero."""
         new, old = _mapping(request.get("object")), request.get("oldObject")
         canary_name = _mapping(_mapping(new.get("metadata")).get("labels")).get(TARGET_LABEL)
@@ -401,17 +436,17 @@ class Admission:
             return Verdict()  # not a Canary's name: not a target of Serin's
         if template_hash(new) == template_hash(old):
             # Decided from the request alone: an update that is not a revision costs no API request.
-            old_replicas = _mapping(old.get("spec")).get("replicas")
-            spec = _mapping(new.get("spec"))
             username = _mapping(request.get("userInfo")).get("username")
             # Serin itself scales the target up (a release the tick started, a deleted Canary).
-            if old_replicas == 0 and spec.get("replicas") != 0 and username != self.own_username():
+            if _at_zero(old) and not _at_zero(new) and username != self.own_username():
                 name = _mapping(new.get("metadata")).get("name")
+                kind = str(new.get("kind") or "Deployment")
+                idle = "runs on no node" if kind == "DaemonSet" else "stays at 0 replicas"
                 return Verdict(
-                    patch=[_replicas_patch(new, 0)],
+                    patch=_scale_patch(new, 0),
                     warnings=[
-                        f"Deployment {name} is the target of canary {canary_name}: it stays at 0 replicas between "
-                        "releases (the primary serves); change its pod template to release"
+                        f"{kind} {name} is the target of canary {canary_name}: it {idle} between releases (the "
+                        "primary serves); change its pod template to release"
                     ],
                 )
             return Verdict()
@@ -434,7 +469,7 @@ class Admission:
             return Verdict()
         if status.claimed_until is not None and status.claimed_until > now:
             return Verdict()  # a tick is taking a step of this Canary: it sees the revision next
-        primary = workload_state(self.store.get_deployment(namespace, canary.primary_name))
+        primary = workload_state(self.store.get(canary.target_ref.kind, namespace, canary.primary_name))
         target = workload_state(dict(new))
         assert target is not None
         # Decided from the request and the status alone (the routes are taken to be as the status
@@ -450,7 +485,7 @@ class Admission:
         if decision.needs or scale is None or decision.status.phase is not Phase.PROGRESSING:
             # Gates (confirm-rollout) are the tick's to ask: a webhook must answer within seconds.
             return Verdict()
-        patch = [_replicas_patch(new, scale.replicas)]
+        patch = _scale_patch(new, scale.replicas)
         if request.get("dryRun"):
             return Verdict(patch=patch)
         # Due at once: the next tick starts the analysis instead of waiting one more interval.
@@ -487,7 +522,7 @@ class Admission:
                 )
         return Verdict(patch=patch)
 
-    def validate_deployment(self, request: Mapping[str, Any]) -> Verdict:
+    def validate_workload(self, request: Mapping[str, Any]) -> Verdict:
         """Only Serin changes a primary's pod template; scaling it stays allowed (HPA, kubectl scale)."""
         new, old = _mapping(request.get("object")), request.get("oldObject")
         labels = _mapping(_mapping(new.get("metadata")).get("labels"))
@@ -500,11 +535,12 @@ class Admission:
             return Verdict()
         name = str(_mapping(new.get("metadata")).get("name", ""))
         target = name.removesuffix("-primary")
+        kind = str(new.get("kind") or "Deployment")
         return Verdict(
             allowed=False,
             code=403,
             message=(
-                f"Deployment {name} is managed by Serin and serves the promoted release: edit Deployment {target} "
+                f"{kind} {name} is managed by Serin and serves the promoted release: edit {kind} {target} "
                 "instead; its new revision will be analysed and promoted into the primary"
             ),
         )

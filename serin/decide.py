@@ -56,11 +56,12 @@ ALL_ON_PRIMARY: Split = (100, 0)
 
 @dataclass(frozen=True)
 class WorkloadState:
-    """The parts of a Deployment the decision looks at."""
+    """The parts of a workload (Deployment, DaemonSet, StatefulSet) the decision looks at."""
 
     name: str
     template_hash: str
-    # spec.replicas, then what the Deployment's status reports.
+    # spec.replicas (a DaemonSet: the nodes it runs on, 0 when held at zero), then what the
+    # workload's status reports of them.
     replicas: int
     updated_replicas: int = 0
     available_replicas: int = 0
@@ -71,6 +72,7 @@ class WorkloadState:
     progress_deadline_exceeded: bool = False
     # Primary only: the hash of the target template it was last copied from.
     source_hash: str = ""
+    kind: str = "Deployment"
 
     def not_ready_because(self, threshold_percent: int) -> str | None:
         """Why the workload is not ready, in Flagger's words; None when it is.
@@ -80,18 +82,21 @@ class WorkloadState:
         available (so ``minReadySeconds`` counts). Unlike Flagger, a workload with replicas is never
         ready with none available, whatever the threshold: traffic is never sent to no pod at all.
         """
+        kind = self.kind.lower()
+        # A DaemonSet counts pods (one per node), as Flagger's messages do; the others replicas.
+        unit = "pods" if self.kind == "DaemonSet" else "replicas"
         if self.observed_generation < self.generation:
-            return "waiting for rollout to finish: observed deployment generation less than desired generation"
+            return f"waiting for rollout to finish: observed {kind} generation less than desired generation"
         if self.progress_deadline_exceeded:
-            return f'deployment "{self.name}" exceeded its progress deadline'
+            return f'{kind} "{self.name}" exceeded its progress deadline'
         if self.updated_replicas < self.replicas:
             return (
-                f"waiting for rollout to finish: {self.updated_replicas} out of {self.replicas} new replicas "
+                f"waiting for rollout to finish: {self.updated_replicas} out of {self.replicas} new {unit} "
                 "have been updated"
             )
         if self.status_replicas > self.updated_replicas:
             return (
-                f"waiting for rollout to finish: {self.status_replicas - self.updated_replicas} old replicas "
+                f"waiting for rollout to finish: {self.status_replicas - self.updated_replicas} old {unit} "
                 "are pending termination"
             )
         needed = self.updated_replicas * threshold_percent // 100
@@ -100,7 +105,7 @@ class WorkloadState:
         if self.available_replicas < needed:
             return (
                 f"waiting for rollout to finish: {self.available_replicas} of {needed} (readyThreshold "
-                f"{threshold_percent}%) updated replicas are available"
+                f"{threshold_percent}%) updated {unit} are available"
             )
         if self.replicas <= 0:
             return "scaled to zero"
@@ -351,6 +356,11 @@ class _Step:
         return f"{self.canary.name}.{self.canary.namespace}"
 
     @property
+    def kind(self) -> str:
+        """The target's kind, which Flagger's condition messages name."""
+        return self.canary.target_ref.kind
+
+    @property
     def target(self) -> str:
         return f"{self.canary.target_ref.name}.{self.canary.namespace}"
 
@@ -479,12 +489,19 @@ def _suspended(step: _Step) -> Decision:
     )
 
 
+def _kind(step: _Step) -> str:
+    """The target's kind as Flagger's event messages name it: ``deployment``, ``daemonset``, ..."""
+    return step.kind.lower()
+
+
 def _target_missing(step: _Step) -> Decision:
-    message = f"Target deployment {step.target} not found"
+    message = f"Target {_kind(step)} {step.target} not found"
     status = step.status
     if status.phase in (None, Phase.INITIALIZING):
         # A status that says why, rather than none at all.
-        status = status.with_phase(Phase.INITIALIZING, step.now, message=f"{message}: waiting for it to be created.")
+        status = status.with_phase(
+            Phase.INITIALIZING, step.now, kind=step.kind, message=f"{message}: waiting for it to be created."
+        )
     return step.decision(message, status, (), _warning(message))
 
 
@@ -496,7 +513,7 @@ def _initialize(step: _Step) -> Decision:
     """Wait for the primary, then hand it all traffic: the target goes to zero, Initialized."""
     target, primary = step.observation.target, step.observation.primary
     assert target is not None
-    status = step.status if step.status.phase else step.status.with_phase(Phase.INITIALIZING, step.now)
+    status = step.status if step.status.phase else step.status.with_phase(Phase.INITIALIZING, step.now, kind=step.kind)
     why = (
         "not created yet"
         if primary is None
@@ -508,7 +525,7 @@ def _initialize(step: _Step) -> Decision:
             # The target keeps running: only the primary failed to come up.
             seconds = step.canary.progress_deadline_seconds
             failed = status.with_phase(
-                Phase.FAILED, step.now, message=f"{step.primary} not ready after {seconds}s: {why}"
+                Phase.FAILED, step.now, kind=step.kind, message=f"{step.primary} not ready after {seconds}s: {why}"
             )
             return step.decision(
                 "initialization failed: progress deadline exceeded",
@@ -522,7 +539,7 @@ def _initialize(step: _Step) -> Decision:
     # What the primary really runs, which need not be what the target holds now: a change made
     # since the primary was created is a new revision, analysed like any other.
     running = primary.source_hash or target.template_hash
-    initialized = status.with_phase(Phase.INITIALIZED, step.now).replace(
+    initialized = status.with_phase(Phase.INITIALIZED, step.now, kind=step.kind).replace(
         canary_weight=0,
         failed_checks=0,
         iterations=0,
@@ -590,7 +607,9 @@ def _idle(step: _Step) -> Decision:
     if _is_promoted_revision(step):
         back = status.replace(last_applied_spec=target.template_hash)
         if status.phase is Phase.WAITING:
-            back = back.with_phase(Phase.SUCCEEDED, step.now, message="The target is back at the promoted revision.")
+            back = back.with_phase(
+                Phase.SUCCEEDED, step.now, kind=step.kind, message="The target is back at the promoted revision."
+            )
         return step.decision("the target is back at the promoted revision", back, _at_rest(step))
     answers = step.hooks(HookType.CONFIRM_ROLLOUT)
     if answers is None:
@@ -600,7 +619,7 @@ def _idle(step: _Step) -> Decision:
         events: tuple[Event, ...] = ()
         if status.phase is not Phase.WAITING:
             events = (_warning(f"Halt {step.who} advancement waiting for approval {refused[0].name}"),)
-        waiting = status.with_phase(Phase.WAITING, step.now)
+        waiting = status.with_phase(Phase.WAITING, step.now, kind=step.kind)
         return step.decision("waiting for confirm-rollout approval", waiting, _at_rest(step), *events)
     started = _restart(step)
     return step.decision(
@@ -616,7 +635,7 @@ def _restart(step: _Step) -> CanaryStatus:
     """Progressing from the first step with the target's current revision."""
     target = step.observation.target
     assert target is not None
-    return step.status.with_phase(Phase.PROGRESSING, step.now).replace(
+    return step.status.with_phase(Phase.PROGRESSING, step.now, kind=step.kind).replace(
         canary_weight=0,
         failed_checks=0,
         iterations=0,
@@ -631,7 +650,7 @@ def _restart(step: _Step) -> CanaryStatus:
 
 def _rollback(step: _Step, reason: str, *events: Event) -> Decision:
     """All traffic to the primary, the canary to zero, Failed (Flagger resets the counters)."""
-    failed = step.status.with_phase(Phase.FAILED, step.now).replace(
+    failed = step.status.with_phase(Phase.FAILED, step.now, kind=step.kind).replace(
         canary_weight=0, failed_checks=0, iterations=0, waiting_since=None, unavailable_steps=0
     )
     return step.decision(
@@ -682,7 +701,7 @@ def _on_unconfirmed(step: _Step) -> Decision | _Step:
     if target.template_hash == unconfirmed.revision:
         return _Step(step.canary, step.status.replace(unconfirmed=None), step.observation, step.now)
     phase = unconfirmed.phase or Phase.INITIALIZED
-    restored = step.status.with_phase(phase, step.now).replace(
+    restored = step.status.with_phase(phase, step.now, kind=step.kind).replace(
         last_applied_spec=unconfirmed.applied,
         canary_weight=0,
         failed_checks=0,
@@ -706,7 +725,7 @@ def _on_revision(step: _Step) -> Decision | _Step:
     assert target is not None
     if _is_promoted_revision(step):
         stopped = step.status.with_phase(
-            Phase.SUCCEEDED, step.now, message="The target is back at the promoted revision."
+            Phase.SUCCEEDED, step.now, kind=step.kind, message="The target is back at the promoted revision."
         ).replace(
             canary_weight=0,
             failed_checks=0,
@@ -741,7 +760,7 @@ def _on_readiness(step: _Step) -> Decision | _Step:
 
     since = step.status.waiting_since or step.now
     message = (
-        f"canary deployment {step.target} not ready: {canary_why}"
+        f"canary {_kind(step)} {step.target} not ready: {canary_why}"
         if canary_why is not None
         else f"{step.primary} not ready: {primary_why}"
     )
@@ -1044,7 +1063,7 @@ def _confirm(step: _Step, then: Callable[[_Step, tuple[Event, ...]], Decision]) 
         events: tuple[Event, ...] = ()
         if step.status.phase is not Phase.WAITING_PROMOTION:
             events = (_warning(f"Halt {step.who} advancement waiting for promotion approval {refused[0].name}"),)
-        waiting = step.status.with_phase(Phase.WAITING_PROMOTION, step.now)
+        waiting = step.status.with_phase(Phase.WAITING_PROMOTION, step.now, kind=step.kind)
         return step.decision("waiting for confirm-promotion approval", waiting, (), *events)
     return then(step, _passed("Confirm-promotion", answers))
 
@@ -1055,7 +1074,7 @@ def _confirm_and_promote(step: _Step) -> Decision:
 
 def _promote(step: _Step, why: str, *events: Event) -> Decision:
     """Copy the target into the primary; the traffic the canary has stays on it until the primary is ready."""
-    promoting = step.status.with_phase(Phase.PROMOTING, step.now).replace(
+    promoting = step.status.with_phase(Phase.PROMOTING, step.now, kind=step.kind).replace(
         canary_weight=desired_split(step.canary, step.status)[1], waiting_since=None, unavailable_steps=0
     )
     return step.decision(
@@ -1080,7 +1099,7 @@ def _promoting(step: _Step) -> Decision:
         status = status.replace(canary_weight=0)
         step = _Step(step.canary, status, step.observation, step.now)
         if step.observation.routes != ALL_ON_PRIMARY:
-            message = f"canary deployment {step.target} has no available pod: all traffic to the primary"
+            message = f"canary {_kind(step)} {step.target} has no available pod: all traffic to the primary"
             return step.decision(message, status, (SetRoutes(*ALL_ON_PRIMARY),), _warning(message))
     if primary is None or primary.source_hash != status.last_applied_spec:
         # The copy did not land (or was undone): do it again.
@@ -1097,14 +1116,14 @@ def _promoting(step: _Step) -> Decision:
         weight = max(0, status.canary_weight - promotion_step)
         shifted = status.replace(canary_weight=weight, last_transition_time=step.now)
         if weight == 0:
-            shifted = shifted.with_phase(Phase.FINALISING, step.now)
+            shifted = shifted.with_phase(Phase.FINALISING, step.now, kind=step.kind)
         return step.decision(
             f"promotion: canary weight {weight}",
             shifted,
             (SetRoutes(100 - weight, weight),),
             _normal(f"Advance {step.who} primary weight {100 - weight}"),
         )
-    finalising = status.with_phase(Phase.FINALISING, step.now).replace(canary_weight=0)
+    finalising = status.with_phase(Phase.FINALISING, step.now, kind=step.kind).replace(canary_weight=0)
     return step.decision(
         "routing all traffic to the primary",
         finalising,
@@ -1115,7 +1134,7 @@ def _promoting(step: _Step) -> Decision:
 
 def _finalise(step: _Step) -> Decision:
     status = step.status
-    succeeded = status.with_phase(Phase.SUCCEEDED, step.now).replace(
+    succeeded = status.with_phase(Phase.SUCCEEDED, step.now, kind=step.kind).replace(
         canary_weight=0, failed_checks=0, iterations=0, last_promoted_spec=status.last_applied_spec
     )
     completed = (

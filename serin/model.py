@@ -30,7 +30,7 @@ DEFAULT_READY_THRESHOLD = 100
 DEFAULT_HOOK_TIMEOUT = "10s"
 MIN_INTERVAL_SECONDS = 10.0
 
-SUPPORTED_TARGET_KINDS = ("Deployment",)
+SUPPORTED_TARGET_KINDS = ("Deployment", "DaemonSet", "StatefulSet")
 
 
 @dataclass(frozen=True)
@@ -593,13 +593,17 @@ def _parse_target_ref(reader: _Reader, value: Any, path: str, kinds: Sequence[st
         # Flagger's Service targets switch Services only, with no workload to analyse or promote.
         reader.error(
             f"{path}.kind",
-            "a Service cannot be a target: name the Deployment behind it (Serin makes its Services itself)",
+            "a Service cannot be a target: name the workload behind it (Serin makes its Services itself)",
         )
     elif kind and kind not in kinds:
         reader.error(f"{path}.kind", f"must be one of {', '.join(kinds)} (got {kind!r})")
-    # The primary is named after the target: <name>-primary must be a Deployment name too.
+    # The primary is named after the target: <name>-primary must be a workload name too.
     name = reader.name(
-        raw.get("name"), f"{path}.name", DNS_SUBDOMAIN, "a Deployment name (a DNS-1123 subdomain)", required=True
+        raw.get("name"),
+        f"{path}.name",
+        DNS_SUBDOMAIN,
+        f"a {kind or 'Deployment'} name (a DNS-1123 subdomain)",
+        required=True,
     )
     if name and len(name) > 253 - len("-primary"):
         reader.error(f"{path}.name", "is too long: <name>-primary must fit in 253 characters")

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from serin.autoscalers import pause_patch, primary_scaler
+from serin.decide import WorkloadState
 from serin.kube.store import Conflict, KubeStore, NotFound
 from serin.model import AUTOSCALER_GROUPS, Canary
 from serin.ports import PermanentError, Router, SerinError
@@ -28,26 +29,29 @@ from serin.workloads import (
     MANAGED_BY_LABEL,
     MANAGED_FOR_LABEL,
     ORIGINAL_SELECTOR_ANNOTATION,
-    PROMOTED_SPEC_FIELDS,
     REVISION_HISTORY,
     SOURCE_HASH_ANNOTATION,
     TARGET_LABEL,
+    WORKLOAD_KINDS,
     WorkloadError,
     config_hash,
     config_key,
     contains,
     given_back,
+    held_at_zero,
     owner_reference,
     primary_config,
-    primary_deployment,
+    primary_workload,
     promoted_revision,
     recorded_original,
     revision_name,
     runs_revision,
+    scale_patch,
     selector_label,
     services,
     template_hash,
     tracked_configs,
+    workload_kind,
 )
 
 AUTOSCALER_KINDS = tuple(AUTOSCALER_GROUPS)
@@ -59,6 +63,40 @@ CONFLICT_RETRIES = 3
 
 class RevisionUnknown(PermanentError):
     """The primary should run a revision that was never recorded and the target no longer holds."""
+
+
+def workload_state(workload: Mapping[str, Any] | None) -> WorkloadState | None:
+    """What the decision needs of a Deployment, DaemonSet or StatefulSet (see ``WorkloadState``)."""
+    if workload is None:
+        return None
+    spec, status = workload.get("spec") or {}, workload.get("status") or {}
+    metadata = workload.get("metadata") or {}
+    kind = str(workload.get("kind") or "Deployment")
+    conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, Mapping)}
+    if kind == "DaemonSet":
+        # Not held at zero, it runs on at least one node (one that cannot schedule it is not ready).
+        replicas = 0 if held_at_zero(workload) else max(1, int(status.get("desiredNumberScheduled") or 0))
+        updated = int(status.get("updatedNumberScheduled") or 0)
+        available = int(status.get("numberAvailable") or 0)
+        scheduled = int(status.get("currentNumberScheduled") or 0)
+    else:
+        replicas = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
+        updated = int(status.get("updatedReplicas") or 0)
+        available = int(status.get("availableReplicas") or 0)
+        scheduled = int(status.get("replicas") or 0)
+    return WorkloadState(
+        name=metadata.get("name", ""),
+        template_hash=template_hash(workload),
+        replicas=replicas,
+        updated_replicas=updated,
+        available_replicas=available,
+        status_replicas=scheduled,
+        generation=int(metadata.get("generation") or 0),
+        observed_generation=int(status.get("observedGeneration") or 0),
+        progress_deadline_exceeded=conditions.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded",
+        source_hash=(metadata.get("annotations") or {}).get(SOURCE_HASH_ANNOTATION, ""),
+        kind=kind,
+    )
 
 
 def _is_managed(obj: Mapping[str, Any]) -> bool:
@@ -108,9 +146,12 @@ class CanaryObjects:
         namespace = canary.namespace
         labels = target.get("metadata", {}).get("labels") or {}
         if labels.get(TARGET_LABEL) != canary.name:
-            # The Deployment webhook selects targets by this label.
+            # The workload webhook selects targets by this label.
             self.store.patch(
-                "Deployment", namespace, canary.target_ref.name, {"metadata": {"labels": {TARGET_LABEL: canary.name}}}
+                canary.target_ref.kind,
+                namespace,
+                canary.target_ref.name,
+                {"metadata": {"labels": {TARGET_LABEL: canary.name}}},
             )
         configs = tracked_configs(target)
         for kind, name in sorted(configs):
@@ -160,6 +201,12 @@ class CanaryObjects:
                     },
                 )
         self.router_for(canary.provider).reconcile(canary, split, session, mirror)
+
+    def scale_target(self, canary: Canary, target: Mapping[str, Any], replicas: int) -> None:
+        """Scale the target (a DaemonSet: hold it at zero, or let it run everywhere again)."""
+        patch = scale_patch({"kind": canary.target_ref.kind, **target}, replicas)
+        if patch is not None:
+            self.store.patch(canary.target_ref.kind, canary.namespace, canary.target_ref.name, patch)
 
     # ---- the primary's autoscaler ------------------------------------------------------------
 
@@ -266,18 +313,18 @@ class CanaryObjects:
             elif config_hash(existing) != config_hash(wanted):
                 wanted["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
                 self.store.replace(wanted)
-        built = primary_deployment(canary, source, configs, replicas)
+        built = primary_workload(canary, source, configs, replicas)
         for attempt in range(CONFLICT_RETRIES + 1):
-            primary = self.store.get_deployment(namespace, canary.primary_name)
+            primary = self.store.get(canary.target_ref.kind, namespace, canary.primary_name)
             if primary is None:
                 self.store.create(built)
                 return
-            for name in PROMOTED_SPEC_FIELDS:
+            for name in workload_kind(canary.target_ref.kind).promoted_fields:
                 if name in built["spec"]:
                     primary["spec"][name] = built["spec"][name]
                 else:
                     primary["spec"].pop(name, None)
-            if replicas is not None:
+            if replicas is not None and "replicas" in built["spec"]:
                 primary["spec"]["replicas"] = replicas
             metadata = primary["metadata"]
             metadata["labels"] = {**(metadata.get("labels") or {}), **built["metadata"]["labels"]}
@@ -286,7 +333,7 @@ class CanaryObjects:
                 self.store.replace(primary)
                 return
             except Conflict:
-                # The Deployment controller writes its status all the time: read again, write again.
+                # The workload's controller writes its status all the time: read again, write again.
                 if attempt == CONFLICT_RETRIES:
                     raise
 
@@ -313,7 +360,7 @@ class CanaryObjects:
         or the review was forged): delete the objects Serin made for that name that nobody owns,
         and give back the user's objects it took over."""
         removed = []
-        for kind in ("Deployment", "Service", *ROUTING_KINDS, "ControllerRevision", *AUTOSCALER_KINDS):
+        for kind in (*WORKLOAD_KINDS, "Service", *ROUTING_KINDS, "ControllerRevision", *AUTOSCALER_KINDS):
             try:
                 found = self.store.find(kind, namespace, f"{MANAGED_FOR_LABEL}={canary_name}")
             except NotFound:
@@ -324,7 +371,7 @@ class CanaryObjects:
                     continue
                 if not _is_managed(obj) or obj["metadata"].get("ownerReferences"):
                     continue
-                if kind == "Deployment":
+                if kind in WORKLOAD_KINDS:
                     # Its config copies, by name (Serin lists no Secrets).
                     for config_kind, name in sorted(tracked_configs(obj)):
                         copied = self.store.get_config(config_kind, namespace, name)
@@ -345,15 +392,14 @@ class CanaryObjects:
         100/0 until the garbage collector removes them with the primary and the other Services.
         """
         namespace = canary.namespace
-        target = self.store.get_deployment(namespace, canary.target_ref.name)
+        target = self.store.get(canary.target_ref.kind, namespace, canary.target_ref.name)
         if target is None:
             return True
-        primary = self.store.get_deployment(namespace, canary.primary_name)
+        primary = self.store.get(canary.target_ref.kind, namespace, canary.primary_name)
         replicas = int((primary or {}).get("spec", {}).get("replicas") or 0) or max(
             1, int(target.get("spec", {}).get("replicas") or 1)
         )
-        if target.get("spec", {}).get("replicas") != replicas:
-            self.store.scale_deployment(namespace, canary.target_ref.name, replicas)
+        self.scale_target(canary, target, replicas)
         key, value = selector_label(target)
         apex = self.store.get_service(namespace, canary.service.name)
         if apex is not None and _is_managed(apex):
@@ -373,8 +419,8 @@ class CanaryObjects:
                 patch = pause_patch(canary, self.target_scaler(canary), paused=False)
                 if patch is not None:
                     self.store.patch(canary.autoscaler_ref.kind, namespace, canary.autoscaler_ref.name, patch)
-        status = target.get("status") or {}
-        return int(status.get("availableReplicas") or 0) >= replicas
+        state = workload_state(target)
+        return state is not None and state.available_replicas >= state.replicas > 0
 
     def _give_back(self, obj: Mapping[str, Any]) -> bool:
         """Give an object the user made what Serin wrote over (a Service its selector, a routing

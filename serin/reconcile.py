@@ -41,7 +41,6 @@ from serin.decide import (
     ScaleTarget,
     SetRoutes,
     Split,
-    WorkloadState,
     decide,
     desired_split,
     next_step_in,
@@ -52,7 +51,7 @@ from serin.kube.store import Conflict, KubeError, KubeStore
 from serin.metrics.builtin import query_for
 from serin.model import FINALIZER, Canary, HookType, InvalidCanary, Metric, parse_canary
 from serin.notify.webhooks import event_payload, hook_payload
-from serin.objects import CanaryObjects
+from serin.objects import CanaryObjects, workload_state
 from serin.ports import (
     HookCaller,
     HookResult,
@@ -68,11 +67,10 @@ from serin.workloads import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     MANAGED_FOR_LABEL,
-    SOURCE_HASH_ANNOTATION,
+    WORKLOAD_KINDS,
     WorkloadError,
     config_hash,
     config_key,
-    template_hash,
     tracked_configs,
 )
 
@@ -135,26 +133,6 @@ def describe(action: object) -> str:
     fields = dataclasses.asdict(action) if dataclasses.is_dataclass(action) and not isinstance(action, type) else {}
     args = ", ".join(f"{key}={value}" for key, value in fields.items())
     return f"{type(action).__name__}({args})"
-
-
-def workload_state(deployment: Mapping[str, Any] | None) -> WorkloadState | None:
-    if deployment is None:
-        return None
-    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
-    metadata = deployment.get("metadata") or {}
-    conditions = {c.get("type"): c for c in status.get("conditions") or [] if isinstance(c, Mapping)}
-    return WorkloadState(
-        name=metadata.get("name", ""),
-        template_hash=template_hash(deployment),
-        replicas=int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1),
-        updated_replicas=int(status.get("updatedReplicas") or 0),
-        available_replicas=int(status.get("availableReplicas") or 0),
-        status_replicas=int(status.get("replicas") or 0),
-        generation=int(metadata.get("generation") or 0),
-        observed_generation=int(status.get("observedGeneration") or 0),
-        progress_deadline_exceeded=conditions.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded",
-        source_hash=(metadata.get("annotations") or {}).get(SOURCE_HASH_ANNOTATION, ""),
-    )
 
 
 def routes_after(decision: Decision, observation: Observation) -> tuple[Split, bool]:
@@ -349,7 +327,11 @@ class Reconciler:
         primaries nobody owns, made for a name no Canary has, older than the grace period."""
         stored = {(c["metadata"].get("namespace"), c["metadata"].get("name")) for c in canaries}
         try:
-            primaries = self.store.find("Deployment", namespace, f"{MANAGED_BY_LABEL}={MANAGED_BY}")
+            primaries = [
+                primary
+                for kind in WORKLOAD_KINDS
+                for primary in self.store.find(kind, namespace, f"{MANAGED_BY_LABEL}={MANAGED_BY}")
+            ]
         except KubeError as error:
             LOG.warning("could not look for objects of Canaries never stored: %s", error)
             return
@@ -385,8 +367,8 @@ class Reconciler:
     def observe(
         self, canary: Canary, raw: Mapping[str, Any], others: Sequence[Mapping[str, Any]], status: CanaryStatus
     ) -> Observed:
-        target = self.store.get_deployment(canary.namespace, canary.target_ref.name)
-        primary = self.store.get_deployment(canary.namespace, canary.primary_name)
+        target = self.store.get(canary.target_ref.kind, canary.namespace, canary.target_ref.name)
+        primary = self.store.get(canary.target_ref.kind, canary.namespace, canary.primary_name)
         hashes: dict[str, str] = {}
         if target is not None:
             for kind, name in sorted(tracked_configs(target)):
@@ -474,7 +456,7 @@ class Reconciler:
     def apply(self, canary: Canary, decision: Decision, observed: Observed, status: CanaryStatus) -> None:
         """Carry out the decision's actions, in order. The routing objects are written once: with
         EnsureObjects, already carrying the split the decision's SetRoutes ask for."""
-        namespace, target = canary.namespace, observed.target
+        target = observed.target
         assert target is not None
         split, mirror = routes_after(decision, observed.observation)
         session = session_cookie(canary, status)
@@ -484,9 +466,7 @@ class Reconciler:
                 self.objects.ensure(canary, target, observed.primary, split, status.last_promoted_spec, session, mirror)
                 ensured = True
             elif isinstance(action, ScaleTarget):
-                current = observed.observation.target.replicas if observed.observation.target else None
-                if current != action.replicas:
-                    self.store.scale_deployment(namespace, canary.target_ref.name, action.replicas)
+                self.objects.scale_target(canary, target, action.replicas)
             elif isinstance(action, SetRoutes) and not ensured:
                 self.router_for(canary.provider).set_routes(
                     canary, action.primary_weight, action.canary_weight, session, action.mirror

@@ -256,16 +256,19 @@ class CanaryStatus:
     def replace(self, **changes: Any) -> CanaryStatus:
         return dataclasses.replace(self, **changes)
 
-    def with_phase(self, phase: Phase, now: datetime.datetime, message: str = "") -> CanaryStatus:
+    def with_phase(
+        self, phase: Phase, now: datetime.datetime, message: str = "", kind: str = "Deployment"
+    ) -> CanaryStatus:
         """Move to ``phase``; the transition time and the Promoted condition follow it.
 
-        The condition's message is Flagger's for the phase unless ``message`` says more. As in
+        The condition's message is Flagger's for the phase (naming the target's ``kind``) unless
+        ``message`` says more. As in
         Flagger, the condition is left alone when neither its status nor its reason changes.
         """
         stamp = format_time(now)
         status = promoted_condition_status(phase)
         previous = self.condition
-        message = message or condition_message(phase)
+        message = message or condition_message(phase, kind)
         if previous is not None and (previous.status, previous.reason, previous.message) == (
             status,
             phase.value,

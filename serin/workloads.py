@@ -1,9 +1,11 @@
-"""Pure builders and readings of the objects Serin manages next to the user's Deployment.
+"""Pure builders and readings of the objects Serin manages next to the user's workload.
 
 For a Canary ``podinfo`` targeting Deployment ``podinfo``: the ``podinfo-primary`` Deployment (the
 target's spec under the primary's labels, its ConfigMaps and Secrets copied with a ``-primary``
 suffix) and the Services ``podinfo``, ``podinfo-primary`` and ``podinfo-canary``. Also the hashes
-that tell a new revision: of the pod template and of the data of every config it uses.
+that tell a new revision: of the pod template and of the data of every config it uses. A
+DaemonSet or StatefulSet target gets a primary of its own kind the same way (see
+``WORKLOAD_KINDS`` for what each copies, and how each is held at zero).
 
 No I/O here: functions take and return plain dicts as the API server speaks them.
 """
@@ -14,6 +16,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from serin.model import API_VERSION, Canary
@@ -22,16 +25,60 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "serin"
 # On the primary: the hash of the target template it was last copied from.
 SOURCE_HASH_ANNOTATION = "serin.dev/source-template-hash"
-# What promotion copies from the target's spec into the primary's, as Flagger's Promote does
-# (replicas are the primary's own, set apart: an autoscaler or a person may scale it).
-PROMOTED_SPEC_FIELDS = (
-    "template",
-    "selector",
-    "strategy",
-    "minReadySeconds",
-    "progressDeadlineSeconds",
-    "revisionHistoryLimit",
-)
+# A DaemonSet runs a pod on every node its template selects: it is "scaled to zero" by this node
+# selector, which no node matches, as Flagger does with its own key. It is not part of a revision.
+SCALE_TO_ZERO_NODE_SELECTOR = "serin.dev/scale-to-zero"
+
+
+@dataclass(frozen=True)
+class WorkloadKind:
+    """What Serin does differently for each kind of target."""
+
+    kind: str
+    # What promotion copies from the target's spec into the primary's, as Flagger's Promote does
+    # (replicas are the primary's own, set apart: an autoscaler or a person may scale it).
+    promoted_fields: tuple[str, ...]
+    # What the primary takes from the target when it is created only: the API server refuses to
+    # change them afterwards.
+    created_fields: tuple[str, ...] = ()
+    # Scaled by spec.replicas; a DaemonSet has none (see SCALE_TO_ZERO_NODE_SELECTOR).
+    has_replicas: bool = True
+
+
+WORKLOAD_KINDS: Mapping[str, WorkloadKind] = {
+    "Deployment": WorkloadKind(
+        "Deployment",
+        ("template", "selector", "strategy", "minReadySeconds", "progressDeadlineSeconds", "revisionHistoryLimit"),
+    ),
+    "DaemonSet": WorkloadKind(
+        "DaemonSet",
+        ("template", "updateStrategy", "minReadySeconds", "revisionHistoryLimit"),
+        created_fields=("selector",),
+        has_replicas=False,
+    ),
+    # The primary keeps its own pods, ordinals and volume claims (<claim>-<name>-primary-<n>): a
+    # promotion rolls the primary's pods over to the new template in its own update order, and
+    # no data moves between the target's volumes and the primary's.
+    "StatefulSet": WorkloadKind(
+        "StatefulSet",
+        ("template", "updateStrategy", "minReadySeconds", "persistentVolumeClaimRetentionPolicy", "ordinals"),
+        created_fields=(
+            "selector",
+            "serviceName",
+            "podManagementPolicy",
+            "volumeClaimTemplates",
+            "revisionHistoryLimit",
+        ),
+    ),
+}
+# Promotion copies for a Deployment (most targets).
+PROMOTED_SPEC_FIELDS = WORKLOAD_KINDS["Deployment"].promoted_fields
+
+
+def workload_kind(kind: str) -> WorkloadKind:
+    return WORKLOAD_KINDS.get(kind) or WORKLOAD_KINDS["Deployment"]
+
+
 # ControllerRevisions kept per Canary (promoted templates), as a Deployment's revisionHistoryLimit.
 REVISION_HISTORY = 10
 # On the target: which Canary it belongs to (the Deployment webhook selects on this).
@@ -62,9 +109,45 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def template_hash(deployment: Mapping[str, Any]) -> str:
-    """The revision of a Deployment: a hash of its pod template (replicas are not a revision)."""
-    return _digest((deployment.get("spec") or {}).get("template") or {})
+def _without_scale_to_zero(template: Mapping[str, Any]) -> dict[str, Any]:
+    """A pod template without the node selector that holds a DaemonSet at zero."""
+    pod_spec = template.get("spec")
+    selector = pod_spec.get("nodeSelector") if isinstance(pod_spec, Mapping) else None
+    if not isinstance(pod_spec, Mapping) or not isinstance(selector, Mapping):
+        return dict(template)
+    if SCALE_TO_ZERO_NODE_SELECTOR not in selector:
+        return dict(template)
+    kept = {key: value for key, value in selector.items() if key != SCALE_TO_ZERO_NODE_SELECTOR}
+    spec = {key: value for key, value in pod_spec.items() if key != "nodeSelector"}
+    if kept:
+        spec["nodeSelector"] = kept
+    return {**template, "spec": spec}
+
+
+def template_hash(workload: Mapping[str, Any]) -> str:
+    """The revision of a workload: a hash of its pod template (replicas are not a revision, nor is
+    the node selector that holds a DaemonSet at zero)."""
+    template = (workload.get("spec") or {}).get("template") or {}
+    return _digest(_without_scale_to_zero(template) if isinstance(template, Mapping) else template)
+
+
+def held_at_zero(workload: Mapping[str, Any]) -> bool:
+    """Whether a DaemonSet's template carries the node selector no node matches."""
+    pod_spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return SCALE_TO_ZERO_NODE_SELECTOR in (pod_spec.get("nodeSelector") or {})
+
+
+def scale_patch(workload: Mapping[str, Any], replicas: int) -> dict[str, Any] | None:
+    """The merge patch that scales a target to ``replicas``; None when it already is there. A
+    DaemonSet is either at zero or on every node its template selects."""
+    if workload_kind(str(workload.get("kind", "Deployment"))).has_replicas:
+        if (workload.get("spec") or {}).get("replicas") == replicas:
+            return None
+        return {"spec": {"replicas": replicas}}
+    if held_at_zero(workload) == (replicas == 0):
+        return None
+    value = "true" if replicas == 0 else None
+    return {"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_NODE_SELECTOR: value}}}}}
 
 
 def config_hash(obj: Mapping[str, Any]) -> str:
@@ -114,8 +197,9 @@ def selector_label(deployment: Mapping[str, Any]) -> tuple[str, str]:
         if labels.get(key):
             return key, str(labels[key])
     name = deployment.get("metadata", {}).get("name", "?")
+    kind = deployment.get("kind", "Deployment")
     raise WorkloadError(
-        f"Deployment {name} needs one of the selector labels {', '.join(SELECTOR_LABELS)} in spec.selector.matchLabels"
+        f"{kind} {name} needs one of the selector labels {', '.join(SELECTOR_LABELS)} in spec.selector.matchLabels"
     )
 
 
@@ -161,8 +245,9 @@ def generated_metadata(
 def primary_pod_template(
     target: Mapping[str, Any], renamed_configs: set[tuple[str, str]], label: tuple[str, str]
 ) -> dict[str, Any]:
-    """The target's pod template as the primary runs it: primary labels, ``-primary`` configs."""
-    template: dict[str, Any] = copy.deepcopy(dict(target.get("spec", {}).get("template", {})))
+    """The target's pod template as the primary runs it: primary labels, ``-primary`` configs, on
+    every node the target's own selects."""
+    template = copy.deepcopy(_without_scale_to_zero(target.get("spec", {}).get("template", {})))
     key, value = label
     template.setdefault("metadata", {}).setdefault("labels", {})[key] = f"{value}-primary"
     for kind, holder, name_key in _config_references(template.get("spec", {})):
@@ -171,37 +256,44 @@ def primary_pod_template(
     return template
 
 
-def primary_deployment(
+def primary_workload(
     canary: Canary,
     target: Mapping[str, Any],
     renamed_configs: set[tuple[str, str]],
     replicas: int | None = None,
 ) -> dict[str, Any]:
-    """The ``<target>-primary`` Deployment serving ``target`` (a Deployment, or a promotion source)."""
-    label = selector_label(target)
+    """The ``<target>-primary`` workload serving ``target`` (the target, or a promotion source), of
+    the Canary's target kind."""
+    kind = workload_kind(canary.target_ref.kind)
+    label = selector_label({"kind": kind.kind, **target})
     key, value = label
     source = target.get("spec", {})
-    spec = {name: copy.deepcopy(source[name]) for name in PROMOTED_SPEC_FIELDS if name in source}
+    spec = {
+        name: copy.deepcopy(source[name]) for name in (*kind.promoted_fields, *kind.created_fields) if name in source
+    }
     spec["selector"] = {"matchLabels": {key: f"{value}-primary"}}
     spec["template"] = primary_pod_template(target, renamed_configs, label)
-    if replicas is not None:
+    if replicas is not None and kind.has_replicas:
         spec["replicas"] = replicas
     target_labels = dict(target.get("metadata", {}).get("labels") or {})
     target_labels.pop(TARGET_LABEL, None)
     metadata = managed_metadata(canary, canary.primary_name, {**target_labels, key: f"{value}-primary"})
     metadata["annotations"] = {SOURCE_HASH_ANNOTATION: template_hash(target)}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
+    return {"apiVersion": "apps/v1", "kind": kind.kind, "metadata": metadata, "spec": spec}
 
 
 def promotion_source(target: Mapping[str, Any]) -> dict[str, Any]:
-    """What of the target a primary is built from: its labels and the spec fields promotion copies."""
+    """What of the target a primary is built from: its labels and the spec fields promotion copies
+    (and, for a primary rebuilt from it, those it takes when created)."""
+    kind = workload_kind(str(target.get("kind", "Deployment")))
     labels = dict(target.get("metadata", {}).get("labels") or {})
     labels.pop(TARGET_LABEL, None)
     spec = target.get("spec", {})
-    return {
-        "metadata": {"labels": labels},
-        "spec": {key: copy.deepcopy(spec[key]) for key in PROMOTED_SPEC_FIELDS if key in spec},
-    }
+    fields = (*kind.promoted_fields, *kind.created_fields)
+    kept = {key: copy.deepcopy(spec[key]) for key in fields if key in spec}
+    if "template" in kept:
+        kept["template"] = _without_scale_to_zero(kept["template"])
+    return {"metadata": {"labels": labels}, "spec": kept}
 
 
 def revision_name(canary: Canary, revision: str) -> str:

@@ -95,8 +95,15 @@ class ClusterReader:
     def services(self) -> list[Mapping[str, Any]]:
         return self._list(self._core.list_service_for_all_namespaces, self._core.list_namespaced_service)
 
-    def deployments(self) -> list[Mapping[str, Any]]:
-        return self._list(self._apps.list_deployment_for_all_namespaces, self._apps.list_namespaced_deployment)
+    def workloads(self) -> list[Mapping[str, Any]]:
+        """Deployments, DaemonSets and StatefulSets: whatever runs the pods a Service selects."""
+        apps = self._apps
+        listed = (
+            ("Deployment", apps.list_deployment_for_all_namespaces, apps.list_namespaced_deployment),
+            ("DaemonSet", apps.list_daemon_set_for_all_namespaces, apps.list_namespaced_daemon_set),
+            ("StatefulSet", apps.list_stateful_set_for_all_namespaces, apps.list_namespaced_stateful_set),
+        )
+        return [{**item, "kind": kind} for kind, every, one in listed for item in self._list(every, one)]
 
     def close(self) -> None:
         self._client.close()
@@ -142,7 +149,7 @@ def run(reader: ClusterReader, metrics: Metrics, options: RunOptions, stop: thre
             LOG.info("max duration of %.0fs reached; exiting", options.max_duration)
             break
         try:
-            snapshot = (reader.routing(), reader.services(), reader.deployments())
+            snapshot = (reader.routing(), reader.services(), reader.workloads())
             if last_error is not None:
                 LOG.info("API reachable again")
                 last_error = None

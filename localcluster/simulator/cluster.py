@@ -1,4 +1,4 @@
-"""The cluster as the data plane sees it: Services, the Deployments they select, and how each
+"""The cluster as the data plane sees it: Services, the workloads they select, and how each
 version behaves (from its pod template's annotations)."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class Behaviour:
 
 @dataclass(frozen=True)
 class Workload:
-    """A Deployment as far as the data plane is concerned."""
+    """A Deployment, DaemonSet or StatefulSet as far as the data plane is concerned."""
 
     name: str
     namespace: str
@@ -36,6 +36,7 @@ class Workload:
     behaviour: Behaviour
     # Stands in for the ReplicaSet's pod-template-hash: it changes whenever the template does.
     template_hash: str = "0"
+    kind: str = "Deployment"
 
     @property
     def ready(self) -> bool:
@@ -43,8 +44,13 @@ class Workload:
 
     @property
     def pod_name(self) -> str:
-        """A name for the pod that served a request, shaped like a Deployment's pod names
-        (``<deployment>-<template hash>-<suffix>``), for metrics labelled by pod."""
+        """A name for the pod that served a request, shaped like its kind's pod names (a
+        Deployment's ``<deployment>-<template hash>-<suffix>``, a DaemonSet's ``<name>-<suffix>``,
+        a StatefulSet's ``<name>-<ordinal>``), for metrics labelled by pod."""
+        if self.kind == "DaemonSet":
+            return f"{self.name}-sim00"
+        if self.kind == "StatefulSet":
+            return f"{self.name}-0"
         return f"{self.name}-{self.template_hash}-sim00"
 
 
@@ -63,7 +69,7 @@ class ServiceInfo:
 class ResolvedHost:
     service: ServiceInfo
     workloads: tuple[Workload, ...]
-    """Every Deployment in the Service's namespace whose pod template the selector selects."""
+    """Every workload in the Service's namespace whose pod template the selector selects."""
 
     @property
     def ready_workloads(self) -> tuple[Workload, ...]:
@@ -137,7 +143,9 @@ def parse_deployment(obj: Mapping[str, Any]) -> tuple[Workload, tuple[str, ...]]
     metadata = as_mapping(obj.get("metadata"))
     template = as_mapping(as_mapping(obj.get("spec")).get("template"))
     template_metadata = as_mapping(template.get("metadata"))
-    ready = as_mapping(obj.get("status")).get("readyReplicas")
+    kind = str(obj.get("kind") or "Deployment")
+    # A DaemonSet counts its pods per node.
+    ready = as_mapping(obj.get("status")).get("numberReady" if kind == "DaemonSet" else "readyReplicas")
     behaviour, problems = parse_behaviour(as_mapping(template_metadata.get("annotations")))
     workload = Workload(
         name=str(metadata.get("name", "")),
@@ -146,8 +154,9 @@ def parse_deployment(obj: Mapping[str, Any]) -> tuple[Workload, tuple[str, ...]]
         ready_replicas=ready if isinstance(ready, int) and not isinstance(ready, bool) else 0,
         behaviour=behaviour,
         template_hash=template_hash(template),
+        kind=kind,
     )
-    located = tuple(f"deployment {workload.namespace}/{workload.name}: {p}" for p in problems)
+    located = tuple(f"{kind.lower()} {workload.namespace}/{workload.name}: {p}" for p in problems)
     return workload, located
 
 

@@ -61,6 +61,8 @@ class Conflict(KubeError, TemporaryError):
 # kind -> (API group/version, plural). Every kind Serin touches, in one place.
 RESOURCES: Mapping[str, tuple[str, str]] = {
     "Deployment": ("apps/v1", "deployments"),
+    "DaemonSet": ("apps/v1", "daemonsets"),
+    "StatefulSet": ("apps/v1", "statefulsets"),
     "ControllerRevision": ("apps/v1", "controllerrevisions"),
     "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers"),
     "ScaledObject": ("keda.sh/v1alpha1", "scaledobjects"),
@@ -271,10 +273,7 @@ class KubeStore:
             raise NotFound(f"MetricTemplate {namespace}/{name} does not exist")
         return template
 
-    # ---- workloads, Services and configs -----------------------------------------------------
-
-    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.get("Deployment", namespace, name)
+    # ---- Services and configs ---------------------------------------------------------------
 
     def get_service(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get("Service", namespace, name)
@@ -282,9 +281,6 @@ class KubeStore:
     def get_config(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A ConfigMap (``kind='configmap'``) or Secret (``'secret'``), or None."""
         return self.get("ConfigMap" if kind == "configmap" else "Secret", namespace, name)
-
-    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
-        self.patch("Deployment", namespace, name, {"spec": {"replicas": replicas}})
 
     # ---- Events ------------------------------------------------------------------------------
 

@@ -62,8 +62,8 @@ CLUSTER_SCOPED = {
     "ValidatingWebhookConfiguration",
 }
 
-MUTATING_WEBHOOKS = {"canaries.serin.dev", "targets.deployments.serin.dev"}
-VALIDATING_WEBHOOKS = {"canaries.serin.dev", "deletions.canaries.serin.dev", "primaries.deployments.serin.dev"}
+MUTATING_WEBHOOKS = {"canaries.serin.dev", "targets.workloads.serin.dev"}
+VALIDATING_WEBHOOKS = {"canaries.serin.dev", "deletions.canaries.serin.dev", "primaries.workloads.serin.dev"}
 
 
 # ---- fixtures ---------------------------------------------------------------------------------
@@ -324,11 +324,11 @@ def test_webhooks(rendered: list[Obj]) -> None:
             }, where
             if kind.startswith("Mutating"):
                 assert webhook["reinvocationPolicy"] == "Never", where
-            resources = {(r["apiGroups"][0], r["resources"][0]) for r in webhook["rules"]}
+            resources = {(r["apiGroups"][0], resource) for r in webhook["rules"] for resource in r["resources"]}
             if webhook["name"].endswith("canaries.serin.dev"):
                 assert resources == {("serin.dev", "canaries")}, where
             else:
-                assert resources == {("apps", "deployments")}, where
+                assert resources == {("apps", "deployments"), ("apps", "daemonsets"), ("apps", "statefulsets")}, where
             if webhook["name"].startswith("targets."):
                 assert webhook["objectSelector"] == {
                     "matchExpressions": [{"key": "serin.dev/canary", "operator": "Exists"}]

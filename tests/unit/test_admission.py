@@ -88,7 +88,8 @@ def deployment(image: str, replicas: int | None) -> dict[str, Any]:
         pytest.param(
             json.dumps(review({"uid": "1", "operation": "CREATE", "kind": {"group": "", "kind": "Pod"}})).encode(),
             "application/json",
-            "cannot review kind 'Pod' of group ''; this webhook reviews Canary (serin.dev), Deployment (apps)",
+            "cannot review kind 'Pod' of group ''; this webhook reviews Canary (serin.dev), Deployment (apps), "
+            "DaemonSet (apps), StatefulSet (apps)",
             id="unknown-kind",
         ),
         pytest.param(
@@ -228,7 +229,7 @@ def make_admission() -> Admission:
 def test_unchanged_template_needs_no_api_request(
     old_replicas: int, new_replicas: int | None, expected: list[dict[str, Any]]
 ) -> None:
-    verdict = make_admission().mutate_deployment(
+    verdict = make_admission().mutate_workload(
         {
             "operation": "UPDATE",
             "object": deployment("podinfo:1", new_replicas),
@@ -243,11 +244,11 @@ def test_primary_template_change_by_someone_else_is_denied() -> None:
     for obj in (old, new):
         obj["metadata"] = {"name": "podinfo-primary", "labels": {"app.kubernetes.io/managed-by": "serin"}}
     admission = make_admission()
-    denied = admission.validate_deployment(
+    denied = admission.validate_workload(
         {"operation": "UPDATE", "object": new, "oldObject": old, "userInfo": {"username": "alice"}}
     )
     assert not denied.allowed and "edit Deployment podinfo instead" in denied.message
-    allowed = admission.validate_deployment(
+    allowed = admission.validate_workload(
         {
             "operation": "UPDATE",
             "object": new,
@@ -258,13 +259,13 @@ def test_primary_template_change_by_someone_else_is_denied() -> None:
     assert allowed.allowed
     scaled = deployment("podinfo:1", 5)
     scaled["metadata"] = old["metadata"]
-    assert admission.validate_deployment(
+    assert admission.validate_workload(
         {"operation": "UPDATE", "object": scaled, "oldObject": old, "userInfo": {"username": "hpa"}}
     ).allowed
 
 
 def test_serin_itself_may_scale_an_idle_target_up() -> None:
-    verdict = make_admission().mutate_deployment(
+    verdict = make_admission().mutate_workload(
         {
             "operation": "UPDATE",
             "object": deployment("podinfo:1", 2),
@@ -273,6 +274,50 @@ def test_serin_itself_may_scale_an_idle_target_up() -> None:
         }
     )
     assert verdict.allowed and verdict.patch == []
+
+
+def daemonset(node_selector: dict[str, str] | None, template_spec: bool = True) -> dict[str, Any]:
+    obj = deployment("podinfo:1", None)
+    obj["kind"] = "DaemonSet"
+    if node_selector is not None:
+        obj["spec"]["template"]["spec"]["nodeSelector"] = node_selector
+    if not template_spec:
+        del obj["spec"]["template"]["spec"]
+    return obj
+
+
+HELD = {"serin.dev/scale-to-zero": "true"}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param(
+            daemonset(HELD),
+            daemonset(None),
+            [{"op": "add", "path": "/spec/template/spec/nodeSelector", "value": HELD}],
+            id="applied-without-selectors",
+        ),
+        pytest.param(
+            daemonset({**HELD, "disk": "ssd"}),
+            daemonset({"disk": "ssd"}),
+            [{"op": "add", "path": "/spec/template/spec/nodeSelector/serin.dev~1scale-to-zero", "value": "true"}],
+            id="applied-with-its-own-selector",
+        ),
+        pytest.param(daemonset(HELD), daemonset(HELD), [], id="still-held"),
+        pytest.param(daemonset(None), daemonset(None), [], id="running-canary-untouched"),
+    ],
+)
+def test_an_idle_daemonset_target_stays_held_on_no_node(
+    old: dict[str, Any], new: dict[str, Any], expected: list[dict[str, Any]]
+) -> None:
+    verdict = make_admission().mutate_workload({"operation": "UPDATE", "object": new, "oldObject": old})
+    assert verdict.allowed and verdict.patch == expected
+    if expected:
+        assert verdict.warnings == [
+            "DaemonSet podinfo is the target of canary podinfo: it runs on no node between releases (the primary "
+            "serves); change its pod template to release"
+        ]
 
 
 class CanaryList:

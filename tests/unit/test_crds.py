@@ -309,7 +309,9 @@ def test_webhook_type_enum_has(hook_type: str) -> None:
         pytest.param("canaries.yaml", ".status.phase", {"", *PHASES}, id="phases"),
         pytest.param("canaries.yaml", ".spec.analysis.webhooks[].type", {"", *WEBHOOK_TYPES}, id="webhook-types"),
         pytest.param("canaries.yaml", ".spec.analysis.alerts[].severity", {"", "info", "warn", "error"}, id="severity"),
-        pytest.param("canaries.yaml", ".spec.targetRef.kind", {"Deployment", "DaemonSet"}, id="target-kinds"),
+        pytest.param(
+            "canaries.yaml", ".spec.targetRef.kind", {"Deployment", "DaemonSet", "StatefulSet"}, id="target-kinds"
+        ),
         pytest.param(
             "canaries.yaml",
             ".spec.autoscalerRef.kind",
@@ -608,7 +610,7 @@ def set_path(document: dict[str, Any], dotted: str, value: Any) -> dict[str, Any
         pytest.param(".spec.analysis.interval", "1 minute", "does not match", id="bad-interval"),
         pytest.param(".spec.analysis.webhooks.0.type", "pre-promotion", "not in", id="bad-webhook-type"),
         pytest.param(".spec.analysis.webhooks.0.url", DELETE, "missing required field 'url'", id="webhook-no-url"),
-        pytest.param(".spec.targetRef.kind", "StatefulSet", "not in", id="bad-target-kind"),
+        pytest.param(".spec.targetRef.kind", "ReplicaSet", "not in", id="bad-target-kind"),
         pytest.param(".spec.service.port", DELETE, "missing required field 'port'", id="no-port"),
         pytest.param(".spec.service.port", "http", "must be of type integer", id="string-port"),
         pytest.param(".spec.service.targetPort", 1.5, "integer or a string", id="float-target-port"),

@@ -120,12 +120,14 @@ def test_strategy(changes: dict[str, Any], strategy: Strategy) -> None:
             id="webhook",
         ),
         pytest.param(
-            {"spec.targetRef.kind": "StatefulSet"}, ["spec.targetRef.kind: must be one of Deployment"], id="target-kind"
+            {"spec.targetRef.kind": "ReplicaSet"},
+            ["spec.targetRef.kind: must be one of Deployment, DaemonSet, StatefulSet (got 'ReplicaSet')"],
+            id="target-kind",
         ),
         pytest.param(
             {"spec.targetRef": {"apiVersion": "v1", "kind": "Service", "name": "podinfo"}},
             [
-                "spec.targetRef.kind: a Service cannot be a target: name the Deployment behind it (Serin makes its "
+                "spec.targetRef.kind: a Service cannot be a target: name the workload behind it (Serin makes its "
                 "Services itself)"
             ],
             id="service-target",

@@ -43,8 +43,8 @@ class CountingStore:
         self.calls.append("list_canaries")
         return self.canaries
 
-    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self.calls.append(f"get_deployment {namespace}/{name}")
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(f"get {kind} {namespace}/{name}")
         if namespace == self.broken_namespace:
             raise KubeError(f"get deployment {namespace}/{name}: 500 etcd is sad")
         return None
@@ -56,9 +56,6 @@ class CountingStore:
 
     def record_event(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append("record_event")
-
-    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
-        self.calls.append(f"scale_deployment {namespace}/{name} {replicas}")
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"unexpected store call: {name}")
@@ -110,7 +107,7 @@ def test_idle_canaries_are_checked_once_per_interval_each_at_its_own_time() -> N
     store = CountingStore(idle)
     reports = {report.name: report for report in reconciler(store).tick(window=window)}
     checked = {
-        call.split("/")[1] for call in store.calls if call.startswith("get_deployment") and "primary" not in call
+        call.split("/")[1] for call in store.calls if call.startswith("get Deployment") and "primary" not in call
     }
     assert checked == expected
     assert not any(call.startswith("write_canary_status") for call in store.calls)
@@ -161,6 +158,9 @@ class RecordingObjects:
     def ensure(self, *args: Any) -> None:
         self.calls.append(("ensure",))
 
+    def scale_target(self, canary: Any, target: Any, replicas: int) -> None:
+        self.calls.append(("scale_target", replicas))
+
     def reconcile_scalers(self, canary: Any, target_replicas: int) -> None:
         self.calls.append(("reconcile_scalers", target_replicas))
 
@@ -182,8 +182,18 @@ def promotion(autoscaled: bool) -> list[tuple[Any, ...]]:
 
 
 def test_promotion_gives_the_primary_the_canary_replicas_as_flagger_does() -> None:
-    assert promotion(autoscaled=False) == [("ensure",), ("copy_to_primary", "new", 6), ("reconcile_scalers", 0)]
+    assert promotion(autoscaled=False) == [
+        ("ensure",),
+        ("copy_to_primary", "new", 6),
+        ("scale_target", 0),
+        ("reconcile_scalers", 0),
+    ]
 
 
 def test_promotion_leaves_an_autoscaled_primary_replicas_to_its_autoscaler() -> None:
-    assert promotion(autoscaled=True) == [("ensure",), ("copy_to_primary", "new", None), ("reconcile_scalers", 0)]
+    assert promotion(autoscaled=True) == [
+        ("ensure",),
+        ("copy_to_primary", "new", None),
+        ("scale_target", 0),
+        ("reconcile_scalers", 0),
+    ]

@@ -1,19 +1,25 @@
-"""Primary Deployment, config copies and Services built from the target."""
+"""Primary workloads (Deployment, DaemonSet, StatefulSet), config copies and Services built from the target."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
 
 from serin.model import parse_canary
+from serin.objects import workload_state
 from serin.workloads import (
+    SCALE_TO_ZERO_NODE_SELECTOR,
     SOURCE_HASH_ANNOTATION,
+    WORKLOAD_KINDS,
     WorkloadError,
     config_hash,
+    held_at_zero,
     primary_config,
-    primary_deployment,
+    primary_workload,
+    scale_patch,
     services,
     template_hash,
     tracked_configs,
@@ -68,8 +74,8 @@ def test_tracked_configs_finds_every_reference() -> None:
     assert tracked_configs(TARGET) == {("configmap", "settings"), ("secret", "token"), ("secret", "tls")}
 
 
-def test_primary_deployment_selects_primary_pods_and_uses_config_copies() -> None:
-    primary = primary_deployment(CANARY, TARGET, {("configmap", "settings"), ("secret", "tls")})
+def test_primary_workload_selects_primary_pods_and_uses_config_copies() -> None:
+    primary = primary_workload(CANARY, TARGET, {("configmap", "settings"), ("secret", "tls")})
     assert primary["metadata"]["name"] == "podinfo-primary"
     assert primary["spec"]["selector"] == {"matchLabels": {"app": "podinfo-primary"}}
     template = primary["spec"]["template"]
@@ -85,7 +91,7 @@ def test_primary_deployment_selects_primary_pods_and_uses_config_copies() -> Non
     assert TARGET["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"] == "tls"
 
 
-def test_primary_deployment_copies_what_flaggers_promotion_copies() -> None:
+def test_primary_workload_copies_what_flaggers_promotion_copies() -> None:
     """Template, strategy, minReadySeconds, progressDeadlineSeconds and revisionHistoryLimit come
     from the target; its replica count and pause do not (the primary scales on its own)."""
     target = copy.deepcopy(TARGET)
@@ -98,7 +104,7 @@ def test_primary_deployment_copies_what_flaggers_promotion_copies() -> None:
             "paused": True,
         }
     )
-    primary = primary_deployment(CANARY, target, set(), replicas=4)
+    primary = primary_workload(CANARY, target, set(), replicas=4)
     spec = primary["spec"]
     assert sorted(spec) == [
         "minReadySeconds",
@@ -121,7 +127,7 @@ def test_target_without_selector_label_is_explained() -> None:
     odd = copy.deepcopy(TARGET)
     odd["spec"]["selector"] = {"matchLabels": {"tier": "web"}}
     with pytest.raises(WorkloadError, match=r"app, name, app\.kubernetes\.io/name"):
-        primary_deployment(CANARY, odd, set())
+        primary_workload(CANARY, odd, set())
 
 
 def test_config_copy_and_hash() -> None:
@@ -223,3 +229,175 @@ def test_port_discovery_puts_every_container_port_on_the_services(
         ports = generated["spec"]["ports"]
         assert [(p["name"], p["port"], p["targetPort"]) for p in ports] == expected
         assert {p["protocol"] for p in ports} == {"TCP"}
+
+
+def kind_of(kind: str, **spec: Any) -> tuple[Any, dict[str, Any]]:
+    """A Canary targeting ``kind`` podinfo, and that target with ``spec`` set."""
+    canary = dataclasses.replace(CANARY, target_ref=dataclasses.replace(CANARY.target_ref, kind=kind))
+    target = copy.deepcopy(TARGET)
+    target["kind"] = kind
+    del target["spec"]["replicas"]
+    target["spec"].update(spec)
+    return canary, target
+
+
+HELD = {"nodeSelector": {"disk": "ssd", SCALE_TO_ZERO_NODE_SELECTOR: "true"}}
+
+
+def test_a_daemonset_held_at_zero_is_the_same_revision() -> None:
+    _, target = kind_of("DaemonSet")
+    target["spec"]["template"]["spec"]["nodeSelector"] = {"disk": "ssd"}
+    held = copy.deepcopy(target)
+    held["spec"]["template"]["spec"].update(HELD)
+    assert template_hash(held) == template_hash(target)
+    assert (held_at_zero(held), held_at_zero(target)) == (True, False)
+
+
+def test_the_primary_daemonset_runs_where_the_target_runs_when_not_held() -> None:
+    canary, target = kind_of(
+        "DaemonSet", updateStrategy={"type": "RollingUpdate"}, minReadySeconds=5, revisionHistoryLimit=2
+    )
+    target["spec"]["template"]["spec"].update(copy.deepcopy(HELD))
+    primary = primary_workload(canary, target, set(), replicas=3)
+    assert primary["kind"] == "DaemonSet"
+    spec = primary["spec"]
+    assert sorted(spec) == ["minReadySeconds", "revisionHistoryLimit", "selector", "template", "updateStrategy"]
+    assert spec["template"]["spec"]["nodeSelector"] == {"disk": "ssd"}
+    assert spec["selector"] == {"matchLabels": {"app": "podinfo-primary"}}
+
+
+def test_the_primary_statefulset_takes_what_cannot_change_when_created() -> None:
+    claims = [{"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}}]
+    canary, target = kind_of(
+        "StatefulSet",
+        replicas=3,
+        serviceName="podinfo-headless",
+        podManagementPolicy="Parallel",
+        volumeClaimTemplates=claims,
+        updateStrategy={"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+        persistentVolumeClaimRetentionPolicy={"whenScaled": "Delete", "whenDeleted": "Retain"},
+    )
+    spec = primary_workload(canary, target, set(), replicas=3)["spec"]
+    assert sorted(spec) == [
+        "persistentVolumeClaimRetentionPolicy",
+        "podManagementPolicy",
+        "replicas",
+        "selector",
+        "serviceName",
+        "template",
+        "updateStrategy",
+        "volumeClaimTemplates",
+    ]
+    assert (spec["serviceName"], spec["volumeClaimTemplates"], spec["replicas"]) == ("podinfo-headless", claims, 3)
+    # What promotion may change on a StatefulSet that exists (the API server refuses the rest).
+    assert WORKLOAD_KINDS["StatefulSet"].promoted_fields == (
+        "template",
+        "updateStrategy",
+        "minReadySeconds",
+        "persistentVolumeClaimRetentionPolicy",
+        "ordinals",
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec", "replicas", "patch"),
+    [
+        pytest.param("Deployment", {"replicas": 2}, 0, {"spec": {"replicas": 0}}, id="deployment-down"),
+        pytest.param("Deployment", {"replicas": 0}, 0, None, id="deployment-already"),
+        pytest.param("StatefulSet", {"replicas": 0}, 3, {"spec": {"replicas": 3}}, id="statefulset-up"),
+        pytest.param(
+            "DaemonSet",
+            {},
+            0,
+            {"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_NODE_SELECTOR: "true"}}}}},
+            id="daemonset-hold",
+        ),
+        pytest.param(
+            "DaemonSet",
+            {"template": {"spec": copy.deepcopy(HELD)}},
+            2,
+            {"spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_NODE_SELECTOR: None}}}}},
+            id="daemonset-release",
+        ),
+        pytest.param("DaemonSet", {"template": {"spec": copy.deepcopy(HELD)}}, 0, None, id="daemonset-already-held"),
+        pytest.param("DaemonSet", {}, 5, None, id="daemonset-already-running"),
+    ],
+)
+def test_scaling_a_target(kind: str, spec: dict[str, Any], replicas: int, patch: dict[str, Any] | None) -> None:
+    assert scale_patch({"kind": kind, "spec": spec}, replicas) == patch
+
+
+@pytest.mark.parametrize(
+    ("workload", "expected"),
+    [
+        pytest.param(
+            {
+                "kind": "DaemonSet",
+                "metadata": {"name": "ds", "generation": 3},
+                "spec": {"template": {"spec": {"nodeSelector": {SCALE_TO_ZERO_NODE_SELECTOR: "true"}}}},
+                "status": {"observedGeneration": 3, "desiredNumberScheduled": 0},
+            },
+            (0, 0, 0, 0, "scaled to zero"),
+            id="daemonset-held",
+        ),
+        pytest.param(
+            {
+                "kind": "DaemonSet",
+                "metadata": {"name": "ds", "generation": 4},
+                "spec": {"template": {"spec": {}}},
+                "status": {
+                    "observedGeneration": 4,
+                    "desiredNumberScheduled": 3,
+                    "currentNumberScheduled": 3,
+                    "updatedNumberScheduled": 2,
+                    "numberAvailable": 2,
+                },
+            },
+            (3, 2, 2, 3, "waiting for rollout to finish: 2 out of 3 new pods have been updated"),
+            id="daemonset-rolling",
+        ),
+        pytest.param(
+            {
+                "kind": "DaemonSet",
+                "metadata": {"name": "ds", "generation": 4},
+                "spec": {"template": {"spec": {}}},
+                "status": {"observedGeneration": 4, "desiredNumberScheduled": 0},
+            },
+            (1, 0, 0, 0, "waiting for rollout to finish: 0 out of 1 new pods have been updated"),
+            id="daemonset-on-no-node",
+        ),
+        pytest.param(
+            {
+                "kind": "StatefulSet",
+                "metadata": {"name": "sts", "generation": 2},
+                "spec": {"replicas": 3},
+                "status": {"observedGeneration": 2, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3},
+            },
+            (3, 3, 3, 3, None),
+            id="statefulset-ready",
+        ),
+        pytest.param(
+            {
+                "kind": "StatefulSet",
+                "metadata": {"name": "sts", "generation": 2},
+                "spec": {"replicas": 3},
+                "status": {"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3},
+            },
+            (3, 3, 3, 3, "waiting for rollout to finish: observed statefulset generation less than desired generation"),
+            id="statefulset-not-observed",
+        ),
+    ],
+)
+def test_readiness_of_daemonsets_and_statefulsets(
+    workload: dict[str, Any], expected: tuple[int, int, int, int, str | None]
+) -> None:
+    state = workload_state(workload)
+    assert state is not None
+    replicas, updated, available, scheduled, why = expected
+    assert (state.replicas, state.updated_replicas, state.available_replicas, state.status_replicas) == (
+        replicas,
+        updated,
+        available,
+        scheduled,
+    )
+    assert state.not_ready_because(100) == why
