@@ -56,6 +56,7 @@ from serin.workloads import (
     MANAGED_BY_LABEL,
     SCALE_TO_ZERO_NODE_SELECTOR,
     TARGET_LABEL,
+    changed_claims,
     held_at_zero,
     template_hash,
     workload_kind,
@@ -434,6 +435,20 @@ class Admission:
             return Verdict()
         if not DNS_SUBDOMAIN.fullmatch(str(canary_name)):
             return Verdict()  # not a Canary's name: not a target of Serin's
+        claims = changed_claims(old, new) if new.get("kind") == "StatefulSet" else []
+        if claims:
+            # The API server refuses this too, after the mutating webhooks; said here with why it
+            # matters for the release and what to do instead.
+            name = _mapping(new.get("metadata")).get("name")
+            return Verdict(
+                allowed=False,
+                code=422,
+                message=(
+                    f"StatefulSet {name} is the target of canary {canary_name}: its volumeClaimTemplates cannot "
+                    f"change ({', '.join(claims)}), and {name}-primary could not be given them either; to change "
+                    f"them, delete the Canary, recreate {name} with them, and create the Canary again"
+                ),
+            )
         if template_hash(new) == template_hash(old):
             # Decided from the request alone: an update that is not a revision costs no API request.
             username = _mapping(request.get("userInfo")).get("username")

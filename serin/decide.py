@@ -133,6 +133,9 @@ class Observation:
     config_hashes: Mapping[str, str] = field(default_factory=dict)
     # Another Canary that already targets the same workload.
     duplicate_of: str | None = None
+    # Why no revision of the target can ever be promoted into the primary as it is (a StatefulSet's
+    # volume claims differ from the primary's).
+    unpromotable: str | None = None
     # The split the routing objects hold now; None when they do not exist (or reach no canary).
     routes: Split | None = ALL_ON_PRIMARY
     # Whether they copy requests to the canary now (``analysis.mirror``).
@@ -421,6 +424,13 @@ def _decide(
         return _target_missing(step)
     if status.phase in (None, Phase.INITIALIZING):
         return _with_objects(_initialize(step))
+    if observation.unpromotable:
+        # Nothing is started or promoted: the primary keeps serving what it runs, and a release
+        # under way is rolled back, since it could never be promoted.
+        message = f"Halt {step.who} advancement: {observation.unpromotable}"
+        if status.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION):
+            return _with_objects(_rollback(step, "its revision cannot be promoted", _warning(message)))
+        return Decision(status, message, events=(_warning(message),))
     waiting = waiting_for_interval(canary, status, now, force, window)
     if waiting:
         return Decision(status, waiting)

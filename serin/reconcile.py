@@ -72,6 +72,7 @@ from serin.workloads import (
     config_hash,
     config_key,
     tracked_configs,
+    unpromotable_claims,
 )
 
 LOG = logging.getLogger("serin.reconcile")
@@ -402,6 +403,7 @@ class Reconciler:
             primary=primary_state,
             config_hashes=hashes,
             duplicate_of=duplicate_owner(canary, raw, others),
+            unpromotable=unpromotable_claims(target, primary) if target and primary else None,
             routes=routes,
             mirrored=mirrored,
             primary_intact=intact,

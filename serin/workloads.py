@@ -61,14 +61,15 @@ WORKLOAD_KINDS: Mapping[str, WorkloadKind] = {
     # no data moves between the target's volumes and the primary's.
     "StatefulSet": WorkloadKind(
         "StatefulSet",
-        ("template", "updateStrategy", "minReadySeconds", "persistentVolumeClaimRetentionPolicy", "ordinals"),
-        created_fields=(
-            "selector",
-            "serviceName",
-            "podManagementPolicy",
-            "volumeClaimTemplates",
+        (
+            "template",
+            "updateStrategy",
+            "minReadySeconds",
+            "persistentVolumeClaimRetentionPolicy",
+            "ordinals",
             "revisionHistoryLimit",
         ),
+        created_fields=("selector", "serviceName", "podManagementPolicy", "volumeClaimTemplates"),
     ),
 }
 # Promotion copies for a Deployment (most targets).
@@ -135,6 +136,45 @@ def held_at_zero(workload: Mapping[str, Any]) -> bool:
     """Whether a DaemonSet's template carries the node selector no node matches."""
     pod_spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
     return SCALE_TO_ZERO_NODE_SELECTOR in (pod_spec.get("nodeSelector") or {})
+
+
+def _claims(workload: Mapping[str, Any]) -> dict[str, Any]:
+    """A StatefulSet's volume claim templates by name: what each asks for (its spec)."""
+    templates = (workload.get("spec") or {}).get("volumeClaimTemplates") or []
+    return {
+        str((claim.get("metadata") or {}).get("name")): claim.get("spec") or {}
+        for claim in templates
+        if isinstance(claim, Mapping)
+    }
+
+
+def changed_claims(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """The volume claim templates that differ between two StatefulSets, as ``added data``,
+    ``removed logs`` or ``changed data``; empty when they ask for the same volumes."""
+    old, new = _claims(before), _claims(after)
+    return sorted(
+        [f"added {name}" for name in new.keys() - old.keys()]
+        + [f"removed {name}" for name in old.keys() - new.keys()]
+        + [f"changed {name}" for name in old.keys() & new.keys() if old[name] != new[name]]
+    )
+
+
+def unpromotable_claims(target: Mapping[str, Any], primary: Mapping[str, Any]) -> str | None:
+    """Why the target's revisions can never be promoted into the primary: a StatefulSet's volume
+    claim templates cannot change once it exists, so the primary keeps those it was created
+    with. None when they ask for the same volumes (or the workloads are not StatefulSets)."""
+    if target.get("kind") != "StatefulSet" or primary.get("kind") != "StatefulSet":
+        return None
+    changes = changed_claims(primary, target)
+    if not changes:
+        return None
+    name = (target.get("metadata") or {}).get("name")
+    primary_name = (primary.get("metadata") or {}).get("name")
+    return (
+        f"the volumeClaimTemplates of StatefulSet {name} differ from {primary_name}'s ({', '.join(changes)}): a "
+        f"StatefulSet's claims cannot change, so {primary_name} cannot be given them; to change them, delete the "
+        f"Canary, recreate {name} with them, and create the Canary again"
+    )
 
 
 def scale_patch(workload: Mapping[str, Any], replicas: int) -> dict[str, Any] | None:

@@ -554,8 +554,14 @@ def test_every_example_is_admitted_and_initialized(
         document["metadata"]["namespace"] = namespace
         for ref in document.get("spec", {}).get("service", {}).get("gatewayRefs", []):
             ref["namespace"] = namespace
-    local_cluster.apply(podinfo(namespace))
-    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    # The examples of DaemonSet and StatefulSet targets bring their own; the others use podinfo's.
+    own = next((doc for doc in documents if doc["kind"] in ("DaemonSet", "StatefulSet")), None)
+    if own is None:
+        local_cluster.apply(podinfo(namespace))
+    else:
+        local_cluster.apply(own)
+    kind = (own or {"kind": "Deployment"})["kind"].lower()
+    local_cluster.kubectl("rollout", "status", f"{kind}/podinfo", "-n", namespace, "--timeout=60s")
     local_cluster.apply(documents)
     drive(local_cluster, serin_server, tokens["ticker"], namespace, "Initialized")
     provider = next(doc for doc in documents if doc["kind"] == "Canary")["spec"].get("provider", "istio")

@@ -5,6 +5,7 @@ metrics (simulated traffic, real Prometheus)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -102,3 +103,27 @@ def test_a_failing_release_is_rolled_back_and_the_primary_keeps_serving(
     assert at_zero(get(local_cluster, kind, namespace, "podinfo"))
     assert routes(local_cluster, namespace) == [("podinfo-primary", 100), ("podinfo-canary", 0)]
     assert f"Rolling back podinfo.{namespace} failed checks threshold reached 2" in events(local_cluster, namespace)
+
+
+def test_changing_a_statefulset_target_volume_claims_is_refused_with_what_to_do(
+    local_cluster: ClusterHandle, webhook_namespace: str
+) -> None:
+    namespace = webhook_namespace
+    target = workload("StatefulSet", namespace)
+    claim_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    target["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "data"}, "spec": claim_spec}]
+    local_cluster.apply(target)
+    manifest = canary(namespace, WEIGHTED)
+    manifest["spec"]["targetRef"]["kind"] = "StatefulSet"
+    local_cluster.apply(manifest)  # admission labels the target and makes its primary, claims included
+    primary = get(local_cluster, "StatefulSet", namespace, "podinfo-primary")
+    assert [c["metadata"]["name"] for c in primary["spec"]["volumeClaimTemplates"]] == ["data"]
+
+    claim_spec["resources"] = {"requests": {"storage": "5Gi"}}
+    refused = local_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(target), check=False)
+    assert refused.returncode != 0
+    assert (
+        "StatefulSet podinfo is the target of canary podinfo: its volumeClaimTemplates cannot change (changed data), "
+        "and podinfo-primary could not be given them either; to change them, delete the Canary, recreate podinfo "
+        "with them, and create the Canary again"
+    ) in refused.stderr

@@ -320,6 +320,25 @@ def test_an_idle_daemonset_target_stays_held_on_no_node(
         ]
 
 
+def test_a_statefulset_target_cannot_change_its_volume_claims() -> None:
+    def statefulset(size: str) -> dict[str, Any]:
+        obj = deployment("podinfo:1", 0)
+        obj["kind"] = "StatefulSet"
+        claim = {"metadata": {"name": "data"}, "spec": {"resources": {"requests": {"storage": size}}}}
+        obj["spec"]["volumeClaimTemplates"] = [claim]
+        return obj
+
+    verdict = make_admission().mutate_workload(
+        {"operation": "UPDATE", "object": statefulset("5Gi"), "oldObject": statefulset("1Gi")}
+    )
+    assert (verdict.allowed, verdict.code) == (False, 422)
+    assert verdict.message == (
+        "StatefulSet podinfo is the target of canary podinfo: its volumeClaimTemplates cannot change (changed data), "
+        "and podinfo-primary could not be given them either; to change them, delete the Canary, recreate podinfo "
+        "with them, and create the Canary again"
+    )
+
+
 class CanaryList:
     """Only the lookups Canary validation makes: the Canaries of a namespace, no MetricTemplates."""
 

@@ -953,6 +953,27 @@ STEPS = [
         Expect(Phase.INITIALIZED, (), (warning("Target podinfo.test is already managed by canary test/other"),)),
         id="duplicate-target-reported",
     ),
+    pytest.param(
+        make_canary(),
+        status(Phase.INITIALIZED),
+        observe("v2", unpromotable="the claims differ"),
+        Expect(Phase.INITIALIZED, (), (warning("Halt podinfo.test advancement: the claims differ"),)),
+        id="unpromotable-revision-not-started",
+    ),
+    pytest.param(
+        make_canary(),
+        status(Phase.PROGRESSING, canary_weight=20, last_applied_spec="v2"),
+        observe("v2", target_replicas=2, routes=(80, 20), unpromotable="the claims differ"),
+        Expect(
+            Phase.FAILED,
+            (EnsureObjects(), SetRoutes(100, 0), ScaleTarget(0), RunHooks(HookType.POST_ROLLOUT)),
+            (
+                warning("Halt podinfo.test advancement: the claims differ"),
+                warning("Canary failed! Scaling down podinfo.test"),
+            ),
+        ),
+        id="unpromotable-revision-rolled-back",
+    ),
 ]
 
 

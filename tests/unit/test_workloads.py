@@ -15,6 +15,7 @@ from serin.workloads import (
     SOURCE_HASH_ANNOTATION,
     WORKLOAD_KINDS,
     WorkloadError,
+    changed_claims,
     config_hash,
     held_at_zero,
     primary_config,
@@ -23,6 +24,7 @@ from serin.workloads import (
     services,
     template_hash,
     tracked_configs,
+    unpromotable_claims,
 )
 
 CANARY = parse_canary(
@@ -296,6 +298,7 @@ def test_the_primary_statefulset_takes_what_cannot_change_when_created() -> None
         "minReadySeconds",
         "persistentVolumeClaimRetentionPolicy",
         "ordinals",
+        "revisionHistoryLimit",
     )
 
 
@@ -401,3 +404,42 @@ def test_readiness_of_daemonsets_and_statefulsets(
         scheduled,
     )
     assert state.not_ready_because(100) == why
+
+
+def statefulset(name: str, **claims: str) -> dict[str, Any]:
+    """A StatefulSet whose claim templates ask for ``claims`` (name: storage)."""
+    return {
+        "kind": "StatefulSet",
+        "metadata": {"name": name},
+        "spec": {
+            "volumeClaimTemplates": [
+                {"metadata": {"name": claim}, "spec": {"resources": {"requests": {"storage": size}}}}
+                for claim, size in claims.items()
+            ]
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "changes"),
+    [
+        pytest.param({"data": "1Gi"}, {"data": "1Gi"}, [], id="same"),
+        pytest.param({"data": "1Gi"}, {"data": "5Gi"}, ["changed data"], id="resized"),
+        pytest.param(
+            {"data": "1Gi", "logs": "1Gi"}, {"data": "1Gi", "cache": "1Gi"}, ["added cache", "removed logs"], id="swap"
+        ),
+    ],
+)
+def test_changed_claims(before: dict[str, str], after: dict[str, str], changes: list[str]) -> None:
+    assert changed_claims(statefulset("db", **before), statefulset("db", **after)) == changes
+
+
+def test_a_target_with_other_claims_than_its_primary_cannot_be_promoted() -> None:
+    target, primary = statefulset("db", data="5Gi"), statefulset("db-primary", data="1Gi")
+    assert unpromotable_claims(target, primary) == (
+        "the volumeClaimTemplates of StatefulSet db differ from db-primary's (changed data): a StatefulSet's claims "
+        "cannot change, so db-primary cannot be given them; to change them, delete the Canary, recreate db with "
+        "them, and create the Canary again"
+    )
+    assert unpromotable_claims(target, statefulset("db-primary", data="5Gi")) is None
+    assert unpromotable_claims({**target, "kind": "Deployment"}, {**primary, "kind": "Deployment"}) is None
