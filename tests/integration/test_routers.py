@@ -247,6 +247,34 @@ def test_port_discovery_puts_every_container_port_on_the_services(
         assert [(p["name"], p["port"], p["targetPort"]) for p in ports] == [("http", 80, "http"), ("grpc", 9999, 9999)]
 
 
+def test_generated_services_and_routes_carry_the_metadata_and_headers_the_canary_gives(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "podinfo-services.yaml"
+    manifest = yaml.safe_load(example.read_text())
+    manifest["metadata"]["namespace"] = namespace
+    local_cluster.apply(podinfo(namespace))
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    local_cluster.apply(manifest)
+    drive(local_cluster, serin_server, tokens["ticker"], namespace, "Initialized")
+
+    def metadata(kind: str, name: str) -> tuple[dict[str, str], dict[str, str]]:
+        found = local_cluster.get_json(kind, name, "-n", namespace)["metadata"]
+        return found.get("labels") or {}, found.get("annotations") or {}
+
+    apex_labels, apex_annotations = metadata("service", "podinfo")
+    assert (apex_labels["team"], apex_annotations["prometheus.io/probe"]) == ("checkout", "true")
+    assert metadata("service", "podinfo-primary")[0]["version"] == "stable"
+    assert metadata("service", "podinfo-canary")[0]["version"] == "canary"
+    vs_labels, vs_annotations = metadata("virtualservice", "podinfo")
+    assert (vs_labels["team"], vs_annotations["prometheus.io/probe"]) == ("checkout", "true")
+    route = local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)["spec"]["http"][-1]
+    assert route["headers"] == {
+        "request": {"add": {"x-served-by-mesh": "true"}},
+        "response": {"remove": ["x-internal-trace"]},
+    }
+
+
 def users_ingress(namespace: str) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
