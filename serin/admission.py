@@ -315,10 +315,10 @@ class Admission:
         for index, metric in enumerate(canary.analysis.metrics):
             if metric.query is None:
                 continue
-            address = canary.metrics_server or self.reconciler.default_metrics_server
             path = f"spec.analysis.metrics[{index}].query"
             try:
-                error = self.reconciler.metrics_for(address).syntax_error(query_for(metric, canary))
+                prometheus = self.reconciler.metrics_for(self.reconciler.prometheus(canary))
+                error = prometheus.syntax_error(query_for(metric, canary))
             except SerinError as unavailable:
                 notes.append(f"{path}: not checked, {unavailable}")
                 continue

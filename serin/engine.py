@@ -11,9 +11,9 @@ from serin.admission import Admission
 from serin.config import Settings
 from serin.kube.client import api_client
 from serin.kube.store import KubeStore
-from serin.metrics.prometheus import PrometheusProvider
+from serin.metrics.providers import provider_for
 from serin.notify.webhooks import HttpHookCaller
-from serin.ports import MetricsProvider, Router
+from serin.ports import MetricsProvider, ProviderConfig, Router
 from serin.reconcile import Reconciler
 from serin.routers import router_for
 
@@ -35,10 +35,10 @@ def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Eng
     def router(provider: str) -> Router:
         return router_for(provider, store)
 
-    @lru_cache(maxsize=16)
-    def metrics(address: str) -> MetricsProvider:
-        # One provider (and connection pool) per metrics server, reused across ticks.
-        return PrometheusProvider(address)
+    @lru_cache(maxsize=64)
+    def metrics(config: ProviderConfig) -> MetricsProvider:
+        # One provider (and connection pool) per metrics backend, reused across ticks.
+        return provider_for(config, store)
 
     reconciler = Reconciler(
         store=store,

@@ -16,7 +16,7 @@ own, and every error is one of two kinds:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from serin.model import Canary, Webhook
@@ -40,6 +40,11 @@ class NoValuesFound(PermanentError):
 
 class MetricsUnavailable(TemporaryError):
     """The metrics backend could not be reached, timed out or failed on its side: hold the step."""
+
+
+class InvalidCredentials(PermanentError):
+    """The backend refused the credentials (401, 403), or the Secret that should hold them is
+    missing or lacks a key. The message names the Secret, never what it holds."""
 
 
 class InvalidQuery(PermanentError):
@@ -85,6 +90,35 @@ class Router(Protocol):
     def finalize(self, canary: Canary) -> None:
         """Give back the routing objects that were the user's before the Canary, and route all
         traffic of Serin's own to the primary (the garbage collector removes them with the Canary)."""
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """Where and how to query one metrics backend: a MetricTemplate's ``spec.provider`` with its
+    Secret read (or the Canary's Prometheus for builtin metrics). Hashable, so that one provider
+    (and its connection pool) serves every metric with the same backend."""
+
+    type: str
+    address: str = ""
+    region: str = ""
+    insecure_skip_verify: bool = False
+    # Extra HTTP headers, each with its values.
+    headers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # ``<namespace>/<name>`` of the Secret the credentials come from (empty: none), for messages.
+    secret_name: str = ""
+    # The Secret's data, decoded; never printed.
+    secret: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def credential(self, *keys: str, required: bool = True) -> str:
+        """The first of ``keys`` the Secret has; InvalidCredentials naming the Secret when none is."""
+        data = dict(self.secret)
+        for key in keys:
+            if data.get(key):
+                return data[key]
+        if not required:
+            return ""
+        where = f"Secret {self.secret_name}" if self.secret_name else "no secretRef"
+        raise InvalidCredentials(f"{self.type} needs {' or '.join(keys)} in its credentials: {where} has none")
 
 
 class MetricsProvider(Protocol):

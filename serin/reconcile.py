@@ -16,6 +16,7 @@ idle one that needs nothing, costs none beyond it either, and no write.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import datetime
@@ -55,9 +56,11 @@ from serin.objects import CanaryObjects, workload_state
 from serin.ports import (
     HookCaller,
     HookResult,
+    InvalidCredentials,
     MetricsProvider,
     NoValuesFound,
     PermanentError,
+    ProviderConfig,
     Router,
     SerinError,
     TemporaryError,
@@ -153,6 +156,17 @@ def target_replicas_after(decision: Decision, observation: Observation) -> int:
     return observation.target.replicas if observation.target else 0
 
 
+def decoded_secret(secret: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A Secret's data as text (``stringData`` is folded into ``data`` by the API server)."""
+    values = []
+    for key, value in sorted((secret.get("data") or {}).items()):
+        try:
+            values.append((str(key), base64.b64decode(str(value)).decode()))
+        except (ValueError, UnicodeDecodeError):
+            continue  # binary, so no credential of a metrics backend
+    return tuple(values)
+
+
 def duplicate_owner(canary: Canary, raw: Mapping[str, Any], others: Sequence[Mapping[str, Any]]) -> str | None:
     """The older Canary that already targets the same workload, if any (the oldest one wins)."""
     mine = (raw.get("metadata", {}).get("creationTimestamp", ""), canary.name)
@@ -177,7 +191,7 @@ class Reconciler:
         self,
         store: KubeStore,
         router_for: Callable[[str], Router],
-        metrics_for: Callable[[str], MetricsProvider],
+        metrics_for: Callable[[ProviderConfig], MetricsProvider],
         hooks: HookCaller,
         default_metrics_server: str,
         default_provider: str = "istio",
@@ -435,16 +449,15 @@ class Reconciler:
 
     def read_metric(self, canary: Canary, metric: Metric) -> MetricReading:
         """The metric's value, or which kind of problem kept it from one (see ``serin.ports``)."""
-        address = canary.metrics_server or self.default_metrics_server
         try:
             template_query = None
+            config = self.prometheus(canary)
             if metric.template_ref is not None:
-                template = self.store.get_metric_template(
-                    metric.template_ref.namespace or canary.namespace, metric.template_ref.name
-                )
+                namespace = metric.template_ref.namespace or canary.namespace
+                template = self.store.get_metric_template(namespace, metric.template_ref.name)
                 template_query = template.get("spec", {}).get("query")
-                address = template.get("spec", {}).get("provider", {}).get("address") or address
-            value = self.metrics_for(address).query(query_for(metric, canary, template_query))
+                config = self.provider_config(namespace, metric.template_ref.name, template, canary)
+            value = self.metrics_for(config).query(query_for(metric, canary, template_query))
             return MetricReading(value)
         except NoValuesFound as error:
             return MetricReading(None, "no-data", str(error))
@@ -452,6 +465,43 @@ class Reconciler:
             return MetricReading(None, "unavailable", str(error))
         except PermanentError as error:
             return MetricReading(None, "invalid", str(error))
+
+    def prometheus(self, canary: Canary) -> ProviderConfig:
+        """The Prometheus of builtin metrics and inline queries."""
+        return ProviderConfig(type="prometheus", address=canary.metrics_server or self.default_metrics_server)
+
+    def provider_config(self, namespace: str, name: str, template: Mapping[str, Any], canary: Canary) -> ProviderConfig:
+        """A MetricTemplate's backend, its credentials read from its Secret (in the template's
+        namespace); a Prometheus template without an address uses the Canary's Prometheus."""
+        provider = template.get("spec", {}).get("provider") or {}
+        kind = str(provider.get("type") or "prometheus")
+        address = str(provider.get("address") or "")
+        if kind == "prometheus" and not address:
+            address = canary.metrics_server or self.default_metrics_server
+        secret_name, secret = "", tuple[tuple[str, str], ...]()
+        ref = (provider.get("secretRef") or {}).get("name")
+        if ref:
+            secret_name = f"{namespace}/{ref}"
+            stored = self.store.get_config("secret", namespace, str(ref))
+            if stored is None:
+                raise InvalidCredentials(
+                    f"Secret {secret_name}, the credentials of MetricTemplate {namespace}/{name}, does not exist"
+                )
+            secret = decoded_secret(stored)
+        headers = tuple(
+            (str(header), tuple(str(value) for value in values))
+            for header, values in sorted((provider.get("headers") or {}).items())
+            if isinstance(values, list)
+        )
+        return ProviderConfig(
+            type=kind,
+            address=address,
+            region=str(provider.get("region") or ""),
+            insecure_skip_verify=bool(provider.get("insecureSkipVerify")),
+            headers=headers,
+            secret_name=secret_name,
+            secret=secret,
+        )
 
     # ---- acting ------------------------------------------------------------------------------
 

@@ -16,53 +16,43 @@ import math
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError
-from urllib3.util import Retry
 
-from serin.ports import InvalidQuery, MetricsUnavailable, NoValuesFound
+from serin.kube.store import KubeStore
+from serin.metrics.http import DEFAULT_TIMEOUT, retrying_session
+from serin.metrics.http import reason as _reason
+from serin.ports import InvalidCredentials, InvalidQuery, MetricsUnavailable, NoValuesFound, ProviderConfig
 
-DEFAULT_TIMEOUT = 5.0
 # Admission waits for this at most: a webhook must answer within seconds whatever Prometheus does.
 PARSE_TIMEOUT = 1.0
-RETRIES = 2
 
 
-def retrying_session(retries: int = RETRIES, backoff_factor: float = 0.2) -> requests.Session:
-    """A session that retries GETs on connection errors and on 502/503/504 from a proxy or a restarting server."""
-    retry = Retry(
-        total=retries,
-        connect=retries,
-        # A query that timed out is not sent again: the server is still busy with it, and repeating
-        # it would multiply the wait of a tick that has other Canaries to look at.
-        read=0,
-        status=retries,
-        status_forcelist=(502, 503, 504),
-        allowed_methods=frozenset({"GET"}),
-        backoff_factor=backoff_factor,
-        # Hand back the last 5xx instead of raising, so its body (Prometheus's error text) is reported.
-        raise_on_status=False,
-    )
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def _reason(error: requests.RequestException) -> str:
-    # requests wraps urllib3's MaxRetryError, whose text repeats the pool and URL; its reason is the news.
-    cause = error.args[0] if error.args else None
-    if isinstance(cause, MaxRetryError) and cause.reason is not None:
-        return str(cause.reason)
-    return str(error) or type(error).__name__
+def build(config: ProviderConfig, store: KubeStore) -> PrometheusProvider:
+    """A Prometheus of a MetricTemplate: basic auth (``username``/``password``) or a bearer
+    ``token`` from its Secret, its headers, and its TLS verification choice."""
+    session = retrying_session()
+    session.verify = not config.insecure_skip_verify
+    for header, values in config.headers:
+        session.headers[header] = ", ".join(values)
+    token = config.credential("token", required=False)
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    elif config.credential("username", required=False):
+        session.auth = (config.credential("username"), config.credential("password"))
+    return PrometheusProvider(config.address, session=session, secret_name=config.secret_name)
 
 
 class PrometheusProvider:
     """Instant queries against one Prometheus; ``session`` is used as given (retries, auth, TLS are its own)."""
 
-    def __init__(self, address: str, timeout: float = DEFAULT_TIMEOUT, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        session: requests.Session | None = None,
+        secret_name: str = "",
+    ) -> None:
         self.address = address.rstrip("/")
+        self.secret_name = secret_name
         self.timeout = timeout
         self._owns_session = session is None
         self.session = session if session is not None else retrying_session()
@@ -140,6 +130,12 @@ class PrometheusProvider:
             kind = f" ({body['errorType']})" if isinstance(body, dict) and body.get("errorType") else ""
             message = f"prometheus at {self.address} answered status {response.status_code}{kind} for query {query}: "
             message += str(detail or response.text[:200] or "no explanation")
+            if response.status_code in (401, 403):
+                secret = f"Secret {self.secret_name}" if self.secret_name else "no secretRef"
+                raise InvalidCredentials(
+                    f"prometheus at {self.address} refused the credentials ({response.status_code}; they come from "
+                    f"{secret})"
+                )
             if response.status_code >= 500 or response.status_code == 429:
                 raise MetricsUnavailable(message)
             # A 4xx, or a 200 that is not Prometheus's JSON (the address is not a Prometheus API):

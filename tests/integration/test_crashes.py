@@ -97,7 +97,7 @@ class Release:
         return Reconciler(
             store=store,
             router_for=lambda provider: router_for(provider, store),
-            metrics_for=PrometheusProvider,
+            metrics_for=lambda config: PrometheusProvider(config.address),
             hooks=HttpHookCaller(),
             default_metrics_server=self.prometheus,
             clock=self.clock,

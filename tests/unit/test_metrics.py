@@ -13,7 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from serin.metrics.builtin import query_for, render, template_variables
-from serin.metrics.prometheus import PrometheusProvider, retrying_session
+from serin.metrics.http import retrying_session
+from serin.metrics.prometheus import PrometheusProvider
 from serin.model import QUERY_VARIABLES, Canary, Metric, parse_canary
 from serin.ports import InvalidQuery, MetricsUnavailable, NoValuesFound
 from tests.unit.servers import serving

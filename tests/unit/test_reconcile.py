@@ -10,6 +10,7 @@ import pytest
 from serin.decide import CopyToPrimary, Decision, EnsureObjects, Observation, ScaleTarget, WorkloadState, is_due
 from serin.kube.store import KubeError
 from serin.model import parse_canary
+from serin.ports import ProviderConfig
 from serin.reconcile import Observed, Reconciler
 from serin.status import CanaryStatus, Phase, format_time
 
@@ -62,7 +63,7 @@ class CountingStore:
 
 
 def reconciler(store: CountingStore) -> Reconciler:
-    def no_metrics(address: str) -> Any:
+    def no_metrics(config: ProviderConfig) -> Any:
         raise AssertionError("no metrics expected")
 
     def no_router(provider: str) -> Any:

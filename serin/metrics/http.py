@@ -1,0 +1,121 @@
+"""What every HTTP metrics backend shares: one retrying session per backend, and the mapping of
+what can go wrong onto the engine's errors, the same for all of them.
+
+* 401, 403: ``InvalidCredentials``, naming the Secret the credentials came from (never a value).
+* another 4xx, or an answer that is not the JSON asked for: ``InvalidQuery`` (asking again gets the
+  same answer: a failed check).
+* unreachable, a timeout, 429 or a 5xx: ``MetricsUnavailable`` (the step holds, bounded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError
+from urllib3.util import Retry
+
+from serin.ports import InvalidCredentials, InvalidQuery, MetricsUnavailable, ProviderConfig
+
+DEFAULT_TIMEOUT = 5.0
+RETRIES = 2
+
+
+def retrying_session(retries: int = RETRIES, backoff_factor: float = 0.2) -> requests.Session:
+    """A session that retries on connection errors and on 502/503/504 from a proxy or a restarting server."""
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        # A query that timed out is not sent again: the server is still busy with it, and repeating
+        # it would multiply the wait of a tick that has other Canaries to look at.
+        read=0,
+        status=retries,
+        status_forcelist=(502, 503, 504),
+        # Queries are reads, whatever the method a backend wants them sent with.
+        allowed_methods=frozenset({"GET", "POST"}),
+        backoff_factor=backoff_factor,
+        # Hand back the last 5xx instead of raising, so its body (the backend's error text) is reported.
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def reason(error: requests.RequestException) -> str:
+    # requests wraps urllib3's MaxRetryError, whose text repeats the pool and URL; its reason is the news.
+    cause = error.args[0] if error.args else None
+    if isinstance(cause, MaxRetryError) and cause.reason is not None:
+        return str(cause.reason)
+    return str(error) or type(error).__name__
+
+
+class HttpBackend:
+    """One backend's address, session and error mapping; providers add their API on top."""
+
+    def __init__(self, config: ProviderConfig, default_address: str = "", timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.config = config
+        self.name = config.type
+        self.address = (config.address or default_address).rstrip("/")
+        self.timeout = timeout
+        self.session = retrying_session()
+        self.session.verify = not config.insecure_skip_verify
+        for header, values in config.headers:
+            self.session.headers[header] = ", ".join(values)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.address!r})"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """The JSON answer to one request, or the engine's error saying what went wrong with ``what``
+        (the query, in words a user recognises)."""
+        url = f"{self.address}{path}"
+        try:
+            response = self.session.request(
+                method, url, params=params, json=json_body, data=data, headers=headers, timeout=self.timeout
+            )
+        except requests.Timeout as error:
+            raise MetricsUnavailable(
+                f"{self.name} at {self.address} did not answer within {self.timeout}s: {reason(error)}"
+            ) from error
+        except requests.RequestException as error:
+            raise MetricsUnavailable(f"{self.name} at {self.address} unreachable: {reason(error)}") from error
+        self.check(response, what)
+        try:
+            return response.json()
+        except ValueError:
+            text = response.text[:200]
+            where = f"{self.name} at {self.address}"
+            raise InvalidQuery(f"{where} answered {what} with something that is not JSON: {text!r}") from None
+
+    def check(self, response: requests.Response, what: str) -> None:
+        """Raise the engine's error for an answer that is not a success."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        detail = response.text[:300].strip() or response.reason or "no explanation"
+        message = f"{self.name} at {self.address} answered status {status} for {what}: {detail}"
+        if status in (401, 403):
+            secret = f"Secret {self.config.secret_name}" if self.config.secret_name else "no secretRef"
+            raise InvalidCredentials(
+                f"{self.name} at {self.address} refused the credentials ({status}; they come from {secret}): {detail}"
+            )
+        if status == 429 or status >= 500:
+            raise MetricsUnavailable(message)
+        raise InvalidQuery(message)
