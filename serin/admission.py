@@ -504,7 +504,7 @@ class Admission:
         if request.get("dryRun"):
             return Verdict(patch=patch)
         # Due at once: the next tick starts the analysis instead of waiting one more interval.
-        pending = pending_of(decision, now)
+        pending = pending_of(decision, now, canary)
         # Another webhook may still refuse this update: how to go back is recorded with it.
         unconfirmed = Unconfirmed(target.template_hash, status.phase, status.last_applied_spec)
         recorded = decision.status.replace(

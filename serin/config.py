@@ -19,6 +19,16 @@ class Settings:
     # When set, admission reviews must come over TLS with a client certificate this CA signed (the
     # API server's, configured with --admission-control-config-file); gunicorn asks for it.
     admission_client_ca: str | None = None
+    # Where a Canary with no analysis.alerts is alerted (Flagger's -slack-url and friends): the
+    # notifier type (slack, msteams, discord, rocket, gchat, webhook), its URL, channel, username
+    # and proxy. No URL: no such alerts.
+    notifier_type: str = "slack"
+    notifier_url: str = ""
+    notifier_channel: str = ""
+    notifier_username: str = ""
+    notifier_proxy: str = ""
+    # Added to every alert as its "Cluster" field, when set.
+    cluster_name: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -29,4 +39,10 @@ class Settings:
             kubeconfig=os.environ.get("KUBECONFIG") or None,
             max_body_bytes=int(os.environ.get("SERIN_MAX_BODY_BYTES", defaults.max_body_bytes)),
             admission_client_ca=os.environ.get("SERIN_ADMISSION_CLIENT_CA") or None,
+            notifier_type=os.environ.get("SERIN_NOTIFIER_TYPE", defaults.notifier_type),
+            notifier_url=os.environ.get("SERIN_NOTIFIER_URL", ""),
+            notifier_channel=os.environ.get("SERIN_NOTIFIER_CHANNEL", ""),
+            notifier_username=os.environ.get("SERIN_NOTIFIER_USERNAME", ""),
+            notifier_proxy=os.environ.get("SERIN_NOTIFIER_PROXY", ""),
+            cluster_name=os.environ.get("SERIN_CLUSTER_NAME", ""),
         )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -212,6 +213,81 @@ def _normal(message: str) -> Event:
 
 def _warning(message: str) -> Event:
     return Event("Warning", "Synced", message)
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    """What a step tells the Canary's alert providers (Flagger's alert messages, sent beside
+    some of its Events)."""
+
+    message: str
+    severity: Literal["info", "warn", "error"]
+    # With the Canary's target, traffic routing and thresholds as fields (Flagger's metadata).
+    details: bool = False
+
+
+# The Events that Flagger sends an alert with, and that alert: a pattern of the Event's message,
+# and the alert's message (a format of the pattern's groups and the target's kind), severity and
+# whether it carries the Canary's details.
+_ALERTS: tuple[tuple[re.Pattern[str], str, Literal["info", "warn", "error"], bool], ...] = (
+    (re.compile(r"Initialization done! "), "New {kind} detected, initialization completed.", "info", True),
+    (
+        re.compile(r"New revision detected! Scaling up "),
+        "New revision detected, progressing canary analysis.",
+        "info",
+        True,
+    ),
+    (
+        re.compile(r"Promotion completed! Canary analysis was skipped "),
+        "Canary analysis was skipped, promotion finished.",
+        "info",
+        False,
+    ),
+    (
+        re.compile(r"Promotion completed! Scaling down "),
+        "Canary analysis completed successfully, promotion finished.",
+        "info",
+        False,
+    ),
+    (
+        re.compile(r"Rolling back \S+ failed checks threshold reached (\d+)"),
+        "Failed checks threshold reached {0}",
+        "error",
+        False,
+    ),
+    (re.compile(r"Rolling back \S+ progress deadline exceeded(.*)"), "Progress deadline exceeded{0}", "error", False),
+    (re.compile(r"Rolling back \S+ manual webhook invoked"), "Rolling back manual webhook invoked", "warn", False),
+    (re.compile(r"Halt \S+ advancement waiting for approval (\S+)"), "Canary is waiting for approval.", "warn", False),
+    (
+        re.compile(r"Halt \S+ advancement waiting for traffic increase approval (\S+)"),
+        "Canary traffic increase is waiting for approval.",
+        "warn",
+        False,
+    ),
+    (
+        re.compile(r"Halt \S+ advancement waiting for promotion approval (\S+)"),
+        "Canary promotion is waiting for approval.",
+        "warn",
+        False,
+    ),
+)
+
+
+def alerts_for(canary: Canary, events: tuple[Event, ...]) -> tuple[AlertMessage, ...]:
+    """The alerts a step's Events call for, as Flagger sends them. A gate that holds the release
+    alerts unless it has ``muteAlert``."""
+    muted = {hook.name for hook in canary.analysis.webhooks if hook.mute_alert}
+    alerts = []
+    for event in events:
+        for pattern, message, severity, details in _ALERTS:
+            found = pattern.match(event.message)
+            if found is None:
+                continue
+            if severity == "warn" and found.groups() and found.group(1) in muted:
+                break
+            alerts.append(AlertMessage(message.format(*found.groups(), kind=canary.target_ref.kind), severity, details))
+            break
+    return tuple(alerts)
 
 
 # ---- the schedule --------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from serin.kube.store import KubeStore
 from serin.metrics.providers import provider_for
 from serin.notify.webhooks import HttpHookCaller
 from serin.ports import MetricsProvider, ProviderConfig, Router
-from serin.reconcile import Reconciler
+from serin.reconcile import GlobalNotifier, Reconciler
 from serin.routers import router_for
 
 
@@ -47,6 +47,14 @@ def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Eng
         hooks=HttpHookCaller(),
         default_metrics_server=settings.metrics_server,
         default_provider=settings.default_provider,
+        notifier=GlobalNotifier(
+            settings.notifier_type,
+            settings.notifier_url,
+            settings.notifier_channel,
+            settings.notifier_username,
+            settings.notifier_proxy,
+        ),
+        cluster_name=settings.cluster_name,
     )
 
     @lru_cache(maxsize=1)

@@ -286,6 +286,21 @@ class Webhook:
     retries: int = 0
     # Skip TLS certificate verification (a hook behind a self-signed certificate).
     disable_tls: bool = False
+    # A gate that holds the release sends no alert (Flagger's muteAlert).
+    mute_alert: bool = False
+
+
+ALERT_SEVERITIES = ("info", "warn", "error")
+
+
+@dataclass(frozen=True)
+class AlertRef:
+    """Where the Canary's alerts go: an AlertProvider, for alerts of ``severity`` and above
+    (info: every alert; warn: halts and rollbacks; error: rollbacks only)."""
+
+    name: str
+    provider_ref: ObjectRef
+    severity: str = "info"
 
 
 @dataclass(frozen=True)
@@ -330,6 +345,7 @@ class Analysis:
     mirror: bool = False
     # The percent of requests copied (all of them when unset).
     mirror_weight: int | None = None
+    alerts: tuple[AlertRef, ...] = ()
 
     @property
     def strategy(self) -> Strategy:
@@ -446,8 +462,6 @@ UNSUPPORTED_FIELDS: Mapping[str, str] = {
     "spec.service.backends": "the App Mesh provider",
     "spec.service.unmanagedMetadata": "leaving labels and annotations of generated objects alone",
     "spec.analysis.sessionAffinity.primaryCookieName": "pinning users to the primary (not in Flagger 1.36)",
-    "spec.analysis.alerts": "alerts (AlertProviders)",
-    "spec.analysis.webhooks[].muteAlert": "alerts (AlertProviders)",
 }
 
 
@@ -738,7 +752,6 @@ def _parse_webhook(reader: _Reader, raw: Mapping[str, Any], path: str) -> Webhoo
     if not url and not raw.get("url"):
         reader.error(f"{path}.url", "is required")
     _, timeout = reader.duration(raw.get("timeout"), f"{path}.timeout", DEFAULT_HOOK_TIMEOUT)
-    reader.unsupported(raw, "muteAlert", path)
     return Webhook(
         name=name,
         type=hook_type,
@@ -747,6 +760,7 @@ def _parse_webhook(reader: _Reader, raw: Mapping[str, Any], path: str) -> Webhoo
         metadata=reader.string_map(raw.get("metadata"), f"{path}.metadata"),
         retries=reader.integer(raw.get("retries"), f"{path}.retries", default=0, low=0) or 0,
         disable_tls=reader.boolean(raw.get("disableTLS"), f"{path}.disableTLS"),
+        mute_alert=reader.boolean(raw.get("muteAlert"), f"{path}.muteAlert"),
     )
 
 
@@ -798,7 +812,10 @@ def _parse_analysis(reader: _Reader, value: Any) -> Analysis:
     match = _parse_match(reader, raw.get("match"), f"{path}.match")
     if match and raw.get("iterations") is None:
         reader.error(f"{path}.match", "A/B testing needs iterations")
-    reader.unsupported(raw, "alerts", path)
+    alerts = tuple(
+        _parse_alert(reader, reader.mapping(item, f"{path}.alerts[{index}]"), f"{path}.alerts[{index}]")
+        for index, item in enumerate(reader.sequence(raw.get("alerts"), f"{path}.alerts"))
+    )
     mirror = reader.boolean(raw.get("mirror"), f"{path}.mirror")
     mirror_weight = reader.integer(raw.get("mirrorWeight"), f"{path}.mirrorWeight", low=1, high=100)
     if mirror_weight is not None and not mirror:
@@ -833,7 +850,24 @@ def _parse_analysis(reader: _Reader, value: Any) -> Analysis:
         session_affinity=session_affinity,
         mirror=mirror,
         mirror_weight=mirror_weight,
+        alerts=alerts,
     )
+
+
+def _parse_alert(reader: _Reader, raw: Mapping[str, Any], path: str) -> AlertRef:
+    name = reader.string(raw.get("name"), f"{path}.name", required=True) or ""
+    severity = reader.string(raw.get("severity"), f"{path}.severity", default="info") or "info"
+    if severity not in ALERT_SEVERITIES:
+        reader.error(f"{path}.severity", f"must be one of {', '.join(ALERT_SEVERITIES)} (got {severity!r})")
+    ref = reader.mapping(raw.get("providerRef"), f"{path}.providerRef", required=True)
+    provider = ObjectRef(
+        name=reader.name(
+            ref.get("name"), f"{path}.providerRef.name", DNS_SUBDOMAIN, "an AlertProvider name", required=True
+        )
+        or "",
+        namespace=reader.name(ref.get("namespace"), f"{path}.providerRef.namespace", DNS_LABEL, "a namespace name"),
+    )
+    return AlertRef(name=name, provider_ref=provider, severity=severity)
 
 
 # A cookie name is an HTTP token (RFC 6265).

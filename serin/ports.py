@@ -122,8 +122,10 @@ class ProviderConfig:
 
 
 class MetricsProvider(Protocol):
-    def query(self, query: str) -> float:
-        """The query's single value; NoValuesFound, InvalidQuery or MetricsUnavailable otherwise."""
+    def query(self, query: str, interval_seconds: float = 60.0) -> float:
+        """The query's single value; NoValuesFound, InvalidQuery or MetricsUnavailable otherwise.
+        ``interval_seconds`` is the metric's interval, for backends whose queries cannot say
+        their own time window (PromQL says it with ``{{ interval }}``)."""
 
     def syntax_error(self, query: str) -> str | None:
         """What the backend finds wrong with the query's syntax (None: nothing), without running it;

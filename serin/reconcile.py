@@ -20,12 +20,13 @@ import base64
 import contextlib
 import dataclasses
 import datetime
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from serin import telemetry
 from serin.decide import (
@@ -42,6 +43,7 @@ from serin.decide import (
     ScaleTarget,
     SetRoutes,
     Split,
+    alerts_for,
     decide,
     desired_split,
     next_step_in,
@@ -50,7 +52,8 @@ from serin.decide import (
 )
 from serin.kube.store import Conflict, KubeError, KubeStore
 from serin.metrics.builtin import query_for
-from serin.model import FINALIZER, Canary, HookType, InvalidCanary, Metric, parse_canary
+from serin.model import FINALIZER, AlertRef, Canary, HookType, InvalidCanary, Metric, parse_canary, parse_duration
+from serin.notify.alerts import Notifier, Severity, canary_alert, notifier_for, wanted
 from serin.notify.webhooks import event_payload, hook_payload
 from serin.objects import CanaryObjects, workload_state
 from serin.ports import (
@@ -182,6 +185,17 @@ def duplicate_owner(canary: Canary, raw: Mapping[str, Any], others: Sequence[Map
     return None
 
 
+@dataclass(frozen=True)
+class GlobalNotifier:
+    """Where a Canary with no ``analysis.alerts`` is alerted (see ``serin.config.Settings``)."""
+
+    type: str
+    url: str
+    channel: str = ""
+    username: str = ""
+    proxy: str = ""
+
+
 class Lost(Exception):
     """Another tick stored a newer status of this Canary first: this one does nothing more."""
 
@@ -196,6 +210,8 @@ class Reconciler:
         default_metrics_server: str,
         default_provider: str = "istio",
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        notifier: GlobalNotifier | None = None,
+        cluster_name: str = "",
     ) -> None:
         self.store = store
         self.router_for = router_for
@@ -205,6 +221,8 @@ class Reconciler:
         self.default_metrics_server = default_metrics_server
         self.default_provider = default_provider
         self.clock = clock
+        self.notifier = notifier
+        self.cluster_name = cluster_name
 
     # ---- the tick ----------------------------------------------------------------------------
 
@@ -317,7 +335,7 @@ class Reconciler:
         # tick dying before sending loses nothing. A step that changes nothing (a repeated warning)
         # sends without writing: losing a repeat is harmless, a write per check is not.
         changed = decision.status != status.replace(claimed_until=None, pending=None)
-        pending = pending_of(decision, now)
+        pending = pending_of(decision, now, canary)
         new_status = decision.status.replace(claimed_until=None, pending=pending if changed else None)
         if new_status != status:
             version = self.write_status(canary, version, new_status)
@@ -457,7 +475,9 @@ class Reconciler:
                 template = self.store.get_metric_template(namespace, metric.template_ref.name)
                 template_query = template.get("spec", {}).get("query")
                 config = self.provider_config(namespace, metric.template_ref.name, template, canary)
-            value = self.metrics_for(config).query(query_for(metric, canary, template_query))
+            value = self.metrics_for(config).query(
+                query_for(metric, canary, template_query), parse_duration(metric.interval)
+            )
             return MetricReading(value)
         except NoValuesFound as error:
             return MetricReading(None, "no-data", str(error))
@@ -536,7 +556,9 @@ class Reconciler:
             self.objects.reconcile_scalers(canary, target_replicas_after(decision, observed.observation))
 
     def send(self, canary: Canary, pending: Pending, status: CanaryStatus, now: datetime.datetime) -> None:
-        """Events on the Canary, event hooks and notification hooks a step recorded."""
+        """Events on the Canary, event hooks, notification hooks and alerts a step recorded."""
+        for message, severity, details in pending.alerts:
+            self.alert(canary, message, severity, details, now)
         phase = status.phase.value if status.phase else ""
         for event_type, reason, message in pending.events:
             try:
@@ -553,6 +575,66 @@ class Reconciler:
                 result = self.hooks.call(hook, hook_payload(canary, phase, status.last_applied_spec, hook))
                 if not result.ok:
                     LOG.warning("%s hook %s of %s failed: %s", hook_type, hook.name, canary.key, result.message)
+
+    # ---- alerts ------------------------------------------------------------------------------
+
+    def alert(self, canary: Canary, message: str, severity: str, details: bool, now: datetime.datetime) -> None:
+        """Send one alert to each of the Canary's alert providers that wants its severity, or to
+        the global notifier when the Canary names none. A chat service that is down changes
+        nothing in the release: the failure is a Warning Event and a count in /metrics."""
+        alert = canary_alert(canary, message, cast(Severity, severity), details=details, cluster=self.cluster_name)
+        targets: list[tuple[str, str, Callable[[], Notifier]]] = []
+        if not canary.analysis.alerts:
+            settings = self.notifier
+            if settings is not None and settings.url:
+                targets.append(
+                    (
+                        "global notifier",
+                        settings.type,
+                        lambda: notifier_for(
+                            settings.type, settings.url, settings.channel, settings.username, settings.proxy
+                        ),
+                    )
+                )
+        for ref in canary.analysis.alerts:
+            if wanted(severity, ref.severity):
+                targets.append((f"alert {ref.name}", "", functools.partial(self.alert_provider, canary, ref)))
+        for name, kind, notifier in targets:
+            try:
+                notifier().send(alert)
+            except SerinError as error:
+                LOG.warning("%s of %s not sent: %s", name, canary.key, error)
+                telemetry.ALERTS_FAILED.labels(canary.namespace, kind or "provider").inc()
+                with contextlib.suppress(KubeError):
+                    self.store.record_event(canary, "Warning", "Synced", f"{name} not sent: {error}", now)
+
+    def alert_provider(self, canary: Canary, ref: AlertRef) -> Notifier:
+        """The notifier of an AlertProvider (in the ref's namespace, or the Canary's); its address
+        from its Secret's ``address`` when it has a secretRef, with the Secret's ``token``."""
+        namespace = ref.provider_ref.namespace or canary.namespace
+        where = f"AlertProvider {namespace}/{ref.provider_ref.name}"
+        provider = self.store.get("AlertProvider", namespace, ref.provider_ref.name)
+        if provider is None:
+            raise PermanentError(f"{where} does not exist")
+        spec = provider.get("spec") or {}
+        address, token = str(spec.get("address") or ""), ""
+        secret_ref = (spec.get("secretRef") or {}).get("name")
+        if secret_ref:
+            stored = self.store.get_config("secret", namespace, str(secret_ref))
+            if stored is None:
+                raise InvalidCredentials(f"Secret {namespace}/{secret_ref} of {where} does not exist")
+            data = dict(decoded_secret(stored))
+            if not data.get("address"):
+                raise InvalidCredentials(f"Secret {namespace}/{secret_ref} of {where} has no address")
+            address, token = data["address"], data.get("token", "")
+        return notifier_for(
+            str(spec.get("type") or ""),
+            address,
+            str(spec.get("channel") or ""),
+            str(spec.get("username") or ""),
+            str(spec.get("proxy") or ""),
+            token=token,
+        )
 
     # ---- deletion ----------------------------------------------------------------------------
 
@@ -585,10 +667,11 @@ class Reconciler:
             )
 
 
-def pending_of(decision: Decision, now: datetime.datetime) -> Pending | None:
+def pending_of(decision: Decision, now: datetime.datetime, canary: Canary) -> Pending | None:
     """What the step will send once its status is stored; None when nothing."""
     hooks = tuple(action.hook_type.value for action in decision.actions if isinstance(action, RunHooks))
     if not decision.events and not hooks:
         return None
     events = tuple((event.type, event.reason, event.message) for event in decision.events)
-    return Pending(step=f"{format_time(now)}/{uuid.uuid4().hex[:8]}", events=events, hooks=hooks)
+    alerts = tuple((alert.message, alert.severity, alert.details) for alert in alerts_for(canary, decision.events))
+    return Pending(step=f"{format_time(now)}/{uuid.uuid4().hex[:8]}", events=events, hooks=hooks, alerts=alerts)

@@ -101,19 +101,27 @@ def promoted_condition_status(phase: Phase) -> str:
 @dataclass(frozen=True)
 class Pending:
     """What a step recorded for sending after its status was stored (Events as (type, reason,
-    message), notification hook types), kept until a tick has sent it: a worker that dies in
-    between loses none of it."""
+    message), notification hook types, alerts), kept until a tick has sent it: a worker that dies
+    in between loses none of it."""
 
     step: str
     events: tuple[tuple[str, str, str], ...] = ()
     hooks: tuple[str, ...] = ()
+    # Alerts as (message, severity, with the Canary's details).
+    alerts: tuple[tuple[str, str, bool], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "step": self.step,
             "events": [{"type": kind, "reason": reason, "message": message} for kind, reason, message in self.events],
             "hooks": list(self.hooks),
         }
+        if self.alerts:
+            data["alerts"] = [
+                {"message": message, "severity": severity, "details": details}
+                for message, severity, details in self.alerts
+            ]
+        return data
 
     @classmethod
     def from_dict(cls, raw: Any) -> Pending | None:
@@ -124,7 +132,12 @@ class Pending:
             for item in raw.get("events") or []
             if isinstance(item, Mapping)
         )
-        return cls(str(raw["step"]), events, tuple(str(hook) for hook in raw.get("hooks") or []))
+        alerts = tuple(
+            (str(item.get("message", "")), str(item.get("severity", "info")), bool(item.get("details")))
+            for item in raw.get("alerts") or []
+            if isinstance(item, Mapping)
+        )
+        return cls(str(raw["step"]), events, tuple(str(hook) for hook in raw.get("hooks") or []), alerts)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,12 @@ ANALYSIS_DURATION = Histogram(
 )
 TICK_DURATION = Histogram("serin_tick_duration_seconds", "Time one tick took", registry=REGISTRY)
 TICK_ERRORS = Counter("serin_tick_errors", "Canary steps that ended in an error", ["namespace"], registry=REGISTRY)
+ALERTS_FAILED = Counter(
+    "serin_alerts_failed",
+    "Alerts that could not be sent, by alert provider type",
+    ["namespace", "type"],
+    registry=REGISTRY,
+)
 
 _STATUS_CODES = {Phase.SUCCEEDED: 1, Phase.INITIALIZED: 1, Phase.FAILED: 2}
 

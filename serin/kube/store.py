@@ -72,6 +72,7 @@ RESOURCES: Mapping[str, tuple[str, str]] = {
     "Event": ("v1", "events"),
     "Canary": (f"{API_GROUP}/{CANARY_VERSION}", "canaries"),
     "MetricTemplate": (f"{API_GROUP}/{CANARY_VERSION}", "metrictemplates"),
+    "AlertProvider": (f"{API_GROUP}/{CANARY_VERSION}", "alertproviders"),
     "VirtualService": ("networking.istio.io/v1beta1", "virtualservices"),
     "DestinationRule": ("networking.istio.io/v1beta1", "destinationrules"),
     "HTTPRoute": ("gateway.networking.k8s.io/v1", "httproutes"),

@@ -14,7 +14,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
 from urllib3.util import Retry
 
 from serin.ports import InvalidCredentials, InvalidQuery, MetricsUnavailable, ProviderConfig
@@ -54,6 +54,20 @@ def reason(error: requests.RequestException) -> str:
     return str(error) or type(error).__name__
 
 
+def timed_out(error: requests.RequestException) -> bool:
+    """Whether the request timed out. With retries mounted, urllib3 wraps a read timeout in a
+    MaxRetryError, which requests raises as a ConnectionError rather than a Timeout."""
+    cause = error.args[0] if error.args else None
+    if isinstance(error, requests.Timeout):
+        return True
+    if not isinstance(cause, MaxRetryError):
+        return False
+    # urllib3's NewConnectionError (a refused connection) is a ConnectTimeoutError too.
+    return isinstance(cause.reason, ReadTimeoutError) or (
+        isinstance(cause.reason, ConnectTimeoutError) and not isinstance(cause.reason, NewConnectionError)
+    )
+
+
 class HttpBackend:
     """One backend's address, session and error mapping; providers add their API on top."""
 
@@ -90,11 +104,11 @@ class HttpBackend:
             response = self.session.request(
                 method, url, params=params, json=json_body, data=data, headers=headers, timeout=self.timeout
             )
-        except requests.Timeout as error:
-            raise MetricsUnavailable(
-                f"{self.name} at {self.address} did not answer within {self.timeout}s: {reason(error)}"
-            ) from error
         except requests.RequestException as error:
+            if timed_out(error):
+                raise MetricsUnavailable(
+                    f"{self.name} at {self.address} did not answer within {self.timeout}s: {reason(error)}"
+                ) from error
             raise MetricsUnavailable(f"{self.name} at {self.address} unreachable: {reason(error)}") from error
         self.check(response, what)
         try:

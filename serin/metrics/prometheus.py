@@ -64,8 +64,9 @@ class PrometheusProvider:
         if self._owns_session:
             self.session.close()
 
-    def query(self, query: str) -> float:
-        """The query's value: the first sample of a vector, or a scalar."""
+    def query(self, query: str, interval_seconds: float = 60.0) -> float:
+        """The query's value: the first sample of a vector, or a scalar (PromQL says its own
+        window: ``interval_seconds`` is not needed)."""
         data = self._get_data(query)
         result_type = data.get("resultType")
         result = data.get("result")

@@ -320,7 +320,10 @@ def test_webhook_type_enum_has(hook_type: str) -> None:
         ),
         pytest.param("canaries.yaml", ".status.conditions[].status", {"True", "False", "Unknown"}, id="condition"),
         pytest.param(
-            "alertproviders.yaml", ".spec.type", {"slack", "msteams", "discord", "rocket", "gchat"}, id="alert-types"
+            "alertproviders.yaml",
+            ".spec.type",
+            {"slack", "msteams", "discord", "rocket", "gchat", "webhook"},
+            id="alert-types",
         ),
     ],
 )

@@ -22,6 +22,7 @@ from serin.decide import (
     METRICS,
     UNAVAILABLE_LIMIT,
     Action,
+    AlertMessage,
     CopyToPrimary,
     Decision,
     EnsureObjects,
@@ -33,6 +34,7 @@ from serin.decide import (
     SetRoutes,
     Split,
     WorkloadState,
+    alerts_for,
     decide,
     desired_split,
     go_duration,
@@ -1435,3 +1437,69 @@ def test_a_revision_the_target_holds_is_confirmed_and_analysed() -> None:
     before = status(Phase.PROGRESSING, last_applied_spec="v2", unconfirmed=Unconfirmed("v2", Phase.SUCCEEDED, "v1"))
     decision = decide(make_canary(), before, observe("v2", target_replicas=2), NOW)
     assert (decision.status.unconfirmed, decision.status.canary_weight) == (None, 10)
+
+
+# ---- alerts, as Flagger sends them beside its Events ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "alert"),
+    [
+        pytest.param(
+            normal("Initialization done! podinfo.test"),
+            AlertMessage("New Deployment detected, initialization completed.", "info", True),
+            id="initialized",
+        ),
+        pytest.param(
+            normal("New revision detected! Scaling up podinfo.test"),
+            AlertMessage("New revision detected, progressing canary analysis.", "info", True),
+            id="new-revision",
+        ),
+        pytest.param(
+            normal("Promotion completed! Scaling down podinfo.test"),
+            AlertMessage("Canary analysis completed successfully, promotion finished.", "info"),
+            id="promoted",
+        ),
+        pytest.param(
+            normal("Promotion completed! Canary analysis was skipped for podinfo.test"),
+            AlertMessage("Canary analysis was skipped, promotion finished.", "info"),
+            id="skipped",
+        ),
+        pytest.param(
+            warning("Rolling back podinfo.test failed checks threshold reached 3"),
+            AlertMessage("Failed checks threshold reached 3", "error"),
+            id="failed-checks",
+        ),
+        pytest.param(
+            warning("Rolling back podinfo.test progress deadline exceeded"),
+            AlertMessage("Progress deadline exceeded", "error"),
+            id="deadline",
+        ),
+        pytest.param(
+            warning("Rolling back podinfo.test manual webhook invoked"),
+            AlertMessage("Rolling back manual webhook invoked", "warn"),
+            id="rollback-hook",
+        ),
+        pytest.param(
+            warning("Halt podinfo.test advancement waiting for approval gate"),
+            AlertMessage("Canary is waiting for approval.", "warn"),
+            id="confirm-rollout",
+        ),
+        pytest.param(
+            warning("Halt podinfo.test advancement waiting for traffic increase approval gate"),
+            AlertMessage("Canary traffic increase is waiting for approval.", "warn"),
+            id="confirm-traffic-increase",
+        ),
+        pytest.param(
+            warning("Halt podinfo.test advancement waiting for promotion approval gate"),
+            AlertMessage("Canary promotion is waiting for approval.", "warn"),
+            id="confirm-promotion",
+        ),
+        pytest.param(warning("Halt podinfo.test advancement waiting for approval muted"), None, id="muted-gate"),
+        pytest.param(normal("Advance podinfo.test canary weight 20"), None, id="no-alert"),
+    ],
+)
+def test_alerts_follow_flaggers_events(event: Event, alert: AlertMessage | None) -> None:
+    hook = {"name": "muted", "type": "confirm-rollout", "url": "http://gate/", "muteAlert": True}
+    canary = make_canary({**WEIGHTED, "webhooks": [hook]})
+    assert alerts_for(canary, (event,)) == (() if alert is None else (alert,))

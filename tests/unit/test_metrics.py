@@ -15,8 +15,9 @@ import pytest
 from serin.metrics.builtin import query_for, render, template_variables
 from serin.metrics.http import retrying_session
 from serin.metrics.prometheus import PrometheusProvider
+from serin.metrics.prometheus import build as build_prometheus
 from serin.model import QUERY_VARIABLES, Canary, Metric, parse_canary
-from serin.ports import InvalidQuery, MetricsUnavailable, NoValuesFound
+from serin.ports import InvalidCredentials, InvalidQuery, MetricsUnavailable, NoValuesFound, ProviderConfig
 from tests.unit.servers import serving
 
 
@@ -190,6 +191,7 @@ class CannedPrometheus(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), CannedHandler)
         self.answers: list[tuple[int, Any]] = [(200, success("vector", []))]
         self.queries: list[str] = []
+        self.headers: list[dict[str, str]] = []
         self.lock = threading.Lock()
 
     @property
@@ -207,6 +209,7 @@ class CannedHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         self.server.queries.extend(parse_qs(parts.query).get("query", []))
+        self.server.headers.append(dict(self.headers))
         status, body = self.server.next_answer()
         data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
         self.send_response(status)
@@ -322,3 +325,49 @@ def test_the_model_admits_exactly_the_placeholders_queries_get() -> None:
     """What admission lets through as a placeholder is what a query is filled in with."""
     metric, canary = only_metric({"name": "x", "query": "up", "templateVariables": {"zone": "eu"}})
     assert set(template_variables(metric, canary)) == {*QUERY_VARIABLES, "variables.zone"}
+
+
+# --- a Prometheus of a MetricTemplate: credentials from its Secret -------------------------------
+
+
+def template_config(url: str, **secret: str) -> ProviderConfig:
+    return ProviderConfig(
+        type="prometheus",
+        address=url,
+        headers=(("X-Scope-OrgID", ("tenant-a",)),),
+        secret_name="test/prometheus-auth" if secret else "",
+        secret=tuple(sorted(secret.items())),
+    )
+
+
+@pytest.mark.parametrize(
+    ("secret", "authorization"),
+    [
+        pytest.param({"token": "t0ken"}, "Bearer t0ken", id="bearer"),
+        pytest.param({"username": "u", "password": "p"}, "Basic dTpw", id="basic"),
+        pytest.param({}, None, id="none"),
+    ],
+)
+def test_a_template_prometheus_sends_the_credentials_of_its_secret(
+    prometheus: CannedPrometheus, secret: dict[str, str], authorization: str | None
+) -> None:
+    prometheus.answers = [(200, success("vector", [sample("3")]))]
+    assert build_prometheus(template_config(prometheus.url, **secret), None).query("up") == 3.0  # type: ignore[arg-type]
+    sent = prometheus.headers[0]
+    assert (sent.get("Authorization"), sent["X-Scope-OrgID"]) == (authorization, "tenant-a")
+
+
+def test_refused_credentials_name_the_secret_not_its_values(prometheus: CannedPrometheus) -> None:
+    prometheus.answers = [(401, "Unauthorized")]
+    provider = build_prometheus(template_config(prometheus.url, token="s3cr3t-value"), None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidCredentials) as raised:
+        provider.query("up")
+    assert str(raised.value) == (
+        f"prometheus at {prometheus.url} refused the credentials (401; they come from Secret test/prometheus-auth)"
+    )
+
+
+def test_a_password_without_a_username_is_named() -> None:
+    with pytest.raises(InvalidCredentials) as raised:
+        build_prometheus(template_config("http://p", username="u"), None)  # type: ignore[arg-type]
+    assert str(raised.value) == "prometheus needs password in its credentials: Secret test/prometheus-auth has none"

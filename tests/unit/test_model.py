@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from serin.model import InvalidCanary, Strategy, TargetRef, parse_canary, parse_duration
+from serin.model import AlertRef, InvalidCanary, ObjectRef, Strategy, TargetRef, parse_canary, parse_duration
 
 VALID: dict[str, Any] = {
     "apiVersion": "serin.dev/v1beta1",
@@ -222,18 +222,6 @@ def test_iterations_take_precedence_over_step_weight_as_in_flagger(changes: dict
             "pinning users to the primary",
             id="session-affinity",
         ),
-        pytest.param(
-            {"spec.analysis.alerts": [{"name": "on-call", "providerRef": {"name": "slack"}}]},
-            "spec.analysis.alerts",
-            "alerts",
-            id="alerts",
-        ),
-        pytest.param(
-            {"spec.analysis.webhooks": [{"name": "h", "url": "http://h/", "muteAlert": True}]},
-            "spec.analysis.webhooks[0].muteAlert",
-            "alerts",
-            id="mute-alert",
-        ),
     ],
 )
 def test_fields_serin_does_not_act_on_yet_are_refused(changes: dict[str, Any], path: str, what: str) -> None:
@@ -249,7 +237,6 @@ def test_fields_serin_does_not_act_on_yet_are_refused(changes: dict[str, Any], p
     [
         pytest.param({"spec.analysis.mirror": False}, id="mirror-false"),
         pytest.param({"spec.service.portDiscovery": False}, id="port-discovery-false"),
-        pytest.param({"spec.analysis.alerts": []}, id="no-alerts"),
     ],
 )
 def test_unsupported_fields_that_ask_for_nothing_are_accepted(changes: dict[str, Any]) -> None:
@@ -638,3 +625,33 @@ def test_a_kubernetes_canary_without_iterations_gets_flaggers_ten_and_a_warning(
     assert canary.warnings == (
         "spec.analysis.iterations: provider kubernetes does blue/green only: 10 iterations, as Flagger sets",
     )
+
+
+def test_alerts_are_read_with_flaggers_default_severity() -> None:
+    canary = parse_canary(
+        with_changes(
+            {
+                "spec.analysis.alerts": [
+                    {"name": "on-call", "severity": "error", "providerRef": {"name": "pager", "namespace": "ops"}},
+                    {"name": "team", "providerRef": {"name": "slack"}},
+                ],
+                "spec.analysis.webhooks": [
+                    {"name": "gate", "type": "confirm-promotion", "url": "http://gate/", "muteAlert": True}
+                ],
+            }
+        )
+    )
+    assert canary.analysis.alerts == (
+        AlertRef("on-call", ObjectRef("pager", "ops"), "error"),
+        AlertRef("team", ObjectRef("slack"), "info"),
+    )
+    assert canary.analysis.webhooks[0].mute_alert
+
+
+def test_a_wrong_alert_says_where() -> None:
+    with pytest.raises(InvalidCanary) as raised:
+        parse_canary(with_changes({"spec.analysis.alerts": [{"name": "a", "severity": "loud", "providerRef": {}}]}))
+    assert [str(error) for error in raised.value.errors] == [
+        "spec.analysis.alerts[0].severity: must be one of info, warn, error (got 'loud')",
+        "spec.analysis.alerts[0].providerRef.name: is required",
+    ]

@@ -7,8 +7,17 @@ from typing import Any
 
 import pytest
 
-from serin.decide import CopyToPrimary, Decision, EnsureObjects, Observation, ScaleTarget, WorkloadState, is_due
-from serin.kube.store import KubeError
+from serin.decide import (
+    CopyToPrimary,
+    Decision,
+    EnsureObjects,
+    MetricReading,
+    Observation,
+    ScaleTarget,
+    WorkloadState,
+    is_due,
+)
+from serin.kube.store import KubeError, NotFound
 from serin.model import parse_canary
 from serin.ports import ProviderConfig
 from serin.reconcile import Observed, Reconciler
@@ -198,3 +207,153 @@ def test_promotion_leaves_an_autoscaled_primary_replicas_to_its_autoscaler() -> 
         ("scale_target", 0),
         ("reconcile_scalers", 0),
     ]
+
+
+class TemplateStore:
+    """MetricTemplates and Secrets by (namespace, name), as the API server would hand them."""
+
+    def __init__(self, templates: dict[tuple[str, str], Any], secrets: dict[tuple[str, str], Any]) -> None:
+        self.templates, self.secrets = templates, secrets
+
+    def get_metric_template(self, namespace: str, name: str) -> dict[str, Any]:
+        if (namespace, name) not in self.templates:
+            raise NotFound(f"MetricTemplate {namespace}/{name} does not exist")
+        return dict(self.templates[(namespace, name)])
+
+    def get_config(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        assert kind == "secret"
+        found = self.secrets.get((namespace, name))
+        return None if found is None else dict(found)
+
+
+DATADOG_TEMPLATE = {
+    "spec": {
+        "provider": {
+            "type": "datadog",
+            "address": "https://dd.example",
+            "secretRef": {"name": "datadog"},
+            "headers": {"X-Team": ["a", "b"]},
+        },
+        "query": "avg:errors{service:{{ target }}}",
+    }
+}
+DATADOG_SECRET = {"data": {"datadog_api_key": "YWs=", "datadog_application_key": "YXBw", "blob": "/w=="}}
+
+
+def read_with(templates: dict[tuple[str, str], Any], secrets: dict[tuple[str, str], Any]) -> tuple[Any, list[Any]]:
+    asked: list[tuple[ProviderConfig, str, float]] = []
+
+    class Answers:
+        def __init__(self, config: ProviderConfig) -> None:
+            self.config = config
+
+        def query(self, query: str, interval_seconds: float = 60.0) -> float:
+            asked.append((self.config, query, interval_seconds))
+            return 1.5
+
+    raw = canary("test", "podinfo")
+    raw["spec"]["analysis"]["metrics"] = [
+        {
+            "name": "errors",
+            "interval": "2m",
+            "templateRef": {"name": "dd", "namespace": "shared"},
+            "thresholdRange": {"max": 2},
+        }
+    ]
+    parsed = parse_canary(raw)
+    ticker = Reconciler(
+        store=TemplateStore(templates, secrets),  # type: ignore[arg-type]
+        router_for=lambda provider: None,  # type: ignore[arg-type, return-value]
+        metrics_for=Answers,  # type: ignore[arg-type]
+        hooks=None,  # type: ignore[arg-type]
+        default_metrics_server="http://prometheus",
+    )
+    return ticker.read_metric(parsed, parsed.analysis.metrics[0]), asked
+
+
+def test_a_template_in_another_namespace_queries_its_backend_with_its_secret() -> None:
+    reading, asked = read_with({("shared", "dd"): DATADOG_TEMPLATE}, {("shared", "datadog"): DATADOG_SECRET})
+    assert reading == MetricReading(1.5)
+    assert asked == [
+        (
+            ProviderConfig(
+                type="datadog",
+                address="https://dd.example",
+                headers=(("X-Team", ("a", "b")),),
+                secret_name="shared/datadog",
+                secret=(("datadog_api_key", "ak"), ("datadog_application_key", "app")),
+            ),
+            "avg:errors{service:podinfo}",
+            120.0,
+        )
+    ]
+    assert "ak" not in repr(asked[0][0])
+
+
+def test_a_missing_template_is_a_failed_check_naming_it() -> None:
+    reading, asked = read_with({}, {})
+    assert reading == MetricReading(None, "invalid", "MetricTemplate shared/dd does not exist")
+    assert asked == []
+
+
+def test_a_missing_secret_is_a_failed_check_naming_it() -> None:
+    reading, _ = read_with({("shared", "dd"): DATADOG_TEMPLATE}, {})
+    assert reading == MetricReading(
+        None, "invalid", "Secret shared/datadog, the credentials of MetricTemplate shared/dd, does not exist"
+    )
+
+
+class AlertStore:
+    """AlertProviders and Secrets by name in namespace ``test``; Events recorded."""
+
+    def __init__(self, providers: dict[str, Any], secrets: dict[str, Any]) -> None:
+        self.providers, self.secrets = providers, secrets
+        self.events: list[tuple[str, str]] = []
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        assert (kind, namespace) == ("AlertProvider", "test")
+        return self.providers.get(name)
+
+    def get_config(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.secrets.get(name)
+
+    def record_event(self, canary: Any, event_type: str, reason: str, message: str, now: Any) -> None:
+        self.events.append((event_type, message))
+
+
+@pytest.mark.parametrize(
+    ("providers", "secrets", "event"),
+    [
+        pytest.param({}, {}, "alert chat not sent: AlertProvider test/chat does not exist", id="no-provider"),
+        pytest.param(
+            {"chat": {"spec": {"type": "slack", "secretRef": {"name": "hook"}}}},
+            {},
+            "alert chat not sent: Secret test/hook of AlertProvider test/chat does not exist",
+            id="no-secret",
+        ),
+        pytest.param(
+            {"chat": {"spec": {"type": "slack", "secretRef": {"name": "hook"}}}},
+            {"hook": {"data": {"token": "dG9r"}}},
+            "alert chat not sent: Secret test/hook of AlertProvider test/chat has no address",
+            id="no-address",
+        ),
+        pytest.param(
+            {"chat": {"spec": {"type": "slack", "address": "http://127.0.0.1:9/hooks/T0K3N"}}},
+            {},
+            "alert chat not sent: cannot connect to http://127.0.0.1:9",
+            id="down",
+        ),
+    ],
+)
+def test_an_alert_that_cannot_be_sent_is_a_warning_event(
+    providers: dict[str, Any], secrets: dict[str, Any], event: str
+) -> None:
+    raw = canary("test", "podinfo")
+    raw["spec"]["analysis"]["alerts"] = [{"name": "chat", "providerRef": {"name": "chat"}}]
+    store = AlertStore(providers, secrets)
+    ticker = reconciler(CountingStore([]))
+    ticker.store = store  # type: ignore[assignment]
+    ticker.alert(parse_canary(raw), "Failed checks threshold reached 2", "error", False, NOW)
+    ((event_type, message),) = store.events
+    assert event_type == "Warning" and message.startswith(event), message
+    assert "T0K3N" not in message
