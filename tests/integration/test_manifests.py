@@ -226,9 +226,11 @@ def test_server_deployment(rendered: list[Obj]) -> None:
     assert server["ports"] == [{"name": "https", "containerPort": 8443, "protocol": "TCP"}]
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
         assert server[probe]["httpGet"] == {"path": path, "port": "https", "scheme": "HTTPS"}
-    assert {e["name"]: e["value"] for e in server["env"]} == {
+    assert {e["name"]: e.get("value") or e.get("valueFrom") for e in server["env"]} == {
         "SERIN_METRICS_SERVER": "http://prometheus.istio-system:9090",
         "SERIN_DEFAULT_PROVIDER": "istio",
+        # The global notifier's webhook URL carries a token: from a Secret, which may not exist.
+        "SERIN_NOTIFIER_URL": {"secretKeyRef": {"name": "serin-notifier", "key": "address", "optional": True}},
     }
     assert server["resources"] == {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
     args = server["args"]

@@ -5,10 +5,13 @@ real tick promotes a release whose error rate is low and rolls back one whose ra
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from localcluster.testing import ClusterHandle
 from tests.integration.helpers import (
@@ -101,3 +104,25 @@ def test_a_datadog_template_promotes_a_good_release_and_rolls_back_a_bad_one(
         assert not any(API_KEY in message or APPLICATION_KEY in message for message in history)
     finally:
         local_cluster.kubectl("delete", "namespace", shared, "--wait=false")
+
+
+PROVIDER_EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "providers").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("example", PROVIDER_EXAMPLES, ids=[path.name for path in PROVIDER_EXAMPLES])
+def test_the_provider_examples_fit_the_crds(
+    local_cluster: ClusterHandle, serin_crds: None, namespace: str, example: Path
+) -> None:
+    documents = [document for document in yaml.safe_load_all(example.read_text()) if document]
+    for document in documents:
+        document["metadata"]["namespace"] = namespace
+    kinds = {document["kind"] for document in documents}
+    assert kinds >= {"MetricTemplate"} or kinds >= {"AlertProvider", "Canary"}, kinds
+    applied = local_cluster.kubectl(
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        input_text=json.dumps({"kind": "List", "apiVersion": "v1", "items": documents}),
+    )
+    assert applied.stdout.count("(server dry run)") == len(documents), applied.stdout
