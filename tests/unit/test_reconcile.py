@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from serin import telemetry
 from serin.decide import (
     CopyToPrimary,
     Decision,
@@ -353,7 +354,14 @@ def test_an_alert_that_cannot_be_sent_is_a_warning_event(
     store = AlertStore(providers, secrets)
     ticker = reconciler(CountingStore([]))
     ticker.store = store  # type: ignore[assignment]
+
+    def failures() -> float:
+        labels = {"namespace": "test", "type": "provider"}
+        return telemetry.REGISTRY.get_sample_value("serin_alerts_failed_total", labels) or 0.0
+
+    before = failures()
     ticker.alert(parse_canary(raw), "Failed checks threshold reached 2", "error", False, NOW)
     ((event_type, message),) = store.events
     assert event_type == "Warning" and message.startswith(event), message
     assert "T0K3N" not in message
+    assert failures() == before + 1
