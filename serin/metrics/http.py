@@ -23,6 +23,18 @@ DEFAULT_TIMEOUT = 5.0
 RETRIES = 2
 
 
+class Session(requests.Session):
+    """A session whose ``verify = False`` holds whatever the environment says: requests otherwise
+    lets ``REQUESTS_CA_BUNDLE`` (or ``CURL_CA_BUNDLE``) win over a session's own setting, and a
+    template's ``insecureSkipVerify`` would be ignored wherever one is set."""
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.verify is False and verify is None:
+            settings["verify"] = False
+        return settings
+
+
 def retrying_session(retries: int = RETRIES, backoff_factor: float = 0.2) -> requests.Session:
     """A session that retries on connection errors and on 502/503/504 from a proxy or a restarting server."""
     retry = Retry(
@@ -39,7 +51,7 @@ def retrying_session(retries: int = RETRIES, backoff_factor: float = 0.2) -> req
         # Hand back the last 5xx instead of raising, so its body (the backend's error text) is reported.
         raise_on_status=False,
     )
-    session = requests.Session()
+    session = Session()
     adapter = HTTPAdapter(max_retries=retry)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

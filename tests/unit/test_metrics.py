@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import http.server
 import json
+import ssl
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from serin import tls
 from serin.metrics.builtin import query_for, render, template_variables
 from serin.metrics.http import retrying_session
 from serin.metrics.prometheus import PrometheusProvider
@@ -371,3 +376,29 @@ def test_a_password_without_a_username_is_named() -> None:
     with pytest.raises(InvalidCredentials) as raised:
         build_prometheus(template_config("http://p", username="u"), None)  # type: ignore[arg-type]
     assert str(raised.value) == "prometheus needs password in its credentials: Secret test/prometheus-auth has none"
+
+
+@pytest.fixture
+def https_prometheus(tmp_path: Path) -> Iterator[CannedPrometheus]:
+    """The canned Prometheus behind a certificate of a CA nobody trusts."""
+    ca, ca_key = tls.new_ca("untrusted", datetime.timedelta(days=1))
+    cert, key = tls.issue_serving(ca, ca_key, "prometheus", [], ["127.0.0.1"], datetime.timedelta(days=1))
+    (tmp_path / "tls.crt").write_bytes(tls.cert_pem(cert))
+    (tmp_path / "tls.key").write_bytes(tls.key_pem(key))
+    server = CannedPrometheus()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    with serving(server) as running:
+        yield running
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_insecure_skip_verify_accepts_a_certificate_nobody_trusts(https_prometheus: CannedPrometheus) -> None:
+    https_prometheus.answers = [(200, success("vector", [sample("4")]))]
+    url = https_prometheus.url.replace("http://", "https://")
+    checked = ProviderConfig(type="prometheus", address=url)
+    with pytest.raises(MetricsUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+        build_prometheus(checked, None).query("up")  # type: ignore[arg-type]
+    trusting = dataclasses.replace(checked, insecure_skip_verify=True)
+    assert build_prometheus(trusting, None).query("up") == 4.0  # type: ignore[arg-type]
