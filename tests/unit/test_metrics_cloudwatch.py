@@ -24,9 +24,7 @@ with the key it knows; AWS's published test vectors check the signer itself (bel
 from __future__ import annotations
 
 import datetime
-import http.server
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +52,7 @@ from serin.ports import (
     ProviderConfig,
 )
 from tests.unit.fake_store import FakeStore
-from tests.unit.servers import serving
+from tests.unit.servers import QuietHandler, RecordingApi, serving
 
 ACCESS_KEY_ID = "AKIAIOSFODNN7SERIN01"
 SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSERINKEY01"
@@ -104,13 +102,11 @@ class Point:
     dimensions: tuple[tuple[str, str], ...] = (("App", "podinfo"),)
 
 
-class FakeCloudWatch(http.server.ThreadingHTTPServer):
+class FakeCloudWatch(RecordingApi[Received]):
     """CloudWatch's ``GetMetricData`` over the datapoints put into it, for the keys it knows."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), CloudWatchHandler)
+        super().__init__(CloudWatchHandler)
         self.points: list[Point] = []
         # access key id -> (its secret access key, the session token it needs or "")
         self.keys = {ACCESS_KEY_ID: (SECRET_ACCESS_KEY, ""), TEMPORARY_KEY_ID: (TEMPORARY_SECRET, SESSION_TOKEN)}
@@ -118,12 +114,6 @@ class FakeCloudWatch(http.server.ThreadingHTTPServer):
         self.failing: dict[str, tuple[int, str, str]] = {}
         # metric name -> the StatusCode of its result, answered without values
         self.statuses: dict[str, str] = {}
-        self.received: list[Received] = []
-        self.release = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
 AUTHORIZATION = re.compile(
@@ -132,13 +122,13 @@ AUTHORIZATION = re.compile(
 )
 
 
-class CloudWatchHandler(http.server.BaseHTTPRequestHandler):
+class CloudWatchHandler(QuietHandler):
     server: FakeCloudWatch
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = self.read_body()
         form = dict(parse_qsl(body.decode(), keep_blank_values=True))
-        self.server.received.append(Received(self.path, dict(self.headers), form))
+        self.server.record(Received(self.path, dict(self.headers), form))
         refused = self.refused_signature(body)
         if refused:
             return self.error(403, *refused)
@@ -236,15 +226,7 @@ class CloudWatchHandler(http.server.BaseHTTPRequestHandler):
         )
 
     def answer(self, status: int, xml: str) -> None:
-        data = xml.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/xml")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.send(status, xml.encode(), "text/xml")
 
 
 def unflatten(form: dict[str, str]) -> dict[str, Any]:
@@ -313,7 +295,6 @@ def cloudwatch() -> Iterator[FakeCloudWatch]:
     ]
     with serving(server):
         yield server
-        server.release.set()
 
 
 def config(address: str, region: str = REGION, **secret: str) -> ProviderConfig:
@@ -328,10 +309,10 @@ def config(address: str, region: str = REGION, **secret: str) -> ProviderConfig:
     )
 
 
-def provider(cloudwatch: FakeCloudWatch, **secret: str) -> CloudWatchProvider:
+def provider(cloudwatch: FakeCloudWatch, timeout: float = 5.0, **secret: str) -> CloudWatchProvider:
     built = build(config(cloudwatch.url, **secret), FakeStore())
     built.clock = lambda: NOW
-    built.backend.timeout = 0.3
+    built.backend.timeout = timeout
     return built
 
 
@@ -411,7 +392,7 @@ def test_temporary_credentials_send_and_sign_their_session_token(cloudwatch: Fak
         "aws_secret_access_key": TEMPORARY_SECRET,
         "aws_session_token": SESSION_TOKEN,
     }
-    assert provider(cloudwatch, **temporary).query(ERRORS) == 3.0
+    assert provider(cloudwatch, 5.0, **temporary).query(ERRORS) == 3.0
     headers = cloudwatch.received[0].headers
     assert headers["X-Amz-Security-Token"] == SESSION_TOKEN
     assert "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, " in headers["Authorization"]
@@ -524,7 +505,7 @@ def test_a_failing_or_throttling_cloudwatch_is_unavailable(
 
 def test_a_slow_cloudwatch_is_unavailable(cloudwatch: FakeCloudWatch) -> None:
     with pytest.raises(MetricsUnavailable) as caught:
-        provider(cloudwatch).query(f"[{metric_stat('m1', 'Slow')}]")
+        provider(cloudwatch, timeout=0.3).query(f"[{metric_stat('m1', 'Slow')}]")
     port = cloudwatch.server_address[1]
     assert str(caught.value) == (
         f"cloudwatch at {cloudwatch.url} did not answer within 0.3s: "

@@ -12,13 +12,9 @@ is the reference for what is sent (the window: ten metric intervals).
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -33,7 +29,7 @@ from serin.ports import (
     ProviderConfig,
 )
 from tests.unit.fake_store import FakeStore
-from tests.unit.servers import serving
+from tests.unit.servers import JsonHandler, Received, RecordingApi, serving
 
 API_KEY = "dd-api-key-0123456789abcdef"
 APPLICATION_KEY = "dd-app-key-fedcba9876543210"
@@ -43,40 +39,24 @@ QUERY = "sum:istio.mesh.request.count{destination_workload:podinfo,!response_cod
 SLOW = "avg:slow.query{*}"
 
 
-@dataclass(frozen=True)
-class Received:
-    path: str
-    params: dict[str, str]
-    headers: dict[str, str]
-
-
-class FakeDatadog(http.server.ThreadingHTTPServer):
+class FakeDatadog(RecordingApi[Received]):
     """``/api/v1/query`` with the series of each known query; other queries do not parse."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), DatadogHandler)
+        super().__init__(DatadogHandler)
         # query -> pointlists of its series
         self.series: dict[str, list[list[list[float | None]]]] = {}
         # query -> (status, body) answered instead
         self.canned: dict[str, tuple[int, Any]] = {}
-        self.received: list[Received] = []
-        self.release = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class DatadogHandler(http.server.BaseHTTPRequestHandler):
+class DatadogHandler(JsonHandler):
     server: FakeDatadog
 
     def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        params = {name: values[0] for name, values in parse_qs(parts.query).items()}
-        self.server.received.append(Received(parts.path, params, dict(self.headers)))
-        if parts.path != "/api/v1/query":
+        sent = self.server.record(Received.of(self))
+        params = sent.params
+        if sent.path != "/api/v1/query":
             return self.answer(404, {"errors": ["Not found"]})
         keys = (self.headers.get("DD-API-KEY"), self.headers.get("DD-APPLICATION-KEY"))
         if keys != (API_KEY, APPLICATION_KEY):
@@ -101,24 +81,11 @@ class DatadogHandler(http.server.BaseHTTPRequestHandler):
         body = {"status": "ok", "res_type": "time_series", "query": query, "message": "", "group_by": []}
         self.answer(200, {**body, "from_date": start, "to_date": end, "series": series})
 
-    def answer(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def datadog() -> Iterator[FakeDatadog]:
-    server = FakeDatadog()
-    with serving(server):
+    with serving(FakeDatadog()) as server:
         yield server
-        server.release.set()
 
 
 def config(address: str, **secret: str) -> ProviderConfig:
@@ -132,10 +99,10 @@ def config(address: str, **secret: str) -> ProviderConfig:
     )
 
 
-def provider(datadog: FakeDatadog, **secret: str) -> DatadogProvider:
+def provider(datadog: FakeDatadog, timeout: float = 5.0, **secret: str) -> DatadogProvider:
     built = build(config(datadog.url, **secret), FakeStore())
     built.clock = lambda: NOW + 0.75
-    built.backend.timeout = 0.3
+    built.backend.timeout = timeout
     return built
 
 
@@ -212,7 +179,7 @@ def test_a_failing_or_overloaded_datadog_is_unavailable(datadog: FakeDatadog, st
 
 def test_a_slow_datadog_is_unavailable(datadog: FakeDatadog) -> None:
     with pytest.raises(MetricsUnavailable) as caught:
-        provider(datadog).query(SLOW)
+        provider(datadog, timeout=0.3).query(SLOW)
     port = datadog.server_address[1]
     assert str(caught.value) == (
         f"datadog at {datadog.url} did not answer within 0.3s: "

@@ -15,13 +15,9 @@ sent (``resolution=Inf`` over ten metric intervals).
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -36,7 +32,7 @@ from serin.ports import (
     ProviderConfig,
 )
 from tests.unit.fake_store import FakeStore
-from tests.unit.servers import serving
+from tests.unit.servers import JsonHandler, Received, RecordingApi, serving
 
 TOKEN = "dt0c01.ABCDEFGHIJKLMNOPQRSTUVWX.0123456789abcdef"
 SECRET = "test/dynatrace"
@@ -50,43 +46,27 @@ SERVICE = {
 }
 
 
-@dataclass(frozen=True)
-class Received:
-    path: str
-    params: dict[str, str]
-    headers: dict[str, str]
-
-
-class FakeDynatrace(http.server.ThreadingHTTPServer):
+class FakeDynatrace(RecordingApi[Received]):
     """The metric data points of each known selector: per metric, its series' values."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), DynatraceHandler)
+        super().__init__(DynatraceHandler)
         # selector -> per metric, per series, its values
         self.metrics: dict[str, list[list[list[float | None]]]] = {}
         self.canned: dict[str, tuple[int, Any]] = {}
-        self.received: list[Received] = []
-        self.release = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
 def error(code: int, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-class DynatraceHandler(http.server.BaseHTTPRequestHandler):
+class DynatraceHandler(JsonHandler):
     server: FakeDynatrace
 
     def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        params = {name: values[0] for name, values in parse_qs(parts.query).items()}
-        self.server.received.append(Received(parts.path, params, dict(self.headers)))
-        if parts.path != "/api/v2/metrics/query":
+        sent = self.server.record(Received.of(self))
+        params = sent.params
+        if sent.path != "/api/v2/metrics/query":
             return self.answer(404, error(404, "Not found"))
         if self.headers.get("Authorization") != f"Api-Token {TOKEN}":
             return self.answer(401, error(401, "Token Authentication failed"))
@@ -114,24 +94,11 @@ class DynatraceHandler(http.server.BaseHTTPRequestHandler):
         body = {"totalCount": sum(len(series) for series in self.server.metrics[selector]), "nextPageKey": None}
         self.answer(200, {**body, "resolution": params.get("resolution", "1m"), "result": result})
 
-    def answer(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def dynatrace() -> Iterator[FakeDynatrace]:
-    server = FakeDynatrace()
-    with serving(server):
+    with serving(FakeDynatrace()) as server:
         yield server
-        server.release.set()
 
 
 def config(address: str, **secret: str) -> ProviderConfig:
@@ -143,10 +110,10 @@ def config(address: str, **secret: str) -> ProviderConfig:
     )
 
 
-def provider(dynatrace: FakeDynatrace, **secret: str) -> DynatraceProvider:
+def provider(dynatrace: FakeDynatrace, timeout: float = 5.0, **secret: str) -> DynatraceProvider:
     built = build(config(dynatrace.url, **secret), FakeStore())
     built.clock = lambda: NOW + 0.75
-    built.backend.timeout = 0.3
+    built.backend.timeout = timeout
     return built
 
 
@@ -229,7 +196,7 @@ def test_a_failing_or_overloaded_dynatrace_is_unavailable(dynatrace: FakeDynatra
 
 def test_a_slow_dynatrace_is_unavailable(dynatrace: FakeDynatrace) -> None:
     with pytest.raises(MetricsUnavailable) as caught:
-        provider(dynatrace).query(SLOW)
+        provider(dynatrace, timeout=0.3).query(SLOW)
     port = dynatrace.server_address[1]
     assert str(caught.value) == (
         f"dynatrace at {dynatrace.url} did not answer within 0.3s: "

@@ -158,9 +158,9 @@ def config(
     )
 
 
-def provider(address: str, secret: Mapping[str, str] | None = None) -> GraphiteProvider:
+def provider(address: str, secret: Mapping[str, str] | None = None, timeout: float = 5.0) -> GraphiteProvider:
     built = build(config(address, secret), FakeStore())
-    built.backend.timeout = 0.3
+    built.backend.timeout = timeout
     return built
 
 
@@ -246,10 +246,8 @@ def test_a_timeout_is_unavailable(gateway: tuple[Gateway, str]) -> None:
     front, url = gateway
     front.delay = 1.0
     port = url.rsplit(":", 1)[1]
-    started = time.monotonic()
     with pytest.raises(MetricsUnavailable) as caught:
-        provider(url).query("target=app.podinfo.errors&from=-5min")
-    assert time.monotonic() - started < 0.9
+        provider(url, timeout=0.3).query("target=app.podinfo.errors&from=-5min")
     assert str(caught.value) == (
         f"graphite at {url} did not answer within 0.3s: "
         f"HTTPConnectionPool(host='127.0.0.1', port={port}): Read timed out. (read timeout=0.3)"

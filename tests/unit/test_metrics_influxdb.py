@@ -22,13 +22,9 @@ request (body, dialect, headers).
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -43,7 +39,7 @@ from serin.ports import (
     ProviderConfig,
 )
 from tests.unit.fake_store import FakeStore
-from tests.unit.servers import serving
+from tests.unit.servers import JsonHandler, Received, RecordingApi, serving
 
 TOKEN = "influx-token-Zx9_0123456789abcdef=="
 ORG = "shop-org"
@@ -96,88 +92,54 @@ ANSWERS = {
 SYNTAX_ERRORS = {BROKEN: [{"line": 1, "column": 1, "character": 0, "message": "undefined identifier frm"}]}
 
 
-@dataclass(frozen=True)
-class Received:
-    path: str
-    params: dict[str, str]
-    headers: dict[str, str]
-    body: Any
-
-
-class FakeInfluxDB(http.server.ThreadingHTTPServer):
+class FakeInfluxDB(RecordingApi[Received]):
     """``/api/v2/query`` answering the queries it knows, and ``/api/v2/query/analyze``."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), InfluxHandler)
+        super().__init__(InfluxHandler)
         self.answers = dict(ANSWERS)
         # query -> (status, JSON body) answered instead
         self.canned: dict[str, tuple[int, Any]] = {}
-        self.received: list[Received] = []
-        self.release = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class InfluxHandler(http.server.BaseHTTPRequestHandler):
+class InfluxHandler(JsonHandler):
     server: FakeInfluxDB
+    json_type = "application/json; charset=utf-8"
 
     def do_POST(self) -> None:
-        parts = urlsplit(self.path)
-        params = {name: values[0] for name, values in parse_qs(parts.query).items()}
-        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        raw = self.read_body()
         body = json.loads(raw) if raw else None
-        self.server.received.append(Received(parts.path, params, dict(self.headers), body))
+        sent = self.server.record(Received.of(self, body))
+        params = sent.params
         if self.headers.get("Authorization") != f"Token {TOKEN}":
-            return self.json(401, {"code": "unauthorized", "message": "unauthorized access"})
+            return self.answer(401, {"code": "unauthorized", "message": "unauthorized access"})
         query = body.get("query", "") if isinstance(body, dict) else ""
-        if parts.path == "/api/v2/query/analyze":
-            return self.json(200, {"errors": SYNTAX_ERRORS.get(query, [])})
-        if parts.path != "/api/v2/query":
-            return self.json(404, {"code": "not found", "message": "path not found"})
+        if sent.path == "/api/v2/query/analyze":
+            return self.answer(200, {"errors": SYNTAX_ERRORS.get(query, [])})
+        if sent.path != "/api/v2/query":
+            return self.answer(404, {"code": "not found", "message": "path not found"})
         if params.get("org") != ORG:
-            return self.json(
+            return self.answer(
                 404, {"code": "not found", "message": f'organization name "{params.get("org")}" not found'}
             )
         if query == SLOW:
             self.server.release.wait(5)
             return None
         if query in self.server.canned:
-            return self.json(*self.server.canned[query])
+            return self.answer(*self.server.canned[query])
         if query in SYNTAX_ERRORS:
-            return self.json(
+            return self.answer(
                 400, {"code": "invalid", "message": "compilation failed: error @1:1-1:4: undefined identifier frm"}
             )
         if query not in self.server.answers:
-            return self.json(400, {"code": "invalid", "message": f"unknown query {query}"})
-        data = self.server.answers[query].encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/csv; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def json(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+            return self.answer(400, {"code": "invalid", "message": f"unknown query {query}"})
+        self.send(200, self.server.answers[query].encode(), "text/csv; charset=utf-8")
 
 
 @pytest.fixture
 def influxdb() -> Iterator[FakeInfluxDB]:
-    server = FakeInfluxDB()
-    with serving(server):
+    with serving(FakeInfluxDB()) as server:
         yield server
-        server.release.set()
 
 
 def config(address: str, **secret: str) -> ProviderConfig:
@@ -190,9 +152,9 @@ def config(address: str, **secret: str) -> ProviderConfig:
     )
 
 
-def provider(influxdb: FakeInfluxDB, **secret: str) -> InfluxdbProvider:
+def provider(influxdb: FakeInfluxDB, timeout: float = 5.0, **secret: str) -> InfluxdbProvider:
     built = build(config(influxdb.url, **secret), FakeStore())
-    built.backend.timeout = 0.3
+    built.backend.timeout = timeout
     return built
 
 
@@ -323,7 +285,7 @@ def test_a_failing_or_overloaded_influxdb_is_unavailable(influxdb: FakeInfluxDB,
 
 def test_a_slow_influxdb_is_unavailable(influxdb: FakeInfluxDB) -> None:
     with pytest.raises(MetricsUnavailable) as caught:
-        provider(influxdb).query(SLOW)
+        provider(influxdb, timeout=0.3).query(SLOW)
     port = influxdb.server_address[1]
     assert str(caught.value) == (
         f"influxdb at {influxdb.url} did not answer within 0.3s: "

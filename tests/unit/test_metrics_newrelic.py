@@ -13,13 +13,8 @@ ago`` appended to the query).
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -34,7 +29,7 @@ from serin.ports import (
     ProviderConfig,
 )
 from tests.unit.fake_store import FakeStore
-from tests.unit.servers import serving
+from tests.unit.servers import JsonHandler, Received, RecordingApi, serving
 
 ACCOUNT = "1234567"
 QUERY_KEY = "NRIQ-0123456789abcdefghijklmnopqrst"
@@ -53,44 +48,27 @@ SLOW = "SELECT count(*) FROM Slow"
 METADATA = {"eventTypes": ["Metric"], "messages": [], "contents": [{"function": "alias"}]}
 
 
-@dataclass(frozen=True)
-class Received:
-    path: str
-    params: dict[str, str]
-    headers: dict[str, str]
-
-
-class FakeInsights(http.server.ThreadingHTTPServer):
+class FakeInsights(RecordingApi[Received]):
     """The query API of one account: each known NRQL (as sent, with its SINCE) has its answer."""
 
-    daemon_threads = True
-
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), InsightsHandler)
+        super().__init__(InsightsHandler)
         self.answers: dict[str, tuple[int, Any]] = {}
-        self.received: list[Received] = []
-        self.release = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
 
     def results(self, nrql: str, *results: dict[str, Any]) -> None:
         self.answers[nrql] = (200, {"results": list(results), "metadata": METADATA})
 
 
-class InsightsHandler(http.server.BaseHTTPRequestHandler):
+class InsightsHandler(JsonHandler):
     server: FakeInsights
 
     def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        params = {name: values[0] for name, values in parse_qs(parts.query).items()}
-        self.server.received.append(Received(parts.path, params, dict(self.headers)))
-        if not parts.path.startswith("/v1/accounts/") or not parts.path.endswith("/query"):
+        sent = self.server.record(Received.of(self))
+        if not sent.path.startswith("/v1/accounts/") or not sent.path.endswith("/query"):
             return self.answer(404, {"error": "Not found"})
-        if self.headers.get("X-Query-Key") != QUERY_KEY or parts.path != f"/v1/accounts/{ACCOUNT}/query":
+        if self.headers.get("X-Query-Key") != QUERY_KEY or sent.path != f"/v1/accounts/{ACCOUNT}/query":
             return self.answer(403, {"error": "Invalid query key"})
-        nrql = params.get("nrql")
+        nrql = sent.params.get("nrql")
         if not nrql:
             return self.answer(400, {"error": "Missing nrql parameter"})
         if nrql.startswith(SLOW):
@@ -100,24 +78,11 @@ class InsightsHandler(http.server.BaseHTTPRequestHandler):
         status, body = self.server.answers.get(nrql, (400, {"error": "NRQL Syntax Error: Error at line 1"}))
         self.answer(status, body)
 
-    def answer(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture
 def insights() -> Iterator[FakeInsights]:
-    server = FakeInsights()
-    with serving(server):
+    with serving(FakeInsights()) as server:
         yield server
-        server.release.set()
 
 
 def config(address: str, **secret: str) -> ProviderConfig:
@@ -130,9 +95,9 @@ def config(address: str, **secret: str) -> ProviderConfig:
     )
 
 
-def provider(insights: FakeInsights, **secret: str) -> NewRelicProvider:
+def provider(insights: FakeInsights, timeout: float = 5.0, **secret: str) -> NewRelicProvider:
     built = build(config(insights.url, **secret), FakeStore())
-    built.backend.timeout = 0.3
+    built.backend.timeout = timeout
     return built
 
 
@@ -249,7 +214,7 @@ def test_a_failing_or_overloaded_new_relic_is_unavailable(insights: FakeInsights
 
 def test_a_slow_new_relic_is_unavailable(insights: FakeInsights) -> None:
     with pytest.raises(MetricsUnavailable) as caught:
-        provider(insights).query(SLOW)
+        provider(insights, timeout=0.3).query(SLOW)
     port = insights.server_address[1]
     assert str(caught.value) == (
         f"newrelic at {insights.url} did not answer within 0.3s: "
