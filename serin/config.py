@@ -29,6 +29,8 @@ class Settings:
     notifier_proxy: str = ""
     # Added to every alert as its "Cluster" field, when set.
     cluster_name: str = ""
+    # Canaries one tick steps side by side (each waits on its own API calls, queries and hooks).
+    tick_concurrency: int = 8
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -45,4 +47,5 @@ class Settings:
             notifier_username=os.environ.get("SERIN_NOTIFIER_USERNAME", ""),
             notifier_proxy=os.environ.get("SERIN_NOTIFIER_PROXY", ""),
             cluster_name=os.environ.get("SERIN_CLUSTER_NAME", ""),
+            tick_concurrency=max(1, int(os.environ.get("SERIN_TICK_CONCURRENCY", defaults.tick_concurrency))),
         )

@@ -55,6 +55,7 @@ def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Eng
             settings.notifier_proxy,
         ),
         cluster_name=settings.cluster_name,
+        concurrency=settings.tick_concurrency,
     )
 
     @lru_cache(maxsize=1)

@@ -17,6 +17,7 @@ idle one that needs nothing, costs none beyond it either, and no write.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
@@ -83,6 +84,8 @@ from serin.workloads import (
 
 LOG = logging.getLogger("serin.reconcile")
 
+# Canaries a tick steps side by side (at most).
+DEFAULT_CONCURRENCY = 8
 # Gathering results may unlock a later gate in the same step (metrics, then confirm-promotion).
 MAX_DECISION_ROUNDS = 5
 # How long a claim keeps other ticks away from a Canary whose step asks hooks: longer than a step
@@ -212,6 +215,7 @@ class Reconciler:
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         notifier: GlobalNotifier | None = None,
         cluster_name: str = "",
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
         self.store = store
         self.router_for = router_for
@@ -223,6 +227,7 @@ class Reconciler:
         self.clock = clock
         self.notifier = notifier
         self.cluster_name = cluster_name
+        self.concurrency = concurrency
 
     # ---- the tick ----------------------------------------------------------------------------
 
@@ -240,30 +245,48 @@ class Reconciler:
         now = self.clock()
         if not dry_run and now.timestamp() % ORPHAN_SWEEP_SECONDS < (window or DEFAULT_TICK_WINDOW_SECONDS):
             self.sweep_orphans(namespace, raw_canaries, now)
-        reports = []
-        for raw in raw_canaries:
-            metadata = raw.get("metadata", {})
-            if name and metadata.get("name") != name:
-                continue
-            report = StepReport(name=metadata.get("name", ""), namespace=metadata.get("namespace", ""))
-            step_started = time.monotonic()
-            try:
-                self.step(raw, raw_canaries, report, force=force, dry_run=dry_run, window=window)
-            except Lost:
-                report.summary = "another tick stored a newer status of this canary first: this one did nothing"
-                report.events, report.applied = [], False
-            except (SerinError, WorkloadError) as error:
-                # One failing Canary never stops the others.
-                report.error = str(error)
-                telemetry.TICK_ERRORS.labels(report.namespace).inc()
-            except Exception as error:
-                LOG.exception("tick of canary %s/%s failed", report.namespace, report.name)
-                report.error = f"internal error: {type(error).__name__}: {error}"
-                telemetry.TICK_ERRORS.labels(report.namespace).inc()
-            telemetry.ANALYSIS_DURATION.labels(report.namespace).observe(time.monotonic() - step_started)
-            reports.append(report)
+        chosen = [raw for raw in raw_canaries if not name or raw.get("metadata", {}).get("name") == name]
+
+        def one(raw: Mapping[str, Any]) -> StepReport:
+            return self.step_isolated(raw, raw_canaries, force=force, dry_run=dry_run, window=window)
+
+        if self.concurrency <= 1 or len(chosen) <= 1:
+            reports = [one(raw) for raw in chosen]
+        else:
+            # Each Canary's step waits on its own backends (the API server, Prometheus, hooks):
+            # taken side by side, a slow one delays only itself. The API server's optimistic
+            # concurrency keeps each Canary's status consistent, as between two ticks.
+            with concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="tick") as pool:
+                reports = list(pool.map(one, chosen))
         telemetry.TICK_DURATION.observe(time.monotonic() - started)
         return reports
+
+    def step_isolated(
+        self,
+        raw: Mapping[str, Any],
+        others: Sequence[Mapping[str, Any]],
+        force: bool = False,
+        dry_run: bool = False,
+        window: float | None = None,
+    ) -> StepReport:
+        """One Canary's step, whatever goes wrong in it: one failing Canary never stops the others."""
+        metadata = raw.get("metadata", {})
+        report = StepReport(name=metadata.get("name", ""), namespace=metadata.get("namespace", ""))
+        step_started = time.monotonic()
+        try:
+            self.step(raw, others, report, force=force, dry_run=dry_run, window=window)
+        except Lost:
+            report.summary = "another tick stored a newer status of this canary first: this one did nothing"
+            report.events, report.applied = [], False
+        except (SerinError, WorkloadError) as error:
+            report.error = str(error)
+            telemetry.TICK_ERRORS.labels(report.namespace).inc()
+        except Exception as error:
+            LOG.exception("tick of canary %s/%s failed", report.namespace, report.name)
+            report.error = f"internal error: {type(error).__name__}: {error}"
+            telemetry.TICK_ERRORS.labels(report.namespace).inc()
+        telemetry.ANALYSIS_DURATION.labels(report.namespace).observe(time.monotonic() - step_started)
+        return report
 
     def step(
         self,
@@ -450,7 +473,7 @@ class Reconciler:
         metrics = observation.metrics
         for need in needs:
             if need == METRICS:
-                metrics = tuple(self.read_metric(canary, metric) for metric in canary.analysis.metrics)
+                metrics = self.read_metrics(canary)
             elif isinstance(need, HookType):
                 hooks[need] = self.call_hooks(canary, need, status)
         return dataclasses.replace(observation, hooks=hooks, metrics=metrics)
@@ -464,6 +487,15 @@ class Reconciler:
             self.hooks.call(hook, hook_payload(canary, phase, status.last_applied_spec, hook))
             for hook in canary.analysis.hooks(hook_type)
         )
+
+    def read_metrics(self, canary: Canary) -> tuple[MetricReading, ...]:
+        """Every metric of the analysis, asked side by side: a step waits for its slowest backend,
+        not for the sum of them."""
+        metrics = canary.analysis.metrics
+        if len(metrics) <= 1:
+            return tuple(self.read_metric(canary, metric) for metric in metrics)
+        with concurrent.futures.ThreadPoolExecutor(len(metrics), thread_name_prefix="metric") as pool:
+            return tuple(pool.map(lambda metric: self.read_metric(canary, metric), metrics))
 
     def read_metric(self, canary: Canary, metric: Metric) -> MetricReading:
         """The metric's value, or which kind of problem kept it from one (see ``serin.ports``)."""

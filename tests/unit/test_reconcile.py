@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import threading
 from typing import Any
 
 import pytest
@@ -365,3 +366,60 @@ def test_an_alert_that_cannot_be_sent_is_a_warning_event(
     assert event_type == "Warning" and message.startswith(event), message
     assert "T0K3N" not in message
     assert failures() == before + 1
+
+
+class Rendezvous(Reconciler):
+    """Each step waits for another to be under way at the same time: steps taken one after the
+    other never meet, and say so in their report."""
+
+    barrier = threading.Barrier(2, timeout=5)
+
+    def step(
+        self,
+        raw: Any,
+        others: Any,
+        report: Any,
+        force: bool = False,
+        dry_run: bool = False,
+        window: float | None = None,
+    ) -> None:
+        try:
+            self.barrier.wait()
+            report.summary = "met"
+        except threading.BrokenBarrierError:
+            report.summary = "alone"
+
+
+def test_due_canaries_are_stepped_side_by_side() -> None:
+    store = CountingStore([canary("a", "one"), canary("b", "two")])
+    ticker = Rendezvous(
+        store=store,  # type: ignore[arg-type]
+        router_for=lambda provider: None,  # type: ignore[arg-type, return-value]
+        metrics_for=lambda config: None,  # type: ignore[arg-type, return-value]
+        hooks=None,  # type: ignore[arg-type]
+        default_metrics_server="http://prometheus",
+        clock=lambda: NOW,
+        concurrency=2,
+    )
+    assert [(report.name, report.summary) for report in ticker.tick()] == [("one", "met"), ("two", "met")]
+
+
+def test_the_metrics_of_a_step_are_asked_side_by_side() -> None:
+    barrier = threading.Barrier(2, timeout=5)
+
+    class Meeting:
+        def __init__(self, config: ProviderConfig) -> None:
+            pass
+
+        def query(self, query: str, interval_seconds: float = 60.0) -> float:
+            barrier.wait()
+            return 1.0
+
+    raw = canary("test", "podinfo")
+    raw["spec"]["analysis"]["metrics"] = [
+        {"name": "a", "query": "sum(a)", "thresholdRange": {"max": 2}},
+        {"name": "b", "query": "sum(b)", "thresholdRange": {"max": 2}},
+    ]
+    ticker = reconciler(CountingStore([]))
+    ticker.metrics_for = Meeting  # type: ignore[assignment]
+    assert ticker.read_metrics(parse_canary(raw)) == (MetricReading(1.0), MetricReading(1.0))
