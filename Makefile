@@ -43,6 +43,7 @@ demo: build
 bench: build
 	$(PYTHON) -m benchmarks.admission_latency
 	$(PYTHON) -m benchmarks.tick_scaling
+	$(PYTHON) -m benchmarks.tick_concurrency
 	$(PYTHON) -m benchmarks.cold_start
 	$(PYTHON) -m benchmarks.release_time
 
