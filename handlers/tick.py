@@ -2,7 +2,9 @@
 
 Options: ``dry_run=true`` decides and reports without applying; ``force=true`` ignores the
 interval wait; ``window=S`` says the caller ticked last S seconds ago (idle Canaries are checked
-once per interval, by the first tick after their time). The caller authenticates with a Kubernetes
+once per interval, by the first tick after their time); ``shard=I&shards=N`` takes only the
+Canaries whose stable hash falls on shard I of N (the tick Job's pods each take one). The caller
+authenticates with a Kubernetes
 bearer token and must be allowed to update canaries.serin.dev in the namespace (in every namespace
 for a full tick). Every parameter is checked before any request to the API server is made from it.
 """
@@ -18,6 +20,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from serin.engine import Engine
 from serin.kube.auth import authenticate, may_update_canaries
 from serin.kube.store import KubeError
+from serin.reconcile import WHOLE, Shard
 
 blueprint = Blueprint("tick", __name__)
 
@@ -26,6 +29,7 @@ _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 MAX_WINDOW_SECONDS = 86400.0
+MAX_SHARDS = 1024
 
 
 class BadRequest(ValueError):
@@ -63,6 +67,21 @@ def _window() -> float | None:
     return seconds
 
 
+def _shard() -> Shard:
+    """``shard`` and ``shards``: both or neither, 0 <= shard < shards <= MAX_SHARDS."""
+    index, count = request.args.get("shard"), request.args.get("shards")
+    if index is None and count is None:
+        return WHOLE
+    if index is None or count is None:
+        raise BadRequest("query parameters shard and shards go together: POST /tick?shard=I&shards=N")
+    if not (index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count) <= MAX_SHARDS:
+        raise BadRequest(
+            f"query parameters shard and shards must be integers with 0 <= shard < shards <= {MAX_SHARDS}, "
+            f"not {index[:20]!r} and {count[:20]!r}"
+        )
+    return Shard(int(index), int(count))
+
+
 def _error(status: int, message: str, **headers: str) -> tuple[Response, int]:
     response = jsonify(error=message)
     response.headers.update(headers)
@@ -76,7 +95,7 @@ def tick() -> tuple[Response, int]:
     if request.content_length is not None and request.content_length > limit:
         return _error(413, f"body is larger than {limit} bytes; POST /tick needs none")
     try:
-        dry_run, force, window = _flag("dry_run"), _flag("force"), _window()
+        dry_run, force, window, shard = _flag("dry_run"), _flag("force"), _window(), _shard()
         namespace = _name("namespace", _DNS_LABEL, "a namespace name (a DNS-1123 label)")
         name = _name("name", _DNS_SUBDOMAIN, "a Canary name (a DNS-1123 subdomain)")
     except BadRequest as error:
@@ -104,7 +123,9 @@ def tick() -> tuple[Response, int]:
             detail = f" ({reason})" if reason else ""
             return _error(403, f"{identity.username} may not update canaries.serin.dev in {where}{detail}")
         started = time.monotonic()
-        reports = engine.reconciler.tick(namespace=namespace, name=name, force=force, dry_run=dry_run, window=window)
+        reports = engine.reconciler.tick(
+            namespace=namespace, name=name, force=force, dry_run=dry_run, window=window, shard=shard
+        )
     except KubeError as error:
         return _error(503, f"cannot reach the Kubernetes API: {error}")
     if name and not reports:
@@ -114,6 +135,7 @@ def tick() -> tuple[Response, int]:
         "dryRun": dry_run,
         "forced": force,
         "durationSeconds": round(time.monotonic() - started, 3),
+        "shard": {"index": shard.index, "of": shard.count},
         # When the next tick has work to do: the tick CronJob's Pod sleeps until then.
         "nextStepInSeconds": round(min(upcoming), 3) if upcoming else None,
         "canaries": [report.to_dict() for report in reports],

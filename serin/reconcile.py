@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import hashlib
 import logging
 import time
 import uuid
@@ -189,6 +190,32 @@ def duplicate_owner(canary: Canary, raw: Mapping[str, Any], others: Sequence[Map
 
 
 @dataclass(frozen=True)
+class Shard:
+    """The share of the Canaries one tick takes: those whose stable hash falls on ``index`` of
+    ``count``. Replicas of the server each tick a shard (an Indexed Job's pod ``i`` asks for shard
+    ``i``); a Canary always falls in the same one, and every Canary in exactly one."""
+
+    index: int = 0
+    count: int = 1
+
+    def holds(self, raw: Mapping[str, Any]) -> bool:
+        if self.count <= 1:
+            return True
+        metadata = raw.get("metadata", {})
+        return shard_of(str(metadata.get("namespace", "")), str(metadata.get("name", "")), self.count) == self.index
+
+
+def shard_of(namespace: str, name: str, count: int) -> int:
+    """The shard of a Canary: the same in every process and every release of Serin (a hash of its
+    key, not Python's salted ``hash``)."""
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+WHOLE = Shard()
+
+
+@dataclass(frozen=True)
 class GlobalNotifier:
     """Where a Canary with no ``analysis.alerts`` is alerted (see ``serin.config.Settings``)."""
 
@@ -238,14 +265,21 @@ class Reconciler:
         force: bool = False,
         dry_run: bool = False,
         window: float | None = None,
+        shard: Shard = WHOLE,
     ) -> list[StepReport]:
-        """One step for every due Canary. ``window``: seconds since the caller's previous tick."""
+        """One step for every due Canary of ``shard``. ``window``: seconds since the caller's
+        previous tick."""
         started = time.monotonic()
         raw_canaries = self.store.list_canaries(namespace)
         now = self.clock()
-        if not dry_run and now.timestamp() % ORPHAN_SWEEP_SECONDS < (window or DEFAULT_TICK_WINDOW_SECONDS):
+        sweep_due = now.timestamp() % ORPHAN_SWEEP_SECONDS < (window or DEFAULT_TICK_WINDOW_SECONDS)
+        if not dry_run and sweep_due and shard.index == 0:
             self.sweep_orphans(namespace, raw_canaries, now)
-        chosen = [raw for raw in raw_canaries if not name or raw.get("metadata", {}).get("name") == name]
+        chosen = [
+            raw
+            for raw in raw_canaries
+            if (not name or raw.get("metadata", {}).get("name") == name) and shard.holds(raw)
+        ]
 
         def one(raw: Mapping[str, Any]) -> StepReport:
             return self.step_isolated(raw, raw_canaries, force=force, dry_run=dry_run, window=window)

@@ -14,7 +14,8 @@ certificate the CA did not sign) ends the Job at once: asking again would change
 
 Settings (environment): ``SERIN_TICK_URL``, ``SERIN_TICK_TOKEN_FILE`` (re-read before every tick:
 the kubelet rotates it), ``SERIN_TICK_CA_FILE``, ``SERIN_TICK_TIMEOUT_SECONDS`` (one request, 240),
-``SERIN_TICK_PERIOD_SECONDS`` (the CronJob's period, 60; 0 ticks once).
+``SERIN_TICK_PERIOD_SECONDS`` (the CronJob's period, 60; 0 ticks once), ``SERIN_TICK_SHARDS``
+(pods of the Indexed tick Job, 1; each ticks the shard of its ``JOB_COMPLETION_INDEX``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Settings:
     def from_env(cls) -> Settings:
         env = os.environ
         return cls(
-            url=env["SERIN_TICK_URL"],
+            url=sharded(env["SERIN_TICK_URL"], env.get("JOB_COMPLETION_INDEX"), env.get("SERIN_TICK_SHARDS")),
             token_file=env["SERIN_TICK_TOKEN_FILE"],
             ca_file=env.get("SERIN_TICK_CA_FILE") or None,
             timeout=float(env.get("SERIN_TICK_TIMEOUT_SECONDS", "240")),
@@ -70,6 +71,20 @@ class Answer:
     @property
     def worth_retrying(self) -> bool:
         return self.status == 0 or self.status >= 500 or self.status == 429
+
+
+def sharded(url: str, index: str | None, shards: str | None) -> str:
+    """The tick URL of one pod of the tick Job: with ``SERIN_TICK_SHARDS`` above 1 the Job is
+    Indexed, and pod ``JOB_COMPLETION_INDEX`` asks for its shard of the Canaries only."""
+    count = int(shards or "1")
+    if count <= 1:
+        return url
+    if index is None:
+        raise SystemExit("SERIN_TICK_SHARDS is above 1 but JOB_COMPLETION_INDEX is not set: run as an Indexed Job")
+    parts = urllib.parse.urlsplit(url)
+    query = [(key, value) for key, value in urllib.parse.parse_qsl(parts.query) if key not in ("shard", "shards")]
+    query += [("shard", str(int(index))), ("shards", str(count))]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 def with_window(url: str, window: float) -> str:

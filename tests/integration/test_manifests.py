@@ -416,6 +416,10 @@ def test_tick_cronjob(rendered: list[Obj]) -> None:
     assert env["SERIN_TICK_TOKEN_FILE"] == "/var/run/secrets/serin/token"
     assert env["SERIN_TICK_CA_FILE"] == "/etc/serin/tls/ca.crt"
     assert env["SERIN_TICK_PERIOD_SECONDS"] == "60", "the Pod ticks until its minute is over"
+    # An Indexed Job of one pod per shard: the three numbers must agree.
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    assert job["completionMode"] == "Indexed"
+    assert job["completions"] == job["parallelism"] == int(env["SERIN_TICK_SHARDS"]) == 1
 
 
 def run_tick_script(

@@ -261,3 +261,23 @@ def test_serin_metrics_follow_the_canary(
         and namespace in line
         and (line.startswith(("serin_canary_weight", "serin_canary_status", "serin_canary_total")))
     ]
+
+
+def test_the_shards_of_a_tick_take_every_canary_once(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    manifests = []
+    for index in range(12):
+        manifest = canary(namespace, WEIGHTED)
+        manifest["metadata"]["name"] = f"app-{index}"
+        manifest["spec"]["targetRef"]["name"] = f"app-{index}"
+        manifests.append(manifest)
+    local_cluster.apply(manifests)
+    taken: list[list[str]] = []
+    for index in range(3):
+        response = serin_server.tick(tokens["ticker"], namespace=namespace, shard=str(index), shards="3")
+        assert response.status_code == 200, response.text
+        assert response.json()["shard"] == {"index": index, "of": 3}
+        taken.append([report["name"] for report in response.json()["canaries"]])
+    # Each Canary in exactly one shard: none missing, none twice.
+    assert sorted(name for shard in taken for name in shard) == sorted(f"app-{index}" for index in range(12))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import threading
 from typing import Any
 
@@ -22,7 +23,7 @@ from serin.decide import (
 from serin.kube.store import KubeError, NotFound
 from serin.model import parse_canary
 from serin.ports import ProviderConfig
-from serin.reconcile import Observed, Reconciler
+from serin.reconcile import Observed, Reconciler, Shard, shard_of
 from serin.status import CanaryStatus, Phase, format_time
 
 NOW = datetime.datetime(2026, 1, 1, 12, 3, tzinfo=datetime.UTC)  # not a time of the orphan sweep
@@ -423,3 +424,18 @@ def test_the_metrics_of_a_step_are_asked_side_by_side() -> None:
     ticker = reconciler(CountingStore([]))
     ticker.metrics_for = Meeting  # type: ignore[assignment]
     assert ticker.read_metrics(parse_canary(raw)) == (MetricReading(1.0), MetricReading(1.0))
+
+
+def test_every_canary_falls_in_exactly_one_shard_always_the_same() -> None:
+    canaries = [canary(f"ns-{index % 7}", f"app-{index}") for index in range(300)]
+    taken: list[str] = []
+    sizes = []
+    for index in range(4):
+        store = CountingStore(canaries)
+        reports = reconciler(store).tick(shard=Shard(index, 4))
+        taken += [f"{report.namespace}/{report.name}" for report in reports]
+        sizes.append(len(reports))
+    assert sorted(taken) == sorted(f"{c['metadata']['namespace']}/{c['metadata']['name']}" for c in canaries)
+    assert all(50 <= size <= 100 for size in sizes), sizes  # a hash spreads them, roughly evenly
+    # The key's hash, not Python's salted hash(): the same shard in every process.
+    assert shard_of("test", "podinfo", 4) == int(hashlib.sha256(b"test/podinfo").hexdigest()[:16], 16) % 4

@@ -69,6 +69,27 @@ AUTHORIZED = {"Authorization": "Bearer some-token"}
             id="window-negative",
         ),
         pytest.param(
+            "shard=1",
+            AUTHORIZED,
+            400,
+            "query parameters shard and shards go together: POST /tick?shard=I&shards=N",
+            id="shard-alone",
+        ),
+        pytest.param(
+            "shard=2&shards=2",
+            AUTHORIZED,
+            400,
+            "query parameters shard and shards must be integers with 0 <= shard < shards <= 1024, not '2' and '2'",
+            id="shard-out-of-range",
+        ),
+        pytest.param(
+            "shard=-1&shards=4",
+            AUTHORIZED,
+            400,
+            "query parameters shard and shards must be integers with 0 <= shard < shards <= 1024, not '-1' and '4'",
+            id="shard-negative",
+        ),
+        pytest.param(
             "namespace=test",
             {},
             401,
@@ -94,6 +115,8 @@ def test_bad_requests_are_refused_before_any_api_request(
 
 def test_a_good_request_goes_on_to_the_api_server(app_client: FlaskClient) -> None:
     """The other side of the table above: the same app, asked properly, does reach for the API."""
-    response = app_client.post("/tick?namespace=test&name=podinfo&force=true&window=60", headers=AUTHORIZED)
+    response = app_client.post(
+        "/tick?namespace=test&name=podinfo&force=true&window=60&shard=1&shards=3", headers=AUTHORIZED
+    )
     assert response.status_code == 503
     assert response.get_json()["error"].startswith("cannot reach the Kubernetes API: ")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from serin.ticker import Answer, Settings, next_step_in, run, with_window
+from serin.ticker import Answer, Settings, next_step_in, run, sharded, with_window
 
 SETTINGS = Settings(url="https://serin/tick", token_file="/dev/null", ca_file=None, timeout=10, period=60)
 
@@ -126,3 +126,23 @@ def test_next_step_in(body: bytes, seconds: float | None) -> None:
 )
 def test_with_window(url: str, expected: str) -> None:
     assert with_window(url, 12.5) == expected
+
+
+@pytest.mark.parametrize(
+    ("index", "shards", "expected"),
+    [
+        pytest.param(None, None, "https://serin/tick?namespace=a", id="one-pod"),
+        pytest.param("0", "1", "https://serin/tick?namespace=a", id="one-shard"),
+        pytest.param("2", "4", "https://serin/tick?namespace=a&shard=2&shards=4", id="pod-2-of-4"),
+    ],
+)
+def test_each_pod_of_an_indexed_tick_job_asks_for_its_shard(
+    index: str | None, shards: str | None, expected: str
+) -> None:
+    assert sharded("https://serin/tick?namespace=a", index, shards) == expected
+    assert with_window(expected, 1.0).startswith(expected)
+
+
+def test_shards_without_an_index_is_a_configuration_error() -> None:
+    with pytest.raises(SystemExit, match="JOB_COMPLETION_INDEX is not set"):
+        sharded("https://serin/tick", None, "3")
