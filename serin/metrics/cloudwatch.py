@@ -57,8 +57,14 @@ import requests
 
 from serin.kube.store import KubeStore
 from serin.metrics.apikeys import header_credential, redacted
-from serin.metrics.http import DEFAULT_TIMEOUT, HttpBackend, reason, timed_out
-from serin.model import DEFAULT_METRIC_INTERVAL, parse_duration
+from serin.metrics.http import (
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_TIMEOUT,
+    WINDOW_INTERVALS,
+    HttpBackend,
+    reason,
+    timed_out,
+)
 from serin.ports import (
     InvalidCredentials,
     InvalidQuery,
@@ -73,8 +79,6 @@ API_VERSION = "2010-08-01"
 ALGORITHM = "AWS4-HMAC-SHA256"
 # Flagger asks for at most 20 datapoints per result, over the last ten metric intervals.
 MAX_DATAPOINTS = 20
-WINDOW_INTERVALS = 10
-DEFAULT_INTERVAL_SECONDS = parse_duration(DEFAULT_METRIC_INTERVAL)
 
 ACCESS_KEY_ID = "aws_access_key_id"
 SECRET_ACCESS_KEY = "aws_secret_access_key"

@@ -32,8 +32,7 @@ from typing import Any
 
 from serin.kube.store import KubeStore
 from serin.metrics.apikeys import header_credential, redacted
-from serin.metrics.http import DEFAULT_TIMEOUT, HttpBackend
-from serin.model import DEFAULT_METRIC_INTERVAL, parse_duration
+from serin.metrics.http import DEFAULT_INTERVAL_SECONDS, DEFAULT_TIMEOUT, WINDOW_INTERVALS, HttpBackend
 from serin.ports import InvalidQuery, NoValuesFound, ProviderConfig, SerinError
 
 DEFAULT_ADDRESS = "https://api.datadoghq.com"
@@ -41,8 +40,6 @@ QUERY_PATH = "/api/v1/query"
 API_KEY = "datadog_api_key"
 APPLICATION_KEY = "datadog_application_key"
 # Flagger asks for the points of the last ten metric intervals.
-WINDOW_INTERVALS = 10
-DEFAULT_INTERVAL_SECONDS = parse_duration(DEFAULT_METRIC_INTERVAL)
 
 
 def build(config: ProviderConfig, store: KubeStore) -> DatadogProvider:

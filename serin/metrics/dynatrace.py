@@ -35,15 +35,11 @@ from typing import Any
 
 from serin.kube.store import KubeStore
 from serin.metrics.apikeys import header_credential, redacted
-from serin.metrics.http import DEFAULT_TIMEOUT, HttpBackend
-from serin.model import DEFAULT_METRIC_INTERVAL, parse_duration
+from serin.metrics.http import DEFAULT_INTERVAL_SECONDS, DEFAULT_TIMEOUT, WINDOW_INTERVALS, HttpBackend
 from serin.ports import InvalidQuery, NoValuesFound, ProviderConfig, SerinError
 
 QUERY_PATH = "/api/v2/metrics/query"
 TOKEN = "dynatrace_token"
-# Flagger asks for the last ten metric intervals.
-WINDOW_INTERVALS = 10
-DEFAULT_INTERVAL_SECONDS = parse_duration(DEFAULT_METRIC_INTERVAL)
 
 
 def build(config: ProviderConfig, store: KubeStore) -> DynatraceProvider:

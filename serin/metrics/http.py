@@ -17,10 +17,15 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
 from urllib3.util import Retry
 
+from serin.model import DEFAULT_METRIC_INTERVAL, parse_duration
 from serin.ports import InvalidCredentials, InvalidQuery, MetricsUnavailable, ProviderConfig
 
 DEFAULT_TIMEOUT = 5.0
 RETRIES = 2
+# Backends whose queries cannot say their own time window are asked for the last ten metric
+# intervals, as Flagger asks them; the interval is the metric's (Flagger's default when unset).
+WINDOW_INTERVALS = 10
+DEFAULT_INTERVAL_SECONDS = parse_duration(DEFAULT_METRIC_INTERVAL)
 
 
 class Session(requests.Session):
@@ -80,6 +85,15 @@ def timed_out(error: requests.RequestException) -> bool:
     )
 
 
+def configured_session(config: ProviderConfig) -> requests.Session:
+    """A retrying session as a MetricTemplate asks: its TLS verification choice and its headers."""
+    session = retrying_session()
+    session.verify = not config.insecure_skip_verify
+    for header, values in config.headers:
+        session.headers[header] = ", ".join(values)
+    return session
+
+
 class HttpBackend:
     """One backend's address, session and error mapping; providers add their API on top."""
 
@@ -88,10 +102,7 @@ class HttpBackend:
         self.name = config.type
         self.address = (config.address or default_address).rstrip("/")
         self.timeout = timeout
-        self.session = retrying_session()
-        self.session.verify = not config.insecure_skip_verify
-        for header, values in config.headers:
-            self.session.headers[header] = ", ".join(values)
+        self.session = configured_session(config)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.address!r})"

@@ -33,14 +33,12 @@ from typing import Any
 
 from serin.kube.store import KubeStore
 from serin.metrics.apikeys import header_credential, redacted
-from serin.metrics.http import DEFAULT_TIMEOUT, HttpBackend
-from serin.model import DEFAULT_METRIC_INTERVAL, parse_duration
+from serin.metrics.http import DEFAULT_INTERVAL_SECONDS, DEFAULT_TIMEOUT, HttpBackend
 from serin.ports import InvalidCredentials, InvalidQuery, NoValuesFound, ProviderConfig, SerinError
 
 DEFAULT_ADDRESS = "https://insights-api.newrelic.com"
 ACCOUNT_ID = "newrelic_account_id"
 QUERY_KEY = "newrelic_query_key"
-DEFAULT_INTERVAL_SECONDS = parse_duration(DEFAULT_METRIC_INTERVAL)
 
 # Quoted strings ('...', with '' or \' inside) and backquoted names, whose words are not clauses.
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.|'')*'|`[^`]*`")

@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from serin.kube.store import KubeStore
-from serin.metrics.http import DEFAULT_TIMEOUT, retrying_session
+from serin.metrics.http import DEFAULT_TIMEOUT, configured_session, retrying_session
 from serin.metrics.http import reason as _reason
 from serin.ports import InvalidCredentials, InvalidQuery, MetricsUnavailable, NoValuesFound, ProviderConfig
 
@@ -29,10 +29,7 @@ PARSE_TIMEOUT = 1.0
 def build(config: ProviderConfig, store: KubeStore) -> PrometheusProvider:
     """A Prometheus of a MetricTemplate: basic auth (``username``/``password``) or a bearer
     ``token`` from its Secret, its headers, and its TLS verification choice."""
-    session = retrying_session()
-    session.verify = not config.insecure_skip_verify
-    for header, values in config.headers:
-        session.headers[header] = ", ".join(values)
+    session = configured_session(config)
     token = config.credential("token", required=False)
     if token:
         session.headers["Authorization"] = f"Bearer {token}"

@@ -50,16 +50,19 @@ from urllib3.exceptions import ReadTimeoutError
 
 from serin.kube.store import KubeStore
 from serin.metrics.apikeys import header_credential, redacted
-from serin.metrics.http import DEFAULT_TIMEOUT, HttpBackend, reason, timed_out
-from serin.model import DEFAULT_METRIC_INTERVAL, parse_duration
+from serin.metrics.http import (
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_TIMEOUT,
+    WINDOW_INTERVALS,
+    HttpBackend,
+    reason,
+    timed_out,
+)
 from serin.ports import InvalidQuery, MetricsUnavailable, NoValuesFound, ProviderConfig, SerinError
 
 EXECUTE_PATH = "/v2/signalflow/execute"
 TOKEN_KEY = "sf_token_key"
 TOKEN_HEADER = "X-SF-Token"
-# Flagger asks for the last ten metric intervals.
-WINDOW_INTERVALS = 10
-DEFAULT_INTERVAL_SECONDS = parse_duration(DEFAULT_METRIC_INTERVAL)
 
 
 def build(config: ProviderConfig, store: KubeStore) -> SplunkProvider:

@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
+from serin.metrics.providers import PROVIDER_MODULES
+from serin.notify.alerts import NOTIFIER_MODULES
+
 CRD_DIR = Path(__file__).resolve().parents[2] / "k8s" / "crds"
 GROUP = "serin.dev"
 VERSION = "v1beta1"
@@ -676,3 +679,11 @@ def test_every_canary_field_is_read_by_the_model_or_refused() -> None:
     assert not unread, f"schema fields the model never reads (read them or list them as unsupported): {sorted(unread)}"
     refused = {error.path.replace("[0]", "[]") for error in reading.errors if "not supported yet" in error.message}
     assert refused == set(UNSUPPORTED_FIELDS)
+
+
+def test_every_metrics_provider_type_the_crd_accepts_has_a_module() -> None:
+    assert set(enum_at("metrictemplates.yaml", ".spec.provider.type")) == set(PROVIDER_MODULES)
+
+
+def test_every_alert_provider_type_the_crd_accepts_has_a_module() -> None:
+    assert set(enum_at("alertproviders.yaml", ".spec.type")) == set(NOTIFIER_MODULES)
