@@ -12,7 +12,7 @@ from typing import Any
 from serin.kube.store import KubeStore
 from serin.model import Canary
 from serin.ports import Routes
-from serin.workloads import given_back, taking_over
+from serin.workloads import contains, given_back, taking_over
 
 Obj = dict[str, Any]
 
@@ -74,6 +74,17 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def already_holds(stored: Mapping[str, Any], body: Mapping[str, Any]) -> bool:
+    """Whether writing ``body`` over ``stored`` would change nothing that matters, so the write can
+    be skipped: the spec exactly as Serin writes it (an entry or key left over from an earlier
+    split, such as a mirror, must go) and every label, annotation and owner reference it sets.
+    A label Serin no longer sets stays until the object is next written."""
+    wanted_metadata = {
+        key: value for key, value in body["metadata"].items() if key in ("labels", "annotations", "ownerReferences")
+    }
+    return stored.get("spec") == body.get("spec") and contains(stored.get("metadata"), wanted_metadata)
+
+
 class RoutingObjects:
     """Base of the routers: reads before it writes, so the user's own objects are taken over
     with what they had recorded, and given back."""
@@ -86,7 +97,9 @@ class RoutingObjects:
         made is taken over only with its spec recorded (see ``serin.workloads.taking_over``)."""
         metadata = desired["metadata"]
         stored = self._store.get(desired["kind"], metadata["namespace"], metadata["name"], desired.get("apiVersion"))
-        self._store.apply(taking_over(stored, desired))
+        body = taking_over(stored, desired)
+        if stored is None or not already_holds(stored, body):
+            self._store.apply(body)
 
     def _give_back(self, kind: str, namespace: str, name: str, api_version: str | None = None) -> Obj | None:
         """The object if it is Serin's own; a taken-over one gets its spec back (and None)."""

@@ -22,7 +22,7 @@ from serin.ports import Routes
 from serin.routers import KNOWN_PROVIDERS, IstioRouter, router_for
 from serin.routers.common import merge_match, validate_weights
 from serin.routers.istio import desired_destination_rule, desired_virtual_service, routes_of
-from serin.workloads import WorkloadError
+from serin.workloads import MANAGED_FOR_LABEL, WorkloadError
 from tests.unit.fake_store import FakeStore
 
 FLAGGER_COOKIE_REGEX = "^(.*?;)?(canary=always)(;.*)?$"
@@ -455,6 +455,47 @@ def test_routes_are_read_back_and_set_absolutely() -> None:
     router.set_routes(canary(), 70, 30)
     assert router.get_routes(canary()) == Routes(70, 30)
     assert store.objects[("VirtualService", "podinfo")] == desired_virtual_service(canary(), 70, 30)
+
+
+def test_an_object_already_as_desired_is_not_written_again() -> None:
+    store = FakeStore()
+    router = IstioRouter(store)
+    router.reconcile(canary(), (90, 10))
+    store.calls.clear()
+    router.reconcile(canary(), (90, 10))
+    assert store.calls == [
+        "get DestinationRule podinfo-primary",
+        "get DestinationRule podinfo-canary",
+        "get VirtualService podinfo",
+    ]
+
+
+def test_a_changed_split_a_dropped_field_or_drift_is_written() -> None:
+    store = FakeStore()
+    router = IstioRouter(store)
+    router.set_routes(canary(), 90, 10, mirror=True)
+    changes: list[tuple[str, Any]] = [
+        ("a new split", lambda: router.set_routes(canary(), 80, 20, mirror=True)),
+        # Subset checks would miss it: the mirror left over in the route must go.
+        ("mirroring stopped", lambda: router.set_routes(canary(), 80, 20)),
+        ("someone edited the spec", lambda: drift_and_reconcile(store, router)),
+        ("a label Serin sets was removed", lambda: unlabel_and_reconcile(store, router)),
+    ]
+    for what, change in changes:
+        store.calls.clear()
+        change()
+        assert store.calls[-1] == "apply VirtualService podinfo", what
+    assert store.objects[("VirtualService", "podinfo")] == desired_virtual_service(canary(), 80, 20)
+
+
+def drift_and_reconcile(store: FakeStore, router: IstioRouter) -> None:
+    store.objects[("VirtualService", "podinfo")]["spec"]["hosts"] = ["elsewhere"]
+    router.set_routes(canary(), 80, 20)
+
+
+def unlabel_and_reconcile(store: FakeStore, router: IstioRouter) -> None:
+    del store.objects[("VirtualService", "podinfo")]["metadata"]["labels"][MANAGED_FOR_LABEL]
+    router.set_routes(canary(), 80, 20)
 
 
 def test_finalize_routes_everything_to_the_primary_only_if_there_is_a_route() -> None:
