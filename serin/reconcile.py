@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
+import contextvars
 import dataclasses
 import datetime
 import functools
@@ -284,14 +285,17 @@ class Reconciler:
         def one(raw: Mapping[str, Any]) -> StepReport:
             return self.step_isolated(raw, raw_canaries, force=force, dry_run=dry_run, window=window)
 
-        if self.concurrency <= 1 or len(chosen) <= 1:
-            reports = [one(raw) for raw in chosen]
-        else:
-            # Each Canary's step waits on its own backends (the API server, Prometheus, hooks):
-            # taken side by side, a slow one delays only itself. The API server's optimistic
-            # concurrency keeps each Canary's status consistent, as between two ticks.
-            with concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="tick") as pool:
-                reports = list(pool.map(one, chosen))
+        # The objects of many Canaries of a namespace are read as one list per kind.
+        with self.store.reads_of_one_tick():
+            if self.concurrency <= 1 or len(chosen) <= 1:
+                reports = [one(raw) for raw in chosen]
+            else:
+                # Each Canary's step waits on its own backends (the API server, Prometheus, hooks):
+                # taken side by side, a slow one delays only itself. The API server's optimistic
+                # concurrency keeps each Canary's status consistent, as between two ticks.
+                with concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="tick") as pool:
+                    steps = [pool.submit(contextvars.copy_context().run, one, raw) for raw in chosen]
+                    reports = [future.result() for future in steps]
         telemetry.TICK_DURATION.observe(time.monotonic() - started)
         return reports
 

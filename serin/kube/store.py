@@ -12,11 +12,15 @@ work), ``NotFound`` and ``KubeRejected`` are permanent (the request itself is re
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import contextvars
+import copy
 import datetime
 import hashlib
 import json
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import urllib3
@@ -24,6 +28,7 @@ from kubernetes import client
 
 from serin.model import API_GROUP, Canary
 from serin.ports import PermanentError, SerinError, TemporaryError
+from serin.workloads import MANAGED_FOR_LABEL, TARGET_LABEL
 
 CANARY_VERSION = "v1beta1"
 CANARIES = f"/apis/{API_GROUP}/{CANARY_VERSION}"
@@ -98,6 +103,95 @@ def object_path(kind: str, namespace: str, name: str, api_version: str | None = 
     return f"{collection_path(kind, namespace, api_version)}/{name}"
 
 
+# ---- the reads of one tick -------------------------------------------------------------------
+
+# Kinds a tick may read as one list per namespace, and the label selectors that find the objects
+# of Canaries among them: what Serin made or took over carries ``serin.dev/managed-for``, a target
+# carries ``serin.dev/canary``. ConfigMaps and Secrets are never listed: Serin may only get them.
+_MANAGED = MANAGED_FOR_LABEL
+_WORKLOADS = (_MANAGED, TARGET_LABEL)
+LISTED_SELECTORS: Mapping[str, tuple[str, ...]] = {
+    "Deployment": _WORKLOADS,
+    "DaemonSet": _WORKLOADS,
+    "StatefulSet": _WORKLOADS,
+    "Service": (_MANAGED,),
+    "VirtualService": (_MANAGED,),
+    "DestinationRule": (_MANAGED,),
+    "HTTPRoute": (_MANAGED,),
+    "Ingress": (_MANAGED,),
+    "HTTPProxy": (_MANAGED,),
+    "TraefikService": (_MANAGED,),
+    "TrafficSplit": (_MANAGED,),
+    "HorizontalPodAutoscaler": (_MANAGED,),
+    "ScaledObject": (_MANAGED,),
+}
+# A kind is listed in a namespace once a tick has asked for this many of its objects there one by
+# one: a tick stepping one or two Canaries of a namespace costs no more than before, a tick
+# stepping hundreds reads each kind once.
+LIST_AFTER_GETS = 3
+
+
+class TickReads:
+    """Objects of one tick, read once per kind and namespace (see ``KubeStore.reads_of_one_tick``).
+
+    A hit is a copy of what the list said; an object not in a list (one not labelled yet, or
+    created since) and an object written during the tick are read with a GET as ever, so a step
+    never decides on something older than the tick, nor on its own writes' past.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gets: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._lists: dict[tuple[str, str], dict[str, dict[str, Any]] | None] = {}
+        self._listing: dict[tuple[str, str], threading.Lock] = {}
+        self._written: set[tuple[str, str, str]] = set()
+        self.lists_read = 0
+
+    def written(self, kind: str, namespace: str, name: str) -> None:
+        with self._lock:
+            self._written.add((kind, namespace, name))
+
+    def cached(self, store: KubeStore, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A copy of the listed object, or None when it must be read on its own."""
+        selectors = LISTED_SELECTORS.get(kind)
+        if not selectors:
+            return None
+        key = (kind, namespace)
+        with self._lock:
+            if (kind, namespace, name) in self._written:
+                return None
+            if key not in self._lists:
+                self._gets[key] += 1
+                if self._gets[key] <= LIST_AFTER_GETS:
+                    return None
+            listing = self._listing.setdefault(key, threading.Lock())
+        with listing:  # one list per kind and namespace, however many steps want it at once
+            if key not in self._lists:
+                self._lists[key] = self._list(store, kind, namespace, selectors)
+        listed = self._lists[key]
+        found = None if listed is None else listed.get(name)
+        return copy.deepcopy(found) if found is not None else None
+
+    def _list(
+        self, store: KubeStore, kind: str, namespace: str, selectors: tuple[str, ...]
+    ) -> dict[str, dict[str, Any]] | None:
+        """Every object of the selectors by name; None (read one by one) if the list fails: a kind
+        not installed, or a list the API server refuses, is no reason to fail a step."""
+        listed: dict[str, dict[str, Any]] = {}
+        try:
+            for selector in selectors:
+                for item in store.find(kind, namespace, selector):
+                    listed[item["metadata"]["name"]] = item
+        except KubeError:
+            return None
+        with self._lock:
+            self.lists_read += len(selectors)
+        return listed
+
+
+_TICK_READS: contextvars.ContextVar[TickReads | None] = contextvars.ContextVar("serin_tick_reads", default=None)
+
+
 class KubeStore:
     """Every kind in ``RESOURCES``, as dicts, over one generic request."""
 
@@ -151,7 +245,30 @@ class KubeStore:
 
     # ---- any kind ----------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def reads_of_one_tick(self) -> Iterator[TickReads]:
+        """Within it, objects asked for one by one are read as lists per kind and namespace once
+        enough of them are wanted (see ``TickReads``). The scope is the calling context: a thread
+        pool's tasks join it when run with a copy of it (``contextvars.copy_context().run``)."""
+        reads = TickReads()
+        token = _TICK_READS.set(reads)
+        try:
+            yield reads
+        finally:
+            _TICK_READS.reset(token)
+
+    def _writing(self, kind: str, namespace: str, name: str) -> None:
+        """Marked before the write is sent: whether it lands or not, the next read asks the API server."""
+        reads = _TICK_READS.get()
+        if reads is not None:
+            reads.written(kind, namespace, name)
+
     def get(self, kind: str, namespace: str, name: str, api_version: str | None = None) -> dict[str, Any] | None:
+        reads = _TICK_READS.get()
+        if reads is not None and api_version in (None, RESOURCES[kind][0]):
+            cached = reads.cached(self, kind, namespace, name)
+            if cached is not None:
+                return cached
         try:
             obj = self.request(
                 "GET", object_path(kind, namespace, name, api_version), what=f"get {kind} {namespace}/{name}"
@@ -179,12 +296,14 @@ class KubeStore:
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete an object; one already gone is fine."""
+        self._writing(kind, namespace, name)
         with contextlib.suppress(NotFound):
             self.request("DELETE", object_path(kind, namespace, name), what=f"delete {kind} {namespace}/{name}")
 
     def create(self, obj: Mapping[str, Any]) -> None:
         """Create an object; an existing one is left alone."""
         metadata, kind = obj["metadata"], obj["kind"]
+        self._writing(kind, metadata["namespace"], metadata["name"])
         with contextlib.suppress(Conflict):
             self.request(
                 "POST",
@@ -198,6 +317,7 @@ class KubeStore:
         """Replace an object; its metadata.resourceVersion makes a stale replace fail with Conflict."""
         metadata, kind = obj["metadata"], obj["kind"]
         namespace, name = metadata["namespace"], metadata["name"]
+        self._writing(kind, namespace, name)
         self.request(
             "PUT",
             object_path(kind, namespace, name, obj.get("apiVersion")),
@@ -208,6 +328,7 @@ class KubeStore:
 
     def patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
         """A JSON merge patch (a resourceVersion in it makes it conditional)."""
+        self._writing(kind, namespace, name)
         self.request(
             "PATCH",
             object_path(kind, namespace, name),
@@ -225,6 +346,7 @@ class KubeStore:
         """
         metadata, kind = obj["metadata"], obj["kind"]
         namespace, name = metadata["namespace"], metadata["name"]
+        self._writing(kind, namespace, name)
         return self.request(
             "PATCH",
             object_path(kind, namespace, name, obj.get("apiVersion")),

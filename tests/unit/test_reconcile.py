@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import threading
@@ -69,6 +70,9 @@ class CountingStore:
 
     def record_event(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append("record_event")
+
+    def reads_of_one_tick(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"unexpected store call: {name}")
