@@ -17,6 +17,7 @@ idle one that needs nothing, costs none beyond it either, and no write.
 from __future__ import annotations
 
 import base64
+import collections
 import concurrent.futures
 import contextlib
 import contextvars
@@ -286,7 +287,8 @@ class Reconciler:
             return self.step_isolated(raw, raw_canaries, force=force, dry_run=dry_run, window=window)
 
         # The objects of many Canaries of a namespace are read as one list per kind.
-        with self.store.reads_of_one_tick():
+        per_namespace = collections.Counter(str(raw.get("metadata", {}).get("namespace")) for raw in raw_canaries)
+        with self.store.reads_of_one_tick(per_namespace):
             if self.concurrency <= 1 or len(chosen) <= 1:
                 reports = [one(raw) for raw in chosen]
             else:

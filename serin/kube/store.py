@@ -125,10 +125,12 @@ LISTED_SELECTORS: Mapping[str, tuple[str, ...]] = {
     "HorizontalPodAutoscaler": (_MANAGED,),
     "ScaledObject": (_MANAGED,),
 }
-# A kind is listed in a namespace once a tick has asked for this many of its objects there one by
-# one: a tick stepping one or two Canaries of a namespace costs no more than before, a tick
-# stepping hundreds reads each kind once.
+# A kind is listed in a namespace once a tick has read objects of it there one by one as many as a
+# tenth of the namespace's Canaries, and at least three: a list costs about as much as the GETs it
+# saves, a few more at most, so a tick stepping a few Canaries of a big namespace reads them
+# one by one, and a tick stepping hundreds reads each kind once.
 LIST_AFTER_GETS = 3
+LIST_AFTER_SHARE = 0.1
 
 
 class TickReads:
@@ -139,7 +141,9 @@ class TickReads:
     never decides on something older than the tick, nor on its own writes' past.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, canaries: Mapping[str, int] | None = None) -> None:
+        # Canaries per namespace: about how many objects of each kind a list there returns.
+        self._canaries = dict(canaries or {})
         self._lock = threading.Lock()
         self._gets: collections.Counter[tuple[str, str]] = collections.Counter()
         self._lists: dict[tuple[str, str], dict[str, dict[str, Any]] | None] = {}
@@ -162,7 +166,7 @@ class TickReads:
                 return None
             if key not in self._lists:
                 self._gets[key] += 1
-                if self._gets[key] <= LIST_AFTER_GETS:
+                if self._gets[key] <= max(LIST_AFTER_GETS, self._canaries.get(namespace, 0) * LIST_AFTER_SHARE):
                     return None
             listing = self._listing.setdefault(key, threading.Lock())
         with listing:  # one list per kind and namespace, however many steps want it at once
@@ -246,11 +250,12 @@ class KubeStore:
     # ---- any kind ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def reads_of_one_tick(self) -> Iterator[TickReads]:
+    def reads_of_one_tick(self, canaries: Mapping[str, int] | None = None) -> Iterator[TickReads]:
         """Within it, objects asked for one by one are read as lists per kind and namespace once
-        enough of them are wanted (see ``TickReads``). The scope is the calling context: a thread
-        pool's tasks join it when run with a copy of it (``contextvars.copy_context().run``)."""
-        reads = TickReads()
+        enough of them are wanted (see ``TickReads``; ``canaries``: how many Canaries each
+        namespace holds). The scope is the calling context: a thread pool's tasks join it when
+        run with a copy of it (``contextvars.copy_context().run``)."""
+        reads = TickReads(canaries)
         token = _TICK_READS.set(reads)
         try:
             yield reads

@@ -71,7 +71,7 @@ class CountingStore:
     def record_event(self, *args: Any, **kwargs: Any) -> None:
         self.calls.append("record_event")
 
-    def reads_of_one_tick(self) -> contextlib.AbstractContextManager[None]:
+    def reads_of_one_tick(self, canaries: Any = None) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()
 
     def __getattr__(self, name: str) -> Any:

@@ -98,6 +98,23 @@ def test_after_a_few_gets_a_kind_is_listed_once_per_namespace() -> None:
     assert reads.lists_read == 2
 
 
+def test_in_a_namespace_of_many_canaries_a_list_waits_for_a_tenth_of_them_read_one_by_one() -> None:
+    """A list of a big namespace costs about as much as a tenth of its objects read one by one."""
+    store = RequestStore()
+    fleet(store, 100)
+    with store.reads_of_one_tick({"ns": 100, "elsewhere": 5}):
+        for index in range(10):
+            store.get("Deployment", "ns", f"app-{index}")
+        assert store.requests == [f"GET Deployment app-{index}" for index in range(10)]
+        store.get("Deployment", "ns", "app-10")
+        store.get("Deployment", "ns", "app-11")
+    assert store.requests == [
+        *(f"GET Deployment app-{index}" for index in range(10)),
+        f"GET Deployment {MANAGED_FOR_LABEL}",
+        f"GET Deployment {TARGET_LABEL}",
+    ]
+
+
 def test_an_object_the_lists_do_not_hold_is_read_on_its_own() -> None:
     store = RequestStore()
     fleet(store, 5)
