@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,29 +67,28 @@ def serin_kubeconfig(local_cluster: ClusterHandle, tmp_path_factory: pytest.Temp
     return path
 
 
-@pytest.fixture(scope="session")
-def serin_server(
-    local_cluster: ClusterHandle,
-    serin_crds: None,
-    serin_kubeconfig: Path,
-    tmp_path_factory: pytest.TempPathFactory,
+@contextlib.contextmanager
+def running_serin(
+    cluster: ClusterHandle, kubeconfig: Path, folder: Path, env: Mapping[str, str] | None = None
 ) -> Iterator[SerinServer]:
-    """Serin as production runs it: gunicorn, two worker processes, HTTPS with a real certificate."""
-    folder = tmp_path_factory.mktemp("serin-tls")
+    """One Serin server process as production runs it: gunicorn, two worker processes, HTTPS with a
+    real certificate, acting as ``kubeconfig``'s identity; ``env`` adds to its environment. Its
+    files (certificate, log) go in ``folder``; it is stopped when the block ends."""
     cert, key, ca = write_serving_pair(folder, ["127.0.0.1"])
     ca_bundle = cert.parent / "ca.crt"
     ca_bundle.write_bytes(ca)
     port = free_port()
-    env = {
+    environment = {
         **processes.child_environment(),
-        "KUBECONFIG": str(serin_kubeconfig),
-        "SERIN_METRICS_SERVER": local_cluster.urls["prometheus"],
-        "SERIN_ADMISSION_CLIENT_CA": str(local_cluster.state_dir / "pki" / "webhook-client-ca.crt"),
+        "KUBECONFIG": str(kubeconfig),
+        "SERIN_METRICS_SERVER": cluster.urls["prometheus"],
+        "SERIN_ADMISSION_CLIENT_CA": str(cluster.state_dir / "pki" / "webhook-client-ca.crt"),
+        **(env or {}),
     }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with open(folder / "gunicorn.log", "wb") as log:
         server = subprocess.Popen(
-            gunicorn_command(port, cert, key), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+            gunicorn_command(port, cert, key), cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT
         )
     url = f"https://127.0.0.1:{port}"
     try:
@@ -102,6 +102,30 @@ def serin_server(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def serin_server(
+    local_cluster: ClusterHandle,
+    serin_crds: None,
+    serin_kubeconfig: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SerinServer]:
+    """Serin as production runs it: gunicorn, two worker processes, HTTPS with a real certificate."""
+    with running_serin(local_cluster, serin_kubeconfig, tmp_path_factory.mktemp("serin-tls")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def second_serin_server(
+    local_cluster: ClusterHandle,
+    serin_crds: None,
+    serin_kubeconfig: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[SerinServer]:
+    """Another replica beside ``serin_server``: its own processes, the same cluster and identity."""
+    with running_serin(local_cluster, serin_kubeconfig, tmp_path_factory.mktemp("serin-tls-second")) as server:
+        yield server
 
 
 TEST_ACCOUNTS: list[dict[str, Any]] = [
