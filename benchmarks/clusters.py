@@ -1,4 +1,5 @@
-"""The cluster a benchmark runs against: the one SERIN_KUBECONFIG names, or its own for the run."""
+"""The cluster a benchmark runs against (the one SERIN_KUBECONFIG names, or its own for the run),
+and the apps benchmarks fill it with."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from localcluster.cluster import LocalCluster
 
@@ -23,3 +25,35 @@ def benchmark_cluster() -> Iterator[LocalCluster]:
         yield cluster
     finally:
         cluster.down()
+
+
+def app(namespace: str, index: int, canary_spec: dict[str, Any], image: str = "example/app:1") -> list[dict[str, Any]]:
+    """Deployment ``app-<index>`` (one pod, which kwok runs for free) and its Canary, whose spec is
+    ``canary_spec`` with the target and a Service port added."""
+    name = f"app-{index}"
+    labels = {"app": name}
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "app", "image": image}]},
+                },
+            },
+        },
+        {
+            "apiVersion": "serin.dev/v1beta1",
+            "kind": "Canary",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+                "service": {"port": 80},
+                **canary_spec,
+            },
+        },
+    ]

@@ -20,7 +20,7 @@ import time
 import uuid
 from typing import Any
 
-from benchmarks.clusters import benchmark_cluster
+from benchmarks.clusters import app, benchmark_cluster
 from localcluster.build import ensure_binaries
 from localcluster.cluster import LocalCluster
 from localcluster.paths import REPO_ROOT
@@ -30,34 +30,7 @@ from serin.engine import Engine, build_engine
 
 def workload(namespace: str, index: int) -> list[dict[str, Any]]:
     """A Deployment and its Canary; no mesh (the kubernetes provider writes Services only)."""
-    name = f"app-{index}"
-    labels = {"app": name}
-    return [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
-                },
-            },
-        },
-        {
-            "apiVersion": "serin.dev/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "provider": "kubernetes",
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                "service": {"port": 80},
-                "analysis": {"interval": "1m", "iterations": 2},
-            },
-        },
-    ]
+    return app(namespace, index, {"provider": "kubernetes", "analysis": {"interval": "1m", "iterations": 2}})
 
 
 def counted_engine(cluster: LocalCluster, width: int) -> tuple[Engine, list[str]]:
