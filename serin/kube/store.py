@@ -131,6 +131,8 @@ LISTED_SELECTORS: Mapping[str, tuple[str, ...]] = {
 # one by one, and a tick stepping hundreds reads each kind once.
 LIST_AFTER_GETS = 3
 LIST_AFTER_SHARE = 0.1
+# Objects per page of such a list: a tick holds one page's JSON at a time, not the namespace's.
+LIST_PAGE = 500
 
 
 class TickReads:
@@ -182,14 +184,19 @@ class TickReads:
         """Every object of the selectors by name; None (read one by one) if the list fails: a kind
         not installed, or a list the API server refuses, is no reason to fail a step."""
         listed: dict[str, dict[str, Any]] = {}
+        pages = 0
         try:
             for selector in selectors:
-                for item in store.find(kind, namespace, selector):
-                    listed[item["metadata"]["name"]] = item
+                for page in store.pages(kind, namespace, selector, LIST_PAGE):
+                    pages += 1
+                    for item in page:
+                        # Never read by Serin, and often the biggest part of an object.
+                        item["metadata"].pop("managedFields", None)
+                        listed[item["metadata"]["name"]] = item
         except KubeError:
             return None
         with self._lock:
-            self.lists_read += len(selectors)
+            self.lists_read += pages
         return listed
 
 
@@ -285,19 +292,30 @@ class KubeStore:
 
     def find(self, kind: str, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
         """Objects of a kind in a namespace that carry the labels (``key=value,...``)."""
-        listed = self.request(
-            "GET",
-            collection_path(kind, namespace),
-            what=f"list {kind} in {namespace} ({label_selector})",
-            query={"labelSelector": label_selector},
-        )
-        items: list[dict[str, Any]] = listed.get("items", [])
-        for item in items:
-            # Items of a list carry no kind or apiVersion (except custom resources): complete them,
-            # so that an item reads as the object would.
-            item.setdefault("kind", kind)
-            item.setdefault("apiVersion", RESOURCES[kind][0])
-        return items
+        return [item for page in self.pages(kind, namespace, label_selector) for item in page]
+
+    def pages(self, kind: str, namespace: str | None, label_selector: str, limit: int = 0) -> Iterator[list[Any]]:
+        """``find`` a page of at most ``limit`` objects at a time (0: all at once), so that a big
+        list need not be held whole, as JSON and as objects, at one moment."""
+        query = {"labelSelector": label_selector, **({"limit": str(limit)} if limit else {})}
+        while True:
+            listed = self.request(
+                "GET",
+                collection_path(kind, namespace),
+                what=f"list {kind} in {namespace} ({label_selector})",
+                query=query,
+            )
+            items: list[dict[str, Any]] = listed.get("items", [])
+            for item in items:
+                # Items of a list carry no kind or apiVersion (except custom resources): complete
+                # them, so that an item reads as the object would.
+                item.setdefault("kind", kind)
+                item.setdefault("apiVersion", RESOURCES[kind][0])
+            yield items
+            token = (listed.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            query = {**query, "continue": str(token)}
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete an object; one already gone is fine."""

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from serin.kube.store import LIST_AFTER_GETS, KubeStore, KubeUnavailable, NotFound
+from serin.kube.store import LIST_AFTER_GETS, LIST_AFTER_SHARE, LIST_PAGE, KubeStore, KubeUnavailable, NotFound
 from serin.workloads import MANAGED_FOR_LABEL, TARGET_LABEL
 
 PLURALS = {"deployments": "Deployment", "services": "Service", "configmaps": "ConfigMap"}
@@ -29,7 +29,12 @@ class RequestStore(KubeStore):
     def add(self, kind: str, name: str, labels: Mapping[str, str] | None = None, namespace: str = "ns") -> None:
         self.objects[(kind, namespace, name)] = {
             "kind": kind,
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": dict(labels or {}),
+                "managedFields": [{"manager": "kubectl"}],
+            },
             "spec": {"replicas": 1},
         }
 
@@ -52,9 +57,12 @@ class RequestStore(KubeStore):
         if name is None:
             if self.lists_fail:
                 raise KubeUnavailable("list: 503")
-            return {
-                "items": [copy.deepcopy(obj) for key, obj in self.objects.items() if matches(key, obj, kind, selector)]
-            }
+            found = [copy.deepcopy(obj) for key, obj in self.objects.items() if matches(key, obj, kind, selector)]
+            start, limit = int((query or {}).get("continue") or 0), int((query or {}).get("limit") or 0)
+            if not limit:
+                return {"items": found}
+            rest = {"continue": str(start + limit)} if start + limit < len(found) else {}
+            return {"metadata": rest, "items": found[start : start + limit]}
         stored = self.objects.get((kind, namespace, name))
         if stored is None:
             raise NotFound(f"{kind} {name}")
@@ -113,6 +121,21 @@ def test_in_a_namespace_of_many_canaries_a_list_waits_for_a_tenth_of_them_read_o
         f"GET Deployment {MANAGED_FOR_LABEL}",
         f"GET Deployment {TARGET_LABEL}",
     ]
+
+
+def test_a_big_namespace_is_listed_a_page_at_a_time_and_kept_without_managed_fields() -> None:
+    store = RequestStore()
+    fleet(store, 1200)
+    with store.reads_of_one_tick({"ns": 1200}) as reads:
+        read = [store.get("Deployment", "ns", f"app-{index}") for index in range(1200)]
+    assert all(obj is not None for obj in read)
+    one_by_one = int(1200 * LIST_AFTER_SHARE)
+    assert all("managedFields" in obj["metadata"] for obj in read[:one_by_one] if obj)
+    assert all("managedFields" not in obj["metadata"] for obj in read[one_by_one:] if obj)
+    # 1,200 targets and 1,200 primaries, LIST_PAGE a page.
+    pages = 2 * -(-1200 // LIST_PAGE)
+    assert reads.lists_read == pages == 6
+    assert len(store.requests) == one_by_one + pages
 
 
 def test_an_object_the_lists_do_not_hold_is_read_on_its_own() -> None:
