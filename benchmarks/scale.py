@@ -3,7 +3,8 @@
 N Canaries (each a Deployment with one pod; kwok runs pods for free) use the istio provider, so
 every step has routing objects to keep, and analyse no metrics, so the figures are Serin's own.
 Every tick is forced, so every Canary is due, as when each Canary's interval is the tick period.
-For each shard count P, a tenth of the Canaries (a new tenth each round) gets a new revision, and
+For each shard count P, a tenth of the Canaries (a new tenth each round; ``--released`` sets
+another share) gets a new revision, and
 the round ticks until they are promoted: the tick that detects it, the weight step, promotion,
 finalising, Succeeded. Each tick runs as P processes, process ``i`` ticking shard ``i`` of ``P`` as
 the Indexed tick Job's pods ask the Serin replicas to.
@@ -239,7 +240,10 @@ def settle(cluster: Cluster, namespace: str, canaries: int, concurrency: int, wa
     raise SystemExit(f"Canaries in {namespace} did not settle in {MAX_TICKS_PER_ROUND} ticks: {dict(phases)}")
 
 
-def run_size(cluster: Cluster, canaries: int, shard_counts: list[int], concurrency: int) -> list[TickResult]:
+def run_size(
+    cluster: Cluster, canaries: int, shard_counts: list[int], concurrency: int, released: int
+) -> list[TickResult]:
+    """``released``: percent of the Canaries given a new revision in each round."""
     namespace = f"scale-{canaries}-{uuid.uuid4().hex[:6]}"
     cluster.run("create", "namespace", namespace)
     results: list[TickResult] = []
@@ -253,7 +257,7 @@ def run_size(cluster: Cluster, canaries: int, shard_counts: list[int], concurren
         for round_index, shards in enumerate(shard_counts):
             # Spread over the list a tick takes, as releases are: the first steps of a tick read
             # one by one until their namespace is listed, whatever kind of step they are.
-            chosen = [index for index in range(canaries) if index % 10 == round_index % 10]
+            chosen = [index for index in range(canaries) if (index + round_index * released) % 100 < released]
             image = f"example/app:{round_index + 2}"
             for part in chunks(chosen, 200):
                 cluster.run(
@@ -273,7 +277,7 @@ def run_size(cluster: Cluster, canaries: int, shard_counts: list[int], concurren
 
 
 def report(results: list[TickResult]) -> None:
-    print("\nfull ticks, every Canary due, a tenth with a new revision (baseline: P = 1)")
+    print("\nfull ticks, every Canary due, some with a new revision (baseline: P = 1)")
     print(
         f"{'canaries':>8} {'P':>2} {'weight-step tick s':>19} {'speed-up':>9} {'requests':>9} "
         f"{'per canary':>11} {'RSS MB idle/peak':>17}"
@@ -312,6 +316,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="100,1000", help=f"numbers of Canaries (at most {MAX_CANARIES})")
     parser.add_argument("--shards", default="1,2,4", help="shard counts to compare; 1 is always the baseline")
     parser.add_argument("--concurrency", type=int, default=8, help="Canaries a process steps side by side")
+    parser.add_argument("--released", type=int, default=10, help="percent of the Canaries released each round")
     args = parser.parse_args()
     sizes = [max(10, min(int(size), MAX_CANARIES)) for size in args.sizes.split(",")]
     shard_counts = sorted({1, *(max(1, min(int(count), 8)) for count in args.shards.split(","))})
@@ -322,7 +327,7 @@ def main() -> int:
         cluster.run("wait", "--for=condition=Established", "crd/canaries.serin.dev")
         for canaries in sizes:
             print(f"{canaries} Canaries:", flush=True)
-            results.extend(run_size(cluster, canaries, shard_counts, args.concurrency))
+            results.extend(run_size(cluster, canaries, shard_counts, args.concurrency, max(1, min(args.released, 100))))
     report(results)
     return 0
 
