@@ -106,8 +106,8 @@ def measure(name: str, options: list[str], kubeconfig: str, token: str, namespac
             try:
                 if requests.get(f"{url}/healthz", timeout=1).ok:
                     break
-            except requests.ConnectionError:
-                pass
+            except requests.RequestException:
+                pass  # not listening yet, or still loading the app
             if time.monotonic() > deadline:
                 raise SystemExit(f"{name}: the server did not start in {START_TIMEOUT:.0f}s")
             time.sleep(0.2)

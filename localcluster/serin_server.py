@@ -113,11 +113,12 @@ def ensure_serin(cluster: LocalCluster, binaries: Binaries, state: ClusterState)
     return url
 
 
-def gunicorn_command(port: int, cert: Path, key: Path) -> list[str]:
-    """Serin as the image runs it (see the Dockerfile), on loopback."""
+def gunicorn_command(port: int, cert: Path, key: Path, workers: int = 1) -> list[str]:
+    """Serin as the image runs it (see the Dockerfile), on loopback; ``workers`` processes of
+    8 threads."""
     return [
         sys.executable, "-m", "gunicorn",
-        "--worker-class", "gthread", "--workers", "2", "--threads", "4",
+        "--worker-class", "gthread", "--workers", str(workers), "--threads", "8",
         "--bind", f"127.0.0.1:{port}",
         "--certfile", str(cert), "--keyfile", str(key),
         # gunicorn's control socket would be created under $HOME; nothing here uses it.

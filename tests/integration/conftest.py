@@ -71,9 +71,11 @@ def serin_kubeconfig(local_cluster: ClusterHandle, tmp_path_factory: pytest.Temp
 def running_serin(
     cluster: ClusterHandle, kubeconfig: Path, folder: Path, env: Mapping[str, str] | None = None
 ) -> Iterator[SerinServer]:
-    """One Serin server process as production runs it: gunicorn, two worker processes, HTTPS with a
-    real certificate, acting as ``kubeconfig``'s identity; ``env`` adds to its environment. Its
-    files (certificate, log) go in ``folder``; it is stopped when the block ends."""
+    """One Serin server as production runs it: gunicorn, HTTPS with a real certificate, acting as
+    ``kubeconfig``'s identity; ``env`` adds to its environment. Its files (certificate, log) go in
+    ``folder``; it is stopped when the block ends. Two worker processes where the image runs one:
+    what users who raise ``--workers`` rely on (one view of metrics, any worker answering) stays
+    tested."""
     cert, key, ca = write_serving_pair(folder, ["127.0.0.1"])
     ca_bundle = cert.parent / "ca.crt"
     ca_bundle.write_bytes(ca)
@@ -88,7 +90,11 @@ def running_serin(
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with open(folder / "gunicorn.log", "wb") as log:
         server = subprocess.Popen(
-            gunicorn_command(port, cert, key), cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT
+            gunicorn_command(port, cert, key, workers=2),
+            cwd=REPO,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     url = f"https://127.0.0.1:{port}"
     try:
@@ -111,7 +117,7 @@ def serin_server(
     serin_kubeconfig: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[SerinServer]:
-    """Serin as production runs it: gunicorn, two worker processes, HTTPS with a real certificate."""
+    """Serin as production runs it (see ``running_serin``)."""
     with running_serin(local_cluster, serin_kubeconfig, tmp_path_factory.mktemp("serin-tls")) as server:
         yield server
 
