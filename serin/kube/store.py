@@ -126,9 +126,9 @@ LISTED_SELECTORS: Mapping[str, tuple[str, ...]] = {
     "ScaledObject": (_MANAGED,),
 }
 # A kind is listed in a namespace once a tick has read objects of it there one by one as many as a
-# tenth of the namespace's Canaries, and at least three: a list costs about as much as the GETs it
-# saves, a few more at most, so a tick stepping a few Canaries of a big namespace reads them
-# one by one, and a tick stepping hundreds reads each kind once.
+# tenth of the Canaries it takes there (all of them, or its shard's), and at least three: a list
+# costs about as much as the GETs it saves, a few more at most, so a tick stepping a few Canaries
+# of a big namespace reads them one by one, and a tick stepping hundreds reads each kind once.
 LIST_AFTER_GETS = 3
 LIST_AFTER_SHARE = 0.1
 # Objects per page of such a list: a tick holds one page's JSON at a time, not the namespace's.
@@ -144,7 +144,7 @@ class TickReads:
     """
 
     def __init__(self, canaries: Mapping[str, int] | None = None) -> None:
-        # Canaries per namespace: about how many objects of each kind a list there returns.
+        # Canaries per namespace that the tick takes (a tenth of them is worth a list).
         self._canaries = dict(canaries or {})
         self._lock = threading.Lock()
         self._gets: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -259,8 +259,8 @@ class KubeStore:
     @contextlib.contextmanager
     def reads_of_one_tick(self, canaries: Mapping[str, int] | None = None) -> Iterator[TickReads]:
         """Within it, objects asked for one by one are read as lists per kind and namespace once
-        enough of them are wanted (see ``TickReads``; ``canaries``: how many Canaries each
-        namespace holds). The scope is the calling context: a thread pool's tasks join it when
+        enough of them are wanted (see ``TickReads``; ``canaries``: how many Canaries the tick
+        takes in each namespace). The scope is the calling context: a thread pool's tasks join it when
         run with a copy of it (``contextvars.copy_context().run``)."""
         reads = TickReads(canaries)
         token = _TICK_READS.set(reads)

@@ -72,6 +72,7 @@ class CountingStore:
         self.calls.append("record_event")
 
     def reads_of_one_tick(self, canaries: Any = None) -> contextlib.AbstractContextManager[None]:
+        self.tick_canaries = dict(canaries or {})
         return contextlib.nullcontext()
 
     def __getattr__(self, name: str) -> Any:
@@ -107,6 +108,21 @@ def test_tick_with_nothing_due_makes_one_request(count: int) -> None:
     assert store.calls == ["list_canaries"]
     assert len(reports) == count
     assert all(report.summary.startswith("not due: next step in 55s") for report in reports)
+
+
+def test_a_shard_lists_a_namespace_by_its_own_share_of_the_canaries_there() -> None:
+    """Its steps read a namespace's objects as lists once they have read a tenth of the Canaries the
+    shard takes there one by one, not a tenth of all of them."""
+    canaries = [canary("a", f"app{i}") for i in range(30)] + [canary("b", f"app{i}") for i in range(6)]
+    store = CountingStore(canaries)
+    shard = Shard(1, 3)
+    reconciler(store).tick(shard=shard)
+    expected = {
+        namespace: sum(1 for raw in canaries if raw["metadata"]["namespace"] == namespace and shard.holds(raw))
+        for namespace in ("a", "b")
+    }
+    assert store.tick_canaries == {namespace: count for namespace, count in expected.items() if count}
+    assert sum(store.tick_canaries.values()) < len(canaries)
 
 
 def test_idle_canaries_are_checked_once_per_interval_each_at_its_own_time() -> None:
