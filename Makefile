@@ -46,6 +46,9 @@ bench: build
 	$(PYTHON) -m benchmarks.tick_concurrency
 	$(PYTHON) -m benchmarks.cold_start
 	$(PYTHON) -m benchmarks.release_time
+	$(PYTHON) -m benchmarks.scale
+	$(PYTHON) -m benchmarks.memory
+	$(PYTHON) -m benchmarks.flagger_scale
 
 lint: venv
 	$(VENV)/bin/ruff check .
