@@ -276,21 +276,32 @@ def run_size(
     return results
 
 
+def tick_kind(tick: TickResult) -> str | None:
+    if "weight step" in tick.steps:
+        return "weight step"
+    if set(tick.steps) <= {"idle", "tick (list)"}:
+        return "all idle"
+    return None
+
+
 def report(results: list[TickResult]) -> None:
-    print("\nfull ticks, every Canary due, some with a new revision (baseline: P = 1)")
+    print("\nfull ticks, every Canary due: a tenth taking a weight step, or all idle (baseline: P = 1)")
     print(
-        f"{'canaries':>8} {'P':>2} {'weight-step tick s':>19} {'speed-up':>9} {'requests':>9} "
-        f"{'per canary':>11} {'RSS MB idle/peak':>17}"
+        f"{'canaries':>8} {'P':>2} {'tick':>12} {'seconds':>8} {'speed-up':>9} {'requests':>9} "
+        f"{'per canary':>11} {'writes':>7} {'RSS MB idle/peak':>17}"
     )
-    weight_ticks = [tick for tick in results if "weight step" in tick.steps]
-    for tick in weight_ticks:
-        baseline = next(t for t in weight_ticks if t.canaries == tick.canaries and t.shards == 1)
+    # The weight-step tick and the all-idle tick of each round.
+    shown = {(tick.canaries, tick.shards, kind): tick for tick in reversed(results) if (kind := tick_kind(tick))}
+    for (canaries, shards, kind), tick in sorted(shown.items()):
+        baseline = shown[(canaries, 1, kind)]
         requests = sum(requests for _, requests, _ in tick.steps.values())
+        writes = sum(writes for _, _, writes in tick.steps.values())
         print(
-            f"{tick.canaries:8} {tick.shards:2} {tick.wall:19.1f} {baseline.wall / tick.wall:8.1f}x {requests:9} "
-            f"{requests / tick.canaries:11.2f} {tick.rss_before_mb:8.0f}/{tick.rss_peak_mb:.0f}"
+            f"{canaries:8} {shards:2} {kind:>12} {tick.wall:8.1f} {baseline.wall / tick.wall:8.1f}x {requests:9} "
+            f"{requests / canaries:11.2f} {writes:7} {tick.rss_before_mb:8.0f}/{tick.rss_peak_mb:.0f}"
         )
-    print("\nAPI requests per step, by kind of step (all ticks of the run)")
+    print("\nAPI requests per step, by kind of step (all ticks of the run; a list counts for the step that")
+    print("asked for it, so the first steps of a tick carry the reads made one by one before it)")
     print(f"{'canaries':>8} {'step':>14} {'steps':>7} {'requests/step':>14} {'writes/step':>12}")
     for canaries in sorted({tick.canaries for tick in results}):
         totals: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0])
@@ -303,12 +314,11 @@ def report(results: list[TickResult]) -> None:
                 totals[kind][2] += writes
         for kind, (count, requests, writes) in sorted(totals.items()):
             print(f"{canaries:8} {kind:>14} {count:7} {requests / count:14.2f} {writes / count:12.2f}")
-        idle_steps, idle_requests, _ = totals["idle"]
-        lists = totals["tick (list)"][1]
-        ticks = sum(1 for tick in results if tick.canaries == canaries)
-        # Idle at interval 1m with the CronJob every minute, every Canary is checked every tick.
-        hourly = 60 * (idle_requests / max(1, idle_steps) + lists / ticks / canaries)
-        print(f"{canaries:8} API requests per idle Canary-hour (interval 1m, a tick a minute): {hourly:.0f}")
+        idle = shown.get((canaries, 1, "all idle"))
+        if idle is not None:
+            # Idle at interval 1m with the CronJob every minute, every Canary is checked every tick.
+            hourly = 60 * sum(requests for _, requests, _ in idle.steps.values()) / canaries
+            print(f"{canaries:8} API requests per idle Canary-hour (interval 1m, a tick a minute, P = 1): {hourly:.0f}")
 
 
 def main() -> int:
