@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from localcluster.build import ensure_binaries
 from localcluster.cluster import LocalCluster
+from localcluster.paths import REPO_ROOT
 
 
 @contextlib.contextmanager
@@ -27,25 +30,40 @@ def benchmark_cluster() -> Iterator[LocalCluster]:
         cluster.down()
 
 
-def app(namespace: str, index: int, canary_spec: dict[str, Any], image: str = "example/app:1") -> list[dict[str, Any]]:
-    """Deployment ``app-<index>`` (one pod, which kwok runs for free) and its Canary, whose spec is
-    ``canary_spec`` with the target and a Service port added."""
-    name = f"app-{index}"
-    labels = {"app": name}
-    return [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "app", "image": image}]},
-                },
+def install_serin_crds(cluster: LocalCluster) -> None:
+    """Serin's CRDs, applied and established."""
+    kubectl = [str(ensure_binaries().kubectl), f"--kubeconfig={cluster.kubeconfig}"]
+    for command in (
+        ["apply", "--server-side", "-k", str(REPO_ROOT / "k8s" / "crds")],
+        ["wait", "--for=condition=Established", "crd/canaries.serin.dev"],
+    ):
+        subprocess.run([*kubectl, *command], check=True, capture_output=True)
+
+
+def deployment(namespace: str, name: str, image: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """Deployment ``name`` of one pod (which kwok runs for free), selected by ``app: <name>``."""
+    selector = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": {**selector, **(labels or {})}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": selector},
+                "spec": {"containers": [{"name": "app", "image": image}]},
             },
         },
+    }
+
+
+def app(namespace: str, index: int, canary_spec: dict[str, Any], image: str = "example/app:1") -> list[dict[str, Any]]:
+    """Deployment ``app-<index>`` and its Canary, whose spec is ``canary_spec`` with the target and
+    a Service port added."""
+    name = f"app-{index}"
+    return [
+        deployment(namespace, name, image),
         {
             "apiVersion": "serin.dev/v1beta1",
             "kind": "Canary",

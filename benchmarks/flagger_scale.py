@@ -59,7 +59,7 @@ import requests
 import yaml
 
 from benchmarks import apicount
-from benchmarks.clusters import benchmark_cluster
+from benchmarks.clusters import benchmark_cluster, deployment
 from localcluster import processes
 from localcluster.build import FLAGGER_VERSION, build_flagger, ensure_binaries
 from localcluster.cluster import LocalCluster
@@ -125,25 +125,9 @@ class Kubectl:
 # ---- objects ---------------------------------------------------------------------------------
 
 
-def deployment(namespace: str, index: int, released: bool) -> dict[str, Any]:
-    name = f"app-{index}"
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"app": name, RELEASE_LABEL: "yes" if released else "no"},
-        },
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
-            },
-        },
-    }
+def app_deployment(namespace: str, index: int, released: bool) -> dict[str, Any]:
+    labels = {RELEASE_LABEL: "yes" if released else "no"}
+    return deployment(namespace, f"app-{index}", "registry.invalid/app:1", labels)
 
 
 def canary(namespace: str, index: int, interval: str) -> dict[str, Any]:
@@ -364,7 +348,7 @@ def measure(
     interval = parse_interval(args.interval)
     release = released_indices(size, args.release_share)
     kubectl("create", "namespace", namespace)
-    kubectl.create([deployment(namespace, index, index in release) for index in range(size)])
+    kubectl.create([app_deployment(namespace, index, index in release) for index in range(size)])
 
     def deployments_ready() -> tuple[bool, str]:
         available = Counter(kubectl.column("deployments", namespace, "{.status.availableReplicas}"))

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import requests
 
-from benchmarks.clusters import benchmark_cluster
+from benchmarks.clusters import benchmark_cluster, install_serin_crds
 from benchmarks.scale import Cluster, chunks, manifests, settle
 from localcluster import processes
 from localcluster.paths import REPO_ROOT
@@ -187,8 +187,7 @@ def main() -> int:
     canaries = max(1, min(args.canaries, 3000))
     with benchmark_cluster() as local:
         cluster = Cluster(local)
-        cluster.run("apply", "--server-side", "-k", str(REPO_ROOT / "k8s" / "crds"))
-        cluster.run("wait", "--for=condition=Established", "crd/canaries.serin.dev")
+        install_serin_crds(local)
         namespace = f"memory-{uuid.uuid4().hex[:6]}"
         cluster.run("create", "namespace", namespace)
         try:

@@ -34,10 +34,9 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from benchmarks.clusters import app, benchmark_cluster
+from benchmarks.clusters import app, benchmark_cluster, install_serin_crds
 from localcluster.build import ensure_binaries
 from localcluster.cluster import LocalCluster
-from localcluster.paths import REPO_ROOT
 
 # Analysis of every Canary: one weight step, then promotion.
 ANALYSIS = {"interval": "1m", "threshold": 2, "stepWeight": 10, "maxWeight": 10}
@@ -333,8 +332,7 @@ def main() -> int:
     results: list[TickResult] = []
     with benchmark_cluster() as local:
         cluster = Cluster(local)
-        cluster.run("apply", "--server-side", "-k", str(REPO_ROOT / "k8s" / "crds"))
-        cluster.run("wait", "--for=condition=Established", "crd/canaries.serin.dev")
+        install_serin_crds(local)
         for canaries in sizes:
             print(f"{canaries} Canaries:", flush=True)
             results.extend(run_size(cluster, canaries, shard_counts, args.concurrency, max(1, min(args.released, 100))))

@@ -20,10 +20,9 @@ import time
 import uuid
 from typing import Any
 
-from benchmarks.clusters import app, benchmark_cluster
+from benchmarks.clusters import app, benchmark_cluster, install_serin_crds
 from localcluster.build import ensure_binaries
 from localcluster.cluster import LocalCluster
-from localcluster.paths import REPO_ROOT
 from serin.config import Settings
 from serin.engine import Engine, build_engine
 
@@ -50,12 +49,7 @@ def counted_engine(cluster: LocalCluster, width: int) -> tuple[Engine, list[str]
 def run(cluster: LocalCluster, canaries: int, widths: list[int]) -> list[tuple[int, float, float]]:
     binaries = ensure_binaries()
     kubectl = [str(binaries.kubectl), f"--kubeconfig={cluster.kubeconfig}"]
-    subprocess.run(
-        [*kubectl, "apply", "--server-side", "-k", str(REPO_ROOT / "k8s" / "crds")], check=True, capture_output=True
-    )
-    subprocess.run(
-        [*kubectl, "wait", "--for=condition=Established", "crd/canaries.serin.dev"], check=True, capture_output=True
-    )
+    install_serin_crds(cluster)
     rows = []
     for width in widths:
         engine, made = counted_engine(cluster, width)

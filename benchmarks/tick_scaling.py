@@ -21,10 +21,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks.clusters import benchmark_cluster
+from benchmarks.clusters import benchmark_cluster, install_serin_crds
 from localcluster.build import ensure_binaries
 from localcluster.cluster import LocalCluster
-from localcluster.paths import REPO_ROOT
 from serin.config import Settings
 from serin.engine import build_engine
 from serin.status import format_time
@@ -56,12 +55,7 @@ def canary(namespace: str, index: int) -> dict[str, Any]:
 def run(cluster: LocalCluster, sizes: list[int], rounds: int) -> list[tuple[int, float, float, float, float]]:
     binaries = ensure_binaries()
     kubectl = [str(binaries.kubectl), f"--kubeconfig={cluster.kubeconfig}"]
-    subprocess.run(
-        [*kubectl, "apply", "--server-side", "-k", str(REPO_ROOT / "k8s" / "crds")], check=True, capture_output=True
-    )
-    subprocess.run(
-        [*kubectl, "wait", "--for=condition=Established", "crd/canaries.serin.dev"], check=True, capture_output=True
-    )
+    install_serin_crds(cluster)
     engine = build_engine(Settings(kubeconfig=str(cluster.kubeconfig)))
     requests_made: list[str] = []
     send = engine.store.request
