@@ -32,7 +32,7 @@ import jsonpatch
 
 from serin.decide import Observation, ScaleTarget, SetRoutes, decide, desired_split, session_cookie
 from serin.kube.store import Conflict, KubeError, KubeStore, NotFound
-from serin.metrics.builtin import query_for
+from serin.metrics.builtin import compare_problem, query_for
 from serin.model import (
     DEFAULT_INTERVAL,
     DEFAULT_MAX_WEIGHT,
@@ -46,6 +46,7 @@ from serin.model import (
     FieldError,
     InvalidCanary,
     parse_canary,
+    selects_target,
 )
 from serin.objects import workload_state
 from serin.ports import SerinError
@@ -313,6 +314,13 @@ class Admission:
         problems: list[FieldError] = []
         notes: list[str] = []
         for index, metric in enumerate(canary.analysis.metrics):
+            if metric.compare is not None and metric.is_builtin:
+                try:
+                    problem = compare_problem(metric, canary)
+                except SerinError as unknown:
+                    problem = str(unknown)
+                if problem:
+                    problems.append(FieldError(f"spec.analysis.metrics[{index}].compare", problem))
             if metric.query is None:
                 continue
             path = f"spec.analysis.metrics[{index}].query"
@@ -347,7 +355,9 @@ class Admission:
             if isinstance(ref, dict) and isinstance(ref.get("name"), str):
                 ref_namespace = ref.get("namespace") or namespace
                 try:
-                    self.store.get_metric_template(str(ref_namespace), ref["name"])
+                    template = self.store.get_metric_template(str(ref_namespace), ref["name"])
+                    if isinstance(_mapping(metric).get("compare"), dict):
+                        problems.extend(_template_compare_problems(template, index))
                 except NotFound:
                     problems.append(
                         FieldError(
@@ -559,3 +569,24 @@ class Admission:
                 "instead; its new revision will be analysed and promoted into the primary"
             ),
         )
+
+
+def _template_compare_problems(template: Mapping[str, Any], index: int) -> list[FieldError]:
+    """A MetricTemplate a comparing metric uses must be a Prometheus query that selects the
+    workload by ``{{ target }}``, so that it can run once for the canary and once for the primary."""
+    path = f"spec.analysis.metrics[{index}].compare"
+    spec = _mapping(template.get("spec"))
+    name = f"{_mapping(template.get('metadata')).get('namespace')}/{_mapping(template.get('metadata')).get('name')}"
+    kind = str(_mapping(spec.get("provider")).get("type") or "prometheus")
+    if kind != "prometheus":
+        return [FieldError(path, f"MetricTemplate {name} queries {kind}: comparing with the primary needs Prometheus")]
+    query = str(spec.get("query") or "")
+    if not selects_target(query):
+        return [
+            FieldError(
+                path,
+                f"MetricTemplate {name} does not select the workload by {{{{ target }}}}: compare runs its query "
+                "once for the canary and once for the primary",
+            )
+        ]
+    return []

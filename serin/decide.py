@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from serin.judge import judge
 from serin.model import Canary, HookType, Metric, Strategy
 from serin.ports import HookResult
 from serin.status import IDLE_PHASES, CanaryStatus, Phase
@@ -125,6 +126,25 @@ class MetricReading:
     value: float | None
     problem: Literal["no-data", "invalid", "unavailable"] | None = None
     detail: str = ""
+    # A metric that compares (``Metric.compare``): the samples of the canary and of the primary
+    # over the metric's interval, instead of one value.
+    canary_samples: tuple[float, ...] = ()
+    primary_samples: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class MetricCheck:
+    """One metric's part in a step, for the tick's answer and a replay's timeline."""
+
+    name: str
+    # The value judged (a comparison: the canary's median); None when there was none.
+    value: float | None
+    # None: the backend could not be asked, the step holds.
+    passed: bool | None
+    message: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "value": self.value, "passed": self.passed, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -966,47 +986,93 @@ def _analyse(step: _Step, then: Callable[[_Step], Decision]) -> Decision:
 
 def _judge_metric(step: _Step, metric: Metric, reading: MetricReading) -> str | None:
     """What is wrong with one reading, in Flagger's words; None when it is inside its range."""
+    return _check(step.canary, metric, reading).problem
+
+
+@dataclass(frozen=True)
+class _Checked:
+    value: float | None
+    # Flagger's words for what is wrong; None when the metric passed.
+    problem: str | None
+    # What a passing metric found, for the step's report.
+    found: str = ""
+
+
+def _check(canary: Canary, metric: Metric, reading: MetricReading) -> _Checked:
+    who = f"{canary.name}.{canary.namespace}"
     kind = "builtin" if metric.is_builtin else "template" if metric.template_ref else "query"
-    if reading.problem == "no-data" or (reading.problem is None and reading.value is None):
+    if metric.compare is None:
+        missing = reading.value is None
+    else:
+        missing = not (reading.canary_samples and reading.primary_samples)
+    if reading.problem == "no-data" or (reading.problem is None and missing):
         if kind == "builtin":
-            return (
-                f"Halt advancement no values found for {step.canary.provider} metric {metric.name} "
-                f"probably {step.target} is not receiving traffic"
+            target = f"{canary.target_ref.name}.{canary.namespace}"
+            return _Checked(
+                None,
+                f"Halt advancement no values found for {canary.provider} metric {metric.name} "
+                f"probably {target} is not receiving traffic",
             )
         if kind == "template":
-            return f"Halt advancement no values found for custom metric: {metric.name}"
-        return f"Halt advancement no values found for metric: {metric.name}"
+            return _Checked(None, f"Halt advancement no values found for custom metric: {metric.name}")
+        return _Checked(None, f"Halt advancement no values found for metric: {metric.name}")
     if reading.problem is not None:
         if reading.problem == "unavailable":
-            return f"Halt advancement {metric.name} could not be measured: {reading.detail}"
+            return _Checked(None, f"Halt advancement {metric.name} could not be measured: {reading.detail}")
         if kind == "builtin":
-            return f"Prometheus query failed: {reading.detail}"
+            return _Checked(None, f"Prometheus query failed: {reading.detail}")
         if kind == "template":
-            return f"Metric query failed for {metric.name}: {reading.detail}"
-        return f"Prometheus query failed for {metric.name}: {reading.detail}"
+            return _Checked(None, f"Metric query failed for {metric.name}: {reading.detail}")
+        return _Checked(None, f"Prometheus query failed for {metric.name}: {reading.detail}")
+    if metric.compare is not None:
+        judgement = judge(metric.name, metric.compare, reading.canary_samples, reading.primary_samples)
+        problem = None if judgement.passed else f"Halt {who} advancement {judgement.message}"
+        return _Checked(judgement.canary_median, problem, judgement.message)
     assert reading.value is not None
-    return _outside_range(step, metric, reading.value)
+    problem = _outside_range(who, metric, reading.value)
+    return _Checked(reading.value, problem, f"{metric.name} {reading.value:.4g} {_range(metric)}: passed")
 
 
-def _outside_range(step: _Step, metric: Metric, value: float) -> str | None:
+def _range(metric: Metric) -> str:
+    low, high = metric.threshold_range.min, metric.threshold_range.max
+    if low is not None and high is not None:
+        return f"within {low:g}..{high:g}"
+    if low is not None:
+        return f">= {low:g}"
+    if high is not None:
+        return f"<= {high:g}"
+    return "(no range)"
+
+
+def metric_checks(canary: Canary, readings: tuple[MetricReading, ...]) -> tuple[MetricCheck, ...]:
+    """How each metric of the analysis fared in a step that read ``readings``, explained."""
+    checks = []
+    for metric, reading in zip(canary.analysis.metrics, readings, strict=True):
+        checked = _check(canary, metric, reading)
+        passed = None if reading.problem == "unavailable" else checked.problem is None
+        checks.append(MetricCheck(metric.name, checked.value, passed, checked.problem or checked.found))
+    return tuple(checks)
+
+
+def _outside_range(who: str, metric: Metric, value: float) -> str | None:
     low, high = metric.threshold_range.min, metric.threshold_range.max
     if metric.is_builtin and metric.name == "request-success-rate":
         if low is not None and value < low:
-            return f"Halt {step.who} advancement success rate {value:.2f}% < {low:g}%"
+            return f"Halt {who} advancement success rate {value:.2f}% < {low:g}%"
         if high is not None and value > high:
-            return f"Halt {step.who} advancement success rate {value:.2f}% > {high:g}%"
+            return f"Halt {who} advancement success rate {value:.2f}% > {high:g}%"
         return None
     if metric.is_builtin and metric.name == "request-duration":
         value = float(int(value))  # Flagger reads whole milliseconds
         if low is not None and value < low:
-            return f"Halt {step.who} advancement request duration {go_duration(value)} < {go_duration(low)}"
+            return f"Halt {who} advancement request duration {go_duration(value)} < {go_duration(low)}"
         if high is not None and value > high:
-            return f"Halt {step.who} advancement request duration {go_duration(value)} > {go_duration(high)}"
+            return f"Halt {who} advancement request duration {go_duration(value)} > {go_duration(high)}"
         return None
     if low is not None and value < low:
-        return f"Halt {step.who} advancement {metric.name} {value:.2f} < {low:g}"
+        return f"Halt {who} advancement {metric.name} {value:.2f} < {low:g}"
     if high is not None and value > high:
-        return f"Halt {step.who} advancement {metric.name} {value:.2f} > {high:g}"
+        return f"Halt {who} advancement {metric.name} {value:.2f} > {high:g}"
     return None
 
 

@@ -198,6 +198,12 @@ VARIABLES_PREFIX = "variables."
 LONGEST_SERVICE_SUFFIX = "-primary"
 
 
+def selects_target(query: str) -> bool:
+    """Whether the query names the workload by ``{{ target }}``: comparing runs it once for the
+    canary and once for the primary, each named there in turn."""
+    return "target" in {found.strip() for found in PLACEHOLDER.findall(query)}
+
+
 def unknown_placeholders(query: str, variables: Sequence[str] = ()) -> list[str]:
     """The placeholders of ``query`` that nothing fills in (``variables``: its templateVariables)."""
     known = {*QUERY_VARIABLES, *(f"{VARIABLES_PREFIX}{key}" for key in variables)}
@@ -262,6 +268,33 @@ class ThresholdRange:
     max: float | None = None
 
 
+COMPARE_AGAINST = ("primary",)
+COMPARE_TESTS = ("mann-whitney",)
+# Which change of the canary's value is a failure: it grows (latency, errors), it shrinks (success
+# rate, throughput), or either.
+COMPARE_DIRECTIONS = ("increase", "decrease", "either")
+# Kayenta's NetflixACAJudge defaults: a shift within a quarter of the primary's median is noise,
+# and a failure must be shown at 98% confidence.
+DEFAULT_COMPARE_TOLERANCE = 0.25
+DEFAULT_COMPARE_CONFIDENCE = 0.98
+# A confidence below this one would fail canaries on chance alone too often to mean anything.
+MIN_COMPARE_CONFIDENCE = 0.5
+
+
+@dataclass(frozen=True)
+class Compare:
+    """Judge a metric by comparing the canary's samples with the primary's over the metric's
+    interval (a Mann-Whitney U test and the Hodges-Lehmann shift with its confidence interval),
+    instead of with a fixed range. The metric fails when the canary is worse than the primary by
+    more than ``tolerance`` times the primary's median, with ``confidence``."""
+
+    against: str = "primary"
+    test: str = "mann-whitney"
+    direction: str = "increase"
+    tolerance: float = DEFAULT_COMPARE_TOLERANCE
+    confidence: float = DEFAULT_COMPARE_CONFIDENCE
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str
@@ -270,6 +303,8 @@ class Metric:
     query: str | None = None
     template_ref: ObjectRef | None = None
     template_variables: Mapping[str, str] = field(default_factory=dict)
+    # Judged against the primary instead of ``threshold_range`` (None: a threshold metric).
+    compare: Compare | None = None
 
     @property
     def is_builtin(self) -> bool:
@@ -722,6 +757,17 @@ def _parse_metric(reader: _Reader, raw: Mapping[str, Any], path: str) -> Metric:
         if unknown:
             known = ", ".join([*QUERY_VARIABLES, *(f"{VARIABLES_PREFIX}{key}" for key in variables)])
             reader.error(f"{path}.query", f"unknown placeholder(s) {', '.join(unknown)} (known: {known})")
+    compare = _parse_compare(reader, raw.get("compare"), f"{path}.compare", name)
+    if compare is not None and (threshold_range != ThresholdRange()):
+        reader.error(
+            f"{path}.compare",
+            "judges the canary against the primary: set either compare or thresholdRange (threshold), not both",
+        )
+    if compare is not None and query and not selects_target(query):
+        reader.error(
+            f"{path}.query",
+            "must select the workload with {{ target }}: compare runs it once for the canary and once for the primary",
+        )
     return Metric(
         name=name,
         interval=interval,
@@ -729,6 +775,41 @@ def _parse_metric(reader: _Reader, raw: Mapping[str, Any], path: str) -> Metric:
         query=query,
         template_ref=template_ref,
         template_variables=variables,
+        compare=compare,
+    )
+
+
+def _parse_compare(reader: _Reader, value: Any, path: str, metric_name: str) -> Compare | None:
+    if value is None:
+        reader.seen(path)
+        for key in ("against", "test", "direction", "tolerance", "confidence"):
+            reader.seen(f"{path}.{key}")
+        return None
+    raw = reader.mapping(value, path)
+    # A lower success rate is the failure of the builtin that measures it; a higher value of the rest.
+    default_direction = "decrease" if metric_name == "request-success-rate" else "increase"
+    choices = (("against", COMPARE_AGAINST, "primary"), ("test", COMPARE_TESTS, "mann-whitney"))
+    chosen: dict[str, str] = {}
+    for key, allowed, default in (*choices, ("direction", COMPARE_DIRECTIONS, default_direction)):
+        text = reader.string(raw.get(key), f"{path}.{key}", default=default) or default
+        if text not in allowed:
+            reader.error(f"{path}.{key}", f"must be one of {', '.join(allowed)} (got {text!r})")
+            text = default
+        chosen[key] = text
+    tolerance = reader.number(raw.get("tolerance"), f"{path}.tolerance")
+    if tolerance is not None and not 0 <= tolerance <= 10:
+        reader.error(f"{path}.tolerance", f"must be a share of the primary's median, 0 to 10 (got {tolerance:g})")
+        tolerance = None
+    confidence = reader.number(raw.get("confidence"), f"{path}.confidence")
+    if confidence is not None and not MIN_COMPARE_CONFIDENCE <= confidence < 1:
+        reader.error(f"{path}.confidence", f"must be {MIN_COMPARE_CONFIDENCE:g} or more, below 1 (got {confidence:g})")
+        confidence = None
+    return Compare(
+        against=chosen["against"],
+        test=chosen["test"],
+        direction=chosen["direction"],
+        tolerance=DEFAULT_COMPARE_TOLERANCE if tolerance is None else tolerance,
+        confidence=DEFAULT_COMPARE_CONFIDENCE if confidence is None else confidence,
     )
 
 

@@ -15,9 +15,10 @@ own, and every error is one of two kinds:
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from serin.model import Canary, Webhook
 
@@ -130,6 +131,21 @@ class MetricsProvider(Protocol):
     def syntax_error(self, query: str) -> str | None:
         """What the backend finds wrong with the query's syntax (None: nothing), without running it;
         MetricsUnavailable when it cannot be asked. Admission asks, to refuse a broken query early."""
+
+
+@runtime_checkable
+class TimeSeriesProvider(Protocol):
+    """A metrics backend that answers for any past time, and with every sample over a range: what
+    comparing the canary with the primary and replaying a past release need (Prometheus does)."""
+
+    def query_at(self, query: str, at: datetime.datetime) -> float:
+        """The query's single value as it was at ``at``; the errors of ``MetricsProvider.query``."""
+
+    def series(
+        self, query: str, start: datetime.datetime, end: datetime.datetime, step_seconds: float
+    ) -> tuple[float, ...]:
+        """The query's values every ``step_seconds`` from ``start`` to ``end`` (samples without a
+        value left out); NoValuesFound when there is none."""
 
 
 @dataclass(frozen=True)

@@ -50,12 +50,13 @@ from serin.decide import (
     alerts_for,
     decide,
     desired_split,
+    metric_checks,
     next_step_in,
     session_cookie,
     waiting_for_interval,
 )
 from serin.kube.store import Conflict, KubeError, KubeStore
-from serin.metrics.builtin import query_for
+from serin.metrics.builtin import compare_problem, query_for
 from serin.model import FINALIZER, AlertRef, Canary, HookType, InvalidCanary, Metric, parse_canary, parse_duration
 from serin.notify.alerts import Notifier, Severity, canary_alert, notifier_for, wanted
 from serin.notify.webhooks import event_payload, hook_payload
@@ -64,6 +65,7 @@ from serin.ports import (
     HookCaller,
     HookResult,
     InvalidCredentials,
+    InvalidQuery,
     MetricsProvider,
     NoValuesFound,
     PermanentError,
@@ -71,6 +73,7 @@ from serin.ports import (
     Router,
     SerinError,
     TemporaryError,
+    TimeSeriesProvider,
 )
 from serin.status import IDLE_PHASES, CanaryStatus, Pending, Phase, format_time, parse_time
 from serin.workloads import (
@@ -126,6 +129,8 @@ class StepReport:
     events: list[str] = field(default_factory=list)
     applied: bool = False
     error: str | None = None
+    # Each metric of a step that analysed them, with what it found (``MetricCheck``).
+    metrics: list[dict[str, object]] = field(default_factory=list)
     # When this Canary next wants a tick (seconds); None when no tick will move it.
     next_step_in_seconds: float | None = None
 
@@ -226,6 +231,22 @@ class GlobalNotifier:
     channel: str = ""
     username: str = ""
     proxy: str = ""
+
+
+# A metric that compares reads this many samples of each workload over its interval, one every
+# interval / COMPARE_SAMPLES seconds (but no closer than Prometheus can tell apart).
+COMPARE_SAMPLES = 20
+MIN_SAMPLE_STEP_SECONDS = 1.0
+
+
+def over_time(provider: MetricsProvider, config: ProviderConfig, metric: Metric) -> TimeSeriesProvider:
+    """The backend, if it can answer for a past time and over a range (InvalidQuery otherwise)."""
+    if isinstance(provider, TimeSeriesProvider):
+        return provider
+    raise InvalidQuery(
+        f"metric {metric.name}: a {config.type} backend cannot answer for a past time or over a range; "
+        "comparing with the primary and replaying need Prometheus"
+    )
 
 
 class Lost(Exception):
@@ -391,6 +412,8 @@ class Reconciler:
         report.summary = decision.summary
         report.actions = [describe(action) for action in decision.actions]
         report.events = [event.message for event in decision.events]
+        if observation.metrics is not None:
+            report.metrics = [check.to_dict() for check in metric_checks(canary, observation.metrics)]
         if dry_run:
             report.record(decision.status)
             return
@@ -529,17 +552,18 @@ class Reconciler:
             for hook in canary.analysis.hooks(hook_type)
         )
 
-    def read_metrics(self, canary: Canary) -> tuple[MetricReading, ...]:
+    def read_metrics(self, canary: Canary, at: datetime.datetime | None = None) -> tuple[MetricReading, ...]:
         """Every metric of the analysis, asked side by side: a step waits for its slowest backend,
-        not for the sum of them."""
+        not for the sum of them. ``at``: as the metrics were at that past time (a replay)."""
         metrics = canary.analysis.metrics
         if len(metrics) <= 1:
-            return tuple(self.read_metric(canary, metric) for metric in metrics)
+            return tuple(self.read_metric(canary, metric, at) for metric in metrics)
         with concurrent.futures.ThreadPoolExecutor(len(metrics), thread_name_prefix="metric") as pool:
-            return tuple(pool.map(lambda metric: self.read_metric(canary, metric), metrics))
+            return tuple(pool.map(lambda metric: self.read_metric(canary, metric, at), metrics))
 
-    def read_metric(self, canary: Canary, metric: Metric) -> MetricReading:
-        """The metric's value, or which kind of problem kept it from one (see ``serin.ports``)."""
+    def read_metric(self, canary: Canary, metric: Metric, at: datetime.datetime | None = None) -> MetricReading:
+        """The metric's value (or, to compare, the samples of both workloads), or which kind of
+        problem kept it from one (see ``serin.ports``)."""
         try:
             template_query = None
             config = self.prometheus(canary)
@@ -548,16 +572,41 @@ class Reconciler:
                 template = self.store.get_metric_template(namespace, metric.template_ref.name)
                 template_query = template.get("spec", {}).get("query")
                 config = self.provider_config(namespace, metric.template_ref.name, template, canary)
-            value = self.metrics_for(config).query(
-                query_for(metric, canary, template_query), parse_duration(metric.interval)
-            )
-            return MetricReading(value)
+            provider = self.metrics_for(config)
+            if metric.compare is not None:
+                return self.compared(canary, metric, over_time(provider, config, metric), template_query, at)
+            query = query_for(metric, canary, template_query)
+            if at is not None:
+                return MetricReading(over_time(provider, config, metric).query_at(query, at))
+            return MetricReading(provider.query(query, parse_duration(metric.interval)))
         except NoValuesFound as error:
             return MetricReading(None, "no-data", str(error))
         except TemporaryError as error:
             return MetricReading(None, "unavailable", str(error))
         except PermanentError as error:
             return MetricReading(None, "invalid", str(error))
+
+    def compared(
+        self,
+        canary: Canary,
+        metric: Metric,
+        provider: TimeSeriesProvider,
+        template_query: str | None,
+        at: datetime.datetime | None,
+    ) -> MetricReading:
+        """The samples of the canary and of the primary over the metric's interval up to ``at``
+        (now by default): the same query, with ``{{ target }}`` naming each workload in turn."""
+        problem = compare_problem(metric, canary, template_query)
+        if problem is not None:
+            raise InvalidQuery(f"metric {metric.name} cannot compare: {problem}")
+        end = at or self.clock()
+        seconds = parse_duration(metric.interval)
+        start, step = end - datetime.timedelta(seconds=seconds), max(MIN_SAMPLE_STEP_SECONDS, seconds / COMPARE_SAMPLES)
+        samples = [
+            provider.series(query_for(metric, canary, template_query, target=workload), start, end, step)
+            for workload in (canary.target_ref.name, canary.primary_name)
+        ]
+        return MetricReading(None, canary_samples=samples[0], primary_samples=samples[1])
 
     def prometheus(self, canary: Canary) -> ProviderConfig:
         """The Prometheus of builtin metrics and inline queries."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from serin.model import PLACEHOLDER, VARIABLES_PREFIX, Canary, Metric
+from serin.model import PLACEHOLDER, VARIABLES_PREFIX, Canary, Metric, selects_target
 from serin.ports import InvalidQuery
 
 REQUEST_SUCCESS_RATE = "request-success-rate"
@@ -176,12 +176,13 @@ def render(template: str, variables: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda match: variables[match.group(1).strip()], template)
 
 
-def template_variables(metric: Metric, canary: Canary) -> dict[str, str]:
-    """The values a query of this metric may use, keyed by placeholder name."""
+def template_variables(metric: Metric, canary: Canary, target: str | None = None) -> dict[str, str]:
+    """The values a query of this metric may use, keyed by placeholder name. ``target``: the
+    workload ``{{ target }}`` names instead of the Canary's target (its primary, to compare)."""
     values = {
         "name": canary.name,
         "namespace": canary.namespace,
-        "target": canary.target_ref.name,
+        "target": target or canary.target_ref.name,
         "service": canary.service.name,
         "ingress": canary.ingress_ref.name if canary.ingress_ref else canary.target_ref.name,
         "interval": metric.interval,
@@ -190,22 +191,21 @@ def template_variables(metric: Metric, canary: Canary) -> dict[str, str]:
     return values
 
 
-def query_for(metric: Metric, canary: Canary, template_query: str | None = None) -> str:
-    """The rendered PromQL for one metric of a Canary.
+def query_template(metric: Metric, canary: Canary, template_query: str | None = None) -> str:
+    """The metric's query before its placeholders are filled in.
 
     ``template_query`` is the referenced MetricTemplate's ``spec.query`` and is required when the
-    metric has a ``templateRef``. Raises InvalidQuery for an unknown provider, a metric with neither a
-    query nor a builtin name, or a placeholder without a value.
+    metric has a ``templateRef``. Raises InvalidQuery for an unknown provider, or a metric with neither a
+    query nor a builtin name.
     """
-    variables = template_variables(metric, canary)
     if metric.query is not None:
-        return render(metric.query, variables)
+        return metric.query
     if metric.template_ref is not None:
         if template_query is None:
             raise InvalidQuery(
                 f"metric {metric.name!r} refers to MetricTemplate {metric.template_ref.name!r}: its query is needed"
             )
-        return render(template_query, variables)
+        return template_query
     provider = BUILTIN_QUERIES.get(canary.provider)
     if provider is None:
         raise InvalidQuery(
@@ -217,4 +217,25 @@ def query_for(metric: Metric, canary: Canary, template_query: str | None = None)
             f"{metric.name!r} is not a builtin metric of provider {canary.provider!r} "
             f"({', '.join(sorted(provider))}): give it a query or a templateRef"
         )
-    return render(template, variables)
+    return template
+
+
+def query_for(metric: Metric, canary: Canary, template_query: str | None = None, target: str | None = None) -> str:
+    """The rendered PromQL for one metric of a Canary (``{{ target }}`` naming ``target`` if given).
+
+    Raises InvalidQuery as ``query_template`` does, and for a placeholder without a value.
+    """
+    return render(query_template(metric, canary, template_query), template_variables(metric, canary, target))
+
+
+def compare_problem(metric: Metric, canary: Canary, template_query: str | None = None) -> str | None:
+    """Why this metric cannot compare the canary with the primary (None: it can): its query must
+    select the workload with ``{{ target }}``, so that it can run once for each."""
+    query = query_template(metric, canary, template_query)
+    if selects_target(query):
+        return None
+    if metric.is_builtin:
+        what = f"the builtin {metric.name} of provider {canary.provider}"
+        return f"{what} does not select the workload by {{{{ target }}}}: give a query that does"
+    source = "MetricTemplate " + metric.template_ref.name if metric.template_ref else "the query"
+    return f"{source} does not select the workload by {{{{ target }}}}: compare runs it once for each workload"

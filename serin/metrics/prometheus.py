@@ -12,6 +12,7 @@ never lets a ``requests`` error escape.
 
 from __future__ import annotations
 
+import datetime
 import math
 from typing import Any
 
@@ -64,7 +65,36 @@ class PrometheusProvider:
     def query(self, query: str, interval_seconds: float = 60.0) -> float:
         """The query's value: the first sample of a vector, or a scalar (PromQL says its own
         window: ``interval_seconds`` is not needed)."""
-        data = self._get_data(query)
+        return self._value(query, self._get_data("query", {"query": query}))
+
+    def query_at(self, query: str, at: datetime.datetime) -> float:
+        """The query's value as Prometheus evaluates it at a past time."""
+        return self._value(query, self._get_data("query", {"query": query, "time": f"{at.timestamp():.3f}"}))
+
+    def series(
+        self, query: str, start: datetime.datetime, end: datetime.datetime, step_seconds: float
+    ) -> tuple[float, ...]:
+        """The first series of a range query (as ``query`` answers with the first sample), without
+        its NaN samples (0/0 when nothing was requested)."""
+        params = {
+            "query": query,
+            "start": f"{start.timestamp():.3f}",
+            "end": f"{end.timestamp():.3f}",
+            "step": f"{step_seconds:g}",
+        }
+        data = self._get_data("query_range", params)
+        result = data.get("result")
+        if data.get("resultType") != "matrix" or not isinstance(result, list):
+            raise InvalidQuery(f"query {query} returned a {data.get('resultType') or 'malformed'} range result")
+        values = result[0].get("values") if result and isinstance(result[0], dict) else []
+        if not isinstance(values, list):
+            raise InvalidQuery(f"query {query} returned a malformed series: {values!r}"[:300])
+        samples = tuple(value for value in (_sample_value(sample, query) for sample in values) if not math.isnan(value))
+        if not samples:
+            raise NoValuesFound(f"no values found for query {query} from {start:%H:%M:%S} to {end:%H:%M:%S}")
+        return samples
+
+    def _value(self, query: str, data: dict[str, Any]) -> float:
         result_type = data.get("resultType")
         result = data.get("result")
         if result_type == "vector" and isinstance(result, list):
@@ -107,10 +137,11 @@ class PrometheusProvider:
         except (NoValuesFound, InvalidQuery, MetricsUnavailable):
             return False
 
-    def _get_data(self, query: str) -> dict[str, Any]:
-        url = f"{self.address}/api/v1/query"
+    def _get_data(self, endpoint: str, params: dict[str, str]) -> dict[str, Any]:
+        url = f"{self.address}/api/v1/{endpoint}"
+        query = params["query"]
         try:
-            response = self.session.get(url, params={"query": query}, timeout=self.timeout)
+            response = self.session.get(url, params=params, timeout=self.timeout)
         except requests.Timeout as error:
             raise MetricsUnavailable(
                 f"prometheus at {self.address} did not answer within {self.timeout}s: {_reason(error)}"
