@@ -13,7 +13,7 @@ from flask import Flask, Response, jsonify
 from kubernetes import client
 from werkzeug.exceptions import HTTPException
 
-from handlers import admission, ops, tick
+from handlers import admission, ops, replay, tick
 from serin.config import Settings
 from serin.engine import build_engine
 
@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None, api: client.ApiClient | None = 
     app.extensions["serin"] = build_engine(settings, api)
     app.register_blueprint(admission.blueprint)
     app.register_blueprint(tick.blueprint)
+    app.register_blueprint(replay.blueprint)
     app.register_blueprint(ops.blueprint)
 
     @app.errorhandler(HTTPException)

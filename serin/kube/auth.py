@@ -1,7 +1,7 @@
 """Who is calling, and may they tick? Asked of the API server (TokenReview, SubjectAccessReview).
 
 Serin keeps no credentials of its own: a caller proves itself with a Kubernetes token, and the
-cluster's RBAC says whether it may update Canaries where it wants to tick.
+cluster's RBAC says whether it may update Canaries where it wants to tick (or get them, to replay).
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ def authenticate(store: KubeStore, token: str) -> Identity | None:
     )
 
 
-def may_update_canaries(store: KubeStore, identity: Identity, namespace: str | None) -> tuple[bool, str]:
-    """Whether ``identity`` may update canaries.serin.dev in ``namespace`` (None: in every namespace)."""
+def may_on_canaries(store: KubeStore, identity: Identity, verb: str, namespace: str | None) -> tuple[bool, str]:
+    """Whether ``identity`` may ``verb`` canaries.serin.dev in ``namespace`` (None: in every
+    namespace), and the authorizer's reason."""
     spec: dict[str, Any] = {
         "user": identity.username,
         "uid": identity.uid,
@@ -51,7 +52,7 @@ def may_update_canaries(store: KubeStore, identity: Identity, namespace: str | N
         "resourceAttributes": {
             "group": API_GROUP,
             "resource": "canaries",
-            "verb": "update",
+            "verb": verb,
             "namespace": namespace or "",
         },
     }

@@ -1,0 +1,83 @@
+"""What the authenticated endpoints (``/tick``, ``/replay``) share: checking query parameters
+before anything is asked of the API server, JSON errors, and the caller's bearer token, checked
+by the API server (TokenReview, then SubjectAccessReview on canaries.serin.dev)."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Response, current_app, jsonify, request
+
+from serin.engine import Engine
+from serin.kube.auth import authenticate, may_on_canaries
+
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
+# Kubernetes names: a namespace is a DNS label, a Canary's name a DNS subdomain.
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def flag(name: str) -> bool:
+    value = request.args.get(name, "").lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise BadRequest(f"query parameter {name} must be true or false, not {value!r}")
+
+
+def name(parameter: str, pattern: re.Pattern[str], what: str) -> str | None:
+    value = request.args.get(parameter) or None
+    if value is not None and not pattern.fullmatch(value):
+        raise BadRequest(f"query parameter {parameter} must be {what}, not {value[:100]!r}")
+    return value
+
+
+def canary_names() -> tuple[str | None, str | None]:
+    """``namespace`` and ``name``, each checked; a name needs its namespace."""
+    namespace = name("namespace", DNS_LABEL, "a namespace name (a DNS-1123 label)")
+    canary = name("name", DNS_SUBDOMAIN, "a Canary name (a DNS-1123 subdomain)")
+    if canary and not namespace:
+        raise BadRequest(f"name needs a namespace: {request.method} {request.path}?namespace=NS&name=NAME")
+    return namespace, canary
+
+
+def oversized(needs: str) -> tuple[Response, int] | None:
+    """The 413 answer to a body larger than the server takes (``needs``: what the endpoint takes)."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is not None and request.content_length > limit:
+        return error(413, f"body is larger than {limit} bytes; {request.method} {request.path} needs {needs}")
+    return None
+
+
+def error(status: int, message: str, **headers: str) -> tuple[Response, int]:
+    response = jsonify(error=message)
+    response.headers.update(headers)
+    return response, status
+
+
+def refused(engine: Engine, verb: str, namespace: str | None) -> tuple[Response, int] | None:
+    """The 401 or 403 answer when the bearer token's owner may not ``verb`` canaries.serin.dev in
+    ``namespace`` (None: in every namespace); None when they may. KubeError when the API server
+    cannot be asked."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return error(
+            401,
+            "missing bearer token: send 'Authorization: Bearer <token>' (for example from `kubectl create token`)",
+            **{"WWW-Authenticate": 'Bearer realm="serin"'},
+        )
+    identity = authenticate(engine.store, token.strip())
+    if identity is None:
+        return error(401, "the API server did not accept this token", **{"WWW-Authenticate": 'Bearer realm="serin"'})
+    allowed, reason = may_on_canaries(engine.store, identity, verb, namespace)
+    if allowed:
+        return None
+    where = f"namespace {namespace}" if namespace else "all namespaces"
+    detail = f" ({reason})" if reason else ""
+    return error(403, f"{identity.username} may not {verb} canaries.serin.dev in {where}{detail}")

@@ -1,0 +1,145 @@
+"""``POST /replay?namespace=&name=&from=&to=``: what the Canary's analysis would have decided over
+a past window, from the metrics recorded then. Changes nothing in the cluster.
+
+``from`` is when the replayed release starts (RFC 3339, or seconds since the epoch); ``to`` ends
+the window (default: now). The body, if any, modifies the Canary for this replay only: a JSON merge
+patch (an object, RFC 7386) or a JSON Patch (a list, RFC 6902), as ``kubectl patch`` takes them.
+The caller authenticates with a Kubernetes bearer token and must be allowed to get
+canaries.serin.dev in the namespace.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import jsonpatch
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from handlers.params import BadRequest, canary_names, error, oversized, refused
+from serin.engine import Engine
+from serin.kube.store import KubeError
+from serin.model import InvalidCanary, parse_canary
+from serin.ports import TemporaryError
+from serin.replay import MAX_STEPS, replay
+from serin.status import format_time
+
+blueprint = Blueprint("replay", __name__)
+
+
+@blueprint.post("/replay")
+def replay_window() -> tuple[Response, int]:
+    engine: Engine = current_app.extensions["serin"]
+    if too_large := oversized("at most a patch of the Canary"):
+        return too_large
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        namespace, name = canary_names()
+        if not namespace or not name:
+            raise BadRequest("replay needs the Canary: POST /replay?namespace=NS&name=NAME&from=TIME")
+        start = _time("from", None, now)
+        end = min(_time("to", now, now), now)
+        if end <= start:
+            raise BadRequest(f"from ({format_time(start)}) must be before to ({format_time(end)}) and in the past")
+        patch = _patch()
+    except BadRequest as problem:
+        return error(400, str(problem))
+    try:
+        denied = refused(engine, "get", namespace)
+        if denied is not None:
+            return denied
+        stored = engine.store.get_canary(namespace, name)
+    except KubeError as problem:
+        return error(503, f"cannot reach the Kubernetes API: {problem}")
+    if stored is None:
+        return error(404, f"no canary {namespace}/{name}")
+    try:
+        obj = _patched(stored, patch)
+        canary = parse_canary(obj, engine.settings.default_provider)
+    except BadRequest as problem:
+        return error(400, str(problem))
+    except InvalidCanary as invalid:
+        response = jsonify(
+            error=f"the Canary as the body modifies it is invalid: {invalid}",
+            errors=[{"field": problem.path, "message": problem.message} for problem in invalid.errors],
+        )
+        return response, 422
+    steps = (end - start).total_seconds() / canary.analysis.interval_seconds
+    if steps > MAX_STEPS:
+        return error(
+            400,
+            f"the window holds {steps:.0f} analysis intervals of {canary.analysis.interval}; a replay takes at most "
+            f"{MAX_STEPS}: shorten it",
+        )
+    try:
+        result = replay(canary, start, end, lambda canary, at: engine.reconciler.read_metrics(canary, at))
+    except (TemporaryError, KubeError) as problem:
+        return error(503, f"cannot replay now: {problem}")
+    body: dict[str, Any] = {"canary": f"{namespace}/{name}", "modified": patch is not None, **result.to_dict()}
+    return jsonify(body), 200
+
+
+def _time(parameter: str, default: datetime.datetime | None, now: datetime.datetime) -> datetime.datetime:
+    """A query parameter as an aware time: RFC 3339 (``2026-11-28T10:00:00Z``) or epoch seconds."""
+    raw = request.args.get(parameter)
+    if not raw:
+        if default is None:
+            raise BadRequest(f"query parameter {parameter} is required: a time (RFC 3339, or seconds since the epoch)")
+        return default
+    try:
+        moment = datetime.datetime.fromtimestamp(float(raw), datetime.UTC)
+    except (ValueError, OverflowError, OSError):
+        try:
+            moment = datetime.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadRequest(
+                f"query parameter {parameter} must be a time (RFC 3339 such as 2026-11-28T10:00:00Z, or seconds "
+                f"since the epoch), not {raw[:100]!r}"
+            ) from None
+    if moment.tzinfo is None:
+        raise BadRequest(f"query parameter {parameter} must say its time zone (Z or +HH:MM), not {raw[:100]!r}")
+    return moment
+
+
+def _patch() -> Mapping[str, Any] | list[Any] | None:
+    """The body: None when empty, else a merge patch (object) or a JSON Patch (list)."""
+    data = request.get_data(cache=False)
+    if not data.strip():
+        return None
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as problem:
+        raise BadRequest(f"the body must be JSON (a merge patch object or a JSON Patch list): {problem}") from None
+    if not isinstance(body, dict | list):
+        raise BadRequest("the body must be a JSON object (a merge patch) or a list (a JSON Patch)")
+    return body
+
+
+def _patched(stored: Mapping[str, Any], patch: Mapping[str, Any] | list[Any] | None) -> dict[str, Any]:
+    obj = copy.deepcopy(dict(stored))
+    if patch is None:
+        return obj
+    if isinstance(patch, list):
+        try:
+            patched: dict[str, Any] = jsonpatch.apply_patch(obj, patch)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as problem:
+            raise BadRequest(f"the JSON Patch does not apply to the Canary: {problem}") from None
+        return patched
+    merged: dict[str, Any] = _merge(obj, patch)
+    return merged
+
+
+def _merge(target: Any, patch: Any) -> Any:
+    """RFC 7386: an object merges key by key, null removes, anything else replaces."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    merged = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge(merged.get(key), value)
+    return merged
