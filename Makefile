@@ -45,6 +45,7 @@ bench: build
 	$(PYTHON) -m benchmarks.tick_scaling
 	$(PYTHON) -m benchmarks.tick_concurrency
 	$(PYTHON) -m benchmarks.cold_start
+	$(PYTHON) -m benchmarks.judge
 	$(PYTHON) -m benchmarks.release_time
 	$(PYTHON) -m benchmarks.scale
 	$(PYTHON) -m benchmarks.memory
