@@ -974,7 +974,7 @@ def _analyse(step: _Step, then: Callable[[_Step], Decision]) -> Decision:
             (held if answer.temporary else failures).append(message)
     readings = step.observation.metrics or ()
     for metric, reading in zip(step.canary.analysis.metrics, readings, strict=True):
-        problem = _judge_metric(step, metric, reading)
+        problem = _check(step.canary, metric, reading).problem
         if problem is not None:
             (held if reading.problem == "unavailable" else failures).append(problem)
     if failures:
@@ -982,11 +982,6 @@ def _analyse(step: _Step, then: Callable[[_Step], Decision]) -> Decision:
     if held:
         return _unavailable(step, "; ".join(held), (), *map(_warning, held))
     return then(_Step(step.canary, step.status.replace(unavailable_steps=0), step.observation, step.now))
-
-
-def _judge_metric(step: _Step, metric: Metric, reading: MetricReading) -> str | None:
-    """What is wrong with one reading, in Flagger's words; None when it is inside its range."""
-    return _check(step.canary, metric, reading).problem
 
 
 @dataclass(frozen=True)
@@ -999,6 +994,7 @@ class _Checked:
 
 
 def _check(canary: Canary, metric: Metric, reading: MetricReading) -> _Checked:
+    """What one reading says, and what is wrong with it in Flagger's words."""
     who = f"{canary.name}.{canary.namespace}"
     kind = "builtin" if metric.is_builtin else "template" if metric.template_ref else "query"
     if metric.compare is None:

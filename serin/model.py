@@ -911,6 +911,14 @@ def _parse_analysis(reader: _Reader, value: Any) -> Analysis:
         _parse_webhook(reader, reader.mapping(item, f"{path}.webhooks[{index}]"), f"{path}.webhooks[{index}]")
         for index, item in enumerate(reader.sequence(raw.get("webhooks"), f"{path}.webhooks"))
     )
+    if iterations and not match:
+        for index, metric in enumerate(metrics):
+            if metric.compare is not None:
+                reader.error(
+                    f"{path}.metrics[{index}].compare",
+                    "cannot judge blue/green: its last checks run with all traffic on the canary, when the primary "
+                    "has no samples to compare with; use thresholdRange",
+                )
     return Analysis(
         interval_seconds=interval_seconds,
         interval=interval,

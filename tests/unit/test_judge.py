@@ -222,3 +222,25 @@ def test_every_problem_of_a_compare_is_reported_with_its_path() -> None:
         "spec.analysis.metrics[0].query: must select the workload with {{ target }}: compare runs it once for the "
         "canary and once for the primary",
     ]
+
+
+def test_blue_green_cannot_compare() -> None:
+    """Its last checks run with every request on the canary: the primary has no samples then."""
+    with pytest.raises(InvalidCanary) as raised:
+        parse_canary(
+            {
+                "apiVersion": "serin.dev/v1beta1",
+                "kind": "Canary",
+                "metadata": {"name": "podinfo", "namespace": "test"},
+                "spec": {
+                    "provider": "kubernetes",
+                    "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                    "service": {"port": 9898},
+                    "analysis": {"interval": "1m", "metrics": [{"name": "request-duration", "compare": {}}]},
+                },
+            }
+        )
+    assert [str(error) for error in raised.value.errors] == [
+        "spec.analysis.metrics[0].compare: cannot judge blue/green: its last checks run with all traffic on the "
+        "canary, when the primary has no samples to compare with; use thresholdRange"
+    ]
