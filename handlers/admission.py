@@ -8,12 +8,12 @@ so an error inside the handlers is a bug: a 500 with a generic message, its trac
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from handlers.params import MAX_NESTING, BodyTooLarge, nested_deeper_than, read_body
 from serin.admission import Admission, Verdict
 from serin.engine import Engine
 from serin.model import DNS_LABEL
@@ -32,53 +32,9 @@ VALIDATORS: dict[tuple[str, str], Handler] = {
     **{("apps", kind): Admission.validate_workload for kind in WORKLOADS},
 }
 
-# Far deeper than any Kubernetes object, far shallower than what would exhaust Python's stack.
-MAX_NESTING = 100
-_JSON_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
-
 
 class Malformed(ValueError):
     """The request is not an AdmissionReview we can answer; the message says why."""
-
-
-class TooLarge(Malformed):
-    """The body is over the size limit."""
-
-
-def read_body(limit: int) -> bytes:
-    """The whole body, or TooLarge: never one cut short at the limit.
-
-    With a Content-Length the size is known up front (and checked before this). A chunked body
-    has none, and werkzeug would stop reading it at the limit without a word: it is read here,
-    one byte past the limit, to tell a body that fits from one that does not.
-    """
-    if request.content_length is not None:
-        return request.get_data(cache=False)
-    stream, parts, size = request.environ["wsgi.input"], [], 0
-    while size <= limit:
-        part = stream.read(min(65536, limit + 1 - size))
-        if not part:
-            break
-        parts.append(part)
-        size += len(part)
-    if size > limit:
-        raise TooLarge(f"body is larger than {limit} bytes; an AdmissionReview is far smaller")
-    return b"".join(parts)
-
-
-def nested_deeper_than(body: bytes, limit: int) -> bool:
-    """Whether the JSON in ``body`` nests arrays and objects deeper than ``limit`` (strings skipped),
-    found without decoding it: a decoder recursing into 100,000 brackets would exhaust the stack."""
-    depth = 0
-    for match in _JSON_NESTING.finditer(body):
-        token = match.group()
-        if token in (b"[", b"{"):
-            depth += 1
-            if depth > limit:
-                return True
-        elif token in (b"]", b"}"):
-            depth -= 1
-    return False
 
 
 def _optional(review: Mapping[str, Any], key: str, kind: type | tuple[type, ...], what: str, where: str) -> None:
@@ -170,7 +126,7 @@ def _answer(handlers: dict[tuple[str, str], Handler]) -> tuple[Response, int]:
     if request.content_length is not None and request.content_length > limit:
         return jsonify(error=f"body is larger than {limit} bytes; an AdmissionReview is far smaller"), 413
     try:
-        admission_request = parse_review(read_body(limit), request.content_type)
+        admission_request = parse_review(read_body(limit, "an AdmissionReview is far smaller"), request.content_type)
         kind = admission_request["kind"]
         handler = handlers.get((kind.get("group", ""), kind["kind"]))
         if handler is None:
@@ -178,7 +134,7 @@ def _answer(handlers: dict[tuple[str, str], Handler]) -> tuple[Response, int]:
             raise Malformed(
                 f"cannot review kind {kind['kind']!r} of group {kind.get('group', '')!r}; this webhook reviews {known}"
             )
-    except TooLarge as error:
+    except BodyTooLarge as error:
         return jsonify(error=str(error)), 413
     except Malformed as error:
         return jsonify(error=str(error)), 400

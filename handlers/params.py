@@ -17,8 +17,54 @@ DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
+# Far deeper than any Kubernetes object, far shallower than what would exhaust Python's stack.
+MAX_NESTING = 100
+_JSON_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
 class BadRequest(ValueError):
     pass
+
+
+class BodyTooLarge(ValueError):
+    """The body is over the size limit."""
+
+
+def read_body(limit: int, needs: str) -> bytes:
+    """The whole body, or BodyTooLarge (``needs`` says what the endpoint takes): never one cut
+    short at the limit.
+
+    With a Content-Length the size is known up front (and checked before this). A chunked body
+    has none, and werkzeug would stop reading it at the limit without a word: it is read here,
+    one byte past the limit, to tell a body that fits from one that does not.
+    """
+    if request.content_length is not None:
+        return request.get_data(cache=False)
+    stream, parts, size = request.environ["wsgi.input"], [], 0
+    while size <= limit:
+        part = stream.read(min(65536, limit + 1 - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    if size > limit:
+        raise BodyTooLarge(f"body is larger than {limit} bytes; {needs}")
+    return b"".join(parts)
+
+
+def nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether the JSON in ``body`` nests arrays and objects deeper than ``limit`` (strings skipped),
+    found without decoding it: a decoder recursing into 100,000 brackets would exhaust the stack."""
+    depth = 0
+    for match in _JSON_NESTING.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return False
 
 
 def flag(name: str) -> bool:

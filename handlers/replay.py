@@ -19,7 +19,17 @@ from typing import Any
 import jsonpatch
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from handlers.params import BadRequest, canary_names, error, oversized, refused
+from handlers.params import (
+    MAX_NESTING,
+    BadRequest,
+    BodyTooLarge,
+    canary_names,
+    error,
+    nested_deeper_than,
+    oversized,
+    read_body,
+    refused,
+)
 from serin.engine import Engine
 from serin.kube.store import KubeError
 from serin.model import InvalidCanary, parse_canary
@@ -29,11 +39,14 @@ from serin.status import format_time
 
 blueprint = Blueprint("replay", __name__)
 
+# What the body may hold.
+PATCH_ONLY = "at most a patch of the Canary"
+
 
 @blueprint.post("/replay")
 def replay_window() -> tuple[Response, int]:
     engine: Engine = current_app.extensions["serin"]
-    if too_large := oversized("at most a patch of the Canary"):
+    if too_large := oversized(PATCH_ONLY):
         return too_large
     now = datetime.datetime.now(datetime.UTC)
     try:
@@ -45,6 +58,8 @@ def replay_window() -> tuple[Response, int]:
         if end <= start:
             raise BadRequest(f"from ({format_time(start)}) must be before to ({format_time(end)}) and in the past")
         patch = _patch()
+    except BodyTooLarge as problem:
+        return error(413, str(problem))
     except BadRequest as problem:
         return error(400, str(problem))
     try:
@@ -106,9 +121,11 @@ def _time(parameter: str, default: datetime.datetime | None, now: datetime.datet
 
 def _patch() -> Mapping[str, Any] | list[Any] | None:
     """The body: None when empty, else a merge patch (object) or a JSON Patch (list)."""
-    data = request.get_data(cache=False)
+    data = read_body(current_app.config["MAX_CONTENT_LENGTH"], PATCH_ONLY)
     if not data.strip():
         return None
+    if nested_deeper_than(data, MAX_NESTING):
+        raise BadRequest(f"body nests deeper than {MAX_NESTING} levels; no Kubernetes object does")
     try:
         body = json.loads(data)
     except (ValueError, UnicodeDecodeError) as problem:

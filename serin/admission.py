@@ -283,6 +283,7 @@ class Admission:
         errors: list[FieldError] = []
         try:
             canary = parse_canary(obj, self.default_provider)
+            errors.extend(_builtin_compare_problems(canary))
         except InvalidCanary as invalid:
             errors.extend(invalid.errors)
         namespace = str(request.get("namespace") or _mapping(obj.get("metadata")).get("namespace") or "")
@@ -314,13 +315,6 @@ class Admission:
         problems: list[FieldError] = []
         notes: list[str] = []
         for index, metric in enumerate(canary.analysis.metrics):
-            if metric.compare is not None and metric.is_builtin:
-                try:
-                    problem = compare_problem(metric, canary)
-                except SerinError as unknown:
-                    problem = str(unknown)
-                if problem:
-                    problems.append(FieldError(f"spec.analysis.metrics[{index}].compare", problem))
             if metric.query is None:
                 continue
             path = f"spec.analysis.metrics[{index}].query"
@@ -569,6 +563,20 @@ class Admission:
                 "instead; its new revision will be analysed and promoted into the primary"
             ),
         )
+
+
+def _builtin_compare_problems(canary: Canary) -> list[FieldError]:
+    """Builtin metrics that compare must be of a provider whose query selects the workload."""
+    problems = []
+    for index, metric in enumerate(canary.analysis.metrics):
+        if metric.compare is not None and metric.is_builtin:
+            try:
+                problem = compare_problem(metric, canary)
+            except SerinError as unknown:
+                problem = str(unknown)
+            if problem:
+                problems.append(FieldError(f"spec.analysis.metrics[{index}].compare", problem))
+    return problems
 
 
 def _template_compare_problems(template: Mapping[str, Any], index: int) -> list[FieldError]:

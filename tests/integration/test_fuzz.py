@@ -1,5 +1,5 @@
-"""Malformed and random input never gets a 5xx: AdmissionReviews of any shape, bytes, and /tick query
-strings.
+"""Malformed and random input never gets a 5xx: AdmissionReviews of any shape, bytes, /tick query
+strings, and /replay queries with random patches.
 
 The app talks to the real local API server, so reviews that look valid enough to reach the cluster
 lookups (canary lists, deployments, metric templates) exercise those paths too, and /tick calls are
@@ -121,6 +121,8 @@ def check(response: Any) -> None:
     body = response.get_json()
     if response.status_code == 200 and "canaries" in body:
         assert isinstance(body["canaries"], list)
+    elif response.status_code == 200 and "steps" in body:
+        assert isinstance(body["steps"], list)
     elif response.status_code == 200:
         assert body["kind"] == "AdmissionReview" and isinstance(body["response"]["allowed"], bool)
     else:
@@ -139,7 +141,7 @@ def test_random_reviews_never_get_a_5xx(fuzz_client: FlaskClient, review: Any, p
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.binary(max_size=200), content_type=st.sampled_from(["application/json", "text/plain", ""]))
 def test_random_bytes_never_get_a_5xx(fuzz_client: FlaskClient, body: bytes, content_type: str) -> None:
-    for path in ("/mutate", "/validate", "/tick"):
+    for path in ("/mutate", "/validate", "/tick", "/replay"):
         check(fuzz_client.post(path, data=body, content_type=content_type))
 
 
@@ -170,3 +172,21 @@ def test_random_tick_query_strings_never_get_a_5xx(
     check(response)
     if response.status_code == 200:
         assert isinstance(response.get_json()["canaries"], list)
+
+
+replay_queries = st.lists(
+    st.tuples(st.sampled_from(["namespace", "name", "from", "to", "x"]), query_values | st.sampled_from(["podinfo"])),
+    max_size=6,
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=replay_queries, patch=json_values)
+def test_random_replays_never_get_a_5xx(
+    fuzz_client: FlaskClient, tokens: dict[str, str], query: list[tuple[str, str]], patch: Any
+) -> None:
+    encoded = urllib.parse.urlencode(query)
+    response = fuzz_client.post(
+        f"/replay?{encoded}", headers={"Authorization": f"Bearer {tokens['ticker']}"}, json=patch
+    )
+    check(response)

@@ -5,6 +5,7 @@ windows replayed through POST /replay, as they were and with a stricter threshol
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -254,3 +255,33 @@ def test_replay_refuses_what_it_cannot_do(
         "the Canary as the body modifies it is invalid: spec.analysis.interval: must be at least 10s (got 1s)",
     )
     assert post(ticker, [{"op": "remove", "path": "/spec/nothing"}], **target, **{"from": hour_ago})[0] == 400
+
+
+def test_admission_denies_what_cannot_compare(local_cluster: ClusterHandle, webhook_namespace: str) -> None:
+    """Through the real API server: a builtin that does not select the workload, and a
+    MetricTemplate whose query does not, are denied with their field paths."""
+    namespace = webhook_namespace
+    template = {
+        "apiVersion": "serin.dev/v1beta1",
+        "kind": "MetricTemplate",
+        "metadata": {"name": "errors", "namespace": namespace},
+        "spec": {"provider": {"type": "prometheus"}, "query": 'sum(rate(errors{namespace="{{ namespace }}"}[1m]))'},
+    }
+    local_cluster.apply(template)
+    metrics = [
+        {"name": "request-duration", "compare": {}},
+        {"name": "errors", "templateRef": {"name": "errors"}, "compare": {}},
+    ]
+    nginx = canary(namespace, {**ANALYSIS, "metrics": metrics}, provider="nginx")
+    nginx["spec"]["ingressRef"] = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"}
+    denied = local_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(nginx), check=False)
+    assert denied.returncode != 0
+    assert 'admission webhook "canaries.serin.dev" denied the request' in denied.stderr
+    assert (
+        "spec.analysis.metrics[0].compare: the builtin request-duration of provider nginx does not select the "
+        "workload by {{ target }}: give a query that does" in denied.stderr
+    ), denied.stderr
+    assert (
+        f"spec.analysis.metrics[1].compare: MetricTemplate {namespace}/errors does not select the workload by "
+        "{{ target }}: compare runs its query once for the canary and once for the primary" in denied.stderr
+    ), denied.stderr
