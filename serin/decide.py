@@ -22,6 +22,7 @@ This is a purely computational module: no Kubernetes client, no HTTP, no clock.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import re
@@ -225,6 +226,8 @@ class Decision:
     actions: tuple[Action, ...] = ()
     events: tuple[Event, ...] = ()
     needs: tuple[Need, ...] = ()
+    # Each metric the step analysed, explained (None: the step analysed none).
+    checks: tuple[MetricCheck, ...] | None = None
 
 
 def _normal(message: str) -> Event:
@@ -565,13 +568,13 @@ def _keep_primary(step: _Step, decision: Decision) -> Decision:
         return decision  # the primary is being given a revision anyway
     if intact:
         checked = decision.status.replace(primary_generation=primary.generation)
-        return Decision(checked, decision.summary, decision.actions, decision.events)
+        return dataclasses.replace(decision, status=checked)
     restored = _warning(f"{step.primary} drifted from the promoted revision {promoted}: restored")
-    return Decision(
-        decision.status,
-        f"{decision.summary}; the primary drifted: restored",
-        (*decision.actions, CopyToPrimary(promoted)),
-        (*decision.events, restored),
+    return dataclasses.replace(
+        decision,
+        summary=f"{decision.summary}; the primary drifted: restored",
+        actions=(*decision.actions, CopyToPrimary(promoted)),
+        events=(*decision.events, restored),
     )
 
 
@@ -580,7 +583,7 @@ def _with_objects(decision: Decision) -> Decision:
     if decision.needs:
         return decision
     actions = decision.actions if EnsureObjects() in decision.actions else (EnsureObjects(), *decision.actions)
-    return Decision(decision.status, decision.summary, actions, decision.events)
+    return dataclasses.replace(decision, actions=actions)
 
 
 def _suspended(step: _Step) -> Decision:
@@ -972,16 +975,17 @@ def _analyse(step: _Step, then: Callable[[_Step], Decision]) -> Decision:
         if not answer.ok:
             message = f"Halt {step.who} advancement external check {answer.name} failed {answer.message}"
             (held if answer.temporary else failures).append(message)
-    readings = step.observation.metrics or ()
-    for metric, reading in zip(step.canary.analysis.metrics, readings, strict=True):
-        problem = _check(step.canary, metric, reading).problem
-        if problem is not None:
-            (held if reading.problem == "unavailable" else failures).append(problem)
+    checks = metric_checks(step.canary, step.observation.metrics or ())
+    for check in checks:
+        if not check.passed:
+            (held if check.passed is None else failures).append(check.message)
     if failures:
-        return _failed_check(step, "; ".join(failures), *map(_warning, failures))
-    if held:
-        return _unavailable(step, "; ".join(held), (), *map(_warning, held))
-    return then(_Step(step.canary, step.status.replace(unavailable_steps=0), step.observation, step.now))
+        decision = _failed_check(step, "; ".join(failures), *map(_warning, failures))
+    elif held:
+        decision = _unavailable(step, "; ".join(held), (), *map(_warning, held))
+    else:
+        decision = then(_Step(step.canary, step.status.replace(unavailable_steps=0), step.observation, step.now))
+    return dataclasses.replace(decision, checks=checks)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,6 @@ from serin.decide import (
     alerts_for,
     decide,
     desired_split,
-    metric_checks,
     next_step_in,
     session_cookie,
     waiting_for_interval,
@@ -412,8 +411,7 @@ class Reconciler:
         report.summary = decision.summary
         report.actions = [describe(action) for action in decision.actions]
         report.events = [event.message for event in decision.events]
-        if observation.metrics is not None:
-            report.metrics = [check.to_dict() for check in metric_checks(canary, observation.metrics)]
+        report.metrics = [check.to_dict() for check in decision.checks or ()]
         if dry_run:
             report.record(decision.status)
             return

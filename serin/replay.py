@@ -33,7 +33,6 @@ from serin.decide import (
     Split,
     WorkloadState,
     decide,
-    metric_checks,
 )
 from serin.model import Canary, HookType
 from serin.ports import HookResult, MetricsUnavailable
@@ -167,10 +166,9 @@ def replay(canary: Canary, start: datetime.datetime, end: datetime.datetime, rea
                 break
             observation = _gather(canary, decision, observation, now, read_metrics)
             decision = decide(canary, status, observation, now, force=True)
-        checks = None if observation.metrics is None else metric_checks(canary, observation.metrics)
         status = decision.status.replace(claimed_until=None, pending=None)
         events = tuple(event.message for event in decision.events)
-        steps.append(ReplayStep(now, status, decision.summary, events, checks))
+        steps.append(ReplayStep(now, status, decision.summary, events, decision.checks))
         world.act(decision)
         if len(steps) > 1 and status.phase in (Phase.SUCCEEDED, Phase.FAILED):
             break
