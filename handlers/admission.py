@@ -7,13 +7,12 @@ so an error inside the handlers is a bug: a 500 with a generic message, its trac
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from handlers.params import MAX_NESTING, BodyTooLarge, nested_deeper_than, read_body
+from handlers.params import BadRequest, BodyTooLarge, decoded_json, read_body
 from serin.admission import Admission, Verdict
 from serin.engine import Engine
 from serin.model import DNS_LABEL
@@ -33,7 +32,7 @@ VALIDATORS: dict[tuple[str, str], Handler] = {
 }
 
 
-class Malformed(ValueError):
+class Malformed(BadRequest):
     """The request is not an AdmissionReview we can answer; the message says why."""
 
 
@@ -66,12 +65,7 @@ def check_deployment(obj: Any, where: str) -> None:
 def parse_review(body: bytes, content_type: str | None) -> Mapping[str, Any]:
     if not (content_type or "").lower().startswith("application/json"):
         raise Malformed(f"Content-Type must be application/json, not {content_type or 'missing'!r}")
-    if nested_deeper_than(body, MAX_NESTING):
-        raise Malformed(f"body nests deeper than {MAX_NESTING} levels; no Kubernetes object does")
-    try:
-        review = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise Malformed(f"body is not JSON: {error}") from None
+    review = decoded_json(body)
     if not isinstance(review, dict):
         raise Malformed("body must be a JSON object (an AdmissionReview)")
     if review.get("kind") != "AdmissionReview" or review.get("apiVersion") != "admission.k8s.io/v1":
@@ -136,7 +130,7 @@ def _answer(handlers: dict[tuple[str, str], Handler]) -> tuple[Response, int]:
             )
     except BodyTooLarge as error:
         return jsonify(error=str(error)), 413
-    except Malformed as error:
+    except BadRequest as error:
         return jsonify(error=str(error)), 400
     engine: Engine = current_app.extensions["serin"]
     verdict = handler(engine.admission, admission_request)

@@ -4,7 +4,9 @@ by the API server (TokenReview, then SubjectAccessReview on canaries.serin.dev).
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from flask import Response, current_app, jsonify, request
 
@@ -50,6 +52,17 @@ def read_body(limit: int, needs: str) -> bytes:
     if size > limit:
         raise BodyTooLarge(f"body is larger than {limit} bytes; {needs}")
     return b"".join(parts)
+
+
+def decoded_json(body: bytes) -> Any:
+    """The JSON in ``body``; BadRequest saying why there is none. Nesting is checked first, since
+    a decoder recursing into 100,000 brackets would exhaust the stack."""
+    if nested_deeper_than(body, MAX_NESTING):
+        raise BadRequest(f"body nests deeper than {MAX_NESTING} levels; no Kubernetes object does")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest(f"body is not JSON: {error}") from None
 
 
 def nested_deeper_than(body: bytes, limit: int) -> bool:

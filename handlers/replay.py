@@ -12,24 +12,13 @@ from __future__ import annotations
 
 import copy
 import datetime
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import jsonpatch
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from handlers.params import (
-    MAX_NESTING,
-    BadRequest,
-    BodyTooLarge,
-    canary_names,
-    error,
-    nested_deeper_than,
-    oversized,
-    read_body,
-    refused,
-)
+from handlers.params import BadRequest, BodyTooLarge, canary_names, decoded_json, error, oversized, read_body, refused
 from serin.engine import Engine
 from serin.kube.store import KubeError
 from serin.model import InvalidCanary, parse_canary
@@ -124,12 +113,7 @@ def _patch() -> Mapping[str, Any] | list[Any] | None:
     data = read_body(current_app.config["MAX_CONTENT_LENGTH"], PATCH_ONLY)
     if not data.strip():
         return None
-    if nested_deeper_than(data, MAX_NESTING):
-        raise BadRequest(f"body nests deeper than {MAX_NESTING} levels; no Kubernetes object does")
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as problem:
-        raise BadRequest(f"the body must be JSON (a merge patch object or a JSON Patch list): {problem}") from None
+    body = decoded_json(data)
     if not isinstance(body, dict | list):
         raise BadRequest("the body must be a JSON object (a merge patch) or a list (a JSON Patch)")
     return body

@@ -46,7 +46,6 @@ from serin.model import (
     FieldError,
     InvalidCanary,
     parse_canary,
-    selects_target,
 )
 from serin.objects import workload_state
 from serin.ports import SerinError
@@ -283,12 +282,16 @@ class Admission:
         errors: list[FieldError] = []
         try:
             canary = parse_canary(obj, self.default_provider)
-            errors.extend(_builtin_compare_problems(canary))
+            errors.extend(
+                problem
+                for index, metric in enumerate(canary.analysis.metrics)
+                if metric.is_builtin and (problem := _compare_problem(canary, index)) is not None
+            )
         except InvalidCanary as invalid:
             errors.extend(invalid.errors)
         namespace = str(request.get("namespace") or _mapping(obj.get("metadata")).get("namespace") or "")
         try:
-            errors.extend(self._cluster_problems(obj, request.get("oldObject"), namespace))
+            errors.extend(self._cluster_problems(obj, request.get("oldObject"), namespace, canary))
         except KubeError as error:
             if strict:
                 errors.append(FieldError("metadata", f"could not be checked against the cluster, try again: {error}"))
@@ -341,7 +344,11 @@ class Admission:
                 return Verdict(warnings=[f"could not restore {canary.target_ref.name} yet ({error}); the tick will"])
         return Verdict()
 
-    def _cluster_problems(self, obj: Mapping[str, Any], old: Any, namespace: str) -> list[FieldError]:
+    def _cluster_problems(
+        self, obj: Mapping[str, Any], old: Any, namespace: str, canary: Canary | None
+    ) -> list[FieldError]:
+        """What the cluster finds wrong: missing or unfit MetricTemplates (``canary``: the Canary as
+        parsed, when it could be), another Canary of the same target, a target changed mid-release."""
         problems: list[FieldError] = []
         spec = _mapping(obj.get("spec"))
         for index, metric in enumerate(_items(_mapping(spec.get("analysis")).get("metrics"))):
@@ -350,8 +357,8 @@ class Admission:
                 ref_namespace = ref.get("namespace") or namespace
                 try:
                     template = self.store.get_metric_template(str(ref_namespace), ref["name"])
-                    if isinstance(_mapping(metric).get("compare"), dict):
-                        problems.extend(_template_compare_problems(template, index))
+                    if canary is not None and (problem := _compare_problem(canary, index, template)) is not None:
+                        problems.append(problem)
                 except NotFound:
                     problems.append(
                         FieldError(
@@ -565,36 +572,27 @@ class Admission:
         )
 
 
-def _builtin_compare_problems(canary: Canary) -> list[FieldError]:
-    """Builtin metrics that compare must be of a provider whose query selects the workload."""
-    problems = []
-    for index, metric in enumerate(canary.analysis.metrics):
-        if metric.compare is not None and metric.is_builtin:
-            try:
-                problem = compare_problem(metric, canary)
-            except SerinError as unknown:
-                problem = str(unknown)
-            if problem:
-                problems.append(FieldError(f"spec.analysis.metrics[{index}].compare", problem))
-    return problems
-
-
-def _template_compare_problems(template: Mapping[str, Any], index: int) -> list[FieldError]:
-    """A MetricTemplate a comparing metric uses must be a Prometheus query that selects the
-    workload by ``{{ target }}``, so that it can run once for the canary and once for the primary."""
+def _compare_problem(canary: Canary, index: int, template: Mapping[str, Any] | None = None) -> FieldError | None:
+    """Why metric ``index`` cannot compare the canary with the primary (None: it can, or does not
+    compare): its query, the builtin's or its MetricTemplate's (a Prometheus one), must select the
+    workload by ``{{ target }}``."""
+    metric = canary.analysis.metrics[index]
+    if metric.compare is None:
+        return None
     path = f"spec.analysis.metrics[{index}].compare"
-    spec = _mapping(template.get("spec"))
-    name = f"{_mapping(template.get('metadata')).get('namespace')}/{_mapping(template.get('metadata')).get('name')}"
-    kind = str(_mapping(spec.get("provider")).get("type") or "prometheus")
-    if kind != "prometheus":
-        return [FieldError(path, f"MetricTemplate {name} queries {kind}: comparing with the primary needs Prometheus")]
-    query = str(spec.get("query") or "")
-    if not selects_target(query):
-        return [
-            FieldError(
-                path,
-                f"MetricTemplate {name} does not select the workload by {{{{ target }}}}: compare runs its query "
-                "once for the canary and once for the primary",
+    query = None
+    if template is not None:
+        spec = _mapping(template.get("spec"))
+        kind = str(_mapping(spec.get("provider")).get("type") or "prometheus")
+        if kind != "prometheus":
+            ref = metric.template_ref
+            name = f"{ref.namespace or canary.namespace}/{ref.name}" if ref else ""
+            return FieldError(
+                path, f"MetricTemplate {name} queries {kind}: comparing with the primary needs Prometheus"
             )
-        ]
-    return []
+        query = str(spec.get("query") or "")
+    try:
+        problem = compare_problem(metric, canary, query)
+    except SerinError as unknown:
+        problem = str(unknown)
+    return FieldError(path, problem) if problem else None

@@ -237,5 +237,9 @@ def compare_problem(metric: Metric, canary: Canary, template_query: str | None =
     if metric.is_builtin:
         what = f"the builtin {metric.name} of provider {canary.provider}"
         return f"{what} does not select the workload by {{{{ target }}}}: give a query that does"
-    source = "MetricTemplate " + metric.template_ref.name if metric.template_ref else "the query"
-    return f"{source} does not select the workload by {{{{ target }}}}: compare runs it once for each workload"
+    ref = metric.template_ref
+    source = f"MetricTemplate {ref.namespace or canary.namespace}/{ref.name}" if ref else "the query"
+    return (
+        f"{source} does not select the workload by {{{{ target }}}}: compare runs its query once for the canary "
+        "and once for the primary"
+    )

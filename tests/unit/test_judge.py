@@ -10,7 +10,8 @@ import pytest
 from localcluster.simulator.traffic import draw_latency_ms
 from serin.decide import MetricCheck, MetricReading, metric_checks
 from serin.judge import judge
-from serin.model import Canary, Compare, InvalidCanary, parse_canary
+from serin.model import Canary, Compare, InvalidCanary
+from tests.unit.test_decide import make_canary
 
 PRIMARY = [float(value) for value in range(90, 110)]  # median 99.5, no ties
 SLOWER = [value + 30 for value in PRIMARY]  # every difference is 30 + (i - j): Hodges-Lehmann 30
@@ -118,20 +119,8 @@ def test_a_slower_canary_fails_when_the_samples_can_show_it() -> None:
 COMPARED: dict[str, object] = {"name": "request-duration", "interval": "1m", "compare": {"tolerance": 0.1}}
 
 
-def _canary(*metrics: dict[str, object], provider: str = "istio") -> Canary:
-    return parse_canary(
-        {
-            "apiVersion": "serin.dev/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": "podinfo", "namespace": "test"},
-            "spec": {
-                "provider": provider,
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-                "service": {"port": 9898},
-                "analysis": {"interval": "1m", "stepWeight": 10, "metrics": list(metrics)},
-            },
-        }
-    )
+def _canary(*metrics: dict[str, object]) -> Canary:
+    return make_canary({"interval": "1m", "stepWeight": 10, "metrics": list(metrics)})
 
 
 def test_each_metric_of_a_step_is_explained() -> None:
@@ -227,19 +216,7 @@ def test_every_problem_of_a_compare_is_reported_with_its_path() -> None:
 def test_blue_green_cannot_compare() -> None:
     """Its last checks run with every request on the canary: the primary has no samples then."""
     with pytest.raises(InvalidCanary) as raised:
-        parse_canary(
-            {
-                "apiVersion": "serin.dev/v1beta1",
-                "kind": "Canary",
-                "metadata": {"name": "podinfo", "namespace": "test"},
-                "spec": {
-                    "provider": "kubernetes",
-                    "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-                    "service": {"port": 9898},
-                    "analysis": {"interval": "1m", "metrics": [{"name": "request-duration", "compare": {}}]},
-                },
-            }
-        )
+        make_canary({"interval": "1m", "metrics": [{"name": "request-duration", "compare": {}}]}, provider="kubernetes")
     assert [str(error) for error in raised.value.errors] == [
         "spec.analysis.metrics[0].compare: cannot judge blue/green: its last checks run with all traffic on the "
         "canary, when the primary has no samples to compare with; use thresholdRange"

@@ -9,28 +9,14 @@ from typing import Any, ClassVar
 import pytest
 
 from serin.decide import MetricReading
-from serin.model import Canary, parse_canary
+from serin.model import Canary
 from serin.ports import MetricsUnavailable, ProviderConfig
 from serin.reconcile import Reconciler
 from serin.replay import replay
+from tests.unit.test_decide import make_canary
 
 START = datetime.datetime(2026, 11, 28, 10, 0, 0, tzinfo=datetime.UTC)
 SECONDS = datetime.timedelta(seconds=1)
-
-
-def make_canary(analysis: dict[str, Any]) -> Canary:
-    return parse_canary(
-        {
-            "apiVersion": "serin.dev/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": "podinfo", "namespace": "test"},
-            "spec": {
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-                "service": {"port": 9898},
-                "analysis": analysis,
-            },
-        }
-    )
 
 
 SUCCESS_RATE = {"name": "request-success-rate", "interval": "30s", "thresholdRange": {"min": 99}}
@@ -217,19 +203,10 @@ def test_a_backend_without_history_cannot_compare() -> None:
 
 
 def test_a_builtin_that_does_not_select_the_workload_cannot_compare() -> None:
-    canary = parse_canary(
-        {
-            "apiVersion": "serin.dev/v1beta1",
-            "kind": "Canary",
-            "metadata": {"name": "podinfo", "namespace": "test"},
-            "spec": {
-                "provider": "nginx",
-                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-                "ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"},
-                "service": {"port": 9898},
-                "analysis": {**WEIGHTED, "metrics": [{"name": "request-duration", "compare": {}}]},
-            },
-        }
+    canary = make_canary(
+        {**WEIGHTED, "metrics": [{"name": "request-duration", "compare": {}}]},
+        provider="nginx",
+        ingressRef={"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"},
     )
     reading = reconciler(Series).read_metric(canary, canary.analysis.metrics[0])
     assert reading == MetricReading(

@@ -52,8 +52,7 @@ CANARY = "namespace=test&name=podinfo"
             f"{CANARY}&from=1000",
             b"[1, 2",
             400,
-            "the body must be JSON (a merge patch object or a JSON Patch list): Expecting ',' delimiter: line 1 "
-            "column 6 (char 5)",
+            "body is not JSON: Expecting ',' delimiter: line 1 column 6 (char 5)",
             id="body-not-json",
         ),
         pytest.param(
