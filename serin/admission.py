@@ -16,7 +16,6 @@ answer itself.
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
 import dataclasses
 import datetime
@@ -49,7 +48,7 @@ from serin.model import (
 )
 from serin.objects import workload_state
 from serin.ports import SerinError
-from serin.reconcile import Reconciler, pending_of
+from serin.reconcile import CLAIM_SECONDS, Reconciler, pending_of
 from serin.status import CanaryStatus, Phase, Unconfirmed
 from serin.workloads import (
     MANAGED_BY,
@@ -495,6 +494,8 @@ class Admission:
             return Verdict()
         if status.claimed_until is not None and status.claimed_until > now:
             return Verdict()  # a tick is taking a step of this Canary: it sees the revision next
+        if status.pending is not None:
+            return Verdict()  # news of a step nobody sent: the next tick sends them, then sees the revision
         primary = workload_state(self.store.get(canary.target_ref.kind, namespace, canary.primary_name))
         target = workload_state(dict(new))
         assert target is not None
@@ -518,8 +519,10 @@ class Admission:
         pending = pending_of(decision, now, canary)
         # Another webhook may still refuse this update: how to go back is recorded with it.
         unconfirmed = Unconfirmed(target.template_hash, status.phase, status.last_applied_spec)
+        # Claimed until sent, as a tick does: a racing tick leaves the news to this webhook.
+        claim = now + datetime.timedelta(seconds=CLAIM_SECONDS) if pending is not None else None
         recorded = decision.status.replace(
-            last_analysis_time=None, claimed_until=None, pending=pending, unconfirmed=unconfirmed
+            last_analysis_time=None, claimed_until=claim, pending=pending, unconfirmed=unconfirmed
         )
         try:
             # Recorded first, as a tick does: a webhook that dies after this leaves nothing undone
@@ -541,11 +544,7 @@ class Admission:
         except Exception as error:  # the tick detects the revision by itself
             return Verdict(warnings=[f"canary {canary_name} not updated yet ({error}); the next tick will"])
         if pending is not None:
-            self.reconciler.send(canary, pending, recorded, now)
-            with contextlib.suppress(KubeError):
-                self.store.write_canary_status(
-                    namespace, canary.name, version, recorded.replace(pending=None).to_dict()
-                )
+            self.reconciler.deliver(canary, pending, recorded, version, now)
         return Verdict(patch=patch)
 
     def validate_workload(self, request: Mapping[str, Any]) -> Verdict:

@@ -96,6 +96,8 @@ MAX_DECISION_ROUNDS = 5
 # How long a claim keeps other ticks away from a Canary whose step asks hooks: longer than a step
 # takes, short enough that a tick that died holding it delays the Canary little.
 CLAIM_SECONDS = 120.0
+# How often a sender of a step's news tries to take the record off a Canary that others keep changing.
+RELEASE_ATTEMPTS = 3
 # Phases in which the primary must run the promoted revision (checked when its spec changed).
 PRIMARY_KEPT_PHASES = IDLE_PHASES | {Phase.PROGRESSING, Phase.WAITING_PROMOTION}
 # Every ten minutes a tick looks for objects admission made for a Canary that was never stored,
@@ -385,16 +387,21 @@ class Reconciler:
             observed = Observed(Observation(target=None, primary=None), None, None)
         else:
             observed = self.observe(canary, raw, others, status)
+        version = canary.resource_version
         if status.pending is not None and not dry_run:
-            # A tick recorded these and may have died before sending them.
-            self.send(canary, status.pending, status, now)
+            # The tick or webhook that recorded these died before sending them: its claim ran out.
+            # Claimed again first, so that a racing tick does not send them too.
+            claimed = status.replace(claimed_until=now + datetime.timedelta(seconds=CLAIM_SECONDS))
+            delivered = self.deliver(canary, status.pending, claimed, self.write_status(canary, version, claimed), now)
+            if delivered is None:
+                raise Lost()
+            status, version = delivered
         observation = observed.observation
         decision = (
             Decision(status, waiting)
             if waiting
             else decide(canary, status, observation, now, force=force, window=window)
         )
-        version = canary.resource_version
         if any(isinstance(need, HookType) for need in decision.needs) and not dry_run:
             # Hooks act on their own (a load test starts): claim the step so that no racing tick
             # asks them too.
@@ -422,6 +429,9 @@ class Reconciler:
         changed = decision.status != status.replace(claimed_until=None, pending=None)
         pending = pending_of(decision, now, canary)
         new_status = decision.status.replace(claimed_until=None, pending=pending if changed else None)
+        if new_status.pending is not None:
+            # Claimed until sent: a racing tick leaves the step to this one rather than send it twice.
+            new_status = new_status.replace(claimed_until=now + datetime.timedelta(seconds=CLAIM_SECONDS))
         if new_status != status:
             version = self.write_status(canary, version, new_status)
         report.applied = True
@@ -430,13 +440,15 @@ class Reconciler:
         if new_status.phase != status.phase and new_status.phase in (Phase.SUCCEEDED, Phase.FAILED):
             outcome = "succeeded" if new_status.phase is Phase.SUCCEEDED else "failed"
             telemetry.CANARY_RESULTS.labels(canary.namespace, outcome).inc()
-        if observed.target is not None:
-            self.apply(canary, decision, observed, new_status)
-        if pending is not None:
-            self.send(canary, pending, new_status, now)
+        try:
+            if observed.target is not None:
+                self.apply(canary, decision, observed, new_status)
+        finally:
+            # Sent even when acting failed: the step is stored, and the next tick completes its actions.
             if new_status.pending is not None:
-                with contextlib.suppress(KubeError, Lost):  # still recorded: the next tick sends none twice
-                    self.write_status(canary, version, new_status.replace(pending=None))
+                self.deliver(canary, new_status.pending, new_status, version, now)
+            elif pending is not None:
+                self.send(canary, pending, new_status, now)
 
     def sweep_orphans(
         self, namespace: str | None, canaries: Sequence[Mapping[str, Any]], now: datetime.datetime
@@ -695,6 +707,33 @@ class Reconciler:
                 result = self.hooks.call(hook, hook_payload(canary, phase, status.last_applied_spec, hook))
                 if not result.ok:
                     LOG.warning("%s hook %s of %s failed: %s", hook_type, hook.name, canary.key, result.message)
+
+    def deliver(
+        self, canary: Canary, pending: Pending, status: CanaryStatus, version: str, now: datetime.datetime
+    ) -> tuple[CanaryStatus, str] | None:
+        """Send what ``status``, stored at ``version`` with this sender's claim, records as pending;
+        then store it without the record and the claim. The status and version stored, or None if
+        that write failed (the record stays, and once the claim runs out the next tick sends it)."""
+        self.send(canary, pending, status, now)
+        for _ in range(RELEASE_ATTEMPTS):
+            released = status.replace(pending=None, claimed_until=None)
+            try:
+                return released, self.write_status(canary, version, released)
+            except Lost:
+                # Something else changed the Canary (its spec, say): the record, if still there, is ours.
+                try:
+                    raw = self.store.get_canary(canary.namespace, canary.name)
+                except KubeError:
+                    return None
+                if raw is None:
+                    return None
+                status, version = CanaryStatus.from_dict(raw.get("status")), raw["metadata"]["resourceVersion"]
+                if status.pending is None or status.pending.step != pending.step:
+                    return None
+            except KubeError as error:
+                LOG.warning("sent the news of %s's step but could not store that: %s", canary.key, error)
+                return None
+        return None
 
     # ---- alerts ------------------------------------------------------------------------------
 

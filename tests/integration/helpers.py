@@ -167,6 +167,10 @@ def set_image(cluster: ClusterHandle, namespace: str, tag: str) -> None:
     )
 
 
+# The longest a gated receiver keeps a request waiting.
+HELD_SECONDS = 5.0
+
+
 class HookServer(http.server.ThreadingHTTPServer):
     """A webhook gate of the test's own on 127.0.0.1: each path answers the status set for it (200 by
     default), and every payload received is kept."""
@@ -176,6 +180,10 @@ class HookServer(http.server.ThreadingHTTPServer):
     def __init__(self) -> None:
         self.statuses: dict[str, int] = {}
         self.received: list[tuple[str, dict[str, Any]]] = []
+        # Open: every request is answered at once. Cleared, requests are kept waiting (a few seconds
+        # at most) after being recorded: a slow receiver, for what happens while one is being sent.
+        self.gate = threading.Event()
+        self.gate.set()
         super().__init__(("127.0.0.1", 0), _HookHandler)
 
     def url(self, path: str) -> str:
@@ -197,6 +205,7 @@ class _HookHandler(http.server.BaseHTTPRequestHandler):
         path = self.path.strip("/")
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.received.append((path, json.loads(body or b"{}")))
+        self.server.gate.wait(timeout=HELD_SECONDS)
         status = self.server.statuses.get(path, 200)
         self.send_response(status)
         self.send_header("Content-Length", "0")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from localcluster.testing import ClusterHandle
+from localcluster.testing import ClusterHandle, eventually
 from tests.integration.helpers import (
     WEIGHTED,
     HookServer,
@@ -141,3 +141,39 @@ def test_every_alert_type_gets_each_alert_once_over_a_promotion_and_a_rollback(
         {"title": "Progress deadline", "value": "120s"},
         {"title": "Traffic routing", "value": "Weight step: 20 max: 40"},
     ]
+
+
+def test_an_alert_on_its_way_is_not_sent_again_by_a_racing_tick(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """The first tick records the initialization with its alert, then sends it to a slow receiver;
+    a tick meanwhile must leave the step to it rather than send the recorded alert a second time."""
+    token = tokens["ticker"]
+    with HookServer() as receiver:
+        local_cluster.apply(providers(namespace, receiver)[:1])
+        local_cluster.apply(podinfo(namespace))
+        local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+        alerts = [{"name": "slack", "providerRef": {"name": "slack"}}]
+        local_cluster.apply(canary(namespace, {**WEIGHTED, "alerts": alerts}))
+        receiver.gate.clear()
+
+        def until_sent() -> int:
+            for _ in range(30):
+                answer = serin_server.tick(token, namespace=namespace, name="podinfo", force="true")
+                if answer.status_code != 200 or receiver.received:
+                    return answer.status_code
+                time.sleep(0.5)
+            raise AssertionError(f"never initialized: {canary_status(local_cluster, namespace)}")
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            first = pool.submit(until_sent)
+            eventually(lambda: receiver.received, what="the initialization alert to be on its way")
+            second = serin_server.tick(token, namespace=namespace, name="podinfo", force="true")
+            receiver.gate.set()
+            assert first.result() == second.status_code == 200
+        (racing,) = second.json()["canaries"]
+        assert racing["summary"].startswith("another tick is taking a step of this canary"), racing
+        assert [message_of("slack", payload) for _, payload in receiver.received] == [
+            "New Deployment detected, initialization completed."
+        ]
+        assert canary_status(local_cluster, namespace).get("phase") == "Initialized"
