@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from serin.judge import judge
-from serin.model import Canary, HookType, Metric, Strategy
+from serin.model import Canary, HookType, ManualRequest, Metric, Strategy
 from serin.ports import HookResult
-from serin.status import IDLE_PHASES, CanaryStatus, Phase
+from serin.status import IDLE_PHASES, CanaryStatus, MetricCheck, Phase
 
 METRICS: Literal["metrics"] = "metrics"
 Need = HookType | Literal["metrics"]
@@ -134,21 +134,6 @@ class MetricReading:
 
 
 @dataclass(frozen=True)
-class MetricCheck:
-    """One metric's part in a step, for the tick's answer and a replay's timeline."""
-
-    name: str
-    # The value judged (a comparison: the canary's median); None when there was none.
-    value: float | None
-    # None: the backend could not be asked, the step holds.
-    passed: bool | None
-    message: str
-
-    def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "value": self.value, "passed": self.passed, "message": self.message}
-
-
-@dataclass(frozen=True)
 class Observation:
     target: WorkloadState | None
     primary: WorkloadState | None
@@ -228,6 +213,9 @@ class Decision:
     needs: tuple[Need, ...] = ()
     # Each metric the step analysed, explained (None: the step analysed none).
     checks: tuple[MetricCheck, ...] | None = None
+    # The person's request (``Canary.request``) this step acted on or turned down: the request is done
+    # with, and its annotation goes. None while it waits (for readiness, a gate) or when there is none.
+    answered: ManualRequest | None = None
 
 
 def _normal(message: str) -> Event:
@@ -280,6 +268,7 @@ _ALERTS: tuple[tuple[re.Pattern[str], str, Literal["info", "warn", "error"], boo
     ),
     (re.compile(r"Rolling back \S+ progress deadline exceeded(.*)"), "Progress deadline exceeded{0}", "error", False),
     (re.compile(r"Rolling back \S+ manual webhook invoked"), "Rolling back manual webhook invoked", "warn", False),
+    (re.compile(r"Rolling back \S+ abort requested"), "Rolling back: abort requested", "warn", False),
     (re.compile(r"Halt \S+ advancement waiting for approval (\S+)"), "Canary is waiting for approval.", "warn", False),
     (
         re.compile(r"Halt \S+ advancement waiting for traffic increase approval (\S+)"),
@@ -514,6 +503,8 @@ def _decide(
     window: float | None,
 ) -> Decision:
     step = _Step(canary, status, observation, now)
+    if canary.request is not None and _can_answer(step):
+        return _on_request(step, canary.request)
     if canary.suspend:
         return _suspended(step)
     if observation.duplicate_of:
@@ -552,6 +543,81 @@ def _decide(
     if status.phase is Phase.FINALISING:
         return _with_objects(_finalise(step))
     return Decision(status, f"nothing to do in phase {status.phase.value if status.phase else 'none'}")
+
+
+# ---- a person's request -------------------------------------------------------------------
+
+# The phases of a release under analysis: what promote skips the rest of and abort rolls back.
+_ANALYSING = (Phase.PROGRESSING, Phase.WAITING_PROMOTION)
+
+
+def _can_answer(step: _Step) -> bool:
+    """A request waits until the Canary is initialized and its target is there (and is its own)."""
+    observed = step.observation
+    return (
+        observed.target is not None
+        and not observed.duplicate_of
+        and step.status.phase
+        not in (
+            None,
+            Phase.INITIALIZING,
+        )
+    )
+
+
+def _on_request(step: _Step, request: ManualRequest) -> Decision:
+    """Act on the request at once, whatever the schedule; a request that cannot apply to the phase
+    is turned down with a Warning that says why, and done with."""
+    status = step.status
+    phase = status.phase.value if status.phase else "new"
+    if step.canary.suspend and request is not ManualRequest.ABORT:
+        return _turned_down(step, request, f"{step.who} is suspended (spec.suspend): resume it first")
+    stepped = _Step(
+        step.canary,
+        status.replace(
+            last_analysis_time=_scheduled(step.canary, status, step.now, True),
+            observed_generation=step.canary.generation,
+        ),
+        step.observation,
+        step.now,
+    )
+    if request is ManualRequest.ABORT:
+        if status.phase not in _ANALYSING:
+            return _turned_down(step, request, f"{step.who} has no release under analysis (phase {phase})")
+        rolled_back = _rollback(stepped, "abort requested", _warning(f"Rolling back {step.who} abort requested"))
+        return dataclasses.replace(_with_objects(rolled_back), answered=request)
+    if request is ManualRequest.RETRY:
+        if status.phase is not Phase.FAILED or not status.last_promoted_spec or _is_promoted_revision(step):
+            return _turned_down(step, request, f"{step.who} has no failed release to analyse again (phase {phase})")
+        restarted = stepped.decision(
+            "retry requested: analysing the revision again from the first step",
+            _restart(stepped),
+            (*_route(step.observation, ALL_ON_PRIMARY), ScaleTarget(_canary_replicas(step.observation))),
+            _normal(f"Retry requested! Restarting analysis for {step.target}"),
+        )
+        return dataclasses.replace(_with_objects(restarted), answered=request)
+    if status.phase not in _ANALYSING:
+        return _turned_down(step, request, f"{step.who} has no release under analysis (phase {phase})")
+    if step.observation.unpromotable:
+        return _turned_down(step, request, f"its revision cannot be promoted: {step.observation.unpromotable}")
+    # The revision and readiness checks of any step first: the request waits while they hold it.
+    for check in (_on_unconfirmed, _on_revision, _on_readiness):
+        outcome = check(stepped)
+        if isinstance(outcome, Decision):
+            return _with_objects(outcome)
+        stepped = outcome
+    requested = _normal(f"Promotion requested! Skipping the remaining steps of {step.who}")
+    decision = _confirm(
+        stepped, lambda confirmed, events: _promote(confirmed, "promotion requested", *events, requested)
+    )
+    if decision.needs or decision.status.phase is not Phase.PROMOTING:
+        return decision  # the confirm-promotion gate holds it: the request waits
+    return dataclasses.replace(_with_objects(decision), answered=request)
+
+
+def _turned_down(step: _Step, request: ManualRequest, why: str) -> Decision:
+    message = f"{request.value} requested, but {why}: nothing done"
+    return Decision(step.status, message, events=(_warning(message),), answered=request)
 
 
 def _keep_primary(step: _Step, decision: Decision) -> Decision:
@@ -663,6 +729,7 @@ def _initialize(step: _Step) -> Decision:
         observed_generation=step.canary.generation,
         waiting_since=None,
         unavailable_steps=0,
+        checks=(),
     )
     return step.decision(
         "initialized: the primary serves all traffic",
@@ -754,6 +821,7 @@ def _restart(step: _Step) -> CanaryStatus:
         last_analysis_time=step.now,
         waiting_since=None,
         unavailable_steps=0,
+        checks=(),
     )
 
 
@@ -985,7 +1053,8 @@ def _analyse(step: _Step, then: Callable[[_Step], Decision]) -> Decision:
         decision = _unavailable(step, "; ".join(held), (), *map(_warning, held))
     else:
         decision = then(_Step(step.canary, step.status.replace(unavailable_steps=0), step.observation, step.now))
-    return dataclasses.replace(decision, checks=checks)
+    # The status keeps them until the next analysed step (a new release starts without).
+    return dataclasses.replace(decision, checks=checks, status=decision.status.replace(checks=checks))
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,20 @@ BUILTIN_METRICS = ("request-success-rate", "request-duration")
 FINALIZER = "serin.dev/revert-on-deletion"
 
 
+# A person's request of the next tick, written on the Canary (``serin promote`` and the like) so that
+# the API server authorizes and audits it; the tick acts on it and removes it.
+REQUEST_ANNOTATION = "serin.dev/request"
+
+
+class ManualRequest(enum.StrEnum):
+    # Skip the remaining steps: promote now, through the confirm-promotion gate.
+    PROMOTE = "promote"
+    # Roll back now.
+    ABORT = "abort"
+    # Analyse a Failed release's revision again from the first step.
+    RETRY = "retry"
+
+
 class Strategy(enum.StrEnum):
     CANARY = "canary"
     AB_TESTING = "ab-testing"
@@ -472,6 +486,8 @@ class Canary:
     service: Service
     analysis: Analysis
     creation_timestamp: str = ""
+    # What a person asked of the next tick (the request annotation), if anything.
+    request: ManualRequest | None = None
     # Accepted but worth knowing (a Flagger field Serin ignores, a precedence that applied).
     warnings: tuple[str, ...] = ()
 
@@ -1365,6 +1381,7 @@ def read_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Read
         revert_on_deletion=reader.boolean(spec.get("revertOnDeletion"), "spec.revertOnDeletion"),
         service=service,
         analysis=analysis,
+        request=_parse_request(reader, metadata.get("annotations")),
         warnings=tuple(reader.warnings),
     )
     return Reading(
@@ -1373,6 +1390,18 @@ def read_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Read
         warnings=tuple(reader.warnings),
         fields=frozenset(reader.fields),
     )
+
+
+def _parse_request(reader: _Reader, annotations: Any) -> ManualRequest | None:
+    raw = annotations.get(REQUEST_ANNOTATION) if isinstance(annotations, Mapping) else None
+    if raw is None:
+        return None
+    try:
+        return ManualRequest(raw)
+    except ValueError:
+        known = ", ".join(request.value for request in ManualRequest)
+        reader.error(f"metadata.annotations[{REQUEST_ANNOTATION}]", f"must be one of {known} (got {str(raw)[:100]!r})")
+        return None
 
 
 def parse_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Canary:

@@ -147,6 +147,11 @@ class TimeSeriesProvider(Protocol):
         """The query's values every ``step_seconds`` from ``start`` to ``end`` (samples without a
         value left out); NoValuesFound when there is none."""
 
+    def points(
+        self, query: str, start: datetime.datetime, end: datetime.datetime, step_seconds: float
+    ) -> tuple[tuple[float, float], ...]:
+        """``series`` with the time of each value (seconds since the epoch), for charts."""
+
 
 @dataclass(frozen=True)
 class HookResult:

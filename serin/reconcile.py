@@ -56,7 +56,18 @@ from serin.decide import (
 )
 from serin.kube.store import Conflict, KubeError, KubeStore
 from serin.metrics.builtin import compare_problem, query_for
-from serin.model import FINALIZER, AlertRef, Canary, HookType, InvalidCanary, Metric, parse_canary, parse_duration
+from serin.model import (
+    FINALIZER,
+    REQUEST_ANNOTATION,
+    AlertRef,
+    Canary,
+    HookType,
+    InvalidCanary,
+    ManualRequest,
+    Metric,
+    parse_canary,
+    parse_duration,
+)
 from serin.notify.alerts import Notifier, Severity, canary_alert, notifier_for, wanted
 from serin.notify.webhooks import event_payload, hook_payload
 from serin.objects import CanaryObjects, workload_state
@@ -96,6 +107,8 @@ MAX_DECISION_ROUNDS = 5
 # How long a claim keeps other ticks away from a Canary whose step asks hooks: longer than a step
 # takes, short enough that a tick that died holding it delays the Canary little.
 CLAIM_SECONDS = 120.0
+# Points of a metric's chart over its window.
+CHART_POINTS = 120
 # How often a sender of a step's news tries to take the record off a Canary that others keep changing.
 RELEASE_ATTEMPTS = 3
 # Phases in which the primary must run the promoted revision (checked when its spec changed).
@@ -250,6 +263,18 @@ def over_time(provider: MetricsProvider, config: ProviderConfig, metric: Metric)
     )
 
 
+@dataclass(frozen=True)
+class MetricChart:
+    """A metric over a window: its lines (``canary``, and ``primary`` when compared) of (time,
+    value) points and its thresholds; ``problem`` says why there are no lines."""
+
+    name: str
+    min: float | None = None
+    max: float | None = None
+    lines: Mapping[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    problem: str = ""
+
+
 class Lost(Exception):
     """Another tick stored a newer status of this Canary first: this one does nothing more."""
 
@@ -377,13 +402,16 @@ class Reconciler:
             )
             return
         # Decide cheaply whether to look closer: a Canary that is not due costs no request, and a
-        # suspended one needs nothing observed.
-        waiting = None if canary.suspend else waiting_for_interval(canary, status, now, force, window)
+        # suspended one needs nothing observed. A person's request is acted on at once.
+        requested = canary.request is not None
+        force = force or requested
+        quiet = canary.suspend and not requested
+        waiting = None if quiet else waiting_for_interval(canary, status, now, force, window)
         report.next_step_in_seconds = next_step_in(canary, status, now)
         if waiting and status.pending is None:
             report.summary = waiting
             return
-        if canary.suspend or waiting:
+        if quiet or waiting:
             observed = Observed(Observation(target=None, primary=None), None, None)
         else:
             observed = self.observe(canary, raw, others, status)
@@ -443,6 +471,8 @@ class Reconciler:
         try:
             if observed.target is not None:
                 self.apply(canary, decision, observed, new_status)
+            if decision.answered is not None:
+                self.answered(canary, decision.answered)
         finally:
             # Sent even when acting failed: the step is stored, and the next tick completes its actions.
             if new_status.pending is not None:
@@ -575,13 +605,7 @@ class Reconciler:
         """The metric's value (or, to compare, the samples of both workloads), or which kind of
         problem kept it from one (see ``serin.ports``)."""
         try:
-            template_query = None
-            config = self.prometheus(canary)
-            if metric.template_ref is not None:
-                namespace = metric.template_ref.namespace or canary.namespace
-                template = self.store.get_metric_template(namespace, metric.template_ref.name)
-                template_query = template.get("spec", {}).get("query")
-                config = self.provider_config(namespace, metric.template_ref.name, template, canary)
+            template_query, config = self.source(canary, metric)
             provider = self.metrics_for(config)
             if metric.compare is not None:
                 return self.compared(canary, metric, over_time(provider, config, metric), template_query, at)
@@ -595,6 +619,38 @@ class Reconciler:
             return MetricReading(None, "unavailable", str(error))
         except PermanentError as error:
             return MetricReading(None, "invalid", str(error))
+
+    def source(self, canary: Canary, metric: Metric) -> tuple[str | None, ProviderConfig]:
+        """The metric's template query (None: builtin or inline) and the backend that answers it."""
+        if metric.template_ref is None:
+            return None, self.prometheus(canary)
+        namespace = metric.template_ref.namespace or canary.namespace
+        template = self.store.get_metric_template(namespace, metric.template_ref.name)
+        config = self.provider_config(namespace, metric.template_ref.name, template, canary)
+        return template.get("spec", {}).get("query"), config
+
+    def charts(self, canary: Canary, start: datetime.datetime, end: datetime.datetime) -> tuple[MetricChart, ...]:
+        """Each metric of the analysis over a window, as the analysis queries it (for a compared
+        metric, the canary's and the primary's): what a page draws against the thresholds."""
+        step = max(MIN_SAMPLE_STEP_SECONDS, (end - start).total_seconds() / CHART_POINTS)
+        charts = []
+        for metric in canary.analysis.metrics:
+            chart = MetricChart(metric.name, metric.threshold_range.min, metric.threshold_range.max)
+            try:
+                template_query, config = self.source(canary, metric)
+                provider = over_time(self.metrics_for(config), config, metric)
+                if metric.compare is None:
+                    lines = {"canary": provider.points(query_for(metric, canary, template_query), start, end, step)}
+                else:
+                    lines = {
+                        role: provider.points(query_for(metric, canary, template_query, target=name), start, end, step)
+                        for role, name in (("canary", canary.target_ref.name), ("primary", canary.primary_name))
+                    }
+                chart = dataclasses.replace(chart, lines=lines)
+            except SerinError as error:
+                chart = dataclasses.replace(chart, problem=str(error))
+            charts.append(chart)
+        return tuple(charts)
 
     def compared(
         self,
@@ -707,6 +763,18 @@ class Reconciler:
                 result = self.hooks.call(hook, hook_payload(canary, phase, status.last_applied_spec, hook))
                 if not result.ok:
                     LOG.warning("%s hook %s of %s failed: %s", hook_type, hook.name, canary.key, result.message)
+
+    def answered(self, canary: Canary, request: ManualRequest) -> None:
+        """Take the request the step acted on (or turned down) off the Canary; a different request
+        written since stays, for the next tick."""
+        raw = self.store.get_canary(canary.namespace, canary.name)
+        metadata = (raw or {}).get("metadata", {})
+        if (metadata.get("annotations") or {}).get(REQUEST_ANNOTATION) != request.value:
+            return
+        version = metadata["resourceVersion"]
+        patch = {"metadata": {"annotations": {REQUEST_ANNOTATION: None}, "resourceVersion": version}}
+        with contextlib.suppress(Conflict):  # changed meanwhile: the next tick looks at it again
+            self.store.patch_canary(canary.namespace, canary.name, patch)
 
     def deliver(
         self, canary: Canary, pending: Pending, status: CanaryStatus, version: str, now: datetime.datetime

@@ -25,7 +25,6 @@ from serin.decide import (
     METRICS,
     CopyToPrimary,
     Decision,
-    MetricCheck,
     MetricReading,
     Observation,
     ScaleTarget,
@@ -36,7 +35,7 @@ from serin.decide import (
 )
 from serin.model import Canary, HookType
 from serin.ports import HookResult, MetricsUnavailable
-from serin.status import CanaryStatus, Phase, format_time
+from serin.status import CanaryStatus, MetricCheck, Phase, format_time
 
 # A replay takes at most this many steps, however long the window (a day at a 1m interval).
 MAX_STEPS = 1440
@@ -151,6 +150,8 @@ def replay(canary: Canary, start: datetime.datetime, end: datetime.datetime, rea
     """The steps of a release of ``canary`` starting at ``start``, one per analysis interval, up to
     ``end`` or the release's end. MetricsUnavailable when the backend cannot be asked: a replay
     without its data would only show holding steps."""
+    # What the analysis decides on its own: a person's pending request is not part of the past.
+    canary = dataclasses.replace(canary, request=None, suspend=False)
     world = _World()
     status = CanaryStatus(
         phase=Phase.SUCCEEDED, last_applied_spec=PROMOTED, last_promoted_spec=PROMOTED, observed_generation=1

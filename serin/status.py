@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,6 +165,43 @@ class Unconfirmed:
 
 
 @dataclass(frozen=True)
+class MetricCheck:
+    """One metric's part in an analysis step: for the tick's answer, a replay's timeline and the
+    status (the last step's checks, for ``serin status`` and the page)."""
+
+    name: str
+    # The value judged (a comparison: the canary's median); None when there was none.
+    value: float | None
+    # None: the backend could not be asked, the step holds.
+    passed: bool | None
+    message: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "value": self.value, "passed": self.passed, "message": self.message}
+
+    def to_status(self) -> dict[str, object]:
+        """As stored: JSON has no NaN, and a result in words reads better in ``kubectl get -o yaml``."""
+        result = "Unavailable" if self.passed is None else "Passed" if self.passed else "Failed"
+        stored: dict[str, object] = {"name": self.name, "result": result, "message": self.message}
+        if self.value is not None and math.isfinite(self.value):
+            stored["value"] = self.value
+        return stored
+
+    @classmethod
+    def from_status(cls, raw: Any) -> MetricCheck | None:
+        if not isinstance(raw, Mapping) or not raw.get("name"):
+            return None
+        value = raw.get("value")
+        result = raw.get("result")
+        return cls(
+            name=str(raw["name"]),
+            value=float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None,
+            passed=None if result == "Unavailable" else result == "Passed",
+            message=str(raw.get("message") or ""),
+        )
+
+
+@dataclass(frozen=True)
 class CanaryStatus:
     phase: Phase | None = None
     canary_weight: int = 0
@@ -178,6 +216,8 @@ class CanaryStatus:
     last_analysis_time: datetime.datetime | None = None
     observed_generation: int = 0
     condition: Condition | None = None
+    # The metrics of the last analysis step of the current release, as judged then.
+    checks: tuple[MetricCheck, ...] = ()
     # Bookkeeping under ``status.serin``. Since when the step has been waiting for a workload to be
     # ready (the progress deadline runs from there), and how many steps in a row could not be
     # analysed because a backend was unavailable (holding is bounded).
@@ -221,6 +261,7 @@ class CanaryStatus:
             last_analysis_time=parse_time(raw.get("lastAnalysisTime")),
             observed_generation=int(raw.get("observedGeneration") or 0),
             condition=condition,
+            checks=tuple(check for check in map(MetricCheck.from_status, raw.get("checks") or ()) if check is not None),
             waiting_since=parse_time(own.get("waitingSince")),
             unavailable_steps=int(own.get("unavailableSteps") or 0),
             primary_generation=int(own.get("primaryGeneration") or 0),
@@ -249,6 +290,8 @@ class CanaryStatus:
             result["lastAnalysisTime"] = format_time(self.last_analysis_time, precise=True)
         if self.condition is not None:
             result["conditions"] = [self.condition.to_dict()]
+        if self.checks:
+            result["checks"] = [check.to_status() for check in self.checks]
         own: dict[str, Any] = {}
         if self.waiting_since is not None:
             own["waitingSince"] = format_time(self.waiting_since)

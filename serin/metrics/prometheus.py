@@ -76,6 +76,12 @@ class PrometheusProvider:
     ) -> tuple[float, ...]:
         """The first series of a range query (as ``query`` answers with the first sample), without
         its NaN samples (0/0 when nothing was requested)."""
+        return tuple(value for _, value in self.points(query, start, end, step_seconds))
+
+    def points(
+        self, query: str, start: datetime.datetime, end: datetime.datetime, step_seconds: float
+    ) -> tuple[tuple[float, float], ...]:
+        """``series`` with each value's time (seconds since the epoch)."""
         params = {
             "query": query,
             "start": f"{start.timestamp():.3f}",
@@ -89,10 +95,14 @@ class PrometheusProvider:
         values = result[0].get("values") if result and isinstance(result[0], dict) else []
         if not isinstance(values, list):
             raise InvalidQuery(f"query {query} returned a malformed series: {values!r}"[:300])
-        samples = tuple(value for value in (_sample_value(sample, query) for sample in values) if not math.isnan(value))
-        if not samples:
+        points = tuple(
+            (_sample_time(sample, query), value)
+            for sample in values
+            if not math.isnan(value := _sample_value(sample, query))
+        )
+        if not points:
             raise NoValuesFound(f"no values found for query {query} from {start:%H:%M:%S} to {end:%H:%M:%S}")
-        return samples
+        return points
 
     def _value(self, query: str, data: dict[str, Any]) -> float:
         result_type = data.get("resultType")
@@ -174,6 +184,13 @@ class PrometheusProvider:
         if not isinstance(data, dict):
             raise InvalidQuery(f"prometheus answer for query {query} has no data")
         return data
+
+
+def _sample_time(sample: Any, query: str) -> float:
+    try:
+        return float(sample[0])
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise InvalidQuery(f"query {query} returned a sample without a time: {sample!r}"[:300]) from None
 
 
 def _sample_value(sample: Any, query: str) -> float:

@@ -8,9 +8,10 @@ import random
 import pytest
 
 from localcluster.simulator.traffic import draw_latency_ms
-from serin.decide import MetricCheck, MetricReading, metric_checks
+from serin.decide import MetricReading, metric_checks
 from serin.judge import judge
 from serin.model import Canary, Compare, InvalidCanary
+from serin.status import MetricCheck
 from tests.unit.test_decide import make_canary
 
 PRIMARY = [float(value) for value in range(90, 110)]  # median 99.5, no ties

@@ -25,7 +25,7 @@ from serin.kube.store import KubeError, NotFound
 from serin.model import parse_canary
 from serin.ports import ProviderConfig
 from serin.reconcile import Observed, Reconciler, Shard, shard_of
-from serin.status import CanaryStatus, Phase, format_time
+from serin.status import CanaryStatus, MetricCheck, Phase, format_time
 
 NOW = datetime.datetime(2026, 1, 1, 12, 3, tzinfo=datetime.UTC)  # not a time of the orphan sweep
 
@@ -459,3 +459,27 @@ def test_every_canary_falls_in_exactly_one_shard_always_the_same() -> None:
     assert all(50 <= size <= 100 for size in sizes), sizes  # a hash spreads them, roughly evenly
     # The key's hash, not Python's salted hash(): the same shard in every process.
     assert shard_of("test", "podinfo", 4) == int(hashlib.sha256(b"test/podinfo").hexdigest()[:16], 16) % 4
+
+
+def test_the_last_checks_are_stored_in_words_and_read_back() -> None:
+    checks = (
+        MetricCheck("request-success-rate", 99.5, True, "request-success-rate 99.5 >= 99: passed"),
+        MetricCheck("latency", float("nan"), False, "Halt advancement no values found for metric: latency"),
+        MetricCheck("errors", None, None, "cannot reach http://prometheus:9090"),
+    )
+    stored = CanaryStatus(phase=Phase.PROGRESSING, checks=checks).to_dict()
+    assert stored["checks"] == [
+        {
+            "name": "request-success-rate",
+            "result": "Passed",
+            "message": "request-success-rate 99.5 >= 99: passed",
+            "value": 99.5,
+        },
+        {"name": "latency", "result": "Failed", "message": "Halt advancement no values found for metric: latency"},
+        {"name": "errors", "result": "Unavailable", "message": "cannot reach http://prometheus:9090"},
+    ]
+    assert CanaryStatus.from_dict(stored).checks == (
+        checks[0],
+        MetricCheck("latency", None, False, "Halt advancement no values found for metric: latency"),
+        checks[2],
+    )

@@ -135,6 +135,11 @@ class Series:
         Series.asked.append(("range", query, start.isoformat(), end.isoformat(), f"{step_seconds:g}"))
         return (1.0, 2.0) if "primary" in query else (3.0, 4.0)
 
+    def points(
+        self, query: str, start: datetime.datetime, end: datetime.datetime, step_seconds: float
+    ) -> tuple[tuple[float, float], ...]:
+        raise AssertionError("a replay draws no chart")
+
 
 class InstantOnly:
     def __init__(self, config: ProviderConfig) -> None:
