@@ -17,10 +17,11 @@ help:
 	@echo "make bench    benchmarks: admission latency, tick cost, cold start, release time beside Flagger"
 	@echo "make fuzz     random AdmissionReviews, bytes and /tick queries: over 10,000 cases, none may get a 5xx"
 
-$(PYTHON): requirements.txt requirements-dev.txt
+$(PYTHON): requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
+	$(PYTHON) -m pip install --quiet --no-deps --editable .
 	@touch $(PYTHON)
 
 venv: $(PYTHON)

@@ -430,6 +430,19 @@ class KubeStore:
 
     # ---- Events ------------------------------------------------------------------------------
 
+    def canary_events(self, namespace: str | None, name: str | None = None) -> list[dict[str, Any]]:
+        """The Events of a Canary (None: of every Canary) in a namespace (None: in every one),
+        oldest first (by when each was last seen)."""
+        selector = "involvedObject.kind=Canary" + (f",involvedObject.name={name}" if name else "")
+        listed = self.request(
+            "GET",
+            collection_path("Event", namespace),
+            what=f"events of canary {namespace}/{name}" if name else "events of canaries",
+            query={"fieldSelector": selector},
+        )
+        items = [item for item in listed.get("items") or [] if isinstance(item, dict)]
+        return sorted(items, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp")))
+
     def record_event(
         self,
         canary: Canary,

@@ -1,0 +1,410 @@
+"""``serin``: a command line for people who run releases (also ``kubectl serin``, as a plugin).
+
+Reading and intervening go through the API server with the caller's own kubeconfig, so the API
+server authorizes and audits every action and no Serin endpoint needs to be reachable:
+
+* ``status [NS/NAME]``: the Canaries as a table (``kubectl get canaries`` with the last metrics),
+  or one of them in detail with its checks and Events;
+* ``promote``, ``abort``, ``retry``: a request written on the Canary (the ``serin.dev/request``
+  annotation), acted on and removed by the next tick;
+* ``pause``, ``resume``: ``spec.suspend``.
+
+``tick``, ``plan`` (the dry-run tick) and ``replay`` ask the Serin server (``--server`` or
+``SERIN_SERVER``) with a bearer token (``--token`` or ``SERIN_TOKEN``; for example from
+``kubectl create token``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import requests
+from kubernetes import config
+
+from serin.kube.store import KubeError, KubeStore, NotFound
+from serin.model import REQUEST_ANNOTATION, ManualRequest
+from serin.status import CanaryStatus, MetricCheck
+from serin.timeline import age, event_time
+
+# What the answers of the Serin server may take, at most (a replay of a long window is slow).
+SERVER_TIMEOUT_SECONDS = 120.0
+# Events listed in the detail of one Canary: the latest ones.
+EVENTS_SHOWN = 10
+
+REQUEST_WORDS: Mapping[ManualRequest, str] = {
+    ManualRequest.PROMOTE: "promotion",
+    ManualRequest.ABORT: "rollback",
+    ManualRequest.RETRY: "new analysis",
+}
+
+
+class CliError(Exception):
+    """A problem the user can act on: printed as one line, exit status 1."""
+
+
+@dataclass(frozen=True)
+class Target:
+    namespace: str | None  # None: every namespace (``status -A``)
+    name: str | None  # None: every Canary of the namespace
+
+
+# ---- output, pure --------------------------------------------------------------------------
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Columns left-aligned and three spaces apart, as kubectl prints them."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def check_summary(check: MetricCheck) -> str:
+    value = "-" if check.value is None else f"{check.value:.4g}"
+    result = "unavailable" if check.passed is None else "ok" if check.passed else "failed"
+    return f"{check.name}={value} {result}"
+
+
+def status_rows(canaries: Sequence[Mapping[str, Any]], now: datetime.datetime) -> list[list[str]]:
+    rows = [["NAMESPACE", "NAME", "STATUS", "WEIGHT", "FAILED", "LAST TRANSITION", "REQUEST", "METRICS"]]
+    for canary in sorted(canaries, key=lambda c: (c["metadata"].get("namespace", ""), c["metadata"]["name"])):
+        metadata = canary["metadata"]
+        status = CanaryStatus.from_dict(canary.get("status"))
+        suspended = " (suspended)" if (canary.get("spec") or {}).get("suspend") else ""
+        rows.append(
+            [
+                metadata.get("namespace", ""),
+                metadata["name"],
+                (status.phase.value if status.phase else "-") + suspended,
+                str(status.canary_weight),
+                str(status.failed_checks),
+                age(status.last_transition_time, now),
+                (metadata.get("annotations") or {}).get(REQUEST_ANNOTATION, "-"),
+                ", ".join(map(check_summary, status.checks)) or "-",
+            ]
+        )
+    return rows
+
+
+def describe(canary: Mapping[str, Any], events: Sequence[Mapping[str, Any]], now: datetime.datetime) -> str:
+    """One Canary in detail: where it is, why, and what happened lately."""
+    metadata, spec = canary["metadata"], canary.get("spec") or {}
+    status = CanaryStatus.from_dict(canary.get("status"))
+    analysis = spec.get("analysis") or {}
+    target = spec.get("targetRef") or {}
+    lines = [
+        f"Canary:           {metadata.get('namespace')}/{metadata['name']}",
+        f"Target:           {target.get('kind', '?')}/{target.get('name', '?')}",
+        f"Phase:            {status.phase.value if status.phase else '-'}"
+        + (" (suspended: spec.suspend is true)" if spec.get("suspend") else ""),
+        f"Canary weight:    {status.canary_weight}%",
+        f"Iterations:       {status.iterations}",
+        f"Failed checks:    {status.failed_checks} of {analysis.get('threshold', '?')}",
+        f"Last transition:  {age(status.last_transition_time, now)} ago",
+        f"Revision:         {status.last_applied_spec or '-'} (promoted: {status.last_promoted_spec or '-'})",
+    ]
+    if status.condition is not None:
+        lines.append(f"Condition:        Promoted={status.condition.status} {status.condition.reason}: ")
+        lines[-1] += status.condition.message
+    request = (metadata.get("annotations") or {}).get(REQUEST_ANNOTATION)
+    if request:
+        lines.append(f"Request:          {request} (waiting for the next tick)")
+    lines.append("Checks:" if status.checks else "Checks:           none yet")
+    lines += [f"  {check_summary(check)}: {check.message}" for check in status.checks]
+    lines.append("Events:" if events else "Events:           none")
+    rows = [["  AGE", "TYPE", "MESSAGE"]]
+    for event in events[-EVENTS_SHOWN:]:
+        rows.append([f"  {age(event_time(event), now)}", str(event.get("type", "")), str(event.get("message", ""))])
+    if events:
+        lines.append(table(rows))
+    return "\n".join(lines)
+
+
+def tick_rows(reports: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    rows = [["NAMESPACE", "NAME", "PHASE", "WEIGHT", "SUMMARY"]]
+    for report in reports:
+        summary = f"error: {report['error']}" if report.get("error") else str(report.get("summary", ""))
+        rows.append(
+            [
+                str(report.get("namespace", "")),
+                str(report.get("name", "")),
+                str(report.get("phase") or "-"),
+                str(report.get("weight", 0)),
+                summary,
+            ]
+        )
+    return rows
+
+
+def tick_text(answer: Mapping[str, Any]) -> str:
+    reports = answer.get("canaries") or []
+    if not reports:
+        return "no canary"
+    lines = [table(tick_rows(reports))]
+    for report in reports:
+        details = [f"  event: {event}" for event in report.get("events") or []]
+        details += [f"  metric: {metric.get('message', '')}" for metric in report.get("metrics") or []]
+        details += [f"  action: {action}" for action in report.get("actions") or []]
+        if details:
+            lines.append(f"{report.get('namespace')}/{report.get('name')}:")
+            lines += details
+    return "\n".join(lines)
+
+
+def replay_text(answer: Mapping[str, Any]) -> str:
+    rows = [["TIME", "PHASE", "WEIGHT", "FAILED", "SUMMARY"]]
+    for step in answer.get("steps") or []:
+        rows.append(
+            [
+                str(step.get("time", "")),
+                str(step.get("phase") or "-"),
+                str(step.get("weight", 0)),
+                str(step.get("failedChecks", 0)),
+                str(step.get("summary", "")),
+            ]
+        )
+    modified = " with the modified spec" if answer.get("modified") else ""
+    head = f"replay of {answer.get('canary')}{modified} from {answer.get('from')} to {answer.get('to')}"
+    return "\n".join([head, table(rows), f"outcome: {answer.get('outcome')} (phase {answer.get('phase') or '-'})"])
+
+
+# ---- the commands --------------------------------------------------------------------------
+
+
+def parse_target(text: str | None, namespace: str | None, everywhere: bool = False) -> Target:
+    """``NS/NAME``, ``NAME`` (in ``namespace``) or nothing (every Canary there, or everywhere)."""
+    if everywhere:
+        return Target(None, None)
+    if not text:
+        return Target(namespace, None)
+    if text.count("/") > 1 or text.startswith("/") or text.endswith("/"):
+        raise CliError(f"name a Canary as NAME or NAMESPACE/NAME, not {text!r}")
+    if "/" in text:
+        ns, name = text.split("/")
+        return Target(ns, name)
+    return Target(namespace, text)
+
+
+def one(target: Target, command: str) -> tuple[str, str]:
+    if target.namespace is None or target.name is None:
+        raise CliError(f"{command} needs a Canary: serin {command} NAMESPACE/NAME")
+    return target.namespace, target.name
+
+
+class Cli:
+    def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
+        self.args = args
+        self.out = out
+        self._store: KubeStore | None = None
+        self.default_namespace = "default"
+
+    @property
+    def store(self) -> KubeStore:
+        """The caller's own access to the API server, from their kubeconfig."""
+        if self._store is None:
+            try:
+                contexts, current = config.list_kube_config_contexts(config_file=self.args.kubeconfig)  # type: ignore[no-untyped-call]
+                chosen = next((c for c in contexts if c["name"] == self.args.context), current)
+                self.default_namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
+                api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+                    config_file=self.args.kubeconfig, context=self.args.context
+                )
+            except (config.ConfigException, OSError, TypeError) as error:
+                raise CliError(f"cannot load the kubeconfig: {error}") from None
+            self._store = KubeStore(api)
+        return self._store
+
+    def target(self) -> Target:
+        store = self.store  # reads the kubeconfig's namespace
+        del store
+        namespace = self.args.namespace or self.default_namespace
+        return parse_target(getattr(self.args, "canary", None), namespace, getattr(self.args, "all_namespaces", False))
+
+    def canary(self, namespace: str, name: str) -> dict[str, Any]:
+        found = self.store.get_canary(namespace, name)
+        if found is None:
+            raise CliError(f"no canary {namespace}/{name}")
+        return found
+
+    def print(self, text: str) -> None:
+        print(text, file=self.out)
+
+    def status(self) -> None:
+        target = self.target()
+        now = datetime.datetime.now(datetime.UTC)
+        if target.name is None:
+            canaries = self.store.list_canaries(target.namespace)
+            if self.args.output == "json":
+                self.print(json.dumps(canaries, indent=2))
+            elif not canaries:
+                where = f"namespace {target.namespace}" if target.namespace else "any namespace"
+                self.print(f"no canary in {where}")
+            else:
+                self.print(table(status_rows(canaries, now)))
+            return
+        namespace, name = one(target, "status")
+        canary = self.canary(namespace, name)
+        if self.args.output == "json":
+            self.print(json.dumps(canary, indent=2))
+            return
+        self.print(describe(canary, self.store.canary_events(namespace, name), now))
+
+    def request(self, request: ManualRequest) -> None:
+        namespace, name = one(self.target(), request.value)
+        self.canary(namespace, name)
+        self.store.patch_canary(namespace, name, {"metadata": {"annotations": {REQUEST_ANNOTATION: request.value}}})
+        self.print(
+            f"{REQUEST_WORDS[request]} of canary {namespace}/{name} requested: the next tick acts on it "
+            f"({REQUEST_ANNOTATION}={request.value})"
+        )
+
+    def suspend(self, suspend: bool) -> None:
+        namespace, name = one(self.target(), "pause" if suspend else "resume")
+        self.canary(namespace, name)
+        self.store.patch_canary(namespace, name, {"spec": {"suspend": suspend}})
+        done = "paused: no step is taken until it is resumed" if suspend else "resumed"
+        self.print(f"canary {namespace}/{name} {done}")
+
+    def server(self, method: str, path: str, query: Mapping[str, str], body: str | None = None) -> dict[str, Any]:
+        """An answer of the Serin server, or CliError saying what went wrong."""
+        url = self.args.server or os.environ.get("SERIN_SERVER")
+        token = self.args.token or os.environ.get("SERIN_TOKEN")
+        if not url:
+            raise CliError("say where Serin is: --server https://HOST:PORT or SERIN_SERVER")
+        if not token:
+            raise CliError(
+                "Serin needs a bearer token: --token TOKEN or SERIN_TOKEN (e.g. from `kubectl create token`)"
+            )
+        verify: bool | str = self.args.ca_file or os.environ.get("SERIN_CA_FILE") or True
+        try:
+            answer = requests.request(
+                method,
+                url.rstrip("/") + path,
+                params=dict(query),
+                data=body,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                verify=verify,
+                timeout=SERVER_TIMEOUT_SECONDS,
+            )
+        except requests.RequestException as error:
+            raise CliError(f"cannot reach Serin at {url}: {error}") from None
+        try:
+            data = answer.json()
+        except ValueError:
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        if answer.status_code >= 400:
+            raise CliError(f"Serin answered {answer.status_code}: {data.get('error') or answer.text[:200]}")
+        return data
+
+    def tick(self, dry_run: bool) -> None:
+        target = self.target()
+        query = {"force": "true"} if not dry_run and self.args.force else {}
+        if dry_run:
+            query["dry_run"] = "true"
+        if target.namespace:
+            query["namespace"] = target.namespace
+        if target.name:
+            query["name"] = target.name
+        answer = self.server("POST", "/tick", query)
+        self.print(json.dumps(answer, indent=2) if self.args.output == "json" else tick_text(answer))
+
+    def replay(self) -> None:
+        namespace, name = one(self.target(), "replay")
+        query = {"namespace": namespace, "name": name, "from": self.args.start}
+        if self.args.end:
+            query["to"] = self.args.end
+        body = None
+        if self.args.patch:
+            try:
+                with open(self.args.patch, encoding="utf-8") as patch:
+                    body = patch.read()
+            except OSError as error:
+                raise CliError(f"cannot read the patch: {error}") from None
+        answer = self.server("POST", "/replay", query, body)
+        self.print(json.dumps(answer, indent=2) if self.args.output == "json" else replay_text(answer))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="serin", description="Watch and steer Serin's canary releases.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-n", "--namespace", help="the namespace (default: the kubeconfig context's)")
+    common.add_argument("--kubeconfig", help="the kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+    common.add_argument("--context", help="the kubeconfig context (default: the current one)")
+    common.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument("--server", help="Serin's URL (default: $SERIN_SERVER)")
+    server.add_argument("--token", help="a bearer token Serin accepts (default: $SERIN_TOKEN)")
+    server.add_argument("--ca-file", help="the CA of Serin's certificate (default: $SERIN_CA_FILE, else the system's)")
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    status = commands.add_parser("status", parents=[common], help="the Canaries, or one in detail")
+    status.add_argument("canary", nargs="?", metavar="[NAMESPACE/]NAME")
+    status.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    helps = {
+        "promote": "skip the remaining steps and promote, through the confirm-promotion gate",
+        "abort": "roll the release back now",
+        "retry": "analyse a Failed release's revision again from the first step",
+        "pause": "suspend the Canary (spec.suspend): no step is taken",
+        "resume": "take steps again",
+    }
+    for name, text in helps.items():
+        command = commands.add_parser(name, parents=[common], help=text, description=text)
+        command.add_argument("canary", metavar="[NAMESPACE/]NAME")
+    tick = commands.add_parser("tick", parents=[common, server], help="ask Serin for a step now")
+    tick.add_argument("canary", nargs="?", metavar="[NAMESPACE/]NAME")
+    tick.add_argument("--force", action="store_true", help="take the step even if the interval has not passed")
+    plan = commands.add_parser("plan", parents=[common, server], help="what the next step would do (changes nothing)")
+    plan.add_argument("canary", nargs="?", metavar="[NAMESPACE/]NAME")
+    replay = commands.add_parser(
+        "replay", parents=[common, server], help="what the analysis would have decided over a past window"
+    )
+    replay.add_argument("canary", metavar="[NAMESPACE/]NAME")
+    replay.add_argument("--from", dest="start", required=True, help="the window's start (RFC 3339 or epoch seconds)")
+    replay.add_argument("--to", dest="end", help="the window's end (default: now)")
+    replay.add_argument("--patch", help="a file with a merge patch or JSON Patch of the Canary to try instead")
+    return top
+
+
+def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
+    args = parser().parse_args(argv)
+    cli = Cli(args, out)
+    actions: Mapping[str, Callable[[], None]] = {
+        "status": cli.status,
+        "promote": lambda: cli.request(ManualRequest.PROMOTE),
+        "abort": lambda: cli.request(ManualRequest.ABORT),
+        "retry": lambda: cli.request(ManualRequest.RETRY),
+        "pause": lambda: cli.suspend(True),
+        "resume": lambda: cli.suspend(False),
+        "tick": lambda: cli.tick(dry_run=False),
+        "plan": lambda: cli.tick(dry_run=True),
+        "replay": cli.replay,
+    }
+    try:
+        actions[args.command]()
+    except CliError as error:
+        print(f"serin: {error}", file=sys.stderr)
+        return 1
+    except NotFound as error:
+        print(f"serin: not found: {error}", file=sys.stderr)
+        return 1
+    except KubeError as error:
+        print(f"serin: the API server refused or could not be reached: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
