@@ -1,8 +1,8 @@
 """The HTTP face of Serin: Flask blueprints that parse, call the engine and answer.
 
 ``create_app`` is the one place the server is assembled (``wsgi.py`` calls it for gunicorn; tests
-call it with their own settings). Every answer is JSON, errors included: no HTML error pages, no
-tracebacks.
+call it with their own settings). Every answer of the API is JSON, errors included: no HTML error
+pages, no tracebacks. The page for people (``/ui``) answers HTML, its own errors included.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from flask import Flask, Response, jsonify
 from kubernetes import client
 from werkzeug.exceptions import HTTPException
 
-from handlers import admission, ops, replay, tick
+from handlers import admission, ops, replay, tick, ui
 from serin.config import Settings
 from serin.engine import build_engine
 
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None, api: client.ApiClient | None = 
     app.register_blueprint(tick.blueprint)
     app.register_blueprint(replay.blueprint)
     app.register_blueprint(ops.blueprint)
+    app.register_blueprint(ui.blueprint)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:

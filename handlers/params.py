@@ -126,17 +126,29 @@ def refused(engine: Engine, verb: str, namespace: str | None) -> tuple[Response,
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return error(
-            401,
-            "missing bearer token: send 'Authorization: Bearer <token>' (for example from `kubectl create token`)",
-            **{"WWW-Authenticate": 'Bearer realm="serin"'},
+        token = ""
+    denial = denied(engine, token.strip(), verb, namespace)
+    if denial is None:
+        return None
+    status, message = denial
+    if status == 401:
+        return error(status, message, **{"WWW-Authenticate": 'Bearer realm="serin"'})
+    return error(status, message)
+
+
+def denied(engine: Engine, token: str, verb: str, namespace: str | None) -> tuple[int, str] | None:
+    """Why the token's owner may not ``verb`` canaries.serin.dev in ``namespace``: (401 or 403,
+    the reason); None when they may. KubeError when the API server cannot be asked."""
+    if not token:
+        return 401, (
+            "missing bearer token: send 'Authorization: Bearer <token>' (for example from `kubectl create token`)"
         )
-    identity = authenticate(engine.store, token.strip())
+    identity = authenticate(engine.store, token)
     if identity is None:
-        return error(401, "the API server did not accept this token", **{"WWW-Authenticate": 'Bearer realm="serin"'})
+        return 401, "the API server did not accept this token"
     allowed, reason = may_on_canaries(engine.store, identity, verb, namespace)
     if allowed:
         return None
     where = f"namespace {namespace}" if namespace else "all namespaces"
     detail = f" ({reason})" if reason else ""
-    return error(403, f"{identity.username} may not {verb} canaries.serin.dev in {where}{detail}")
+    return 403, f"{identity.username} may not {verb} canaries.serin.dev in {where}{detail}"

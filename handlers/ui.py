@@ -1,0 +1,229 @@
+"""``GET /ui``: a read-only page to watch releases, for people.
+
+``/ui`` lists the Canaries (phase, weight, last Event); ``/ui/NAMESPACE/NAME`` shows one: where it
+is and why, the next step as the tick would take it now (a dry run), the routes, the last checks,
+its weight over time (from its Events) and each metric over the release against its thresholds
+(the analysis' own queries, over a range). Pages refresh themselves every few seconds.
+
+Authenticated as ``/tick`` is, with a Kubernetes bearer token: in the ``Authorization`` header, or
+given once to the login form, which keeps it in an HttpOnly, Secure, SameSite=Strict cookie. The
+token's owner needs only ``list`` (the list) or ``get`` (one Canary) on canaries.serin.dev.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Blueprint, Response, current_app, redirect, render_template, request
+from werkzeug.wrappers import Response as Redirect
+
+from handlers.params import denied
+from serin.engine import Engine
+from serin.kube.auth import authenticate
+from serin.kube.store import KubeError
+from serin.model import REQUEST_ANNOTATION, Canary, InvalidCanary, parse_canary
+from serin.ports import SerinError
+from serin.status import CanaryStatus
+from serin.timeline import age, event_time, release_start, weight_points
+
+blueprint = Blueprint("ui", __name__)
+
+COOKIE = "serin-token"
+# How long the login cookie lasts; the token's own expiry applies too.
+COOKIE_SECONDS = 8 * 3600
+REFRESH_SECONDS = 5
+# The longest token the login form takes (service account tokens are about 1 KB).
+MAX_TOKEN_CHARS = 16_384
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@blueprint.after_request
+def secured(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _token() -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.cookies.get(COOKIE, "").strip()
+
+
+def _refusal(engine: Engine, verb: str, namespace: str | None) -> tuple[str, int] | None:
+    """The page to answer instead when the caller may not see this: the login form (401) or why
+    not (403, 503)."""
+    try:
+        denial = denied(engine, _token(), verb, namespace)
+    except KubeError as error:
+        return _page("error.html", 503, title="Cannot reach the Kubernetes API", message=str(error))
+    if denial is None:
+        return None
+    status, message = denial
+    if status == 401:
+        return _page("login.html", 401, message=message if _token() else "")
+    return _page("error.html", status, title="Not allowed", message=message)
+
+
+def _page(template: str, code: int, **context: Any) -> tuple[str, int]:
+    return render_template(template, refresh=_refresh(), **context), code
+
+
+def _refresh() -> int:
+    """Seconds between refreshes; ``?refresh=0`` stops them."""
+    value = request.args.get("refresh", "")
+    return int(value) if value.isdigit() and int(value) <= 3600 else REFRESH_SECONDS
+
+
+@blueprint.get("/ui")
+@blueprint.get("/ui/")
+def canaries() -> tuple[str, int]:
+    engine: Engine = current_app.extensions["serin"]
+    namespace = request.args.get("namespace") or None
+    if refused := _refusal(engine, "list", namespace):
+        return refused
+    try:
+        listed = engine.store.list_canaries(namespace)
+        last_events = _last_events(engine, namespace)
+    except KubeError as error:
+        return _page("error.html", 503, title="Cannot reach the Kubernetes API", message=str(error))
+    now = datetime.datetime.now(datetime.UTC)
+    rows = [_row(canary, last_events, now) for canary in listed]
+    rows.sort(key=lambda row: (row["namespace"], row["name"]))
+    return _page("list.html", 200, rows=rows, namespace=namespace)
+
+
+@blueprint.get("/ui/<namespace>/<name>")
+def canary(namespace: str, name: str) -> tuple[str, int]:
+    engine: Engine = current_app.extensions["serin"]
+    if refused := _refusal(engine, "get", namespace):
+        return refused
+    now = datetime.datetime.now(datetime.UTC)
+    try:
+        stored = engine.store.get_canary(namespace, name)
+        if stored is None:
+            return _page("error.html", 404, title="Not found", message=f"no canary {namespace}/{name}")
+        events = engine.store.canary_events(namespace, name)
+    except KubeError as error:
+        return _page("error.html", 503, title="Cannot reach the Kubernetes API", message=str(error))
+    status = CanaryStatus.from_dict(stored.get("status"))
+    context: dict[str, Any] = {
+        "namespace": namespace,
+        "name": name,
+        "status": status,
+        "spec": stored.get("spec") or {},
+        "request_pending": ((stored.get("metadata") or {}).get("annotations") or {}).get(REQUEST_ANNOTATION),
+        "events": [
+            {"age": age(event_time(event), now), "type": event.get("type", ""), "message": event.get("message", "")}
+            for event in reversed(events)
+        ],
+        "last_transition": age(status.last_transition_time, now),
+    }
+    try:
+        parsed = parse_canary(stored, engine.settings.default_provider)
+    except InvalidCanary as invalid:
+        context["invalid"] = str(invalid)
+        return _page("canary.html", 200, **context, charts="{}")  # nothing to draw
+    start = release_start(events, now)
+    plan = engine.reconciler.tick(namespace=namespace, name=name, dry_run=True)
+    context["plan"] = plan[0].to_dict() if plan else None
+    context["routes"] = _routes(engine, parsed)
+    context["threshold"] = parsed.analysis.threshold
+    charts = {
+        "weight": weight_points(events, start),
+        "start": start.timestamp(),
+        "end": now.timestamp(),
+        "metrics": [
+            {"name": chart.name, "min": chart.min, "max": chart.max, "lines": chart.lines, "problem": chart.problem}
+            for chart in engine.reconciler.charts(parsed, start, now)
+        ],
+    }
+    return _page("canary.html", 200, **context, charts=_script_json(charts))
+
+
+@blueprint.post("/ui/login")
+def login() -> Redirect | tuple[str, int]:
+    engine: Engine = current_app.extensions["serin"]
+    token = request.form.get("token", "").strip()
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        return _page("login.html", 400, message="paste a token (for example from `kubectl create token`)")
+    try:
+        identity = authenticate(engine.store, token)
+    except KubeError as error:
+        return _page("error.html", 503, title="Cannot reach the Kubernetes API", message=str(error))
+    if identity is None:
+        return _page("login.html", 401, message="the API server did not accept this token")
+    response = redirect("/ui", code=303)
+    response.set_cookie(
+        COOKIE, token, max_age=COOKIE_SECONDS, path="/ui", secure=True, httponly=True, samesite="Strict"
+    )
+    return response
+
+
+@blueprint.post("/ui/logout")
+def logout() -> Redirect:
+    response = redirect("/ui", code=303)
+    response.delete_cookie(COOKIE, path="/ui", secure=True, httponly=True, samesite="Strict")
+    return response
+
+
+def _last_events(engine: Engine, namespace: str | None) -> dict[tuple[str, str], Mapping[str, Any]]:
+    """The latest Event of each Canary, from one list."""
+    latest: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for event in engine.store.canary_events(namespace, None):
+        involved = event.get("involvedObject") or {}
+        latest[(str(involved.get("namespace", "")), str(involved.get("name", "")))] = event
+    return latest
+
+
+def _row(
+    canary: Mapping[str, Any], last_events: Mapping[tuple[str, str], Mapping[str, Any]], now: datetime.datetime
+) -> dict[str, Any]:
+    metadata = canary["metadata"]
+    status = CanaryStatus.from_dict(canary.get("status"))
+    key = (metadata.get("namespace", ""), metadata["name"])
+    event = last_events.get(key) or {}
+    return {
+        "namespace": key[0],
+        "name": key[1],
+        "phase": status.phase.value if status.phase else "-",
+        "suspended": bool((canary.get("spec") or {}).get("suspend")),
+        "weight": status.canary_weight,
+        "failed_checks": status.failed_checks,
+        "last_transition": age(status.last_transition_time, now),
+        "last_event": event.get("message", ""),
+        "last_event_age": age(event_time(event), now) if event else "",
+    }
+
+
+def _routes(engine: Engine, canary: Canary) -> str:
+    """The split the routing objects hold now, in words."""
+    router = engine.reconciler.router_for(canary.provider)
+    if not router.shifts_traffic:
+        return f"{canary.provider}: the Services alone (blue/green), no weights"
+    try:
+        split = router.get_routes(canary)
+    except SerinError as error:
+        return f"cannot read the routes: {error}"
+    if split is None:
+        return "no routes yet"
+    mirrored = " (requests mirrored to the canary)" if split.mirrored else ""
+    return f"primary {split.primary_weight}% · canary {split.canary_weight}%{mirrored}"
+
+
+def _script_json(data: Any) -> str:
+    """JSON safe inside a <script> element: no "</script>" can end it early, whatever a metric's
+    query or an error message holds."""
+    return json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -1,0 +1,116 @@
+"""The page's answers that need no API server, and the timeline it draws from Events."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+from flask.testing import FlaskClient
+
+from handlers.ui import SECURITY_HEADERS, _script_json
+from serin.timeline import DEFAULT_WINDOW, MAX_WINDOW, release_start, weight_points
+
+NOW = datetime.datetime(2026, 11, 28, 12, 0, 0, tzinfo=datetime.UTC)
+
+
+def test_without_a_token_the_page_is_the_login_form(app_client: FlaskClient) -> None:
+    response = app_client.get("/ui")
+    assert response.status_code == 401
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert '<form method="post" action="/ui/login">' in page
+    assert 'id="problem"' not in page
+    assert {key: response.headers[key] for key in SECURITY_HEADERS} == SECURITY_HEADERS
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        pytest.param({}, "paste a token (for example from `kubectl create token`)", id="no-token"),
+        pytest.param({"token": "  "}, "paste a token (for example from `kubectl create token`)", id="blank"),
+        pytest.param({"token": "x" * 20_000}, "paste a token (for example from `kubectl create token`)", id="too-long"),
+    ],
+)
+def test_a_login_without_a_usable_token_says_so(app_client: FlaskClient, form: dict[str, str], message: str) -> None:
+    response = app_client.post("/ui/login", data=form)
+    assert response.status_code == 400
+    assert f'<p class="problem" id="problem">{message}</p>' in response.get_data(as_text=True)
+    assert "Set-Cookie" not in response.headers
+
+
+def test_an_unreachable_api_server_is_a_503_page(app_client: FlaskClient) -> None:
+    response = app_client.get("/ui/shop/web", headers={"Authorization": "Bearer some-token"})
+    assert response.status_code == 503
+    assert "<h1>Cannot reach the Kubernetes API</h1>" in response.get_data(as_text=True)
+
+
+def test_logout_clears_the_cookie(app_client: FlaskClient) -> None:
+    response = app_client.post("/ui/logout")
+    assert (response.status_code, response.headers["Location"]) == (303, "/ui")
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("serin-token=;") and "Max-Age=0" in cookie and "Path=/ui" in cookie
+
+
+@pytest.mark.parametrize("path", ["/static/vendor/uplot/uPlot.iife.min.js", "/static/ui.js", "/static/ui.css"])
+def test_the_pages_assets_are_served_from_the_package(app_client: FlaskClient, path: str) -> None:
+    response = app_client.get(path)
+    assert response.status_code == 200 and len(response.data) > 500
+    response.close()
+
+
+def test_chart_data_cannot_end_its_script_element() -> None:
+    data = {"problem": "query </script><script>alert(1)</script> & more"}
+    text = _script_json(data)
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text) == data
+
+
+def event(message: str, at: datetime.datetime) -> dict[str, str]:
+    return {"message": message, "lastTimestamp": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def minutes(n: float) -> datetime.datetime:
+    return NOW - datetime.timedelta(minutes=n)
+
+
+def test_weight_over_a_release_from_its_events() -> None:
+    events = [
+        event("Advance web.shop canary weight 20", minutes(50)),  # an earlier release, before the window
+        event("New revision detected! Scaling up web.shop", minutes(10)),
+        event("Starting canary analysis for web.shop", minutes(9)),
+        event("Advance web.shop canary weight 20", minutes(9)),
+        event("Advance web.shop canary weight 40", minutes(8)),
+        event("Advance web.shop canary iteration 1/2", minutes(7.5)),
+        event("Copying web.shop template spec to web-primary.shop", minutes(7)),
+        event("Routing all traffic to primary", minutes(6.5)),
+        event("Promotion completed! Scaling down web.shop", minutes(6)),
+    ]
+    start = release_start(events, NOW)
+    assert start == minutes(10)
+    assert weight_points(events, start) == [
+        (minutes(10).timestamp(), 0),
+        (minutes(9).timestamp(), 20),
+        (minutes(8).timestamp(), 40),
+        (minutes(6.5).timestamp(), 0),
+        (minutes(6).timestamp(), 0),
+    ]
+
+
+def test_blue_green_and_a_rollback_set_all_or_nothing() -> None:
+    events = [
+        event("Retry requested! Restarting analysis for web.shop", minutes(5)),
+        event("Routing all traffic to canary", minutes(4)),
+        event("Canary failed! Scaling down web.shop", minutes(3)),
+    ]
+    assert weight_points(events, release_start(events, NOW)) == [
+        (minutes(5).timestamp(), 0),
+        (minutes(4).timestamp(), 100),
+        (minutes(3).timestamp(), 0),
+    ]
+
+
+def test_the_window_without_a_release_and_for_a_very_long_one() -> None:
+    assert release_start([], NOW) == NOW - DEFAULT_WINDOW
+    old = [event("New revision detected! Scaling up web.shop", NOW - 2 * MAX_WINDOW)]
+    assert release_start(old, NOW) == NOW - MAX_WINDOW
