@@ -142,9 +142,9 @@ class LocalCluster:
         from localcluster.serin_server import env_lines as serin_env_lines
 
         lines += serin_env_lines(state)
-        kubectl_dir = state.paths.get("kubectl_dir")
-        if kubectl_dir:
-            lines.append(f'export PATH="{kubectl_dir}:$PATH"')
+        # kubectl, and next to this Python the serin command and its kubectl plugin (kubectl serin).
+        tools = [state.paths.get("kubectl_dir"), str(Path(sys.executable).parent)]
+        lines.append(f'export PATH="{":".join(tool for tool in tools if tool)}:$PATH"')
         return lines
 
     # ---- components ------------------------------------------------------------------------

@@ -10,7 +10,7 @@ server authorizes and audits every action and no Serin endpoint needs to be reac
 * ``pause``, ``resume``: ``spec.suspend``.
 
 ``tick``, ``plan`` (the dry-run tick) and ``replay`` ask the Serin server (``--server`` or
-``SERIN_SERVER``) with a bearer token (``--token`` or ``SERIN_TOKEN``; for example from
+``SERIN_URL``) with a bearer token (``--token`` or ``SERIN_TOKEN``; for example from
 ``kubectl create token``).
 """
 
@@ -209,21 +209,25 @@ class Cli:
     def store(self) -> KubeStore:
         """The caller's own access to the API server, from their kubeconfig."""
         if self._store is None:
-            try:
-                contexts, current = config.list_kube_config_contexts(config_file=self.args.kubeconfig)  # type: ignore[no-untyped-call]
-                chosen = next((c for c in contexts if c["name"] == self.args.context), current)
-                self.default_namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
-                api = config.new_client_from_config(  # type: ignore[no-untyped-call]
-                    config_file=self.args.kubeconfig, context=self.args.context
-                )
-            except (config.ConfigException, OSError, TypeError) as error:
-                raise CliError(f"cannot load the kubeconfig: {error}") from None
-            self._store = KubeStore(api)
+            self._connect()
+            assert self._store is not None
         return self._store
 
+    def _connect(self) -> None:
+        """The kubeconfig's client, and its context's namespace (the default one)."""
+        kubeconfig, context = self.args.kubeconfig, self.args.context
+        try:
+            contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+            chosen = next((c for c in contexts if c["name"] == context), current) if context else current
+            api = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+        except (config.ConfigException, OSError, TypeError) as error:
+            raise CliError(f"cannot load the kubeconfig: {error}") from None
+        self.default_namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
+        self._store = KubeStore(api)
+
     def target(self) -> Target:
-        store = self.store  # reads the kubeconfig's namespace
-        del store
+        if self._store is None:
+            self._connect()
         namespace = self.args.namespace or self.default_namespace
         return parse_target(getattr(self.args, "canary", None), namespace, getattr(self.args, "all_namespaces", False))
 
@@ -274,15 +278,15 @@ class Cli:
 
     def server(self, method: str, path: str, query: Mapping[str, str], body: str | None = None) -> dict[str, Any]:
         """An answer of the Serin server, or CliError saying what went wrong."""
-        url = self.args.server or os.environ.get("SERIN_SERVER")
+        url = self.args.server or os.environ.get("SERIN_URL")
         token = self.args.token or os.environ.get("SERIN_TOKEN")
         if not url:
-            raise CliError("say where Serin is: --server https://HOST:PORT or SERIN_SERVER")
+            raise CliError("say where Serin is: --server https://HOST:PORT or SERIN_URL")
         if not token:
             raise CliError(
                 "Serin needs a bearer token: --token TOKEN or SERIN_TOKEN (e.g. from `kubectl create token`)"
             )
-        verify: bool | str = self.args.ca_file or os.environ.get("SERIN_CA_FILE") or True
+        verify: bool | str = self.args.ca_file or os.environ.get("SERIN_CA") or True
         try:
             answer = requests.request(
                 method,
@@ -341,9 +345,9 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--context", help="the kubeconfig context (default: the current one)")
     common.add_argument("-o", "--output", choices=("text", "json"), default="text")
     server = argparse.ArgumentParser(add_help=False)
-    server.add_argument("--server", help="Serin's URL (default: $SERIN_SERVER)")
+    server.add_argument("--server", help="Serin's URL (default: $SERIN_URL)")
     server.add_argument("--token", help="a bearer token Serin accepts (default: $SERIN_TOKEN)")
-    server.add_argument("--ca-file", help="the CA of Serin's certificate (default: $SERIN_CA_FILE, else the system's)")
+    server.add_argument("--ca-file", help="the CA of Serin's certificate (default: $SERIN_CA, else the system's)")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     status = commands.add_parser("status", parents=[common], help="the Canaries, or one in detail")

@@ -42,10 +42,10 @@ def kubectl_serin(
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "KUBECONFIG": str(cluster.kubeconfig),
     }
-    for key in ("SERIN_SERVER", "SERIN_TOKEN", "SERIN_CA_FILE"):
+    for key in ("SERIN_URL", "SERIN_TOKEN", "SERIN_CA"):
         env.pop(key, None)
     if server is not None:
-        env |= {"SERIN_SERVER": server.url, "SERIN_CA_FILE": str(server.ca_bundle)}
+        env |= {"SERIN_URL": server.url, "SERIN_CA": str(server.ca_bundle)}
     if token is not None:
         env["SERIN_TOKEN"] = token
     return subprocess.run(
@@ -201,7 +201,7 @@ def test_replay_and_what_goes_wrong(
     no_server = kubectl_serin(local_cluster, None, None, "tick", f"{namespace}/podinfo")
     assert (no_server.returncode, no_server.stderr) == (
         1,
-        "serin: say where Serin is: --server https://HOST:PORT or SERIN_SERVER\n",
+        "serin: say where Serin is: --server https://HOST:PORT or SERIN_URL\n",
     )
     stranger = kubectl_serin(local_cluster, serin_server, tokens["stranger"], "plan", f"{namespace}/podinfo")
     assert stranger.returncode == 1
