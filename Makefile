@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STATE ?= .localcluster
 
-.PHONY: help venv build up down status demo lint test test-unit test-integration bench fuzz
+.PHONY: help venv build up down status demo lint test test-unit test-integration bench fuzz manifests
 
 help:
 	@echo "make demo     a good release promoted and a bad one rolled back, live, on a local cluster"
@@ -15,6 +15,7 @@ help:
 	@echo "make down     stop everything 'make up' started"
 	@echo "make build    build (or reuse) the control plane binaries under \$${SERIN_CACHE:-~/.cache/serin}"
 	@echo "make bench    benchmarks: admission latency, tick cost, cold start, release time beside Flagger"
+	@echo "make manifests  render k8s/ (and its cert-manager variant) from the Helm chart in charts/serin"
 	@echo "make fuzz     random AdmissionReviews, bytes and /tick queries: over 10,000 cases, none may get a 5xx"
 
 $(PYTHON): requirements.txt requirements-dev.txt pyproject.toml
@@ -57,6 +58,9 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy localcluster serin handlers tests benchmarks wsgi.py gunicorn.conf.py webhook-certs/serin_certs.py
 	$(VENV)/bin/lint-imports
+
+manifests: venv
+	@$(PYTHON) -m localcluster.chart
 
 fuzz: build
 	SERIN_FUZZ_EXAMPLES=3400 $(PYTHON) -m pytest tests/integration/test_fuzz.py -q

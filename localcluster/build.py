@@ -28,6 +28,11 @@ ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 # Not part of the control plane: benchmarks run it beside Serin to compare the two.
 FLAGGER_VERSION = "v1.36.1"
+# Renders, lints and installs Serin's chart (charts/serin) in the tests, and renders k8s/ from it.
+HELM_VERSION = "v3.21.4"
+# The Kubernetes version Helm assumes when no cluster is asked (helm template, helm lint): the
+# client-go minor its go.mod requires, as Helm's own Makefile derives it at release builds.
+HELM_KUBERNETES_MINOR = 36
 # The routing APIs Serin writes to, installed with their real schemas from the projects' own
 # modules, so that the API server refuses whatever a real mesh or gateway would refuse.
 ISTIO_API_VERSION = "v1.32.0"
@@ -36,6 +41,9 @@ CONTOUR_VERSION = "v1.33.8"
 TRAEFIK_VERSION = "v3.7.13"
 # And KEDA's ScaledObject, which Serin copies for the primary of an autoscaled target.
 KEDA_VERSION = "v2.21.0"
+# And cert-manager's, for the chart's certManager variant: its Certificates and Issuers are
+# schema-checked by the API server like any other object of the install.
+CERT_MANAGER_VERSION = "v1.21.2"
 # Each project's CRD manifests: (short name, module, version, paths or globs inside the module).
 THIRD_PARTY_CRD_SOURCES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("istio", "istio.io/api", ISTIO_API_VERSION, ("kubernetes/customresourcedefinitions.gen.yaml",)),
@@ -56,6 +64,12 @@ THIRD_PARTY_CRD_SOURCES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
         ),
     ),
     ("keda", "github.com/kedacore/keda/v2", KEDA_VERSION, ("config/crd/bases/keda.sh_scaledobjects.yaml",)),
+    (
+        "cert-manager",
+        "github.com/cert-manager/cert-manager",
+        CERT_MANAGER_VERSION,
+        ("deploy/crds/cert-manager.io_*.yaml",),
+    ),
 )
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
@@ -77,6 +91,7 @@ class Binaries:
     kwok: Path
     prometheus: Path
     crds: Path
+    helm: Path
 
 
 def staging_version(kubernetes_version: str) -> str:
@@ -240,7 +255,7 @@ def build_etcd(cache: Path, version: str = ETCD_VERSION) -> Path:
     return binary
 
 
-def _go_install(cache: Path, name: str, package: str, version: str) -> tuple[Path, Path]:
+def _go_install(cache: Path, name: str, package: str, version: str, ldflags: str = "") -> tuple[Path, Path]:
     """``go install package@version`` into a temporary folder; (that folder, the final one).
 
     For modules whose go.mod has no replace directives, which ``go install pkg@version`` builds
@@ -251,7 +266,8 @@ def _go_install(cache: Path, name: str, package: str, version: str) -> tuple[Pat
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     _log(f"building {name} {version}")
-    command = ["env", f"GOBIN={tmp}", "go", "install", "-trimpath", "-ldflags", "-s -w", f"{package}@{version}"]
+    command = ["env", f"GOBIN={tmp}", "go", "install", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip()]
+    command.append(f"{package}@{version}")
     _run(command, tmp, f"{name} {version}")
     (tmp / "build.log").unlink(missing_ok=True)
     return tmp, final
@@ -263,6 +279,27 @@ def build_kwok(cache: Path, version: str = KWOK_VERSION) -> Path:
         return binary
     tmp, final = _go_install(cache, "kwok", "sigs.k8s.io/kwok/cmd/kwok", version)
     (tmp / "stages.yaml").write_text(kwok_default_stages(_module_dir("sigs.k8s.io/kwok", version, tmp)))
+    _finish(tmp, final)
+    return binary
+
+
+def build_helm(cache: Path, version: str = HELM_VERSION) -> Path:
+    binary = cache / "bin" / f"helm-{version}" / "helm"
+    if binary.is_file():
+        return binary
+    # What Helm's release build sets: its version, and the Kubernetes version it assumes when it
+    # renders without a cluster (else v1.20, which fails the chart's kubeVersion).
+    ldflags = " ".join(
+        f"-X helm.sh/helm/v3/{variable}"
+        for variable in (
+            f"internal/version.version={version}",
+            "pkg/lint/rules.k8sVersionMajor=1",
+            f"pkg/lint/rules.k8sVersionMinor={HELM_KUBERNETES_MINOR}",
+            "pkg/chartutil.k8sVersionMajor=1",
+            f"pkg/chartutil.k8sVersionMinor={HELM_KUBERNETES_MINOR}",
+        )
+    )
+    tmp, final = _go_install(cache, "helm", "helm.sh/helm/v3/cmd/helm", version, ldflags)
     _finish(tmp, final)
     return binary
 
@@ -386,6 +423,7 @@ def _binaries(cache: Path, prometheus: Path) -> Binaries:
         kwok=cache / "bin" / f"kwok-{KWOK_VERSION}" / "kwok",
         prometheus=prometheus,
         crds=crds_dir(cache) / "crds.yaml",
+        helm=cache / "bin" / f"helm-{HELM_VERSION}" / "helm",
     )
 
 
@@ -406,5 +444,6 @@ def ensure_binaries(cache: Path | None = None) -> Binaries:
     build_etcd(cache)
     fetch_crds(cache)
     build_kwok(cache)
+    build_helm(cache)
     build_kubernetes(cache)
     return _binaries(cache, prometheus)

@@ -9,6 +9,7 @@ it at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -118,7 +119,8 @@ def service(name: str, namespace: str, app: str) -> dict[str, Any]:
     }
 
 
-def _binaries_or_skip() -> Binaries:
+def binaries_or_skip() -> Binaries:
+    """The built binaries; outside CI a test skips when they are not built, in CI they are built."""
     try:
         if in_ci():
             return ensure_binaries()
@@ -131,21 +133,16 @@ def _binaries_or_skip() -> Binaries:
         pytest.fail(f"could not build the local control plane: {error}")
 
 
-@pytest.fixture(scope="session")
-def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]:
-    binaries = _binaries_or_skip()
-    reuse = os.environ.get("SERIN_KUBECONFIG")
-    own: LocalCluster | None = None
-    if reuse:
-        state_dir = Path(reuse).resolve().parent
-        cluster = LocalCluster(state_dir)
-    else:
-        own = cluster = LocalCluster(tmp_path_factory.mktemp("localcluster"))
-        try:
-            cluster.up(binaries)
-        except ClusterError as error:
-            cluster.down()
-            pytest.fail(f"local control plane did not start: {error}")
+def start_or_fail(cluster: LocalCluster, binaries: Binaries, with_extras: bool = True) -> None:
+    try:
+        cluster.up(binaries, with_extras=with_extras)
+    except ClusterError as error:
+        cluster.down()
+        pytest.fail(f"local control plane did not start: {error}")
+
+
+@contextlib.contextmanager
+def cluster_handle(cluster: LocalCluster, binaries: Binaries) -> Iterator[ClusterHandle]:
     api = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
     try:
         yield ClusterHandle(
@@ -157,6 +154,22 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterH
         )
     finally:
         api.close()
+
+
+@pytest.fixture(scope="session")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]:
+    binaries = binaries_or_skip()
+    reuse = os.environ.get("SERIN_KUBECONFIG")
+    own: LocalCluster | None = None
+    if reuse:
+        cluster = LocalCluster(Path(reuse).resolve().parent)
+    else:
+        own = cluster = LocalCluster(tmp_path_factory.mktemp("localcluster"))
+        start_or_fail(cluster, binaries)
+    try:
+        with cluster_handle(cluster, binaries) as handle:
+            yield handle
+    finally:
         if own is not None:
             own.down()
 

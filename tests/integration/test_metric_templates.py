@@ -5,7 +5,6 @@ real tick promotes a release whose error rate is low and rolls back one whose ra
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,11 +117,5 @@ def test_the_provider_examples_fit_the_crds(
         document["metadata"]["namespace"] = namespace
     kinds = {document["kind"] for document in documents}
     assert kinds >= {"MetricTemplate"} or kinds >= {"AlertProvider", "Canary"}, kinds
-    applied = local_cluster.kubectl(
-        "apply",
-        "--dry-run=server",
-        "-f",
-        "-",
-        input_text=json.dumps({"kind": "List", "apiVersion": "v1", "items": documents}),
-    )
+    applied = local_cluster.apply(documents, "--dry-run=server")
     assert applied.stdout.count("(server dry run)") == len(documents), applied.stdout

@@ -1,0 +1,329 @@
+"""Serin's Helm chart (charts/serin): it lints, k8s/ is what it renders, every value reaches its
+object, the API server accepts every variant, and a real `helm install`, `helm upgrade` and
+`helm uninstall` on a control plane of their own leave what they should (and uninstall no webhook
+configuration: a dangling fail-closed webhook would block every Canary in the cluster)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from localcluster import chart, processes
+from localcluster.cluster import LocalCluster
+from localcluster.testing import ClusterHandle, binaries_or_skip, cluster_handle, start_or_fail
+
+pytestmark = pytest.mark.integration
+
+Obj = dict[str, Any]
+Key = tuple[str, str]
+
+RELEASE = "serin"
+CERT_MANAGER = ["certManager.enabled=true"]
+# What the certificate tool needs, and what cert-manager replaces.
+CERTIFICATE_JOB_OBJECTS = {
+    ("ServiceAccount", "serin-certs"),
+    ("Role", "serin-certs"),
+    ("RoleBinding", "serin-certs"),
+    ("ClusterRole", "serin-certs"),
+    ("ClusterRoleBinding", "serin-certs"),
+    ("Job", "serin-certs"),
+    ("CronJob", "serin-certs-renew"),
+}
+SERIN_CRDS = {"canaries.serin.dev", "metrictemplates.serin.dev", "alertproviders.serin.dev"}
+CERT_MANAGER_OBJECTS = {
+    ("Issuer", "serin-selfsigned"),
+    ("Certificate", "serin-ca"),
+    ("Issuer", "serin-ca"),
+    ("Certificate", "serin-webhook"),
+}
+
+
+@pytest.fixture(scope="module")
+def helm_path() -> Path:
+    return binaries_or_skip().helm
+
+
+def helm(helm_path: Path, *args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """helm with its own configuration and cache folders (never the user's), against `kubeconfig`."""
+    home = Path(os.environ.get("TMPDIR", "/tmp")) / "serin-helm-home"
+    env = processes.child_environment()
+    env.update({f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CONFIG", "CACHE", "DATA")})
+    command = [str(helm_path), *args] + ([f"--kubeconfig={kubeconfig}"] if kubeconfig else [])
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+    return result
+
+
+def template(helm_path: Path, sets: Sequence[str] = (), namespace: str = chart.NAMESPACE) -> list[Obj]:
+    arguments = ["template", RELEASE, str(chart.CHART), "--namespace", namespace, "--include-crds"]
+    for value in sets:
+        arguments += ["--set", value]
+    return [o for o in yaml.safe_load_all(helm(helm_path, *arguments).stdout) if o]
+
+
+def by_key(objects: list[Obj]) -> dict[Key, Obj]:
+    keyed = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    assert len(keyed) == len(objects), "two objects of the same kind and name"
+    return keyed
+
+
+def container(obj: Obj) -> Obj:
+    spec: Obj = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+    first: Obj = spec["template"]["spec"]["containers"][0]
+    return first
+
+
+# ---- rendering --------------------------------------------------------------------------------
+
+
+def test_k8s_is_what_the_chart_renders(helm_path: Path) -> None:
+    assert chart.stale(helm_path) == [], "k8s/ differs from the chart: run `make manifests`"
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        [],
+        CERT_MANAGER,
+        [*CERT_MANAGER, "certManager.issuerRef.name=corporate", "certManager.issuerRef.kind=ClusterIssuer"],
+    ],
+    ids=["defaults", "cert-manager", "cert-manager-with-an-issuer"],
+)
+def test_the_chart_lints(helm_path: Path, sets: list[str]) -> None:
+    arguments = ["lint", "--strict", str(chart.CHART)]
+    for value in sets:
+        arguments += ["--set", value]
+    assert "1 chart(s) linted, 0 chart(s) failed" in helm(helm_path, *arguments).stdout
+
+
+@pytest.mark.parametrize(
+    ("kustomization", "sets"),
+    [(chart.K8S, []), (chart.CERT_MANAGER_OVERLAY, CERT_MANAGER)],
+    ids=["k8s", "cert-manager-overlay"],
+)
+def test_kustomize_installs_what_helm_installs(
+    local_cluster: ClusterHandle, helm_path: Path, kustomization: Path, sets: list[str]
+) -> None:
+    kustomized = [o for o in yaml.safe_load_all(local_cluster.kubectl("kustomize", str(kustomization)).stdout) if o]
+    from_helm = by_key(template(helm_path, sets))
+    from_kustomize = by_key(kustomized)
+    namespace = from_kustomize.pop(("Namespace", chart.NAMESPACE))
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert sorted(from_kustomize) == sorted(from_helm)
+    for key, obj in from_helm.items():
+        assert from_kustomize[key] == obj, key
+
+
+def test_the_variants_install_different_certificate_machinery(helm_path: Path) -> None:
+    own = by_key(template(helm_path))
+    managed = by_key(template(helm_path, CERT_MANAGER))
+    assert set(own) - set(managed) == CERTIFICATE_JOB_OBJECTS
+    assert set(managed) - set(own) == CERT_MANAGER_OBJECTS
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        assert "annotations" not in own[(kind, "serin")]["metadata"]
+        assert managed[(kind, "serin")]["metadata"]["annotations"] == {
+            "cert-manager.io/inject-ca-from": "serin-system/serin-webhook"
+        }
+    certificate = managed[("Certificate", "serin-webhook")]["spec"]
+    assert certificate["secretName"] == "serin-webhook-tls"
+    assert certificate["dnsNames"] == ["serin.serin-system.svc", "serin.serin-system.svc.cluster.local"]
+    assert certificate["issuerRef"] == {"name": "serin-ca", "kind": "Issuer"}
+    # Helm runs the certificate Job after install and upgrade, replacing the previous one.
+    assert own[("Job", "serin-certs")]["metadata"]["annotations"] == {
+        "helm.sh/hook": "post-install,post-upgrade",
+        "helm.sh/hook-delete-policy": "before-hook-creation",
+    }
+
+
+def test_every_value_reaches_its_object(helm_path: Path) -> None:
+    objects = by_key(
+        template(
+            helm_path,
+            [
+                "image.repository=registry.example/serin",
+                "image.tag=1.2.3",
+                "image.pullPolicy=Always",
+                "imagePullSecrets[0].name=pull",
+                "commonLabels.team=platform",
+                "server.replicas=3",
+                "server.workers=2",
+                "server.threads=4",
+                "server.resources.limits.memory=512Mi",
+                "server.minAvailable=2",
+                "server.nodeSelector.pool=system",
+                "server.extraEnv[0].name=SERIN_NOTIFIER_USERNAME",
+                "server.extraEnv[0].value=serin-bot",
+                "metricsServer=http://prometheus.monitoring:9090",
+                "defaultProvider=gatewayapi:v1",
+                "alerts.secretName=slack",
+                "alerts.type=msteams",
+                "alerts.channel=releases",
+                "alerts.clusterName=prod-eu",
+                "tick.schedule=*/2 * * * *",
+                "tick.periodSeconds=120",
+                "tick.shards=3",
+                "webhooks.excludeNamespaces={kube-system,istio-system}",
+                "webhooks.timeoutSeconds=10",
+                "certificates.renewSchedule=0 4 * * *",
+            ],
+            namespace="platform",
+        )
+    )
+    deployment = objects[("Deployment", "serin")]
+    server = container(deployment)
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 3
+    assert server["image"] == "registry.example/serin:1.2.3"
+    assert server["imagePullPolicy"] == "Always"
+    assert pod["imagePullSecrets"] == [{"name": "pull"}]
+    assert pod["nodeSelector"] == {"pool": "system"}
+    assert server["args"] == [
+        "--worker-class",
+        "gthread",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--worker-tmp-dir",
+        "/tmp",
+    ]
+    assert server["resources"] == {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+    assert server["env"] == [
+        {"name": "SERIN_METRICS_SERVER", "value": "http://prometheus.monitoring:9090"},
+        {"name": "SERIN_DEFAULT_PROVIDER", "value": "gatewayapi:v1"},
+        {
+            "name": "SERIN_NOTIFIER_URL",
+            "valueFrom": {"secretKeyRef": {"name": "slack", "key": "address", "optional": True}},
+        },
+        {"name": "SERIN_CLUSTER_NAME", "value": "prod-eu"},
+        {"name": "SERIN_NOTIFIER_CHANNEL", "value": "releases"},
+        {"name": "SERIN_NOTIFIER_TYPE", "value": "msteams"},
+        {"name": "SERIN_NOTIFIER_USERNAME", "value": "serin-bot"},
+    ]
+    assert objects[("PodDisruptionBudget", "serin")]["spec"]["minAvailable"] == 2
+
+    tick = objects[("CronJob", "serin-tick")]
+    assert tick["spec"]["schedule"] == "*/2 * * * *"
+    assert tick["spec"]["jobTemplate"]["spec"]["completions"] == 3
+    assert tick["spec"]["jobTemplate"]["spec"]["parallelism"] == 3
+    assert {e["name"]: e["value"] for e in container(tick)["env"]} == {
+        "SERIN_TICK_URL": "https://serin.platform.svc/tick",
+        "SERIN_TICK_TOKEN_FILE": "/var/run/secrets/serin/token",
+        "SERIN_TICK_CA_FILE": "/etc/serin/tls/ca.crt",
+        "SERIN_TICK_TIMEOUT_SECONDS": "240",
+        "SERIN_TICK_PERIOD_SECONDS": "120",
+        "SERIN_TICK_SHARDS": "3",
+    }
+    assert objects[("CronJob", "serin-certs-renew")]["spec"]["schedule"] == "0 4 * * *"
+    assert container(objects[("Job", "serin-certs")])["command"][3:5] == ["--namespace", "platform"]
+
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        for webhook in objects[(kind, "serin")]["webhooks"]:
+            assert webhook["timeoutSeconds"] == 10
+            assert webhook["clientConfig"]["service"]["namespace"] == "platform"
+            assert webhook["namespaceSelector"]["matchExpressions"][0]["values"] == [
+                "kube-system",
+                "istio-system",
+                "platform",
+            ]
+    for (kind, name), obj in objects.items():
+        if kind == "CustomResourceDefinition":
+            continue  # Helm installs the crds/ folder as it is, untemplated.
+        assert obj["metadata"]["labels"]["team"] == "platform", (kind, name)
+        if not kind.startswith(("Cluster", "Mutating", "Validating")):
+            assert obj["metadata"]["namespace"] == "platform", (kind, name)
+        for box in [container(obj)] if kind in ("Deployment", "Job", "CronJob") else []:
+            assert box["image"] == "registry.example/serin:1.2.3", (kind, name)
+    assert "CronJob" not in {kind for kind, _ in by_key(template(helm_path, ["tick.enabled=false", *CERT_MANAGER]))}
+
+
+def test_the_api_server_accepts_every_variant(local_cluster: ClusterHandle, helm_path: Path, namespace: str) -> None:
+    variants: tuple[list[str], ...] = (
+        [],
+        CERT_MANAGER,
+        [*CERT_MANAGER, "certManager.issuerRef.name=corporate", "certManager.issuerRef.kind=ClusterIssuer"],
+        ["imagePullSecrets[0].name=pull", "tick.shards=3", "server.extraEnv[0].name=X", "server.extraEnv[0].value=x"],
+    )
+    for sets in variants:
+        # CRDs aside: the cluster has Serin's already, and a dry run cannot create a kind it lacks.
+        objects = [o for o in template(helm_path, sets, namespace=namespace) if o["kind"] != "CustomResourceDefinition"]
+        result = local_cluster.apply(objects, "--dry-run=server")
+        assert result.stdout.count("(server dry run)") == len(objects), (sets, result.stdout)
+
+
+# ---- install, upgrade, uninstall ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]:
+    """A control plane for Helm alone: the chart's cluster-wide objects (ClusterRoles, webhook
+    configurations named serin) would collide with the ones the other tests' server uses."""
+    binaries = binaries_or_skip()
+    cluster = LocalCluster(tmp_path_factory.mktemp("helm-cluster"))
+    start_or_fail(cluster, binaries, with_extras=False)
+    try:
+        with cluster_handle(cluster, binaries) as handle:
+            yield handle
+    finally:
+        cluster.down()
+
+
+def names(cluster: ClusterHandle, resource: str, *args: str) -> set[str]:
+    listed = cluster.get_json(resource, *args, "-l", "app.kubernetes.io/name=serin")
+    return {item["metadata"]["name"] for item in listed["items"]}
+
+
+def test_install_upgrade_and_uninstall(own_cluster: ClusterHandle, helm_path: Path) -> None:
+    kubeconfig = own_cluster.kubeconfig
+    ns = ["--namespace", chart.NAMESPACE]
+    # Install returns once the certificate Job (a post-install hook) is complete.
+    helm(helm_path, "install", RELEASE, str(chart.CHART), *ns, "--create-namespace", kubeconfig=kubeconfig)
+
+    status = json.loads(helm(helm_path, "status", RELEASE, *ns, "-o", "json", kubeconfig=kubeconfig).stdout)
+    assert status["info"]["status"] == "deployed"
+    assert [hook["name"] for hook in status["hooks"]] == ["serin-certs"]
+    assert status["hooks"][0]["last_run"]["phase"] == "Succeeded"
+    for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
+        assert names(own_cluster, kind) == {"serin"}
+    assert names(own_cluster, "clusterroles") == {"serin", "serin-certs", "serin-tick"}
+    assert names(own_cluster, "deployments", *ns) == {"serin"}
+    assert names(own_cluster, "cronjobs", *ns) == {"serin-tick", "serin-certs-renew"}
+    assert names(own_cluster, "serviceaccounts", *ns) == {"serin", "serin-certs", "serin-ticker"}
+    assert {c["metadata"]["name"] for c in own_cluster.get_json("crd")["items"]} >= SERIN_CRDS
+
+    def upgrade(*sets: str) -> None:
+        flags = [flag for value in sets for flag in ("--set", value)]
+        helm(helm_path, "upgrade", RELEASE, str(chart.CHART), *ns, "--reuse-values", *flags, kubeconfig=kubeconfig)
+
+    # A value changed in place, then the certificates handed to cert-manager.
+    upgrade("server.replicas=3", "tick.schedule=*/2 * * * *", "tick.periodSeconds=120")
+    deployment = own_cluster.get_json("deployment", "serin", *ns)
+    assert deployment["spec"]["replicas"] == 3
+    assert own_cluster.get_json("cronjob", "serin-tick", *ns)["spec"]["schedule"] == "*/2 * * * *"
+
+    upgrade(*CERT_MANAGER)
+    assert names(own_cluster, "certificates.cert-manager.io", *ns) == {"serin-ca", "serin-webhook"}
+    assert names(own_cluster, "issuers.cert-manager.io", *ns) == {"serin-selfsigned", "serin-ca"}
+    assert names(own_cluster, "cronjobs", *ns) == {"serin-tick"}
+    assert names(own_cluster, "clusterroles") == {"serin", "serin-tick"}
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        annotations = own_cluster.get_json(kind, "serin")["metadata"]["annotations"]
+        assert annotations["cert-manager.io/inject-ca-from"] == "serin-system/serin-webhook"
+    history = json.loads(helm(helm_path, "history", RELEASE, *ns, "-o", "json", kubeconfig=kubeconfig).stdout)
+    assert [entry["status"] for entry in history] == ["superseded", "superseded", "deployed"]
+
+    helm(helm_path, "uninstall", RELEASE, *ns, "--wait", kubeconfig=kubeconfig)
+    for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
+        assert own_cluster.get_json(kind)["items"] == [], f"{kind} left behind"
+    assert names(own_cluster, "clusterroles") == set()
+    assert names(own_cluster, "clusterrolebindings") == set()
+    assert names(own_cluster, "deployments", *ns) == set()
+    # Helm never deletes the CRDs of its crds/ folder: uninstalling Serin keeps every Canary.
+    assert {c["metadata"]["name"] for c in own_cluster.get_json("crd")["items"]} >= SERIN_CRDS
