@@ -1,17 +1,23 @@
 # syntax=docker/dockerfile:1
-# Serin: the server (gunicorn + Flask), the webhook certificate tool and the tick client, in one
-# image. Build: docker build -t REGISTRY/serin:TAG .   (then set it in k8s/kustomization.yaml)
+# Serin: the server (gunicorn + Flask), the webhook certificate tool (serin-certs) and the tick
+# client, in one image. Build: docker build -t REGISTRY/serin:TAG .   (then set it in k8s/kustomization.yaml)
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# ---- builder: the runtime dependencies, in a venv that the final stage copies whole ----------
+# ---- builder: the runtime dependencies and Serin's package, in a venv the final stage copies whole
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
-COPY requirements.txt /tmp/requirements.txt
-# pip compiles the installed modules to bytecode, so the read-only container never needs to.
-RUN /opt/venv/bin/pip install --requirement /tmp/requirements.txt
+# The dependencies first, in a layer of their own that is rebuilt only when they change.
+COPY requirements.txt /src/requirements.txt
+RUN /opt/venv/bin/pip install --requirement /src/requirements.txt
+# pip compiles the installed modules to bytecode, so the read-only container never needs to; the
+# package brings the console scripts serin, kubectl-serin and serin-certs (the certificate Job's).
+COPY pyproject.toml /src/
+COPY serin/ /src/serin/
+COPY handlers/ /src/handlers/
+RUN /opt/venv/bin/pip install --no-deps /src
 
 # ---- final: the same base (the venv's interpreter is /usr/local/bin/python3.11), no build tools
 FROM ${PYTHON_IMAGE}
@@ -19,11 +25,10 @@ LABEL org.opencontainers.image.title="serin" \
       org.opencontainers.image.description="Progressive delivery for Kubernetes: admission webhooks and a tick endpoint"
 
 # No .pyc written at run time (the root filesystem is read-only in the cluster), logs unbuffered,
-# the venv first on PATH, and /app importable from any script (webhook-certs/ runs as a script).
+# and the venv first on PATH.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PATH=/opt/venv/bin:$PATH \
-    PYTHONPATH=/app
+    PATH=/opt/venv/bin:$PATH
 
 # A fixed numeric identity, the one the manifests' securityContext (runAsUser: 10001) expects.
 RUN groupadd --gid 10001 serin \
@@ -33,12 +38,10 @@ RUN groupadd --gid 10001 serin \
 COPY --from=builder /opt/venv /opt/venv
 
 WORKDIR /app
-# Owned by root and not writable by the server's user.
-COPY serin/ serin/
-COPY handlers/ handlers/
-COPY webhook-certs/ webhook-certs/
+# gunicorn's entry point and settings, read from the working directory; owned by root and not
+# writable by the server's user. The code itself is the package installed in the venv.
 COPY wsgi.py gunicorn.conf.py ./
-RUN python -m compileall -q serin handlers webhook-certs wsgi.py
+RUN python -m compileall -q wsgi.py gunicorn.conf.py
 
 USER 10001:10001
 EXPOSE 8443

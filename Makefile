@@ -56,7 +56,7 @@ bench: build
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy localcluster serin handlers tests benchmarks wsgi.py gunicorn.conf.py webhook-certs/serin_certs.py
+	$(VENV)/bin/mypy localcluster serin handlers tests benchmarks wsgi.py gunicorn.conf.py
 	$(VENV)/bin/lint-imports
 
 manifests: venv

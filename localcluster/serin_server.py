@@ -1,7 +1,7 @@
 """Run Serin itself next to the local control plane, the way a cluster would, minus the Pod.
 
 Installs the CRDs and the shipped RBAC (k8s/), gives Serin its own service-account identity,
-issues its serving certificate with the same tool the cluster Job uses (webhook-certs/), starts
+issues its serving certificate with the same tool the cluster Job uses (serin-certs), starts
 gunicorn serving TLS on 127.0.0.1, and registers the shipped webhook configurations by URL with
 that certificate's caBundle. A second service account, allowed only to tick, gets a token for
 people and scripts to call ``POST /tick``.
@@ -69,7 +69,8 @@ def ensure_serin(cluster: LocalCluster, binaries: Binaries, state: ClusterState)
     subprocess.run(
         [
             sys.executable,
-            str(REPO_ROOT / "webhook-certs" / "serin_certs.py"),
+            "-m",
+            "serin.certs",
             "write",
             "--dir",
             str(tls_dir),

@@ -222,7 +222,7 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
         "SERIN_TICK_SHARDS": "3",
     }
     assert objects[("CronJob", "serin-certs-renew")]["spec"]["schedule"] == "0 4 * * *"
-    assert container(objects[("Job", "serin-certs")])["command"][3:5] == ["--namespace", "platform"]
+    assert container(objects[("Job", "serin-certs")])["command"][2:4] == ["--namespace", "platform"]
 
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
         for webhook in objects[(kind, "serin")]["webhooks"]:

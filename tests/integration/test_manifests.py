@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -272,15 +273,15 @@ def test_image_runs_what_the_manifests_expect(rendered: list[Obj]) -> None:
     for flag, name in (("--certfile", "tls.crt"), ("--keyfile", "tls.key")):
         assert entrypoint[entrypoint.index(flag) + 1] == f"/etc/serin/tls/{name}"
     assert "0.0.0.0:8443" in entrypoint
-    # The certificate jobs run a script the image copies from webhook-certs/.
-    copied = " ".join(instructions["COPY"])
+    # The certificate jobs run a console script of the package the image installs.
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["serin-certs"] == "serin.certs:main"
+    assert "/opt/venv/bin/pip install --no-deps /src" in instructions["RUN"]
     for name in ("serin-certs", "serin-certs-renew"):
         kind = "Job" if name == "serin-certs" else "CronJob"
         command = container(find(rendered, kind, name), "certs")["command"]
-        script = command[1]
-        assert script.startswith("/app/") and (REPO / script.removeprefix("/app/")).is_file(), script
-        assert "webhook-certs/" in copied
-        assert command[2:] == [
+        assert command == [
+            "serin-certs",
             "ensure",
             "--namespace",
             SYSTEM_NAMESPACE,

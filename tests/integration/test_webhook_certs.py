@@ -1,4 +1,4 @@
-"""The webhook-certs tool against a real API server: the Secret, the caBundle injection, renewal,
+"""The serin-certs tool against a real API server: the Secret, the caBundle injection, renewal,
 two runs at once, and the RBAC its README promises to be enough."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from serin import tls
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-TOOL = REPO / "webhook-certs" / "serin_certs.py"
+# The tool as the image runs it (serin-certs), with this interpreter.
+TOOL = [sys.executable, "-m", "serin.certs"]
 SECRET = "serin-webhook-tls"
 KEYS = {"ca.crt", "ca.key", "tls.crt", "tls.key"}
 KINDS = ("mutatingwebhookconfiguration", "validatingwebhookconfiguration")
@@ -67,7 +68,7 @@ def configurations(local_cluster: ClusterHandle, namespace: str) -> Iterator[str
 
 def run_tool(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(TOOL), *args, "--kubeconfig", str(kubeconfig)],
+        [*TOOL, *args, "--kubeconfig", str(kubeconfig)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -161,7 +162,7 @@ def test_a_changed_ca_bundle_is_corrected_and_a_missing_configuration_only_repor
 def test_two_runs_at_once_create_one_secret_that_both_agree_on(
     local_cluster: ClusterHandle, namespace: str, configurations: str
 ) -> None:
-    command = [sys.executable, str(TOOL), "ensure", "--namespace", namespace, "--webhook-config", configurations]
+    command = [*TOOL, "ensure", "--namespace", namespace, "--webhook-config", configurations]
     command += ["--kubeconfig", str(local_cluster.kubeconfig)]
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=60) for run in runs]
@@ -244,7 +245,7 @@ def test_the_documented_rbac_is_enough_and_a_missing_permission_is_named(
         result = eventually(refused, what="the tool to be refused 'create' on secrets")
         assert f"needs RBAC verb 'create' on secrets in namespace {namespace}" in result.stderr
 
-        # Exactly the rules of webhook-certs/README.md: create cannot be limited to a name, the rest is.
+        # Exactly the rules of docs/certificates.md: create cannot be limited to a name, the rest is.
         role["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]})
         local_cluster.apply(role)
         result = eventually(

@@ -1,15 +1,14 @@
 """Webhook TLS: what serin.tls issues, when it says a certificate must be renewed, and the
-``webhook-certs`` tool's renewal rule and ``write`` command on files."""
+``serin-certs`` tool's renewal rule and ``write`` command on files."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-import importlib.util
 import ipaddress
 import stat
-import sys
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -17,29 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from serin import tls
+from serin import certs, tls
 
 NOW = datetime.datetime(2030, 1, 15, 12, 0, tzinfo=datetime.UTC)
 DAY = datetime.timedelta(days=1)
 YEAR = 365 * DAY
 DNS = ["serin", "serin.serin-system", "serin.serin-system.svc", "serin.serin-system.svc.cluster.local"]
 IPS = ["127.0.0.1"]
-CERTS_TOOL = Path(__file__).resolve().parents[2] / "webhook-certs" / "serin_certs.py"
-
-
-def load_certs_tool() -> ModuleType:
-    """The webhook-certs tool, loaded from its path (its folder name is no package name)."""
-    if "serin_certs" in sys.modules:
-        return sys.modules["serin_certs"]
-    spec = importlib.util.spec_from_file_location("serin_certs", CERTS_TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["serin_certs"] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-certs = load_certs_tool()
 
 
 @pytest.fixture(scope="module")
@@ -224,19 +207,19 @@ def test_ca_needs_renewal_refuses_what_is_no_ca(
     assert reason is not None and expected in reason
 
 
-# ---- the webhook-certs tool: renewal rule ----------------------------------------------------
+# ---- the serin-certs tool: renewal rule ----------------------------------------------------
 
 
-def want(**changes: object) -> object:
-    fields: dict[str, object] = {
-        "common_name": "serin.serin-system.svc",
-        "dns_names": tuple(DNS),
-        "ip_addresses": (),
-        "validity": YEAR,
-        "ca_validity": 10 * YEAR,
-        "renew_before": 30 * DAY,
-    }
-    return certs.Want(**(fields | changes))
+def want(**changes: Any) -> certs.Want:
+    base = certs.Want(
+        common_name="serin.serin-system.svc",
+        dns_names=tuple(DNS),
+        ip_addresses=(),
+        validity=YEAR,
+        ca_validity=10 * YEAR,
+        renew_before=30 * DAY,
+    )
+    return dataclasses.replace(base, **changes)
 
 
 def test_refresh_creates_everything_from_nothing() -> None:
@@ -279,7 +262,7 @@ def test_refresh_renews_the_certificate_and_keeps_the_ca_unless_the_ca_is_due(
     assert tls.needs_renewal(outcome.files["tls.crt"], outcome.files["ca.crt"], dns_names, [], NOW + later) is None
 
 
-# ---- the webhook-certs tool: `write` ---------------------------------------------------------
+# ---- the serin-certs tool: `write` ---------------------------------------------------------
 
 
 def run_write(directory: Path, now: datetime.datetime, capsys: pytest.CaptureFixture[str], *extra: str) -> list[str]:
@@ -336,7 +319,7 @@ def test_write_needs_a_san(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "--ip or --dns" in capsys.readouterr().err
 
 
-# ---- the webhook-certs tool: arguments -------------------------------------------------------
+# ---- the serin-certs tool: arguments -------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Keep the TLS of Serin's admission webhooks trusted: a CA and a serving certificate, renewed before
 they expire, and the CA injected as ``caBundle`` into the webhook configurations.
 
-Three commands (see README.md next to this file): ``ensure`` keeps the pair in a
+Three commands of ``serin-certs`` (docs/certificates.md): ``ensure`` keeps the pair in a
 ``kubernetes.io/tls`` Secret and injects the CA, ``write`` keeps it in files for a server run
 outside the cluster, ``inject`` only injects a given CA. Every command is idempotent: it changes
 nothing that is already right, so it can run as a Job, on every deploy, or by hand.
@@ -24,9 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-# The folder's name has a hyphen, so this file is run by its path; the serin package sits one level up.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import urllib3
 from kubernetes import client, config
@@ -423,7 +420,7 @@ def default_dns_names(service: str, namespace: str) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="serin_certs.py", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="serin-certs", description=__doc__.split("\n\n")[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def renewal_options(command: argparse.ArgumentParser) -> None:
