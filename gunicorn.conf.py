@@ -7,6 +7,8 @@ Three things the command line cannot say:
   worker that exits is marked dead so its live values stop counting.
 * With ``SERIN_ADMISSION_CLIENT_CA`` set, TLS clients may present a certificate, which that CA
   must have signed; the admission handlers then require one (the API server's).
+* Logs, gunicorn's own and its access log included, are one JSON object per line (or text, as
+  ``SERIN_LOG_FORMAT`` says; ``serin/logs.py``).
 * Requests gunicorn itself refuses before Serin sees them (a request line or headers too long, a
   malformed request) are answered with JSON, like every answer of Serin's, not an HTML page.
 """
@@ -21,6 +23,8 @@ from typing import Any
 
 from gunicorn import util
 
+from serin import logs
+
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # Set before any worker imports prometheus_client, which reads it at import.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="serin-metrics-")
@@ -30,6 +34,14 @@ if os.environ.get("SERIN_ADMISSION_CLIENT_CA"):
     ca_certs = os.environ["SERIN_ADMISSION_CLIENT_CA"]
     # Optional for the connection (the tick's callers have none), required by /mutate and /validate.
     cert_reqs = ssl.CERT_OPTIONAL
+
+
+# Also turns the access log on (to stderr, with everything else).
+try:
+    logconfig_dict = logs.dict_config()
+except ValueError as error:
+    # A clear line instead of gunicorn's traceback of its configuration file.
+    raise SystemExit(f"serin: {error}") from None
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -7,15 +7,19 @@ so an error inside the handlers is a bug: a 500 with a generic message, its trac
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from handlers.params import BadRequest, BodyTooLarge, decoded_json, read_body
+from serin import logs
 from serin.admission import Admission, Verdict
 from serin.engine import Engine
 from serin.model import DNS_LABEL
+
+LOG = logging.getLogger("serin.handlers.admission")
 
 blueprint = Blueprint("admission", __name__)
 
@@ -133,7 +137,16 @@ def _answer(handlers: dict[tuple[str, str], Handler]) -> tuple[Response, int]:
     except BadRequest as error:
         return jsonify(error=str(error)), 400
     engine: Engine = current_app.extensions["serin"]
-    verdict = handler(engine.admission, admission_request)
+    kind_name, name = kind["kind"], admission_request.get("name") or "(generated name)"
+    with logs.context(
+        request_id=admission_request["uid"],
+        namespace=admission_request.get("namespace") or "",
+        canary=name if kind_name == "Canary" else "",
+    ):
+        verdict = handler(engine.admission, admission_request)
+        outcome = "allowed" if verdict.allowed else f"denied: {verdict.message}"
+        changed = f", {len(verdict.patch)} changes" if verdict.patch else ""
+        LOG.info("%s %s %s %s%s", admission_request["operation"], kind_name, name, outcome, changed)
     body = {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",

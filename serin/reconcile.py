@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from serin import telemetry
+from serin import logs, telemetry
 from serin.decide import (
     ALL_ON_PRIMARY,
     DEFAULT_TICK_WINDOW_SECONDS,
@@ -361,18 +361,23 @@ class Reconciler:
         metadata = raw.get("metadata", {})
         report = StepReport(name=metadata.get("name", ""), namespace=metadata.get("namespace", ""))
         step_started = time.monotonic()
-        try:
-            self.step(raw, others, report, force=force, dry_run=dry_run, window=window)
-        except Lost:
-            report.summary = "another tick stored a newer status of this canary first: this one did nothing"
-            report.events, report.applied = [], False
-        except (SerinError, WorkloadError) as error:
-            report.error = str(error)
-            telemetry.TICK_ERRORS.labels(report.namespace).inc()
-        except Exception as error:
-            LOG.exception("tick of canary %s/%s failed", report.namespace, report.name)
-            report.error = f"internal error: {type(error).__name__}: {error}"
-            telemetry.TICK_ERRORS.labels(report.namespace).inc()
+        with logs.context(canary=report.name, namespace=report.namespace):
+            try:
+                self.step(raw, others, report, force=force, dry_run=dry_run, window=window)
+            except Lost:
+                report.summary = "another tick stored a newer status of this canary first: this one did nothing"
+                report.events, report.applied = [], False
+            except (SerinError, WorkloadError) as error:
+                report.error = str(error)
+                telemetry.TICK_ERRORS.labels(report.namespace).inc()
+            except Exception as error:
+                LOG.exception("tick of canary %s/%s failed", report.namespace, report.name)
+                report.error = f"internal error: {type(error).__name__}: {error}"
+                telemetry.TICK_ERRORS.labels(report.namespace).inc()
+            if report.error:
+                LOG.warning("step failed: %s", report.error)
+            elif report.applied and not dry_run:
+                LOG.info("%s (phase %s, weight %d)", report.summary, report.phase, report.weight)
         telemetry.ANALYSIS_DURATION.labels(report.namespace).observe(time.monotonic() - step_started)
         return report
 

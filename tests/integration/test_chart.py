@@ -162,6 +162,8 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
                 "server.extraEnv[0].value=serin-bot",
                 "metricsServer=http://prometheus.monitoring:9090",
                 "defaultProvider=gatewayapi:v1",
+                "logs.format=text",
+                "logs.level=DEBUG",
                 "alerts.secretName=slack",
                 "alerts.type=msteams",
                 "alerts.channel=releases",
@@ -198,6 +200,8 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
     assert server["env"] == [
         {"name": "SERIN_METRICS_SERVER", "value": "http://prometheus.monitoring:9090"},
         {"name": "SERIN_DEFAULT_PROVIDER", "value": "gatewayapi:v1"},
+        {"name": "SERIN_LOG_FORMAT", "value": "text"},
+        {"name": "SERIN_LOG_LEVEL", "value": "DEBUG"},
         {
             "name": "SERIN_NOTIFIER_URL",
             "valueFrom": {"secretKeyRef": {"name": "slack", "key": "address", "optional": True}},

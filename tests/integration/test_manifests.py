@@ -230,6 +230,8 @@ def test_server_deployment(rendered: list[Obj]) -> None:
     assert {e["name"]: e.get("value") or e.get("valueFrom") for e in server["env"]} == {
         "SERIN_METRICS_SERVER": "http://prometheus.istio-system:9090",
         "SERIN_DEFAULT_PROVIDER": "istio",
+        "SERIN_LOG_FORMAT": "json",
+        "SERIN_LOG_LEVEL": "INFO",
         # The global notifier's webhook URL carries a token: from a Secret, which may not exist.
         "SERIN_NOTIFIER_URL": {"secretKeyRef": {"name": "serin-notifier", "key": "address", "optional": True}},
     }
