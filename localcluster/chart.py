@@ -78,6 +78,8 @@ def manifests(helm_path: Path | None = None) -> dict[Path, str]:
         folder, _, name = source.partition("/")
         if folder == "templates":
             files[CERT_MANAGER_OVERLAY / name] = _header(source) + text
+    # The dashboard's JSON, to import into Grafana by hand.
+    files[K8S / "grafana" / "serin.json"] = (CHART / "dashboards" / "serin.json").read_text()
     files[CERT_MANAGER_OVERLAY / "namespace.yaml"] = (
         "# A copy of k8s/namespace.yaml, made by `make manifests`.\n" + (K8S / "namespace.yaml").read_text()
     )

@@ -1,12 +1,13 @@
 """Our own Prometheus instance: Debian's binary, our config, a free loopback port.
 
-It scrapes the targets listed in a file-based service discovery file, so tests can add a target
-(a simulator, a Serin server) without restarting it. The scrape interval is short because tests
+It scrapes the targets listed in file-based service discovery files, so tests can add a target
+(a simulator, a Serin server over HTTPS) without restarting it. The scrape interval is short because tests
 and the demo look at rates over a few seconds, not minutes.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -17,34 +18,60 @@ import yaml
 
 from localcluster import processes
 from localcluster.processes import ClusterState
+from serin import tls
 
 SCRAPE_INTERVAL = "1s"
+TARGETS = "targets.json"
+SERIN_TARGETS = "serin-targets.json"
+SERIN_CA = "serin-ca.crt"
 
 
 class PrometheusError(RuntimeError):
     """A query failed or Prometheus did not answer."""
 
 
-def config(targets_file: Path, scrape_interval: str = SCRAPE_INTERVAL) -> dict[str, Any]:
+def config(directory: Path, scrape_interval: str = SCRAPE_INTERVAL) -> dict[str, Any]:
+    """Plain-HTTP targets (the traffic simulator) in targets.json; Serin's servers, over HTTPS and
+    verified against the CA in serin-ca.crt, in serin-targets.json."""
     return {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [
             {
                 "job_name": "local",
-                "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}],
-            }
+                "file_sd_configs": [{"files": [str(directory / TARGETS)], "refresh_interval": "1s"}],
+            },
+            {
+                "job_name": "serin",
+                "scheme": "https",
+                "tls_config": {"ca_file": str(directory / SERIN_CA)},
+                "file_sd_configs": [{"files": [str(directory / SERIN_TARGETS)], "refresh_interval": "1s"}],
+            },
         ],
     }
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _targets(urls: list[str]) -> bytes:
+    hosts = sorted({urlsplit(url).netloc for url in urls})
+    return json.dumps([{"targets": hosts, "labels": {}}] if hosts else []).encode()
+
+
 def set_targets(state_dir: Path, urls: list[str]) -> None:
     """Point Prometheus at these /metrics endpoints (it rereads the file within a second)."""
-    targets_file = state_dir / "prometheus" / "targets.json"
-    targets_file.parent.mkdir(parents=True, exist_ok=True)
-    hosts = sorted({urlsplit(url).netloc for url in urls})
-    tmp = targets_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps([{"targets": hosts, "labels": {}}]))
-    tmp.replace(targets_file)
+    _write_atomically(state_dir / "prometheus" / TARGETS, _targets(urls))
+
+
+def scrape_serin(state_dir: Path, urls: list[str], ca_pem: bytes) -> None:
+    """Have Prometheus scrape these Serin servers' /metrics, trusting ``ca_pem`` (it rereads the
+    CA file when it changes)."""
+    _write_atomically(state_dir / "prometheus" / SERIN_CA, ca_pem)
+    _write_atomically(state_dir / "prometheus" / SERIN_TARGETS, _targets(urls))
 
 
 def ensure_prometheus(state_dir: Path, binary: Path, state: ClusterState, targets: list[str]) -> str:
@@ -56,8 +83,13 @@ def ensure_prometheus(state_dir: Path, binary: Path, state: ClusterState, target
     if pid and processes.is_alive(pid, begun) and "prometheus" in state.urls:
         return state.urls["prometheus"]
     directory = state_dir / "prometheus"
+    if not (directory / SERIN_CA).exists():
+        # Prometheus refuses a configuration whose CA file is missing or no certificate; until a
+        # Serin server is scraped, a CA that signed nothing stands in.
+        placeholder, _ = tls.new_ca("no-serin-yet", datetime.timedelta(days=1))
+        scrape_serin(state_dir, [], tls.cert_pem(placeholder))
     config_file = directory / "prometheus.yml"
-    config_file.write_text(yaml.safe_dump(config(directory / "targets.json")))
+    config_file.write_text(yaml.safe_dump(config(directory)))
     port = processes.free_port()
     url = f"http://127.0.0.1:{port}"
     state.ports["prometheus"] = port

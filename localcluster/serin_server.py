@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 import yaml
 
-from localcluster import processes, webhooks
+from localcluster import processes, prometheus, webhooks
 from localcluster.build import Binaries
 from localcluster.paths import REPO_ROOT
 from localcluster.processes import ClusterState
@@ -104,6 +104,10 @@ def ensure_serin(cluster: LocalCluster, binaries: Binaries, state: ClusterState)
         30,
         state_dir / "logs" / "serin.log",
     )
+    # Serin's own metrics beside the mesh's, as a cluster's Prometheus would have them (the
+    # Grafana dashboard, charts/serin/dashboards/serin.json, reads both).
+    if "prometheus" in state.urls:
+        prometheus.scrape_serin(state_dir, [url], ca.read_bytes())
     configurations = webhooks.for_url(webhooks.load_manifest(), url, ca.read_bytes())
     kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(configurations))
     state.ports["serin"] = port
