@@ -69,13 +69,17 @@ def serin_kubeconfig(local_cluster: ClusterHandle, tmp_path_factory: pytest.Temp
 
 @contextlib.contextmanager
 def running_serin(
-    cluster: ClusterHandle, kubeconfig: Path, folder: Path, env: Mapping[str, str] | None = None
+    cluster: ClusterHandle,
+    kubeconfig: Path,
+    folder: Path,
+    env: Mapping[str, str] | None = None,
+    source: Path = REPO,
 ) -> Iterator[SerinServer]:
     """One Serin server as production runs it: gunicorn, HTTPS with a real certificate, acting as
     ``kubeconfig``'s identity; ``env`` adds to its environment. Its files (certificate, log) go in
     ``folder``; it is stopped when the block ends. Two worker processes where the image runs one:
     what users who raise ``--workers`` rely on (one view of metrics, any worker answering) stays
-    tested."""
+    tested. ``source`` is the checkout it runs from (another release's, for upgrades)."""
     cert, key, ca = write_serving_pair(folder, ["127.0.0.1"])
     ca_bundle = cert.parent / "ca.crt"
     ca_bundle.write_bytes(ca)
@@ -91,7 +95,7 @@ def running_serin(
     with open(folder / "gunicorn.log", "wb") as log:
         server = subprocess.Popen(
             gunicorn_command(port, cert, key, workers=2),
-            cwd=REPO,
+            cwd=source,
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,
