@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # Serin: the server (gunicorn + Flask), the webhook certificate tool (serin-certs) and the tick
-# client, in one image. Build: docker build -t REGISTRY/serin:TAG .   (then set it in k8s/kustomization.yaml)
+# client, in one image. Build: docker build -t REGISTRY/serin:TAG .   (or, without Docker and
+# without a registry to pull from, `make image`: localcluster/image.py)
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -19,7 +20,7 @@ COPY serin/ /src/serin/
 COPY handlers/ /src/handlers/
 RUN /opt/venv/bin/pip install --no-deps /src
 
-# ---- final: the same base (the venv's interpreter is /usr/local/bin/python3.11), no build tools
+# ---- final: the same base (the venv links to its interpreter), no build tools
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="serin" \
       org.opencontainers.image.description="Progressive delivery for Kubernetes: admission webhooks and a tick endpoint"

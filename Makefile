@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STATE ?= .localcluster
 
-.PHONY: help venv build up down status demo lint test test-unit test-integration bench fuzz manifests
+.PHONY: help venv build up down status demo lint test test-unit test-integration bench fuzz manifests image
 
 help:
 	@echo "make demo     a good release promoted and a bad one rolled back, live, on a local cluster"
@@ -15,6 +15,7 @@ help:
 	@echo "make down     stop everything 'make up' started"
 	@echo "make build    build (or reuse) the control plane binaries under \$${SERIN_CACHE:-~/.cache/serin}"
 	@echo "make bench    benchmarks: admission latency, tick cost, cold start, release time beside Flagger"
+	@echo "make image    build the Dockerfile into localhost/serin:dev with buildah (no Docker needed)"
 	@echo "make manifests  render k8s/ (and its cert-manager variant) from the Helm chart in charts/serin"
 	@echo "make fuzz     random AdmissionReviews, bytes and /tick queries: over 10,000 cases, none may get a 5xx"
 
@@ -58,6 +59,9 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy localcluster serin handlers tests benchmarks wsgi.py gunicorn.conf.py
 	$(VENV)/bin/lint-imports
+
+image: venv
+	@$(PYTHON) -m localcluster.image
 
 manifests: venv
 	@$(PYTHON) -m localcluster.chart

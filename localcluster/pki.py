@@ -15,6 +15,8 @@ from pathlib import Path
 from serin import tls
 
 VALIDITY = datetime.timedelta(days=365)
+# How a container started with `--network slirp4netns:allow_host_loopback=true` reaches 127.0.0.1.
+CONTAINER_HOST_ADDRESS = "10.0.2.2"
 
 # Identities the API server's default RBAC bootstrap policy already knows.
 CLIENT_IDENTITIES = {
@@ -139,7 +141,10 @@ def ensure_pki(directory: Path) -> Pki:
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ]
-        cert, key = tls.issue_serving(ca_cert, ca_key, "kube-apiserver", dns_names, ["127.0.0.1", "10.0.0.1"], VALIDITY)
+        # 10.0.2.2: the host's loopback as a container on slirp4netns reaches it (Serin's image,
+        # run by podman in the image test).
+        addresses = ["127.0.0.1", "10.0.0.1", CONTAINER_HOST_ADDRESS]
+        cert, key = tls.issue_serving(ca_cert, ca_key, "kube-apiserver", dns_names, addresses, VALIDITY)
         _write(pki.serving_key, tls.key_pem(key), private=True)
         _write(pki.serving_cert, tls.cert_pem(cert))
 

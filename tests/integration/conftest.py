@@ -169,22 +169,28 @@ def tokens(local_cluster: ClusterHandle) -> dict[str, str]:
 WEBHOOK_NAMESPACE_LABEL = {"serin.dev/test-webhooks": "enabled"}
 
 
-@pytest.fixture(scope="session")
-def serin_webhooks(local_cluster: ClusterHandle, serin_server: SerinServer) -> Iterator[None]:
-    """The shipped webhook configurations, pointed at the test server, for labelled namespaces only."""
+@contextlib.contextmanager
+def webhooks_to(
+    cluster: ClusterHandle, server: SerinServer, name: str, namespace_labels: Mapping[str, str]
+) -> Iterator[None]:
+    """The shipped webhook configurations, named ``name``, pointed at ``server``, for namespaces
+    labelled ``namespace_labels`` only; deleted when the block ends."""
     configurations = webhooks.for_url(
-        webhooks.load_manifest(),
-        serin_server.url,
-        serin_server.ca_bundle.read_bytes(),
-        name="serin-tests",
-        namespace_labels=WEBHOOK_NAMESPACE_LABEL,
+        webhooks.load_manifest(), server.url, server.ca_bundle.read_bytes(), name, namespace_labels
     )
-    local_cluster.apply(configurations)
+    cluster.apply(configurations)
     try:
         yield
     finally:
         for kind in webhooks.WEBHOOK_KINDS:
-            local_cluster.kubectl("delete", kind.lower(), "serin-tests", "--ignore-not-found")
+            cluster.kubectl("delete", kind.lower(), name, "--ignore-not-found")
+
+
+@pytest.fixture(scope="session")
+def serin_webhooks(local_cluster: ClusterHandle, serin_server: SerinServer) -> Iterator[None]:
+    """The shipped webhook configurations, pointed at the test server, for labelled namespaces only."""
+    with webhooks_to(local_cluster, serin_server, "serin-tests", WEBHOOK_NAMESPACE_LABEL):
+        yield
 
 
 @pytest.fixture
