@@ -305,14 +305,38 @@ def build_helm(cache: Path, version: str = HELM_VERSION) -> Path:
 
 
 def build_flagger(cache: Path | None = None, version: str = FLAGGER_VERSION) -> Path:
-    """Flagger and its CRDs (``crd.yaml`` beside the binary), for side-by-side comparisons."""
+    """Flagger and its CRDs (``crd.yaml`` beside the binary), for side-by-side comparisons and the
+    migration test.
+
+    Built from a copy of its module with one line changed: its HTTP server (metrics, health)
+    listens on 127.0.0.1 instead of every interface, since it runs out of cluster on a shared
+    machine. (``go build -overlay`` may not replace files of the module cache, hence the copy.)
+    """
     cache = cache or cache_dir()
-    binary = cache / "bin" / f"flagger-{version}" / "flagger"
+    binary = cache / "bin" / f"flagger-{version}-loopback" / "flagger"
     if binary.is_file():
         return binary
-    tmp, final = _go_install(cache, "flagger", "github.com/fluxcd/flagger/cmd/flagger", version)
-    module = _module_dir("github.com/fluxcd/flagger", version, tmp)
-    shutil.copyfile(module / "artifacts" / "flagger" / "crd.yaml", tmp / "crd.yaml")
+    src = cache / "src" / f"flagger-{version}"
+    if not (src / "go.mod").exists():
+        module = _module_dir("github.com/fluxcd/flagger", version, cache)
+        shutil.rmtree(src, ignore_errors=True)
+        shutil.copytree(module, src)
+        for path in [src, *src.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)  # the module cache's files are read-only
+    server = src / "pkg" / "server" / "server.go"
+    every_interface = 'Addr:         ":" + port,'
+    source = server.read_text()
+    if every_interface in source:
+        server.write_text(source.replace(every_interface, 'Addr:         "127.0.0.1:" + port,'))
+    elif "127.0.0.1" not in source:
+        raise BuildError(f"Flagger {version}'s {server.name} no longer says {every_interface!r}: update the patch")
+    final = binary.parent
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _log(f"building flagger {version}")
+    _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / "flagger"), "./cmd/flagger"], src, "flagger")
+    shutil.copyfile(src / "artifacts" / "flagger" / "crd.yaml", tmp / "crd.yaml")
     _finish(tmp, final)
     return binary
 

@@ -7,7 +7,8 @@ server authorizes and audits every action and no Serin endpoint needs to be reac
   or one of them in detail with its checks and Events;
 * ``promote``, ``abort``, ``retry``: a request written on the Canary (the ``serin.dev/request``
   annotation), acted on and removed by the next tick;
-* ``pause``, ``resume``: ``spec.suspend``.
+* ``pause``, ``resume``: ``spec.suspend``;
+* ``migrate``: Flagger's Canaries become Serin's, adopting what Flagger made (``serin.migrate``).
 
 ``tick``, ``plan`` (the dry-run tick) and ``replay`` ask the Serin server (``--server`` or
 ``SERIN_URL``) with a bearer token (``--token`` or ``SERIN_TOKEN``; for example from
@@ -29,6 +30,7 @@ import requests
 from kubernetes import config
 
 from serin.kube.store import KubeError, KubeStore, NotFound
+from serin.migrate import FLAGGER_API_VERSION, Migration, MigrationRefused
 from serin.model import REQUEST_ANNOTATION, ManualRequest
 from serin.status import CanaryStatus, MetricCheck
 from serin.timeline import age, event_time
@@ -276,6 +278,28 @@ class Cli:
         done = "paused: no step is taken until it is resumed" if suspend else "resumed"
         self.print(f"canary {namespace}/{name} {done}")
 
+    def migrate(self) -> None:
+        target = self.target()
+        migration = Migration(self.store, dry_run=self.args.dry_run)
+        found = migration.flagger_canaries(target.namespace)
+        chosen = [c for c in found if target.name in (None, c["metadata"]["name"])]
+        if not chosen:
+            where = f"namespace {target.namespace}" if target.namespace else "any namespace"
+            what = f"canary {target.name}" if target.name else "canary"
+            raise CliError(f"no Flagger {what} ({FLAGGER_API_VERSION}) in {where}")
+        refused = []
+        for flagger in chosen:
+            try:
+                outcome = migration.migrate(flagger)
+            except MigrationRefused as error:
+                refused.append(str(error))
+                self.print(f"skipped: {error}")
+                continue
+            for line in outcome.lines:
+                self.print(line)
+        if refused:
+            raise CliError(f"{len(refused)} of {len(chosen)} canaries not migrated (see above)")
+
     def server(self, method: str, path: str, query: Mapping[str, str], body: str | None = None) -> dict[str, Any]:
         """An answer of the Serin server, or CliError saying what went wrong."""
         url = self.args.server or os.environ.get("SERIN_URL")
@@ -375,6 +399,14 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--from", dest="start", required=True, help="the window's start (RFC 3339 or epoch seconds)")
     replay.add_argument("--to", dest="end", help="the window's end (default: now)")
     replay.add_argument("--patch", help="a file with a merge patch or JSON Patch of the Canary to try instead")
+    migrate = commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="make Flagger's Canaries Serin's, adopting what Flagger made (stop Flagger first)",
+    )
+    migrate.add_argument("canary", nargs="?", metavar="[NAMESPACE/]NAME", help="default: every one of the namespace")
+    migrate.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    migrate.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
     return top
 
 
@@ -391,6 +423,7 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         "tick": lambda: cli.tick(dry_run=False),
         "plan": lambda: cli.tick(dry_run=True),
         "replay": cli.replay,
+        "migrate": cli.migrate,
     }
     try:
         actions[args.command]()

@@ -69,8 +69,13 @@ def canary(namespace: str, analysis: dict[str, Any], **spec: Any) -> dict[str, A
     }
 
 
+def canary_exists(cluster: ClusterHandle, namespace: str) -> bool:
+    """Whether Serin's Canary podinfo is stored (named in full: Flagger's Canary is `canary` too)."""
+    return cluster.kubectl("get", "canaries.serin.dev", "podinfo", "-n", namespace, check=False).returncode == 0
+
+
 def canary_status(cluster: ClusterHandle, namespace: str) -> dict[str, Any]:
-    status: dict[str, Any] = cluster.get_json("canary", "podinfo", "-n", namespace).get("status", {})
+    status: dict[str, Any] = cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace).get("status", {})
     return status
 
 

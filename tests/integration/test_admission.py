@@ -10,7 +10,7 @@ import pytest
 from localcluster import webhooks
 from localcluster.processes import free_port
 from localcluster.testing import ClusterHandle, eventually
-from tests.integration.helpers import SerinServer, canary, canary_status, events, podinfo
+from tests.integration.helpers import SerinServer, canary, canary_exists, canary_status, events, podinfo
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def test_invalid_canary_is_denied_with_every_field(local_cluster: ClusterHandle,
         "spec.analysis.webhooks[0].url: must be an absolute http or https URL",
     ):
         assert field in stderr, f"{field!r} missing from:\n{stderr}"
-    assert local_cluster.kubectl("get", "canary", "podinfo", "-n", webhook_namespace, check=False).returncode != 0
+    assert not canary_exists(local_cluster, webhook_namespace)
 
 
 def test_valid_canary_gets_defaults_and_is_bootstrapped_at_once(
@@ -79,7 +79,7 @@ def test_valid_canary_gets_defaults_and_is_bootstrapped_at_once(
     created = apply(local_cluster, manifest)
     assert "Warning" not in created.stderr, created.stderr
 
-    stored = local_cluster.get_json("canary", "podinfo", "-n", webhook_namespace)["spec"]
+    stored = local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", webhook_namespace)["spec"]
     assert stored["analysis"]["interval"] == "1m"
     assert stored["analysis"]["threshold"] == 1
     assert stored["analysis"]["maxWeight"] == 100
@@ -97,7 +97,7 @@ def test_valid_canary_gets_defaults_and_is_bootstrapped_at_once(
     assert target["metadata"]["labels"]["serin.dev/canary"] == "podinfo"
 
     # Created before the Canary was stored, the objects are adopted once it is.
-    uid = local_cluster.get_json("canary", "podinfo", "-n", webhook_namespace)["metadata"]["uid"]
+    uid = local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", webhook_namespace)["metadata"]["uid"]
 
     def owned_by_canary(kind: str, name: str) -> bool:
         owners = local_cluster.get_json(kind, name, "-n", webhook_namespace)["metadata"].get("ownerReferences", [])
@@ -281,7 +281,7 @@ def test_deleting_a_canary_with_revert_on_deletion_gives_the_target_its_traffic_
     local_cluster.apply(podinfo(namespace))
     local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
     apply(local_cluster, canary(namespace, ANALYSIS, revertOnDeletion=True))
-    assert local_cluster.get_json("canary", "podinfo", "-n", namespace)["metadata"]["finalizers"] == [
+    assert local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)["metadata"]["finalizers"] == [
         "serin.dev/revert-on-deletion"
     ]
     eventually(
@@ -294,7 +294,7 @@ def test_deleting_a_canary_with_revert_on_deletion_gives_the_target_its_traffic_
     )
     assert local_cluster.get_json("deployment", "podinfo", "-n", namespace)["spec"]["replicas"] == 0
 
-    local_cluster.kubectl("delete", "canary", "podinfo", "-n", namespace, "--wait=false")
+    local_cluster.kubectl("delete", "canaries.serin.dev", "podinfo", "-n", namespace, "--wait=false")
     # The DELETE webhook restored the target at once; the finalizer waits for the tick.
     assert local_cluster.get_json("deployment", "podinfo", "-n", namespace)["spec"]["replicas"] == 2
     apex = local_cluster.get_json("service", "podinfo", "-n", namespace)
@@ -311,7 +311,7 @@ def test_deleting_a_canary_with_revert_on_deletion_gives_the_target_its_traffic_
         what="the tick to finish the deletion",
     )
     eventually(
-        lambda: local_cluster.kubectl("get", "canary", "podinfo", "-n", namespace, check=False).returncode != 0,
+        lambda: not canary_exists(local_cluster, namespace),
         what="the canary to be gone",
     )
     eventually(

@@ -59,7 +59,9 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def request_of(cluster: ClusterHandle, namespace: str) -> str | None:
-    annotations = cluster.get_json("canary", "podinfo", "-n", namespace)["metadata"].get("annotations") or {}
+    annotations = (
+        cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)["metadata"].get("annotations") or {}
+    )
     value: str | None = annotations.get(REQUEST_ANNOTATION)
     return value
 
@@ -88,14 +90,14 @@ def test_status_pause_resume_plan_tick_and_promote(
     assert ok(kubectl_serin(local_cluster, None, None, "pause", f"{namespace}/podinfo")) == (
         f"canary {namespace}/podinfo paused: no step is taken until it is resumed\n"
     )
-    assert local_cluster.get_json("canary", "podinfo", "-n", namespace)["spec"]["suspend"] is True
+    assert local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)["spec"]["suspend"] is True
     assert "Initialized (suspended)" in ok(kubectl_serin(local_cluster, None, None, "status", "-n", namespace))
     planned = ok(kubectl_serin(local_cluster, serin_server, token, "plan", f"{namespace}/podinfo"))
     assert "suspended: spec.suspend is true" in planned, planned
     assert ok(kubectl_serin(local_cluster, None, None, "resume", "podinfo", "-n", namespace)) == (
         f"canary {namespace}/podinfo resumed\n"
     )
-    assert local_cluster.get_json("canary", "podinfo", "-n", namespace)["spec"]["suspend"] is False
+    assert local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)["spec"]["suspend"] is False
 
     # A new revision; forced ticks through the CLI take the first steps.
     set_image(local_cluster, namespace, "6.0.1")
@@ -191,7 +193,7 @@ def test_replay_and_what_goes_wrong(
 
     # An unknown request is denied by admission, naming the annotation.
     denied = local_cluster.kubectl(
-        "annotate", "canary", "podinfo", "-n", namespace, f"{REQUEST_ANNOTATION}=rollback", check=False
+        "annotate", "canaries.serin.dev", "podinfo", "-n", namespace, f"{REQUEST_ANNOTATION}=rollback", check=False
     )
     assert denied.returncode != 0
     assert f"metadata.annotations[{REQUEST_ANNOTATION}]: must be one of promote, abort, retry" in denied.stderr

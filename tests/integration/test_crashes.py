@@ -117,7 +117,7 @@ class Release:
         return self.cluster.get_json(kind, name, "-n", self.namespace)
 
     def status(self) -> dict[str, Any]:
-        status: dict[str, Any] = self.get("canary", "podinfo").get("status", {})
+        status: dict[str, Any] = self.get("canaries.serin.dev", "podinfo").get("status", {})
         return status
 
     def routes(self) -> tuple[int, int]:

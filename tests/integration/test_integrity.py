@@ -19,6 +19,7 @@ from tests.integration.helpers import (
     METRICS,
     SerinServer,
     canary,
+    canary_exists,
     canary_status,
     deployment,
     drive,
@@ -47,7 +48,7 @@ def split(cluster: ClusterHandle, namespace: str) -> tuple[int, int]:
 
 
 def resource_version(cluster: ClusterHandle, namespace: str) -> str:
-    return str(cluster.get_json("canary", "podinfo", "-n", namespace)["metadata"]["resourceVersion"])
+    return str(cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)["metadata"]["resourceVersion"])
 
 
 def users_virtual_service(namespace: str, name: str) -> dict[str, Any]:
@@ -458,7 +459,7 @@ def test_the_users_own_service_and_virtual_service_are_given_back(
     }
     assert "ownerReferences" not in taken["metadata"], "never owned, so never deleted with the Canary"
 
-    local_cluster.kubectl("delete", "canary", "podinfo", "-n", namespace, "--wait=false")
+    local_cluster.kubectl("delete", "canaries.serin.dev", "podinfo", "-n", namespace, "--wait=false")
     eventually(
         lambda: tick(serin_server, token, namespace)["canaries"][0]["summary"].startswith("deleted:"), timeout=60
     )
@@ -466,7 +467,7 @@ def test_the_users_own_service_and_virtual_service_are_given_back(
     assert given_back["spec"]["selector"] == {"app": "podinfo", "tier": "web"}
     assert "serin.dev/original-selector" not in (given_back["metadata"].get("annotations") or {})
     # Once the Canary is gone and the garbage collector has removed Serin's own objects:
-    eventually(lambda: local_cluster.kubectl("get", "canary", "podinfo", "-n", namespace, check=False).returncode != 0)
+    eventually(lambda: not canary_exists(local_cluster, namespace))
     eventually(
         lambda: (
             local_cluster.kubectl("get", "service", "podinfo-primary", "-n", namespace, check=False).returncode != 0

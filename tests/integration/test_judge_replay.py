@@ -176,7 +176,7 @@ def test_judge_and_replay_of_a_promotion_and_a_rollback(
 
     # Replay: both windows give the decisions taken live, and change nothing.
     before = {
-        each: local_cluster.get_json("canary", "podinfo", "-n", each)["metadata"]["resourceVersion"]
+        each: local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", each)["metadata"]["resourceVersion"]
         for each in (good, bad)
     }
     # Live steps may come up to a second early (the due tolerance), replayed ones come on the grid:
@@ -208,7 +208,7 @@ def test_judge_and_replay_of_a_promotion_and_a_rollback(
     same = [check for check in promotion["steps"][crossed]["metrics"] if check["name"] == "request-success-rate"]
     assert same[0]["value"] == dict(rates)[crossed] and same[0]["passed"] is True
     after = {
-        each: local_cluster.get_json("canary", "podinfo", "-n", each)["metadata"]["resourceVersion"]
+        each: local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", each)["metadata"]["resourceVersion"]
         for each in (good, bad)
     }
     assert after == before

@@ -307,7 +307,7 @@ def test_derived_defaults_follow_the_field_they_come_from(
     local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
     manifest = canary(namespace, {"interval": "30s", "stepWeight": 10, "metrics": [{"name": "request-success-rate"}]})
     local_cluster.apply(manifest)
-    stored = local_cluster.get_json("canary", "podinfo", "-n", namespace)["spec"]
+    stored = local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)["spec"]
     assert stored["analysis"]["metrics"][0]["interval"] == "1m"
     assert "targetPort" not in stored["service"]
 
@@ -385,7 +385,7 @@ def test_a_canary_without_its_target_has_a_status_and_one_counted_event(
         f"Target deployment podinfo.{namespace} not found",
         3,
     )
-    described = local_cluster.kubectl("describe", "canary", "podinfo", "-n", namespace).stdout
+    described = local_cluster.kubectl("describe", "canaries.serin.dev", "podinfo", "-n", namespace).stdout
     assert "(x3 over" in described, described
 
 
@@ -395,7 +395,7 @@ def test_a_suspended_canary_says_so_once(
     token = tokens["ticker"]
     initialized(local_cluster, serin_server, token, namespace)
     local_cluster.kubectl(
-        "patch", "canary", "podinfo", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}'
+        "patch", "canaries.serin.dev", "podinfo", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":true}}'
     )
     set_image(local_cluster, namespace, "6.0.1")
     for _ in range(3):

@@ -28,6 +28,7 @@ from tests.integration.helpers import (
     WEIGHTED,
     SerinServer,
     canary,
+    canary_exists,
     deployment,
     drive,
     events,
@@ -469,7 +470,7 @@ def test_what_a_provider_cannot_do_is_denied_on_apply(local_cluster: ClusterHand
     denied = local_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(no_gateway), check=False)
     assert denied.returncode != 0
     assert "spec.service.gatewayRefs: provider gatewayapi:v1 needs at least one gateway" in denied.stderr
-    assert local_cluster.kubectl("get", "canary", "podinfo", "-n", webhook_namespace, check=False).returncode != 0
+    assert not canary_exists(local_cluster, webhook_namespace)
 
 
 def test_http_routes_fit_gateway_api_experimental_channel_too(local_cluster: ClusterHandle, namespace: str) -> None:

@@ -195,7 +195,7 @@ def test_two_replicas_ticking_their_shards_step_every_canary_once(
         ]
         assert {step: counts.get((name, step), 0) for step in steps} == dict.fromkeys(steps, 1), name
     for name in names:
-        status = local_cluster.get_json("canary", name, "-n", namespace)["status"]
+        status = local_cluster.get_json("canaries.serin.dev", name, "-n", namespace)["status"]
         assert status["phase"] == "Succeeded"
         primary = local_cluster.get_json("deployment", f"{name}-primary", "-n", namespace)
         assert primary["spec"]["template"]["spec"]["containers"][0]["image"] == NEW

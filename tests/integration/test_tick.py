@@ -67,7 +67,7 @@ def test_initialization_creates_primary_and_services(
     assert hands_off.items() <= vs["metadata"]["annotations"].items()
     condition = canary_status(local_cluster, namespace)["conditions"][0]
     assert (condition["reason"], condition["message"]) == ("Initialized", "Deployment initialization completed.")
-    printed = local_cluster.kubectl("get", "canary", "podinfo", "-n", namespace).stdout
+    printed = local_cluster.kubectl("get", "canaries.serin.dev", "podinfo", "-n", namespace).stdout
     assert "Initialized" in printed and "WEIGHT" in printed
 
 
@@ -252,7 +252,7 @@ def test_serin_metrics_follow_the_canary(
     assert f'serin_canary_total{{namespace="{namespace}"}} 1.0' in metrics
     assert "serin_tick_duration_seconds_count" in metrics
     # A deleted Canary's series go with it.
-    local_cluster.kubectl("delete", "canary", "podinfo", "-n", namespace)
+    local_cluster.kubectl("delete", "canaries.serin.dev", "podinfo", "-n", namespace)
     gone = exposed()
     assert not [
         line
