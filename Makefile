@@ -73,7 +73,7 @@ test-unit: venv
 	$(PYTHON) -m pytest tests/unit -q
 
 test-integration: build
-	$(PYTHON) -m pytest tests/integration -q
+	$(PYTHON) -m pytest tests/integration -q --durations=25
 
 test: lint build
-	$(PYTHON) -m pytest tests -q
+	$(PYTHON) -m pytest tests -q --durations=25

@@ -23,7 +23,11 @@ from pathlib import Path
 
 from localcluster.paths import cache_dir
 
+# The Kubernetes versions the local control plane is built at: the default, and the oldest and
+# newest Serin supports, which CI also runs the integration tests on. SERIN_KUBERNETES_VERSION
+# picks one (each is built once into its own folder of the cache).
 KUBERNETES_VERSION = "v1.36.3"
+SUPPORTED_KUBERNETES_VERSIONS = ("v1.34.4", "v1.36.3")
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 # Not part of the control plane: benchmarks run it beside Serin to compare the two.
@@ -205,7 +209,18 @@ def _finish(tmp: Path, final: Path) -> None:
     tmp.rename(final)
 
 
-def build_kubernetes(cache: Path, version: str = KUBERNETES_VERSION) -> Path:
+def kubernetes_version() -> str:
+    """The Kubernetes version to build and run: ``SERIN_KUBERNETES_VERSION``, else the default."""
+    version = os.environ.get("SERIN_KUBERNETES_VERSION") or KUBERNETES_VERSION
+    if version not in SUPPORTED_KUBERNETES_VERSIONS:
+        raise BuildError(
+            f"SERIN_KUBERNETES_VERSION={version} is not one of the supported {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}"
+        )
+    return version
+
+
+def build_kubernetes(cache: Path, version: str | None = None) -> Path:
+    version = version or kubernetes_version()
     out_dir = cache / "bin" / f"kubernetes-{version}"
     if all((out_dir / name).is_file() for name in KUBERNETES_COMMANDS):
         return out_dir
@@ -437,7 +452,7 @@ def unpack_prometheus(cache: Path) -> Path:
 
 
 def _binaries(cache: Path, prometheus: Path) -> Binaries:
-    kubernetes = cache / "bin" / f"kubernetes-{KUBERNETES_VERSION}"
+    kubernetes = cache / "bin" / f"kubernetes-{kubernetes_version()}"
     return Binaries(
         etcd=cache / "bin" / f"etcd-{ETCD_VERSION}" / "etcd",
         kube_apiserver=kubernetes / "kube-apiserver",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from localcluster import build
 from localcluster.build import BuildError, _go_env, kubernetes_wrapper_go_mod, staging_modules, staging_version
 
 UPSTREAM = """module k8s.io/kubernetes
@@ -50,3 +51,27 @@ def test_user_goflags_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _go_env()["GOFLAGS"] == "-modcacherw -mod=mod"
     monkeypatch.delenv("GOFLAGS")
     assert _go_env()["GOFLAGS"] == "-mod=mod"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, "v1.36.3"),
+        ({"SERIN_KUBERNETES_VERSION": ""}, "v1.36.3"),
+        ({"SERIN_KUBERNETES_VERSION": "v1.34.4"}, "v1.34.4"),
+    ],
+)
+def test_the_kubernetes_version_is_chosen_by_the_environment(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], expected: str
+) -> None:
+    monkeypatch.delenv("SERIN_KUBERNETES_VERSION", raising=False)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    assert build.kubernetes_version() == expected
+
+
+def test_an_unsupported_kubernetes_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERIN_KUBERNETES_VERSION", "v1.29.0")
+    with pytest.raises(build.BuildError) as refused:
+        build.kubernetes_version()
+    assert str(refused.value) == "SERIN_KUBERNETES_VERSION=v1.29.0 is not one of the supported v1.34.4, v1.36.3"
