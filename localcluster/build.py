@@ -23,9 +23,9 @@ from pathlib import Path
 
 from localcluster.paths import cache_dir
 
-# The Kubernetes versions the local control plane is built at: the default, and the oldest and
-# newest Serin supports, which CI also runs the integration tests on. SERIN_KUBERNETES_VERSION
-# picks one (each is built once into its own folder of the cache).
+# The Kubernetes versions the local control plane is built at: the default (the newest Serin
+# supports, which CI tests on) and the oldest. SERIN_KUBERNETES_VERSION picks one (each is built
+# once into its own folder of the cache).
 KUBERNETES_VERSION = "v1.36.3"
 SUPPORTED_KUBERNETES_VERSIONS = ("v1.34.4", "v1.36.3")
 ETCD_VERSION = "v3.6.16"
