@@ -370,13 +370,13 @@ class Reconciler:
             except (SerinError, WorkloadError) as error:
                 report.error = str(error)
                 telemetry.TICK_ERRORS.labels(report.namespace).inc()
+                if not dry_run:  # the page's plans would repeat it at every refresh
+                    LOG.warning("step failed: %s", report.error)
             except Exception as error:
                 LOG.exception("tick of canary %s/%s failed", report.namespace, report.name)
                 report.error = f"internal error: {type(error).__name__}: {error}"
                 telemetry.TICK_ERRORS.labels(report.namespace).inc()
-            if report.error:
-                LOG.warning("step failed: %s", report.error)
-            elif report.applied and not dry_run:
+            if report.applied and not report.error and not dry_run:
                 LOG.info("%s (phase %s, weight %d)", report.summary, report.phase, report.weight)
         telemetry.ANALYSIS_DURATION.labels(report.namespace).observe(time.monotonic() - step_started)
         return report
