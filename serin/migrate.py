@@ -141,13 +141,10 @@ class Migration:
     def owned_objects(self, namespace: str, uid: str) -> Iterator[dict[str, Any]]:
         for kind in ADOPTED_KINDS:
             try:
-                listed = self.store.request("GET", collection_path(kind, namespace), what=f"list {kind} in {namespace}")
+                listed = self.store.metadata_of_all(kind, namespace)
             except NotFound:
                 continue  # an API this cluster does not serve (no such mesh)
-            for item in listed.get("items", []):
-                if owned_by(item, uid):
-                    item.setdefault("kind", kind)
-                    yield item
+            yield from (item for item in listed if owned_by(item, uid))
 
     def migrate(self, flagger: Mapping[str, Any]) -> Outcome:
         metadata = flagger["metadata"]

@@ -88,6 +88,10 @@ RESOURCES: Mapping[str, tuple[str, str]] = {
 }
 
 
+# The API server's partial-object representation: a list of objects' metadata and nothing else.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
+
+
 def collection_path(kind: str, namespace: str | None, api_version: str | None = None) -> str:
     """``/api/v1/namespaces/NS/services`` and the like; all namespaces when ``namespace`` is None.
 
@@ -218,10 +222,11 @@ class KubeStore:
         content_type: str = "application/json",
         what: str = "",
         query: Mapping[str, str] | None = None,
+        accept: str = "application/json",
     ) -> dict[str, Any]:
         """Send one request; translate every failure into this module's errors."""
         what = what or f"{method} {path}"
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         try:
@@ -316,6 +321,18 @@ class KubeStore:
             if not token:
                 return
             query = {**query, "continue": str(token)}
+
+    def metadata_of_all(self, kind: str, namespace: str) -> list[dict[str, Any]]:
+        """Every object of a kind in a namespace, metadata only: what a search by owner needs,
+        without the data of every Secret and ConfigMap travelling with it."""
+        listed = self.request(
+            "GET", collection_path(kind, namespace), what=f"list {kind} in {namespace}", accept=METADATA_ONLY
+        )
+        version = RESOURCES[kind][0]
+        return [
+            {"apiVersion": version, "kind": kind, "metadata": item.get("metadata") or {}}
+            for item in listed.get("items") or []  # an empty partial list has items: null
+        ]
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete an object; one already gone is fine."""

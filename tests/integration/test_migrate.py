@@ -21,6 +21,8 @@ from localcluster import processes
 from localcluster.build import BuildError, build_flagger
 from localcluster.processes import free_port
 from localcluster.testing import ClusterHandle, eventually, in_ci
+from serin.kube.store import KubeStore
+from serin.migrate import Migration
 from tests.integration.helpers import METRICS, SerinServer, canary, deployment, drive, podinfo, routes, set_image
 
 pytestmark = pytest.mark.integration
@@ -99,6 +101,30 @@ def migrate(cluster: ClusterHandle, *args: str) -> subprocess.CompletedProcess[s
         timeout=120,
         env={**processes.child_environment(), "KUBECONFIG": str(cluster.kubeconfig)},
     )
+
+
+def test_migrate_reads_only_the_metadata_of_what_it_looks_through(
+    local_cluster: ClusterHandle, webhook_namespace: str
+) -> None:
+    """Finding what Flagger owns means looking through every Secret and ConfigMap of the
+    namespace: their data must not travel to whoever runs ``serin migrate``."""
+    namespace = webhook_namespace
+    owner = json.loads(local_cluster.kubectl("create", "configmap", "owner", "-n", namespace, "-o", "json").stdout)[
+        "metadata"
+    ]
+    reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["uid"]}
+    for name, owners_ in (("owned", [reference]), ("unrelated", [])):
+        local_cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name, "namespace": namespace, "ownerReferences": owners_},
+                "stringData": {"password": "hunter2"},
+            }
+        )
+    found = list(Migration(KubeStore(local_cluster.api)).owned_objects(namespace, owner["uid"]))
+    assert [(obj["kind"], obj["metadata"]["name"]) for obj in found] == [("Secret", "owned")]
+    assert "data" not in found[0] and "type" not in found[0], found[0]
 
 
 def owners(obj: dict[str, Any]) -> list[tuple[str, str]]:
