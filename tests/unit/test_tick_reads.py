@@ -46,6 +46,7 @@ class RequestStore(KubeStore):
         content_type: str = "application/json",
         what: str = "",
         query: Mapping[str, str] | None = None,
+        accept: str = "application/json",
     ) -> dict[str, Any]:
         parts = path.strip("/").split("/")
         namespace_at = parts.index("namespaces")
