@@ -24,10 +24,11 @@ from pathlib import Path
 from localcluster.paths import cache_dir
 
 # The Kubernetes versions the local control plane is built at: the default (the newest Serin
-# supports, which CI tests on) and the oldest. SERIN_KUBERNETES_VERSION picks one (each is built
-# once into its own folder of the cache).
-KUBERNETES_VERSION = "v1.36.3"
-SUPPORTED_KUBERNETES_VERSIONS = ("v1.34.4", "v1.36.3")
+# supports), the oldest, and the release between them; CI runs the integration suite on the
+# newest and the oldest. SERIN_KUBERNETES_VERSION picks one (each is built once into its own
+# folder of the cache).
+KUBERNETES_VERSION = "v1.37.2"
+SUPPORTED_KUBERNETES_VERSIONS = ("v1.34.4", "v1.36.3", "v1.37.2")
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 # Not part of the control plane: benchmarks run it beside Serin to compare the two.

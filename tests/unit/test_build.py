@@ -56,9 +56,10 @@ def test_user_goflags_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
-        ({}, "v1.36.3"),
-        ({"SERIN_KUBERNETES_VERSION": ""}, "v1.36.3"),
+        ({}, "v1.37.2"),
+        ({"SERIN_KUBERNETES_VERSION": ""}, "v1.37.2"),
         ({"SERIN_KUBERNETES_VERSION": "v1.34.4"}, "v1.34.4"),
+        ({"SERIN_KUBERNETES_VERSION": "v1.36.3"}, "v1.36.3"),
     ],
 )
 def test_the_kubernetes_version_is_chosen_by_the_environment(
@@ -74,4 +75,5 @@ def test_an_unsupported_kubernetes_version_is_refused(monkeypatch: pytest.Monkey
     monkeypatch.setenv("SERIN_KUBERNETES_VERSION", "v1.29.0")
     with pytest.raises(build.BuildError) as refused:
         build.kubernetes_version()
-    assert str(refused.value) == "SERIN_KUBERNETES_VERSION=v1.29.0 is not one of the supported v1.34.4, v1.36.3"
+    supported = "v1.34.4, v1.36.3, v1.37.2"
+    assert str(refused.value) == f"SERIN_KUBERNETES_VERSION=v1.29.0 is not one of the supported {supported}"
