@@ -36,7 +36,7 @@ ANALYSIS = {
     "maxWeight": 20,
     "stepWeight": 20,
     "metrics": [
-        # Every version fails 3% of its requests: far above 90%, always below 99.5%.
+        # Every version fails 3% of its requests (at random): far above 90%.
         {"name": "request-success-rate", "interval": "30s", "thresholdRange": {"min": 90}},
         {"name": "latency", "interval": "15s", "query": MEAN_LATENCY, "compare": {"tolerance": 0.1}},
     ],
@@ -191,7 +191,16 @@ def test_judge_and_replay_of_a_promotion_and_a_rollback(
     assert [check["passed"] for check in judged] == [False] and WORSE.search(judged[0]["message"]), judged
 
     # A stricter threshold turns the promotion into a rollback at the step where the metric is below it.
-    stricter = [{"op": "replace", "path": "/spec/analysis/metrics/0/thresholdRange/min", "value": 99.5}]
+    # The errors are drawn at random and a step sees a few dozen canary requests, so it may well have
+    # seen none: the threshold is set just above the lowest success rate the promotion measured.
+    measured = [
+        check["value"]
+        for step in promotion["steps"]
+        for check in step["metrics"]
+        if check["name"] == "request-success-rate"
+    ]
+    threshold = min(measured) + 0.01
+    stricter = [{"op": "replace", "path": "/spec/analysis/metrics/0/thresholdRange/min", "value": threshold}]
     strict = replayed(serin_server, token, good, started[good], body=stricter)
     assert strict["modified"] is True and strict["outcome"] == "rolled back", strict
     rates = [
@@ -200,8 +209,8 @@ def test_judge_and_replay_of_a_promotion_and_a_rollback(
         for check in step["metrics"]
         if check["name"] == "request-success-rate"
     ]
-    crossed = next(index for index, value in rates if value < 99.5)
-    assert all(value >= 99.5 for index, value in rates if index < crossed), rates
+    crossed = next(index for index, value in rates if value < threshold)
+    assert all(value >= threshold for index, value in rates if index < crossed), rates
     steps = strict["steps"]
     assert (steps[crossed]["failedChecks"], steps[crossed + 1]["phase"], len(steps)) == (1, "Failed", crossed + 2)
     # The same data as the replay of what happened: the value at that step passed the live threshold.
