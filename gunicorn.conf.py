@@ -1,6 +1,6 @@
 """gunicorn's settings for Serin, read at start from the working directory (the image's /app).
 
-Three things the command line cannot say:
+What the command line cannot say:
 
 * Serin's own metrics are kept across worker processes (prometheus-client's multiprocess mode):
   each worker writes its counters to files in a fresh folder that ``/metrics`` reads whole, and a
@@ -11,6 +11,7 @@ Three things the command line cannot say:
   ``SERIN_LOG_FORMAT`` says; ``serin/logs.py``).
 * Requests gunicorn itself refuses before Serin sees them (a request line or headers too long, a
   malformed request) are answered with JSON, like every answer of Serin's, not an HTML page.
+* Idle connections stay open longer than the API server keeps them for its next review.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ if os.environ.get("SERIN_ADMISSION_CLIENT_CA"):
     # Optional for the connection (the tick's callers have none), required by /mutate and /validate.
     cert_reqs = ssl.CERT_OPTIONAL
 
+
+# The API server keeps an idle connection to a webhook for up to 90 s (Go's default) and then
+# reuses it. Closed by gunicorn before that (its default is 2 s), the review sent on it fails
+# ("write: broken pipe"; a POST is never retried), and a Deployment's webhook fails open. So idle
+# connections are kept longer than the API server keeps them; in gthread workers an idle one
+# waits in the worker's poller and holds no thread.
+keepalive = 120
 
 # Also turns the access log on (to stderr, with everything else).
 try:

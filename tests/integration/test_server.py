@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import datetime
 import functools
+import http.client
 import json
+import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -136,3 +140,32 @@ def tick_count(server: SerinServer) -> float:
     exposed = requests.get(f"{server.url}/metrics", verify=str(server.ca_bundle), timeout=10).text
     line = next(line for line in exposed.splitlines() if line.startswith("serin_tick_duration_seconds_count"))
     return float(line.split()[-1])
+
+
+# The API server keeps a connection to a webhook idle for up to Go's default 90 s before it closes
+# it; this long a pause is one a connection must survive.
+API_SERVER_IDLE_PAUSE_SECONDS = 3.0
+
+
+def test_a_connection_the_api_server_keeps_idle_is_still_served(
+    local_cluster: ClusterHandle, serin_server: SerinServer
+) -> None:
+    """A connection the server closes while the client still counts it idle breaks the client's
+    next request on it ("write: broken pipe"): the API server does not retry a review, and a
+    Deployment's webhook fails open. The server must keep it open longer than the API server does."""
+    context = ssl.create_default_context(cafile=str(serin_server.ca_bundle))
+    context.load_cert_chain(*api_server_identity(local_cluster))
+    host, port = urlsplit(serin_server.url).hostname or "", urlsplit(serin_server.url).port
+    connection = http.client.HTTPSConnection(host, port, context=context, timeout=10)
+    body = json.dumps(review("default"))
+    try:
+        for _ in range(2):
+            connection.request("POST", "/validate", body, {"Content-Type": "application/json"})
+            answer = connection.getresponse()
+            assert answer.status == 200, answer.read()
+            assert json.loads(answer.read())["response"]["allowed"] is True
+            time.sleep(API_SERVER_IDLE_PAUSE_SECONDS)
+        # Both requests went over one connection: it was never closed and reopened.
+        assert connection.sock is not None
+    finally:
+        connection.close()
