@@ -3,11 +3,11 @@ NGINX ingress controller, Contour's Envoy, Traefik and Linkerd's proxies.
 
 The local cluster runs a real kube-apiserver with fake nodes: pods run no containers, so nothing
 serves requests and nothing reports telemetry. This package stands in for the data plane, and only
-for that. On every refresh it lists the routing objects (Istio VirtualServices, Gateway API
-HTTPRoutes, Ingresses, Contour HTTPProxies, TraefikServices, SMI TrafficSplits), Services and Deployments, pushes a
-synthetic request stream through each routing object as its data plane would (which route a
-request takes, then a destination by weight), and exports the metrics those data planes and the
-application report (``export``).
+for that. It watches the routing objects (Istio VirtualServices, Gateway API HTTPRoutes, Ingresses,
+Contour HTTPProxies, TraefikServices, SMI TrafficSplits), Services and workloads (``watching``)
+and, every second, pushes a synthetic request stream through each routing object as its data plane
+would (which route a request takes, then a destination by weight), and exports the metrics those
+data planes and the application report (``export``).
 
 How each version behaves comes from its Deployment's pod template annotations:
 ``simulator.serin.dev/error-rate`` (share of 500 responses, 0..1) and
@@ -17,10 +17,10 @@ How each version behaves comes from its Deployment's pod template annotations:
 Modules: ``routes`` (the data plane's model: route tables, matching, weighted choice), ``istio``,
 ``gatewayapi``, ``nginx``, ``contour``, ``traefik`` and ``linkerd`` (reading each API into that model, as its
 data plane routes), ``examples`` (requests that satisfy a match, for A/B routes), ``cluster``
-(Services, Deployments, behaviour), ``traffic`` (the simulation), ``export`` (metrics), ``cli``
-(the process: list, simulate, serve /metrics).
+(Services, Deployments, behaviour), ``traffic`` (the simulation), ``export`` (metrics), ``watching``
+(a list, then a watch, per kind), ``cli`` (the process: watch, simulate, serve /metrics).
 
 It does not: send real HTTP, read DestinationRules (subsets are ignored; a host's endpoints are
 every ready pod its Service selects), apply filters, retries, timeouts, fault injection, mirroring
-or redirects, or modify anything in the cluster. It only ever lists objects.
+or redirects, or modify anything in the cluster. It only ever lists and watches objects.
 """

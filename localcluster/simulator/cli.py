@@ -1,10 +1,9 @@
-"""``python -m localcluster.simulator``: list the cluster, simulate, export, until stopped."""
+"""``python -m localcluster.simulator``: watch the cluster, simulate, export, until stopped."""
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import logging
 import random
 import signal
@@ -20,8 +19,8 @@ from prometheus_client import start_http_server
 
 from localcluster.simulator import contour, gatewayapi, istio, linkerd, nginx, traefik
 from localcluster.simulator.export import Metrics
-from localcluster.simulator.routes import as_mapping, as_sequence
 from localcluster.simulator.traffic import Clients, simulate_tick
+from localcluster.simulator.watching import WatchedKind
 
 LOG = logging.getLogger("localcluster.simulator")
 
@@ -37,75 +36,74 @@ ROUTING_APIS = (
 )
 
 
-def _items(response: object, api_client: Any) -> list[Mapping[str, Any]]:
-    """Plain dict items from a list call, however the client returned the body."""
-    raw = getattr(response, "data", None)
-    if isinstance(raw, bytes | str):
-        body: object = json.loads(raw)
-    elif isinstance(response, Mapping):
-        body = response
-    else:
-        body = api_client.sanitize_for_serialization(response)
-    return [item for item in as_sequence(as_mapping(body).get("items")) if isinstance(item, Mapping)]
-
-
 class ClusterReader:
-    """Lists the kinds the data planes need, one list call per kind and namespace."""
+    """The kinds the data planes need, each kept current by a watch (one per kind and namespace)."""
 
-    def __init__(self, kubeconfig: str, namespaces: Sequence[str]) -> None:
+    def __init__(self, kubeconfig: str, namespaces: Sequence[str], refresh: float = 1.0) -> None:
         from kubernetes import client, config
 
         self._client = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        self._core = client.CoreV1Api(self._client)
-        self._apps = client.AppsV1Api(self._client)
-        self._custom = client.CustomObjectsApi(self._client)
         self._namespaces = list(namespaces)
+        self._refresh = refresh
+        self._stop = threading.Event()
+        core, apps = client.CoreV1Api(self._client), client.AppsV1Api(self._client)
+        custom = client.CustomObjectsApi(self._client)
+        self._routing = [
+            watched
+            for group, version, plural, kind in ROUTING_APIS
+            for watched in self._watch(
+                kind, custom.list_cluster_custom_object, custom.list_namespaced_custom_object, group, version, plural
+            )
+        ]
+        self._services = self._watch("Service", core.list_service_for_all_namespaces, core.list_namespaced_service)
+        # Deployments, DaemonSets and StatefulSets: whatever runs the pods a Service selects.
+        self._workloads = [
+            *self._watch("Deployment", apps.list_deployment_for_all_namespaces, apps.list_namespaced_deployment),
+            *self._watch("DaemonSet", apps.list_daemon_set_for_all_namespaces, apps.list_namespaced_daemon_set),
+            *self._watch("StatefulSet", apps.list_stateful_set_for_all_namespaces, apps.list_namespaced_stateful_set),
+        ]
+        self._every = [*self._routing, *self._services, *self._workloads]
+        for watched in self._every:
+            watched.start()
 
-    def _list(self, cluster_wide: Any, namespaced: Any, *args: str) -> list[Mapping[str, Any]]:
-        options: dict[str, Any] = {"_preload_content": False, "_request_timeout": API_TIMEOUT_SECONDS}
+    def _watch(self, kind: str, cluster_wide: Any, namespaced: Any, *args: str) -> list[WatchedKind]:
+        def watched(call: Any, arguments: tuple[str, ...]) -> WatchedKind:
+            return WatchedKind(call, arguments, kind, self._stop, self._refresh, describe_error)
+
         if not self._namespaces:
-            return _items(cluster_wide(*args, **options), self._client)
-        items: list[Mapping[str, Any]] = []
+            return [watched(cluster_wide, args)]
         # Namespaced list calls take the namespace after the group and version, if any.
-        for namespace in self._namespaces:
-            items.extend(_items(namespaced(*args[:2], namespace, *args[2:], **options), self._client))
-        return items
+        return [watched(namespaced, (*args[:2], namespace, *args[2:])) for namespace in self._namespaces]
+
+    def wait_synced(self, timeout: float) -> bool:
+        """Until every kind was listed once (False if the API server did not answer in time)."""
+        deadline = time.monotonic() + timeout
+        return all(watched.synced.wait(max(0.0, deadline - time.monotonic())) for watched in self._every)
+
+    @property
+    def synced(self) -> bool:
+        return all(watched.synced.is_set() for watched in self._every)
+
+    def failure(self) -> str | None:
+        """Why some kind could not be listed or watched just now; None when all are current."""
+        return next((watched.failure for watched in self._every if watched.failure), None)
+
+    @staticmethod
+    def _objects(watched: Sequence[WatchedKind]) -> list[Mapping[str, Any]]:
+        return [item for one in watched for item in one.objects()]
 
     def routing(self) -> list[Mapping[str, Any]]:
         """Every routing object, each with its ``kind``; an API the cluster does not serve has none."""
-        from kubernetes.client.exceptions import ApiException
-
-        objects: list[Mapping[str, Any]] = []
-        for group, version, plural, kind in ROUTING_APIS:
-            try:
-                items = self._list(
-                    self._custom.list_cluster_custom_object,
-                    self._custom.list_namespaced_custom_object,
-                    group,
-                    version,
-                    plural,
-                )
-            except ApiException as err:
-                if err.status == 404:
-                    continue
-                raise
-            objects.extend({**item, "kind": kind} for item in items)
-        return objects
+        return self._objects(self._routing)
 
     def services(self) -> list[Mapping[str, Any]]:
-        return self._list(self._core.list_service_for_all_namespaces, self._core.list_namespaced_service)
+        return self._objects(self._services)
 
     def workloads(self) -> list[Mapping[str, Any]]:
-        """Deployments, DaemonSets and StatefulSets: whatever runs the pods a Service selects."""
-        apps = self._apps
-        listed = (
-            ("Deployment", apps.list_deployment_for_all_namespaces, apps.list_namespaced_deployment),
-            ("DaemonSet", apps.list_daemon_set_for_all_namespaces, apps.list_namespaced_daemon_set),
-            ("StatefulSet", apps.list_stateful_set_for_all_namespaces, apps.list_namespaced_stateful_set),
-        )
-        return [{**item, "kind": kind} for kind, every, one in listed for item in self._list(every, one)]
+        return self._objects(self._workloads)
 
     def close(self) -> None:
+        self._stop.set()
         self._client.close()
 
 
@@ -134,7 +132,7 @@ class RunOptions:
 
 
 def run(reader: ClusterReader, metrics: Metrics, options: RunOptions, stop: threading.Event) -> int:
-    """Fetch, simulate and record until stopped, out of time, or (for traffic) out of budget."""
+    """Read, simulate and record until stopped, out of time, or (for traffic) out of budget."""
     rng = random.Random(options.seed)
     clients = Clients()
     started = last = time.monotonic()
@@ -148,18 +146,17 @@ def run(reader: ClusterReader, metrics: Metrics, options: RunOptions, stop: thre
         if now - started >= options.max_duration:
             LOG.info("max duration of %.0fs reached; exiting", options.max_duration)
             break
-        try:
-            snapshot = (reader.routing(), reader.services(), reader.workloads())
-            if last_error is not None:
-                LOG.info("API reachable again")
-                last_error = None
-        except Exception as err:
-            message = describe_error(err)
-            if message != last_error:
-                LOG.warning("listing from the API failed (%s); retrying every %.1fs", message, options.refresh)
-                last_error = message
-        # Like Envoy when istiod is away, keep serving the last configuration that was read.
+        # Like Envoy when istiod is away, the watches keep the last configuration they read.
         # Before any configuration arrived there is no traffic to catch up on.
+        if reader.synced:
+            snapshot = (reader.routing(), reader.services(), reader.workloads())
+        message = reader.failure()
+        if message != last_error:
+            if message is None:
+                LOG.info("API reachable again")
+            else:
+                LOG.warning("watching the API failed (%s); retrying every %.1fs", message, options.refresh)
+            last_error = message
         elapsed = now - last if snapshot is not None else 0.0
         carry = carry + options.rps * elapsed
         last = now
@@ -221,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-non-loopback", action="store_true", help="allow --listen on a non-loopback address")
     parser.add_argument("--namespace", action="append", default=[], help="only this namespace (repeatable)")
     parser.add_argument("--rps", type=float, default=20.0, help="requests per second through each routing object")
-    parser.add_argument("--refresh", type=float, default=1.0, help="seconds between API lists and ticks")
+    parser.add_argument(
+        "--refresh", type=float, default=1.0, help="seconds between simulated ticks (and retries of a failed watch)"
+    )
     parser.add_argument("--match-share", type=float, default=0.3, help="share of requests carrying match headers")
     parser.add_argument("--max-duration", type=float, default=3600.0, help="exit after this many seconds")
     parser.add_argument("--max-requests", type=int, default=10_000_000, help="stop sending after this many requests")
@@ -258,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
     metrics = Metrics()
     try:
-        reader = ClusterReader(args.kubeconfig, args.namespace)
+        reader = ClusterReader(args.kubeconfig, args.namespace, args.refresh)
     except Exception as err:
         print(f"simulator: cannot load kubeconfig {args.kubeconfig!r}: {describe_error(err)}", file=sys.stderr)
         return 2
