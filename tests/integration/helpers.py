@@ -13,7 +13,8 @@ from typing import Any
 
 import requests
 
-from localcluster.testing import ClusterHandle
+from localcluster import prometheus
+from localcluster.testing import ClusterHandle, eventually
 from serin.decide import MIN_FORCED_STEP_SECONDS
 
 # Short windows: the simulator sends 50 requests a second and Prometheus scrapes every second.
@@ -22,8 +23,10 @@ METRICS = [
     {"name": "request-duration", "interval": "15s", "thresholdRange": {"max": 500}},
 ]
 WEIGHTED = {"interval": "10s", "threshold": 2, "maxWeight": 40, "stepWeight": 20, "metrics": METRICS}
-# Time for the simulator to follow new routes and Prometheus to scrape what it sent.
-SETTLE_SECONDS = 3.0
+# The longest the simulator may take to follow new routes and Prometheus to scrape what it sent.
+TRAFFIC_TIMEOUT_SECONDS = 30.0
+# The phases in which the next step judges the canary's metrics.
+ANALYSING_PHASES = ("Progressing", "WaitingPromotion")
 
 
 @dataclass
@@ -114,20 +117,51 @@ def tick_until(
     done: Callable[[dict[str, Any]], bool],
     max_ticks: int = 25,
 ) -> dict[str, Any]:
-    """Tick until ``done(status)``; fail with the step history if it never is. Returns the status."""
+    """Tick until ``done(status)``; fail with the step history if it never is. Returns the status.
+
+    After a step that sends the canary traffic, the next waits until Prometheus holds some of it
+    (when the Canary has metrics to judge it by): otherwise the step would find no data.
+    """
     history = []
     for _ in range(max_ticks):
+        ticked_at = time.time()
         report = tick(server, token, namespace)["canaries"][0]
         history.append(
             f"{report['phase']} w={report['weight']} i={report['iterations']} f={report['failedChecks']}: "
             f"{report['summary']}"
         )
-        status = canary_status(cluster, namespace)
+        stored = cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)
+        status: dict[str, Any] = stored.get("status", {})
         if done(status):
             return status
-        # Traffic on the canary: let the simulator send some and Prometheus scrape it.
-        time.sleep(SETTLE_SECONDS if report["weight"] or report["iterations"] else 0.5)
+        analysed = bool(stored["spec"].get("analysis", {}).get("metrics"))
+        analysing = report["phase"] in ANALYSING_PHASES and (report["weight"] or report["iterations"])
+        if analysed and analysing:
+            wait_for_canary_traffic(cluster, namespace, since=ticked_at)
     raise AssertionError("never reached the expected state:\n" + "\n".join(history))
+
+
+def canary_traffic_scraped(cluster: ClusterHandle, namespace: str, since: float, target: str = "podinfo") -> bool:
+    """Whether Prometheus scraped requests the canary (not the primary) served after ``since``: two
+    scrapes since then that differ, the least a ``rate()`` of the step's window needs. Counted on the
+    application's own histogram, which the simulator records for every request, whatever the router."""
+    seconds = max(1, int(time.time() - since))
+    pods = (
+        f'kubernetes_namespace="{namespace}",'
+        f'kubernetes_pod_name=~"{target}-.+",kubernetes_pod_name!~"{target}-primary-.+"'
+    )
+    served = prometheus.query_scalar(
+        cluster.urls["prometheus"], f"sum(increase(http_request_duration_seconds_count{{{pods}}}[{seconds}s]))"
+    )
+    return served is not None and served > 0
+
+
+def wait_for_canary_traffic(cluster: ClusterHandle, namespace: str, since: float, target: str = "podinfo") -> None:
+    eventually(
+        lambda: canary_traffic_scraped(cluster, namespace, since, target),
+        timeout=TRAFFIC_TIMEOUT_SECONDS,
+        what=f"Prometheus to scrape requests to the canary {namespace}/{target}",
+    )
 
 
 def drive(
