@@ -6,11 +6,15 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STATE ?= .localcluster
 
-.PHONY: help venv build up down status demo lint test test-unit test-integration bench fuzz manifests image
+.PHONY: help venv build up down status demo lint check test test-unit test-integration test-compat nightly coverage bench fuzz manifests image
 
 help:
 	@echo "make demo     a good release promoted and a bad one rolled back, live, on a local cluster"
 	@echo "make test     lint, type-check and run unit + integration tests (builds the local control plane once)"
+	@echo "make check    lint, type-check and unit tests only: no control plane needed"
+	@echo "make test-compat  the tests of what differs between Kubernetes releases (SERIN_KUBERNETES_VERSION=...)"
+	@echo "make nightly  long scenarios beyond one test per behaviour (a crash after each write of a rollback, ...)"
+	@echo "make coverage line coverage of serin/ and handlers/ over the whole suite, servers included"
 	@echo "make up       start the local control plane, Prometheus, the traffic simulator and Serin; prints the env"
 	@echo "make down     stop everything 'make up' started"
 	@echo "make build    build (or reuse) the control plane binaries under \$${SERIN_CACHE:-~/.cache/serin}"
@@ -69,11 +73,42 @@ manifests: venv
 fuzz: build
 	SERIN_FUZZ_EXAMPLES=3400 $(PYTHON) -m pytest tests/integration/test_fuzz.py -q
 
+# Integration tests run on parallel workers, each starting a control plane of its own (about 1.5 GB).
+# They mostly wait (for rollouts, scrapes, intervals), so a 2-core machine is best used by more
+# workers than cores; see localcluster/capacity.py.
+TEST_WORKERS ?= $(shell $(PYTHON) -m localcluster.capacity)
+# loadgroup keeps a module marked xdist_group on one worker; tests/scheduling.py orders the rest.
+PARALLEL = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
 test-unit: venv
-	$(PYTHON) -m pytest tests/unit -q
+	$(PYTHON) -m pytest tests/unit -q -n 2 --durations=5
 
 test-integration: build
-	$(PYTHON) -m pytest tests/integration -q --durations=25
+	$(PYTHON) -m pytest tests/integration -q $(PARALLEL) --durations=25
 
-test: lint build
-	$(PYTHON) -m pytest tests -q --durations=25
+test-compat: build
+	$(PYTHON) -m pytest tests/integration -q -m compat $(PARALLEL) --durations=10
+
+nightly: build
+	$(PYTHON) -m pytest tests/integration -q -m nightly $(PARALLEL) --durations=10
+
+check: lint test-unit
+
+# The seconds of each phase end the run, so that a slower phase shows at once (.ci/run, which sets
+# SERIN_CI_PHASES, gets them too and prints them beside its own).
+test: venv build
+	@export SERIN_PHASES="$$(mktemp)"; . tests/phases.sh; \
+	phase lint $(MAKE) --no-print-directory lint && \
+	phase unit $(MAKE) --no-print-directory test-unit && \
+	phase integration $(MAKE) --no-print-directory test-integration; status=$$?; \
+	report_phases "make test"; cat "$$SERIN_PHASES" >> "$${SERIN_CI_PHASES:-/dev/null}"; rm -f "$$SERIN_PHASES"; \
+	exit $$status
+
+# Coverage of the product code (serin/, handlers/) over unit and integration tests, the gunicorn
+# servers and CLIs the tests start included; the helpers the cluster runs (the simulator) are not
+# measured. Slower than make test: tracing costs every process some speed.
+coverage: build
+	rm -rf .coverage-data && mkdir -p .coverage-data
+	COVERAGE_ROOT=$(CURDIR) $(VENV)/bin/coverage run -m pytest tests -q $(PARALLEL)
+	COVERAGE_ROOT=$(CURDIR) $(VENV)/bin/coverage combine --quiet
+	COVERAGE_ROOT=$(CURDIR) $(VENV)/bin/coverage report --precision=1 | tail -n 1

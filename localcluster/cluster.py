@@ -373,6 +373,7 @@ class LocalCluster:
             ],
             self.state_dir,
             state,
+            measured=False,
         )
         wait_for(
             "traffic simulator",
@@ -411,6 +412,7 @@ class LocalCluster:
             ],
             self.state_dir,
             state,
+            measured=False,
         )
         wait_for(
             "external metrics adapter",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 STATE_FILE = "state.json"
+# What coverage.py's subprocess patch gives every Python child to trace it (make coverage).
+COVERAGE_VARIABLES = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
 
 
 @dataclass
@@ -57,12 +60,53 @@ class ClusterState:
         tmp.replace(state_dir / STATE_FILE)
 
 
-def free_port() -> int:
-    """A port nobody listens on right now, on loopback only."""
+# Parallel test workers (pytest-xdist) each run a whole cluster, dozens of servers started at once.
+# A port the kernel hands out for bind(0) may be handed to another worker before the first one's
+# server binds it; so each worker draws from a band of its own, below the kernel's ephemeral range
+# (32768 and up), where no outgoing connection takes a port either.
+PORT_BANDS_START = 10000
+PORT_BAND_SIZE = 1500
+EPHEMERAL_PORTS_START = 32768
+_WORKER = re.compile(r"gw(\d+)")
+_next_in_band: dict[int, int] = {}
+
+
+def _band() -> range | None:
+    match = _WORKER.fullmatch(os.environ.get("PYTEST_XDIST_WORKER", ""))
+    if match is None:
+        return None
+    start = PORT_BANDS_START + int(match.group(1)) * PORT_BAND_SIZE
+    if start + PORT_BAND_SIZE > EPHEMERAL_PORTS_START:
+        return None  # more workers than bands: the kernel's choice, as outside the tests
+    return range(start, start + PORT_BAND_SIZE)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A port nobody listens on right now, on loopback only; under a test worker, one of its band
+    that it has not handed out before (until the band wraps around)."""
+    band = _band()
+    if band is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            return port
+    # A process of the worker's own (a CLI it runs) starts elsewhere in the band than the worker.
+    offset = _next_in_band.setdefault(band.start, (os.getpid() * 7919) % len(band))
+    for step in range(len(band)):
+        candidate = band[(offset + step) % len(band)]
+        if _bindable(candidate):
+            _next_in_band[band.start] = (offset + step + 1) % len(band)
+            return candidate
+    raise RuntimeError(f"no free port in {band.start}-{band.stop - 1}")
 
 
 def child_environment() -> dict[str, str]:
@@ -85,7 +129,10 @@ def start(
     state_dir: Path,
     state: ClusterState,
     env: dict[str, str] | None = None,
+    measured: bool = True,
 ) -> subprocess.Popen[bytes]:
+    """Start ``command`` as the recorded process ``name``. ``measured=False``: a helper of the
+    cluster (not Serin's code), which ``make coverage`` need not trace, and is slower traced."""
     log_dir = state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with open(log_dir / f"{name}.log", "ab") as log:
@@ -96,12 +143,16 @@ def start(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**child_environment(), **(env or {})},
+            env={
+                variable: value
+                for variable, value in {**child_environment(), **(env or {})}.items()
+                if measured or variable not in COVERAGE_VARIABLES
+            },
             cwd=Path(__file__).resolve().parent.parent,
             start_new_session=True,
         )
     state.processes[name] = [process.pid, start_time(process.pid)]
-    state.commands[name] = {"command": list(command), "env": dict(env or {})}
+    state.commands[name] = {"command": list(command), "env": dict(env or {}), "measured": measured}
     state.save(state_dir)
     return process
 
@@ -125,7 +176,7 @@ def start_again(name: str, state_dir: Path) -> subprocess.Popen[bytes]:
     pid, started = state.processes.get(name, (0, 0))
     if pid and is_alive(pid, started):
         raise RuntimeError(f"{name} is running (pid {pid}): stop it first")
-    return start(name, recorded["command"], state_dir, state, recorded["env"])
+    return start(name, recorded["command"], state_dir, state, recorded["env"], recorded.get("measured", True))
 
 
 def _proc_stat(pid: int) -> list[str] | None:

@@ -12,7 +12,7 @@ from localcluster.processes import free_port
 from localcluster.testing import ClusterHandle, eventually
 from tests.integration.helpers import SerinServer, canary, canary_exists, canary_status, events, podinfo
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
 ANALYSIS = {
     "interval": "10s",

@@ -75,6 +75,7 @@ def owner_kinds(obj: dict[str, Any]) -> list[str]:
     return [reference["kind"] for reference in obj["metadata"].get("ownerReferences") or []]
 
 
+@pytest.mark.compat
 def test_the_primary_hpa_scales_the_primary_before_and_after_a_promotion(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:

@@ -52,7 +52,9 @@ def helm_path() -> Path:
 
 def helm(helm_path: Path, *args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
     """helm with its own configuration and cache folders (never the user's), against `kubeconfig`."""
-    home = Path(os.environ.get("TMPDIR", "/tmp")) / "serin-helm-home"
+    # One per test worker: two helm processes must not share a cache being written.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    home = Path(os.environ.get("TMPDIR", "/tmp")) / f"serin-helm-home-{worker}"
     env = processes.child_environment()
     env.update({f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CONFIG", "CACHE", "DATA")})
     command = [str(helm_path), *args] + ([f"--kubeconfig={kubeconfig}"] if kubeconfig else [])
@@ -248,6 +250,7 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
     assert "CronJob" not in {kind for kind, _ in by_key(template(helm_path, ["tick.enabled=false", *CERT_MANAGER]))}
 
 
+@pytest.mark.compat
 def test_the_api_server_accepts_every_variant(local_cluster: ClusterHandle, helm_path: Path, namespace: str) -> None:
     variants: tuple[list[str], ...] = (
         [],
@@ -284,6 +287,7 @@ def names(cluster: ClusterHandle, resource: str, *args: str) -> set[str]:
     return {item["metadata"]["name"] for item in listed["items"]}
 
 
+@pytest.mark.compat
 def test_install_upgrade_and_uninstall(own_cluster: ClusterHandle, helm_path: Path) -> None:
     kubeconfig = own_cluster.kubeconfig
     ns = ["--namespace", chart.NAMESPACE]

@@ -273,6 +273,7 @@ def test_a_crash_after_any_write_of_a_promotion_is_completed(
     assert {k: outcome for k, outcome in outcomes.items() if outcome != expected} == {}
 
 
+@pytest.mark.nightly  # the same write protocol as a promotion's; make test runs that matrix
 def test_a_crash_after_any_write_of_a_rollback_is_completed(
     release_factory: Callable[[dict[str, Any]], Release],
 ) -> None:

@@ -23,7 +23,8 @@ from localcluster.testing import ClusterHandle, eventually, in_ci
 from tests.integration.conftest import webhooks_to
 from tests.integration.helpers import SerinServer, canary, drive, podinfo
 
-pytestmark = pytest.mark.integration
+# One worker runs the whole module: the image built once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("image")]
 
 IMAGE_TEST_LABEL = {"serin.dev/image-test": "enabled"}
 # The user the Dockerfile and the manifests' securityContext name.

@@ -343,6 +343,7 @@ def test_objects_made_for_a_canary_never_stored_are_removed(
     local_cluster.get_json("service", "podinfo", "-n", namespace)
 
 
+@pytest.mark.compat
 def test_a_revision_refused_after_admission_is_undone(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
 ) -> None:

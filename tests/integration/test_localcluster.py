@@ -22,7 +22,7 @@ from localcluster.pki import write_serving_pair
 from localcluster.processes import free_port
 from localcluster.testing import ClusterHandle, deployment, eventually
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
 
 def test_crd_schema_rejects_an_invalid_object(local_cluster: ClusterHandle, namespace: str) -> None:

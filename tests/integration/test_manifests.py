@@ -19,7 +19,7 @@ from localcluster.pki import write_serving_pair
 from localcluster.testing import ClusterHandle
 from tests.integration.helpers import SerinServer, canary_status, revision_detected
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
 Obj = dict[str, Any]
 

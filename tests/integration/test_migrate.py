@@ -25,7 +25,8 @@ from serin.kube.store import KubeStore
 from serin.migrate import Migration
 from tests.integration.helpers import METRICS, SerinServer, canary, deployment, drive, podinfo, routes, set_image
 
-pytestmark = pytest.mark.integration
+# One worker runs the whole module: Flagger built and its CRDs installed once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("migrate")]
 
 FLAGGER_CANARY = "canaries.flagger.app"
 # What the migration printed, for people to read (artifacts/ is not committed).

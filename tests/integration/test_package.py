@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+# One worker runs the whole module: the wheel built once.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("package")]
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = {"serin": "serin.cli:main", "kubectl-serin": "serin.cli:main", "serin-certs": "serin.certs:main"}

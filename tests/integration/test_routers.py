@@ -75,6 +75,7 @@ def primary_image(cluster: ClusterHandle, namespace: str) -> str:
     return image.rsplit(":", 1)[1]
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize("provider", ["gatewayapi:v1", "gatewayapi:v1beta1"])
 def test_gateway_api_promotes_a_good_release_and_rolls_back_a_bad_one(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str, provider: str
@@ -309,6 +310,7 @@ def nginx_canary_annotations(cluster: ClusterHandle, namespace: str) -> dict[str
     return {key: value for key, value in annotations.items() if key.startswith("nginx.ingress.kubernetes.io/")}
 
 
+@pytest.mark.compat
 def test_nginx_promotes_a_good_release_and_rolls_back_a_bad_one(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
@@ -381,6 +383,7 @@ def weights_of(cluster: ClusterHandle, kind: str, namespace: str) -> list[tuple[
     return [(name, weights[name]) for name in ("podinfo-primary", "podinfo-canary")]
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize(
     ("provider", "kind"), [("contour", "httpproxy"), ("traefik", "traefikservice"), ("linkerd", "trafficsplit")]
 )
@@ -433,6 +436,7 @@ def test_contour_ab_testing_routes_each_match(
     assert 0 < by_cluster[f"{namespace}_podinfo-canary_9898"] < by_cluster[f"{namespace}_podinfo-primary_9898"]
 
 
+@pytest.mark.compat
 def test_without_a_mesh_blue_green_analyses_the_canary_through_its_own_service(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
@@ -458,6 +462,7 @@ def test_without_a_mesh_blue_green_analyses_the_canary_through_its_own_service(
     assert any("advancement success rate" in message for message in events(local_cluster, namespace))
 
 
+@pytest.mark.compat
 def test_what_a_provider_cannot_do_is_denied_on_apply(local_cluster: ClusterHandle, webhook_namespace: str) -> None:
     weighted = canary(webhook_namespace, WEIGHTED, provider="kubernetes")
     denied = local_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(weighted), check=False)
@@ -473,6 +478,7 @@ def test_what_a_provider_cannot_do_is_denied_on_apply(local_cluster: ClusterHand
     assert not canary_exists(local_cluster, webhook_namespace)
 
 
+@pytest.mark.compat
 def test_http_routes_fit_gateway_api_experimental_channel_too(local_cluster: ClusterHandle, namespace: str) -> None:
     """The local cluster runs Gateway API's standard channel; a cluster may run the experimental
     one instead. Serin's HTTPRoutes must fit both: the experimental CRD is put in its place for
@@ -523,6 +529,7 @@ def gateway_canary(analysis: dict[str, Any]) -> Any:
     return parse_canary(manifest)
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize(
     ("manifest", "refusal"),
     [
@@ -569,6 +576,7 @@ ROUTING_OBJECTS = {
 }
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize("example", EXAMPLES, ids=[path.name for path in EXAMPLES])
 def test_every_example_is_admitted_and_initialized(
     local_cluster: ClusterHandle,

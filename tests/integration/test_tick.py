@@ -71,6 +71,7 @@ def test_initialization_creates_primary_and_services(
     assert "Initialized" in printed and "WEIGHT" in printed
 
 
+@pytest.mark.compat
 def test_good_release_is_promoted(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
@@ -199,6 +200,7 @@ def test_dry_run_changes_nothing(
     assert versions() == before
 
 
+@pytest.mark.compat
 def test_tick_requires_a_token_allowed_to_update_canaries(serin_server: SerinServer, tokens: dict[str, str]) -> None:
     anonymous = serin_server.tick(None)
     assert anonymous.status_code == 401
@@ -263,6 +265,7 @@ def test_serin_metrics_follow_the_canary(
     ]
 
 
+@pytest.mark.compat
 def test_the_shards_of_a_tick_take_every_canary_once(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:

@@ -21,7 +21,8 @@ from tests.integration.helpers import (
     tick,
 )
 
-pytestmark = pytest.mark.integration
+# One worker runs the whole module: one browser.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ui")]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("SERIN_ARTIFACTS") or ROOT / "artifacts") / "ui"

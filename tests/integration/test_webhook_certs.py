@@ -16,7 +16,7 @@ import yaml
 from localcluster.testing import ClusterHandle, eventually
 from serin import tls
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
 REPO = Path(__file__).resolve().parents[2]
 # The tool as the image runs it (serin-certs), with this interpreter.
