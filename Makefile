@@ -80,8 +80,9 @@ TEST_WORKERS ?= $(shell $(PYTHON) -m localcluster.capacity)
 # loadgroup keeps a module marked xdist_group on one worker; tests/scheduling.py orders the rest.
 PARALLEL = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
+# A module at a time per worker: some keep what a library sets once per process (Django's settings).
 test-unit: venv
-	$(PYTHON) -m pytest tests/unit -q -n 2 --durations=5
+	$(PYTHON) -m pytest tests/unit -q -n 2 --dist loadfile --durations=5
 
 test-integration: build
 	$(PYTHON) -m pytest tests/integration -q $(PARALLEL) --durations=25

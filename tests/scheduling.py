@@ -28,10 +28,15 @@ def _unit_of(item: pytest.Item) -> str:
     return item.nodeid
 
 
+def _cache(config: pytest.Config) -> pytest.Cache | None:
+    return getattr(config, "cache", None)  # None with -p no:cacheprovider
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.cache is None:
+    cache = _cache(config)
+    if cache is None:
         return
-    known: dict[str, float] = config.cache.get(DURATIONS_KEY, {})
+    known: dict[str, float] = cache.get(DURATIONS_KEY, {})
     if not known:
         return
     cost: dict[str, float] = {}
@@ -48,8 +53,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    config = session.config
-    if config.cache is None or hasattr(config, "workerinput") or not _measured:
+    cache = _cache(session.config)
+    if cache is None or hasattr(session.config, "workerinput") or not _measured:
         return
-    known: dict[str, float] = config.cache.get(DURATIONS_KEY, {})
-    config.cache.set(DURATIONS_KEY, {**known, **{nodeid: round(seconds, 2) for nodeid, seconds in _measured.items()}})
+    known: dict[str, float] = cache.get(DURATIONS_KEY, {})
+    cache.set(DURATIONS_KEY, {**known, **{nodeid: round(seconds, 2) for nodeid, seconds in _measured.items()}})
