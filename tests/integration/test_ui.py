@@ -19,6 +19,7 @@ from tests.integration.helpers import (
     initialized,
     set_image,
     tick,
+    wait_for_canary_traffic,
 )
 
 # One worker runs the whole module: one browser.
@@ -111,6 +112,7 @@ def test_a_live_promotion_watched_in_the_browser(
     local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
     seen: list[tuple[str, str]] = []
     for _ in range(30):
+        ticked_at = time.time()
         report = tick(serin_server, token, namespace)["canaries"][0]
         # No reload by the test: what it reads, the page fetched by itself.
         deadline = time.monotonic() + 10
@@ -127,7 +129,8 @@ def test_a_live_promotion_watched_in_the_browser(
             page.screenshot(path=str(ARTIFACTS / "canary-at-40.png"), full_page=True)
         if report["phase"] == "Succeeded":
             break
-        time.sleep(3 if report["weight"] else 0.5)  # traffic for the simulator to send and Prometheus to scrape
+        if report["phase"] == "Progressing" and report["weight"]:
+            wait_for_canary_traffic(local_cluster, namespace, since=ticked_at)
 
     weights = [int(weight.rstrip("%")) for phase, weight in seen if phase == "Progressing"]
     assert weights == sorted(weights) and {20, 40} <= set(weights), seen
@@ -137,7 +140,10 @@ def test_a_live_promotion_watched_in_the_browser(
     assert page.locator(".chart .problem").count() == 0, page.inner_html("#charts")
     assert page.inner_text("#routes") == "primary 100% · canary 0%"
     assert [cell.inner_text() for cell in page.locator("#checks tbody tr td:nth-child(3)").all()] == ["passed"] * 2
-    assert "Promotion completed! Scaling down" in page.inner_text("#events")
+    # The step's Events are recorded just after its status: a refresh or two later at most.
+    page.wait_for_function(
+        "document.querySelector('#events').innerText.includes('Promotion completed! Scaling down')", timeout=10_000
+    )
     page.screenshot(path=str(ARTIFACTS / "canary-succeeded.png"), full_page=True)
     page.goto(f"{serin_server.url}/ui?refresh=0")
     page.screenshot(path=str(ARTIFACTS / "canaries.png"), full_page=True)
