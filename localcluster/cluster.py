@@ -100,13 +100,14 @@ class LocalCluster:
             self._start_kwok(binaries, state)
             self._create_nodes(binaries)
             self._apply(binaries, binaries.crds)
-            self.kubectl(binaries, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
             self._wait_nodes_ready(binaries)
         state.paths["kubectl_dir"] = str(binaries.kubectl.parent)
         if with_extras:
             self._ensure_simulator(state)
             ensure_prometheus(self.state_dir, binaries.prometheus, state, [state.urls["simulator"]])
             self._ensure_metrics_adapter(binaries, state)
+        # Checked last: the CRDs are being established while the rest starts.
+        self._wait_crds_established(binaries)
         if with_serin:
             from localcluster.serin_server import ensure_serin
 
@@ -496,6 +497,17 @@ class LocalCluster:
         manifest = self.state_dir / "nodes.json"
         manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
         self._apply(binaries, manifest)
+
+    def _wait_crds_established(self, binaries: Binaries) -> None:
+        # One list, not `kubectl wait ... crd --all`: that gets each CRD in turn under kubectl's
+        # client-side rate limit, four seconds for forty CRDs that are long established.
+        established = '{range .items[*]}{.status.conditions[?(@.type=="Established")].status}{"\\n"}{end}'
+
+        def all_established() -> bool:
+            statuses = self.kubectl(binaries, "get", "crd", "-o", f"jsonpath={established}").splitlines()
+            return bool(statuses) and all(status == "True" for status in statuses)
+
+        wait_for("the CRDs to be established", all_established, 60, self.log("kube-apiserver"))
 
     def _wait_nodes_ready(self, binaries: Binaries) -> None:
         def ready() -> bool:
