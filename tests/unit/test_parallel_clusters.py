@@ -51,10 +51,11 @@ def test_without_a_band_the_kernel_chooses(monkeypatch: pytest.MonkeyPatch, fres
 @pytest.mark.parametrize(
     ("cores", "memory_gb", "workers"),
     [
-        pytest.param(2, 24, 3, id="two-cores-plenty-of-memory"),
+        pytest.param(2, 24, 4, id="two-cores-plenty-of-memory"),
         pytest.param(16, 64, 8, id="capped"),
         pytest.param(8, 5, 2, id="memory-bound"),
         pytest.param(1, 1, 1, id="at-least-one"),
+        pytest.param(1, 16, 3, id="one-core"),
     ],
 )
 def test_workers_fit_the_cores_and_the_memory(cores: int, memory_gb: int, workers: int) -> None:
