@@ -39,12 +39,13 @@ from serin.workloads import (
     contains,
     given_back,
     held_at_zero,
+    owned_revision,
     owner_reference,
     primary_config,
     primary_workload,
     promoted_revision,
     recorded_original,
-    revision_name,
+    revision_names,
     runs_revision,
     scale_patch,
     selector_label,
@@ -263,12 +264,32 @@ class CanaryObjects:
 
     # ---- the primary and its revisions -------------------------------------------------------
 
+    def recorded_revision(self, canary: Canary, revision: str) -> dict[str, Any] | None:
+        """The record of ``revision``, owned by the Canary once it is stored; None if never recorded."""
+        for name in revision_names(canary, revision):
+            recorded = self.store.get("ControllerRevision", canary.namespace, name)
+            if recorded is not None:
+                return self._owned(canary, revision, recorded)
+        return None
+
+    def _owned(self, canary: Canary, revision: str, recorded: dict[str, Any]) -> dict[str, Any]:
+        """``recorded``, or, when it has no owner yet, the owned copy that replaces it (see
+        ``serin.workloads.owned_revision``: a record is never written twice)."""
+        references = recorded.get("metadata", {}).get("ownerReferences") or []
+        if not canary.uid or references or not _is_managed(recorded):
+            return recorded
+        owned = owned_revision(canary, revision, recorded)
+        # Created before the first is deleted: a crash in between leaves both, and the next
+        # read finds the first again and ends the move.
+        self.store.create(owned)
+        self.store.delete("ControllerRevision", canary.namespace, recorded["metadata"]["name"])
+        return owned
+
     def revision_source(self, canary: Canary, revision: str, target: Mapping[str, Any] | None) -> dict[str, Any]:
         """The promotion source of ``revision``: recorded, or recorded now from the target if it
         still holds that revision; RevisionUnknown otherwise."""
-        recorded = self.store.get("ControllerRevision", canary.namespace, revision_name(canary, revision))
+        recorded = self.recorded_revision(canary, revision)
         if recorded is not None:
-            self.adopt(canary, recorded)
             data: dict[str, Any] = recorded.get("data") or {}
             return data
         if target is None or template_hash(target) != revision:
@@ -339,7 +360,7 @@ class CanaryObjects:
 
     def primary_runs(self, canary: Canary, primary: Mapping[str, Any], revision: str) -> bool | None:
         """Whether the primary runs ``revision`` as it was recorded; None when nothing was recorded."""
-        recorded = self.store.get("ControllerRevision", canary.namespace, revision_name(canary, revision))
+        recorded = self.recorded_revision(canary, revision)
         if recorded is None:
             return None
         return runs_revision(primary, recorded.get("data") or {}, revision)

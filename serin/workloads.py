@@ -336,8 +336,11 @@ def promotion_source(target: Mapping[str, Any]) -> dict[str, Any]:
     return {"metadata": {"labels": labels}, "spec": kept}
 
 
-def revision_name(canary: Canary, revision: str) -> str:
-    return f"{canary.name[:200]}-{revision}"
+def revision_names(canary: Canary, revision: str) -> tuple[str, str]:
+    """The two names a revision's record may have: its own, and the one its owned copy takes
+    while a record without an owner holds the first (see ``owned_revision``)."""
+    name = f"{canary.name[:200]}-{revision}"
+    return name, f"{name}-1"
 
 
 def promoted_revision(canary: Canary, target: Mapping[str, Any], number: int) -> dict[str, Any]:
@@ -350,9 +353,29 @@ def promoted_revision(canary: Canary, target: Mapping[str, Any], number: int) ->
     return {
         "apiVersion": "apps/v1",
         "kind": "ControllerRevision",
-        "metadata": managed_metadata(canary, revision_name(canary, template_hash(target))),
+        "metadata": managed_metadata(canary, revision_names(canary, template_hash(target))[0]),
         "data": promotion_source(target),
         "revision": number,
+    }
+
+
+def owned_revision(canary: Canary, revision: str, recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a revision's record that the Canary owns, under the record's other name.
+
+    A ControllerRevision is never written twice. The API server keeps its ``data`` byte for byte
+    and refuses any write that would change it, and a patch, even of the owner references only,
+    has the whole object encoded again, by Go's rules rather than those of the client that wrote
+    it. So a record made before its Canary was stored (admission records the first revision then)
+    is not adopted in place: it is copied, with its owner, and the first is deleted.
+    """
+    first, second = revision_names(canary, revision)
+    name = (recorded.get("metadata") or {}).get("name")
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevision",
+        "metadata": managed_metadata(canary, second if name == first else first),
+        "data": copy.deepcopy(recorded.get("data") or {}),
+        "revision": int(recorded.get("revision") or 0),
     }
 
 
