@@ -174,14 +174,24 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterH
             own.down()
 
 
-@pytest.fixture
-def namespace(local_cluster: ClusterHandle, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace named after the test, deleted (without waiting) afterwards."""
+@contextlib.contextmanager
+def fresh_namespace(
+    cluster: ClusterHandle, request: pytest.FixtureRequest, labels: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A new namespace named after the test, with ``labels`` from its creation on; deleted
+    (without waiting) when the block ends."""
     base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"{base}-{uuid.uuid4().hex[:6]}"
-    core = client.CoreV1Api(local_cluster.api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
     try:
         yield name
     finally:
         core.delete_namespace(name)
+
+
+@pytest.fixture
+def namespace_without_webhooks(local_cluster: ClusterHandle, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace that no admission webhook of Serin's acts in."""
+    with fresh_namespace(local_cluster, request) as name:
+        yield name

@@ -17,8 +17,8 @@ from localcluster import processes, webhooks
 from localcluster.pki import write_serving_pair
 from localcluster.processes import free_port
 from localcluster.serin_server import gunicorn_command
-from localcluster.testing import ClusterHandle, eventually
-from tests.integration.helpers import SerinServer
+from localcluster.testing import ClusterHandle, eventually, fresh_namespace
+from tests.integration.helpers import WEBHOOK_NAMESPACE_LABEL, SerinServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -166,9 +166,6 @@ def tokens(local_cluster: ClusterHandle) -> dict[str, str]:
     }
 
 
-WEBHOOK_NAMESPACE_LABEL = {"serin.dev/test-webhooks": "enabled"}
-
-
 @contextlib.contextmanager
 def webhooks_to(
     cluster: ClusterHandle, server: SerinServer, name: str, namespace_labels: Mapping[str, str]
@@ -188,31 +185,41 @@ def webhooks_to(
 
 @pytest.fixture(scope="session")
 def serin_webhooks(local_cluster: ClusterHandle, serin_server: SerinServer) -> Iterator[None]:
-    """The shipped webhook configurations, pointed at the test server, for labelled namespaces only."""
+    """The shipped webhook configurations, pointed at the test server, for labelled namespaces only;
+    yielded once the API server is seen calling them."""
     with webhooks_to(local_cluster, serin_server, "serin-tests", WEBHOOK_NAMESPACE_LABEL):
+        probe_namespace = "serin-tests-webhook-probe"
+        local_cluster.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": probe_namespace, "labels": WEBHOOK_NAMESPACE_LABEL},
+            }
+        )
+        probe = {
+            "apiVersion": "serin.dev/v1beta1",
+            "kind": "Canary",
+            "metadata": {"name": "probe", "namespace": probe_namespace},
+            "spec": {"targetRef": {"kind": "Deployment", "name": "probe"}, "service": {"port": 80}, "analysis": {}},
+        }
+        # Configurations take effect asynchronously: wait until an invalid Canary is denied by us.
+        eventually(
+            lambda: (
+                "set exactly one strategy"
+                in local_cluster.kubectl(
+                    "apply", "--dry-run=server", "-f", "-", input_text=json.dumps(probe), check=False
+                ).stderr
+            ),
+            timeout=30,
+            what="the webhooks to be called",
+        )
         yield
 
 
 @pytest.fixture
-def webhook_namespace(local_cluster: ClusterHandle, serin_webhooks: None, namespace: str) -> str:
-    """A namespace the webhooks act in, once the API server is seen calling them there."""
-    labels = [f"{key}={value}" for key, value in WEBHOOK_NAMESPACE_LABEL.items()]
-    local_cluster.kubectl("label", "namespace", namespace, *labels)
-    probe = {
-        "apiVersion": "serin.dev/v1beta1",
-        "kind": "Canary",
-        "metadata": {"name": "probe", "namespace": namespace},
-        "spec": {"targetRef": {"kind": "Deployment", "name": "probe"}, "service": {"port": 80}, "analysis": {}},
-    }
-    # Configurations take effect asynchronously: wait until an invalid Canary is denied by us.
-    eventually(
-        lambda: (
-            "set exactly one strategy"
-            in local_cluster.kubectl(
-                "apply", "--dry-run=server", "-f", "-", input_text=json.dumps(probe), check=False
-            ).stderr
-        ),
-        timeout=30,
-        what="the webhooks to be called",
-    )
-    return namespace
+def namespace(local_cluster: ClusterHandle, serin_webhooks: None, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace as Serin is installed: the shipped webhooks act in it from its first
+    request on (it carries their label from its creation). For a test about what happens
+    without them, ``namespace_without_webhooks``."""
+    with fresh_namespace(local_cluster, request, WEBHOOK_NAMESPACE_LABEL) as name:
+        yield name

@@ -25,6 +25,9 @@ METRICS = [
 WEIGHTED = {"interval": "10s", "threshold": 2, "maxWeight": 40, "stepWeight": 20, "metrics": METRICS}
 # The longest the simulator may take to follow new routes and Prometheus to scrape what it sent.
 TRAFFIC_TIMEOUT_SECONDS = 30.0
+# The label of the namespaces the test server's webhooks act in: every test namespace but those
+# of tests about what happens without them.
+WEBHOOK_NAMESPACE_LABEL = {"serin.dev/test-webhooks": "enabled"}
 # The phases in which the next step judges the canary's metrics.
 ANALYSING_PHASES = ("Progressing", "WaitingPromotion")
 
@@ -189,15 +192,20 @@ def initialized(cluster: ClusterHandle, server: SerinServer, token: str, namespa
     drive(cluster, server, token, namespace, "Initialized")
 
 
-def revision_detected(
+def analysis_started(
     cluster: ClusterHandle, server: SerinServer, token: str, namespace: str, analysis: dict[str, Any]
-) -> None:
-    """An initialized Canary whose new revision a forced tick has seen, its canary pods ready: the
-    analysis schedule starts at that tick."""
+) -> dict[str, Any]:
+    """An initialized Canary given a new revision, its canary pods ready, and the analysis started
+    by a forced tick (its first weight, iteration or mirror): the schedule runs from that tick.
+    As installed the Deployment webhook saw the revision; without it a first forced tick does."""
     initialized(cluster, server, token, namespace, analysis=analysis)
     set_image(cluster, namespace, "6.0.1")
-    assert tick(server, token, namespace)["canaries"][0]["phase"] == "Progressing"
+    if canary_status(cluster, namespace).get("phase") != "Progressing":
+        assert tick(server, token, namespace)["canaries"][0]["phase"] == "Progressing"
     cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    report: dict[str, Any] = tick(server, token, namespace)["canaries"][0]
+    assert report["applied"] and any(event.startswith("Starting canary analysis") for event in report["events"])
+    return report
 
 
 def set_image(cluster: ClusterHandle, namespace: str, tag: str) -> None:

@@ -10,7 +10,15 @@ import pytest
 from localcluster import webhooks
 from localcluster.processes import free_port
 from localcluster.testing import ClusterHandle, eventually
-from tests.integration.helpers import SerinServer, canary, canary_exists, canary_status, events, podinfo
+from tests.integration.helpers import (
+    WEBHOOK_NAMESPACE_LABEL,
+    SerinServer,
+    canary,
+    canary_exists,
+    canary_status,
+    events,
+    podinfo,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
@@ -27,9 +35,9 @@ def apply(cluster: ClusterHandle, manifest: dict[str, Any], *flags: str, check: 
     return cluster.kubectl("apply", *flags, "-f", "-", input_text=json.dumps(manifest), check=check)
 
 
-def test_invalid_canary_is_denied_with_every_field(local_cluster: ClusterHandle, webhook_namespace: str) -> None:
+def test_invalid_canary_is_denied_with_every_field(local_cluster: ClusterHandle, namespace: str) -> None:
     bad = canary(
-        webhook_namespace,
+        namespace,
         {
             "interval": "5s",
             "stepWeight": 10,
@@ -54,32 +62,30 @@ def test_invalid_canary_is_denied_with_every_field(local_cluster: ClusterHandle,
         "spec.analysis.threshold: must be at least 1",
         "spec.analysis.metrics[0]: 'error-budget' is not a builtin metric",
         "spec.analysis.metrics[1].thresholdRange: min must not be greater than max",
-        f"spec.analysis.metrics[2].templateRef: MetricTemplate {webhook_namespace}/missing does not exist",
+        f"spec.analysis.metrics[2].templateRef: MetricTemplate {namespace}/missing does not exist",
         "spec.analysis.webhooks[0].type: must be one of",
         "spec.analysis.webhooks[0].url: must be an absolute http or https URL",
     ):
         assert field in stderr, f"{field!r} missing from:\n{stderr}"
-    assert not canary_exists(local_cluster, webhook_namespace)
+    assert not canary_exists(local_cluster, namespace)
 
 
-def test_valid_canary_gets_defaults_and_is_bootstrapped_at_once(
-    local_cluster: ClusterHandle, webhook_namespace: str
-) -> None:
+def test_valid_canary_gets_defaults_and_is_bootstrapped_at_once(local_cluster: ClusterHandle, namespace: str) -> None:
     settings = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": "settings", "namespace": webhook_namespace},
+        "metadata": {"name": "settings", "namespace": namespace},
     }
-    app = podinfo(webhook_namespace)
+    app = podinfo(namespace)
     app["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [{"configMapRef": {"name": "settings"}}]
     local_cluster.apply([{**settings, "data": {"greeting": "hello"}}, app])
-    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", webhook_namespace, "--timeout=60s")
-    manifest = canary(webhook_namespace, {"stepWeight": 10, "metrics": [{"name": "request-success-rate"}]})
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    manifest = canary(namespace, {"stepWeight": 10, "metrics": [{"name": "request-success-rate"}]})
     del manifest["spec"]["progressDeadlineSeconds"]
     created = apply(local_cluster, manifest)
     assert "Warning" not in created.stderr, created.stderr
 
-    stored = local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", webhook_namespace)["spec"]
+    stored = local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)["spec"]
     assert stored["analysis"]["interval"] == "1m"
     assert stored["analysis"]["threshold"] == 1
     assert stored["analysis"]["maxWeight"] == 100
@@ -89,18 +95,18 @@ def test_valid_canary_gets_defaults_and_is_bootstrapped_at_once(
     assert stored["progressDeadlineSeconds"] == 600
 
     # No tick has run: the validating webhook created these on CREATE.
-    local_cluster.get_json("deployment", "podinfo-primary", "-n", webhook_namespace)
+    local_cluster.get_json("deployment", "podinfo-primary", "-n", namespace)
     for service in ("podinfo", "podinfo-primary", "podinfo-canary"):
-        local_cluster.get_json("service", service, "-n", webhook_namespace)
-    local_cluster.get_json("virtualservice", "podinfo", "-n", webhook_namespace)
-    target = local_cluster.get_json("deployment", "podinfo", "-n", webhook_namespace)
+        local_cluster.get_json("service", service, "-n", namespace)
+    local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)
+    target = local_cluster.get_json("deployment", "podinfo", "-n", namespace)
     assert target["metadata"]["labels"]["serin.dev/canary"] == "podinfo"
 
     # Created before the Canary was stored, the objects are adopted once it is.
-    uid = local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", webhook_namespace)["metadata"]["uid"]
+    uid = local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)["metadata"]["uid"]
 
     def owned_by_canary(kind: str, name: str) -> bool:
-        owners = local_cluster.get_json(kind, name, "-n", webhook_namespace)["metadata"].get("ownerReferences", [])
+        owners = local_cluster.get_json(kind, name, "-n", namespace)["metadata"].get("ownerReferences", [])
         return any(owner["uid"] == uid for owner in owners)
 
     for kind, name in [
@@ -112,10 +118,10 @@ def test_valid_canary_gets_defaults_and_is_bootstrapped_at_once(
         eventually(lambda: owned_by_canary(kind, name), timeout=15, what=f"{kind} {name} adopted")  # noqa: B023
 
 
-def test_second_canary_for_one_target_is_denied(local_cluster: ClusterHandle, webhook_namespace: str) -> None:
-    local_cluster.apply(podinfo(webhook_namespace))
-    apply(local_cluster, canary(webhook_namespace, ANALYSIS))
-    second = canary(webhook_namespace, ANALYSIS)
+def test_second_canary_for_one_target_is_denied(local_cluster: ClusterHandle, namespace: str) -> None:
+    local_cluster.apply(podinfo(namespace))
+    apply(local_cluster, canary(namespace, ANALYSIS))
+    second = canary(namespace, ANALYSIS)
     second["metadata"]["name"] = "podinfo-again"
     result = apply(local_cluster, second, check=False)
     assert result.returncode != 0
@@ -123,18 +129,18 @@ def test_second_canary_for_one_target_is_denied(local_cluster: ClusterHandle, we
 
 
 def test_a_canary_may_not_target_anothers_primary_or_take_its_services(
-    local_cluster: ClusterHandle, webhook_namespace: str
+    local_cluster: ClusterHandle, namespace: str
 ) -> None:
     """Through the real API server: both are denied naming the other Canary, and nothing of the
     first Canary's changes (its primary keeps its replicas, its Services their selectors)."""
-    local_cluster.apply(podinfo(webhook_namespace))
-    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", webhook_namespace, "--timeout=60s")
-    apply(local_cluster, canary(webhook_namespace, ANALYSIS))
-    local_cluster.kubectl("get", "deployment", "podinfo-primary", "-n", webhook_namespace)  # made by admission
-    before = replicas_and_selectors(local_cluster, webhook_namespace)
+    local_cluster.apply(podinfo(namespace))
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    apply(local_cluster, canary(namespace, ANALYSIS))
+    local_cluster.kubectl("get", "deployment", "podinfo-primary", "-n", namespace)  # made by admission
+    before = replicas_and_selectors(local_cluster, namespace)
 
     def denial(name: str, target: str, service_name: str) -> str:
-        other = canary(webhook_namespace, ANALYSIS)
+        other = canary(namespace, ANALYSIS)
         other["metadata"]["name"] = name
         other["spec"]["targetRef"]["name"] = target
         other["spec"]["service"]["name"] = service_name
@@ -146,13 +152,13 @@ def test_a_canary_may_not_target_anothers_primary_or_take_its_services(
         "spec.targetRef: Deployment podinfo-primary and canary podinfo's target podinfo: one is the other's primary"
         in denial("on-primary", "podinfo-primary", "elsewhere")
     )
-    shop = podinfo(webhook_namespace)
+    shop = podinfo(namespace)
     shop["metadata"]["name"] = "shop"
     local_cluster.apply(shop)
     assert "spec.service.name: the Services of 'podinfo' would be those of canary podinfo ('podinfo')" in denial(
         "shop", "shop", "podinfo"
     )
-    after = replicas_and_selectors(local_cluster, webhook_namespace)
+    after = replicas_and_selectors(local_cluster, namespace)
     assert {key: value for key, value in after.items() if key in before} == before
 
 
@@ -179,9 +185,9 @@ def initialized(local_cluster: ClusterHandle, server: SerinServer, token: str, n
 
 
 def test_set_image_is_a_new_revision_before_any_tick(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
-    namespace, token = webhook_namespace, tokens["ticker"]
+    token = tokens["ticker"]
     initialized(local_cluster, serin_server, token, namespace)
     before = canary_status(local_cluster, namespace)
 
@@ -208,10 +214,9 @@ def test_reapplying_the_same_manifest_changes_nothing(
     local_cluster: ClusterHandle,
     serin_server: SerinServer,
     tokens: dict[str, str],
-    webhook_namespace: str,
+    namespace: str,
     flags: tuple[str, ...],
 ) -> None:
-    namespace = webhook_namespace
     initialized(local_cluster, serin_server, tokens["ticker"], namespace)
     status_before = canary_status(local_cluster, namespace)
 
@@ -223,9 +228,8 @@ def test_reapplying_the_same_manifest_changes_nothing(
 
 
 def test_primary_template_is_changed_only_by_serin(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
-    namespace = webhook_namespace
     initialized(local_cluster, serin_server, tokens["ticker"], namespace)
     denied = local_cluster.kubectl(
         "set", "image", "deployment/podinfo-primary", "podinfod=evil:1", "-n", namespace, check=False
@@ -253,7 +257,9 @@ def test_deployment_changes_survive_a_down_webhook(
     )
     local_cluster.apply(dead)
     try:
-        local_cluster.kubectl("label", "namespace", namespace, f"serin.dev/test-webhooks-down={namespace}")
+        # Serin's webhooks go down: the namespace is now only in the dead configurations' reach.
+        live = next(iter(WEBHOOK_NAMESPACE_LABEL))
+        local_cluster.kubectl("label", "namespace", namespace, f"{live}-", f"serin.dev/test-webhooks-down={namespace}")
         # A Canary not stored yet, so that kubectl really sends it.
         probe = canary(namespace, ANALYSIS)
         probe["metadata"]["name"] = "probe"
@@ -275,9 +281,9 @@ def test_deployment_changes_survive_a_down_webhook(
 
 
 def test_deleting_a_canary_with_revert_on_deletion_gives_the_target_its_traffic_back(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
-    namespace, token = webhook_namespace, tokens["ticker"]
+    token = tokens["ticker"]
     local_cluster.apply(podinfo(namespace))
     local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
     apply(local_cluster, canary(namespace, ANALYSIS, revertOnDeletion=True))
@@ -326,10 +332,10 @@ def test_deleting_a_canary_with_revert_on_deletion_gives_the_target_its_traffic_
 
 
 def test_a_query_prometheus_cannot_parse_is_denied_and_an_unchecked_one_warned(
-    local_cluster: ClusterHandle, webhook_namespace: str
+    local_cluster: ClusterHandle, namespace: str
 ) -> None:
     metric = {"name": "errors", "query": "sum(rate(istio_requests_total[1m])", "thresholdRange": {"max": 1}}
-    manifest = canary(webhook_namespace, {"stepWeight": 10, "metrics": [metric]})
+    manifest = canary(namespace, {"stepWeight": 10, "metrics": [metric]})
     denied = apply(local_cluster, manifest, check=False)
     assert denied.returncode != 0
     expected = 'spec.analysis.metrics[0].query: Prometheus cannot parse it: invalid parameter "query": 1:35: parse'

@@ -143,9 +143,8 @@ def test_the_primary_hpa_follows_the_target_hpa_on_the_next_step(
 
 
 def test_a_missing_hpa_is_named_in_the_warning_and_the_tick_error(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
-    namespace = webhook_namespace
     local_cluster.apply(podinfo(namespace))
     local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
     applied = local_cluster.apply(canary(namespace, {"interval": "10s", "iterations": 2}, autoscalerRef=HPA_REF))

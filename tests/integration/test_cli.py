@@ -67,9 +67,9 @@ def request_of(cluster: ClusterHandle, namespace: str) -> str | None:
 
 
 def test_status_pause_resume_plan_tick_and_promote(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
-    namespace, token = webhook_namespace, tokens["ticker"]
+    token = tokens["ticker"]
     initialized(local_cluster, serin_server, token, namespace, analysis=ANALYSIS)
 
     listed = ok(kubectl_serin(local_cluster, None, None, "status", "-n", namespace)).splitlines()
@@ -135,9 +135,9 @@ def test_status_pause_resume_plan_tick_and_promote(
 
 
 def test_abort_then_retry(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
-    namespace, token = webhook_namespace, tokens["ticker"]
+    token = tokens["ticker"]
     initialized(local_cluster, serin_server, token, namespace, analysis=ANALYSIS)
     set_image(local_cluster, namespace, "6.0.1")
     local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
@@ -178,9 +178,9 @@ def test_abort_then_retry(
 
 
 def test_replay_and_what_goes_wrong(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
-    namespace, token = webhook_namespace, tokens["ticker"]
+    token = tokens["ticker"]
     initialized(local_cluster, serin_server, token, namespace, analysis=ANALYSIS)
     start = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -27,7 +27,7 @@ from serin.notify.webhooks import HttpHookCaller
 from serin.reconcile import CLAIM_SECONDS, Reconciler
 from serin.routers import router_for
 from serin.workloads import SOURCE_HASH_ANNOTATION
-from tests.integration.helpers import HookServer, canary, podinfo
+from tests.integration.helpers import WEBHOOK_NAMESPACE_LABEL, HookServer, canary, podinfo
 
 pytestmark = pytest.mark.integration
 
@@ -79,10 +79,15 @@ class Outcome:
 
 
 class Release:
-    """One namespace, one Canary, driven tick by tick by an in-process reconciler."""
+    """One namespace, one Canary, driven tick by tick by an in-process reconciler; with
+    ``webhooks``, Serin's server answers the API server's admission reviews in that namespace,
+    as installed (what the webhooks write is never faulted: the ticks must complete it either way)."""
 
-    def __init__(self, cluster: ClusterHandle, kubeconfig: Path, prometheus: str, analysis: dict[str, Any]) -> None:
+    def __init__(
+        self, cluster: ClusterHandle, kubeconfig: Path, prometheus: str, analysis: dict[str, Any], webhooks: bool
+    ) -> None:
         self.cluster = cluster
+        self.webhooks = webhooks
         self.namespace = f"crash-{uuid.uuid4().hex[:8]}"
         self.api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
         self.prometheus = prometheus
@@ -127,7 +132,10 @@ class Release:
 
     def prepare(self) -> None:
         """Initialized at 6.0.0 without faults, then the new revision applied."""
-        self.cluster.kubectl("create", "namespace", self.namespace)
+        labels = WEBHOOK_NAMESPACE_LABEL if self.webhooks else {}
+        self.cluster.apply(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace, "labels": labels}}
+        )
         self.cluster.apply(podinfo(self.namespace))
         self.cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", self.namespace, "--timeout=60s")
         self.cluster.apply(canary(self.namespace, self.analysis))
@@ -197,14 +205,17 @@ class Release:
         self.cluster.kubectl("delete", "namespace", self.namespace, "--wait=false")
 
 
+Make = Callable[[dict[str, Any], bool], Release]
+
+
 @pytest.fixture
 def release_factory(
-    local_cluster: ClusterHandle, serin_crds: None, serin_kubeconfig: Path
-) -> Iterator[Callable[[dict[str, Any]], Release]]:
+    local_cluster: ClusterHandle, serin_crds: None, serin_kubeconfig: Path, serin_webhooks: None
+) -> Iterator[Make]:
     made: list[Release] = []
 
-    def make(analysis: dict[str, Any]) -> Release:
-        release = Release(local_cluster, serin_kubeconfig, local_cluster.urls["prometheus"], analysis)
+    def make(analysis: dict[str, Any], webhooks: bool) -> Release:
+        release = Release(local_cluster, serin_kubeconfig, local_cluster.urls["prometheus"], analysis, webhooks)
         made.append(release)
         return release
 
@@ -221,19 +232,16 @@ def new_revision(namespace: str, tag: str) -> dict[str, Any]:
 
 
 def crash_matrix(
-    make: Callable[[dict[str, Any]], Release],
-    analysis: dict[str, Any],
-    template: Callable[[str], dict[str, Any]],
-    until: str,
+    make: Make, analysis: dict[str, Any], template: Callable[[str], dict[str, Any]], until: str, webhooks: bool
 ) -> tuple[Outcome, dict[int, Outcome]]:
-    clean = make(analysis)
+    clean = make(analysis, webhooks)
     clean.prepare()
     clean.release(template(clean.namespace))
     expected, writes = clean.run(None, until)
     assert expected.phase == until
 
     def crashed(k: int) -> Outcome:
-        run = make(analysis)
+        run = make(analysis, webhooks)
         run.prepare()
         run.release(template(run.namespace))
         return run.run(k, until)[0]
@@ -241,42 +249,70 @@ def crash_matrix(
     with concurrent.futures.ThreadPoolExecutor(PARALLEL_RUNS) as pool:
         outcomes = dict(zip(range(1, writes + 1), pool.map(crashed, range(1, writes + 1)), strict=True))
     assert writes >= 10, f"a whole release makes more writes than {writes}"
+    print(f"\n{until} with webhooks {'on' if webhooks else 'off'}: a crash after each of {writes} writes")
     return expected, outcomes
 
 
-def test_a_crash_after_any_write_of_a_promotion_is_completed(
-    release_factory: Callable[[dict[str, Any]], Release],
-) -> None:
+PROMOTED = Outcome(
+    "Succeeded",
+    "ghcr.io/stefanprodan/podinfo:6.0.1",
+    0,
+    (100, 0),
+    True,
+    frozenset(
+        {
+            "New revision detected! Scaling up podinfo.NS",
+            "Starting canary analysis for podinfo.NS",
+            "Advance podinfo.NS canary weight 50",
+            "Copying podinfo.NS template spec to podinfo-primary.NS",
+            "Routing all traffic to primary",
+            "Promotion completed! Scaling down podinfo.NS",
+        }
+    ),
+)
+ROLLED_BACK = Outcome(
+    "Failed",
+    "ghcr.io/stefanprodan/podinfo:6.0.0",
+    0,
+    (100, 0),
+    False,
+    frozenset(
+        {
+            "New revision detected! Scaling up podinfo.NS",
+            "Starting canary analysis for podinfo.NS",
+            "Advance podinfo.NS canary weight 50",
+            "Rolling back podinfo.NS failed checks threshold reached 1",
+            "Canary failed! Scaling down podinfo.NS",
+        }
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    "webhooks",
+    [
+        pytest.param(True, id="as-installed"),
+        # The same crash points where no webhook saw the release: the ticks alone do all of it.
+        pytest.param(False, id="without-webhooks", marks=pytest.mark.nightly),
+    ],
+)
+def test_a_crash_after_any_write_of_a_promotion_is_completed(release_factory: Make, webhooks: bool) -> None:
     expected, outcomes = crash_matrix(
         release_factory,
         {"interval": "10s", "stepWeights": [50]},
         lambda namespace: new_revision(namespace, "6.0.1"),
         "Succeeded",
+        webhooks,
     )
-    assert expected == Outcome(
-        "Succeeded",
-        "ghcr.io/stefanprodan/podinfo:6.0.1",
-        0,
-        (100, 0),
-        True,
-        frozenset(
-            {
-                "New revision detected! Scaling up podinfo.NS",
-                "Starting canary analysis for podinfo.NS",
-                "Advance podinfo.NS canary weight 50",
-                "Copying podinfo.NS template spec to podinfo-primary.NS",
-                "Routing all traffic to primary",
-                "Promotion completed! Scaling down podinfo.NS",
-            }
-        ),
-    )
+    assert expected == PROMOTED
     assert {k: outcome for k, outcome in outcomes.items() if outcome != expected} == {}
 
 
 @pytest.mark.nightly  # the same write protocol as a promotion's; make test runs that matrix
-def test_a_crash_after_any_write_of_a_rollback_is_completed(
-    release_factory: Callable[[dict[str, Any]], Release],
-) -> None:
+@pytest.mark.parametrize(
+    "webhooks", [pytest.param(True, id="as-installed"), pytest.param(False, id="without-webhooks")]
+)
+def test_a_crash_after_any_write_of_a_rollback_is_completed(release_factory: Make, webhooks: bool) -> None:
     with HookServer() as gates:
         gates.statuses["load"] = 403
         analysis = {
@@ -286,25 +322,7 @@ def test_a_crash_after_any_write_of_a_rollback_is_completed(
             "webhooks": [{"name": "load", "type": "rollout", "url": gates.url("load")}],
         }
         expected, outcomes = crash_matrix(
-            release_factory,
-            analysis,
-            lambda namespace: new_revision(namespace, "6.0.2"),
-            "Failed",
+            release_factory, analysis, lambda namespace: new_revision(namespace, "6.0.2"), "Failed", webhooks
         )
-    assert expected == Outcome(
-        "Failed",
-        "ghcr.io/stefanprodan/podinfo:6.0.0",
-        0,
-        (100, 0),
-        False,
-        frozenset(
-            {
-                "New revision detected! Scaling up podinfo.NS",
-                "Starting canary analysis for podinfo.NS",
-                "Advance podinfo.NS canary weight 50",
-                "Rolling back podinfo.NS failed checks threshold reached 1",
-                "Canary failed! Scaling down podinfo.NS",
-            }
-        ),
-    )
+    assert expected == ROLLED_BACK
     assert {k: outcome for k, outcome in outcomes.items() if outcome != expected} == {}

@@ -75,11 +75,11 @@ def users_virtual_service(namespace: str, name: str) -> dict[str, Any]:
 
 
 def test_a_new_image_set_before_the_first_tick_is_analysed(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
     """The webhook creates the primary from 6.0.0 on apply; 6.0.1 comes before any tick. The Canary
     must record what the primary runs (6.0.0), so 6.0.1 is a new revision, analysed and promoted."""
-    namespace, token = webhook_namespace, tokens["ticker"]
+    token = tokens["ticker"]
     local_cluster.apply(podinfo(namespace))
     local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
     local_cluster.apply(canary(namespace, QUICK))
@@ -97,8 +97,9 @@ def test_a_new_image_set_before_the_first_tick_is_analysed(
 def test_a_deleted_primary_is_rebuilt_from_the_promoted_revision(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
-    """Deleted during the analysis of a bad release, the primary comes back running 6.0.0 (what was
-    promoted), not the unanalysed target: after the rollback all traffic is on a healthy primary."""
+    """Deleted during the analysis of a bad release, before any promotion, the primary comes back
+    running 6.0.0 (what was promoted), not the unanalysed target: after the rollback all traffic is
+    on a healthy primary."""
     token = tokens["ticker"]
     initialized(local_cluster, serin_server, token, namespace, analysis={**QUICK, "threshold": 2, "metrics": METRICS})
     bad = podinfo(namespace, "ghcr.io/stefanprodan/podinfo:6.0.2", **{"simulator.serin.dev/error-rate": "0.5"})
@@ -116,6 +117,13 @@ def test_a_deleted_primary_is_rebuilt_from_the_promoted_revision(
     assert image_of(local_cluster, namespace, "podinfo-primary").endswith(":6.0.0")
     assert split(local_cluster, namespace) == (100, 0)
     assert status["lastPromotedSpec"] != status["lastAppliedSpec"]
+    # The webhook recorded the first revision before the Canary was stored, so without an owner;
+    # it is the Canary's now (the garbage collector removes it with the Canary), and no record is
+    # left without one.
+    uid = local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)["metadata"]["uid"]
+    records = local_cluster.get_json("controllerrevisions", "-n", namespace, "-l", "serin.dev/managed-for=podinfo")
+    owners = [[ref["uid"] for ref in item["metadata"].get("ownerReferences", [])] for item in records["items"]]
+    assert owners == [[uid]], records
 
 
 def test_an_edited_primary_is_put_back_with_an_event(
@@ -244,6 +252,8 @@ def test_concurrent_forced_ticks_take_each_step_once(
         assert all(answer.status_code == 200 for answer in answers)
         return [answer.json()["canaries"][0] for answer in answers], time.monotonic() - started
 
+    # The Deployment webhook saw the revision and scaled the canary up: the rounds start once it is ready.
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
     lifecycle: list[str] = []
     for _ in range(12):
         reports, seconds = round_of_ticks()
@@ -271,10 +281,10 @@ def test_concurrent_forced_ticks_take_each_step_once(
         local_cluster.kubectl("rollout", "status", "deployment/podinfo-primary", "-n", namespace, "--timeout=60s")
         time.sleep(MIN_FORCED_STEP_SECONDS + 0.2)  # the next round may take a step
     # Within a round the answers come in any order: as a multiset, each step once, none skipped;
-    # and the Canary's Events say the same.
+    # and the Canary's Events say the same (the new revision, the Deployment webhook saw).
+    detected = "New revision detected! Scaling up podinfo.NS"
     release = collections.Counter(
         [
-            "New revision detected! Scaling up podinfo.NS",
             "Starting canary analysis for podinfo.NS",
             "Advance podinfo.NS canary weight 10",
             "Advance podinfo.NS canary weight 20",
@@ -286,7 +296,8 @@ def test_concurrent_forced_ticks_take_each_step_once(
     )
     assert collections.Counter(lifecycle) == release, lifecycle
     recorded = [message.replace(namespace, "NS") for message in events(local_cluster, namespace)]
-    assert collections.Counter(message for message in recorded if message.startswith(LIFECYCLE_EVENTS)) == release
+    steps = collections.Counter(message for message in recorded if message.startswith(LIFECYCLE_EVENTS))
+    assert steps == release + collections.Counter([detected])
 
 
 def test_objects_made_for_a_canary_never_stored_are_removed(
@@ -362,12 +373,12 @@ def test_objects_made_for_a_canary_never_stored_are_removed(
 
 @pytest.mark.compat
 def test_a_revision_refused_after_admission_is_undone(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
     """Serin's Deployment webhook records a revision before the API server stores the update; a
     policy evaluated after it refuses the update. The tick puts the status back as it was, instead
     of analysing the promoted revision as if it were new."""
-    namespace, token = webhook_namespace, tokens["ticker"]
+    token = tokens["ticker"]
     policy = f"serin-tests-refuse-{namespace}"
     local_cluster.apply(
         [
@@ -450,12 +461,12 @@ def test_a_revision_refused_after_admission_is_undone(
 
 
 def test_the_users_own_service_and_virtual_service_are_given_back(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
     """A Service and a VirtualService the user had before the Canary are taken over (the Service's
     selector, the VirtualService's spec), with what they were recorded on them and no owner;
     deleting the Canary (revertOnDeletion) gives them back, and the garbage collector leaves them."""
-    namespace, token = webhook_namespace, tokens["ticker"]
+    token = tokens["ticker"]
     local_cluster.apply(
         [
             {

@@ -18,7 +18,15 @@ from kubernetes import client
 from localcluster.simulator.cluster import ERROR_RATE_ANNOTATION, LATENCY_ANNOTATION
 from localcluster.testing import ClusterHandle
 from serin.status import format_time
-from tests.integration.helpers import SerinServer, canary, canary_status, drive, events, podinfo, tick
+from tests.integration.helpers import (
+    WEBHOOK_NAMESPACE_LABEL,
+    SerinServer,
+    canary,
+    canary_status,
+    drive,
+    events,
+    podinfo,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +64,7 @@ PASSED = re.compile(
 def second_namespace(local_cluster: ClusterHandle, namespace: str) -> Iterator[str]:
     core = client.CoreV1Api(local_cluster.api)
     name = f"{namespace[:50]}-b"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=WEBHOOK_NAMESPACE_LABEL)))
     try:
         yield name
     finally:
@@ -100,9 +108,9 @@ def live(
     for namespace, latency in latencies.items():
         release(cluster, namespace, latency)
         started[namespace] = datetime.datetime.now(datetime.UTC)
-        report = tick(server, token, namespace)["canaries"][0]
-        assert report["phase"] == "Progressing", report
-        states[namespace].append((report["phase"], report["weight"], report["failedChecks"]))
+        # The Deployment webhook saw the new revision: the canary is scaled up, nothing is routed yet.
+        status = canary_status(cluster, namespace)
+        states[namespace].append((status["phase"], status["canaryWeight"], status["failedChecks"]))
     deadline = time.monotonic() + 150
     pending = set(latencies)
     while pending and time.monotonic() < deadline:
@@ -265,10 +273,9 @@ def test_replay_refuses_what_it_cannot_do(
     assert post(ticker, [{"op": "remove", "path": "/spec/nothing"}], **target, **{"from": hour_ago})[0] == 400
 
 
-def test_admission_denies_what_cannot_compare(local_cluster: ClusterHandle, webhook_namespace: str) -> None:
+def test_admission_denies_what_cannot_compare(local_cluster: ClusterHandle, namespace: str) -> None:
     """Through the real API server: a builtin that does not select the workload, and a
     MetricTemplate whose query does not, are denied with their field paths."""
-    namespace = webhook_namespace
     template = {
         "apiVersion": "serin.dev/v1beta1",
         "kind": "MetricTemplate",

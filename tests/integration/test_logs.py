@@ -35,9 +35,8 @@ def test_every_line_is_json_and_names_what_it_is_about(
     local_cluster: ClusterHandle,
     serin_server: SerinServer,
     tokens: dict[str, str],
-    webhook_namespace: str,
+    namespace: str,
 ) -> None:
-    namespace = webhook_namespace
     initialized(local_cluster, serin_server, tokens["ticker"], namespace)
     invalid = canary(namespace, {"interval": "5s", "stepWeight": 10, "maxWeight": 50, "threshold": 1})
     invalid["metadata"]["name"] = "too-fast"

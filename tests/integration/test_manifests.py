@@ -17,7 +17,7 @@ import yaml
 
 from localcluster.pki import write_serving_pair
 from localcluster.testing import ClusterHandle
-from tests.integration.helpers import SerinServer, canary_status, revision_detected
+from tests.integration.helpers import SerinServer, analysis_started, canary_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
 
@@ -480,7 +480,7 @@ def test_tick_cronjob_pod_takes_every_step_of_a_10s_canary_within_its_period(
     """A CronJob fires once a minute; its Pod ticks whenever a Canary is next due, so a 10s interval
     is honoured. Shortened to a 40s period here: the Pod stops 5s before the period is over."""
     token = tokens["ticker"]
-    revision_detected(
+    analysis_started(
         local_cluster, serin_server, token, namespace, {"interval": "10s", "stepWeights": [10, 20, 30, 40, 50]}
     )
 
@@ -490,5 +490,5 @@ def test_tick_cronjob_pod_takes_every_step_of_a_10s_canary_within_its_period(
     assert ran.returncode == 0, ran.stderr
     answers = [json.loads(line)["canaries"][0] for line in ran.stdout.splitlines()]
     weights = [answer["weight"] for answer in answers if answer["applied"]]
-    assert weights == [10, 20, 30], answers
-    assert canary_status(local_cluster, namespace)["canaryWeight"] == 30
+    assert weights == [20, 30, 40], answers
+    assert canary_status(local_cluster, namespace)["canaryWeight"] == 40

@@ -108,13 +108,26 @@ def test_a_datadog_template_promotes_a_good_release_and_rolls_back_a_bad_one(
 PROVIDER_EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "providers").glob("*.yaml"))
 
 
+def examples_in(namespace: str, example: Path) -> list[dict[str, Any]]:
+    documents = [document for document in yaml.safe_load_all(example.read_text()) if document]
+    for document in documents:
+        document["metadata"]["namespace"] = namespace
+    return documents
+
+
 @pytest.mark.parametrize("example", PROVIDER_EXAMPLES, ids=[path.name for path in PROVIDER_EXAMPLES])
 def test_the_provider_examples_fit_the_crds(
     local_cluster: ClusterHandle, serin_crds: None, namespace: str, example: Path
 ) -> None:
-    documents = [document for document in yaml.safe_load_all(example.read_text()) if document]
-    for document in documents:
-        document["metadata"]["namespace"] = namespace
+    """Each example, applied as the README says: the MetricTemplates first (the alerting
+    example's Canary uses one of them, and admission checks that it exists)."""
+    templates = [
+        document
+        for document in examples_in(namespace, example.parent / "metric-templates.yaml")
+        if document["kind"] == "MetricTemplate"
+    ]
+    local_cluster.apply(templates)
+    documents = examples_in(namespace, example)
     kinds = {document["kind"] for document in documents}
     assert kinds >= {"MetricTemplate"} or kinds >= {"AlertProvider", "Canary"}, kinds
     applied = local_cluster.apply(documents, "--dry-run=server")

@@ -104,12 +104,9 @@ def migrate(cluster: ClusterHandle, *args: str) -> subprocess.CompletedProcess[s
     )
 
 
-def test_migrate_reads_only_the_metadata_of_what_it_looks_through(
-    local_cluster: ClusterHandle, webhook_namespace: str
-) -> None:
+def test_migrate_reads_only_the_metadata_of_what_it_looks_through(local_cluster: ClusterHandle, namespace: str) -> None:
     """Finding what Flagger owns means looking through every Secret and ConfigMap of the
     namespace: their data must not travel to whoever runs ``serin migrate``."""
-    namespace = webhook_namespace
     owner = json.loads(local_cluster.kubectl("create", "configmap", "owner", "-n", namespace, "-o", "json").stdout)[
         "metadata"
     ]
@@ -136,10 +133,9 @@ def test_a_flagger_canary_moves_to_serin_without_a_restart(
     local_cluster: ClusterHandle,
     serin_server: SerinServer,
     tokens: dict[str, str],
-    webhook_namespace: str,
+    namespace: str,
     flagger: subprocess.Popen[bytes],
 ) -> None:
-    namespace = webhook_namespace
     local_cluster.apply(podinfo(namespace))
     local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
     flagger_canary = canary(namespace, ANALYSIS)

@@ -17,6 +17,7 @@ from tests.integration.helpers import (
     METRICS,
     HookServer,
     SerinServer,
+    analysis_started,
     canary,
     canary_status,
     deployment,
@@ -24,7 +25,6 @@ from tests.integration.helpers import (
     events,
     initialized,
     podinfo,
-    revision_detected,
     routes,
     set_image,
     tick,
@@ -46,11 +46,13 @@ def test_step_weights_stop_at_the_last_step(
     token = tokens["ticker"]
     initialized(local_cluster, serin_server, token, namespace, analysis={"interval": "10s", "stepWeights": [1, 5, 10]})
     set_image(local_cluster, namespace, "6.0.1")
-    weights: list[int] = []
+    # The weights from before the first tick: as installed, that tick may find the canary ready
+    # and take the first step at once.
+    weights = [routes(local_cluster, namespace)[1][1]]
     for _ in range(10):
         report = tick(serin_server, token, namespace)["canaries"][0]
         weight = routes(local_cluster, namespace)[1][1]
-        if not weights or weights[-1] != weight:
+        if weights[-1] != weight:
             weights.append(weight)
         if report["phase"] == "Promoting":
             break
@@ -174,30 +176,35 @@ TEMPLATED = {"name": "errors", "templateRef": {"name": "errors"}, "thresholdRang
 
 
 @pytest.mark.parametrize(
-    ("metric", "template_query", "event"),
+    ("metric", "template_query", "event", "admitted_in"),
     [
         pytest.param(
             {"name": "errors", "query": "sum(rate(istio_requests_total[1m])", "thresholdRange": {"max": 1}},
             None,
             "Prometheus query failed for errors: prometheus at",
+            # Admission refuses it; it gets this far only past a webhook that was down.
+            "namespace_without_webhooks",
             id="promql-prometheus-refuses",
         ),
         pytest.param(
             TEMPLATED,
             "sum(rate(istio_requests_total[1m])",
             "Metric query failed for errors: prometheus at",
+            "namespace",
             id="template-promql-prometheus-refuses",
         ),
         pytest.param(
             TEMPLATED,
             'sum(up{namespace="{{ nmespace }}"})',
             "Metric query failed for errors: unknown placeholder(s) nmespace",
+            "namespace",
             id="template-unknown-placeholder",
         ),
         pytest.param(
             {"name": "errors", "query": "vector(1)[1m:10s]", "thresholdRange": {"max": 1}},
             None,
             "Prometheus query failed for errors: query vector(1)[1m:10s] returned a matrix result",
+            "namespace",
             id="not-one-number",
         ),
     ],
@@ -206,14 +213,15 @@ def test_a_wrong_query_is_a_failed_check_not_a_hold(
     local_cluster: ClusterHandle,
     serin_server: SerinServer,
     tokens: dict[str, str],
-    namespace: str,
+    request: pytest.FixtureRequest,
     metric: dict[str, Any],
     template_query: str | None,
     event: str,
+    admitted_in: str,
 ) -> None:
     """(Admission refuses such queries in a Canary where it can; a MetricTemplate's, or one written
     while Prometheus could not be asked, reaches the analysis.)"""
-    token = tokens["ticker"]
+    token, namespace = tokens["ticker"], request.getfixturevalue(admitted_in)
     if template_query is not None:
         local_cluster.apply(
             {
@@ -297,11 +305,10 @@ def test_an_unreachable_prometheus_holds_for_a_bounded_number_of_steps(
 
 
 def test_derived_defaults_follow_the_field_they_come_from(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
     """A metric's interval is 1m unless set (not the analysis interval, frozen when the Canary was
     created), and the Services' targetPort follows the port until it is set."""
-    namespace = webhook_namespace
     token = tokens["ticker"]
     local_cluster.apply(podinfo(namespace))
     local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
@@ -332,7 +339,10 @@ def test_unforced_ticks_at_the_interval_take_one_step_each(
     period equal to the interval, every tick takes a step and none slips a whole interval."""
     token = tokens["ticker"]
     interval = 10.0
-    revision_detected(local_cluster, serin_server, token, namespace, {"interval": "10s", "stepWeights": [10, 20, 30]})
+    started = analysis_started(
+        local_cluster, serin_server, token, namespace, {"interval": "10s", "stepWeights": [10, 20, 30, 40]}
+    )
+    assert started["weight"] == 10
     # The schedule starts at that forced step; from now on only the interval's ticks, early and late.
     start = time.monotonic() + interval
     weights = []
@@ -341,14 +351,13 @@ def test_unforced_ticks_at_the_interval_take_one_step_each(
         response = serin_server.tick(token, namespace=namespace, name="podinfo")
         assert response.status_code == 200, response.text
         weights.append(response.json()["canaries"][0]["weight"])
-    assert weights == [10, 20, 30, 30], weights
+    assert weights == [20, 30, 40, 40], weights
     assert canary_status(local_cluster, namespace)["phase"] == "Promoting"
 
 
 def test_a_revision_seen_by_the_webhook_is_due_at_once(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], webhook_namespace: str
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
-    namespace = webhook_namespace
     token = tokens["ticker"]
     initialized(local_cluster, serin_server, token, namespace, analysis={"interval": "1m", "stepWeight": 25})
     set_image(local_cluster, namespace, "6.0.1")

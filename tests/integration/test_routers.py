@@ -220,7 +220,8 @@ def test_a_mirrored_blue_green_catches_the_canarys_errors_while_users_see_none(
     drive(local_cluster, serin_server, token, namespace, "Failed")
     assert primary_image(local_cluster, namespace) == "6.0.0"
     assert "mirror" not in local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)["spec"]["http"][0]
-    assert any("advancement success rate" in message for message in events(local_cluster, namespace))
+    messages = events(local_cluster, namespace)
+    assert any("advancement success rate" in message for message in messages), messages
     errors = query(
         local_cluster.urls["prometheus"],
         f'sum by (destination_workload) (istio_requests_total{{destination_workload_namespace="{namespace}", '
@@ -463,19 +464,19 @@ def test_without_a_mesh_blue_green_analyses_the_canary_through_its_own_service(
 
 
 @pytest.mark.compat
-def test_what_a_provider_cannot_do_is_denied_on_apply(local_cluster: ClusterHandle, webhook_namespace: str) -> None:
-    weighted = canary(webhook_namespace, WEIGHTED, provider="kubernetes")
+def test_what_a_provider_cannot_do_is_denied_on_apply(local_cluster: ClusterHandle, namespace: str) -> None:
+    weighted = canary(namespace, WEIGHTED, provider="kubernetes")
     denied = local_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(weighted), check=False)
     assert denied.returncode != 0
     assert (
         "spec.analysis.stepWeight: provider kubernetes has no mesh to shift traffic with: only blue/green "
         "(iterations) is possible" in denied.stderr
     )
-    no_gateway = canary(webhook_namespace, WEIGHTED, provider="gatewayapi:v1")
+    no_gateway = canary(namespace, WEIGHTED, provider="gatewayapi:v1")
     denied = local_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(no_gateway), check=False)
     assert denied.returncode != 0
     assert "spec.service.gatewayRefs: provider gatewayapi:v1 needs at least one gateway" in denied.stderr
-    assert not canary_exists(local_cluster, webhook_namespace)
+    assert not canary_exists(local_cluster, namespace)
 
 
 @pytest.mark.compat
@@ -582,10 +583,9 @@ def test_every_example_is_admitted_and_initialized(
     local_cluster: ClusterHandle,
     serin_server: SerinServer,
     tokens: dict[str, str],
-    webhook_namespace: str,
+    namespace: str,
     example: Path,
 ) -> None:
-    namespace = webhook_namespace
     documents = [doc for doc in yaml.safe_load_all(example.read_text()) if doc and doc["kind"] != "Namespace"]
     for document in documents:
         document["metadata"]["namespace"] = namespace

@@ -88,10 +88,10 @@ def test_a_live_promotion_watched_in_the_browser(
     serin_server: SerinServer,
     tokens: dict[str, str],
     viewer_token: str,
-    webhook_namespace: str,
+    namespace: str,
     browser: Any,
 ) -> None:
-    namespace, token = webhook_namespace, tokens["ticker"]
+    token = tokens["ticker"]
     initialized(local_cluster, serin_server, token, namespace, analysis=ANALYSIS)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 1000})

@@ -106,9 +106,8 @@ def test_a_failing_release_is_rolled_back_and_the_primary_keeps_serving(
 
 
 def test_changing_a_statefulset_target_volume_claims_is_refused_with_what_to_do(
-    local_cluster: ClusterHandle, webhook_namespace: str
+    local_cluster: ClusterHandle, namespace: str
 ) -> None:
-    namespace = webhook_namespace
     target = workload("StatefulSet", namespace)
     claim_spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
     target["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "data"}, "spec": claim_spec}]
