@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from serin.judge import judge
-from serin.model import Canary, HookType, ManualRequest, Metric, Strategy
+from serin.model import Canary, HookType, ManualRequest, Metric, Strategy, parse_duration
 from serin.ports import HookResult
 from serin.status import IDLE_PHASES, CanaryStatus, MetricCheck, Phase
 
@@ -355,12 +355,13 @@ def seconds_until_due(canary: Canary, status: CanaryStatus, now: datetime.dateti
 def next_step_in(canary: Canary, status: CanaryStatus, now: datetime.datetime) -> float | None:
     """Seconds until this Canary wants its next tick; None when no tick sooner than the CronJob's
     next one will move it: suspended, or idle (a new revision is seen by the Deployment webhook at
-    once, and made due). A Canary that is initializing is looked at once per interval."""
+    once, and made due). A Canary that is initializing is looked at once per interval; one under
+    analysis, when its next step is due and its metric window open."""
     if canary.suspend or (status.phase in IDLE_PHASES and status.last_analysis_time is not None):
         return None
     if status.phase in (None, Phase.INITIALIZING):
         return canary.analysis.interval_seconds
-    return seconds_until_due(canary, status, now)
+    return max(seconds_until_due(canary, status, now), window_opens_in(canary, status, now))
 
 
 def waiting_for_interval(
@@ -388,6 +389,51 @@ def _scheduled(canary: Canary, status: CanaryStatus, now: datetime.datetime, for
     if due is None or force or (now - due).total_seconds() >= canary.analysis.interval_seconds:
         return now
     return due
+
+
+# ---- the metric window ---------------------------------------------------------------------
+#
+# Serin goes past Flagger here. Right after a weight change (or the start of the analysis) a
+# metric's window still holds the traffic from before it: the previous weight, or the previous
+# release's pods, which a target's builtin query matches too, while ``rate()`` has not yet two
+# scrapes of the new pods. So a metric is judged only over a window that starts after the change:
+# the step waits until the longest metric interval has passed since (but for the schedule's
+# tolerance), and each metric reads the time since the change when that is shorter than its interval.
+
+
+def _longest_window(canary: Canary) -> float:
+    return max((parse_duration(metric.interval) for metric in canary.analysis.metrics), default=0.0)
+
+
+def window_opens_in(canary: Canary, status: CanaryStatus, now: datetime.datetime) -> float:
+    """Seconds until every metric's window holds only traffic since the canary's last change;
+    0 when it does, or when nothing is judged."""
+    if status.traffic_since is None or status.phase not in _ANALYSING or not canary.analysis.metrics:
+        return 0.0
+    longest = _longest_window(canary)
+    elapsed = max(0.0, (now - status.traffic_since).total_seconds())
+    tolerance = min(MAX_DUE_TOLERANCE_SECONDS, DUE_TOLERANCE_FRACTION * longest)
+    return longest - elapsed if longest - elapsed > tolerance else 0.0
+
+
+def windowed(canary: Canary, traffic_since: datetime.datetime | None, now: datetime.datetime) -> Canary:
+    """``canary`` with each metric's interval as a step reads it at ``now`` (see ``metric_window``)."""
+    if traffic_since is None:
+        return canary
+    metrics = tuple(metric_window(metric, traffic_since, now) for metric in canary.analysis.metrics)
+    return dataclasses.replace(canary, analysis=dataclasses.replace(canary.analysis, metrics=metrics))
+
+
+def metric_window(metric: Metric, traffic_since: datetime.datetime | None, now: datetime.datetime) -> Metric:
+    """``metric`` as a step reads it at ``now``: over its interval, or over the whole seconds since
+    the canary's traffic last changed when that is shorter (by the tolerance at most; the step
+    waits otherwise), so that no sample from before the change is judged."""
+    if traffic_since is None:
+        return metric
+    elapsed = (now - traffic_since).total_seconds()
+    if elapsed >= parse_duration(metric.interval):
+        return metric
+    return dataclasses.replace(metric, interval=f"{max(1, int(elapsed))}s")
 
 
 # ---- routes --------------------------------------------------------------------------------
@@ -441,6 +487,12 @@ class _Step:
     status: CanaryStatus
     observation: Observation
     now: datetime.datetime
+    # When the previous step counted: a step that waits for its metric window leaves the schedule
+    # there, so that the next tick takes the step.
+    previous_analysis_time: datetime.datetime | None = None
+
+    def with_status(self, status: CanaryStatus) -> _Step:
+        return dataclasses.replace(self, status=status)
 
     @property
     def who(self) -> str:
@@ -491,6 +543,18 @@ def decide(
     if decision.needs:
         # Asking for results is not a step: nothing may change until they are in.
         return Decision(status, decision.summary, needs=decision.needs)
+    return _noting_traffic(decision, observation, now)
+
+
+def _noting_traffic(decision: Decision, observation: Observation, now: datetime.datetime) -> Decision:
+    """A step under analysis that changes what the canary receives starts a new metric window."""
+    if decision.status.phase not in _ANALYSING:
+        return decision
+    for action in decision.actions:
+        if isinstance(action, SetRoutes) and (
+            (action.primary_weight, action.canary_weight) != observation.routes or action.mirror != observation.mirrored
+        ):
+            return dataclasses.replace(decision, status=decision.status.replace(traffic_since=now))
     return decision
 
 
@@ -535,7 +599,7 @@ def _decide(
     stepped = status.replace(
         last_analysis_time=_scheduled(canary, status, now, force), observed_generation=canary.generation
     )
-    step = _Step(canary, stepped, observation, now)
+    step = _Step(canary, stepped, observation, now, previous_analysis_time=status.last_analysis_time)
     if status.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION):
         return _with_objects(_keep_primary(step, _progress(step)))
     if status.phase is Phase.PROMOTING:
@@ -730,6 +794,7 @@ def _initialize(step: _Step) -> Decision:
         waiting_since=None,
         unavailable_steps=0,
         checks=(),
+        traffic_since=None,
     )
     return step.decision(
         "initialized: the primary serves all traffic",
@@ -822,6 +887,7 @@ def _restart(step: _Step) -> CanaryStatus:
         waiting_since=None,
         unavailable_steps=0,
         checks=(),
+        traffic_since=None,
     )
 
 
@@ -876,7 +942,7 @@ def _on_unconfirmed(step: _Step) -> Decision | _Step:
     if unconfirmed is None:
         return step
     if target.template_hash == unconfirmed.revision:
-        return _Step(step.canary, step.status.replace(unconfirmed=None), step.observation, step.now)
+        return step.with_status(step.status.replace(unconfirmed=None))
     phase = unconfirmed.phase or Phase.INITIALIZED
     restored = step.status.with_phase(phase, step.now, kind=step.kind).replace(
         last_applied_spec=unconfirmed.applied,
@@ -933,7 +999,7 @@ def _on_readiness(step: _Step) -> Decision | _Step:
     canary_why = target.not_ready_because(analysis.canary_ready_threshold)
     primary_why = "not found" if primary is None else primary.not_ready_because(analysis.primary_ready_threshold)
     if canary_why is None and primary_why is None:
-        return _Step(step.canary, step.status.replace(waiting_since=None), step.observation, step.now)
+        return step.with_status(step.status.replace(waiting_since=None))
 
     since = step.status.waiting_since or step.now
     message = (
@@ -1024,12 +1090,23 @@ def _start(step: _Step, then: Callable[[_Step, tuple[Event, ...]], Decision]) ->
         if all(answer.temporary for answer in failed):
             return _unavailable(step, "pre-rollout hooks could not be reached", (), starting, *halts)
         return _failed_check(step, "pre-rollout hooks failed", starting, *halts)
-    started = _Step(step.canary, step.status.replace(unavailable_steps=0), step.observation, step.now)
+    started = step.with_status(step.status.replace(unavailable_steps=0, traffic_since=step.now))
     return then(started, (starting, *_passed("Pre-rollout", answers)))
 
 
 def _analyse(step: _Step, then: Callable[[_Step], Decision]) -> Decision:
     """Every later step: rollout hooks and metrics; a failure is a failed check, an outage holds."""
+    opens_in = window_opens_in(step.canary, step.status, step.now)
+    if opens_in:
+        # Not a step: judged now, a metric would read the traffic from before the last change
+        # (the previous weight, the previous release's pods), and pass or fail on it.
+        kept = step.status.replace(last_analysis_time=step.previous_analysis_time)
+        longest = _longest_window(step.canary)
+        return step.decision(
+            f"waiting {opens_in:.1f}s for the metric window: the canary's traffic changed "
+            f"{longest - opens_in:.1f}s ago, its metrics read {longest:g}s",
+            kept,
+        )
     needs: tuple[Need, ...] = ()
     if step.hooks(HookType.ROLLOUT) is None:
         needs += (HookType.ROLLOUT,)
@@ -1052,7 +1129,7 @@ def _analyse(step: _Step, then: Callable[[_Step], Decision]) -> Decision:
     elif held:
         decision = _unavailable(step, "; ".join(held), (), *map(_warning, held))
     else:
-        decision = then(_Step(step.canary, step.status.replace(unavailable_steps=0), step.observation, step.now))
+        decision = then(step.with_status(step.status.replace(unavailable_steps=0)))
     # The status keeps them until the next analysed step (a new release starts without).
     return dataclasses.replace(decision, checks=checks, status=decision.status.replace(checks=checks))
 
@@ -1318,7 +1395,7 @@ def _promoting(step: _Step) -> Decision:
         # The canary lost its pods while the primary rolls out: what traffic it had goes back to
         # the primary now (its old pods serve until the new ones are ready), nothing is left to shift.
         status = status.replace(canary_weight=0)
-        step = _Step(step.canary, status, step.observation, step.now)
+        step = step.with_status(status)
         if step.observation.routes != ALL_ON_PRIMARY:
             message = f"canary {_kind(step)} {step.target} has no available pod: all traffic to the primary"
             return step.decision(message, status, (SetRoutes(*ALL_ON_PRIMARY),), _warning(message))

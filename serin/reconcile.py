@@ -53,6 +53,7 @@ from serin.decide import (
     next_step_in,
     session_cookie,
     waiting_for_interval,
+    windowed,
 )
 from serin.kube.store import Conflict, KubeError, KubeStore
 from serin.metrics.builtin import compare_problem, query_for
@@ -582,7 +583,7 @@ class Reconciler:
         metrics = observation.metrics
         for need in needs:
             if need == METRICS:
-                metrics = self.read_metrics(canary)
+                metrics = self.read_metrics(windowed(canary, status.traffic_since, self.clock()))
             elif isinstance(need, HookType):
                 hooks[need] = self.call_hooks(canary, need, status)
         return dataclasses.replace(observation, hooks=hooks, metrics=metrics)

@@ -1,8 +1,10 @@
 """Replay: what a Canary's analysis would have decided over a past window, changing nothing.
 
-A release is played again from its first step: at ``start`` the target holds a new revision, and
-every analysis interval after that the same ``decide()`` the tick uses takes one step, fed with the
-metrics as the backend recorded them at that time (``read_metrics(canary, at)``). The cluster's
+A release is played again from its first step: at ``start`` the target holds a new revision (as
+installed, the Deployment webhook sees it then, and the first step is due at once), and after that
+the same ``decide()`` the tick uses takes each step when a tick would take it (an analysis
+interval later, or once a metric window has opened), fed with the metrics as the backend recorded
+them at that time (``read_metrics(canary, at)``). The cluster's
 part is simulated: the workloads are ready as soon as they are scaled, the routes hold what the
 previous step set, and hooks are not called (gates open, rollback hooks silent), since a hook's
 answer cannot be asked of the past. The timeline ends when the release is promoted or rolled
@@ -23,6 +25,7 @@ from typing import Any
 from serin.decide import (
     ALL_ON_PRIMARY,
     METRICS,
+    MIN_FORCED_STEP_SECONDS,
     CopyToPrimary,
     Decision,
     MetricReading,
@@ -32,6 +35,8 @@ from serin.decide import (
     Split,
     WorkloadState,
     decide,
+    next_step_in,
+    windowed,
 )
 from serin.model import Canary, HookType
 from serin.ports import HookResult, MetricsUnavailable
@@ -147,8 +152,8 @@ class _World:
 
 
 def replay(canary: Canary, start: datetime.datetime, end: datetime.datetime, read_metrics: ReadMetrics) -> Replay:
-    """The steps of a release of ``canary`` starting at ``start``, one per analysis interval, up to
-    ``end`` or the release's end. MetricsUnavailable when the backend cannot be asked: a replay
+    """The steps of a release of ``canary`` starting at ``start``, each when a tick would take it, up
+    to ``end`` or the release's end. MetricsUnavailable when the backend cannot be asked: a replay
     without its data would only show holding steps."""
     # What the analysis decides on its own: a person's pending request is not part of the past.
     canary = dataclasses.replace(canary, request=None, suspend=False)
@@ -156,7 +161,6 @@ def replay(canary: Canary, start: datetime.datetime, end: datetime.datetime, rea
     status = CanaryStatus(
         phase=Phase.SUCCEEDED, last_applied_spec=PROMOTED, last_promoted_spec=PROMOTED, observed_generation=1
     )
-    interval = datetime.timedelta(seconds=canary.analysis.interval_seconds)
     steps: list[ReplayStep] = []
     now = start
     while now <= end and len(steps) < MAX_STEPS:
@@ -168,12 +172,18 @@ def replay(canary: Canary, start: datetime.datetime, end: datetime.datetime, rea
             observation = _gather(canary, decision, observation, now, read_metrics)
             decision = decide(canary, status, observation, now, force=True)
         status = decision.status.replace(claimed_until=None, pending=None)
+        if not steps:
+            # The webhook records a revision with no step time: the next tick takes the first step.
+            status = status.replace(last_analysis_time=None)
         events = tuple(event.message for event in decision.events)
         steps.append(ReplayStep(now, status, decision.summary, events, decision.checks))
         world.act(decision)
         if len(steps) > 1 and status.phase in (Phase.SUCCEEDED, Phase.FAILED):
             break
-        now += interval
+        wait = next_step_in(canary, status, now)
+        now += datetime.timedelta(
+            seconds=max(MIN_FORCED_STEP_SECONDS, canary.analysis.interval_seconds if wait is None else wait)
+        )
     return Replay(start, end, tuple(steps))
 
 
@@ -184,7 +194,7 @@ def _gather(
     metrics = observation.metrics
     for need in decision.needs:
         if need == METRICS:
-            metrics = read_metrics(canary, now)
+            metrics = read_metrics(windowed(canary, decision.status.traffic_since, now), now)
             unavailable = [reading.detail for reading in metrics if reading.problem == "unavailable"]
             if unavailable:
                 raise MetricsUnavailable(f"the metrics of {now:%Y-%m-%dT%H:%M:%SZ} could not be read: {unavailable[0]}")

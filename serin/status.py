@@ -229,6 +229,9 @@ class CanaryStatus:
     claimed_until: datetime.datetime | None = None
     pending: Pending | None = None
     unconfirmed: Unconfirmed | None = None
+    # When the canary's traffic last changed (its weight, the mirror) or its analysis started, its
+    # pods ready: a metric is judged only over a window that starts after it. None: no constraint.
+    traffic_since: datetime.datetime | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> CanaryStatus:
@@ -268,6 +271,7 @@ class CanaryStatus:
             claimed_until=parse_time(own.get("claimedUntil")),
             pending=Pending.from_dict(own.get("pending")),
             unconfirmed=Unconfirmed.from_dict(own.get("unconfirmed")),
+            traffic_since=parse_time(own.get("trafficSince")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -305,6 +309,8 @@ class CanaryStatus:
             own["pending"] = self.pending.to_dict()
         if self.unconfirmed is not None:
             own["unconfirmed"] = self.unconfirmed.to_dict()
+        if self.traffic_since is not None:
+            own["trafficSince"] = format_time(self.traffic_since, precise=True)
         if own:
             result["serin"] = own
         return result

@@ -39,6 +39,8 @@ from serin.decide import (
     desired_split,
     go_duration,
     is_due,
+    metric_window,
+    next_step_in,
 )
 from serin.model import Canary, HookType, parse_canary
 from serin.ports import HookResult
@@ -48,6 +50,9 @@ NOW = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 MINUTE = datetime.timedelta(minutes=1)
 
 SUCCESS_RATE = {"name": "request-success-rate", "thresholdRange": {"min": 99}}
+# Read over a 15s analysis interval: with the default 1m, every step after a change of the
+# canary's traffic would wait for its metric window (see the tables of the window).
+SUCCESS_RATE_15S = {**SUCCESS_RATE, "interval": "15s"}
 DURATION = {"name": "request-duration", "thresholdRange": {"max": 500}}
 WEIGHTED = {"interval": "1m", "threshold": 2, "maxWeight": 20, "stepWeight": 10, "metrics": [SUCCESS_RATE, DURATION]}
 AB = {
@@ -1148,7 +1153,7 @@ STARTING = "Starting canary analysis for podinfo.test"
 
 def test_weighted_release_caps_at_max_weight() -> None:
     """Flagger v1.36.1 overshoots maxWeight 50 with stepWeight 20 (20, 40, 60); Serin stops at 50."""
-    world = initialized_world({"interval": "15s", "stepWeight": 20, "maxWeight": 50, "metrics": [SUCCESS_RATE]})
+    world = initialized_world({"interval": "15s", "stepWeight": 20, "maxWeight": 50, "metrics": [SUCCESS_RATE_15S]})
     new_revision(world)
     assert [world.tick() for _ in range(6)] == [
         ("Progressing", 20, 0, 0, (80, 20), (STARTING, "Advance podinfo.test canary weight 20")),
@@ -1169,7 +1174,7 @@ def test_weighted_release_caps_at_max_weight() -> None:
     ],
 )
 def test_step_weights_promote_from_the_last_step(step_weights: list[int], weights: list[int]) -> None:
-    world = initialized_world({"interval": "15s", "stepWeights": step_weights, "metrics": [SUCCESS_RATE]})
+    world = initialized_world({"interval": "15s", "stepWeights": step_weights, "metrics": [SUCCESS_RATE_15S]})
     new_revision(world)
     seen = [world.tick() for _ in range(len(weights) + 1)]
     assert [row[1] for row in seen] == [*weights, weights[-1]]
@@ -1209,7 +1214,7 @@ def test_flaggers_new_revision_reset() -> None:
 def test_blue_green_routes_all_traffic_to_the_canary_before_promoting() -> None:
     """As Flagger v1.36.1 did with iterations 3: no metric on the first step, then one analysed
     step with all traffic on the canary, promotion while it serves, Finalising gives it back."""
-    world = initialized_world({"interval": "15s", "iterations": 3, "metrics": [SUCCESS_RATE]})
+    world = initialized_world({"interval": "15s", "iterations": 3, "metrics": [SUCCESS_RATE_15S]})
     new_revision(world)
     queried: list[int] = []
 
@@ -1262,7 +1267,7 @@ def test_waiting_promotion_is_analysed_and_rolls_back_without_approval() -> None
             "interval": "15s",
             "threshold": 3,
             "stepWeight": 50,
-            "metrics": [SUCCESS_RATE],
+            "metrics": [SUCCESS_RATE_15S],
             "webhooks": hooks("confirm-promotion"),
         }
     )
@@ -1290,7 +1295,7 @@ def test_waiting_promotion_is_analysed_and_rolls_back_without_approval() -> None
 
 
 def test_a_dead_metrics_backend_holds_then_counts_as_failed_checks() -> None:
-    world = initialized_world({"interval": "15s", "threshold": 2, "stepWeight": 10, "metrics": [SUCCESS_RATE]})
+    world = initialized_world({"interval": "15s", "threshold": 2, "stepWeight": 10, "metrics": [SUCCESS_RATE_15S]})
     new_revision(world)
     world.tick()
     world.readings = lambda w: (MetricReading(None, "unavailable", "timed out"),)
@@ -1503,3 +1508,107 @@ def test_alerts_follow_flaggers_events(event: Event, alert: AlertMessage | None)
     hook = {"name": "muted", "type": "confirm-rollout", "url": "http://gate/", "muteAlert": True}
     canary = make_canary({**WEIGHTED, "webhooks": [hook]})
     assert alerts_for(canary, (event,)) == (() if alert is None else (alert,))
+
+
+# ---- the metric window: judged only on traffic since the last change ------------------------
+
+SECOND = datetime.timedelta(seconds=1)
+WINDOW = "for the metric window"
+
+
+def test_a_weighted_release_waits_for_a_window_longer_than_its_interval() -> None:
+    """Serin differs on purpose: with a 15s interval and the default 1m metric interval, Flagger
+    judges each weight on a window that is three quarters the previous weight's traffic; Serin's
+    steps after a weight change wait until the window holds only the new one."""
+    world = initialized_world({"interval": "15s", "stepWeight": 20, "maxWeight": 40, "metrics": [SUCCESS_RATE]})
+    new_revision(world)
+    waiting = ("Progressing", 20, 0, 0, (80, 20), ())
+    assert [world.tick() for _ in range(9)] == [
+        ("Progressing", 20, 0, 0, (80, 20), (STARTING, "Advance podinfo.test canary weight 20")),
+        waiting,
+        waiting,
+        waiting,
+        ("Progressing", 40, 0, 0, (60, 40), ("Advance podinfo.test canary weight 40",)),
+        ("Progressing", 40, 0, 0, (60, 40), ()),
+        ("Progressing", 40, 0, 0, (60, 40), ()),
+        ("Progressing", 40, 0, 0, (60, 40), ()),
+        ("Promoting", 40, 0, 0, (60, 40), (COPYING,)),
+    ]
+
+
+def test_iterations_that_keep_the_traffic_wait_for_the_window_once() -> None:
+    """Blue/green: the window opens a metric interval after the analysis started; the iterations
+    after it route nothing new and take a step per interval."""
+    world = initialized_world({"interval": "30s", "iterations": 3, "metrics": [SUCCESS_RATE]})
+    new_revision(world)
+    steps = [world.tick()[2:4] for _ in range(5)]
+    assert steps == [(1, 0), (1, 0), (2, 0), (3, 0), (4, 0)]
+
+
+@pytest.mark.parametrize(
+    ("since", "force", "summary"),
+    [
+        (2, False, f"waiting 58.0s {WINDOW}: the canary's traffic changed 2.0s ago, its metrics read 60s"),
+        (2, True, f"waiting 58.0s {WINDOW}: the canary's traffic changed 2.0s ago, its metrics read 60s"),
+        (50, False, f"waiting 10.0s {WINDOW}: the canary's traffic changed 50.0s ago, its metrics read 60s"),
+    ],
+    ids=["2s-after-the-shift", "forced", "outside-the-tolerance"],
+)
+def test_a_step_before_the_window_opens_changes_nothing(since: int, force: bool, summary: str) -> None:
+    canary = make_canary()
+    before = status(Phase.PROGRESSING, last_applied_spec="v2", canary_weight=10, traffic_since=NOW - since * SECOND)
+    observed = observe("v2", target_replicas=2, routes=(90, 10))
+    assert decide(canary, before, observed, NOW, force=force) == Decision(before, summary, (EnsureObjects(),))
+
+
+@pytest.mark.parametrize(
+    ("since", "needs"),
+    [(None, (METRICS,)), (56, (METRICS,)), (60, (METRICS,)), (3600, (METRICS,))],
+    ids=["not-recorded", "within-the-tolerance", "one-interval", "long-ago"],
+)
+def test_a_step_with_its_window_open_reads_the_metrics(since: int | None, needs: tuple[Any, ...]) -> None:
+    canary = make_canary()
+    traffic_since = None if since is None else NOW - since * SECOND
+    before = status(Phase.PROGRESSING, last_applied_spec="v2", canary_weight=10, traffic_since=traffic_since)
+    assert decide(canary, before, observe("v2", target_replicas=2, routes=(90, 10)), NOW).needs == needs
+
+
+def test_the_start_a_weight_change_and_the_mirror_open_a_window_and_a_new_revision_clears_it() -> None:
+    canary = make_canary({**WEIGHTED, "mirror": True})
+    progressing = status(Phase.PROGRESSING, last_applied_spec="v2", traffic_since=NOW - 5 * MINUTE)
+    observed = observe("v2", target_replicas=2, hooks={HookType.PRE_ROLLOUT: ()})
+    mirrored = decide(canary, progressing, observed, NOW)
+    assert (mirrored.actions, mirrored.status.traffic_since) == ((EnsureObjects(), SetRoutes(100, 0, mirror=True)), NOW)
+    weighted = dataclasses.replace(observed, mirrored=True, metrics=GOOD, hooks={HookType.ROLLOUT: ()})
+    advanced = decide(canary, progressing.replace(traffic_since=NOW - MINUTE), weighted, NOW)
+    assert (advanced.actions, advanced.status.traffic_since) == ((EnsureObjects(), SetRoutes(90, 10)), NOW)
+    restarted = decide(canary, progressing, observe("v3", target_replicas=2), NOW)
+    assert (restarted.status.last_applied_spec, restarted.status.traffic_since) == ("v3", None)
+
+
+def test_routes_that_stay_as_they_are_keep_the_window() -> None:
+    canary = make_canary(AB)
+    since = NOW - 2 * MINUTE
+    before = status(Phase.PROGRESSING, last_applied_spec="v2", iterations=1, traffic_since=since)
+    observed = observe("v2", target_replicas=2, routes=(0, 100), metrics=(GOOD[0],), hooks={HookType.ROLLOUT: ()})
+    stepped = decide(canary, before, observed, NOW)
+    assert (stepped.status.iterations, stepped.actions, stepped.status.traffic_since) == (2, (EnsureObjects(),), since)
+
+
+@pytest.mark.parametrize(
+    ("interval", "since", "read"),
+    [("1m", None, "1m"), ("1m", 60.0, "1m"), ("1m", 57.6, "57s"), ("15s", 14.2, "14s"), ("1m", 0.2, "1s")],
+    ids=["not-recorded", "one-interval", "cut-to-the-change", "a-short-metric", "never-below-a-second"],
+)
+def test_a_metric_reads_no_sample_from_before_the_change(interval: str, since: float | None, read: str) -> None:
+    metric = make_canary({**WEIGHTED, "metrics": [{**SUCCESS_RATE, "interval": interval}]}).analysis.metrics[0]
+    traffic_since = None if since is None else NOW - datetime.timedelta(seconds=since)
+    assert metric_window(metric, traffic_since, NOW) == dataclasses.replace(metric, interval=read)
+
+
+def test_the_next_step_is_asked_for_when_the_window_opens() -> None:
+    canary = make_canary({**WEIGHTED, "interval": "15s"})
+    shifted = status(Phase.PROGRESSING, canary_weight=10, last_analysis_time=NOW, traffic_since=NOW)
+    assert next_step_in(canary, shifted, NOW) == 60.0
+    assert next_step_in(canary, shifted, NOW + 20 * SECOND) == 40.0
+    assert next_step_in(canary, shifted.replace(traffic_since=None), NOW) == 15.0

@@ -12,6 +12,7 @@ import pytest
 
 from serin import telemetry
 from serin.decide import (
+    METRICS,
     CopyToPrimary,
     Decision,
     EnsureObjects,
@@ -483,3 +484,28 @@ def test_the_last_checks_are_stored_in_words_and_read_back() -> None:
         MetricCheck("latency", None, False, "Halt advancement no values found for metric: latency"),
         checks[2],
     )
+
+
+def test_a_step_reads_each_metric_from_the_last_change_of_the_canarys_traffic_on() -> None:
+    asked: list[tuple[str, float]] = []
+
+    class Answers:
+        def __init__(self, config: ProviderConfig) -> None:
+            pass
+
+        def query(self, query: str, interval_seconds: float = 60.0) -> float:
+            asked.append((query, interval_seconds))
+            return 1.0
+
+    raw = canary("test", "podinfo")
+    raw["spec"]["analysis"]["metrics"] = [
+        {"name": "long", "interval": "1m", "query": "sum(rate(a[{{ interval }}]))", "thresholdRange": {"max": 2}},
+        {"name": "short", "interval": "30s", "query": "sum(rate(b[{{ interval }}]))", "thresholdRange": {"max": 2}},
+    ]
+    ticker = reconciler(CountingStore([]))
+    ticker.metrics_for = Answers  # type: ignore[assignment]
+    since = NOW - datetime.timedelta(seconds=57.5)
+    status = CanaryStatus(phase=Phase.PROGRESSING, traffic_since=since)
+    gathered = ticker.gather(parse_canary(raw), (METRICS,), Observation(None, None), status)
+    assert gathered.metrics == (MetricReading(1.0), MetricReading(1.0))
+    assert sorted(asked) == [("sum(rate(a[57s]))", 57.0), ("sum(rate(b[30s]))", 30.0)]

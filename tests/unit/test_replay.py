@@ -19,7 +19,7 @@ START = datetime.datetime(2026, 11, 28, 10, 0, 0, tzinfo=datetime.UTC)
 SECONDS = datetime.timedelta(seconds=1)
 
 
-SUCCESS_RATE = {"name": "request-success-rate", "interval": "30s", "thresholdRange": {"min": 99}}
+SUCCESS_RATE = {"name": "request-success-rate", "interval": "10s", "thresholdRange": {"min": 99}}
 WEIGHTED = {"interval": "10s", "threshold": 2, "maxWeight": 40, "stepWeight": 20, "metrics": [SUCCESS_RATE]}
 
 
@@ -51,17 +51,19 @@ def timeline(result: Any) -> list[tuple[int, str | None, int, int]]:
 def test_a_good_release_is_promoted_step_by_step() -> None:
     read = readings({})
     result = replay(make_canary(WEIGHTED), START, START + 600 * SECONDS, read)
+    # As installed, the Deployment webhook saw the revision at the start: the first step is
+    # taken at the next tick, a forced step's second later.
     assert timeline(result) == [
         (0, "Progressing", 0, 0),
-        (10, "Progressing", 20, 0),
-        (20, "Progressing", 40, 0),
-        (30, "Promoting", 40, 0),
-        (40, "Finalising", 0, 0),
-        (50, "Succeeded", 0, 0),
+        (1, "Progressing", 20, 0),
+        (11, "Progressing", 40, 0),
+        (21, "Promoting", 40, 0),
+        (31, "Finalising", 0, 0),
+        (41, "Succeeded", 0, 0),
     ]
     assert result.outcome == "promoted"
     # Metrics are read where the analysis reads them: not at the first step, which has no traffic.
-    assert read.asked == [START + 20 * SECONDS, START + 30 * SECONDS]
+    assert read.asked == [START + 11 * SECONDS, START + 21 * SECONDS]
     assert [check.message for check in result.steps[2].metrics or ()] == ["request-success-rate 100 >= 99: passed"]
     assert result.steps[1].events == (
         "Starting canary analysis for podinfo.test",
@@ -70,14 +72,14 @@ def test_a_good_release_is_promoted_step_by_step() -> None:
 
 
 def test_a_release_whose_metric_falls_is_rolled_back_at_the_threshold() -> None:
-    read = readings({START + 20 * SECONDS: 98.0, START + 30 * SECONDS: 97.5})
+    read = readings({START + 11 * SECONDS: 98.0, START + 21 * SECONDS: 97.5})
     result = replay(make_canary(WEIGHTED), START, START + 600 * SECONDS, read)
     assert timeline(result) == [
         (0, "Progressing", 0, 0),
-        (10, "Progressing", 20, 0),
-        (20, "Progressing", 20, 1),
-        (30, "Progressing", 20, 2),
-        (40, "Failed", 0, 0),
+        (1, "Progressing", 20, 0),
+        (11, "Progressing", 20, 1),
+        (21, "Progressing", 20, 2),
+        (31, "Failed", 0, 0),
     ]
     assert result.outcome == "rolled back"
     assert result.steps[2].events == ("Halt podinfo.test advancement success rate 98.00% < 99%",)
@@ -87,9 +89,25 @@ def test_a_release_whose_metric_falls_is_rolled_back_at_the_threshold() -> None:
     )
 
 
+def test_a_step_after_a_weight_change_comes_when_its_metric_window_has_opened() -> None:
+    """A 30s metric with a 10s interval: each weight is judged on 30s of its own traffic."""
+    slow = {**WEIGHTED, "metrics": [{**SUCCESS_RATE, "interval": "30s"}]}
+    read = readings({})
+    result = replay(make_canary(slow), START, START + 600 * SECONDS, read)
+    assert timeline(result) == [
+        (0, "Progressing", 0, 0),
+        (1, "Progressing", 20, 0),
+        (31, "Progressing", 40, 0),
+        (61, "Promoting", 40, 0),
+        (71, "Finalising", 0, 0),
+        (81, "Succeeded", 0, 0),
+    ]
+    assert read.asked == [START + 31 * SECONDS, START + 61 * SECONDS]
+
+
 def test_a_window_shorter_than_the_release_leaves_it_undecided() -> None:
-    result = replay(make_canary(WEIGHTED), START, START + 25 * SECONDS, readings({}))
-    assert timeline(result) == [(0, "Progressing", 0, 0), (10, "Progressing", 20, 0), (20, "Progressing", 40, 0)]
+    result = replay(make_canary(WEIGHTED), START, START + 15 * SECONDS, readings({}))
+    assert timeline(result) == [(0, "Progressing", 0, 0), (1, "Progressing", 20, 0), (11, "Progressing", 40, 0)]
     assert result.outcome == "undecided"
 
 
@@ -100,14 +118,14 @@ def test_hooks_are_not_called_gates_open_and_rollback_hooks_silent() -> None:
     ]
     result = replay(make_canary({**WEIGHTED, "webhooks": hooks}), START, START + 600 * SECONDS, readings({}))
     assert result.outcome == "promoted"
-    assert timeline(result)[-1] == (50, "Succeeded", 0, 0)
+    assert timeline(result)[-1] == (41, "Succeeded", 0, 0)
 
 
 def test_an_unreachable_backend_stops_the_replay() -> None:
     def down(canary: Canary, at: datetime.datetime) -> tuple[MetricReading, ...]:
         return (MetricReading(None, "unavailable", "prometheus at http://p unreachable"),)
 
-    with pytest.raises(MetricsUnavailable, match="2026-11-28T10:00:20Z could not be read: prometheus at http://p"):
+    with pytest.raises(MetricsUnavailable, match="2026-11-28T10:00:11Z could not be read: prometheus at http://p"):
         replay(make_canary(WEIGHTED), START, START + 600 * SECONDS, down)
 
 
