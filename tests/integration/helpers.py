@@ -18,9 +18,11 @@ from localcluster.testing import ClusterHandle, eventually
 from serin.decide import MIN_FORCED_STEP_SECONDS
 
 # Short windows: the simulator sends 50 requests a second and Prometheus scrapes every second.
+# Read over 5s (Prometheus scrapes every second here): a step after a change of the canary's
+# traffic waits until its metrics' window holds only the new traffic.
 METRICS = [
-    {"name": "request-success-rate", "interval": "15s", "thresholdRange": {"min": 99}},
-    {"name": "request-duration", "interval": "15s", "thresholdRange": {"max": 500}},
+    {"name": "request-success-rate", "interval": "5s", "thresholdRange": {"min": 99}},
+    {"name": "request-duration", "interval": "5s", "thresholdRange": {"max": 500}},
 ]
 WEIGHTED = {"interval": "10s", "threshold": 2, "maxWeight": 40, "stepWeight": 20, "metrics": METRICS}
 # The longest the simulator may take to follow new routes and Prometheus to scrape what it sent.
@@ -97,19 +99,23 @@ def events(cluster: ClusterHandle, namespace: str) -> list[str]:
 def tick(server: SerinServer, token: str, namespace: str, **params: str) -> dict[str, Any]:
     """One forced step of the Canary ``podinfo``; it must answer 200 without an error.
 
-    Forced steps are at least ``MIN_FORCED_STEP_SECONDS`` apart: a tick that comes sooner is
-    answered with the reason and made again once that time has passed.
+    Forced steps are at least ``MIN_FORCED_STEP_SECONDS`` apart, and a step after a change of the
+    canary's traffic waits for its metric window: a tick that comes sooner is answered with the
+    reason and made again once that time has passed.
     """
-    for _ in range(3):
+    for _ in range(4):
         response = server.tick(token, namespace=namespace, name="podinfo", force="true", **params)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         report = body["canaries"][0]
         assert report["error"] is None, body
-        if "forced steps are at least" not in report["summary"]:
+        if "forced steps are at least" in report["summary"]:
+            time.sleep(MIN_FORCED_STEP_SECONDS)
+        elif "for the metric window" in report["summary"]:
+            time.sleep(report["nextStepInSeconds"])
+        else:
             return body
-        time.sleep(MIN_FORCED_STEP_SECONDS)
-    raise AssertionError(f"forced tick refused three times: {body}")
+    raise AssertionError(f"forced tick refused four times: {body}")
 
 
 def tick_until(

@@ -126,6 +126,34 @@ def test_a_deleted_primary_is_rebuilt_from_the_promoted_revision(
     assert owners == [[uid]], records
 
 
+def test_a_bad_release_right_after_a_good_one_is_judged_on_its_own_traffic(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """The builtin queries match every pod of the target, the previous release's too: a window
+    that reaches back before the bad release's first weight holds the good release's requests.
+    Ticked 2s after that weight, the step waits for a window of its own; judged on it, the bad
+    release fails, where the mixed window would have passed it (about 80% against 40%)."""
+    token = tokens["ticker"]
+    success_rate = {"name": "request-success-rate", "interval": "20s", "thresholdRange": {"min": 70}}
+    analysis = {"interval": "10s", "threshold": 1, "stepWeight": 50, "maxWeight": 50, "metrics": [success_rate]}
+    initialized(local_cluster, serin_server, token, namespace, analysis=analysis)
+    set_image(local_cluster, namespace, "6.0.1")
+    drive(local_cluster, serin_server, token, namespace, "Succeeded")
+    bad = podinfo(namespace, "ghcr.io/stefanprodan/podinfo:6.0.2", **{"simulator.serin.dev/error-rate": "0.6"})
+    local_cluster.apply(bad)
+    local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
+    tick_until(local_cluster, serin_server, token, namespace, lambda status: status.get("canaryWeight") == 50)
+    time.sleep(2)
+    response = serin_server.tick(token, namespace=namespace, name="podinfo", force="true")
+    report = response.json()["canaries"][0]
+    assert (report["phase"], report["weight"], report["failedChecks"]) == ("Progressing", 50, 0), report
+    assert "for the metric window" in report["summary"], report
+    assert 15 < report["nextStepInSeconds"] <= 18, report
+    drive(local_cluster, serin_server, token, namespace, "Failed")
+    assert image_of(local_cluster, namespace, "podinfo-primary").endswith(":6.0.1")
+    assert any("advancement success rate" in message for message in events(local_cluster, namespace))
+
+
 def test_an_edited_primary_is_put_back_with_an_event(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:

@@ -45,7 +45,7 @@ ANALYSIS = {
     "stepWeight": 20,
     "metrics": [
         # Every version fails 3% of its requests (at random): far above 90%.
-        {"name": "request-success-rate", "interval": "30s", "thresholdRange": {"min": 90}},
+        {"name": "request-success-rate", "interval": "10s", "thresholdRange": {"min": 90}},
         {"name": "latency", "interval": "15s", "query": MEAN_LATENCY, "compare": {"tolerance": 0.1}},
     ],
 }
@@ -192,7 +192,9 @@ def test_judge_and_replay_of_a_promotion_and_a_rollback(
     replayable = started[good] + datetime.timedelta(seconds=42) - datetime.datetime.now(datetime.UTC)
     time.sleep(max(0.0, replayable.total_seconds()))
     promotion = replayed(serin_server, token, good, started[good])
-    assert (promotion["outcome"], replayed_states(promotion)) == ("promoted", states[good])
+    assert (promotion["outcome"], replayed_states(promotion)) == ("promoted", states[good]), [
+        (step["phase"], step["summary"]) for step in promotion["steps"]
+    ]
     rollback = replayed(serin_server, token, bad, started[bad])
     assert (rollback["outcome"], replayed_states(rollback)) == ("rolled back", states[bad])
     judged = [check for step in rollback["steps"] for check in step["metrics"] if check["name"] == "latency"]

@@ -78,7 +78,7 @@ def test_a_datadog_template_promotes_a_good_release_and_rolls_back_a_bad_one(
             "metrics": [
                 {
                     "name": "errors",
-                    "interval": "1m",
+                    "interval": "5s",
                     "templateRef": {"name": "error-count", "namespace": shared},
                     "thresholdRange": {"max": 5},
                 }

@@ -149,12 +149,17 @@ def test_blue_green_routes_all_traffic_to_the_canary_before_promotion(
         }
         initialized(local_cluster, serin_server, token, namespace, analysis=analysis)
         set_image(local_cluster, namespace, "6.0.1")
-        seen: list[tuple[Any, ...]] = []
+        # The row from before the first tick: as installed, that tick may find the canary ready
+        # and take the first step at once.
+        before = canary_status(local_cluster, namespace)
+        seen: list[tuple[Any, ...]] = [
+            (before["phase"], before["iterations"], routes(local_cluster, namespace)[1][1], 0)
+        ]
         for _ in range(15):
             report = tick(serin_server, token, namespace)["canaries"][0]
             calls = sum(path == "load" for path, _ in gates.received)
             row = (report["phase"], report["iterations"], routes(local_cluster, namespace)[1][1], calls)
-            if not seen or seen[-1] != row:  # a step waiting for pods to be ready repeats the last row
+            if seen[-1] != row:  # a step waiting for pods to be ready repeats the last row
                 seen.append(row)
             if report["phase"] == "Succeeded":
                 break
@@ -172,14 +177,16 @@ def test_blue_green_routes_all_traffic_to_the_canary_before_promotion(
     assert image_of(local_cluster, namespace, "podinfo-primary").endswith(":6.0.1")
 
 
-TEMPLATED = {"name": "errors", "templateRef": {"name": "errors"}, "thresholdRange": {"max": 1}}
+# Read over 5s, so that a step after a weight change waits little for its metric window.
+ERRORS = {"name": "errors", "interval": "5s", "thresholdRange": {"max": 1}}
+TEMPLATED = {**ERRORS, "templateRef": {"name": "errors"}}
 
 
 @pytest.mark.parametrize(
     ("metric", "template_query", "event", "admitted_in"),
     [
         pytest.param(
-            {"name": "errors", "query": "sum(rate(istio_requests_total[1m])", "thresholdRange": {"max": 1}},
+            {**ERRORS, "query": "sum(rate(istio_requests_total[1m])"},
             None,
             "Prometheus query failed for errors: prometheus at",
             # Admission refuses it; it gets this far only past a webhook that was down.
@@ -201,7 +208,7 @@ TEMPLATED = {"name": "errors", "templateRef": {"name": "errors"}, "thresholdRang
             id="template-unknown-placeholder",
         ),
         pytest.param(
-            {"name": "errors", "query": "vector(1)[1m:10s]", "thresholdRange": {"max": 1}},
+            {**ERRORS, "query": "vector(1)[1m:10s]"},
             None,
             "Prometheus query failed for errors: query vector(1)[1m:10s] returned a matrix result",
             "namespace",
@@ -259,7 +266,7 @@ def test_a_deleted_metric_template_is_a_failed_check(
         "spec": {"provider": {"type": "prometheus", "address": local_cluster.urls["prometheus"]}, "query": "vector(0)"},
     }
     local_cluster.apply(template)
-    metric = {"name": "errors", "templateRef": {"name": "errors"}, "thresholdRange": {"max": 1}}
+    metric = {"name": "errors", "interval": "5s", "templateRef": {"name": "errors"}, "thresholdRange": {"max": 1}}
     initialized(
         local_cluster,
         serin_server,

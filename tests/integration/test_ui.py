@@ -33,8 +33,8 @@ ANALYSIS = {
     "maxWeight": 40,
     "stepWeight": 20,
     "metrics": [
-        {"name": "request-success-rate", "interval": "30s", "thresholdRange": {"min": 99}},
-        {"name": "request-duration", "interval": "30s", "thresholdRange": {"max": 500}},
+        {"name": "request-success-rate", "interval": "10s", "thresholdRange": {"min": 99}},
+        {"name": "request-duration", "interval": "10s", "thresholdRange": {"max": 500}},
     ],
 }
 VIEWER: list[dict[str, Any]] = [
