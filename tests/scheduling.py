@@ -5,17 +5,21 @@ pytest-xdist's ``loadgroup`` hands a worker the next unit of work (a test, or a 
 be handed out last and run alone while the other workers idle; started first, it runs beside
 the short ones. Each run records how long every test took in pytest's cache
 (``.pytest_cache``), and the next run orders the units by it, longest first. A test never timed
-(new, or a fresh clone) counts as longest, so it runs early too. Without a cache the order is
-collection order: correct, only less balanced.
+(new) counts as longest, so it runs early too. A fresh clone (CI) has no cache: it orders by
+``tests/durations.json``, the integration tests' seconds in a run on the 2-core machine
+(``python -m tests.scheduling`` writes it again from the cache).
 """
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
 DURATIONS_KEY = "serin/durations"
+RECORDED = Path(__file__).with_name("durations.json")
 
 _measured: dict[str, float] = {}
 
@@ -36,7 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     cache = _cache(config)
     if cache is None:
         return
-    known: dict[str, float] = cache.get(DURATIONS_KEY, {})
+    known: dict[str, float] = cache.get(DURATIONS_KEY, {}) or _recorded()
     if not known:
         return
     cost: dict[str, float] = {}
@@ -58,3 +62,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     known: dict[str, float] = cache.get(DURATIONS_KEY, {})
     cache.set(DURATIONS_KEY, {**known, **{nodeid: round(seconds, 2) for nodeid, seconds in _measured.items()}})
+
+
+def _recorded() -> dict[str, float]:
+    try:
+        recorded: dict[str, float] = json.loads(RECORDED.read_text())
+    except (OSError, ValueError):
+        return {}
+    return recorded
+
+
+if __name__ == "__main__":
+    # The integration tests' seconds from this clone's cache, for the first run of the next one.
+    cached = json.loads((Path(".pytest_cache/v") / DURATIONS_KEY).read_text())
+    integration = {
+        nodeid: seconds for nodeid, seconds in sorted(cached.items()) if nodeid.startswith("tests/integration/")
+    }
+    RECORDED.write_text(json.dumps(integration, indent=0) + "\n")
