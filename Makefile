@@ -107,9 +107,11 @@ test: venv build
 
 # Coverage of the product code (serin/, handlers/) over unit and integration tests, the gunicorn
 # servers and CLIs the tests start included; the helpers the cluster runs (the simulator) are not
-# measured. Slower than make test: tracing costs every process some speed.
+# measured. Slower than make test: tracing costs every process some speed. The unit tests run a
+# module at a time per worker, as in make test-unit.
 coverage: build
 	rm -rf .coverage-data && mkdir -p .coverage-data
-	COVERAGE_ROOT=$(CURDIR) $(VENV)/bin/coverage run -m pytest tests -q $(PARALLEL)
+	COVERAGE_ROOT=$(CURDIR) $(VENV)/bin/coverage run -m pytest tests/unit -q -n 2 --dist loadfile
+	COVERAGE_ROOT=$(CURDIR) $(VENV)/bin/coverage run -m pytest tests/integration -q $(PARALLEL)
 	COVERAGE_ROOT=$(CURDIR) $(VENV)/bin/coverage combine --quiet
 	COVERAGE_ROOT=$(CURDIR) $(VENV)/bin/coverage report --precision=1 | tail -n 1

@@ -222,10 +222,12 @@ def test_a_mirrored_blue_green_catches_the_canarys_errors_while_users_see_none(
     assert "mirror" not in local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)["spec"]["http"][0]
     messages = events(local_cluster, namespace)
     assert any("advancement success rate" in message for message in messages), messages
+    # The canary's pods are gone after the rollback, and with them its series from an instant
+    # query: its last value, over the release, counts.
     errors = query(
         local_cluster.urls["prometheus"],
-        f'sum by (destination_workload) (istio_requests_total{{destination_workload_namespace="{namespace}", '
-        'response_code=~"5.."})',
+        "sum by (destination_workload) (last_over_time(istio_requests_total"
+        f'{{destination_workload_namespace="{namespace}", response_code=~"5.."}}[5m]))',
     )
     failed = {sample["metric"]["destination_workload"]: float(sample["value"][1]) for sample in errors}
     # The canary failed the copies; every answer users got came from the primary, without an error.
