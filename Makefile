@@ -71,7 +71,7 @@ manifests: venv
 	@$(PYTHON) -m localcluster.chart
 
 fuzz: build
-	SERIN_FUZZ_EXAMPLES=3400 $(PYTHON) -m pytest tests/integration/test_fuzz.py -q
+	SERIN_FUZZ_EXAMPLES=3400 $(PYTHON) -m pytest tests/integration/test_fuzz.py -q --timeout=0
 
 # Integration tests run on parallel workers, each starting a control plane of its own (about 1.5 GB).
 # They mostly wait (for rollouts, scrapes, intervals), so a 2-core machine is best used by more
@@ -112,6 +112,6 @@ test: venv build
 coverage: build
 	rm -rf .coverage-data && mkdir -p .coverage-data
 	COVERAGE_ROOT=$(CURDIR) $(VENV)/bin/coverage run -m pytest tests/unit -q -n 2 --dist loadfile
-	COVERAGE_ROOT=$(CURDIR) $(VENV)/bin/coverage run -m pytest tests/integration -q $(PARALLEL)
+	COVERAGE_ROOT=$(CURDIR) $(VENV)/bin/coverage run -m pytest tests/integration -q $(PARALLEL) --timeout=1800
 	COVERAGE_ROOT=$(CURDIR) $(VENV)/bin/coverage combine --quiet
 	COVERAGE_ROOT=$(CURDIR) $(VENV)/bin/coverage report --precision=1 | tail -n 1
