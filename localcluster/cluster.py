@@ -35,6 +35,8 @@ SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/16"
 STARTUP_TIMEOUT = 120.0
 # The aggregator checks a new APIService within a second or two; a minute means it never will.
 APISERVICE_TIMEOUT = 60.0
+# A kubectl call that outlasts this has hung (an apply of every CRD takes a few seconds).
+KUBECTL_TIMEOUT = 120.0
 
 
 class ClusterError(RuntimeError):
@@ -452,6 +454,7 @@ class LocalCluster:
             capture_output=True,
             text=True,
             env=processes.child_environment(),
+            timeout=KUBECTL_TIMEOUT,
         )
         if result.returncode != 0:
             raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
@@ -500,12 +503,14 @@ class LocalCluster:
 
     def _wait_crds_established(self, binaries: Binaries) -> None:
         # One list, not `kubectl wait ... crd --all`: that gets each CRD in turn under kubectl's
-        # client-side rate limit, four seconds for forty CRDs that are long established.
-        established = '{range .items[*]}{.status.conditions[?(@.type=="Established")].status}{"\\n"}{end}'
-
+        # client-side rate limit, four seconds for forty CRDs that are long established. A CRD
+        # created a moment ago has no conditions yet, which counts as not established.
         def all_established() -> bool:
-            statuses = self.kubectl(binaries, "get", "crd", "-o", f"jsonpath={established}").splitlines()
-            return bool(statuses) and all(status == "True" for status in statuses)
+            crds = json.loads(self.kubectl(binaries, "get", "crd", "-o", "json"))["items"]
+            return bool(crds) and all(
+                any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+                for conditions in (crd.get("status", {}).get("conditions") or [] for crd in crds)
+            )
 
         wait_for("the CRDs to be established", all_established, 60, self.log("kube-apiserver"))
 
