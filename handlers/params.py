@@ -21,7 +21,8 @@ DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-
 
 # Far deeper than any Kubernetes object, far shallower than what would exhaust Python's stack.
 MAX_NESTING = 100
-_JSON_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+# A whole string (possessive: never rescanned), an opening quote with no end, or a bracket.
+_JSON_NESTING = re.compile(rb'"(?:[^"\\]++|\\.)*+"|"|[\[\]{}]', re.DOTALL)
 
 
 class BadRequest(ValueError):
@@ -67,10 +68,17 @@ def decoded_json(body: bytes) -> Any:
 
 def nested_deeper_than(body: bytes, limit: int) -> bool:
     """Whether the JSON in ``body`` nests arrays and objects deeper than ``limit`` (strings skipped),
-    found without decoding it: a decoder recursing into 100,000 brackets would exhaust the stack."""
+    found without decoding it: a decoder recursing into 100,000 brackets would exhaust the stack.
+
+    Linear in the body: each string is scanned once, and an opening quote with no end stops the
+    scan (the body is no JSON, which the decoder then says), where trying every later quote as a
+    string's start again would be quadratic.
+    """
     depth = 0
     for match in _JSON_NESTING.finditer(body):
         token = match.group()
+        if token == b'"':
+            return False
         if token in (b"[", b"{"):
             depth += 1
             if depth > limit:
@@ -105,9 +113,10 @@ def canary_names() -> tuple[str | None, str | None]:
     return namespace, canary
 
 
-def oversized(needs: str) -> tuple[Response, int] | None:
-    """The 413 answer to a body larger than the server takes (``needs``: what the endpoint takes)."""
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+def oversized(needs: str, limit: int | None = None) -> tuple[Response, int] | None:
+    """The 413 answer to a body larger than ``limit`` (default: the server's limit; ``needs``: what
+    the endpoint takes)."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"] if limit is None else limit
     if request.content_length is not None and request.content_length > limit:
         return error(413, f"body is larger than {limit} bytes; {request.method} {request.path} needs {needs}")
     return None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -1148,7 +1149,8 @@ def _check(canary: Canary, metric: Metric, reading: MetricReading) -> _Checked:
     who = f"{canary.name}.{canary.namespace}"
     kind = "builtin" if metric.is_builtin else "template" if metric.template_ref else "query"
     if metric.compare is None:
-        missing = reading.value is None
+        # An infinity is no measurement: +Inf would pass any minimum and -Inf any maximum.
+        missing = reading.value is None or not math.isfinite(reading.value)
     else:
         missing = not (reading.canary_samples and reading.primary_samples)
     if reading.problem == "no-data" or (reading.problem is None and missing):

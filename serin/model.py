@@ -206,8 +206,16 @@ DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 PORT_NAME = re.compile(r"(?=.*[a-z])(?!.*--)[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?")
 # What a query may name between double braces (Flagger's), besides ``variables.<key>``.
 QUERY_VARIABLES = ("name", "namespace", "target", "service", "ingress", "interval")
-PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+# Linear: no brace inside, so no position starts a scan to the end and back (a query of 45,000
+# "{{" would otherwise take minutes).
+PLACEHOLDER = re.compile(r"\{\{([^{}]*)\}\}")
 VARIABLES_PREFIX = "variables."
+# What the CRDs' maxLength also says: far beyond any real query or address, short enough that
+# nothing that reads one costs much.
+MAX_QUERY_LENGTH = 16384
+MAX_URL_LENGTH = 2048
+# A header or cookie match: Envoy's RE2 programs are capped too (max_program_size).
+MAX_REGEX_LENGTH = 1024
 # Generated Services are named <service>, <service>-primary and <service>-canary, each a DNS label.
 LONGEST_SERVICE_SUFFIX = "-primary"
 
@@ -748,6 +756,9 @@ def _parse_metric(reader: _Reader, raw: Mapping[str, Any], path: str) -> Metric:
     ):
         reader.error(f"{path}.thresholdRange", "min must not be greater than max")
     query = reader.string(raw.get("query"), f"{path}.query")
+    if query is not None and len(query) > MAX_QUERY_LENGTH:
+        reader.error(f"{path}.query", f"is {len(query)} characters long; a query takes at most {MAX_QUERY_LENGTH}")
+        query = None
     template_ref = None
     if raw.get("templateRef") is not None:
         ref = reader.mapping(raw.get("templateRef"), f"{path}.templateRef")
@@ -831,6 +842,9 @@ def _parse_compare(reader: _Reader, value: Any, path: str, metric_name: str) -> 
 
 def _parse_url(reader: _Reader, value: Any, path: str) -> str | None:
     url = reader.string(value, path)
+    if url and len(url) > MAX_URL_LENGTH:
+        reader.error(path, f"is {len(url)} characters long; an address takes at most {MAX_URL_LENGTH}")
+        return None
     if url and not re.match(r"^https?://[^/\s?#]+(/\S*)?$", url):
         reader.error(path, f"must be an absolute http or https URL (got {url[:100]!r})")
         return None
@@ -1026,10 +1040,16 @@ def _parse_match(reader: _Reader, value: Any, path: str) -> tuple[Mapping[str, A
             if not isinstance(regex, str):
                 reader.error(f"{where}.regex", "must be a string")
                 continue
+            if len(regex) > MAX_REGEX_LENGTH:
+                too_long = f"is {len(regex)} characters long; a match takes at most {MAX_REGEX_LENGTH}"
+                reader.error(f"{where}.regex", too_long)
+                continue
             try:
                 re.compile(regex)
-            except re.error as error:
-                reader.error(f"{where}.regex", f"is not a regular expression: {error}")
+            except (re.error, RecursionError) as error:
+                # RecursionError: groups nested hundreds deep, which no header or cookie match needs.
+                problem = error if isinstance(error, re.error) else "its groups nest too deep"
+                reader.error(f"{where}.regex", f"is not a regular expression: {problem}")
         conditions.append(condition)
     return tuple(conditions)
 

@@ -249,6 +249,9 @@ def test_delegation_has_no_hosts_or_gateways() -> None:
         parse_canary(with_changes({"spec.service.delegation": True, "spec.service.hosts": ["app.example.com"]}))
 
 
+AB_TEST = {"spec.analysis.stepWeight": None, "spec.analysis.iterations": 3}
+
+
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
@@ -296,6 +299,26 @@ def test_delegation_has_no_hosts_or_gateways() -> None:
             {"spec.service.match": [{"uri": {"regex": "*api"}}]},
             "spec.service.match[0].uri.regex: is not a regular expression: nothing to repeat",
             id="service-match-regex",
+        ),
+        pytest.param(
+            {**AB_TEST, "spec.analysis.match": [{"headers": {"x-user": {"regex": "(" * 500 + "a" + ")" * 500}}}]},
+            "spec.analysis.match[0].headers.x-user.regex: is not a regular expression: its groups nest too deep",
+            id="regex-nested-too-deep",
+        ),
+        pytest.param(
+            {**AB_TEST, "spec.analysis.match": [{"headers": {"x-user": {"regex": "a" * 1025}}}]},
+            "spec.analysis.match[0].headers.x-user.regex: is 1025 characters long; a match takes at most 1024",
+            id="regex-too-long",
+        ),
+        pytest.param(
+            {"spec.analysis.metrics": [{"name": "errors", "query": "{{" * 45000}]},
+            "spec.analysis.metrics[0].query: is 90000 characters long; a query takes at most 16384",
+            id="query-too-long",
+        ),
+        pytest.param(
+            {"spec.metricsServer": "http://prometheus/" + "a" * 2048},
+            "spec.metricsServer: is 2066 characters long; an address takes at most 2048",
+            id="metrics-server-too-long",
         ),
         pytest.param(
             {"spec.metricsServer": "prometheus:9090"},
