@@ -56,4 +56,4 @@ ENTRYPOINT ["gunicorn", \
             "--no-control-socket", \
             "wsgi:app"]
 # The tunable part; a Pod's `args:` replace it (k8s/deployment.yaml repeats it explicitly).
-CMD ["--worker-class", "gthread", "--workers", "1", "--threads", "8", "--worker-tmp-dir", "/tmp"]
+CMD ["--worker-class", "serin.worker.GuardedThreadWorker", "--workers", "1", "--threads", "8", "--worker-tmp-dir", "/tmp"]

@@ -5,8 +5,10 @@ What the command line cannot say:
 * Serin's own metrics are kept across worker processes (prometheus-client's multiprocess mode):
   each worker writes its counters to files in a fresh folder that ``/metrics`` reads whole, and a
   worker that exits is marked dead so its live values stop counting.
-* With ``SERIN_ADMISSION_CLIENT_CA`` set, TLS clients may present a certificate, which that CA
-  must have signed; the admission handlers then require one (the API server's).
+* Admission reviews come from the API server only (``SERIN_ADMISSION_AUTHENTICATION``, by
+  default ``client-certificate``): TLS clients may present a certificate, which the CA in
+  ``SERIN_ADMISSION_CLIENT_CA`` must have signed; the admission handlers require one, issued to
+  ``SERIN_ADMISSION_CLIENT_SUBJECT``. Settings that cannot work stop the server at start.
 * Logs, gunicorn's own and its access log included, are one JSON object per line (or text, as
   ``SERIN_LOG_FORMAT`` says; ``serin/logs.py``).
 * Requests gunicorn itself refuses before Serin sees them (a request line or headers too long, a
@@ -25,13 +27,20 @@ from typing import Any
 from gunicorn import util
 
 from serin import logs
+from serin.config import Settings
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # Set before any worker imports prometheus_client, which reads it at import.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="serin-metrics-")
 
 
-if os.environ.get("SERIN_ADMISSION_CLIENT_CA"):
+try:
+    # Checked before any worker starts: a setting that cannot work stops the server with one line.
+    _settings = Settings.from_env()
+except ValueError as error:
+    raise SystemExit(f"serin: {error}") from None
+
+if _settings.admission_client_ca:
     ca_certs = os.environ["SERIN_ADMISSION_CLIENT_CA"]
     # Optional for the connection (the tick's callers have none), required by /mutate and /validate.
     cert_reqs = ssl.CERT_OPTIONAL

@@ -104,7 +104,13 @@ def run(cluster: LocalCluster, count: int) -> list[tuple[str, float, float, floa
     ca_file = work / "ca.crt"
     ca_file.write_bytes(ca)
     port = free_port()
-    env = {**child_environment(), "KUBECONFIG": str(cluster.kubeconfig), "PYTHONPATH": str(REPO_ROOT)}
+    env = {
+        **child_environment(),
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "PYTHONPATH": str(REPO_ROOT),
+        # As installed: reviews only with the API server's client certificate, which posts here present.
+        "SERIN_ADMISSION_CLIENT_CA": str(cluster.pki.webhook_client_ca),
+    }
     server = subprocess.Popen(
         gunicorn_command(port, cert, key),
         cwd=REPO_ROOT,
@@ -117,6 +123,7 @@ def run(cluster: LocalCluster, count: int) -> list[tuple[str, float, float, floa
         wait_for("serin", lambda: requests.get(f"{url}/healthz", verify=str(ca_file), timeout=1).ok, 30)
         rows: list[tuple[str, float, float, float]] = []
         session = requests.Session()
+        session.cert = (str(cluster.pki.webhook_client_cert), str(cluster.pki.webhook_client_key))
         # Not session.verify: REQUESTS_CA_BUNDLE in the environment would override it.
         verify = str(ca_file)
         headers = {"Content-Type": "application/json"}

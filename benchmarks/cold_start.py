@@ -50,7 +50,13 @@ def main() -> int:
     runs = max(3, min(args.runs, 100))
     kubeconfig = Path(tempfile.mkdtemp(prefix="serin-cold-")) / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG)
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(REPO_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "SERIN_ADMISSION_AUTHENTICATION": "none",  # what the app reads at start; no review is sent
+    }
     rows = []
     for name, code in CASES:
         samples = []

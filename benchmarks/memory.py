@@ -92,10 +92,16 @@ class Measured:
 def measure(name: str, options: list[str], kubeconfig: str, token: str, namespace: str) -> Measured:
     port = processes.free_port()
     command = [
-        sys.executable, "-m", "gunicorn", "--worker-class", "gthread", *options,
+        sys.executable, "-m", "gunicorn", "--worker-class", "serin.worker.GuardedThreadWorker", *options,
         "--bind", f"127.0.0.1:{port}", "--no-control-socket", "--timeout", str(int(TICK_TIMEOUT)), "wsgi:app",
     ]  # fmt: skip
-    env = {**processes.child_environment(), "KUBECONFIG": kubeconfig, "SERIN_METRICS_SERVER": "http://127.0.0.1:9"}
+    env = {
+        **processes.child_environment(),
+        "KUBECONFIG": kubeconfig,
+        "SERIN_METRICS_SERVER": "http://127.0.0.1:9",
+        # Plain HTTP on loopback: no API server's certificate to check (nor any review sent).
+        "SERIN_ADMISSION_AUTHENTICATION": "none",
+    }
     server = subprocess.Popen(
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )

@@ -101,23 +101,34 @@ def parse_review(body: bytes, content_type: str | None) -> Mapping[str, Any]:
     return admission_request
 
 
-def _client_certificate_missing() -> str | None:
-    """Why the caller is not the API server, when Serin is told to check (None: it is, or no check)."""
-    engine: Engine = current_app.extensions["serin"]
-    if engine.settings.admission_client_ca is None:
+def _not_the_api_server() -> str | None:
+    """Why the caller is not the API server (None: it is, or Serin is told not to check)."""
+    settings = current_app.extensions["serin"].settings
+    if not settings.admission_authenticated:
         return None
     # gunicorn verified any certificate against the CA during the handshake (cert_reqs: optional).
     connection: Any = request.environ.get("gunicorn.socket")
     certificate = connection.getpeercert() if hasattr(connection, "getpeercert") else None
-    if certificate:
-        return None
-    return (
-        "admission reviews need a client certificate signed by the CA in SERIN_ADMISSION_CLIENT_CA (the API server's)"
-    )
+    if not certificate:
+        return (
+            "admission reviews need a client certificate signed by the CA in SERIN_ADMISSION_CLIENT_CA (the API "
+            "server's)"
+        )
+    subject = settings.admission_client_subject
+    if subject not in certificate_names(certificate):
+        # Any certificate of a CA that also signs others (the cluster's) would do otherwise.
+        return f"admission reviews need the client certificate issued to {subject} (SERIN_ADMISSION_CLIENT_SUBJECT)"
+    return None
+
+
+def certificate_names(certificate: Mapping[str, Any]) -> set[str]:
+    """The common names and DNS names a peer certificate (as ``getpeercert()`` gives it) is issued to."""
+    names = {value for rdn in certificate.get("subject", ()) for key, value in rdn if key == "commonName"}
+    return names | {value for key, value in certificate.get("subjectAltName", ()) if key == "DNS"}
 
 
 def _answer(handlers: dict[tuple[str, str], Handler]) -> tuple[Response, int]:
-    refused = _client_certificate_missing()
+    refused = _not_the_api_server()
     if refused is not None:
         return jsonify(error=refused), 401
     limit = current_app.config["MAX_CONTENT_LENGTH"]

@@ -123,7 +123,7 @@ def gunicorn_command(port: int, cert: Path, key: Path, workers: int = 1) -> list
     8 threads."""
     return [
         sys.executable, "-m", "gunicorn",
-        "--worker-class", "gthread", "--workers", str(workers), "--threads", "8",
+        "--worker-class", "serin.worker.GuardedThreadWorker", "--workers", str(workers), "--threads", "8",
         "--bind", f"127.0.0.1:{port}",
         "--certfile", str(cert), "--keyfile", str(key),
         # gunicorn's control socket would be created under $HOME; nothing here uses it.

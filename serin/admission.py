@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import dataclasses
 import datetime
 import json
 import logging
@@ -239,6 +238,52 @@ def _conflicts_with_others(
 # ---- the webhooks --------------------------------------------------------------------------
 
 
+class Bootstraps:
+    """Canaries to bootstrap once the API server has stored them, taken by one thread.
+
+    Each is looked up every ``POLL_SECONDS`` until stored or until ``ADOPTION_WAIT_SECONDS``
+    have passed; at most ``MAX_WAITING`` wait at once (past that the tick bootstraps them), so
+    no number of reviews costs more than one thread and a bounded rate of lookups.
+    """
+
+    POLL_SECONDS = 0.2
+    MAX_WAITING = 64
+
+    def __init__(self, bootstrap: Callable[[str, str], bool]) -> None:
+        self._bootstrap = bootstrap
+        self._waiting: dict[tuple[str, str], float] = {}
+        self._lock = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, namespace: str, name: str) -> None:
+        with self._lock:
+            if len(self._waiting) >= self.MAX_WAITING:
+                LOG.warning("too many Canaries wait to be bootstrapped; the tick bootstraps %s/%s", namespace, name)
+                return
+            self._waiting[(namespace, name)] = time.monotonic() + ADOPTION_WAIT_SECONDS
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="serin-bootstrap", daemon=True)
+                self._thread.start()
+            self._lock.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._waiting:
+                    self._lock.wait()
+                due = list(self._waiting.items())
+            for key, deadline in due:
+                done = True
+                try:
+                    done = self._bootstrap(*key) or time.monotonic() > deadline
+                except Exception as error:  # the next tick bootstraps it
+                    LOG.warning("could not bootstrap canary %s/%s yet: %s", *key, error)
+                if done:
+                    with self._lock:
+                        self._waiting.pop(key, None)
+            time.sleep(self.POLL_SECONDS)
+
+
 class Admission:
     def __init__(
         self,
@@ -247,12 +292,17 @@ class Admission:
         default_provider: str,
         own_username: Callable[[], str],
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        acts: bool = True,
     ) -> None:
         self.store = store
         self.reconciler = reconciler
         self.default_provider = default_provider
         self.own_username = own_username
         self.clock = clock
+        # Whether a review may make Serin write anything (only when the API server is known to
+        # have sent it): without, the webhooks answer from the request and the tick does the rest.
+        self.acts = acts
+        self._bootstraps = Bootstraps(self._bootstrap_stored)
 
     # -- Canaries --
 
@@ -265,9 +315,13 @@ class Admission:
         obj = request.get("object") or {}
         if request.get("operation") not in ("CREATE", "UPDATE"):
             return Verdict()
-        _, errors = self._check(request, strict=False)
+        canary, errors = self._check(request, strict=False)
         if errors:
             return deny(errors, _name(request))
+        if request.get("operation") == "CREATE" and canary is not None and self.acts and not request.get("dryRun"):
+            # Bootstrapped once stored, from the stored Canary: a review the validating webhook
+            # (or another) then denies creates nothing.
+            self._bootstraps.submit(canary.namespace, canary.name)
         return Verdict(patch=defaults_patch(obj, self.default_provider))
 
     def _check(self, request: Mapping[str, Any], strict: bool = True) -> tuple[Canary | None, list[FieldError]]:
@@ -297,8 +351,8 @@ class Admission:
         return canary, errors
 
     def validate_canary(self, request: Mapping[str, Any]) -> Verdict:
-        if request.get("operation") == "DELETE":
-            return self._deleted(request)
+        # A DELETE changes nothing here: a Canary with revertOnDeletion keeps its finalizer until
+        # the tick has given the target its traffic back, from the Canary as stored.
         if request.get("operation") not in ("CREATE", "UPDATE"):
             return Verdict()
         canary, errors = self._check(request)
@@ -308,14 +362,24 @@ class Admission:
         if problems:
             return deny(problems, _name(request))
         verdict = Verdict(warnings=[*canary.warnings, *notes])
-        if request.get("operation") == "CREATE" and not request.get("dryRun"):
-            verdict.warnings.extend(self._bootstrap(canary))
+        if request.get("operation") == "CREATE":
+            verdict.warnings.extend(self._missing(canary))
         return verdict
 
     def _query_problems(self, canary: Canary) -> tuple[list[FieldError], list[str]]:
         """Inline queries Prometheus cannot parse (denied), and those it could not be asked about (warned)."""
         problems: list[FieldError] = []
         notes: list[str] = []
+        if canary.metrics_server is not None:
+            # The Canary's own backend is asked nothing at admission: its answer, or that it
+            # answered at all, would tell whoever applies a Canary what that address holds.
+            unchecked = [i for i, metric in enumerate(canary.analysis.metrics) if metric.query is not None]
+            notes.extend(
+                f"spec.analysis.metrics[{index}].query: not checked at admission, since spec.metricsServer names the "
+                "Canary's own backend; the first analysed step checks it"
+                for index in unchecked
+            )
+            return problems, notes
         for index, metric in enumerate(canary.analysis.metrics):
             if metric.query is None:
                 continue
@@ -329,19 +393,6 @@ class Admission:
             if error:
                 problems.append(FieldError(path, f"Prometheus cannot parse it: {error}"))
         return problems, notes
-
-    def _deleted(self, request: Mapping[str, Any]) -> Verdict:
-        """revertOnDeletion: the target gets its traffic back now; the tick lifts the finalizer."""
-        try:
-            canary = parse_canary(request.get("oldObject") or {}, self.default_provider)
-        except InvalidCanary:
-            return Verdict()
-        if canary.revert_on_deletion and not request.get("dryRun"):
-            try:
-                self.reconciler.objects.revert(canary)
-            except Exception as error:  # the tick reverts before it lets the deletion finish
-                return Verdict(warnings=[f"could not restore {canary.target_ref.name} yet ({error}); the tick will"])
-        return Verdict()
 
     def _cluster_problems(
         self, obj: Mapping[str, Any], old: Any, namespace: str, canary: Canary | None
@@ -383,57 +434,36 @@ class Admission:
                 )
         return problems
 
-    def _bootstrap(self, canary: Canary) -> list[str]:
-        """Primary, Services and routing now, instead of on the next tick. Failures are only warnings.
-
-        The Canary is not stored yet while it is being admitted, and the garbage collector deletes
-        at once anything whose owner it cannot find: so the objects are created without an owner,
-        and adopted (given their ownerReference) as soon as the Canary exists — in the background
-        here, and by every tick in any case.
-        """
-        target = self.store.get(canary.target_ref.kind, canary.namespace, canary.target_ref.name)
-        if target is None:
+    def _missing(self, canary: Canary) -> list[str]:
+        """What the Canary names that does not exist yet, as warnings: it starts once it does."""
+        if self.store.get(canary.target_ref.kind, canary.namespace, canary.target_ref.name) is None:
             return [f"Deployment {canary.target_ref.name} not found: the canary starts once it exists"]
-        try:
-            primary = self.store.get(canary.target_ref.kind, canary.namespace, canary.primary_name)
-            self.reconciler.objects.ensure(dataclasses.replace(canary, uid=""), target, primary)
-        except Exception as error:  # the tick repairs whatever this could not do
-            return [f"could not create the primary objects yet ({error}); the next tick will"]
-        threading.Thread(target=self._adopt_when_stored, args=(canary,), daemon=True).start()
         ref = canary.autoscaler_ref
         if ref is not None and self.store.get(ref.kind, canary.namespace, ref.name) is None:
             return [f"{ref.kind} {ref.name} not found: the primary gets its copy, {ref.primary_name}, once it exists"]
         return []
 
-    def _adopt_when_stored(self, canary: Canary) -> None:
-        """Give the bootstrapped objects their owner once the Canary is stored.
-
-        Works from the Canary as stored, not as admitted: it may have changed since (a second
-        `kubectl apply` right after the first), and writing the older spec would undo that.
-        """
-        deadline = time.monotonic() + ADOPTION_WAIT_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                stored = self.store.get_canary(canary.namespace, canary.name)
-                if stored is not None and stored.get("metadata", {}).get("uid") == canary.uid:
-                    current = parse_canary(stored, self.default_provider)
-                    target = self.store.get(current.target_ref.kind, current.namespace, current.target_ref.name)
-                    if target is not None:
-                        primary = self.store.get(current.target_ref.kind, current.namespace, current.primary_name)
-                        status = CanaryStatus.from_dict(stored.get("status"))
-                        self.reconciler.objects.ensure(
-                            current,
-                            target,
-                            primary,
-                            desired_split(current, status),
-                            status.last_promoted_spec,
-                            session_cookie(current, status),
-                        )
-                    return
-            except Exception as error:  # the next tick adopts them
-                LOG.warning("could not adopt the objects of canary %s yet: %s", canary.key, error)
-                return
-            time.sleep(0.2)
+    def _bootstrap_stored(self, namespace: str, name: str) -> bool:
+        """Primary, Services and routing for the Canary as stored (owned by it from the start), if
+        it is stored yet: True when done with it, False to look again."""
+        stored = self.store.get_canary(namespace, name)
+        if stored is None:
+            return False
+        canary = parse_canary(stored, self.default_provider)
+        target = self.store.get(canary.target_ref.kind, namespace, canary.target_ref.name)
+        if target is None:
+            return True  # the tick starts it once the target exists
+        primary = self.store.get(canary.target_ref.kind, namespace, canary.primary_name)
+        status = CanaryStatus.from_dict(stored.get("status"))
+        self.reconciler.objects.ensure(
+            canary,
+            target,
+            primary,
+            desired_split(canary, status),
+            status.last_promoted_spec,
+            session_cookie(canary, status),
+        )
+        return True
 
     # -- workloads --
 
@@ -481,6 +511,8 @@ class Admission:
         namespace = str(request.get("namespace") or _mapping(new.get("metadata")).get("namespace") or "")
         if not DNS_LABEL.fullmatch(namespace):
             return Verdict()
+        if not self.acts:
+            return Verdict()  # the tick detects the revision
         raw = self.store.get_canary(namespace, canary_name)
         if raw is None:
             return Verdict()

@@ -30,8 +30,11 @@ from kubernetes import client, config
 
 from serin import tls
 
-KEYS = ("ca.crt", "ca.key", "tls.crt", "tls.key")
-PRIVATE_KEYS = frozenset({"ca.key", "tls.key"})
+# The CA, the server's serving pair, and the client pair the API server presents to the webhooks
+# (its admission configuration names them; the server checks for CLIENT_COMMON_NAME).
+KEYS = ("ca.crt", "ca.key", "tls.crt", "tls.key", "client.crt", "client.key")
+PRIVATE_KEYS = frozenset({"ca.key", "tls.key", "client.key"})
+CLIENT_COMMON_NAME = "kube-apiserver"
 SECRET_TYPE = "kubernetes.io/tls"
 CA_COMMON_NAME = "serin-webhook-ca"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "serin-certs"}
@@ -56,6 +59,8 @@ class Want:
     validity: datetime.timedelta = datetime.timedelta(days=365)
     ca_validity: datetime.timedelta = datetime.timedelta(days=3650)
     renew_before: datetime.timedelta = tls.DEFAULT_RENEW_BEFORE
+    # Who the client certificate is issued to: the name the server checks the API server's for.
+    client_name: str = CLIENT_COMMON_NAME
 
 
 @dataclass(frozen=True)
@@ -115,12 +120,27 @@ def _cert_problem(current: Mapping[str, bytes], want: Want, now: datetime.dateti
     return None
 
 
+def _client_problem(current: Mapping[str, bytes], want: Want) -> str | None:
+    cert_pem, key_pem = current.get("client.crt"), current.get("client.key")
+    if not cert_pem or not key_pem:
+        return "the API server's client certificate is missing"
+    try:
+        subject = tls.load_cert(cert_pem).subject.rfc4514_string()
+    except ValueError as error:
+        return f"client.crt is unparsable ({error})"
+    if subject != f"CN={want.client_name}":
+        return f"the client certificate is issued to {subject}, not CN={want.client_name}"
+    return None
+
+
 def refresh(current: Mapping[str, bytes] | None, want: Want, now: datetime.datetime) -> Outcome:
-    """The CA and serving certificate to keep, given what is stored now (``None``: nothing).
+    """The CA, serving certificate and API server client certificate to keep, given what is
+    stored now (``None``: nothing).
 
     The serving certificate is reissued when ``tls.needs_renewal`` says so or its key does not
     match; the CA is kept unless it is itself unusable or within ``renew_before`` of expiry, in
-    which case both are replaced.
+    which case everything is replaced. The client certificate is reissued with the serving one,
+    or when it is missing or due.
     """
     present = {key: value for key, value in (current or {}).items() if key in KEYS and value}
     ca_reason = _ca_problem(present, now, want.renew_before) if present else None
@@ -130,18 +150,31 @@ def refresh(current: Mapping[str, bytes] | None, want: Want, now: datetime.datet
         action = "renewed CA and certificate" if present else "created"
         reason = ca_reason
     else:
+        ca_cert, ca_key = tls.load_cert(present["ca.crt"]), tls.load_key(present["ca.key"])
         reason = _cert_problem(present, want, now)
         if reason is None:
             expires = tls.load_cert(present["tls.crt"]).not_valid_after_utc
-            return Outcome({key: present[key] for key in KEYS}, None, None, expires)
-        ca_cert, ca_key = tls.load_cert(present["ca.crt"]), tls.load_key(present["ca.key"])
+            client_reason = _client_problem(present, want) or tls.needs_renewal(
+                present["client.crt"], present["ca.crt"], (), (), now, want.renew_before
+            )
+            if client_reason is None:
+                return Outcome({key: present[key] for key in KEYS}, None, None, expires)
+            files = {key: present[key] for key in KEYS if not key.startswith("client.")}
+            return Outcome(
+                files | _client_pair(ca_cert, ca_key, want, now), "renewed client certificate", client_reason, expires
+            )
         files = {"ca.crt": present["ca.crt"], "ca.key": present["ca.key"]}
         action = "renewed certificate"
     cert, key = tls.issue_serving(
         ca_cert, ca_key, want.common_name, want.dns_names, want.ip_addresses, want.validity, now
     )
     files |= {"tls.crt": tls.cert_pem(cert), "tls.key": tls.key_pem(key)}
-    return Outcome(files, action, reason, cert.not_valid_after_utc)
+    return Outcome(files | _client_pair(ca_cert, ca_key, want, now), action, reason, cert.not_valid_after_utc)
+
+
+def _client_pair(ca_cert: Any, ca_key: Any, want: Want, now: datetime.datetime) -> dict[str, bytes]:
+    cert, key = tls.issue_client(ca_cert, ca_key, want.client_name, None, want.validity, now)
+    return {"client.crt": tls.cert_pem(cert), "client.key": tls.key_pem(key)}
 
 
 def _done(outcome: Outcome, where: str, now: datetime.datetime) -> str:
@@ -327,7 +360,7 @@ def ensure_secret(
             if outcome.action is None:
                 return outcome.files["ca.crt"], _done(outcome, target.label, now)
             # The whole object goes back as read (other keys, labels, annotations and the
-            # resourceVersion precondition included); only the four keys change.
+            # resourceVersion precondition included); only the keys this tool keeps change.
             secret["data"] = {**(secret.get("data") or {}), **_encode(outcome.files)}
             status, answer = _request(api, "PUT", target, body=secret)
         if status == 409 or (status == 404 and secret):
@@ -431,6 +464,11 @@ def _parser() -> argparse.ArgumentParser:
         )
         command.add_argument("--validity", type=parse_duration, default="8760h", help="certificate lifetime (8760h)")
         command.add_argument("--ca-validity", type=parse_duration, default="87600h", help="CA lifetime (87600h)")
+        command.add_argument(
+            "--client-name",
+            default=CLIENT_COMMON_NAME,
+            help=f"common name of the API server's client certificate ({CLIENT_COMMON_NAME})",
+        )
 
     ensure = commands.add_parser("ensure", help="keep the pair in a Secret and inject the CA into the webhooks")
     ensure.add_argument("--namespace", default="serin-system")
@@ -465,6 +503,7 @@ def _want(args: argparse.Namespace, dns_names: list[str], common_name: str, repo
         validity=args.validity,
         ca_validity=args.ca_validity,
         renew_before=args.renew_before,
+        client_name=args.client_name,
     )
 
 

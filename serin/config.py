@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+CLIENT_CERTIFICATE, NO_AUTHENTICATION = "client-certificate", "none"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -16,9 +18,13 @@ class Settings:
     kubeconfig: str | None = None
     # Largest AdmissionReview or tick request body accepted.
     max_body_bytes: int = 3 * 1024 * 1024
-    # When set, admission reviews must come over TLS with a client certificate this CA signed (the
-    # API server's, configured with --admission-control-config-file); gunicorn asks for it.
+    # Who may send admission reviews. "client-certificate": only a TLS client presenting a
+    # certificate that admission_client_ca signed, issued to admission_client_subject (the API
+    # server, configured with --admission-control-config-file). "none": anyone who reaches the
+    # port; the webhooks then answer from the request alone and write nothing (the tick does).
+    admission_authentication: str = "client-certificate"
     admission_client_ca: str | None = None
+    admission_client_subject: str = "kube-apiserver"
     # Where a Canary with no analysis.alerts is alerted (Flagger's -slack-url and friends): the
     # notifier type (slack, msteams, discord, rocket, gchat, webhook), its URL, channel, username
     # and proxy. No URL: no such alerts.
@@ -32,15 +38,36 @@ class Settings:
     # Canaries one tick steps side by side (each waits on its own API calls, queries and hooks).
     tick_concurrency: int = 8
 
+    @property
+    def admission_authenticated(self) -> bool:
+        return self.admission_authentication == CLIENT_CERTIFICATE
+
     @classmethod
     def from_env(cls) -> Settings:
+        """The settings the environment gives; ValueError saying what is wrong with them."""
         defaults = cls()
+        client_ca = os.environ.get("SERIN_ADMISSION_CLIENT_CA") or None
+        authentication = os.environ.get("SERIN_ADMISSION_AUTHENTICATION") or (CLIENT_CERTIFICATE if client_ca else "")
+        if authentication not in (CLIENT_CERTIFICATE, NO_AUTHENTICATION):
+            raise ValueError(
+                f"SERIN_ADMISSION_AUTHENTICATION must be {CLIENT_CERTIFICATE} (with SERIN_ADMISSION_CLIENT_CA, the "
+                f"CA of the API server's webhook client certificate) or {NO_AUTHENTICATION} (the webhooks then "
+                f"write nothing), not {authentication or 'unset'!r}"
+            )
+        if authentication == CLIENT_CERTIFICATE and (not client_ca or not os.path.isfile(client_ca)):
+            raise ValueError(
+                "SERIN_ADMISSION_AUTHENTICATION is client-certificate, so SERIN_ADMISSION_CLIENT_CA must name the "
+                f"file of the CA that signs the API server's webhook client certificate (is {client_ca!r})"
+            )
         return cls(
             metrics_server=os.environ.get("SERIN_METRICS_SERVER", defaults.metrics_server),
             default_provider=os.environ.get("SERIN_DEFAULT_PROVIDER", defaults.default_provider),
             kubeconfig=os.environ.get("KUBECONFIG") or None,
             max_body_bytes=int(os.environ.get("SERIN_MAX_BODY_BYTES", defaults.max_body_bytes)),
-            admission_client_ca=os.environ.get("SERIN_ADMISSION_CLIENT_CA") or None,
+            admission_authentication=authentication,
+            admission_client_ca=client_ca if authentication == CLIENT_CERTIFICATE else None,
+            admission_client_subject=os.environ.get("SERIN_ADMISSION_CLIENT_SUBJECT")
+            or defaults.admission_client_subject,
             notifier_type=os.environ.get("SERIN_NOTIFIER_TYPE", defaults.notifier_type),
             notifier_url=os.environ.get("SERIN_NOTIFIER_URL", ""),
             notifier_channel=os.environ.get("SERIN_NOTIFIER_CHANNEL", ""),

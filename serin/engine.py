@@ -74,5 +74,6 @@ def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Eng
         reconciler=reconciler,
         default_provider=settings.default_provider,
         own_username=own_username,
+        acts=settings.admission_authenticated,
     )
     return Engine(settings=settings, api=api, store=store, reconciler=reconciler, admission=admission)

@@ -70,7 +70,9 @@ def test_invalid_canary_is_denied_with_every_field(local_cluster: ClusterHandle,
     assert not canary_exists(local_cluster, namespace)
 
 
-def test_valid_canary_gets_defaults_and_is_bootstrapped_at_once(local_cluster: ClusterHandle, namespace: str) -> None:
+def test_valid_canary_gets_defaults_and_is_bootstrapped_once_stored(
+    local_cluster: ClusterHandle, namespace: str
+) -> None:
     settings = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -94,28 +96,27 @@ def test_valid_canary_gets_defaults_and_is_bootstrapped_at_once(local_cluster: C
     assert stored["provider"] == "istio"
     assert stored["progressDeadlineSeconds"] == 600
 
-    # No tick has run: the validating webhook created these on CREATE.
-    local_cluster.get_json("deployment", "podinfo-primary", "-n", namespace)
-    for service in ("podinfo", "podinfo-primary", "podinfo-canary"):
-        local_cluster.get_json("service", service, "-n", namespace)
-    local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)
-    target = local_cluster.get_json("deployment", "podinfo", "-n", namespace)
-    assert target["metadata"]["labels"]["serin.dev/canary"] == "podinfo"
-
-    # Created before the Canary was stored, the objects are adopted once it is.
+    # No tick has run: the mutating webhook's CREATE had the objects made once the Canary was
+    # stored, from the Canary as stored, so owned by it from the start.
     uid = local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)["metadata"]["uid"]
 
     def owned_by_canary(kind: str, name: str) -> bool:
-        owners = local_cluster.get_json(kind, name, "-n", namespace)["metadata"].get("ownerReferences", [])
+        found = local_cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json", "--ignore-not-found").stdout
+        owners = json.loads(found)["metadata"].get("ownerReferences", []) if found.strip() else []
         return any(owner["uid"] == uid for owner in owners)
 
     for kind, name in [
         ("deployment", "podinfo-primary"),
         ("configmap", "settings-primary"),
         ("service", "podinfo"),
+        ("service", "podinfo-primary"),
+        ("service", "podinfo-canary"),
         ("virtualservice", "podinfo"),
     ]:
-        eventually(lambda: owned_by_canary(kind, name), timeout=15, what=f"{kind} {name} adopted")  # noqa: B023
+        eventually(lambda: owned_by_canary(kind, name), timeout=10, what=f"{kind} {name} made")  # noqa: B023
+    target = local_cluster.get_json("deployment", "podinfo", "-n", namespace)
+    assert target["metadata"]["labels"]["serin.dev/canary"] == "podinfo"
+    assert "phase" not in canary_status(local_cluster, namespace)
 
 
 def test_second_canary_for_one_target_is_denied(local_cluster: ClusterHandle, namespace: str) -> None:
@@ -136,7 +137,13 @@ def test_a_canary_may_not_target_anothers_primary_or_take_its_services(
     local_cluster.apply(podinfo(namespace))
     local_cluster.kubectl("rollout", "status", "deployment/podinfo", "-n", namespace, "--timeout=60s")
     apply(local_cluster, canary(namespace, ANALYSIS))
-    local_cluster.kubectl("get", "deployment", "podinfo-primary", "-n", namespace)  # made by admission
+    eventually(  # made once the Canary is stored
+        lambda: local_cluster.kubectl(
+            "get", "deployment", "podinfo-primary", "-n", namespace, "--ignore-not-found"
+        ).stdout.strip(),
+        timeout=10,
+        what="the primary",
+    )
     before = replicas_and_selectors(local_cluster, namespace)
 
     def denial(name: str, target: str, service_name: str) -> str:
@@ -301,7 +308,10 @@ def test_deleting_a_canary_with_revert_on_deletion_gives_the_target_its_traffic_
     assert local_cluster.get_json("deployment", "podinfo", "-n", namespace)["spec"]["replicas"] == 0
 
     local_cluster.kubectl("delete", "canaries.serin.dev", "podinfo", "-n", namespace, "--wait=false")
-    # The DELETE webhook restored the target at once; the finalizer waits for the tick.
+    # The finalizer holds the Canary; the next tick gives the target its traffic back, from the
+    # Canary as stored (the DELETE review itself changes nothing).
+    assert local_cluster.get_json("deployment", "podinfo", "-n", namespace)["spec"]["replicas"] == 0
+    serin_server.tick(token, namespace=namespace, name="podinfo")
     assert local_cluster.get_json("deployment", "podinfo", "-n", namespace)["spec"]["replicas"] == 2
     apex = local_cluster.get_json("service", "podinfo", "-n", namespace)
     assert apex["spec"]["selector"] == {"app": "podinfo"}
@@ -343,4 +353,7 @@ def test_a_query_prometheus_cannot_parse_is_denied_and_an_unchecked_one_warned(
 
     manifest["spec"]["metricsServer"] = f"http://127.0.0.1:{free_port()}"
     warned = apply(local_cluster, manifest)
-    assert "spec.analysis.metrics[0].query: not checked, prometheus at" in warned.stderr
+    assert (
+        "spec.analysis.metrics[0].query: not checked at admission, since spec.metricsServer names the Canary's own "
+        "backend; the first analysed step checks it"
+    ) in warned.stderr, warned.stderr

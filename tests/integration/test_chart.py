@@ -42,6 +42,8 @@ CERT_MANAGER_OBJECTS = {
     ("Certificate", "serin-ca"),
     ("Issuer", "serin-ca"),
     ("Certificate", "serin-webhook"),
+    # The API server's client certificate for the webhooks.
+    ("Certificate", "serin-apiserver-client"),
 }
 
 
@@ -162,6 +164,7 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
                 "server.nodeSelector.pool=system",
                 "server.extraEnv[0].name=SERIN_NOTIFIER_USERNAME",
                 "server.extraEnv[0].value=serin-bot",
+                "admission.clientSubject=apiserver-webhooks",
                 "metricsServer=http://prometheus.monitoring:9090",
                 "defaultProvider=gatewayapi:v1",
                 "logs.format=text",
@@ -190,7 +193,7 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
     assert pod["nodeSelector"] == {"pool": "system"}
     assert server["args"] == [
         "--worker-class",
-        "gthread",
+        "serin.worker.GuardedThreadWorker",
         "--workers",
         "2",
         "--threads",
@@ -211,6 +214,9 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
         {"name": "SERIN_CLUSTER_NAME", "value": "prod-eu"},
         {"name": "SERIN_NOTIFIER_CHANNEL", "value": "releases"},
         {"name": "SERIN_NOTIFIER_TYPE", "value": "msteams"},
+        {"name": "SERIN_ADMISSION_AUTHENTICATION", "value": "client-certificate"},
+        {"name": "SERIN_ADMISSION_CLIENT_CA", "value": "/etc/serin/tls/ca.crt"},
+        {"name": "SERIN_ADMISSION_CLIENT_SUBJECT", "value": "apiserver-webhooks"},
         {"name": "SERIN_NOTIFIER_USERNAME", "value": "serin-bot"},
     ]
     assert objects[("PodDisruptionBudget", "serin")]["spec"]["minAvailable"] == 2
@@ -317,7 +323,11 @@ def test_install_upgrade_and_uninstall(own_cluster: ClusterHandle, helm_path: Pa
     assert own_cluster.get_json("cronjob", "serin-tick", *ns)["spec"]["schedule"] == "*/2 * * * *"
 
     upgrade(*CERT_MANAGER)
-    assert names(own_cluster, "certificates.cert-manager.io", *ns) == {"serin-ca", "serin-webhook"}
+    assert names(own_cluster, "certificates.cert-manager.io", *ns) == {
+        "serin-ca",
+        "serin-webhook",
+        "serin-apiserver-client",
+    }
     assert names(own_cluster, "issuers.cert-manager.io", *ns) == {"serin-selfsigned", "serin-ca"}
     assert names(own_cluster, "cronjobs", *ns) == {"serin-tick"}
     assert names(own_cluster, "clusterroles") == {"serin", "serin-tick"}
@@ -335,3 +345,15 @@ def test_install_upgrade_and_uninstall(own_cluster: ClusterHandle, helm_path: Pa
     assert names(own_cluster, "deployments", *ns) == set()
     # Helm never deletes the CRDs of its crds/ folder: uninstalling Serin keeps every Canary.
     assert {c["metadata"]["name"] for c in own_cluster.get_json("crd")["items"]} >= SERIN_CRDS
+
+
+def test_without_client_certificates_the_server_is_told_so(helm_path: Path) -> None:
+    """A control plane that cannot present a certificate: the mode is said, never implied, and
+    the install issues no client certificate for it."""
+    objects = by_key(template(helm_path, ["admission.authentication=none", "certManager.enabled=true"]))
+    env = {e["name"]: e.get("value") for e in container(objects[("Deployment", "serin")])["env"]}
+    assert env["SERIN_ADMISSION_AUTHENTICATION"] == "none"
+    assert "SERIN_ADMISSION_CLIENT_CA" not in env and "SERIN_ADMISSION_CLIENT_SUBJECT" not in env
+    assert ("Certificate", "serin-apiserver-client") not in objects
+    issued = by_key(template(helm_path, ["certManager.enabled=true", "admission.clientSubject=apiserver-webhooks"]))
+    assert issued[("Certificate", "serin-apiserver-client")]["spec"]["commonName"] == "apiserver-webhooks"

@@ -69,15 +69,40 @@ def test_every_line_is_json_and_names_what_it_is_about(
     assert ticks and all(line["status"] == 200 for line in ticks)
 
 
-def test_an_unknown_log_format_stops_the_server_with_one_clear_line() -> None:
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        pytest.param(
+            {"SERIN_LOG_FORMAT": "yaml", "SERIN_ADMISSION_AUTHENTICATION": "none"},
+            "serin: SERIN_LOG_FORMAT must be one of json, text, not 'yaml'",
+            id="log-format",
+        ),
+        pytest.param(
+            {},
+            "serin: SERIN_ADMISSION_AUTHENTICATION must be client-certificate (with SERIN_ADMISSION_CLIENT_CA, the CA "
+            "of the API server's webhook client certificate) or none (the webhooks then write nothing), not 'unset'",
+            id="who-may-send-reviews-unsaid",
+        ),
+        pytest.param(
+            {"SERIN_ADMISSION_AUTHENTICATION": "client-certificate", "SERIN_ADMISSION_CLIENT_CA": "/nowhere/ca.crt"},
+            "serin: SERIN_ADMISSION_AUTHENTICATION is client-certificate, so SERIN_ADMISSION_CLIENT_CA must name the "
+            "file of the CA that signs the API server's webhook client certificate (is '/nowhere/ca.crt')",
+            id="client-ca-missing",
+        ),
+    ],
+)
+def test_a_setting_that_cannot_work_stops_the_server_with_one_clear_line(env: dict[str, str], line: str) -> None:
     repo = Path(__file__).resolve().parents[2]
+    environment = {**processes.child_environment(), **env}
+    for name in ("SERIN_ADMISSION_AUTHENTICATION", "SERIN_ADMISSION_CLIENT_CA"):
+        if name not in env:
+            environment.pop(name, None)
     started = subprocess.run(
         [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "wsgi:app"],
         cwd=repo,
-        env={**processes.child_environment(), "SERIN_LOG_FORMAT": "yaml"},
+        env=environment,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert started.returncode == 1
-    assert started.stderr == "serin: SERIN_LOG_FORMAT must be one of json, text, not 'yaml'\n"
+    assert (started.returncode, started.stderr) == (1, line + "\n")

@@ -234,6 +234,10 @@ def test_server_deployment(rendered: list[Obj]) -> None:
         "SERIN_LOG_LEVEL": "INFO",
         # The global notifier's webhook URL carries a token: from a Secret, which may not exist.
         "SERIN_NOTIFIER_URL": {"secretKeyRef": {"name": "serin-notifier", "key": "address", "optional": True}},
+        # Admission reviews from the API server only, by the client certificate the install issues it.
+        "SERIN_ADMISSION_AUTHENTICATION": "client-certificate",
+        "SERIN_ADMISSION_CLIENT_CA": "/etc/serin/tls/ca.crt",
+        "SERIN_ADMISSION_CLIENT_SUBJECT": "kube-apiserver",
     }
     assert server["resources"] == {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
     args = server["args"]
@@ -243,7 +247,7 @@ def test_server_deployment(rendered: list[Obj]) -> None:
     assert mounts["/etc/serin/tls"]["readOnly"] is True
     tls = volumes[mounts["/etc/serin/tls"]["name"]]["secret"]
     assert tls["secretName"] == "serin-webhook-tls"
-    assert {item["key"] for item in tls["items"]} == {"tls.crt", "tls.key"}, "the CA key stays out of the server"
+    assert {item["key"] for item in tls["items"]} == {"tls.crt", "tls.key", "ca.crt"}, "keys stay out of the server"
     assert "emptyDir" in volumes[mounts["/tmp"]["name"]]
 
     service = find(rendered, "Service", "serin")
@@ -293,6 +297,8 @@ def test_image_runs_what_the_manifests_expect(rendered: list[Obj]) -> None:
             "serin-webhook-tls",
             "--webhook-config",
             "serin",
+            "--client-name",
+            "kube-apiserver",
         ]
         assert pod_spec(find(rendered, kind, name))["serviceAccountName"] == "serin-certs"
 

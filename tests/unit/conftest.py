@@ -21,5 +21,7 @@ def no_proxy_for_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
 def app_client() -> FlaskClient:
     # An API server nobody listens on: the requests made with it must be answered without one.
     configuration = client.Configuration(host="https://127.0.0.1:9")
-    app = create_app(Settings(), api=client.ApiClient(configuration))
+    # No TLS here to carry the API server's certificate: reviews are answered as with
+    # SERIN_ADMISSION_AUTHENTICATION=none (tests/integration/test_security.py has the real check).
+    app = create_app(Settings(admission_authentication="none"), api=client.ApiClient(configuration))
     return app.test_client()

@@ -340,13 +340,17 @@ def test_a_statefulset_target_cannot_change_its_volume_claims() -> None:
 
 
 class CanaryList:
-    """Only the lookups Canary validation makes: the Canaries of a namespace, no MetricTemplates."""
+    """Only the lookups Canary validation makes: the Canaries of a namespace, no MetricTemplates,
+    and a target that exists."""
 
     def __init__(self, canaries: list[dict[str, Any]]) -> None:
         self.canaries = canaries
 
     def list_canaries(self, namespace: str | None = None) -> list[dict[str, Any]]:
         return self.canaries
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return {"kind": kind, "metadata": {"name": name, "namespace": namespace}}
 
 
 def validation(request: dict[str, Any], canaries: list[dict[str, Any]] | None = None) -> Any:

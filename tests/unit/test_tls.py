@@ -225,8 +225,12 @@ def want(**changes: Any) -> certs.Want:
 def test_refresh_creates_everything_from_nothing() -> None:
     outcome = certs.refresh(None, want(), NOW)
     assert outcome.action == "created"
-    assert set(outcome.files) == {"ca.crt", "ca.key", "tls.crt", "tls.key"}
+    assert set(outcome.files) == {"ca.crt", "ca.key", "tls.crt", "tls.key", "client.crt", "client.key"}
     assert tls.needs_renewal(outcome.files["tls.crt"], outcome.files["ca.crt"], DNS, [], NOW) is None
+    # What the API server presents to the webhooks, and the server checks it was issued to.
+    client = tls.load_cert(outcome.files["client.crt"])
+    assert client.subject.rfc4514_string() == "CN=kube-apiserver"
+    assert tls.needs_renewal(outcome.files["client.crt"], outcome.files["ca.crt"], [], [], NOW) is None
 
 
 @pytest.mark.parametrize(
@@ -240,6 +244,7 @@ def test_refresh_creates_everything_from_nothing() -> None:
         pytest.param(10 * YEAR - 10 * DAY, {}, None, "renewed CA and certificate", False, id="ca-due"),
         pytest.param(DAY, {}, "ca.key", "renewed CA and certificate", False, id="foreign-ca-key"),
         pytest.param(DAY, {}, "drop-ca.key", "renewed CA and certificate", False, id="missing-ca-key"),
+        pytest.param(DAY, {}, "drop-client.crt", "renewed client certificate", True, id="missing-client-certificate"),
     ],
 )
 def test_refresh_renews_the_certificate_and_keeps_the_ca_unless_the_ca_is_due(
@@ -256,7 +261,9 @@ def test_refresh_renews_the_certificate_and_keeps_the_ca_unless_the_ca_is_due(
 
     assert outcome.action == action
     assert (outcome.files["ca.crt"] == first["ca.crt"]) is ca_kept
-    assert (outcome.files["tls.crt"] == first["tls.crt"]) is (action is None)
+    assert (outcome.files["tls.crt"] == first["tls.crt"]) is (action in (None, "renewed client certificate"))
+    assert (outcome.files["client.crt"] == first["client.crt"]) is (action is None)
+    assert tls.needs_renewal(outcome.files["client.crt"], outcome.files["ca.crt"], [], [], NOW + later) is None
     dns_names = changes.get("dns_names", DNS)
     assert isinstance(dns_names, tuple | list)
     assert tls.needs_renewal(outcome.files["tls.crt"], outcome.files["ca.crt"], dns_names, [], NOW + later) is None

@@ -1,0 +1,218 @@
+"""Attacks on the server as installed (gunicorn, TLS, the API server's client certificate
+required), one test per attack: what reaches the port without being the API server is refused
+and writes nothing, and what is built to be slow or to hold the server is answered at once
+while others are served. The README's "Security model" lists what each closes."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from localcluster.testing import ClusterHandle
+from tests.integration.conftest import running_serin
+from tests.integration.helpers import SerinServer, canary, podinfo
+
+pytestmark = pytest.mark.integration
+
+# What "at once" is for an answer here: the API server gives a webhook 5 s in all (timeoutSeconds).
+PROMPT_SECONDS = 1.0
+
+
+def api_server_identity(cluster: ClusterHandle) -> tuple[str, str]:
+    pki = cluster.state_dir / "pki"
+    return str(pki / "webhook-client.crt"), str(pki / "webhook-client.key")
+
+
+def review(operation: str, obj: dict[str, Any], namespace: str) -> dict[str, Any]:
+    kind = obj["kind"]
+    group = "serin.dev" if kind == "Canary" else "apps"
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "forged-1",
+            "kind": {"group": group, "version": obj["apiVersion"].split("/")[-1], "kind": kind},
+            "operation": operation,
+            "namespace": namespace,
+            "name": obj["metadata"]["name"],
+            "object": obj if operation != "DELETE" else None,
+            "oldObject": obj if operation != "CREATE" else None,
+            "userInfo": {"username": "system:serviceaccount:tenant:default"},
+        },
+    }
+
+
+def post(server: SerinServer, path: str, body: bytes, cert: tuple[str, str] | None = None) -> requests.Response:
+    return requests.post(
+        f"{server.url}{path}",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        cert=cert,
+        verify=str(server.ca_bundle),
+        timeout=10,
+    )
+
+
+def user_service(namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "ledger", "namespace": namespace},
+        "spec": {"selector": {"app": "ledger"}, "ports": [{"port": 8080}]},
+    }
+
+
+def test_reviews_not_from_the_api_server_are_refused_and_write_nothing(
+    local_cluster: ClusterHandle, serin_server: SerinServer, namespace: str
+) -> None:
+    """A pod that reaches Serin's port sends a Canary CREATE that would take over a user Service,
+    and a DELETE that would scale a stopped workload up: 401, and nothing in the namespace moves."""
+    stopped = podinfo(namespace)
+    stopped["spec"]["replicas"] = 0
+    local_cluster.apply([stopped, user_service(namespace)])
+    takeover = canary(namespace, {"interval": "1m", "iterations": 1, "threshold": 1}, revertOnDeletion=True)
+    takeover["metadata"]["uid"] = "f"
+    takeover["spec"]["service"] = {"name": "ledger", "port": 8080}
+    for path in ("/mutate", "/validate"):
+        for operation in ("CREATE", "DELETE"):
+            answer = post(serin_server, path, json.dumps(review(operation, takeover, namespace)).encode())
+            assert answer.status_code == 401, (path, operation, answer.text)
+            assert "client certificate" in answer.json()["error"]
+    assert local_cluster.get_json("service", "ledger", "-n", namespace)["spec"]["selector"] == {"app": "ledger"}
+    target = local_cluster.get_json("deployment", "podinfo", "-n", namespace)
+    assert target["spec"]["replicas"] == 0
+    assert "serin.dev/canary" not in target["metadata"].get("labels", {})
+    listed = local_cluster.kubectl("get", "deployments,services", "-n", namespace, "-o", "name").stdout.split()
+    assert sorted(listed) == ["deployment.apps/podinfo", "service/ledger"]
+
+
+def test_a_certificate_of_the_ca_issued_to_someone_else_is_refused(
+    local_cluster: ClusterHandle, serin_kubeconfig: Path, tmp_path: Path
+) -> None:
+    """The CA may sign other clients' certificates too (a cluster CA signs kubelets'): only the
+    one issued to SERIN_ADMISSION_CLIENT_SUBJECT is the API server."""
+    deployment = podinfo("default")
+    body = json.dumps(review("UPDATE", deployment, "default")).encode()
+    with running_serin(
+        local_cluster, serin_kubeconfig, tmp_path, env={"SERIN_ADMISSION_CLIENT_SUBJECT": "somebody-else"}
+    ) as pinned:
+        answer = post(pinned, "/validate", body, cert=api_server_identity(local_cluster))
+    assert answer.status_code == 401, answer.text
+    issued_to = "admission reviews need the client certificate issued to somebody-else"
+    assert answer.json() == {"error": f"{issued_to} (SERIN_ADMISSION_CLIENT_SUBJECT)"}
+
+
+def test_a_validated_canary_that_is_never_stored_creates_nothing(
+    local_cluster: ClusterHandle, serin_server: SerinServer, namespace: str
+) -> None:
+    """The API server itself sends a CREATE that a later webhook (or the CRD's schema) refuses:
+    neither webhook writes anything for a Canary the API server never stores."""
+    local_cluster.apply([podinfo(namespace), user_service(namespace)])
+    never_stored = canary(namespace, {"interval": "1m", "iterations": 1, "threshold": 1})
+    never_stored["spec"]["service"] = {"name": "ledger", "port": 8080}
+    identity = api_server_identity(local_cluster)
+    for path in ("/mutate", "/validate"):
+        answer = post(serin_server, path, json.dumps(review("CREATE", never_stored, namespace)).encode(), identity)
+        assert answer.status_code == 200 and answer.json()["response"]["allowed"], answer.text
+    # A bootstrap looks for the stored Canary every 0.2 s: past a few looks, it would have acted.
+    time.sleep(1.5)
+    assert local_cluster.get_json("service", "ledger", "-n", namespace)["spec"]["selector"] == {"app": "ledger"}
+    listed = local_cluster.kubectl("get", "deployments,services", "-n", namespace, "-o", "name").stdout.split()
+    assert sorted(listed) == ["deployment.apps/podinfo", "service/ledger"]
+
+
+@pytest.fixture
+def healthz_while(serin_server: SerinServer) -> Iterator[list[float]]:
+    """How long /healthz took, asked every 0.1 s while the test's attack runs."""
+    took: list[float] = []
+    stop = False
+
+    def probe() -> None:
+        while not stop:
+            started = time.monotonic()
+            requests.get(f"{serin_server.url}/healthz", verify=str(serin_server.ca_bundle), timeout=30)
+            took.append(time.monotonic() - started)
+            time.sleep(0.1)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(probe)
+        try:
+            yield took
+        finally:
+            stop = True
+            running.result()
+
+
+def timed(call: Any) -> tuple[float, Any]:
+    started = time.monotonic()
+    result = call()
+    return time.monotonic() - started, result
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        pytest.param(b'"\\' * 40_000, 400, "body is not JSON", id="nested-check-80kb"),
+        pytest.param(b"[" * 80_000, 400, "body nests deeper than 100 levels", id="brackets-80kb"),
+    ],
+)
+def test_a_body_built_to_be_slow_is_answered_at_once(
+    local_cluster: ClusterHandle,
+    serin_server: SerinServer,
+    healthz_while: list[float],
+    body: bytes,
+    status: int,
+    error: str,
+) -> None:
+    seconds, answer = timed(lambda: post(serin_server, "/validate", body, api_server_identity(local_cluster)))
+    assert answer.status_code == status and answer.json()["error"].startswith(error), answer.text
+    assert seconds < PROMPT_SECONDS, f"{seconds:.2f}s"
+    assert healthz_while and max(healthz_while) < PROMPT_SECONDS, healthz_while
+
+
+def test_a_placeholder_bomb_is_denied_at_once(
+    local_cluster: ClusterHandle, serin_server: SerinServer, healthz_while: list[float], namespace: str
+) -> None:
+    bomb = canary(namespace, {"interval": "1m", "iterations": 1, "threshold": 1})
+    bomb["spec"]["analysis"]["metrics"] = [{"name": "bomb", "query": "{{" * 45_000, "thresholdRange": {"max": 1}}]
+    body = json.dumps(review("CREATE", bomb, namespace)).encode()
+    seconds, answer = timed(lambda: post(serin_server, "/validate", body, api_server_identity(local_cluster)))
+    verdict = answer.json()["response"]
+    assert not verdict["allowed"], verdict
+    assert "spec.analysis.metrics[0].query: is 90000 characters long" in verdict["status"]["message"]
+    assert seconds < PROMPT_SECONDS, f"{seconds:.2f}s"
+    assert healthz_while and max(healthz_while) < PROMPT_SECONDS, healthz_while
+
+
+def test_the_body_of_a_replay_is_not_read_before_its_caller_is_known(serin_server: SerinServer) -> None:
+    seconds, answer = timed(lambda: post(serin_server, "/replay?namespace=a&name=b&from=0", b'"\\' * 30_000))
+    assert answer.status_code == 401, answer.text
+    assert seconds < PROMPT_SECONDS, f"{seconds:.2f}s"
+
+
+@pytest.mark.parametrize("sends", [pytest.param(b"", id="nothing"), pytest.param(b"\x16", id="one-byte")])
+def test_idle_connections_hold_no_thread(local_cluster: ClusterHandle, serin_server: SerinServer, sends: bytes) -> None:
+    """64 connections that send nothing, or the first byte of a TLS handshake and no more, are
+    more than the server's threads: a review comes through beside them at once."""
+    address = urlsplit(serin_server.url)
+    idle = [socket.create_connection((address.hostname, address.port), timeout=5) for _ in range(64)]
+    try:
+        for connection in idle:
+            connection.sendall(sends)
+        time.sleep(0.5)  # every idle connection accepted (and, on gunicorn's own worker, given a thread)
+        body = json.dumps(review("UPDATE", podinfo("default"), "default")).encode()
+        seconds, answer = timed(lambda: post(serin_server, "/validate", body, api_server_identity(local_cluster)))
+        assert answer.status_code == 200, answer.text
+        assert seconds < PROMPT_SECONDS, f"{seconds:.2f}s"
+    finally:
+        for connection in idle:
+            connection.close()
