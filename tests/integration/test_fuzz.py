@@ -109,7 +109,12 @@ reviews = st.fixed_dictionaries(
 
 @pytest.fixture(scope="module")
 def fuzz_client(local_cluster: ClusterHandle, serin_crds: None, serin_kubeconfig: Path) -> FlaskClient:
-    settings_ = Settings(metrics_server=local_cluster.urls["prometheus"], kubeconfig=str(serin_kubeconfig))
+    # Flask's test client carries no TLS: reviews are answered as with SERIN_ADMISSION_AUTHENTICATION=none.
+    settings_ = Settings(
+        metrics_server=local_cluster.urls["prometheus"],
+        kubeconfig=str(serin_kubeconfig),
+        admission_authentication="none",
+    )
     app = create_app(settings_)
     app.config["PROPAGATE_EXCEPTIONS"] = False
     return app.test_client()

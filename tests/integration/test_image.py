@@ -72,6 +72,10 @@ def container(
     os.chown(key, SERVER_UID, SERVER_UID)
     ca_bundle = tls_dir / "ca.crt"
     ca_bundle.write_bytes(ca)
+    # As installed: reviews only with the API server's client certificate (the local one's CA).
+    (tls_dir / "client-ca.crt").write_bytes(
+        local_cluster.state_dir.joinpath("pki", "webhook-client-ca.crt").read_bytes()
+    )
     config = yaml.safe_load(serin_kubeconfig.read_text())
     api_port = config["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1]
     config["clusters"][0]["cluster"]["server"] = f"https://{CONTAINER_HOST_ADDRESS}:{api_port}"
@@ -101,6 +105,8 @@ def container(
         "KUBECONFIG=/kube/config",
         "--env",
         f"SERIN_METRICS_SERVER=http://{CONTAINER_HOST_ADDRESS}:{prometheus_port}",
+        "--env",
+        "SERIN_ADMISSION_CLIENT_CA=/etc/serin/tls/client-ca.crt",
         built,
     )
     url = f"https://127.0.0.1:{port}"

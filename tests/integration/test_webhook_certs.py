@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 # The tool as the image runs it (serin-certs), with this interpreter.
 TOOL = [sys.executable, "-m", "serin.certs"]
 SECRET = "serin-webhook-tls"
-KEYS = {"ca.crt", "ca.key", "tls.crt", "tls.key"}
+KEYS = {"ca.crt", "ca.key", "tls.crt", "tls.key", "client.crt", "client.key"}
 KINDS = ("mutatingwebhookconfiguration", "validatingwebhookconfiguration")
 
 

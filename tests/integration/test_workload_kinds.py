@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from localcluster.testing import ClusterHandle
+from localcluster.testing import ClusterHandle, eventually
 from serin.workloads import SCALE_TO_ZERO_NODE_SELECTOR
 from tests.integration.helpers import WEIGHTED, SerinServer, canary, drive, events, podinfo, routes
 
@@ -114,7 +114,15 @@ def test_changing_a_statefulset_target_volume_claims_is_refused_with_what_to_do(
     local_cluster.apply(target)
     manifest = canary(namespace, WEIGHTED)
     manifest["spec"]["targetRef"]["kind"] = "StatefulSet"
-    local_cluster.apply(manifest)  # admission labels the target and makes its primary, claims included
+    local_cluster.apply(manifest)
+    # Once the Canary is stored, admission labels the target and makes its primary, claims included.
+
+    def bootstrapped() -> bool:
+        labelled = "serin.dev/canary" in get(local_cluster, "StatefulSet", namespace, "podinfo")["metadata"]["labels"]
+        found = local_cluster.kubectl("get", "statefulset", "podinfo-primary", "-n", namespace, "--ignore-not-found")
+        return labelled and bool(found.stdout.strip())
+
+    eventually(bootstrapped, timeout=10, what="the target labelled and its primary made")
     primary = get(local_cluster, "StatefulSet", namespace, "podinfo-primary")
     assert [c["metadata"]["name"] for c in primary["spec"]["volumeClaimTemplates"]] == ["data"]
 
