@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from localcluster.testing import ClusterHandle
+from localcluster.testing import ClusterHandle, eventually
 from tests.integration.conftest import running_serin
 from tests.integration.helpers import SerinServer, canary, podinfo
 
@@ -146,6 +146,8 @@ def healthz_while(serin_server: SerinServer) -> Iterator[list[float]]:
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         running = pool.submit(probe)
         try:
+            # Probing before the attack starts: an attack answered at once may end before a probe.
+            eventually(lambda: took, timeout=10, what="a first /healthz")
             yield took
         finally:
             stop = True
