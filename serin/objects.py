@@ -60,6 +60,7 @@ AUTOSCALER_KINDS = tuple(AUTOSCALER_GROUPS)
 DEFAULTED_SCALER_FIELDS = frozenset({"minReplicas", "metrics"})
 # A replace that loses against a newer version of the object is computed again this many times.
 CONFLICT_RETRIES = 3
+CONFLICT_BACKOFF_SECONDS = 0.05
 
 
 class RevisionUnknown(PermanentError):
@@ -97,6 +98,28 @@ def workload_state(workload: Mapping[str, Any] | None) -> WorkloadState | None:
         progress_deadline_exceeded=conditions.get("Progressing", {}).get("reason") == "ProgressDeadlineExceeded",
         source_hash=(metadata.get("annotations") or {}).get(SOURCE_HASH_ANNOTATION, ""),
         kind=kind,
+    )
+
+
+def _runs_already(
+    primary: Mapping[str, Any],
+    built: Mapping[str, Any],
+    promoted_fields: tuple[str, ...],
+    revision: str,
+    with_replicas: bool,
+) -> bool:
+    """Whether the primary as stored already says all that ``built`` (for ``revision``) would
+    write over it; the API server's defaults may add to it."""
+    spec, wanted = primary.get("spec", {}), built["spec"]
+    metadata = primary.get("metadata", {})
+    if (metadata.get("annotations") or {}).get(SOURCE_HASH_ANNOTATION) != revision:
+        return False
+    if not contains(metadata.get("labels") or {}, built["metadata"]["labels"]):
+        return False
+    if with_replicas and "replicas" in wanted and spec.get("replicas") != wanted["replicas"]:
+        return False
+    return all(
+        contains(spec.get(name), wanted[name]) if name in wanted else name not in spec for name in promoted_fields
     )
 
 
@@ -335,12 +358,17 @@ class CanaryObjects:
                 wanted["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
                 self.store.replace(wanted)
         built = primary_workload(canary, source, configs, replicas)
+        promoted_fields = workload_kind(canary.target_ref.kind).promoted_fields
         for attempt in range(CONFLICT_RETRIES + 1):
             primary = self.store.get(canary.target_ref.kind, namespace, canary.primary_name)
             if primary is None:
                 self.store.create(built)
                 return
-            for name in workload_kind(canary.target_ref.kind).promoted_fields:
+            if _runs_already(primary, built, promoted_fields, revision, replicas is not None):
+                # As another writer (the bootstrap, a racing tick) just left it: writing it again
+                # would change nothing and could only lose to the workload's controller.
+                return
+            for name in promoted_fields:
                 if name in built["spec"]:
                     primary["spec"][name] = built["spec"][name]
                 else:
@@ -354,9 +382,11 @@ class CanaryObjects:
                 self.store.replace(primary)
                 return
             except Conflict:
-                # The workload's controller writes its status all the time: read again, write again.
+                # The workload's controller writes its status all the time (most often just after
+                # the workload was made): read again, write again, a moment later.
                 if attempt == CONFLICT_RETRIES:
                     raise
+                time.sleep(CONFLICT_BACKOFF_SECONDS * (attempt + 1))
 
     def primary_runs(self, canary: Canary, primary: Mapping[str, Any], revision: str) -> bool | None:
         """Whether the primary runs ``revision`` as it was recorded; None when nothing was recorded."""
