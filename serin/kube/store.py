@@ -41,6 +41,9 @@ MANAGER = {"fieldManager": FIELD_MANAGER, "fieldValidation": "Strict"}
 EVENT_UPDATE_ATTEMPTS = 3
 # On an Event: the step that last said it, so that sending it again for that step counts nothing.
 STEP_ANNOTATION = "serin.dev/step"
+# When an Event was last said, to the microsecond: its timestamps only count seconds, and a page
+# must still show which of two Events of one second came last.
+SEEN_ANNOTATION = "serin.dev/seen-at"
 
 
 class KubeError(SerinError):
@@ -205,6 +208,13 @@ class TickReads:
 
 
 _TICK_READS: contextvars.ContextVar[TickReads | None] = contextvars.ContextVar("serin_tick_reads", default=None)
+
+
+def _event_order(event: Mapping[str, Any]) -> tuple[str, str]:
+    """Oldest first: by the second an Event was last seen, then, within it, by Serin's own record."""
+    second = str(event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp"))
+    annotations = (event.get("metadata") or {}).get("annotations") or {}
+    return second, str(annotations.get(SEEN_ANNOTATION, ""))
 
 
 class KubeStore:
@@ -458,7 +468,7 @@ class KubeStore:
             query={"fieldSelector": selector},
         )
         items = [item for item in listed.get("items") or [] if isinstance(item, dict)]
-        return sorted(items, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or e.get("firstTimestamp")))
+        return sorted(items, key=_event_order)
 
     def record_event(
         self,
@@ -478,12 +488,17 @@ class KubeStore:
         twice.
         """
         stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        seen = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         digest = hashlib.sha256("\0".join((canary.uid, event_type, reason, message)).encode()).hexdigest()[:16]
         name = f"{canary.name}.{digest}"
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": name, "namespace": canary.namespace, "annotations": {STEP_ANNOTATION: step}},
+            "metadata": {
+                "name": name,
+                "namespace": canary.namespace,
+                "annotations": {STEP_ANNOTATION: step, SEEN_ANNOTATION: seen},
+            },
             "involvedObject": {
                 "apiVersion": f"{API_GROUP}/{CANARY_VERSION}",
                 "kind": "Canary",
@@ -515,7 +530,10 @@ class KubeStore:
                     )
                 return
             counted = {
-                "metadata": {"resourceVersion": existing["metadata"]["resourceVersion"]},
+                "metadata": {
+                    "resourceVersion": existing["metadata"]["resourceVersion"],
+                    "annotations": {SEEN_ANNOTATION: seen},
+                },
                 "count": int(existing.get("count") or 1) + 1,
                 "lastTimestamp": stamp,
             }
