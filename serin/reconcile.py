@@ -26,6 +26,7 @@ import datetime
 import functools
 import hashlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -280,6 +281,22 @@ class Lost(Exception):
     """Another tick stored a newer status of this Canary first: this one does nothing more."""
 
 
+def namespace_lanes(namespaces: Sequence[str], concurrency: int) -> list[list[int]]:
+    """The steps of one tick (given by the namespace of each), as lanes of a thread pool: each
+    lane is taken by one thread, in order. A namespace gets at most its share of the threads (the
+    concurrency over the number of namespaces, at least one), so that however slow its backends
+    and hooks, the other namespaces' steps have threads; the lanes alternate between namespaces,
+    so that each gets its first thread before any gets its second."""
+    indices: dict[str, list[int]] = {}
+    for index, namespace in enumerate(namespaces):
+        indices.setdefault(namespace, []).append(index)
+    share = max(1, math.ceil(concurrency / max(1, len(indices))))
+    split = [
+        [steps[lane :: min(share, len(steps))] for lane in range(min(share, len(steps)))] for steps in indices.values()
+    ]
+    return [lanes[turn] for turn in range(share) for lanes in split if turn < len(lanes)]
+
+
 class Reconciler:
     def __init__(
         self,
@@ -344,9 +361,22 @@ class Reconciler:
                 # Each Canary's step waits on its own backends (the API server, Prometheus, hooks):
                 # taken side by side, a slow one delays only itself. The API server's optimistic
                 # concurrency keeps each Canary's status consistent, as between two ticks.
+                # A namespace takes at most its share of the threads (see ``namespace_lanes``).
+                taken: list[StepReport | None] = [None] * len(chosen)
+
+                def lane(indices: list[int]) -> None:
+                    for index in indices:
+                        taken[index] = one(chosen[index])
+
+                namespaces = [str(raw.get("metadata", {}).get("namespace")) for raw in chosen]
                 with concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="tick") as pool:
-                    steps = [pool.submit(contextvars.copy_context().run, one, raw) for raw in chosen]
-                    reports = [future.result() for future in steps]
+                    lanes = [
+                        pool.submit(contextvars.copy_context().run, lane, indices)
+                        for indices in namespace_lanes(namespaces, self.concurrency)
+                    ]
+                    for future in lanes:
+                        future.result()
+                reports = [report for report in taken if report is not None]
         telemetry.TICK_DURATION.observe(time.monotonic() - started)
         return reports
 
