@@ -9,10 +9,12 @@ people and scripts to call ``POST /tick``.
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import requests
 import yaml
@@ -21,6 +23,7 @@ from localcluster import processes, prometheus, webhooks
 from localcluster.build import Binaries
 from localcluster.paths import REPO_ROOT
 from localcluster.processes import ClusterState
+from serin import egress
 
 if TYPE_CHECKING:  # the cluster module imports this one when it starts Serin
     from localcluster.cluster import LocalCluster
@@ -28,6 +31,19 @@ if TYPE_CHECKING:  # the cluster module imports this one when it starts Serin
 NAMESPACE = "serin-system"
 RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
 TOKEN_DURATION = "24h"
+
+
+def egress_denied(api_server_url: str) -> str:
+    """SERIN_EGRESS_DENIED for a Serin on this machine: the install's defaults, but for loopback,
+    where every local backend and hook listens; the API server's own port stays denied, as its
+    Service is in a cluster."""
+    port = urlsplit(api_server_url).port or 443
+    return ",".join(
+        [
+            *(entry for entry in egress.DEFAULT_DENIED if not ipaddress.ip_network(entry).is_loopback),
+            f"127.0.0.1:{port}",
+        ]
+    )
 
 
 def _rbac(kubectl: Any) -> list[dict[str, Any]]:
@@ -95,6 +111,7 @@ def ensure_serin(cluster: LocalCluster, binaries: Binaries, state: ClusterState)
             "SERIN_METRICS_SERVER": state.urls["prometheus"],
             # Admission reviews only from the API server, which presents its webhook client certificate.
             "SERIN_ADMISSION_CLIENT_CA": str(cluster.pki.webhook_client_ca),
+            "SERIN_EGRESS_DENIED": egress_denied(state.urls["kube-apiserver"]),
         },
     )
     ca = tls_dir / "ca.crt"

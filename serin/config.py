@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from serin.egress import Destinations, denied_in_cluster
 
 CLIENT_CERTIFICATE, NO_AUTHENTICATION = "client-certificate", "none"
 
@@ -37,6 +39,8 @@ class Settings:
     cluster_name: str = ""
     # Canaries one tick steps side by side (each waits on its own API calls, queries and hooks).
     tick_concurrency: int = 8
+    # Where metrics backends, hooks and alert providers may be (see serin.egress).
+    egress: Destinations = field(default_factory=Destinations)
 
     @property
     def admission_authenticated(self) -> bool:
@@ -59,6 +63,13 @@ class Settings:
                 "SERIN_ADMISSION_AUTHENTICATION is client-certificate, so SERIN_ADMISSION_CLIENT_CA must name the "
                 f"file of the CA that signs the API server's webhook client certificate (is {client_ca!r})"
             )
+        try:
+            egress = Destinations.parse(
+                os.environ.get("SERIN_EGRESS_ALLOWED", ""),
+                os.environ.get("SERIN_EGRESS_DENIED", denied_in_cluster(os.environ)),
+            )
+        except ValueError as error:
+            raise ValueError(f"SERIN_EGRESS_ALLOWED or SERIN_EGRESS_DENIED: {error}") from None
         return cls(
             metrics_server=os.environ.get("SERIN_METRICS_SERVER", defaults.metrics_server),
             default_provider=os.environ.get("SERIN_DEFAULT_PROVIDER", defaults.default_provider),
@@ -75,4 +86,5 @@ class Settings:
             notifier_proxy=os.environ.get("SERIN_NOTIFIER_PROXY", ""),
             cluster_name=os.environ.get("SERIN_CLUSTER_NAME", ""),
             tick_concurrency=max(1, int(os.environ.get("SERIN_TICK_CONCURRENCY", defaults.tick_concurrency))),
+            egress=egress,
         )

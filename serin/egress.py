@@ -424,6 +424,9 @@ def streamed(
                 )
         except EgressError:
             raise
+        except requests.exceptions.InvalidJSONError as error:
+            # Our own payload, not the peer's doing: a ValueError, like the TypeError json raises.
+            raise ValueError(str(error.args[0]) if error.args else "the payload is not JSON") from None
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
             if time.monotonic() >= (request.deadline or 0):
                 raise NoAnswerInTime(f"no answer within {seconds:g}s") from error

@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from kubernetes import client
 
+from serin import egress
 from serin.admission import Admission
 from serin.config import Settings
 from serin.kube.client import api_client
@@ -28,6 +29,7 @@ class Engine:
 
 
 def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Engine:
+    egress.use(settings.egress)
     api = api or api_client(settings.kubeconfig)
     store = KubeStore(api)
 

@@ -53,8 +53,7 @@ from dataclasses import astuple, dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import requests
-
+from serin import egress
 from serin.kube.store import KubeStore
 from serin.metrics.apikeys import header_credential, redacted
 from serin.metrics.http import (
@@ -62,8 +61,6 @@ from serin.metrics.http import (
     DEFAULT_TIMEOUT,
     WINDOW_INTERVALS,
     HttpBackend,
-    reason,
-    timed_out,
 )
 from serin.ports import (
     InvalidCredentials,
@@ -244,24 +241,17 @@ class CloudWatchProvider:
             amz_date=amz_date,
         )
         url = f"{parts.scheme}://{parts.netloc}{parts.path or '/'}"
+        answer = self.backend.fetch("POST", url, what, data=body, headers=headers)
         try:
-            response = self.backend.session.post(url, data=body, headers=headers, timeout=self.backend.timeout)
-        except requests.RequestException as error:
-            if timed_out(error):
-                raise MetricsUnavailable(
-                    f"cloudwatch at {address} did not answer within {self.backend.timeout}s: {reason(error)}"
-                ) from error
-            raise MetricsUnavailable(f"cloudwatch at {address} unreachable: {reason(error)}") from error
-        try:
-            root = ElementTree.fromstring(response.content)
+            root = ElementTree.fromstring(answer.body)
         except ElementTree.ParseError:
             root = None
-        if not 200 <= response.status_code < 300:
-            raise _refusal(response, root, what, self.backend.config, address)
+        if not answer.ok:
+            raise _refusal(answer, root, what, self.backend.config, address)
         if root is None:
+            kind = answer.content_type.split(";", 1)[0].strip() or "no content type"
             raise InvalidQuery(
-                f"cloudwatch at {address} answered {what} with something that is not CloudWatch's XML: "
-                f"{response.text[:200]!r}"
+                f"cloudwatch at {address} answered {what} with {len(answer.body)} bytes of {kind}, not CloudWatch's XML"
             )
         return root
 
@@ -392,15 +382,15 @@ def _first_value(
 
 
 def _refusal(
-    response: requests.Response, root: ElementTree.Element | None, what: str, config: ProviderConfig, address: str
+    answer: egress.Answer, root: ElementTree.Element | None, what: str, config: ProviderConfig, address: str
 ) -> SerinError:
     """The engine's error for an answer that is not a success, decided by CloudWatch's error code."""
-    status = response.status_code
+    status = answer.status
     # CloudWatch's errors are <ErrorResponse><Error>; some AWS endpoints wrap them in <Errors>.
     error = next((e for e in root.iter() if _local(e.tag) == "Error"), None) if root is not None else None
-    code = _text(error, "Code") if error is not None else ""
-    detail = _text(error, "Message") if error is not None else response.text[:300].strip()
-    detail = detail or response.reason or "no explanation"
+    code = egress.shortened(_text(error, "Code"))[:64] if error is not None else ""
+    message_text = _text(error, "Message") if error is not None else ""
+    detail = egress.shortened(message_text) if message_text else egress.excerpt(answer)
     if code in CREDENTIAL_CODES or status in (401, 403):
         secret = f"Secret {config.secret_name}" if config.secret_name else "no secretRef"
         return InvalidCredentials(

@@ -13,12 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
 from urllib3.util import Retry
 
+from serin import egress
 from serin.model import DEFAULT_METRIC_INTERVAL, parse_duration
-from serin.ports import InvalidCredentials, InvalidQuery, MetricsUnavailable, ProviderConfig
+from serin.ports import InvalidCredentials, InvalidQuery, MetricsUnavailable, ProviderConfig, SerinError
 
 DEFAULT_TIMEOUT = 5.0
 RETRIES = 2
@@ -57,32 +56,10 @@ def retrying_session(retries: int = RETRIES, backoff_factor: float = 0.2) -> req
         raise_on_status=False,
     )
     session = Session()
-    adapter = HTTPAdapter(max_retries=retry)
+    adapter = egress.CheckedAdapter(max_retries=retry)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
-
-
-def reason(error: requests.RequestException) -> str:
-    # requests wraps urllib3's MaxRetryError, whose text repeats the pool and URL; its reason is the news.
-    cause = error.args[0] if error.args else None
-    if isinstance(cause, MaxRetryError) and cause.reason is not None:
-        return str(cause.reason)
-    return str(error) or type(error).__name__
-
-
-def timed_out(error: requests.RequestException) -> bool:
-    """Whether the request timed out. With retries mounted, urllib3 wraps a read timeout in a
-    MaxRetryError, which requests raises as a ConnectionError rather than a Timeout."""
-    cause = error.args[0] if error.args else None
-    if isinstance(error, requests.Timeout):
-        return True
-    if not isinstance(cause, MaxRetryError):
-        return False
-    # urllib3's NewConnectionError (a refused connection) is a ConnectTimeoutError too.
-    return isinstance(cause.reason, ReadTimeoutError) or (
-        isinstance(cause.reason, ConnectTimeoutError) and not isinstance(cause.reason, NewConnectionError)
-    )
 
 
 def configured_session(config: ProviderConfig) -> requests.Session:
@@ -110,6 +87,15 @@ class HttpBackend:
     def close(self) -> None:
         self.session.close()
 
+    def fetch(self, method: str, url: str, what: str, timeout: float | None = None, **kwargs: Any) -> egress.Answer:
+        """The answer to one request, whole within the backend's timeout, or the engine's error
+        saying what kept it from ``what`` (the query, in words a user recognises)."""
+        seconds = self.timeout if timeout is None else timeout
+        try:
+            return egress.fetch(self.session, method, url, seconds, **kwargs)
+        except egress.EgressError as error:
+            raise unanswered(f"{self.name} at {self.address}", what, error) from None
+
     def request_json(
         self,
         method: str,
@@ -120,39 +106,42 @@ class HttpBackend:
         data: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
-        """The JSON answer to one request, or the engine's error saying what went wrong with ``what``
-        (the query, in words a user recognises)."""
-        url = f"{self.address}{path}"
+        """The JSON answer to one request, or the engine's error saying what went wrong with ``what``."""
+        answer = self.fetch(
+            method, f"{self.address}{path}", what, params=params, json=json_body, data=data, headers=headers
+        )
+        self.check(answer, what)
         try:
-            response = self.session.request(
-                method, url, params=params, json=json_body, data=data, headers=headers, timeout=self.timeout
-            )
-        except requests.RequestException as error:
-            if timed_out(error):
-                raise MetricsUnavailable(
-                    f"{self.name} at {self.address} did not answer within {self.timeout}s: {reason(error)}"
-                ) from error
-            raise MetricsUnavailable(f"{self.name} at {self.address} unreachable: {reason(error)}") from error
-        self.check(response, what)
-        try:
-            return response.json()
+            return answer.json()
         except ValueError:
-            text = response.text[:200]
-            where = f"{self.name} at {self.address}"
-            raise InvalidQuery(f"{where} answered {what} with something that is not JSON: {text!r}") from None
+            raise InvalidQuery(f"{self.name} at {self.address} answered {what} with {not_json(answer)}") from None
 
-    def check(self, response: requests.Response, what: str) -> None:
+    def check(self, answer: egress.Answer, what: str) -> None:
         """Raise the engine's error for an answer that is not a success."""
-        status = response.status_code
-        if 200 <= status < 300:
+        status = answer.status
+        if answer.ok:
             return
-        detail = response.text[:300].strip() or response.reason or "no explanation"
-        message = f"{self.name} at {self.address} answered status {status} for {what}: {detail}"
+        message = f"{self.name} at {self.address} answered status {status} for {what}: {egress.excerpt(answer)}"
         if status in (401, 403):
             secret = f"Secret {self.config.secret_name}" if self.config.secret_name else "no secretRef"
             raise InvalidCredentials(
-                f"{self.name} at {self.address} refused the credentials ({status}; they come from {secret}): {detail}"
+                f"{self.name} at {self.address} refused the credentials ({status}; they come from {secret})"
             )
         if status == 429 or status >= 500:
             raise MetricsUnavailable(message)
         raise InvalidQuery(message)
+
+
+def unanswered(where: str, what: str, error: egress.EgressError) -> SerinError:
+    """The engine's error for a request that got no answer: a policy or size refusal is the same
+    next time (a failed check); anything else may pass (the step holds)."""
+    if isinstance(error, egress.NoAnswerInTime):
+        return MetricsUnavailable(f"{where} did not answer {what} in time: {error}")
+    if isinstance(error, egress.Unreachable):
+        return MetricsUnavailable(f"{where} unreachable: {error}")
+    return InvalidQuery(f"{where} cannot be asked {what}: {error}")
+
+
+def not_json(answer: egress.Answer) -> str:
+    kind = answer.content_type.split(";", 1)[0].strip() or "no content type"
+    return f"{len(answer.body)} bytes of {kind}, not a JSON object"

@@ -36,11 +36,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
 from serin.kube.store import KubeStore
 from serin.metrics.apikeys import header_credential, redacted
-from serin.metrics.http import DEFAULT_TIMEOUT, HttpBackend, reason, timed_out
+from serin.metrics.http import DEFAULT_TIMEOUT, HttpBackend
 from serin.ports import InvalidQuery, MetricsUnavailable, NoValuesFound, ProviderConfig, SerinError
 
 QUERY_PATH = "/api/v2/query"
@@ -121,25 +119,17 @@ class InfluxdbProvider:
         body: Any = None,
         headers: dict[str, str] | None = None,
     ) -> str:
-        address = self.backend.address
         try:
-            try:
-                response = self.backend.session.post(
-                    f"{address}{path}", params=params, json=body, headers=headers, timeout=timeout
-                )
-            except requests.RequestException as error:
-                if timed_out(error):
-                    raise MetricsUnavailable(
-                        f"influxdb at {address} did not answer within {timeout}s: {reason(error)}"
-                    ) from error
-                raise MetricsUnavailable(f"influxdb at {address} unreachable: {reason(error)}") from error
-            self.backend.check(response, what)
+            answer = self.backend.fetch(
+                "POST", f"{self.backend.address}{path}", what, timeout, params=params, json=body, headers=headers
+            )
+            self.backend.check(answer, what)
         except SerinError as error:
             clean = redacted(error, (self._token,))
             if clean is error:
                 raise
             raise clean from None
-        return response.text
+        return answer.text
 
 
 @dataclass

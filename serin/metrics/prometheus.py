@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import datetime
 import math
+import re
 from typing import Any
 
 import requests
 
+from serin import egress
 from serin.kube.store import KubeStore
-from serin.metrics.http import DEFAULT_TIMEOUT, configured_session, retrying_session
-from serin.metrics.http import reason as _reason
+from serin.metrics.http import DEFAULT_TIMEOUT, configured_session, not_json, retrying_session, unanswered
 from serin.ports import InvalidCredentials, InvalidQuery, MetricsUnavailable, NoValuesFound, ProviderConfig
 
+ERROR_TYPE = re.compile(r"[a-z_]{1,32}")
 # Admission waits for this at most: a webhook must answer within seconds whatever Prometheus does.
 PARSE_TIMEOUT = 1.0
 
@@ -125,19 +127,11 @@ class PrometheusProvider:
     def syntax_error(self, query: str) -> str | None:
         """Prometheus's parse error for the query, or None: it is asked to format it (``/api/v1/format_query``,
         Prometheus 2.38+), which parses without evaluating anything."""
-        url = f"{self.address}/api/v1/format_query"
-        try:
-            response = self.session.get(url, params={"query": query}, timeout=min(self.timeout, PARSE_TIMEOUT))
-        except requests.RequestException as error:
-            raise MetricsUnavailable(f"prometheus at {self.address} unreachable: {_reason(error)}") from error
-        if response.status_code == 400:
-            try:
-                detail = response.json().get("error")
-            except ValueError:
-                detail = None
-            return str(detail or response.text[:200])
-        if response.status_code != 200:
-            raise MetricsUnavailable(f"prometheus at {self.address} answered {response.status_code} to format_query")
+        answer = self._fetch("format_query", {"query": query}, f"to format query {query}", PARSE_TIMEOUT)
+        if answer.status == 400:
+            return egress.excerpt(answer)
+        if answer.status != 200:
+            raise MetricsUnavailable(f"prometheus at {self.address} answered {answer.status} to format_query")
         return None
 
     def is_online(self) -> bool:
@@ -147,35 +141,34 @@ class PrometheusProvider:
         except (NoValuesFound, InvalidQuery, MetricsUnavailable):
             return False
 
+    def _fetch(self, endpoint: str, params: dict[str, str], what: str, timeout: float | None = None) -> egress.Answer:
+        seconds = self.timeout if timeout is None else min(self.timeout, timeout)
+        try:
+            return egress.fetch(self.session, "GET", f"{self.address}/api/v1/{endpoint}", seconds, params=params)
+        except egress.EgressError as error:
+            raise unanswered(f"prometheus at {self.address}", what, error) from None
+
     def _get_data(self, endpoint: str, params: dict[str, str]) -> dict[str, Any]:
-        url = f"{self.address}/api/v1/{endpoint}"
         query = params["query"]
+        answer = self._fetch(endpoint, params, f"query {query}")
         try:
-            response = self.session.get(url, params=params, timeout=self.timeout)
-        except requests.Timeout as error:
-            raise MetricsUnavailable(
-                f"prometheus at {self.address} did not answer within {self.timeout}s: {_reason(error)}"
-            ) from error
-        except requests.RequestException as error:
-            raise MetricsUnavailable(f"prometheus at {self.address} unreachable: {_reason(error)}") from error
-        try:
-            body: Any = response.json()
+            body: Any = answer.json()
         except ValueError:
             body = None
         # Prometheus explains 400 (bad_data: parse errors), 422 (execution) and 503 (timeout) in `error`.
-        failed = response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success"
+        failed = answer.status != 200 or not isinstance(body, dict) or body.get("status") != "success"
         if failed:
-            detail = body.get("error") if isinstance(body, dict) else None
-            kind = f" ({body['errorType']})" if isinstance(body, dict) and body.get("errorType") else ""
-            message = f"prometheus at {self.address} answered status {response.status_code}{kind} for query {query}: "
-            message += str(detail or response.text[:200] or "no explanation")
-            if response.status_code in (401, 403):
+            error_type = body.get("errorType") if isinstance(body, dict) else None
+            # Prometheus's types are short words (bad_data, execution, timeout); nothing else is repeated.
+            kind = f" ({error_type})" if isinstance(error_type, str) and ERROR_TYPE.fullmatch(error_type) else ""
+            detail = egress.excerpt(answer) if isinstance(body, dict) else not_json(answer)
+            message = f"prometheus at {self.address} answered status {answer.status}{kind} for query {query}: {detail}"
+            if answer.status in (401, 403):
                 secret = f"Secret {self.secret_name}" if self.secret_name else "no secretRef"
                 raise InvalidCredentials(
-                    f"prometheus at {self.address} refused the credentials ({response.status_code}; they come from "
-                    f"{secret})"
+                    f"prometheus at {self.address} refused the credentials ({answer.status}; they come from {secret})"
                 )
-            if response.status_code >= 500 or response.status_code == 429:
+            if answer.status >= 500 or answer.status == 429:
                 raise MetricsUnavailable(message)
             # A 4xx, or a 200 that is not Prometheus's JSON (the address is not a Prometheus API):
             # the same request will get the same answer.

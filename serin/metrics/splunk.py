@@ -45,9 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
-from urllib3.exceptions import ReadTimeoutError
-
+from serin import egress
 from serin.kube.store import KubeStore
 from serin.metrics.apikeys import header_credential, redacted
 from serin.metrics.http import (
@@ -55,8 +53,7 @@ from serin.metrics.http import (
     DEFAULT_TIMEOUT,
     WINDOW_INTERVALS,
     HttpBackend,
-    reason,
-    timed_out,
+    unanswered,
 )
 from serin.ports import InvalidQuery, MetricsUnavailable, NoValuesFound, ProviderConfig, SerinError
 
@@ -131,40 +128,26 @@ class SplunkProvider:
         """The (tsId, value) of every datapoint with a value, in the order the stream sent them."""
         where = f"splunk at {self.backend.address}"
         timeout = self.backend.timeout
-        deadline = time.monotonic() + timeout
+        what = f"query {program}"
         try:
-            response = self.backend.session.post(
+            with egress.streamed(
+                self.backend.session,
+                "POST",
                 f"{self.backend.address}{EXECUTE_PATH}",
+                timeout,
                 params=params,
                 data=program.encode(),
                 headers={"Content-Type": "text/plain", "Accept": "text/event-stream"},
-                stream=True,
-                timeout=timeout,
-            )
-        except requests.RequestException as error:
-            if timed_out(error):
-                raise MetricsUnavailable(f"{where} did not answer within {timeout}s: {reason(error)}") from error
-            raise MetricsUnavailable(f"{where} unreachable: {reason(error)}") from error
-        with response:
-            self.backend.check(response, f"query {program}")
-            points: list[tuple[str, float]] = []
-            try:
-                for event, data in sse_events(response.iter_content(chunk_size=None)):
+            ) as stream:
+                if not 200 <= stream.status < 300:
+                    self.backend.check(stream.whole(), what)
+                points: list[tuple[str, float]] = []
+                for event, data in sse_events(stream.chunks()):
                     if _read_message(event, data, program, points):
                         return points
-                    if time.monotonic() > deadline:
-                        raise MetricsUnavailable(f"{where} did not finish query {program} within {timeout}s")
-            except requests.RequestException as error:
-                if _stalled(error):
-                    message = f"{where} did not finish query {program} within {timeout}s: {reason(error)}"
-                    raise MetricsUnavailable(message) from error
-                raise MetricsUnavailable(f"{where} broke off the answer to query {program}: {reason(error)}") from error
+        except egress.EgressError as error:
+            raise unanswered(where, what, error) from None
         raise MetricsUnavailable(f"{where} ended the answer to query {program} before the computation finished")
-
-
-def _stalled(error: requests.RequestException) -> bool:
-    # Reading the body, requests wraps urllib3's ReadTimeoutError itself in a ConnectionError.
-    return timed_out(error) or bool(error.args and isinstance(error.args[0], ReadTimeoutError))
 
 
 def sse_events(chunks: Iterable[bytes]) -> Iterator[tuple[str, str]]:

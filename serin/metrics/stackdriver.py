@@ -48,13 +48,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import requests
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from serin import egress
 from serin.kube.store import KubeStore
-from serin.metrics.http import DEFAULT_TIMEOUT, HttpBackend, reason, retrying_session
+from serin.metrics.http import DEFAULT_TIMEOUT, HttpBackend, retrying_session, unanswered
 from serin.ports import InvalidCredentials, InvalidQuery, MetricsUnavailable, NoValuesFound, ProviderConfig
 
 DEFAULT_ADDRESS = "https://monitoring.googleapis.com"
@@ -244,14 +244,10 @@ class StackdriverProvider:
         form = {"grant_type": JWT_GRANT, "assertion": self.account.assertion(now)}
         timeout = self.backend.timeout
         try:
-            response = self.token_session.post(uri, data=form, timeout=timeout)
-        except requests.Timeout as error:
-            raise MetricsUnavailable(
-                f"stackdriver token endpoint {uri} did not answer within {timeout}s: {reason(error)}"
-            ) from error
-        except requests.RequestException as error:
-            raise MetricsUnavailable(f"stackdriver token endpoint {uri} unreachable: {reason(error)}") from error
-        status = response.status_code
+            response = egress.fetch(self.token_session, "POST", uri, timeout, data=form)
+        except egress.EgressError as error:
+            raise unanswered(f"stackdriver token endpoint {uri}", "for a token", error) from None
+        status = response.status
         if status == 429 or status >= 500:
             raise MetricsUnavailable(f"stackdriver token endpoint {uri} answered status {status}")
         try:
@@ -262,7 +258,11 @@ class StackdriverProvider:
             answer = {}
         if status != 200:
             # OAuth's error fields are the server's words (invalid_grant: Invalid JWT Signature.), never ours.
-            detail = ": ".join(str(answer[key])[:150] for key in ("error", "error_description") if answer.get(key))
+            detail = ": ".join(
+                egress.shortened(answer[key])[:150]
+                for key in ("error", "error_description")
+                if isinstance(answer.get(key), str)
+            )
             raise InvalidCredentials(
                 f"stackdriver token endpoint {uri} refused the service account key ({status}; it comes from "
                 f"{self.secret}): {detail or 'no explanation'}"

@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-import requests
-
+from serin import egress
 from serin.model import Analysis, Canary
 from serin.ports import InvalidCredentials, PermanentError, TemporaryError
 
@@ -50,7 +49,8 @@ DEFAULT_CHANNEL = "general"
 # Statuses that may change if asked again: a timeout or rate limit on the service's side, and
 # server errors other than 501 (not implemented: it will not be, on the next tick either).
 _TEMPORARY_STATUSES = frozenset({408, 429})
-BODY_SNIPPET = 200
+# What is read of an alert service's answer: its status is the answer.
+MAX_ALERT_ANSWER_BYTES = 64 * 1024
 
 # Every AlertProvider ``spec.type`` and the module that posts to it, imported when first used. Each
 # has ``build(destination: Destination) -> Notifier``.
@@ -245,31 +245,35 @@ def post_json(
     proxies = {"http": proxy, "https": proxy} if proxy else None
     headers = {"Authorization": f"Bearer {token}"} if token else None
     # ``from None`` throughout: requests' messages and causes repeat the full URL, token included.
+    if proxy:
+        try:
+            check_address(proxy)
+        except PermanentError:
+            raise PermanentError("the alert provider's proxy is not a valid URL") from None
     try:
-        response = requests.post(
-            url, json=dict(payload), headers=headers, proxies=proxies, timeout=timeout, allow_redirects=False
-        )
-    except requests.Timeout:
+        with egress.session() as client:
+            answer = egress.fetch(
+                client,
+                "POST",
+                url,
+                timeout,
+                max_bytes=MAX_ALERT_ANSWER_BYTES,
+                json=dict(payload),
+                headers=headers,
+                proxies=proxies,
+            )
+    except egress.NoAnswerInTime:
         raise TemporaryError(f"{where} did not answer within {timeout:g}s") from None
-    except requests.exceptions.InvalidProxyURL:
-        raise PermanentError("the alert provider's proxy is not a valid URL") from None
-    except requests.exceptions.ProxyError:
-        raise TemporaryError(f"cannot reach {where} through the alert provider's proxy") from None
-    except requests.exceptions.SSLError:
-        # A certificate the client does not trust stays untrusted on the next tick.
-        raise PermanentError(f"TLS with {where} failed (certificate or protocol)") from None
-    except requests.ConnectionError:
-        raise TemporaryError(f"cannot connect to {where}") from None
-    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema):
+    except egress.InvalidAddress:
         raise PermanentError("the alert provider's address is not a valid URL") from None
-    except requests.RequestException as error:
-        # The connection broke mid-answer (ChunkedEncodingError and kin): the service's trouble.
-        raise TemporaryError(f"{where} failed mid-answer ({type(error).__name__})") from None
-    with response:
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-        snippet = response.text[:BODY_SNIPPET].strip()
+    except egress.EgressError as error:
+        via = " through the alert provider's proxy" if proxy else ""
+        kind = TemporaryError if error.temporary else PermanentError
+        raise kind(f"cannot reach {where}{via}: {error}") from None
+    status = answer.status
+    if 200 <= status < 300:
+        return
+    snippet = egress.excerpt(answer) if answer.body else ""
     said = f"{where} answered {status}" + (f": {snippet}" if snippet else "")
     if status in (401, 403):
         raise InvalidCredentials(said)

@@ -18,11 +18,13 @@ from typing import Any
 
 import requests
 
+from serin import egress
 from serin.model import Canary, Webhook
 from serin.ports import HookResult
 
 MAX_OK_STATUS = 202
-BODY_SNIPPET = 200
+# What is read of a hook's answer: its status is the answer, its body only explains a failure.
+MAX_HOOK_ANSWER_BYTES = 64 * 1024
 DEFAULT_BACKOFF_SECONDS = 1.0
 # Statuses worth asking again: overload and server-side failures. 501 (not implemented) and 4xx
 # will not change on a retry, and 203-299/3xx are answers, just not a yes.
@@ -79,7 +81,7 @@ class HttpHookCaller:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.session = session if session is not None else requests.Session()
+        self.session = session if session is not None else egress.session()
         self.backoff_seconds = backoff_seconds
         self._sleep = sleep
         self._clock = clock
@@ -117,27 +119,31 @@ class HttpHookCaller:
         return HookResult(hook.name, False, message, temporary=temporary)
 
     def _attempt(self, hook: Webhook, payload: Mapping[str, Any], timeout: float) -> tuple[bool, bool, str]:
-        """One POST: (ok, temporary failure worth asking again, message)."""
+        """One POST, whole within ``timeout``: (ok, temporary failure worth asking again, message).
+
+        A hook's answer is reported by its status and, when it is JSON, its ``error`` text: the
+        rest of the body is the hook's own business (see its logs), never repeated into Events.
+        """
         try:
-            response = self.session.post(hook.url, json=dict(payload), timeout=timeout, verify=not hook.disable_tls)
-        except requests.Timeout:
+            answer = egress.fetch(
+                self.session,
+                "POST",
+                hook.url,
+                timeout,
+                max_bytes=MAX_HOOK_ANSWER_BYTES,
+                json=dict(payload),
+                verify=not hook.disable_tls,
+            )
+        except egress.NoAnswerInTime:
             return False, True, f"timed out after {timeout:.3g}s calling {hook.url}"
-        except requests.ConnectionError as error:
-            return False, True, f"cannot reach {hook.url}: {_reason(error)}"
-        except (requests.RequestException, ValueError, TypeError) as error:
-            # Invalid URLs, payloads JSON cannot carry: asking again gives the same answer.
+        except egress.EgressError as error:
+            # Only a refusal of the install's policy, or an address that is no URL, stays so.
+            return False, isinstance(error, egress.Unreachable), f"cannot reach {hook.url}: {error}"
+        except (ValueError, TypeError) as error:
+            # Payloads JSON cannot carry: asking again gives the same answer.
             return False, False, f"cannot call {hook.url}: {error}"
-        with response:
-            status = response.status_code
-            if status <= MAX_OK_STATUS:
-                return True, False, f"status {status}"
-            snippet = response.text[:BODY_SNIPPET].strip()
-        text = f"status {status}: {snippet}" if snippet else f"status {status}"
-        return False, status in RETRYABLE_STATUSES, text
-
-
-def _reason(error: requests.RequestException) -> str:
-    # requests wraps urllib3's MaxRetryError, whose text repeats the pool and URL; its reason is the news.
-    cause = error.args[0] if error.args else None
-    reason = getattr(cause, "reason", None)
-    return str(reason) if reason is not None else str(error) or type(error).__name__
+        if answer.status <= MAX_OK_STATUS:
+            return True, False, f"status {answer.status}"
+        said = egress.excerpt(answer) if answer.body else ""
+        text = f"status {answer.status}: {said}" if said else f"status {answer.status}"
+        return False, answer.status in RETRYABLE_STATUSES, text

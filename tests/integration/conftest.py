@@ -16,7 +16,7 @@ import yaml
 from localcluster import processes, webhooks
 from localcluster.pki import write_serving_pair
 from localcluster.processes import free_port
-from localcluster.serin_server import gunicorn_command
+from localcluster.serin_server import egress_denied, gunicorn_command
 from localcluster.testing import ClusterHandle, eventually, fresh_namespace
 from tests.integration.helpers import WEBHOOK_NAMESPACE_LABEL, SerinServer
 
@@ -89,6 +89,7 @@ def running_serin(
         "KUBECONFIG": str(kubeconfig),
         "SERIN_METRICS_SERVER": cluster.urls["prometheus"],
         "SERIN_ADMISSION_CLIENT_CA": str(cluster.state_dir / "pki" / "webhook-client-ca.crt"),
+        "SERIN_EGRESS_DENIED": egress_denied(cluster.urls["kube-apiserver"]),
         **(env or {}),
     }
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)

@@ -37,5 +37,6 @@ def app_client() -> FlaskClient:
     configuration = client.Configuration(host="https://127.0.0.1:9")
     # No TLS here to carry the API server's certificate: reviews are answered as with
     # SERIN_ADMISSION_AUTHENTICATION=none (tests/integration/test_security.py has the real check).
-    app = create_app(Settings(admission_authentication="none"), api=client.ApiClient(configuration))
+    settings = Settings(admission_authentication="none", egress=LOOPBACK_ALLOWED)
+    app = create_app(settings, api=client.ApiClient(configuration))
     return app.test_client()

@@ -12,7 +12,6 @@ is the reference for what is sent (the window: ten metric intervals).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -150,8 +149,10 @@ def test_several_series_are_an_invalid_query(datadog: FakeDatadog) -> None:
 def test_a_query_datadog_cannot_parse_is_an_invalid_query(datadog: FakeDatadog) -> None:
     with pytest.raises(InvalidQuery) as caught:
         provider(datadog).query("sum:broken{")
-    body = json.dumps({"errors": ["Error parsing query: unable to parse sum:broken{"]})
-    assert str(caught.value) == f"datadog at {datadog.url} answered status 400 for query sum:broken{{: {body}"
+    assert str(caught.value) == (
+        f"datadog at {datadog.url} answered status 400 for query sum:broken{{: "
+        "Error parsing query: unable to parse sum:broken{"
+    )
 
 
 def test_an_answer_of_status_error_is_an_invalid_query(datadog: FakeDatadog) -> None:
@@ -173,38 +174,42 @@ def test_a_failing_or_overloaded_datadog_is_unavailable(datadog: FakeDatadog, st
     datadog.canned[QUERY] = (status, {"errors": ["Internal Server Error"]})
     with pytest.raises(MetricsUnavailable) as caught:
         provider(datadog).query(QUERY)
-    body = json.dumps({"errors": ["Internal Server Error"]})
-    assert str(caught.value) == f"datadog at {datadog.url} answered status {status} for query {QUERY}: {body}"
+    assert str(caught.value) == (
+        f"datadog at {datadog.url} answered status {status} for query {QUERY}: Internal Server Error"
+    )
 
 
 def test_a_slow_datadog_is_unavailable(datadog: FakeDatadog) -> None:
     with pytest.raises(MetricsUnavailable) as caught:
         provider(datadog, timeout=0.3).query(SLOW)
-    port = datadog.server_address[1]
-    assert str(caught.value) == (
-        f"datadog at {datadog.url} did not answer within 0.3s: "
-        f"HTTPConnectionPool(host='127.0.0.1', port={port}): Read timed out. (read timeout=0.3)"
-    )
+    assert str(caught.value) == f"datadog at {datadog.url} did not answer query {SLOW} in time: no answer within 0.3s"
 
 
 def test_refused_keys_name_the_secret_not_the_keys(datadog: FakeDatadog) -> None:
     with pytest.raises(InvalidCredentials) as caught:
         provider(datadog, datadog_application_key="revoked-app-key-0000").query(QUERY)
-    assert str(caught.value) == (
-        f"datadog at {datadog.url} refused the credentials (403; they come from Secret {SECRET}): "
-        '{"errors": ["Forbidden"]}'
+    assert (
+        str(caught.value) == f"datadog at {datadog.url} refused the credentials (403; they come from Secret {SECRET})"
     )
     assert "revoked-app-key-0000" not in str(caught.value)
     assert API_KEY not in str(caught.value)
 
 
-def test_keys_a_server_echoes_back_are_redacted(datadog: FakeDatadog) -> None:
+def test_a_refusal_quotes_nothing_the_server_said(datadog: FakeDatadog) -> None:
     datadog.canned[QUERY] = (401, {"errors": [f"Invalid API key {API_KEY}"]})
     with pytest.raises(InvalidCredentials) as caught:
         provider(datadog).query(QUERY)
+    assert (
+        str(caught.value) == f"datadog at {datadog.url} refused the credentials (401; they come from Secret {SECRET})"
+    )
+
+
+def test_keys_a_server_echoes_back_are_redacted(datadog: FakeDatadog) -> None:
+    datadog.canned[QUERY] = (400, {"errors": [f"Invalid API key {API_KEY}"]})
+    with pytest.raises(InvalidQuery) as caught:
+        provider(datadog).query(QUERY)
     assert str(caught.value) == (
-        f"datadog at {datadog.url} refused the credentials (401; they come from Secret {SECRET}): "
-        '{"errors": ["Invalid API key <redacted>"]}'
+        f"datadog at {datadog.url} answered status 400 for query {QUERY}: Invalid API key <redacted>"
     )
 
 

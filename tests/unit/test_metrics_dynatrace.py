@@ -15,7 +15,6 @@ sent (``resolution=Inf`` over ten metric intervals).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -177,9 +176,9 @@ def test_several_values_are_an_invalid_query(
 def test_a_selector_dynatrace_cannot_parse_is_an_invalid_query(dynatrace: FakeDynatrace) -> None:
     with pytest.raises(InvalidQuery) as caught:
         provider(dynatrace).query("builtin:host.cpu.usage:filter(")
-    body = json.dumps(error(400, "The metric selector 'builtin:host.cpu.usage:filter(' is invalid"))
     assert str(caught.value) == (
-        f"dynatrace at {dynatrace.url} answered status 400 for metric selector builtin:host.cpu.usage:filter(: {body}"
+        f"dynatrace at {dynatrace.url} answered status 400 for metric selector builtin:host.cpu.usage:filter(: "
+        "The metric selector 'builtin:host.cpu.usage:filter(' is invalid"
     )
 
 
@@ -188,39 +187,44 @@ def test_a_failing_or_overloaded_dynatrace_is_unavailable(dynatrace: FakeDynatra
     dynatrace.canned[SELECTOR] = (status, error(status, "Internal server error"))
     with pytest.raises(MetricsUnavailable) as caught:
         provider(dynatrace).query(SELECTOR)
-    body = json.dumps(error(status, "Internal server error"))
     assert str(caught.value) == (
-        f"dynatrace at {dynatrace.url} answered status {status} for metric selector {SELECTOR}: {body}"
+        f"dynatrace at {dynatrace.url} answered status {status} for metric selector {SELECTOR}: Internal server error"
     )
 
 
 def test_a_slow_dynatrace_is_unavailable(dynatrace: FakeDynatrace) -> None:
     with pytest.raises(MetricsUnavailable) as caught:
         provider(dynatrace, timeout=0.3).query(SLOW)
-    port = dynatrace.server_address[1]
     assert str(caught.value) == (
-        f"dynatrace at {dynatrace.url} did not answer within 0.3s: "
-        f"HTTPConnectionPool(host='127.0.0.1', port={port}): Read timed out. (read timeout=0.3)"
+        f"dynatrace at {dynatrace.url} did not answer metric selector {SLOW} in time: no answer within 0.3s"
     )
 
 
 def test_a_refused_token_names_the_secret_not_the_token(dynatrace: FakeDynatrace) -> None:
     with pytest.raises(InvalidCredentials) as caught:
         provider(dynatrace, dynatrace_token="dt0c01.REVOKED.0000").query(SELECTOR)
-    body = json.dumps(error(401, "Token Authentication failed"))
     assert str(caught.value) == (
-        f"dynatrace at {dynatrace.url} refused the credentials (401; they come from Secret {SECRET}): {body}"
+        f"dynatrace at {dynatrace.url} refused the credentials (401; they come from Secret {SECRET})"
     )
     assert "dt0c01.REVOKED.0000" not in str(caught.value)
 
 
-def test_a_token_a_server_echoes_back_is_redacted(dynatrace: FakeDynatrace) -> None:
+def test_a_refusal_quotes_nothing_the_server_said(dynatrace: FakeDynatrace) -> None:
     dynatrace.canned[SELECTOR] = (403, error(403, f"Token {TOKEN} is missing the scope metrics.read"))
     with pytest.raises(InvalidCredentials) as caught:
         provider(dynatrace).query(SELECTOR)
-    body = json.dumps(error(403, "Token <redacted> is missing the scope metrics.read"))
     assert str(caught.value) == (
-        f"dynatrace at {dynatrace.url} refused the credentials (403; they come from Secret {SECRET}): {body}"
+        f"dynatrace at {dynatrace.url} refused the credentials (403; they come from Secret {SECRET})"
+    )
+
+
+def test_a_token_a_server_echoes_back_is_redacted(dynatrace: FakeDynatrace) -> None:
+    dynatrace.canned[SELECTOR] = (400, error(400, f"Token {TOKEN} cannot read {SELECTOR}"))
+    with pytest.raises(InvalidQuery) as caught:
+        provider(dynatrace).query(SELECTOR)
+    assert str(caught.value) == (
+        f"dynatrace at {dynatrace.url} answered status 400 for metric selector {SELECTOR}: "
+        f"Token <redacted> cannot read {SELECTOR}"
     )
 
 

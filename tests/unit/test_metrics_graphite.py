@@ -211,14 +211,13 @@ def test_no_data(gateway: tuple[Gateway, str], query: str) -> None:
 
 
 def test_graphite_refusing_the_query_is_invalid(gateway: tuple[Gateway, str]) -> None:
-    # Graphite's offsets are 1min, 1h...: a bare "m" is refused with 400.
+    # Graphite's offsets are 1min, 1h...: a bare "m" is refused with 400. Its reason is an HTML
+    # page, which is never quoted: only JSON error texts are.
     _, url = gateway
     query = "target=app.podinfo.errors&from=-1m"
     with pytest.raises(InvalidQuery) as caught:
         provider(url).query(query)
-    assert str(caught.value) == (
-        f"graphite at {url} answered status 400 for query {query}: Invalid parameters (Invalid offset unit 'm')"
-    )
+    assert str(caught.value) == (f"graphite at {url} answered status 400 for query {query}: 44 bytes of text/html")
 
 
 def test_several_series_with_values_are_invalid(gateway: tuple[Gateway, str]) -> None:
@@ -237,21 +236,16 @@ def test_a_5xx_is_unavailable(gateway: tuple[Gateway, str]) -> None:
     query = "target=app.podinfo.errors&from=-5min"
     with pytest.raises(MetricsUnavailable) as caught:
         provider(url).query(query)
-    assert str(caught.value) == (
-        f"graphite at {url} answered status 500 for query {query}: graphite-web: storage backend failed"
-    )
+    assert str(caught.value) == (f"graphite at {url} answered status 500 for query {query}: 36 bytes of text/plain")
 
 
 def test_a_timeout_is_unavailable(gateway: tuple[Gateway, str]) -> None:
     front, url = gateway
     front.delay = 1.0
-    port = url.rsplit(":", 1)[1]
+    query = "target=app.podinfo.errors&from=-5min"
     with pytest.raises(MetricsUnavailable) as caught:
-        provider(url, timeout=0.3).query("target=app.podinfo.errors&from=-5min")
-    assert str(caught.value) == (
-        f"graphite at {url} did not answer within 0.3s: "
-        f"HTTPConnectionPool(host='127.0.0.1', port={port}): Read timed out. (read timeout=0.3)"
-    )
+        provider(url, timeout=0.3).query(query)
+    assert str(caught.value) == f"graphite at {url} did not answer query {query} in time: no answer within 0.3s"
 
 
 def test_refused_credentials_name_the_secret_not_the_password(gateway: tuple[Gateway, str]) -> None:
@@ -259,9 +253,7 @@ def test_refused_credentials_name_the_secret_not_the_password(gateway: tuple[Gat
     front.users = {USER: PASSWORD}
     with pytest.raises(InvalidCredentials) as caught:
         provider(url, {"username": USER, "password": WRONG_PASSWORD}).query("target=app.podinfo.errors&from=-5min")
-    assert str(caught.value) == (
-        f"graphite at {url} refused the credentials (401; they come from Secret {SECRET}): 401 Authorization Required"
-    )
+    assert str(caught.value) == (f"graphite at {url} refused the credentials (401; they come from Secret {SECRET})")
     assert WRONG_PASSWORD not in str(caught.value)
     assert WRONG_PASSWORD not in repr(provider(url, {"username": USER, "password": WRONG_PASSWORD}))
 

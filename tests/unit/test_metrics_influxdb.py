@@ -262,15 +262,17 @@ def test_an_error_table_is_an_invalid_query(influxdb: FakeInfluxDB) -> None:
 def test_a_query_that_does_not_compile_is_an_invalid_query(influxdb: FakeInfluxDB) -> None:
     with pytest.raises(InvalidQuery) as caught:
         provider(influxdb).query(BROKEN)
-    detail = json.dumps({"code": "invalid", "message": "compilation failed: error @1:1-1:4: undefined identifier frm"})
-    assert str(caught.value) == f"influxdb at {influxdb.url} answered status 400 for query {BROKEN}: {detail}"
+    # InfluxDB says why in a "message", which is not quoted: any service answers with one.
+    assert str(caught.value) == (
+        f"influxdb at {influxdb.url} answered status 400 for query {BROKEN}: 94 bytes of application/json"
+    )
 
 
 def test_an_unknown_organization_is_an_invalid_query(influxdb: FakeInfluxDB) -> None:
     with pytest.raises(InvalidQuery) as caught:
         provider(influxdb, org="other-org").query(ERROR_RATE)
-    assert str(caught.value).endswith(
-        ': {"code": "not found", "message": "organization name \\"other-org\\" not found"}'
+    assert str(caught.value) == (
+        f"influxdb at {influxdb.url} answered status 404 for query {ERROR_RATE}: 77 bytes of application/json"
     )
 
 
@@ -279,18 +281,15 @@ def test_a_failing_or_overloaded_influxdb_is_unavailable(influxdb: FakeInfluxDB,
     influxdb.canned[ERROR_RATE] = (status, {"code": "internal error", "message": "engine: shard is closed"})
     with pytest.raises(MetricsUnavailable) as caught:
         provider(influxdb).query(ERROR_RATE)
-    detail = json.dumps({"code": "internal error", "message": "engine: shard is closed"})
-    assert str(caught.value) == f"influxdb at {influxdb.url} answered status {status} for query {ERROR_RATE}: {detail}"
+    assert str(caught.value) == (
+        f"influxdb at {influxdb.url} answered status {status} for query {ERROR_RATE}: 64 bytes of application/json"
+    )
 
 
 def test_a_slow_influxdb_is_unavailable(influxdb: FakeInfluxDB) -> None:
     with pytest.raises(MetricsUnavailable) as caught:
         provider(influxdb, timeout=0.3).query(SLOW)
-    port = influxdb.server_address[1]
-    assert str(caught.value) == (
-        f"influxdb at {influxdb.url} did not answer within 0.3s: "
-        f"HTTPConnectionPool(host='127.0.0.1', port={port}): Read timed out. (read timeout=0.3)"
-    )
+    assert str(caught.value) == f"influxdb at {influxdb.url} did not answer query {SLOW} in time: no answer within 0.3s"
 
 
 # ---- credentials -------------------------------------------------------------------------------
@@ -299,19 +298,19 @@ def test_a_slow_influxdb_is_unavailable(influxdb: FakeInfluxDB) -> None:
 def test_a_refused_token_names_the_secret_not_the_token(influxdb: FakeInfluxDB) -> None:
     with pytest.raises(InvalidCredentials) as caught:
         provider(influxdb, token="revoked-token-0000").query(ERROR_RATE)
-    assert str(caught.value) == (
-        f"influxdb at {influxdb.url} refused the credentials (401; they come from Secret {SECRET}): "
-        '{"code": "unauthorized", "message": "unauthorized access"}'
+    assert (
+        str(caught.value) == f"influxdb at {influxdb.url} refused the credentials (401; they come from Secret {SECRET})"
     )
     assert "revoked-token-0000" not in str(caught.value)
 
 
-def test_a_token_the_server_echoes_back_is_redacted(influxdb: FakeInfluxDB) -> None:
+def test_a_refusal_quotes_nothing_the_server_said(influxdb: FakeInfluxDB) -> None:
     influxdb.canned[ERROR_RATE] = (403, {"code": "forbidden", "message": f"token {TOKEN} may not read bucket istio"})
     with pytest.raises(InvalidCredentials) as caught:
         provider(influxdb).query(ERROR_RATE)
-    assert TOKEN not in str(caught.value)
-    assert str(caught.value).endswith('"message": "token <redacted> may not read bucket istio"}')
+    assert (
+        str(caught.value) == f"influxdb at {influxdb.url} refused the credentials (403; they come from Secret {SECRET})"
+    )
 
 
 @pytest.mark.parametrize("missing", ["token", "org"])

@@ -197,7 +197,7 @@ def test_nrql_new_relic_cannot_parse_is_an_invalid_query(insights: FakeInsights)
         provider(insights).query("SELECT count( FROM Transaction")
     assert str(caught.value) == (
         f"newrelic at {insights.url} answered status 400 for query SELECT count( FROM Transaction "
-        'SINCE 60 seconds ago: {"error": "NRQL Syntax Error: Error at line 1"}'
+        "SINCE 60 seconds ago: NRQL Syntax Error: Error at line 1"
     )
 
 
@@ -207,38 +207,43 @@ def test_a_failing_or_overloaded_new_relic_is_unavailable(insights: FakeInsights
     with pytest.raises(MetricsUnavailable) as caught:
         provider(insights).query(COUNT)
     assert str(caught.value) == (
-        f"newrelic at {insights.url} answered status {status} for query {COUNT} SINCE 60 seconds ago: "
-        '{"error": "Internal error"}'
+        f"newrelic at {insights.url} answered status {status} for query {COUNT} SINCE 60 seconds ago: Internal error"
     )
 
 
 def test_a_slow_new_relic_is_unavailable(insights: FakeInsights) -> None:
     with pytest.raises(MetricsUnavailable) as caught:
         provider(insights, timeout=0.3).query(SLOW)
-    port = insights.server_address[1]
     assert str(caught.value) == (
-        f"newrelic at {insights.url} did not answer within 0.3s: "
-        f"HTTPConnectionPool(host='127.0.0.1', port={port}): Read timed out. (read timeout=0.3)"
+        f"newrelic at {insights.url} did not answer query {SLOW} SINCE 60 seconds ago in time: no answer within 0.3s"
     )
 
 
 def test_a_refused_key_names_the_secret_not_the_key(insights: FakeInsights) -> None:
     with pytest.raises(InvalidCredentials) as caught:
         provider(insights, newrelic_query_key="NRIQ-revoked-key-000000").query(COUNT)
-    assert str(caught.value) == (
-        f"newrelic at {insights.url} refused the credentials (403; they come from Secret {SECRET}): "
-        '{"error": "Invalid query key"}'
+    assert (
+        str(caught.value) == f"newrelic at {insights.url} refused the credentials (403; they come from Secret {SECRET})"
     )
     assert "NRIQ-revoked-key-000000" not in str(caught.value)
 
 
-def test_a_key_a_server_echoes_back_is_redacted(insights: FakeInsights) -> None:
+def test_a_refusal_quotes_nothing_the_server_said(insights: FakeInsights) -> None:
     insights.answers[f"{COUNT} SINCE 60 seconds ago"] = (401, {"error": f"Query key {QUERY_KEY} expired"})
     with pytest.raises(InvalidCredentials) as caught:
         provider(insights).query(COUNT)
+    assert (
+        str(caught.value) == f"newrelic at {insights.url} refused the credentials (401; they come from Secret {SECRET})"
+    )
+
+
+def test_a_key_a_server_echoes_back_is_redacted(insights: FakeInsights) -> None:
+    insights.answers[f"{COUNT} SINCE 60 seconds ago"] = (400, {"error": f"Query key {QUERY_KEY} cannot run NRQL"})
+    with pytest.raises(InvalidQuery) as caught:
+        provider(insights).query(COUNT)
     assert str(caught.value) == (
-        f"newrelic at {insights.url} refused the credentials (401; they come from Secret {SECRET}): "
-        '{"error": "Query key <redacted> expired"}'
+        f"newrelic at {insights.url} answered status 400 for query {COUNT} SINCE 60 seconds ago: "
+        "Query key <redacted> cannot run NRQL"
     )
 
 

@@ -232,8 +232,7 @@ def test_a_program_that_does_not_compile_is_invalid(signalflow: FakeSignalFlow) 
     with pytest.raises(InvalidQuery) as caught:
         provider(signalflow.url).query(program)
     assert str(caught.value) == (
-        f"splunk at {signalflow.url} answered status 400 for query {program}: "
-        '{"error": 400, "message": "Failed to compile SignalFlow program"}'
+        f"splunk at {signalflow.url} answered status 400 for query {program}: 65 bytes of application/json"
     )
 
 
@@ -265,18 +264,16 @@ def test_a_5xx_is_unavailable(signalflow: FakeSignalFlow) -> None:
     with pytest.raises(MetricsUnavailable) as caught:
         provider(signalflow.url).query(ERRORS)
     assert str(caught.value) == (
-        f'splunk at {signalflow.url} answered status 500 for query {ERRORS}: {{"message": "internal error"}}'
+        f"splunk at {signalflow.url} answered status 500 for query {ERRORS}: 29 bytes of application/json"
     )
 
 
 def test_no_answer_in_time_is_unavailable(signalflow: FakeSignalFlow) -> None:
     signalflow.state.delay = 1.0
-    port = signalflow.server_address[1]
     with pytest.raises(MetricsUnavailable) as caught:
         provider(signalflow.url, timeout=0.3).query(ERRORS)
     assert str(caught.value) == (
-        f"splunk at {signalflow.url} did not answer within 0.3s: "
-        f"HTTPConnectionPool(host='127.0.0.1', port={port}): Read timed out. (read timeout=0.3)"
+        f"splunk at {signalflow.url} did not answer query {ERRORS} in time: no answer within 0.3s"
     )
 
 
@@ -285,8 +282,7 @@ def test_a_stream_that_stalls_is_unavailable(signalflow: FakeSignalFlow) -> None
     with pytest.raises(MetricsUnavailable) as caught:
         provider(signalflow.url, timeout=0.3).query(ERRORS)
     assert str(caught.value) == (
-        f"splunk at {signalflow.url} did not finish query {ERRORS} within 0.3s: "
-        f"HTTPConnectionPool(host='127.0.0.1', port={signalflow.server_address[1]}): Read timed out."
+        f"splunk at {signalflow.url} did not answer query {ERRORS} in time: the answer did not end in time"
     )
 
 
@@ -294,8 +290,7 @@ def test_a_refused_token_names_the_secret_not_the_token(signalflow: FakeSignalFl
     with pytest.raises(InvalidCredentials) as caught:
         build(config(signalflow.url, {"sf_token_key": WRONG_TOKEN}), FakeStore()).query(ERRORS)
     assert str(caught.value) == (
-        f"splunk at {signalflow.url} refused the credentials (401; they come from Secret {SECRET}): "
-        '{"message": "Unauthorized"}'
+        f"splunk at {signalflow.url} refused the credentials (401; they come from Secret {SECRET})"
     )
     assert WRONG_TOKEN not in str(caught.value)
     assert signalflow.state.received[0].headers["X-SF-Token"] == WRONG_TOKEN

@@ -382,7 +382,8 @@ def test_refused_query_is_invalid(google: FakeGoogle, provider: StackdriverProvi
     with pytest.raises(InvalidQuery) as caught:
         provider.query(MQL)
     assert str(caught.value) == (
-        f"stackdriver at {google.url} answered status 400 for query {MQL}: {json.dumps(error, separators=(',', ':'))}"
+        f"stackdriver at {google.url} answered status 400 for query {MQL}: "
+        "Line 1, column 7: Unknown table 'k8s_containr'."
     )
 
 
@@ -399,8 +400,9 @@ def test_timeout_is_unavailable(google: FakeGoogle, provider: StackdriverProvide
     provider.backend.timeout = 0.3
     with pytest.raises(MetricsUnavailable) as caught:
         provider.query(MQL)
-    assert str(caught.value).startswith(f"stackdriver at {google.url} did not answer within 0.3s: ")
-    assert str(caught.value).endswith("Read timed out. (read timeout=0.3)")
+    assert str(caught.value) == (
+        f"stackdriver at {google.url} did not answer query {MQL} in time: no answer within 0.3s"
+    )
 
 
 def test_unreachable_token_endpoint_is_unavailable(
@@ -446,12 +448,9 @@ def test_refused_token_is_invalid_credentials(google: FakeGoogle, provider: Stac
     google.state.answers = [(403, error)]
     with pytest.raises(InvalidCredentials) as caught:
         provider.query(MQL)
-    message = str(caught.value)
-    assert message.startswith(
-        f"stackdriver at {google.url} refused the credentials (403; they come from Secret {SECRET}): "
+    assert str(caught.value) == (
+        f"stackdriver at {google.url} refused the credentials (403; they come from Secret {SECRET})"
     )
-    assert "Permission monitoring.timeSeries.list denied" in message
-    assert "ya29." not in message and "PRIVATE KEY" not in message
 
 
 @pytest.mark.parametrize("missing", ["project", "serviceAccountKey"])

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from serin import egress
 from serin.model import Canary, parse_canary
 from serin.notify.alerts import (
     Alert,
@@ -37,6 +38,7 @@ class Answer:
     status: int = 200
     body: str = "ok"
     delay: float = 0.0
+    content_type: str | None = None
 
 
 @dataclass
@@ -74,7 +76,7 @@ class ReceiverHandler(QuietHandler):
             self.server.received.append(Received(self.path, dict(self.headers.items()), json.loads(raw)))
             answer = self.server.answer
         time.sleep(answer.delay)
-        self.send(answer.status, answer.body.encode())
+        self.send(answer.status, answer.body.encode(), answer.content_type)
 
 
 @pytest.fixture
@@ -343,7 +345,7 @@ def test_service_trouble_is_temporary(receiver: Receiver, status: int) -> None:
     receiver.answer = Answer(status, "try later\n")
     with pytest.raises(TemporaryError) as raised:
         notifier_for("slack", receiver.url("/services/T0/B0/s3cret")).send(INFO)
-    assert str(raised.value) == f"{receiver.url('')} answered {status}: try later"
+    assert str(raised.value) == f"{receiver.url('')} answered {status}: 10 bytes of no content type"
 
 
 @pytest.mark.parametrize(
@@ -358,11 +360,50 @@ def test_service_trouble_is_temporary(receiver: Receiver, status: int) -> None:
     ],
 )
 def test_a_refusal_is_permanent(receiver: Receiver, status: int, error: type[PermanentError]) -> None:
-    receiver.answer = Answer(status, "no_service")
+    receiver.answer = Answer(status, "no_service", content_type="text/plain; charset=utf-8")
     with pytest.raises(error) as raised:
         notifier_for("slack", receiver.url("/services/T0/B0/s3cret")).send(INFO)
     assert not isinstance(raised.value, TemporaryError)
-    assert str(raised.value) == f"{receiver.url('')} answered {status}: no_service"
+    assert str(raised.value) == f"{receiver.url('')} answered {status}: 10 bytes of text/plain"
+
+
+JSON = "application/json; charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        pytest.param(
+            Answer(400, "<html>internal page</html>", content_type="text/html"), ": 26 bytes of text/html", id="html"
+        ),
+        pytest.param(
+            Answer(400, json.dumps({"error": "invalid_payload:\n  text"}), content_type=JSON),
+            ": invalid_payload: text",
+            id="error-on-one-line",
+        ),
+        pytest.param(
+            Answer(400, json.dumps({"error": {"message": "channel not found"}}), content_type=JSON),
+            ": channel not found",
+            id="error-message",
+        ),
+        pytest.param(
+            Answer(400, json.dumps({"errors": ["unknown card"]}), content_type=JSON), ": unknown card", id="errors"
+        ),
+        pytest.param(
+            Answer(400, json.dumps({"error": "y" * 300}), content_type=JSON), ": " + "y" * 197 + "...", id="cut-at-200"
+        ),
+        pytest.param(
+            Answer(400, json.dumps({"ok": False}), content_type=JSON), ": 13 bytes of application/json", id="no-error"
+        ),
+        pytest.param(Answer(400, "", content_type="text/plain"), "", id="empty"),
+    ],
+)
+def test_a_failure_says_only_the_json_error_or_the_size(receiver: Receiver, answer: Answer, said: str) -> None:
+    # The answer's body is never quoted back: it would reach Events and whoever reads them.
+    receiver.answer = answer
+    with pytest.raises(PermanentError) as raised:
+        post_json(receiver.url("/services/T0/B0/s3cret"), {"text": "hi"})
+    assert str(raised.value) == f"{receiver.url('')} answered 400{said}"
 
 
 def test_a_redirect_is_not_followed(receiver: Receiver) -> None:
@@ -384,9 +425,32 @@ def test_an_unreachable_service_is_temporary_and_the_url_stays_secret() -> None:
     url = f"http://127.0.0.1:{free_port()}/services/T0/B0/s3cret"
     with pytest.raises(TemporaryError) as raised:
         notifier_for("slack", url).send(INFO)
-    assert str(raised.value) == f"cannot connect to {url.split('/services')[0]}"
+    assert str(raised.value) == f"cannot reach {url.split('/services')[0]}: connection refused"
     # requests' own exception repeats the URL: it is neither the cause nor the context shown.
     assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_a_tls_failure_is_permanent_and_the_url_stays_secret(receiver: Receiver) -> None:
+    # The receiver speaks plain HTTP: the handshake fails, and will on the next tick too.
+    url = receiver.url("/services/T0/B0/s3cret").replace("http://", "https://")
+    with pytest.raises(PermanentError) as raised:
+        notifier_for("slack", url).send(INFO)
+    assert not isinstance(raised.value, TemporaryError)
+    assert (
+        str(raised.value) == f"cannot reach {receiver.origin.replace('http://', 'https://')}: the TLS handshake failed"
+    )
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_an_address_the_install_denies_is_permanent_and_not_called(receiver: Receiver) -> None:
+    egress.use(egress.Destinations())  # the defaults: loopback is denied
+    with pytest.raises(PermanentError) as raised:
+        notifier_for("slack", receiver.url("/services/T0/B0/s3cret")).send(INFO)
+    port = receiver.server_address[1]
+    assert str(raised.value) == (
+        f"cannot reach {receiver.origin}: 127.0.0.1:{port} is an address the install does not let Serin reach"
+    )
+    assert receiver.received == []
 
 
 @pytest.mark.parametrize(
@@ -434,10 +498,18 @@ def test_proxy_credentials_are_sent_to_the_proxy(proxy: Receiver) -> None:
     assert received.body == generic("warn")
 
 
+@pytest.mark.parametrize("proxy", ["relay:3128", "http://relay:port", "ftp://relay:21"])
+def test_a_proxy_that_is_not_a_url_is_refused(proxy: str) -> None:
+    with pytest.raises(PermanentError) as raised:
+        notifier_for("slack", "http://hooks.chat.invalid/services/T0/B0/s3cret", proxy=proxy).send(INFO)
+    assert str(raised.value) == "the alert provider's proxy is not a valid URL"
+
+
 def test_an_unreachable_proxy_is_temporary() -> None:
     proxy = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(
-        TemporaryError, match=r"^cannot reach http://hooks\.chat\.invalid through the alert provider's proxy$"
+        TemporaryError,
+        match=r"^cannot reach http://hooks\.chat\.invalid through the alert provider's proxy: connection refused$",
     ):
         notifier_for("slack", "http://hooks.chat.invalid/services/T0/B0/x", proxy=proxy).send(INFO)
 

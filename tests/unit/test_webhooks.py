@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import socket
 import threading
 import time
@@ -24,6 +25,10 @@ class Answer:
     status: int = 200
     body: str = ""
     delay: float = 0.0
+    content_type: str | None = None
+    location: str = ""
+    # Seconds between the body's bytes, sent one at a time after the head (0: all at once).
+    drip: float = 0.0
 
 
 @dataclass
@@ -66,9 +71,20 @@ class HookHandler(http.server.BaseHTTPRequestHandler):
         time.sleep(answer.delay)
         data = answer.body.encode()
         self.send_response(answer.status)
+        if answer.content_type is not None:
+            self.send_header("Content-Type", answer.content_type)
+        if answer.location:
+            self.send_header("Location", answer.location)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if not answer.drip:
+            self.wfile.write(data)
+            return
+        self.wfile.flush()
+        for index in range(len(data)):
+            time.sleep(answer.drip)
+            self.wfile.write(data[index : index + 1])
+            self.wfile.flush()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -119,18 +135,51 @@ def test_status_up_to_202_passes(server: HookServer, status: int) -> None:
     assert result.message == f"status {status}"
 
 
+JSON = "application/json"
+
+
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
-        pytest.param(Answer(203, "partial"), "status 203: partial", id="203"),
+        pytest.param(Answer(203, "partial"), "status 203: 7 bytes of no content type", id="203"),
         pytest.param(
-            Answer(500, "load test failed: p99 too high\n"), "status 500: load test failed: p99 too high", id="500"
+            Answer(500, "load test failed: p99 too high\n", content_type="text/plain; charset=utf-8"),
+            "status 500: 31 bytes of text/plain",
+            id="500-text-not-quoted",
         ),
         pytest.param(Answer(404, ""), "status 404", id="404-empty-body"),
-        pytest.param(Answer(500, "x" * 300), "status 500: " + "x" * 200, id="body-cut-at-200"),
+        pytest.param(Answer(500, "x" * 300), "status 500: 300 bytes of no content type", id="300-bytes"),
+        pytest.param(
+            Answer(500, json.dumps({"error": "load test failed:\n  p99 too high"}), content_type=JSON),
+            "status 500: load test failed: p99 too high",
+            id="json-error-on-one-line",
+        ),
+        pytest.param(
+            Answer(422, json.dumps({"error": {"message": "canary not ready", "code": 7}}), content_type=JSON),
+            "status 422: canary not ready",
+            id="json-error-message",
+        ),
+        pytest.param(
+            Answer(500, json.dumps({"errors": [{"message": "p99 too high"}, "ignored"]}), content_type=JSON),
+            "status 500: p99 too high",
+            id="json-first-of-errors",
+        ),
+        pytest.param(
+            Answer(500, json.dumps({"error": "x" * 300}), content_type=JSON),
+            "status 500: " + "x" * 197 + "...",
+            id="json-error-cut-at-200",
+        ),
+        pytest.param(
+            Answer(500, json.dumps({"detail": "internal"}), content_type=JSON),
+            "status 500: 22 bytes of application/json",
+            id="json-without-error",
+        ),
     ],
 )
-def test_status_above_202_fails_with_the_body(server: HookServer, answer: Answer, message: str) -> None:
+def test_status_above_202_fails_with_the_json_error_or_the_size(
+    server: HookServer, answer: Answer, message: str
+) -> None:
+    # The body of an answer that is not a yes is never quoted back: only a JSON error's text.
     server.answers = [answer]
     result = CALLER.call(make_hook(server.url()), {})
     assert not result.ok
@@ -142,17 +191,36 @@ def test_slow_hook_times_out(server: HookServer) -> None:
     started = time.monotonic()
     result = CALLER.call(make_hook(server.url(), timeout=0.2), {})
     assert not result.ok
-    assert "timed out" in result.message
-    assert server.url() in result.message
+    # What is left of the timeout when the attempt starts, a hair under 0.2s.
+    assert re.fullmatch(rf"timed out after 0\.\d{{1,3}}s calling {re.escape(server.url())}", result.message)
     assert time.monotonic() - started < 0.5
+
+
+def test_an_answer_dripping_past_the_timeout_times_out(server: HookServer) -> None:
+    # The head arrives at once and each byte well within a read timeout: only a deadline ends it.
+    server.answers = [Answer(200, "x" * 20, drip=0.05)]
+    started = time.monotonic()
+    result = CALLER.call(make_hook(server.url(), timeout=0.3), {})
+    assert not result.ok
+    assert re.fullmatch(rf"timed out after 0\.\d{{1,3}}s calling {re.escape(server.url())}", result.message)
+    assert time.monotonic() - started < 0.8
+
+
+def test_a_redirect_is_not_followed(server: HookServer) -> None:
+    # Followed, it would take the payload (and Serin) wherever the hook points.
+    server.answers = [Answer(307, location=server.url("/elsewhere")), Answer(200)]
+    result = CALLER.call(make_hook(server.url(), retries=2), {})
+    assert not result.ok
+    assert result.message == "status 307"
+    assert [received.path for received in server.received] == ["/gate"]
 
 
 def test_refused_connection_fails() -> None:
     url = f"http://127.0.0.1:{free_port()}/gate"
     result = CALLER.call(make_hook(url), {})
     assert not result.ok
-    assert result.message.startswith(f"cannot reach {url}: ")
-    assert "refused" in result.message.lower()
+    assert result.message == f"cannot reach {url}: connection refused"
+    assert result.temporary
 
 
 def test_refused_connection_is_retried() -> None:
@@ -162,15 +230,24 @@ def test_refused_connection_is_retried() -> None:
 
 
 def test_invalid_url_fails_without_raising() -> None:
-    result = CALLER.call(make_hook("http://"), {})
+    result = CALLER.call(make_hook("http://", retries=2), {})
     assert not result.ok
-    assert "cannot call http://" in result.message
+    assert result.message == "cannot reach http://: not a valid URL"
+    assert not result.temporary
 
 
-def test_payload_json_cannot_carry_fails_without_raising(server: HookServer) -> None:
-    result = CALLER.call(make_hook(server.url()), {"when": object()})
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        pytest.param({"when": object()}, "Object of type object is not JSON serializable", id="object"),
+        pytest.param({"value": float("nan")}, "Out of range float values are not JSON compliant", id="nan"),
+    ],
+)
+def test_payload_json_cannot_carry_fails_at_once(server: HookServer, payload: dict[str, Any], problem: str) -> None:
+    result = CALLER.call(make_hook(server.url(), retries=2), payload)
     assert not result.ok
-    assert "not JSON serializable" in result.message
+    assert not result.temporary
+    assert result.message == f"cannot call {server.url()}: {problem}"
     assert server.received == []
 
 
@@ -205,7 +282,7 @@ def test_retries_are_honoured(server: HookServer, failures: int, retries: int, o
     assert result.ok is ok
     assert len(server.received) == calls
     if not ok:
-        expected = "status 500: not yet" + (f" (after {calls} attempts)" if calls > 1 else "")
+        expected = "status 500: 7 bytes of no content type" + (f" (after {calls} attempts)" if calls > 1 else "")
         assert result.message == expected
 
 
