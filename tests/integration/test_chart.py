@@ -167,6 +167,8 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
                 "admission.clientSubject=apiserver-webhooks",
                 "metricsServer=http://prometheus.monitoring:9090",
                 "defaultProvider=gatewayapi:v1",
+                "egress.allowed=10.0.0.0/8",
+                "egress.denied=169.254.0.0/16\\,10.0.0.2:6443",
                 "logs.format=text",
                 "logs.level=DEBUG",
                 "alerts.secretName=slack",
@@ -205,6 +207,8 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
     assert server["env"] == [
         {"name": "SERIN_METRICS_SERVER", "value": "http://prometheus.monitoring:9090"},
         {"name": "SERIN_DEFAULT_PROVIDER", "value": "gatewayapi:v1"},
+        {"name": "SERIN_EGRESS_ALLOWED", "value": "10.0.0.0/8"},
+        {"name": "SERIN_EGRESS_DENIED", "value": "169.254.0.0/16,10.0.0.2:6443"},
         {"name": "SERIN_LOG_FORMAT", "value": "text"},
         {"name": "SERIN_LOG_LEVEL", "value": "DEBUG"},
         {
