@@ -28,6 +28,8 @@ DEFAULT_MAX_WEIGHT = 100
 DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 DEFAULT_READY_THRESHOLD = 100
 DEFAULT_HOOK_TIMEOUT = "10s"
+# A tick waits for each hook it calls, so a hook's timeout is also how long it may hold a lane.
+MAX_HOOK_TIMEOUT_SECONDS = 60.0
 MIN_INTERVAL_SECONDS = 10.0
 
 SUPPORTED_TARGET_KINDS = ("Deployment", "DaemonSet", "StatefulSet")
@@ -862,7 +864,14 @@ def _parse_webhook(reader: _Reader, raw: Mapping[str, Any], path: str) -> Webhoo
     url = _parse_url(reader, raw.get("url"), f"{path}.url") or ""
     if not url and not raw.get("url"):
         reader.error(f"{path}.url", "is required")
-    _, timeout = reader.duration(raw.get("timeout"), f"{path}.timeout", DEFAULT_HOOK_TIMEOUT)
+    given, timeout = reader.duration(raw.get("timeout"), f"{path}.timeout", DEFAULT_HOOK_TIMEOUT)
+    if timeout > MAX_HOOK_TIMEOUT_SECONDS:
+        reader.warn(
+            f"{path}.timeout",
+            f"{given} is more than a hook may take ({MAX_HOOK_TIMEOUT_SECONDS:g}s): "
+            f"it is given {MAX_HOOK_TIMEOUT_SECONDS:g}s",
+        )
+        timeout = MAX_HOOK_TIMEOUT_SECONDS
     return Webhook(
         name=name,
         type=hook_type,

@@ -149,6 +149,8 @@ class StepReport:
     metrics: list[dict[str, object]] = field(default_factory=list)
     # When this Canary next wants a tick (seconds); None when no tick will move it.
     next_step_in_seconds: float | None = None
+    # How long this Canary's step took, its backends and hooks included.
+    duration_seconds: float = 0.0
 
     def record(self, status: CanaryStatus) -> None:
         self.phase = status.phase.value if status.phase else None
@@ -160,6 +162,7 @@ class StepReport:
         data["failedChecks"] = data.pop("failed_checks")
         seconds = data.pop("next_step_in_seconds")
         data["nextStepInSeconds"] = None if seconds is None else round(seconds, 3)
+        data["durationSeconds"] = data.pop("duration_seconds")
         return data
 
 
@@ -409,7 +412,8 @@ class Reconciler:
                 telemetry.TICK_ERRORS.labels(report.namespace).inc()
             if report.applied and not report.error and not dry_run:
                 LOG.info("%s (phase %s, weight %d)", report.summary, report.phase, report.weight)
-        telemetry.ANALYSIS_DURATION.labels(report.namespace).observe(time.monotonic() - step_started)
+        report.duration_seconds = round(time.monotonic() - step_started, 3)
+        telemetry.ANALYSIS_DURATION.labels(report.namespace).observe(report.duration_seconds)
         return report
 
     def step(

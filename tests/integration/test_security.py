@@ -6,8 +6,11 @@ while others are served. The README's "Security model" lists what each closes.""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import http.server
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +20,21 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from localcluster.testing import ClusterHandle, eventually
+from localcluster.testing import ClusterHandle, eventually, fresh_namespace
 from tests.integration.conftest import running_serin
-from tests.integration.helpers import SerinServer, canary, podinfo
+from tests.integration.helpers import (
+    WEBHOOK_NAMESPACE_LABEL,
+    HookServer,
+    SerinServer,
+    analysis_started,
+    canary,
+    canary_status,
+    events,
+    initialized,
+    podinfo,
+    set_image,
+    tick,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -218,3 +233,163 @@ def test_idle_connections_hold_no_thread(local_cluster: ClusterHandle, serin_ser
     finally:
         for connection in idle:
             connection.close()
+
+
+# ---- requests to tenants' addresses --------------------------------------------------------------
+
+SECRET_PAGE = b"<html>admin console: root token s3cr3t-0f-the-platform</html>"
+
+
+class LeakyServer(http.server.ThreadingHTTPServer):
+    """A service inside the cluster that answers anyone with what it should not: every request
+    gets a 400 whose body holds a secret."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.requests = 0
+        super().__init__(("127.0.0.1", 0), _LeakyHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/"
+
+
+class _LeakyHandler(http.server.BaseHTTPRequestHandler):
+    server: LeakyServer
+
+    def do_POST(self) -> None:
+        self.server.requests += 1
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(400)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(SECRET_PAGE)))
+        self.end_headers()
+        self.wfile.write(SECRET_PAGE)
+
+    do_GET = do_POST
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serving(server: http.server.ThreadingHTTPServer) -> Iterator[None]:
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_internal_addresses_are_denied_and_answers_are_not_repeated(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """A tenant points its metrics at the cloud's metadata service and its hooks at the API server
+    and at an internal service that answers with a secret: the first two are never asked, and
+    nothing the third said reaches the tenant's Events, status or tick answer."""
+    api_server = urlsplit(local_cluster.urls["kube-apiserver"])
+    local_cluster.apply(
+        {
+            "apiVersion": "serin.dev/v1beta1",
+            "kind": "MetricTemplate",
+            "metadata": {"name": "metadata-service", "namespace": namespace},
+            "spec": {"provider": {"type": "prometheus", "address": "http://169.254.169.254"}, "query": "up"},
+        }
+    )
+    with LeakyServer() as leaky, serving(leaky):
+        hooks = [
+            {"name": "api-server", "url": f"https://127.0.0.1:{api_server.port}/api/v1/secrets", "disableTLS": True},
+            {"name": "console", "url": leaky.url},
+        ]
+        analysis = {
+            "interval": "10s",
+            "threshold": 5,
+            "stepWeights": [50],
+            "metrics": [
+                {
+                    "name": "meta",
+                    "templateRef": {"name": "metadata-service"},
+                    "thresholdRange": {"max": 1},
+                    "interval": "5s",
+                }
+            ],
+            "webhooks": hooks,
+        }
+        analysis_started(local_cluster, serin_server, tokens["ticker"], namespace, analysis)
+        report = tick(serin_server, tokens["ticker"], namespace)["canaries"][0]
+        said = [
+            *events(local_cluster, namespace),
+            json.dumps(canary_status(local_cluster, namespace)),
+            json.dumps(report),
+        ]
+        assert leaky.requests == 1
+    assert report["summary"] == (
+        f"Halt podinfo.{namespace} advancement external check api-server failed cannot reach "
+        f"https://127.0.0.1:{api_server.port}/api/v1/secrets: 127.0.0.1:{api_server.port} is an address the "
+        f"install does not let Serin reach; Halt podinfo.{namespace} advancement external check console failed "
+        f"status 400: {len(SECRET_PAGE)} bytes of text/html; "
+        f"Metric query failed for meta: prometheus at http://169.254.169.254 cannot be asked query up: "
+        f"169.254.169.254:80 is an address the install does not let Serin reach"
+    )
+    assert not [text for text in said if "s3cr3t" in text or "admin console" in text]
+
+
+class DripServer(http.server.ThreadingHTTPServer):
+    """A hook that answers a byte every quarter of a second, for as long as it is listened to (at
+    most 30 s): a read timeout alone never ends it."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _DripHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/"
+
+
+class _DripHandler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        with contextlib.suppress(OSError):
+            for _ in range(120):
+                self.wfile.write(b"X")
+                self.wfile.flush()
+                time.sleep(0.25)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_dripping_hook_delays_only_its_own_canary(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    """Two tenants, ticked together as the CronJob does: one's confirm-rollout hook drips its
+    answer; its step ends at the hook's timeout, the whole answer counted, and the other
+    tenant's step is not held up by it."""
+    token = tokens["ticker"]
+    with (
+        DripServer() as drip,
+        serving(drip),
+        HookServer() as quick,
+        fresh_namespace(local_cluster, request, WEBHOOK_NAMESPACE_LABEL) as slow,
+        fresh_namespace(local_cluster, request, WEBHOOK_NAMESPACE_LABEL) as other,
+    ):
+        for namespace, url in ((slow, drip.url), (other, quick.url("gate"))):
+            gate = {"name": "gate", "type": "confirm-rollout", "url": url, "timeout": "2s"}
+            analysis = {"interval": "10s", "threshold": 2, "stepWeights": [50], "webhooks": [gate]}
+            initialized(local_cluster, serin_server, token, namespace, analysis=analysis)
+            set_image(local_cluster, namespace, "6.0.1")
+        answer = serin_server.tick(token, force="true")
+        assert answer.status_code == 200, answer.text
+        steps = {report["namespace"]: report for report in answer.json()["canaries"]}
+    assert 2.0 <= steps[slow]["durationSeconds"] < 3.0, steps[slow]
+    assert (steps[slow]["summary"], steps[slow]["events"]) == (
+        "waiting for confirm-rollout approval",
+        [f"Halt podinfo.{slow} advancement waiting for approval gate"],
+    ), steps[slow]
+    assert steps[other]["durationSeconds"] < 1.0, steps[other]
+    assert [path for path, _ in quick.received] == ["gate"]

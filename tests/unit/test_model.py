@@ -678,3 +678,25 @@ def test_a_wrong_alert_says_where() -> None:
         "spec.analysis.alerts[0].severity: must be one of info, warn, error (got 'loud')",
         "spec.analysis.alerts[0].providerRef.name: is required",
     ]
+
+
+@pytest.mark.parametrize(
+    ("timeout", "seconds", "warnings"),
+    [
+        pytest.param("30s", 30.0, (), id="within"),
+        pytest.param("60s", 60.0, (), id="at-the-cap"),
+        pytest.param(
+            "1h",
+            60.0,
+            ("spec.analysis.webhooks[0].timeout: 1h is more than a hook may take (60s): it is given 60s",),
+            id="over",
+        ),
+    ],
+)
+def test_a_hook_is_given_at_most_a_minute(timeout: str, seconds: float, warnings: tuple[str, ...]) -> None:
+    """A tick waits for a hook; a tenant's hook cannot hold it, and its lane, for an hour."""
+    canary = parse_canary(
+        with_changes({"spec.analysis.webhooks": [{"name": "load", "url": "http://load/", "timeout": timeout}]})
+    )
+    assert canary.analysis.webhooks[0].timeout_seconds == seconds
+    assert canary.warnings == warnings
