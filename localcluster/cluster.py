@@ -109,7 +109,7 @@ class LocalCluster:
             ensure_prometheus(self.state_dir, binaries.prometheus, state, [state.urls["simulator"]])
             self._ensure_metrics_adapter(binaries, state)
         # Checked last: the CRDs are being established while the rest starts.
-        self._wait_crds_established(binaries)
+        self.wait_crds_established(binaries)
         if with_serin:
             from localcluster.serin_server import ensure_serin
 
@@ -501,7 +501,7 @@ class LocalCluster:
         manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": nodes}))
         self._apply(binaries, manifest)
 
-    def _wait_crds_established(self, binaries: Binaries) -> None:
+    def wait_crds_established(self, binaries: Binaries) -> None:
         # One list, not `kubectl wait ... crd --all`: that gets each CRD in turn under kubectl's
         # client-side rate limit, four seconds for forty CRDs that are long established. A CRD
         # created a moment ago has no conditions yet, which counts as not established.

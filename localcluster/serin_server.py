@@ -67,7 +67,7 @@ def ensure_serin(cluster: LocalCluster, binaries: Binaries, state: ClusterState)
         return state.urls["serin"]
 
     kubectl("apply", "--server-side", "-k", str(REPO_ROOT / "k8s" / "crds"))
-    kubectl("wait", "--for=condition=Established", "crd/canaries.serin.dev", "--timeout=30s")
+    cluster.wait_crds_established(binaries)
     kubectl("apply", "--server-side", "-f", "-", input_text=yaml.safe_dump_all(_rbac(kubectl)))
 
     # Serin acts as its own service account, so the shipped ClusterRole is what it really has.

@@ -21,13 +21,22 @@ from localcluster.testing import ClusterHandle, eventually, fresh_namespace
 from tests.integration.helpers import WEBHOOK_NAMESPACE_LABEL, SerinServer
 
 REPO = Path(__file__).resolve().parents[2]
+SERIN_CRDS = ("canaries", "metrictemplates", "alertproviders")
 
 
 @pytest.fixture(scope="session")
 def serin_crds(local_cluster: ClusterHandle) -> None:
     local_cluster.kubectl("apply", "--server-side", "-k", str(REPO / "k8s" / "crds"))
-    for crd in ("canaries", "metrictemplates", "alertproviders"):
-        local_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}.serin.dev", "--timeout=30s")
+
+    # Not `kubectl wait`: it fails at once on a CRD so new that it has no conditions yet.
+    def established() -> bool:
+        crds = [local_cluster.get_json("crd", f"{crd}.serin.dev") for crd in SERIN_CRDS]
+        return all(
+            any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+            for conditions in ((crd.get("status") or {}).get("conditions") or [] for crd in crds)
+        )
+
+    eventually(established, timeout=30, what="Serin's CRDs to be established")
 
 
 def rendered(cluster: ClusterHandle, kind: str, name: str) -> dict[str, Any]:

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from flask.testing import FlaskClient
 from kubernetes import client
 
 from handlers import create_app
-from serin import egress
 from serin.config import Settings
-
-# The unit tests' fake backends listen on loopback, which an install denies by default.
-LOOPBACK_ALLOWED = egress.Destinations.parse(denied="169.254.0.0/16,fe80::/10")
+from tests.conftest import LOOPBACK_ALLOWED
 
 
 @pytest.fixture(autouse=True)
@@ -21,14 +16,6 @@ def no_proxy_for_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     # A proxy configured in the developer's shell must not carry requests to the local test servers.
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.setenv(name, "127.0.0.1,localhost")
-
-
-@pytest.fixture(autouse=True)
-def loopback_allowed() -> Iterator[None]:
-    before = egress.policy()
-    egress.use(LOOPBACK_ALLOWED)
-    yield
-    egress.use(before)
 
 
 @pytest.fixture
