@@ -43,6 +43,7 @@ from serin.model import (
     Canary,
     FieldError,
     InvalidCanary,
+    not_shared,
     parse_canary,
 )
 from serin.objects import workload_state
@@ -407,7 +408,10 @@ class Admission:
                 ref_namespace = ref.get("namespace") or namespace
                 try:
                     template = self.store.get_metric_template(str(ref_namespace), ref["name"])
-                    if canary is not None and (problem := _compare_problem(canary, index, template)) is not None:
+                    where = (str(ref_namespace), ref["name"])
+                    if unshared := not_shared("MetricTemplate", where, template, namespace):
+                        problems.append(FieldError(f"spec.analysis.metrics[{index}].templateRef", unshared))
+                    elif canary is not None and (problem := _compare_problem(canary, index, template)) is not None:
                         problems.append(problem)
                 except NotFound:
                     problems.append(
@@ -416,6 +420,14 @@ class Admission:
                             f"MetricTemplate {ref_namespace}/{ref['name']} does not exist",
                         )
                     )
+        for index, alert in enumerate(_items(_mapping(spec.get("analysis")).get("alerts"))):
+            ref = _mapping(_mapping(alert).get("providerRef"))
+            ref_namespace = ref.get("namespace")
+            if isinstance(ref.get("name"), str) and isinstance(ref_namespace, str) and ref_namespace != namespace:
+                provider = self.store.get("AlertProvider", ref_namespace, ref["name"])
+                where = (ref_namespace, ref["name"])
+                if provider is not None and (unshared := not_shared("AlertProvider", where, provider, namespace)):
+                    problems.append(FieldError(f"spec.analysis.alerts[{index}].providerRef", unshared))
         target = _mapping(spec.get("targetRef"))
         if isinstance(target.get("name"), str) and target["name"]:
             name = _mapping(obj.get("metadata")).get("name")

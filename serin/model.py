@@ -220,6 +220,32 @@ MAX_URL_LENGTH = 2048
 MAX_REGEX_LENGTH = 1024
 # Generated Services are named <service>, <service>-primary and <service>-canary, each a DNS label.
 LONGEST_SERVICE_SUFFIX = "-primary"
+# A template's query holds a variable's value as it is: a quote or a brace would let the Canary's
+# author rewrite the template author's query (``x"} or vector(1) or up{a="``).
+TEMPLATE_VARIABLE_VALUE = re.compile(r"[A-Za-z0-9_.:/-]{0,253}")
+# Each metric is asked and each hook called at every step, which waits for them all.
+MAX_METRICS = 20
+MAX_WEBHOOKS = 20
+
+# A MetricTemplate or AlertProvider serves only the Canaries of its own namespace, unless this
+# annotation on it names theirs (comma-separated), or is "*" for every namespace.
+SHARED_WITH = "serin.dev/allowed-namespaces"
+
+
+def not_shared(kind: str, where: tuple[str, str], obj: Mapping[str, Any], user: str) -> str | None:
+    """Why a Canary of namespace ``user`` may not use ``obj``, the MetricTemplate or AlertProvider
+    ``where`` (namespace, name); None when it may."""
+    namespace, name = where
+    if namespace == user:
+        return None
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    listed = {entry.strip() for entry in str(annotations.get(SHARED_WITH, "")).split(",")}
+    if "*" in listed or user in listed:
+        return None
+    return (
+        f"{kind} {namespace}/{name} is not shared with namespace {user}: "
+        f"its annotation {SHARED_WITH} must name {user} (or be *)"
+    )
 
 
 def selects_target(query: str) -> bool:
@@ -781,6 +807,12 @@ def _parse_metric(reader: _Reader, raw: Mapping[str, Any], path: str) -> Metric:
             path, f"{name!r} is not a builtin metric ({', '.join(BUILTIN_METRICS)}): give it a query or a templateRef"
         )
     variables = reader.string_map(raw.get("templateVariables"), f"{path}.templateVariables")
+    for key, value in variables.items():
+        if not TEMPLATE_VARIABLE_VALUE.fullmatch(value):
+            reader.error(
+                f"{path}.templateVariables.{key}",
+                "may hold only letters, digits and _.:/- (at most 253), since a template's query holds it as it is",
+            )
     if query:
         unknown = unknown_placeholders(query, list(variables))
         if unknown:
@@ -950,6 +982,9 @@ def _parse_analysis(reader: _Reader, value: Any) -> Analysis:
         _parse_webhook(reader, reader.mapping(item, f"{path}.webhooks[{index}]"), f"{path}.webhooks[{index}]")
         for index, item in enumerate(reader.sequence(raw.get("webhooks"), f"{path}.webhooks"))
     )
+    for field_name, items, most in (("metrics", metrics, MAX_METRICS), ("webhooks", webhooks, MAX_WEBHOOKS)):
+        if len(items) > most:
+            reader.error(f"{path}.{field_name}", f"at most {most} {field_name} (got {len(items)})")
     if iterations and not match:
         for index, metric in enumerate(metrics):
             if metric.compare is not None:

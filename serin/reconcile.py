@@ -57,6 +57,7 @@ from serin.decide import (
     windowed,
 )
 from serin.kube.store import Conflict, KubeError, KubeStore
+from serin.metrics import keptn
 from serin.metrics.builtin import compare_problem, query_for
 from serin.model import (
     FINALIZER,
@@ -67,6 +68,7 @@ from serin.model import (
     InvalidCanary,
     ManualRequest,
     Metric,
+    not_shared,
     parse_canary,
     parse_duration,
 )
@@ -650,6 +652,8 @@ class Reconciler:
             if metric.compare is not None:
                 return self.compared(canary, metric, over_time(provider, config, metric), template_query, at)
             query = query_for(metric, canary, template_query)
+            if config.type == "keptn" and (elsewhere := keptn.outside(query, canary.namespace)):
+                raise InvalidQuery(elsewhere)
             if at is not None:
                 return MetricReading(over_time(provider, config, metric).query_at(query, at))
             return MetricReading(provider.query(query, parse_duration(metric.interval)))
@@ -666,6 +670,9 @@ class Reconciler:
             return None, self.prometheus(canary)
         namespace = metric.template_ref.namespace or canary.namespace
         template = self.store.get_metric_template(namespace, metric.template_ref.name)
+        unshared = not_shared("MetricTemplate", (namespace, metric.template_ref.name), template, canary.namespace)
+        if unshared:
+            raise InvalidQuery(unshared)
         config = self.provider_config(namespace, metric.template_ref.name, template, canary)
         return template.get("spec", {}).get("query"), config
 
@@ -720,12 +727,17 @@ class Reconciler:
 
     def provider_config(self, namespace: str, name: str, template: Mapping[str, Any], canary: Canary) -> ProviderConfig:
         """A MetricTemplate's backend, its credentials read from its Secret (in the template's
-        namespace); a Prometheus template without an address uses the Canary's Prometheus."""
+        namespace). A Prometheus template without an address uses the Canary's Prometheus, unless
+        it carries credentials (a Secret or headers): those go only to the install's, never to an
+        address the Canary's author chose."""
         provider = template.get("spec", {}).get("provider") or {}
         kind = str(provider.get("type") or "prometheus")
         address = str(provider.get("address") or "")
         if kind == "prometheus" and not address:
-            address = canary.metrics_server or self.default_metrics_server
+            credentials = provider.get("secretRef") or provider.get("headers")
+            address = (
+                self.default_metrics_server if credentials else canary.metrics_server or self.default_metrics_server
+            )
         secret_name, secret = "", tuple[tuple[str, str], ...]()
         ref = (provider.get("secretRef") or {}).get("name")
         if ref:
@@ -883,6 +895,9 @@ class Reconciler:
         provider = self.store.get("AlertProvider", namespace, ref.provider_ref.name)
         if provider is None:
             raise PermanentError(f"{where} does not exist")
+        unshared = not_shared("AlertProvider", (namespace, ref.provider_ref.name), provider, canary.namespace)
+        if unshared:
+            raise PermanentError(unshared)
         spec = provider.get("spec") or {}
         address, token = str(spec.get("address") or ""), ""
         secret_ref = (spec.get("secretRef") or {}).get("name")

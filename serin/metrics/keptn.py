@@ -100,6 +100,18 @@ def build(config: ProviderConfig, store: KubeStore) -> KeptnProvider:
     return KeptnProvider(store)
 
 
+def outside(query: str, namespace: str) -> str | None:
+    """Why a Canary of ``namespace`` may not ask ``query``, which names another namespace, or None.
+    Keptn is asked as Serin, which may read KeptnMetrics and create Analyses in every namespace."""
+    asked = parse_query(query).namespace
+    if asked == namespace:
+        return None
+    return (
+        f"keptn query {query} is in namespace {asked}: "
+        f"a Canary's Keptn metrics and analyses are those of its own namespace, {namespace}"
+    )
+
+
 def parse_query(query: str) -> KeptnQuery:
     """The resource a keptn query names; InvalidQuery saying what is wrong with its form."""
     parts = query.strip().split("/")

@@ -37,7 +37,7 @@ def datadog() -> Iterator[FakeDatadog]:
         server.release.set()
 
 
-def template(namespace: str, address: str) -> list[dict[str, Any]]:
+def template(namespace: str, address: str, shared_with: str) -> list[dict[str, Any]]:
     return [
         {
             "apiVersion": "v1",
@@ -48,7 +48,11 @@ def template(namespace: str, address: str) -> list[dict[str, Any]]:
         {
             "apiVersion": "serin.dev/v1beta1",
             "kind": "MetricTemplate",
-            "metadata": {"name": "error-count", "namespace": namespace},
+            "metadata": {
+                "name": "error-count",
+                "namespace": namespace,
+                "annotations": {"serin.dev/allowed-namespaces": shared_with},
+            },
             "spec": {
                 "provider": {"type": "datadog", "address": address, "secretRef": {"name": "datadog"}},
                 "query": QUERY,
@@ -68,7 +72,7 @@ def test_a_datadog_template_promotes_a_good_release_and_rolls_back_a_bad_one(
     shared = f"{namespace}-m"
     local_cluster.kubectl("create", "namespace", shared)
     try:
-        local_cluster.apply(template(shared, datadog.url))
+        local_cluster.apply(template(shared, datadog.url, shared_with=namespace))
         rendered = QUERY.replace("{{ namespace }}", namespace).replace("{{ target }}", "podinfo")
         analysis = {
             "interval": "10s",

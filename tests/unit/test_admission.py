@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from handlers.admission import MUTATORS
 from serin.admission import Admission, defaults_patch
+from serin.model import SHARED_WITH
 
 CANARY: dict[str, Any] = {
     "apiVersion": "serin.dev/v1beta1",
@@ -357,6 +358,56 @@ def validation(request: dict[str, Any], canaries: list[dict[str, Any]] | None = 
     store: Any = CanaryList(canaries or [])
     admission = Admission(store, store, "istio", own_username=lambda: "serin")
     return admission.validate_canary({"namespace": "test", "dryRun": True, **request})
+
+
+class SharedNamespace(CanaryList):
+    """Namespace ``ops`` holds a MetricTemplate and an AlertProvider, annotated with ``shared_with``."""
+
+    def __init__(self, shared_with: str | None) -> None:
+        super().__init__([])
+        self.annotations = {} if shared_with is None else {SHARED_WITH: shared_with}
+
+    def get_metric_template(self, namespace: str, name: str) -> dict[str, Any]:
+        assert namespace == "ops"
+        metadata = {"name": name, "namespace": namespace, "annotations": self.annotations}
+        return {"metadata": metadata, "spec": {"provider": {"type": "prometheus"}, "query": "up"}}
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        if kind != "AlertProvider":
+            return super().get(kind, namespace, name)
+        assert namespace == "ops"
+        return {"metadata": {"name": name, "namespace": namespace, "annotations": self.annotations}, "spec": {}}
+
+
+@pytest.mark.parametrize(
+    ("shared_with", "problems"),
+    [
+        pytest.param(
+            None,
+            [
+                "spec.analysis.metrics[1].templateRef: MetricTemplate ops/errors is not shared with namespace test: "
+                "its annotation serin.dev/allowed-namespaces must name test (or be *)",
+                "spec.analysis.alerts[0].providerRef: AlertProvider ops/chat is not shared with namespace test: "
+                "its annotation serin.dev/allowed-namespaces must name test (or be *)",
+            ],
+            id="not-shared",
+        ),
+        pytest.param("shop, test", [], id="shared"),
+    ],
+)
+def test_another_namespaces_template_or_alert_provider_needs_its_consent(
+    shared_with: str | None, problems: list[str]
+) -> None:
+    canary = json.loads(json.dumps(CANARY))
+    canary["spec"]["analysis"]["metrics"].append(
+        {"name": "errors", "templateRef": {"name": "errors", "namespace": "ops"}, "thresholdRange": {"max": 1}}
+    )
+    canary["spec"]["analysis"]["alerts"] = [{"name": "chat", "providerRef": {"name": "chat", "namespace": "ops"}}]
+    store: Any = SharedNamespace(shared_with)
+    admission = Admission(store, store, "istio", own_username=lambda: "serin")
+    verdict = admission.validate_canary({"namespace": "test", "dryRun": True, "operation": "CREATE", "object": canary})
+    expected = "\n  ".join(["Canary podinfo is invalid:", *problems]) if problems else ""
+    assert (verdict.allowed, verdict.message if problems else "") == (not problems, expected)
 
 
 def test_target_may_not_change_while_progressing() -> None:

@@ -403,6 +403,8 @@ def validation_errors(value: Any, schema: dict[str, Any], path: str = "") -> lis
         errors.append(f"{where}: shorter than {schema['minLength']}")
     if "pattern" in schema and re.search(schema["pattern"], value) is None:
         errors.append(f"{where}: does not match {schema['pattern']}")
+    if "maxItems" in schema and len(value) > schema["maxItems"]:
+        errors.append(f"{where}: more than {schema['maxItems']} items")
     if expected == "array":
         for index, item in enumerate(value):
             errors.extend(validation_errors(item, schema["items"], f"{path}[{index}]"))
@@ -622,6 +624,10 @@ def set_path(document: dict[str, Any], dotted: str, value: Any) -> dict[str, Any
         pytest.param(".spec.service.targetPort", 1.5, "integer or a string", id="float-target-port"),
         pytest.param(".spec.service", DELETE, "missing required field 'service'", id="no-service"),
         pytest.param(".spec.skipAnalysis", "yes", "must be of type boolean", id="string-bool"),
+        pytest.param(".spec.analysis.webhooks", [{"name": "h", "url": "http://h/"}] * 21, "more than 20", id="hooks"),
+        pytest.param(
+            ".spec.analysis.metrics.0.templateVariables", {"app": 'x"} or up{a="'}, "does not match", id="variable"
+        ),
     ],
 )
 def test_invalid_canary_is_rejected(dotted: str, value: Any, expected: str) -> None:

@@ -7,7 +7,17 @@ from typing import Any
 
 import pytest
 
-from serin.model import AlertRef, InvalidCanary, ObjectRef, Strategy, TargetRef, parse_canary, parse_duration
+from serin.model import (
+    SHARED_WITH,
+    AlertRef,
+    InvalidCanary,
+    ObjectRef,
+    Strategy,
+    TargetRef,
+    not_shared,
+    parse_canary,
+    parse_duration,
+)
 
 VALID: dict[str, Any] = {
     "apiVersion": "serin.dev/v1beta1",
@@ -700,3 +710,93 @@ def test_a_hook_is_given_at_most_a_minute(timeout: str, seconds: float, warnings
     )
     assert canary.analysis.webhooks[0].timeout_seconds == seconds
     assert canary.warnings == warnings
+
+
+def problems_of(changes: dict[str, Any]) -> list[str]:
+    try:
+        parse_canary(with_changes(changes))
+    except InvalidCanary as invalid:
+        return [str(error) for error in invalid.errors]
+    return []
+
+
+@pytest.mark.parametrize(
+    ("value", "problems"),
+    [
+        pytest.param("podinfo-v2.shop:8080/api_x", [], id="plain"),
+        pytest.param("", [], id="empty"),
+        pytest.param(
+            'x"} or vector(1) or up{a="',
+            [
+                "spec.analysis.metrics[0].templateVariables.app: may hold only letters, digits and _.:/- "
+                "(at most 253), since a template's query holds it as it is"
+            ],
+            id="escapes-the-query",
+        ),
+        pytest.param(
+            "a" * 254,
+            [
+                "spec.analysis.metrics[0].templateVariables.app: may hold only letters, digits and _.:/- "
+                "(at most 253), since a template's query holds it as it is"
+            ],
+            id="too-long",
+        ),
+    ],
+)
+def test_template_variables_are_plain_words(value: str, problems: list[str]) -> None:
+    metric = {"name": "errors", "templateRef": {"name": "t"}, "templateVariables": {"app": value}}
+    assert problems_of({"spec.analysis.metrics": [metric]}) == problems
+
+
+@pytest.mark.parametrize(
+    ("field", "item", "problem"),
+    [
+        pytest.param(
+            "metrics",
+            {"name": "m", "query": "up", "thresholdRange": {"max": 1}},
+            "spec.analysis.metrics: at most 20 metrics (got 21)",
+            id="metrics",
+        ),
+        pytest.param(
+            "webhooks",
+            {"name": "h", "url": "http://gate/"},
+            "spec.analysis.webhooks: at most 20 webhooks (got 21)",
+            id="webhooks",
+        ),
+    ],
+)
+def test_a_canary_asks_at_most_twenty_metrics_and_hooks(field: str, item: dict[str, Any], problem: str) -> None:
+    """Each is asked at every step, and a step waits for them all."""
+    items = [{**item, "name": f"{item['name']}{index}"} for index in range(21)]
+    assert problems_of({f"spec.analysis.{field}": items}) == [problem]
+    assert problems_of({f"spec.analysis.{field}": items[:20]}) == []
+
+
+@pytest.mark.parametrize(
+    ("namespace", "annotation", "problem"),
+    [
+        pytest.param("test", None, None, id="same-namespace"),
+        pytest.param(
+            "shared",
+            None,
+            "MetricTemplate shared/errors is not shared with namespace test: its annotation "
+            "serin.dev/allowed-namespaces must name test (or be *)",
+            id="not-shared",
+        ),
+        pytest.param("shared", "team-a, test", None, id="named"),
+        pytest.param("shared", "*", None, id="everyone"),
+        pytest.param(
+            "shared",
+            "team-a,tes",
+            "MetricTemplate shared/errors is not shared with namespace test: its annotation "
+            "serin.dev/allowed-namespaces must name test (or be *)",
+            id="others-only",
+        ),
+    ],
+)
+def test_another_namespaces_object_is_used_only_when_shared(
+    namespace: str, annotation: str | None, problem: str | None
+) -> None:
+    annotations = {} if annotation is None else {SHARED_WITH: annotation}
+    template = {"metadata": {"name": "errors", "namespace": namespace, "annotations": annotations}}
+    assert not_shared("MetricTemplate", (namespace, "errors"), template, "test") == problem

@@ -23,7 +23,7 @@ from serin.decide import (
     is_due,
 )
 from serin.kube.store import KubeError, NotFound
-from serin.model import parse_canary
+from serin.model import SHARED_WITH, parse_canary
 from serin.ports import ProviderConfig
 from serin.reconcile import Observed, Reconciler, Shard, shard_of
 from serin.status import CanaryStatus, MetricCheck, Phase, format_time
@@ -251,6 +251,7 @@ class TemplateStore:
 
 
 DATADOG_TEMPLATE = {
+    "metadata": {"name": "dd", "namespace": "shared", "annotations": {SHARED_WITH: "team-a,test"}},
     "spec": {
         "provider": {
             "type": "datadog",
@@ -259,12 +260,14 @@ DATADOG_TEMPLATE = {
             "headers": {"X-Team": ["a", "b"]},
         },
         "query": "avg:errors{service:{{ target }}}",
-    }
+    },
 }
 DATADOG_SECRET = {"data": {"datadog_api_key": "YWs=", "datadog_application_key": "YXBw", "blob": "/w=="}}
 
 
-def read_with(templates: dict[tuple[str, str], Any], secrets: dict[tuple[str, str], Any]) -> tuple[Any, list[Any]]:
+def read_with(
+    templates: dict[tuple[str, str], Any], secrets: dict[tuple[str, str], Any], metrics_server: str = ""
+) -> tuple[Any, list[Any]]:
     asked: list[tuple[ProviderConfig, str, float]] = []
 
     class Answers:
@@ -284,6 +287,8 @@ def read_with(templates: dict[tuple[str, str], Any], secrets: dict[tuple[str, st
             "thresholdRange": {"max": 2},
         }
     ]
+    if metrics_server:
+        raw["spec"]["metricsServer"] = metrics_server
     parsed = parse_canary(raw)
     ticker = Reconciler(
         store=TemplateStore(templates, secrets),  # type: ignore[arg-type]
@@ -314,6 +319,61 @@ def test_a_template_in_another_namespace_queries_its_backend_with_its_secret() -
     assert "ak" not in repr(asked[0][0])
 
 
+def test_a_template_another_namespace_does_not_share_is_a_failed_check() -> None:
+    unshared = {**DATADOG_TEMPLATE, "metadata": {"name": "dd", "namespace": "shared"}}
+    reading, asked = read_with({("shared", "dd"): unshared}, {("shared", "datadog"): DATADOG_SECRET})
+    assert reading == MetricReading(
+        None,
+        "invalid",
+        "MetricTemplate shared/dd is not shared with namespace test: "
+        "its annotation serin.dev/allowed-namespaces must name test (or be *)",
+    )
+    assert asked == []
+
+
+@pytest.mark.parametrize(
+    ("provider", "address"),
+    [
+        pytest.param({"type": "prometheus"}, "http://team-a-prometheus", id="no-credentials"),
+        pytest.param({"type": "prometheus", "secretRef": {"name": "datadog"}}, "http://prometheus", id="secret"),
+        pytest.param({"type": "prometheus", "headers": {"X-Scope-OrgID": ["ops"]}}, "http://prometheus", id="headers"),
+    ],
+)
+def test_a_template_with_credentials_and_no_address_asks_only_the_installs_prometheus(
+    provider: dict[str, Any], address: str
+) -> None:
+    """The Canary's author chooses spec.metricsServer: a template author's credentials never go there."""
+    template = {**DATADOG_TEMPLATE, "spec": {"provider": provider, "query": "up"}}
+    _, asked = read_with(
+        {("shared", "dd"): template}, {("shared", "datadog"): DATADOG_SECRET}, "http://team-a-prometheus"
+    )
+    assert [config.address for config, _, _ in asked] == [address]
+
+
+@pytest.mark.parametrize(
+    ("query", "reading", "asked"),
+    [
+        pytest.param("keptnmetric/{{ namespace }}/errors", MetricReading(1.5), ["keptnmetric/test/errors"], id="own"),
+        pytest.param(
+            "analysis/Shop/errors/5m",
+            MetricReading(
+                None,
+                "invalid",
+                "keptn query analysis/Shop/errors/5m is in namespace shop: "
+                "a Canary's Keptn metrics and analyses are those of its own namespace, test",
+            ),
+            [],
+            id="another",
+        ),
+    ],
+)
+def test_keptn_is_asked_only_about_the_canarys_namespace(query: str, reading: MetricReading, asked: list[str]) -> None:
+    """Keptn is asked as Serin, which may read and create Analyses anywhere."""
+    template = {**DATADOG_TEMPLATE, "spec": {"provider": {"type": "keptn"}, "query": query}}
+    found, queries = read_with({("shared", "dd"): template}, {})
+    assert (found, [query for _, query, _ in queries]) == (reading, asked)
+
+
 def test_a_missing_template_is_a_failed_check_naming_it() -> None:
     reading, asked = read_with({}, {})
     assert reading == MetricReading(None, "invalid", "MetricTemplate shared/dd does not exist")
@@ -335,8 +395,8 @@ class AlertStore:
         self.events: list[tuple[str, str]] = []
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        assert (kind, namespace) == ("AlertProvider", "test")
-        return self.providers.get(name)
+        assert kind == "AlertProvider"
+        return self.providers.get(name if namespace == "test" else f"{namespace}/{name}")
 
     def get_config(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.secrets.get(name)
@@ -367,13 +427,21 @@ class AlertStore:
             "alert chat not sent: cannot reach http://127.0.0.1:9: connection refused",
             id="down",
         ),
+        pytest.param(
+            {"ops/chat": {"spec": {"type": "slack", "address": "http://127.0.0.1:9/hooks/T0K3N"}}},
+            {},
+            "alert chat not sent: AlertProvider ops/chat is not shared with namespace test: "
+            "its annotation serin.dev/allowed-namespaces must name test (or be *)",
+            id="not-shared",
+        ),
     ],
 )
 def test_an_alert_that_cannot_be_sent_is_a_warning_event(
     providers: dict[str, Any], secrets: dict[str, Any], event: str
 ) -> None:
     raw = canary("test", "podinfo")
-    raw["spec"]["analysis"]["alerts"] = [{"name": "chat", "providerRef": {"name": "chat"}}]
+    ref = {"name": "chat", "namespace": "ops"} if "ops/chat" in providers else {"name": "chat"}
+    raw["spec"]["analysis"]["alerts"] = [{"name": "chat", "providerRef": ref}]
     store = AlertStore(providers, secrets)
     ticker = reconciler(CountingStore([]))
     ticker.store = store  # type: ignore[assignment]
