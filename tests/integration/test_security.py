@@ -28,6 +28,7 @@ from tests.integration.helpers import (
     SerinServer,
     analysis_started,
     canary,
+    canary_exists,
     canary_status,
     events,
     initialized,
@@ -393,3 +394,55 @@ def test_a_dripping_hook_delays_only_its_own_canary(
     ), steps[slow]
     assert steps[other]["durationSeconds"] < 1.0, steps[other]
     assert [path for path, _ in quick.received] == ["gate"]
+
+
+def test_another_namespaces_template_and_alert_provider_are_refused_unless_shared(
+    local_cluster: ClusterHandle, namespace: str, request: pytest.FixtureRequest
+) -> None:
+    """A tenant names the platform team's MetricTemplate (and its credentials) and AlertProvider
+    (and its Slack webhook): denied, with both field paths, until their annotation names it."""
+    with fresh_namespace(local_cluster, request) as platform:
+
+        def shared(annotations: dict[str, str]) -> list[dict[str, Any]]:
+            metadata = {"namespace": platform, "annotations": annotations}
+            return [
+                {
+                    "apiVersion": "serin.dev/v1beta1",
+                    "kind": "MetricTemplate",
+                    "metadata": {"name": "errors", **metadata},
+                    "spec": {"provider": {"type": "prometheus", "secretRef": {"name": "prometheus"}}, "query": "up"},
+                },
+                {
+                    "apiVersion": "serin.dev/v1beta1",
+                    "kind": "AlertProvider",
+                    "metadata": {"name": "chat", **metadata},
+                    "spec": {"type": "slack", "secretRef": {"name": "slack"}},
+                },
+            ]
+
+        local_cluster.apply(shared({}))
+        analysis = {
+            "interval": "10s",
+            "stepWeights": [50],
+            "metrics": [
+                {
+                    "name": "errors",
+                    "templateRef": {"name": "errors", "namespace": platform},
+                    "thresholdRange": {"max": 1},
+                }
+            ],
+            "alerts": [{"name": "chat", "providerRef": {"name": "chat", "namespace": platform}}],
+        }
+        tenant = canary(namespace, analysis)
+        refused = local_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(tenant), check=False)
+        assert refused.returncode != 0
+        for problem in (
+            f"spec.analysis.metrics[0].templateRef: MetricTemplate {platform}/errors is not shared with namespace "
+            f"{namespace}: its annotation serin.dev/allowed-namespaces must name {namespace} (or be *)",
+            f"spec.analysis.alerts[0].providerRef: AlertProvider {platform}/chat is not shared with namespace "
+            f"{namespace}: its annotation serin.dev/allowed-namespaces must name {namespace} (or be *)",
+        ):
+            assert problem in refused.stderr, refused.stderr
+        local_cluster.apply(shared({"serin.dev/allowed-namespaces": f"team-x,{namespace}"}))
+        local_cluster.apply(tenant)
+        assert canary_exists(local_cluster, namespace)
