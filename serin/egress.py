@@ -28,6 +28,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -488,6 +489,20 @@ _INVALID = (
     requests.exceptions.InvalidSchema,
     urllib3.exceptions.LocationParseError,
 )
+
+
+def shown(url: str) -> str:
+    """``url`` as messages may show it: without user info (``user:password@``), a query or a fragment."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "an address that is not a URL"
+    if ":" in host:
+        host = f"[{host}]"
+    where = host + (f":{port}" if port is not None else "")
+    return urllib.parse.urlunsplit((parts.scheme, where, parts.path, "", ""))
 
 
 def excerpt(answer: Answer) -> str:

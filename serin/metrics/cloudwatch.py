@@ -180,7 +180,7 @@ class CloudWatchProvider:
         self.clock = clock
 
     def __repr__(self) -> str:
-        return f"CloudWatchProvider({self.backend.address!r}, region={self.region!r})"
+        return f"CloudWatchProvider({self.backend.shown!r}, region={self.region!r})"
 
     def close(self) -> None:
         self.backend.close()
@@ -247,11 +247,12 @@ class CloudWatchProvider:
         except ElementTree.ParseError:
             root = None
         if not answer.ok:
-            raise _refusal(answer, root, what, self.backend.config, address)
+            raise _refusal(answer, root, what, self.backend.config, self.backend.shown)
         if root is None:
             kind = answer.content_type.split(";", 1)[0].strip() or "no content type"
             raise InvalidQuery(
-                f"cloudwatch at {address} answered {what} with {len(answer.body)} bytes of {kind}, not CloudWatch's XML"
+                f"cloudwatch at {self.backend.shown} answered {what} with {len(answer.body)} bytes of {kind}, "
+                "not CloudWatch's XML"
             )
         return root
 

@@ -68,7 +68,7 @@ class DatadogProvider:
         self.clock = clock
 
     def __repr__(self) -> str:
-        return f"DatadogProvider({self.backend.address!r})"
+        return f"DatadogProvider({self.backend.shown!r})"
 
     def close(self) -> None:
         self.backend.close()

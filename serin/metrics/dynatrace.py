@@ -68,7 +68,7 @@ class DynatraceProvider:
         self.clock = clock
 
     def __repr__(self) -> str:
-        return f"DynatraceProvider({self.backend.address!r})"
+        return f"DynatraceProvider({self.backend.shown!r})"
 
     def close(self) -> None:
         self.backend.close()

@@ -68,7 +68,7 @@ class GraphiteProvider:
             self.backend.session.auth = HTTPBasicAuth(auth[0].encode(), auth[1].encode())
 
     def __repr__(self) -> str:
-        return f"GraphiteProvider({self.backend.address!r})"
+        return f"GraphiteProvider({self.backend.shown!r})"
 
     def close(self) -> None:
         self.backend.close()

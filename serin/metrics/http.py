@@ -78,11 +78,13 @@ class HttpBackend:
         self.config = config
         self.name = config.type
         self.address = (config.address or default_address).rstrip("/")
+        # What messages name: the address without user info, which may hold a password.
+        self.shown = egress.shown(self.address)
         self.timeout = timeout
         self.session = configured_session(config)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.address!r})"
+        return f"{type(self).__name__}({self.shown!r})"
 
     def close(self) -> None:
         self.session.close()
@@ -94,7 +96,7 @@ class HttpBackend:
         try:
             return egress.fetch(self.session, method, url, seconds, **kwargs)
         except egress.EgressError as error:
-            raise unanswered(f"{self.name} at {self.address}", what, error) from None
+            raise unanswered(f"{self.name} at {self.shown}", what, error) from None
 
     def request_json(
         self,
@@ -114,18 +116,18 @@ class HttpBackend:
         try:
             return answer.json()
         except ValueError:
-            raise InvalidQuery(f"{self.name} at {self.address} answered {what} with {not_json(answer)}") from None
+            raise InvalidQuery(f"{self.name} at {self.shown} answered {what} with {not_json(answer)}") from None
 
     def check(self, answer: egress.Answer, what: str) -> None:
         """Raise the engine's error for an answer that is not a success."""
         status = answer.status
         if answer.ok:
             return
-        message = f"{self.name} at {self.address} answered status {status} for {what}: {egress.excerpt(answer)}"
+        message = f"{self.name} at {self.shown} answered status {status} for {what}: {egress.excerpt(answer)}"
         if status in (401, 403):
             secret = f"Secret {self.config.secret_name}" if self.config.secret_name else "no secretRef"
             raise InvalidCredentials(
-                f"{self.name} at {self.address} refused the credentials ({status}; they come from {secret})"
+                f"{self.name} at {self.shown} refused the credentials ({status}; they come from {secret})"
             )
         if status == 429 or status >= 500:
             raise MetricsUnavailable(message)

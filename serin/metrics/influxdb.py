@@ -76,7 +76,7 @@ class InfluxdbProvider:
             self.backend.session.headers["Authorization"] = f"Token {token}"
 
     def __repr__(self) -> str:
-        return f"InfluxdbProvider({self.backend.address!r}, org={self.org!r})"
+        return f"InfluxdbProvider({self.backend.shown!r}, org={self.org!r})"
 
     def close(self) -> None:
         self.backend.close()

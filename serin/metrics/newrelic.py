@@ -73,7 +73,7 @@ class NewRelicProvider:
         self._key = query_key
 
     def __repr__(self) -> str:
-        return f"NewRelicProvider({self.backend.address!r})"
+        return f"NewRelicProvider({self.backend.shown!r})"
 
     def close(self) -> None:
         self.backend.close()

@@ -21,6 +21,7 @@ import requests
 
 from serin import egress
 from serin.kube.store import KubeStore
+from serin.metrics.apikeys import header_credential
 from serin.metrics.http import DEFAULT_TIMEOUT, configured_session, not_json, retrying_session, unanswered
 from serin.ports import InvalidCredentials, InvalidQuery, MetricsUnavailable, NoValuesFound, ProviderConfig
 
@@ -33,9 +34,8 @@ def build(config: ProviderConfig, store: KubeStore) -> PrometheusProvider:
     """A Prometheus of a MetricTemplate: basic auth (``username``/``password``) or a bearer
     ``token`` from its Secret, its headers, and its TLS verification choice."""
     session = configured_session(config)
-    token = config.credential("token", required=False)
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
+    if config.credential("token", required=False):
+        session.headers["Authorization"] = f"Bearer {header_credential(config, 'token')}"
     elif config.credential("username", required=False):
         session.auth = (config.credential("username"), config.credential("password"))
     return PrometheusProvider(config.address, session=session, secret_name=config.secret_name)
@@ -52,13 +52,15 @@ class PrometheusProvider:
         secret_name: str = "",
     ) -> None:
         self.address = address.rstrip("/")
+        # What messages name: the address without user info, which may hold a password.
+        self.shown = egress.shown(self.address)
         self.secret_name = secret_name
         self.timeout = timeout
         self._owns_session = session is None
         self.session = session if session is not None else retrying_session()
 
     def __repr__(self) -> str:
-        return f"PrometheusProvider({self.address!r})"
+        return f"PrometheusProvider({self.shown!r})"
 
     def close(self) -> None:
         if self._owns_session:
@@ -131,7 +133,7 @@ class PrometheusProvider:
         if answer.status == 400:
             return egress.excerpt(answer)
         if answer.status != 200:
-            raise MetricsUnavailable(f"prometheus at {self.address} answered {answer.status} to format_query")
+            raise MetricsUnavailable(f"prometheus at {self.shown} answered {answer.status} to format_query")
         return None
 
     def is_online(self) -> bool:
@@ -146,7 +148,7 @@ class PrometheusProvider:
         try:
             return egress.fetch(self.session, "GET", f"{self.address}/api/v1/{endpoint}", seconds, params=params)
         except egress.EgressError as error:
-            raise unanswered(f"prometheus at {self.address}", what, error) from None
+            raise unanswered(f"prometheus at {self.shown}", what, error) from None
 
     def _get_data(self, endpoint: str, params: dict[str, str]) -> dict[str, Any]:
         query = params["query"]
@@ -162,11 +164,11 @@ class PrometheusProvider:
             # Prometheus's types are short words (bad_data, execution, timeout); nothing else is repeated.
             kind = f" ({error_type})" if isinstance(error_type, str) and ERROR_TYPE.fullmatch(error_type) else ""
             detail = egress.excerpt(answer) if isinstance(body, dict) else not_json(answer)
-            message = f"prometheus at {self.address} answered status {answer.status}{kind} for query {query}: {detail}"
+            message = f"prometheus at {self.shown} answered status {answer.status}{kind} for query {query}: {detail}"
             if answer.status in (401, 403):
                 secret = f"Secret {self.secret_name}" if self.secret_name else "no secretRef"
                 raise InvalidCredentials(
-                    f"prometheus at {self.address} refused the credentials ({answer.status}; they come from {secret})"
+                    f"prometheus at {self.shown} refused the credentials ({answer.status}; they come from {secret})"
                 )
             if answer.status >= 500 or answer.status == 429:
                 raise MetricsUnavailable(message)

@@ -101,7 +101,7 @@ class SplunkProvider:
         self.clock = clock
 
     def __repr__(self) -> str:
-        return f"SplunkProvider({self.backend.address!r})"
+        return f"SplunkProvider({self.backend.shown!r})"
 
     def close(self) -> None:
         self.backend.close()
@@ -126,7 +126,7 @@ class SplunkProvider:
 
     def _execute(self, program: str, params: dict[str, Any]) -> list[tuple[str, float]]:
         """The (tsId, value) of every datapoint with a value, in the order the stream sent them."""
-        where = f"splunk at {self.backend.address}"
+        where = f"splunk at {self.backend.shown}"
         timeout = self.backend.timeout
         what = f"query {program}"
         try:

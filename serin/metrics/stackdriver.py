@@ -174,7 +174,7 @@ class StackdriverProvider:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"StackdriverProvider({self.backend.address!r}, project={self.project!r})"
+        return f"StackdriverProvider({self.backend.shown!r}, project={self.project!r})"
 
     def close(self) -> None:
         self.backend.close()

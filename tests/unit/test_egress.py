@@ -221,3 +221,16 @@ def test_a_policy_entry_that_is_not_an_address_is_named(allowed: str, denied: st
 )
 def test_an_excerpt_says_only_an_error_field_or_a_size(content_type: str, body: bytes, said: str) -> None:
     assert egress.excerpt(Answer(400, "Bad Request", content_type, body)) == said
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://prometheus.istio-system:9090", "http://prometheus.istio-system:9090"),
+        ("https://ops:hunter2@thanos.example/prometheus?x=1#top", "https://thanos.example/prometheus"),
+        ("http://token@[fd00::1]:9090/", "http://[fd00::1]:9090/"),
+        ("http://prometheus:port/", "an address that is not a URL"),
+    ],
+)
+def test_an_address_is_shown_without_user_info(url: str, said: str) -> None:
+    assert egress.shown(url) == said

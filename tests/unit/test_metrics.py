@@ -355,6 +355,7 @@ def template_config(url: str, **secret: str) -> ProviderConfig:
     ("secret", "authorization"),
     [
         pytest.param({"token": "t0ken"}, "Bearer t0ken", id="bearer"),
+        pytest.param({"token": "t0ken\n"}, "Bearer t0ken", id="bearer-made-with-echo"),
         pytest.param({"username": "u", "password": "p"}, "Basic dTpw", id="basic"),
         pytest.param({}, None, id="none"),
     ],
@@ -408,3 +409,21 @@ def test_insecure_skip_verify_accepts_a_certificate_nobody_trusts(https_promethe
         build_prometheus(checked, None).query("up")  # type: ignore[arg-type]
     trusting = dataclasses.replace(checked, insecure_skip_verify=True)
     assert build_prometheus(trusting, None).query("up") == 4.0  # type: ignore[arg-type]
+
+
+def test_a_token_no_header_can_carry_is_named_not_shown() -> None:
+    with pytest.raises(InvalidCredentials) as raised:
+        build_prometheus(template_config("http://127.0.0.1:9", token="s3cr3t\r\nX-Evil: 1"), None)  # type: ignore[arg-type]
+    assert str(raised.value) == (
+        "prometheus: token in Secret test/prometheus-auth has characters an HTTP header cannot carry"
+    )
+
+
+def test_an_address_with_user_info_is_shown_without_it(prometheus: CannedPrometheus) -> None:
+    prometheus.answers = [(500, {"status": "error", "error": "overloaded"})]
+    address = prometheus.url.replace("http://", "http://ops:hunter2@") + "/prom"
+    with pytest.raises(MetricsUnavailable) as raised:
+        fast_provider(address).query("up")
+    shown = prometheus.url + "/prom"
+    assert str(raised.value) == f"prometheus at {shown} answered status 500 for query up: overloaded"
+    assert repr(fast_provider(address)) == f"PrometheusProvider({shown!r})"
