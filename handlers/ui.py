@@ -20,7 +20,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 from werkzeug.wrappers import Response as Redirect
 
-from handlers.params import denied
+from handlers.params import DNS_LABEL, DNS_SUBDOMAIN, denied
 from serin.engine import Engine
 from serin.kube.auth import authenticate
 from serin.kube.store import KubeError
@@ -87,11 +87,27 @@ def _refresh() -> int:
     return int(value) if value.isdigit() and int(value) <= 3600 else REFRESH_SECONDS
 
 
+def _not_names(namespace: str | None, name: str | None = None) -> tuple[str, int] | None:
+    """The 400 page for a namespace or name that is not one: either would become part of a path
+    Serin asks the API server, with its own credentials."""
+    problems = [
+        f"{field} must be {what}, not {value[:100]!r}"
+        for field, value, pattern, what in (
+            ("namespace", namespace, DNS_LABEL, "a namespace name (a DNS-1123 label)"),
+            ("name", name, DNS_SUBDOMAIN, "a Canary name (a DNS-1123 subdomain)"),
+        )
+        if value is not None and not pattern.fullmatch(value)
+    ]
+    return _page("error.html", 400, title="No such page", message="; ".join(problems)) if problems else None
+
+
 @blueprint.get("/ui")
 @blueprint.get("/ui/")
 def canaries() -> tuple[str, int]:
     engine: Engine = current_app.extensions["serin"]
     namespace = request.args.get("namespace") or None
+    if invalid := _not_names(namespace):
+        return invalid
     if refused := _refusal(engine, "list", namespace):
         return refused
     try:
@@ -108,6 +124,8 @@ def canaries() -> tuple[str, int]:
 @blueprint.get("/ui/<namespace>/<name>")
 def canary(namespace: str, name: str) -> tuple[str, int]:
     engine: Engine = current_app.extensions["serin"]
+    if invalid := _not_names(namespace, name):
+        return invalid
     if refused := _refusal(engine, "get", namespace):
         return refused
     now = datetime.datetime.now(datetime.UTC)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import heapq
+import http.cookiejar
 import ipaddress
 import itertools
 import json
@@ -335,6 +336,8 @@ _CHECKED_POOLS = {"http": _CheckedHTTPPool, "https": _CheckedHTTPSPool}
 def session(adapter: HTTPAdapter | None = None) -> requests.Session:
     """A session whose every connection is checked (``adapter``: with retries of its own)."""
     made = requests.Session()
+    # One session serves many tenants' addresses: a cookie one sets must not go to the next.
+    made.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     mounted = adapter or CheckedAdapter()
     made.mount("http://", mounted)
     made.mount("https://", mounted)

@@ -20,6 +20,7 @@ import datetime
 import hashlib
 import json
 import threading
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -103,11 +104,18 @@ def collection_path(kind: str, namespace: str | None, api_version: str | None = 
     default_version, plural = RESOURCES[kind]
     group_version = api_version or default_version
     root = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
-    return f"{root}/namespaces/{namespace}/{plural}" if namespace else f"{root}/{plural}"
+    return f"{root}/namespaces/{_segment(namespace)}/{plural}" if namespace else f"{root}/{plural}"
 
 
 def object_path(kind: str, namespace: str, name: str, api_version: str | None = None) -> str:
-    return f"{collection_path(kind, namespace, api_version)}/{name}"
+    return f"{collection_path(kind, namespace, api_version)}/{_segment(name)}"
+
+
+def _segment(text: str) -> str:
+    """One path segment, whatever ``text`` holds: ``/`` and ``..`` would otherwise reach another
+    path, since urllib3 resolves dot segments before it sends the request."""
+    quoted = urllib.parse.quote(text, safe="")
+    return quoted.replace(".", "%2E") if quoted.strip(".") == "" else quoted
 
 
 # ---- the reads of one tick -------------------------------------------------------------------

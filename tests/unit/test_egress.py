@@ -234,3 +234,14 @@ def test_an_excerpt_says_only_an_error_field_or_a_size(content_type: str, body: 
 )
 def test_an_address_is_shown_without_user_info(url: str, said: str) -> None:
     assert egress.shown(url) == said
+
+
+def test_a_cookie_one_peer_sets_is_never_kept() -> None:
+    """One session serves every tenant's hooks: a kept cookie would carry one tenant's state to another's."""
+
+    def set_cookie(peer: socket.socket) -> None:
+        peer.sendall(b"HTTP/1.1 200 OK\r\nSet-Cookie: tenant=a; Path=/\r\nContent-Length: 0\r\n\r\n")
+
+    with raw_server(set_cookie) as (origin, _), contextlib.closing(egress.session()) as client:
+        assert egress.fetch(client, "GET", origin, DEADLINE).status == 200
+        assert list(client.cookies) == []

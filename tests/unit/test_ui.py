@@ -7,6 +7,7 @@ import json
 
 import pytest
 from flask.testing import FlaskClient
+from markupsafe import escape
 
 from handlers.ui import SECURITY_HEADERS, _script_json
 from serin.timeline import DEFAULT_WINDOW, MAX_WINDOW, release_start, weight_points
@@ -43,6 +44,32 @@ def test_an_unreachable_api_server_is_a_503_page(app_client: FlaskClient) -> Non
     response = app_client.get("/ui/shop/web", headers={"Authorization": "Bearer some-token"})
     assert response.status_code == 503
     assert "<h1>Cannot reach the Kubernetes API</h1>" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        pytest.param(
+            "/ui?namespace=x/../../../../api/v1/namespaces/kube-system/secrets/foo?",
+            "namespace must be a namespace name (a DNS-1123 label), not 'x/../../../../api/v1/namespaces/kube-system/"
+            "secrets/foo?'",
+            id="list",
+        ),
+        pytest.param(
+            "/ui/%2E%2E/web", "namespace must be a namespace name (a DNS-1123 label), not '..'", id="canary-namespace"
+        ),
+        pytest.param(
+            "/ui/shop/%2E%2E", "name must be a Canary name (a DNS-1123 subdomain), not '..'", id="canary-name"
+        ),
+    ],
+)
+def test_a_page_of_no_namespace_or_name_is_a_400_before_any_request(
+    app_client: FlaskClient, path: str, message: str
+) -> None:
+    """Anything else would become part of the path Serin asks the API server, as itself."""
+    response = app_client.get(path, headers={"Authorization": "Bearer some-token"})
+    assert response.status_code == 400
+    assert f'<p class="problem" id="problem">{escape(message)}</p>' in response.get_data(as_text=True)
 
 
 def test_logout_clears_the_cookie(app_client: FlaskClient) -> None:
