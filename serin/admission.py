@@ -48,7 +48,7 @@ from serin.model import (
 )
 from serin.objects import workload_state
 from serin.ports import SerinError
-from serin.reconcile import CLAIM_SECONDS, Reconciler, pending_of
+from serin.reconcile import CLAIM_SECONDS, Reconciler, claim_holds, pending_of
 from serin.status import CanaryStatus, Phase, Unconfirmed
 from serin.workloads import (
     MANAGED_BY,
@@ -536,7 +536,7 @@ class Admission:
         now = self.clock()
         if status.phase in (None, Phase.INITIALIZING) or canary.suspend:
             return Verdict()
-        if status.claimed_until is not None and status.claimed_until > now:
+        if claim_holds(status, now):
             return Verdict()  # a tick is taking a step of this Canary: it sees the revision next
         if status.pending is not None:
             return Verdict()  # news of a step nobody sent: the next tick sends them, then sees the revision

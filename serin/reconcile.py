@@ -111,6 +111,16 @@ MAX_DECISION_ROUNDS = 5
 # How long a claim keeps other ticks away from a Canary whose step asks hooks: longer than a step
 # takes, short enough that a tick that died holding it delays the Canary little.
 CLAIM_SECONDS = 120.0
+# A claim ending later than this was written by no tick (a tick's lasts CLAIM_SECONDS; the rest is
+# for clocks that differ): it holds nothing, or whoever may write a status could freeze a Canary.
+MAX_CLAIM_AHEAD = datetime.timedelta(seconds=2 * CLAIM_SECONDS)
+
+
+def claim_holds(status: CanaryStatus, now: datetime.datetime) -> bool:
+    """Whether a tick holds the Canary's claim at ``now``."""
+    return status.claimed_until is not None and now < status.claimed_until <= now + MAX_CLAIM_AHEAD
+
+
 # Points of a metric's chart over its window.
 CHART_POINTS = 120
 # How often a sender of a step's news tries to take the record off a Canary that others keep changing.
@@ -438,7 +448,7 @@ class Reconciler:
         if raw.get("metadata", {}).get("deletionTimestamp"):
             self.finish_deletion(canary, raw, report, now, dry_run)
             return
-        if status.claimed_until is not None and status.claimed_until > now:
+        if claim_holds(status, now) and status.claimed_until is not None:
             report.summary = (
                 f"another tick is taking a step of this canary (claimed until {format_time(status.claimed_until)})"
             )

@@ -14,6 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from serin.model import HookType
+
+HOOK_TYPES = frozenset(hook.value for hook in HookType)
+
 
 class Phase(enum.StrEnum):
     INITIALIZING = "Initializing"
@@ -138,7 +142,9 @@ class Pending:
             for item in raw.get("alerts") or []
             if isinstance(item, Mapping)
         )
-        return cls(str(raw["step"]), events, tuple(str(hook) for hook in raw.get("hooks") or []), alerts)
+        # Only hook types a tick records: anyone who may write the status could write others.
+        hooks = tuple(str(hook) for hook in raw.get("hooks") or [] if hook in HOOK_TYPES)
+        return cls(str(raw["step"]), events, hooks, alerts)
 
 
 @dataclass(frozen=True)

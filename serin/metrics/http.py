@@ -78,10 +78,13 @@ class HttpBackend:
         self.config = config
         self.name = config.type
         self.address = (config.address or default_address).rstrip("/")
-        # What messages name: the address without user info, which may hold a password.
-        self.shown = egress.shown(self.address)
         self.timeout = timeout
         self.session = configured_session(config)
+
+    @property
+    def shown(self) -> str:
+        """What messages name: the address without user info, which may hold a password."""
+        return egress.shown(self.address)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.shown!r})"

@@ -26,7 +26,7 @@ from serin.kube.store import KubeError, NotFound
 from serin.model import SHARED_WITH, parse_canary
 from serin.ports import ProviderConfig
 from serin.reconcile import Observed, Reconciler, Shard, shard_of
-from serin.status import CanaryStatus, MetricCheck, Phase, format_time
+from serin.status import CanaryStatus, MetricCheck, Pending, Phase, format_time
 
 NOW = datetime.datetime(2026, 1, 1, 12, 3, tzinfo=datetime.UTC)  # not a time of the orphan sweep
 
@@ -577,3 +577,23 @@ def test_a_step_reads_each_metric_from_the_last_change_of_the_canarys_traffic_on
     gathered = ticker.gather(parse_canary(raw), (METRICS,), Observation(None, None), status)
     assert gathered.metrics == (MetricReading(1.0), MetricReading(1.0))
     assert sorted(asked) == [("sum(rate(a[57s]))", 57.0), ("sum(rate(b[30s]))", 30.0)]
+
+
+@pytest.mark.parametrize(
+    ("claimed_for", "summary"),
+    [
+        pytest.param(datetime.timedelta(seconds=60), "another tick is taking a step of this canary", id="a-tick's"),
+        pytest.param(datetime.timedelta(days=365 * 900), "not due: next step in 55s", id="no-tick's"),
+    ],
+)
+def test_a_claim_longer_than_any_tick_makes_holds_nothing(claimed_for: datetime.timedelta, summary: str) -> None:
+    """Whoever may write a Canary's status could otherwise freeze it with a claim that never ends."""
+    raw = canary("ns", "app", phase="Progressing", analysed=NOW - datetime.timedelta(seconds=5))
+    raw["status"]["serin"] = {"claimedUntil": format_time(NOW + claimed_for)}
+    (report,) = reconciler(CountingStore([raw])).tick()
+    assert report.summary.startswith(summary), report.summary
+
+
+def test_pending_hooks_of_no_known_type_are_not_kept() -> None:
+    pending = Pending.from_dict({"step": "s", "hooks": ["post-rollout", "rm -rf", 3]})
+    assert pending is not None and pending.hooks == ("post-rollout",)
