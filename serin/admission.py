@@ -508,6 +508,8 @@ class Admission:
             if _at_zero(old) and not _at_zero(new) and username != self.own_username():
                 name = _mapping(new.get("metadata")).get("name")
                 kind = str(new.get("kind") or "Deployment")
+                if not self._is_target(request, kind, str(name), str(canary_name)):
+                    return Verdict()  # a former target (its Canary gone, or targeting another): free
                 idle = "runs on no node" if kind == "DaemonSet" else "stays at 0 replicas"
                 return Verdict(
                     patch=_scale_patch(new, 0),
@@ -518,6 +520,18 @@ class Admission:
                 )
             return Verdict()
         return self._new_revision(request, new, str(canary_name))
+
+    def _is_target(self, request: Mapping[str, Any], kind: str, name: str, canary_name: str) -> bool:
+        """Whether the Canary the workload's label names exists and targets it (the label stays on
+        a workload whose Canary was deleted)."""
+        namespace = str(
+            request.get("namespace") or _mapping(_mapping(request.get("object")).get("metadata")).get("namespace") or ""
+        )
+        if not DNS_LABEL.fullmatch(namespace):
+            return False
+        raw = self.store.get_canary(namespace, canary_name)
+        target = _mapping(_mapping(_mapping(raw).get("spec")).get("targetRef"))
+        return raw is not None and (str(target.get("kind") or "Deployment"), target.get("name")) == (kind, name)
 
     def _new_revision(self, request: Mapping[str, Any], new: Mapping[str, Any], canary_name: str) -> Verdict:
         namespace = str(request.get("namespace") or _mapping(new.get("metadata")).get("namespace") or "")

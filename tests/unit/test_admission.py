@@ -213,9 +213,61 @@ def test_defaults_never_override_what_is_set() -> None:
     assert defaults_patch(applied, "istio") == []
 
 
-def make_admission() -> Admission:
-    store: Any = NoApi()
+class StoredCanaries:
+    """Only Canary lookups, of the Canaries given by name (in namespace ``test``)."""
+
+    def __init__(self, canaries: dict[str, dict[str, Any]]) -> None:
+        self.canaries = canaries
+        self.asked: list[str] = []
+
+    def get_canary(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.asked.append(f"{namespace}/{name}")
+        return self.canaries.get(name) if namespace == "test" else None
+
+
+def make_admission(store: Any = None) -> Admission:
+    store = NoApi() if store is None else store
     return Admission(store, store, "istio", own_username=lambda: "system:serviceaccount:serin-system:serin")
+
+
+def targeting(kind: str, name: str) -> dict[str, Any]:
+    canary: dict[str, Any] = json.loads(json.dumps(CANARY))
+    canary["spec"]["targetRef"] = {"apiVersion": "apps/v1", "kind": kind, "name": name}
+    return canary
+
+
+@pytest.mark.parametrize(
+    ("canaries", "patch", "warnings"),
+    [
+        pytest.param(
+            {"podinfo": targeting("Deployment", "podinfo")},
+            [{"op": "replace", "path": "/spec/replicas", "value": 0}],
+            [
+                "Deployment podinfo is the target of canary podinfo: it stays at 0 replicas between releases (the "
+                "primary serves); change its pod template to release"
+            ],
+            id="its-canary",
+        ),
+        pytest.param({}, [], [], id="canary-deleted"),
+        pytest.param({"podinfo": targeting("Deployment", "frontend")}, [], [], id="canary-targets-another"),
+        pytest.param({"podinfo": targeting("StatefulSet", "podinfo")}, [], [], id="canary-targets-another-kind"),
+    ],
+)
+def test_a_target_is_held_at_zero_only_while_its_canary_targets_it(
+    canaries: dict[str, dict[str, Any]], patch: list[dict[str, Any]], warnings: list[str]
+) -> None:
+    """A Canary deleted without revertOnDeletion leaves its target at 0 and labelled: scaling it up
+    by hand must work then."""
+    store = StoredCanaries(canaries)
+    verdict = make_admission(store).mutate_workload(
+        {
+            "operation": "UPDATE",
+            "object": {**deployment("podinfo:1", 3), "kind": "Deployment"},
+            "oldObject": {**deployment("podinfo:1", 0), "kind": "Deployment"},
+            "userInfo": {"username": "alice"},
+        }
+    )
+    assert (verdict.allowed, verdict.patch, verdict.warnings, store.asked) == (True, patch, warnings, ["test/podinfo"])
 
 
 @pytest.mark.parametrize(
@@ -227,10 +279,11 @@ def make_admission() -> Admission:
         pytest.param(0, 0, [], id="already-zero"),
     ],
 )
-def test_unchanged_template_needs_no_api_request(
+def test_an_unchanged_template_needs_no_api_request_but_to_hold_a_target_at_zero(
     old_replicas: int, new_replicas: int | None, expected: list[dict[str, Any]]
 ) -> None:
-    verdict = make_admission().mutate_workload(
+    store = StoredCanaries({"podinfo": targeting("Deployment", "podinfo")}) if expected else None
+    verdict = make_admission(store).mutate_workload(
         {
             "operation": "UPDATE",
             "object": deployment("podinfo:1", new_replicas),
@@ -312,7 +365,8 @@ HELD = {"serin.dev/scale-to-zero": "true"}
 def test_an_idle_daemonset_target_stays_held_on_no_node(
     old: dict[str, Any], new: dict[str, Any], expected: list[dict[str, Any]]
 ) -> None:
-    verdict = make_admission().mutate_workload({"operation": "UPDATE", "object": new, "oldObject": old})
+    store = StoredCanaries({"podinfo": targeting("DaemonSet", "podinfo")}) if expected else None
+    verdict = make_admission(store).mutate_workload({"operation": "UPDATE", "object": new, "oldObject": old})
     assert verdict.allowed and verdict.patch == expected
     if expected:
         assert verdict.warnings == [
