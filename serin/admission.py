@@ -608,10 +608,15 @@ class Admission:
     def validate_workload(self, request: Mapping[str, Any]) -> Verdict:
         """Only Serin changes a primary's pod template; scaling it stays allowed (HPA, kubectl scale)."""
         new, old = _mapping(request.get("object")), request.get("oldObject")
-        labels = _mapping(_mapping(new.get("metadata")).get("labels"))
         if request.get("operation") != "UPDATE" or not isinstance(old, Mapping):
             return Verdict()
-        if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or template_hash(new) == template_hash(old):
+        # Either side's label counts: an update that drops it along with the template change is
+        # still a change of Serin's primary.
+        managed = any(
+            _mapping(_mapping(side.get("metadata")).get("labels")).get(MANAGED_BY_LABEL) == MANAGED_BY
+            for side in (new, old)
+        )
+        if not managed or template_hash(new) == template_hash(old):
             return Verdict()
         username = _mapping(request.get("userInfo")).get("username", "")
         if username == self.own_username():

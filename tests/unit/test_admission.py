@@ -318,6 +318,16 @@ def test_primary_template_change_by_someone_else_is_denied() -> None:
     ).allowed
 
 
+def test_a_primary_template_change_that_drops_the_label_is_denied_too() -> None:
+    old, new = deployment("podinfo:1", 2), deployment("podinfo:2", 2)
+    old["metadata"] = {"name": "podinfo-primary", "labels": {"app.kubernetes.io/managed-by": "serin"}}
+    new["metadata"] = {"name": "podinfo-primary", "labels": {}}
+    denied = make_admission().validate_workload(
+        {"operation": "UPDATE", "object": new, "oldObject": old, "userInfo": {"username": "alice"}}
+    )
+    assert (denied.allowed, denied.code) == (False, 403)
+
+
 def test_serin_itself_may_scale_an_idle_target_up() -> None:
     verdict = make_admission().mutate_workload(
         {
