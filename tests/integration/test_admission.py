@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -248,33 +250,43 @@ def test_primary_template_is_changed_only_by_serin(
     local_cluster.kubectl("scale", "deployment/podinfo-primary", "--replicas=3", "-n", namespace)
 
 
+@contextlib.contextmanager
+def serin_down(cluster: ClusterHandle, server: SerinServer, namespace: str) -> Iterator[None]:
+    """The shipped configurations, pointed at a port where nothing listens, in ``namespace``
+    instead of the live ones; yielded once the API server is seen failing to call them."""
+    label = {"serin.dev/test-webhooks-down": namespace}
+    dead = webhooks.for_url(
+        webhooks.load_manifest(),
+        f"https://127.0.0.1:{free_port()}",
+        server.ca_bundle.read_bytes(),
+        name=f"down-{namespace}",
+        namespace_labels=label,
+    )
+    cluster.apply(dead)
+    try:
+        # Serin's webhooks go down: the namespace is now only in the dead configurations' reach.
+        live = next(iter(WEBHOOK_NAMESPACE_LABEL))
+        cluster.kubectl("label", "namespace", namespace, f"{live}-", f"serin.dev/test-webhooks-down={namespace}")
+        # A Canary not stored yet, so that kubectl really sends it.
+        probe = canary(namespace, ANALYSIS)
+        probe["metadata"]["name"] = "probe"
+        eventually(
+            lambda: "failed calling webhook" in apply(cluster, probe, "--dry-run=server", check=False).stderr,
+            timeout=30,
+            what="the dead webhooks to take effect",
+        )
+        yield
+    finally:
+        for kind in webhooks.WEBHOOK_KINDS:
+            cluster.kubectl("delete", kind.lower(), f"down-{namespace}", "--ignore-not-found")
+
+
 def test_deployment_changes_survive_a_down_webhook(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
     token = tokens["ticker"]
     initialized(local_cluster, serin_server, token, namespace)
-    # The same configurations, pointed at a port where nothing listens, for this namespace only.
-    label = {"serin.dev/test-webhooks-down": namespace}
-    dead = webhooks.for_url(
-        webhooks.load_manifest(),
-        f"https://127.0.0.1:{free_port()}",
-        serin_server.ca_bundle.read_bytes(),
-        name=f"down-{namespace}",
-        namespace_labels=label,
-    )
-    local_cluster.apply(dead)
-    try:
-        # Serin's webhooks go down: the namespace is now only in the dead configurations' reach.
-        live = next(iter(WEBHOOK_NAMESPACE_LABEL))
-        local_cluster.kubectl("label", "namespace", namespace, f"{live}-", f"serin.dev/test-webhooks-down={namespace}")
-        # A Canary not stored yet, so that kubectl really sends it.
-        probe = canary(namespace, ANALYSIS)
-        probe["metadata"]["name"] = "probe"
-        eventually(
-            lambda: "failed calling webhook" in apply(local_cluster, probe, "--dry-run=server", check=False).stderr,
-            timeout=30,
-            what="the dead webhooks to take effect",
-        )
+    with serin_down(local_cluster, serin_server, namespace):
         local_cluster.kubectl(
             "set", "image", "deployment/podinfo", "podinfod=ghcr.io/stefanprodan/podinfo:6.0.1", "-n", namespace
         )
@@ -282,9 +294,6 @@ def test_deployment_changes_survive_a_down_webhook(
         report = serin_server.tick(token, namespace=namespace, name="podinfo", force="true").json()["canaries"][0]
         assert report["phase"] == "Progressing", report
         assert f"New revision detected! Scaling up podinfo.{namespace}" in events(local_cluster, namespace)
-    finally:
-        for kind in webhooks.WEBHOOK_KINDS:
-            local_cluster.kubectl("delete", kind.lower(), f"down-{namespace}", "--ignore-not-found")
 
 
 def test_deleting_a_canary_with_revert_on_deletion_gives_the_target_its_traffic_back(
