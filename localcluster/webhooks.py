@@ -2,8 +2,9 @@
 
 In a cluster the API server reaches Serin through its Service; locally Serin runs on the host, so
 each webhook's ``clientConfig.service`` becomes ``url: https://127.0.0.1:PORT/path`` with the
-caBundle of the certificate that server presents. Everything else (rules, selectors, failure
-policies) stays as shipped, so local runs and tests exercise the real configuration.
+caBundle of the certificate that server presents. Everything else (rules, selectors, match
+conditions, failure policies) stays as shipped, so local runs and tests exercise the real
+configuration.
 """
 
 from __future__ import annotations

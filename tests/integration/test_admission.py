@@ -296,6 +296,47 @@ def test_deployment_changes_survive_a_down_webhook(
         assert f"New revision detected! Scaling up podinfo.{namespace}" in events(local_cluster, namespace)
 
 
+def test_finalizers_and_labels_can_be_changed_while_serin_is_down(
+    local_cluster: ClusterHandle, serin_server: SerinServer, namespace: str
+) -> None:
+    local_cluster.apply(podinfo(namespace))
+    # Created rather than applied, so that it has no annotations at all.
+    local_cluster.kubectl(
+        "create", "-f", "-", input_text=json.dumps(canary(namespace, ANALYSIS, revertOnDeletion=True))
+    )
+    stored = ("canaries.serin.dev", "podinfo", "-n", namespace)
+    assert local_cluster.get_json(*stored)["metadata"]["finalizers"] == ["serin.dev/revert-on-deletion"]
+
+    def patch(body: dict[str, Any]) -> Any:
+        return local_cluster.kubectl("patch", *stored, "--type=merge", "-p", json.dumps(body), check=False)
+
+    def sent_to_serin(result: Any) -> bool:
+        """Whether the change was denied because the fail-closed webhooks could not be called."""
+        return result.returncode != 0 and "failed calling webhook" in result.stderr
+
+    no_finalizers = {"metadata": {"finalizers": None}}
+    with serin_down(local_cluster, serin_server, namespace):
+        # Labels are nothing Serin judges or sets.
+        local_cluster.kubectl("label", *stored, "team=payments")
+        assert local_cluster.get_json(*stored)["metadata"]["labels"] == {"team": "payments"}
+        # Still judged, so still refused: the spec, a person's request, and the finalizer of a
+        # Canary that is not being deleted (the mutating webhook keeps it while revertOnDeletion is on).
+        assert sent_to_serin(patch({"spec": {"skipAnalysis": True}}))
+        assert sent_to_serin(local_cluster.kubectl("annotate", *stored, "serin.dev/request=promote", check=False))
+        assert sent_to_serin(patch(no_finalizers))
+
+        # Deleted while Serin is down: the finalizer holds it, and no tick comes to lift it.
+        local_cluster.kubectl("delete", *stored, "--wait=false")
+        deleting = local_cluster.get_json(*stored)["metadata"]
+        assert "deletionTimestamp" in deleting and deleting["finalizers"] == ["serin.dev/revert-on-deletion"]
+        # The tick reads the spec of a Canary being deleted before it lets it go: still judged.
+        assert sent_to_serin(patch({"spec": {"skipAnalysis": True}}))
+        # What an administrator does to let a namespace finish terminating.
+        removed = patch(no_finalizers)
+        assert removed.returncode == 0, removed.stderr
+        eventually(lambda: not canary_exists(local_cluster, namespace), what="the canary to be gone")
+
+
 def test_deleting_a_canary_with_revert_on_deletion_gives_the_target_its_traffic_back(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:

@@ -335,6 +335,11 @@ def test_webhooks(rendered: list[Obj]) -> None:
             }, where
             if kind.startswith("Mutating"):
                 assert webhook["reinvocationPolicy"] == "Never", where
+            # Only what fails closed needs narrowing to the requests Serin must judge.
+            if expected_policy == "Fail":
+                assert [c["name"] for c in webhook["matchConditions"]] == ["changes-what-serin-judges"], where
+            else:
+                assert "matchConditions" not in webhook, where
             resources = {(r["apiGroups"][0], resource) for r in webhook["rules"] for resource in r["resources"]}
             if webhook["name"].endswith("canaries.serin.dev"):
                 assert resources == {("serin.dev", "canaries")}, where

@@ -24,3 +24,22 @@ namespaceSelector:
       values: {{ append .Values.webhooks.excludeNamespaces .Release.Namespace | uniq | toJson }}
 {{- end }}
 
+
+{{/* The Canary requests the fail-closed webhooks are sent (webhooks.yaml says why these).
+Written for CREATE too, when oldObject is null: the first test decides it. A missing field and an
+empty one differ where Serin tells them apart (a request annotation set to "" is invalid). */}}
+{{- define "serin.canaryMatchConditions" -}}
+matchConditions:
+  - name: changes-what-serin-judges
+    expression: |-
+      request.operation != 'UPDATE'
+      || has(object.spec) != has(oldObject.spec)
+      || (has(object.spec) && object.spec != oldObject.spec)
+      || (has(object.metadata.annotations) && 'serin.dev/request' in object.metadata.annotations
+            ? object.metadata.annotations['serin.dev/request'] : null)
+         != (has(oldObject.metadata.annotations) && 'serin.dev/request' in oldObject.metadata.annotations
+            ? oldObject.metadata.annotations['serin.dev/request'] : null)
+      || (!has(object.metadata.deletionTimestamp)
+          && (has(object.metadata.finalizers) ? object.metadata.finalizers : [])
+             != (has(oldObject.metadata.finalizers) ? oldObject.metadata.finalizers : []))
+{{- end }}
