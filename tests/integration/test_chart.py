@@ -45,6 +45,15 @@ CERT_MANAGER_OBJECTS = {
     # The API server's client certificate for the webhooks.
     ("Certificate", "serin-apiserver-client"),
 }
+# The NetworkPolicy turned on: two API server addresses, a Prometheus, one rule of the user's own.
+NETWORK_POLICY = [
+    "networkPolicy.enabled=true",
+    "networkPolicy.apiServerCIDRs={10.0.0.1/32,fd00::1/128}",
+    "networkPolicy.prometheus.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+    "networkPolicy.prometheus.podSelector.matchLabels.app\\.kubernetes\\.io/name=prometheus",
+    "networkPolicy.extraIngress[0].from[0].ipBlock.cidr=192.168.7.0/24",
+    "networkPolicy.extraIngress[0].ports[0].port=8443",
+]
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +61,11 @@ def helm_path() -> Path:
     return binaries_or_skip().helm
 
 
-def helm(helm_path: Path, *args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """helm with its own configuration and cache folders (never the user's), against `kubeconfig`."""
+def helm(
+    helm_path: Path, *args: str, kubeconfig: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """helm with its own configuration and cache folders (never the user's), against `kubeconfig`;
+    with `check`, it must succeed."""
     # One per test worker: two helm processes must not share a cache being written.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     home = Path(os.environ.get("TMPDIR", "/tmp")) / f"serin-helm-home-{worker}"
@@ -61,7 +73,7 @@ def helm(helm_path: Path, *args: str, kubeconfig: Path | None = None) -> subproc
     env.update({f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CONFIG", "CACHE", "DATA")})
     command = [str(helm_path), *args] + ([f"--kubeconfig={kubeconfig}"] if kubeconfig else [])
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+    assert not check or result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
     return result
 
 
@@ -97,8 +109,9 @@ def test_k8s_is_what_the_chart_renders(helm_path: Path) -> None:
         [],
         CERT_MANAGER,
         [*CERT_MANAGER, "certManager.issuerRef.name=corporate", "certManager.issuerRef.kind=ClusterIssuer"],
+        NETWORK_POLICY,
     ],
-    ids=["defaults", "cert-manager", "cert-manager-with-an-issuer"],
+    ids=["defaults", "cert-manager", "cert-manager-with-an-issuer", "network-policy"],
 )
 def test_the_chart_lints(helm_path: Path, sets: list[str]) -> None:
     arguments = ["lint", "--strict", str(chart.CHART)]
@@ -260,6 +273,103 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
     assert "CronJob" not in {kind for kind, _ in by_key(template(helm_path, ["tick.enabled=false", *CERT_MANAGER]))}
 
 
+def test_the_network_policy_lets_in_only_the_api_server_the_tick_and_prometheus(helm_path: Path) -> None:
+    objects = by_key(template(helm_path, [*NETWORK_POLICY, "commonLabels.team=platform"], namespace="platform"))
+    # The port the policy opens is the server's container port (a policy sees the Pod's port, not
+    # the Service's 443).
+    assert container(objects[("Deployment", "serin")])["ports"] == [
+        {"name": "https", "containerPort": 8443, "protocol": "TCP"}
+    ]
+    server_port = [{"port": 8443, "protocol": "TCP"}]
+    version = yaml.safe_load((chart.CHART / "Chart.yaml").read_text())["appVersion"]
+    assert objects[("NetworkPolicy", "serin")] == {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": "serin",
+            "namespace": "platform",
+            "labels": {
+                "app.kubernetes.io/name": "serin",
+                "app.kubernetes.io/instance": RELEASE,
+                "app.kubernetes.io/version": version,
+                "team": "platform",
+                "app.kubernetes.io/component": "server",
+            },
+        },
+        "spec": {
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "serin", "app.kubernetes.io/component": "server"}
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"ipBlock": {"cidr": "10.0.0.1/32"}}, {"ipBlock": {"cidr": "fd00::1/128"}}],
+                    "ports": server_port,
+                },
+                {
+                    "from": [
+                        {
+                            "podSelector": {
+                                "matchLabels": {
+                                    "app.kubernetes.io/name": "serin",
+                                    "app.kubernetes.io/component": "tick",
+                                }
+                            }
+                        }
+                    ],
+                    "ports": server_port,
+                },
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+                        }
+                    ],
+                    "ports": server_port,
+                },
+                {"from": [{"ipBlock": {"cidr": "192.168.7.0/24"}}], "ports": [{"port": 8443}]},
+            ],
+        },
+    }
+    # The selectors are the Deployment's and the tick CronJob's own Pods' labels.
+    pods = objects[("Deployment", "serin")]["spec"]["template"]["metadata"]["labels"]
+    assert pods == {"app.kubernetes.io/name": "serin", "app.kubernetes.io/component": "server"}
+    tick = objects[("CronJob", "serin-tick")]["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert tick == {"app.kubernetes.io/name": "serin", "app.kubernetes.io/component": "tick"}
+
+
+def test_the_network_policy_opens_nothing_it_is_not_given(helm_path: Path) -> None:
+    """Off by default; on, an empty Prometheus selector (which would match every Pod) adds no rule,
+    no tick means no rule for its Pods, and without the API server's addresses nothing renders:
+    the API server could not call the webhooks, and no Canary could be written."""
+    for sets in ([], CERT_MANAGER):
+        assert "NetworkPolicy" not in {kind for kind, _ in by_key(template(helm_path, sets))}
+    bare_sets = ["networkPolicy.enabled=true", "networkPolicy.apiServerCIDRs={10.0.0.1/32}"]
+    bare = by_key(template(helm_path, bare_sets))
+    server_port = [{"port": 8443, "protocol": "TCP"}]
+    assert bare[("NetworkPolicy", "serin")]["spec"]["ingress"] == [
+        {"from": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": server_port},
+        {
+            "from": [
+                {
+                    "podSelector": {
+                        "matchLabels": {"app.kubernetes.io/name": "serin", "app.kubernetes.io/component": "tick"}
+                    }
+                }
+            ],
+            "ports": server_port,
+        },
+    ]
+    tickless = by_key(template(helm_path, [*bare_sets, "tick.enabled=false"]))
+    assert tickless[("NetworkPolicy", "serin")]["spec"]["ingress"] == [
+        {"from": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": server_port}
+    ]
+    refused = helm(helm_path, "template", RELEASE, str(chart.CHART), "--set", "networkPolicy.enabled=true", check=False)
+    assert refused.returncode != 0
+    assert "networkPolicy.apiServerCIDRs" in refused.stderr
+
+
 @pytest.mark.compat
 def test_the_api_server_accepts_every_variant(local_cluster: ClusterHandle, helm_path: Path, namespace: str) -> None:
     variants: tuple[list[str], ...] = (
@@ -267,6 +377,7 @@ def test_the_api_server_accepts_every_variant(local_cluster: ClusterHandle, helm
         CERT_MANAGER,
         [*CERT_MANAGER, "certManager.issuerRef.name=corporate", "certManager.issuerRef.kind=ClusterIssuer"],
         ["imagePullSecrets[0].name=pull", "tick.shards=3", "server.extraEnv[0].name=X", "server.extraEnv[0].value=x"],
+        NETWORK_POLICY,
     )
     for sets in variants:
         # CRDs aside: the cluster has Serin's already, and a dry run cannot create a kind it lacks.
