@@ -172,7 +172,9 @@ def flagger_identity(kubectl: Kubectl, cluster: LocalCluster, identity: Identity
         "--clusterrole=cluster-admin",
         f"--serviceaccount={identity.namespace}:{identity.account}",
     )
-    token = kubectl("create", "token", identity.account, "-n", identity.namespace, "--duration=24h").strip()
+    token = kubectl(
+        "create", "token", identity.account, "-n", identity.namespace, "--duration=24h", "--audience=serin"
+    ).strip()
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
     server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"]

@@ -183,7 +183,7 @@ def ticker_token(cluster: Cluster) -> str:
     cluster.run(
         "create", "clusterrolebinding", account, "--clusterrole=cluster-admin", f"--serviceaccount=default:{account}"
     )  # fmt: skip
-    return cluster.run("create", "token", account, "-n", "default", "--duration=1h").strip()
+    return cluster.run("create", "token", account, "-n", "default", "--duration=1h", "--audience=serin").strip()
 
 
 def main() -> int:

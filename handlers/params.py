@@ -128,7 +128,7 @@ def error(status: int, message: str, **headers: str) -> tuple[Response, int]:
     return response, status
 
 
-def refused(engine: Engine, verb: str, namespace: str | None) -> tuple[Response, int] | None:
+def refused(engine: Engine, verb: str, namespace: str | None, name: str | None = None) -> tuple[Response, int] | None:
     """The 401 or 403 answer when the bearer token's owner may not ``verb`` canaries.serin.dev in
     ``namespace`` (None: in every namespace); None when they may. KubeError when the API server
     cannot be asked."""
@@ -136,7 +136,7 @@ def refused(engine: Engine, verb: str, namespace: str | None) -> tuple[Response,
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         token = ""
-    denial = denied(engine, token.strip(), verb, namespace)
+    denial = denied(engine, token.strip(), verb, namespace, name)
     if denial is None:
         return None
     status, message = denial
@@ -145,19 +145,33 @@ def refused(engine: Engine, verb: str, namespace: str | None) -> tuple[Response,
     return error(status, message)
 
 
-def denied(engine: Engine, token: str, verb: str, namespace: str | None) -> tuple[int, str] | None:
-    """Why the token's owner may not ``verb`` canaries.serin.dev in ``namespace``: (401 or 403,
-    the reason); None when they may. KubeError when the API server cannot be asked."""
+def denied(
+    engine: Engine, token: str, verb: str, namespace: str | None, name: str | None = None
+) -> tuple[int, str] | None:
+    """Why the token's owner may not ``verb`` canaries.serin.dev in ``namespace`` (``name``, when
+    given): (401 or 403, the reason); None when they may. KubeError when the API server cannot be
+    asked."""
+    audience = engine.settings.token_audience
     if not token:
-        return 401, (
-            "missing bearer token: send 'Authorization: Bearer <token>' (for example from `kubectl create token`)"
-        )
-    identity = authenticate(engine.store, token)
+        return 401, f"missing bearer token: send 'Authorization: Bearer <token>' ({how_to_get_a_token(audience)})"
+    identity = authenticate(engine.store, token, audience)
     if identity is None:
-        return 401, "the API server did not accept this token"
-    allowed, reason = may_on_canaries(engine.store, identity, verb, namespace)
+        return 401, not_accepted(audience)
+    allowed, reason = may_on_canaries(engine.store, identity, verb, namespace, name)
     if allowed:
         return None
-    where = f"namespace {namespace}" if namespace else "all namespaces"
+    where = (f"canary {name} in " if name else "") + (f"namespace {namespace}" if namespace else "all namespaces")
     detail = f" ({reason})" if reason else ""
     return 403, f"{identity.username} may not {verb} canaries.serin.dev in {where}{detail}"
+
+
+def not_accepted(audience: str) -> str:
+    """What to tell the caller of a token the API server did not accept."""
+    accepted = f" for audience {audience}" if audience else ""
+    return f"the API server did not accept this token{accepted} ({how_to_get_a_token(audience)})"
+
+
+def how_to_get_a_token(audience: str) -> str:
+    """Where a caller gets a token Serin takes."""
+    flag = f" --audience {audience}" if audience else ""
+    return f"for example from `kubectl create token ACCOUNT{flag}`"

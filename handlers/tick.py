@@ -22,6 +22,8 @@ from serin.kube.store import KubeError
 from serin.reconcile import WHOLE, Shard
 
 blueprint = Blueprint("tick", __name__)
+# What the caller must be allowed on canaries.serin.dev to tick them (RBAC takes any verb).
+TICK_VERB = "tick"
 
 MAX_WINDOW_SECONDS = 86400.0
 MAX_SHARDS = 1024
@@ -68,7 +70,8 @@ def tick() -> tuple[Response, int]:
     except BadRequest as problem:
         return error(400, str(problem))
     try:
-        denied = refused(engine, "update", namespace)
+        # Serin's own verb: a ticker need not be allowed to change Canaries, only to have them stepped.
+        denied = refused(engine, TICK_VERB, namespace, name)
         if denied is not None:
             return denied
         started = time.monotonic()

@@ -20,7 +20,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 from werkzeug.wrappers import Response as Redirect
 
-from handlers.params import DNS_LABEL, DNS_SUBDOMAIN, denied
+from handlers.params import DNS_LABEL, DNS_SUBDOMAIN, denied, how_to_get_a_token, not_accepted
 from serin.engine import Engine
 from serin.kube.auth import authenticate
 from serin.kube.store import KubeError
@@ -176,13 +176,14 @@ def login() -> Redirect | tuple[str, int]:
     engine: Engine = current_app.extensions["serin"]
     token = request.form.get("token", "").strip()
     if not token or len(token) > MAX_TOKEN_CHARS:
-        return _page("login.html", 400, message="paste a token (for example from `kubectl create token`)")
+        audience = engine.settings.token_audience
+        return _page("login.html", 400, message=f"paste a token ({how_to_get_a_token(audience)})")
     try:
-        identity = authenticate(engine.store, token)
+        identity = authenticate(engine.store, token, engine.settings.token_audience)
     except KubeError as error:
         return _page("error.html", 503, title="Cannot reach the Kubernetes API", message=str(error))
     if identity is None:
-        return _page("login.html", 401, message="the API server did not accept this token")
+        return _page("login.html", 401, message=not_accepted(engine.settings.token_audience))
     response = redirect("/ui", code=303)
     response.set_cookie(
         COOKIE, token, max_age=COOKIE_SECONDS, path="/ui", secure=True, httponly=True, samesite="Strict"

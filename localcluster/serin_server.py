@@ -24,6 +24,7 @@ from localcluster.build import Binaries
 from localcluster.paths import REPO_ROOT
 from localcluster.processes import ClusterState
 from serin import egress
+from serin.config import Settings
 
 if TYPE_CHECKING:  # the cluster module imports this one when it starts Serin
     from localcluster.cluster import LocalCluster
@@ -31,6 +32,9 @@ if TYPE_CHECKING:  # the cluster module imports this one when it starts Serin
 NAMESPACE = "serin-system"
 RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
 TOKEN_DURATION = "24h"
+
+# Who calls the local Serin must hold a token issued for its audience, as in a cluster.
+TOKEN_AUDIENCE = Settings().token_audience
 
 
 def egress_denied(api_server_url: str) -> str:
@@ -78,7 +82,7 @@ def ensure_serin(cluster: LocalCluster, binaries: Binaries, state: ClusterState)
     serin_kubeconfig.write_text(yaml.safe_dump(admin))
     serin_kubeconfig.chmod(0o600)
     token_file = state_dir / "serin-ticker.token"
-    token_file.write_text(_token(kubectl, "serin-ticker"))
+    token_file.write_text(_token(kubectl, "serin-ticker", audience=TOKEN_AUDIENCE))
     token_file.chmod(0o600)
 
     tls_dir = state_dir / "serin-tls"
@@ -149,8 +153,10 @@ def gunicorn_command(port: int, cert: Path, key: Path, workers: int = 1) -> list
     ]  # fmt: skip
 
 
-def _token(kubectl: Any, account: str) -> str:
-    token: str = kubectl("create", "token", account, "-n", NAMESPACE, f"--duration={TOKEN_DURATION}").strip()
+def _token(kubectl: Any, account: str, audience: str = "") -> str:
+    """A token of ``account``: for the API server, or for ``audience`` (Serin's, to call it)."""
+    flags = [f"--audience={audience}"] if audience else []
+    token: str = kubectl("create", "token", account, "-n", NAMESPACE, f"--duration={TOKEN_DURATION}", *flags).strip()
     return token
 
 

@@ -11,8 +11,8 @@ server authorizes and audits every action and no Serin endpoint needs to be reac
 * ``migrate``: Flagger's Canaries become Serin's, adopting what Flagger made (``serin.migrate``).
 
 ``tick``, ``plan`` (the dry-run tick) and ``replay`` ask the Serin server (``--server`` or
-``SERIN_URL``) with a bearer token (``--token`` or ``SERIN_TOKEN``; for example from
-``kubectl create token``).
+``SERIN_URL``) with a bearer token issued for Serin (``--token`` or ``SERIN_TOKEN``; for example
+from ``kubectl create token ACCOUNT --audience serin``).
 """
 
 from __future__ import annotations
@@ -308,7 +308,8 @@ class Cli:
             raise CliError("say where Serin is: --server https://HOST:PORT or SERIN_URL")
         if not token:
             raise CliError(
-                "Serin needs a bearer token: --token TOKEN or SERIN_TOKEN (e.g. from `kubectl create token`)"
+                "Serin needs a bearer token: --token TOKEN or SERIN_TOKEN "
+                "(e.g. from `kubectl create token ACCOUNT --audience serin`)"
             )
         verify: bool | str = self.args.ca_file or os.environ.get("SERIN_CA") or True
         try:

@@ -41,6 +41,10 @@ class Settings:
     tick_concurrency: int = 8
     # Where metrics backends, hooks and alert providers may be (see serin.egress).
     egress: Destinations = field(default_factory=Destinations)
+    # The audience a caller's token must be issued for (``kubectl create token X --audience serin``):
+    # a token made for Serin is no use against the API server, so Serin cannot replay it there.
+    # Empty: any token the API server accepts for itself.
+    token_audience: str = "serin"
 
     @property
     def admission_authenticated(self) -> bool:
@@ -87,4 +91,5 @@ class Settings:
             cluster_name=os.environ.get("SERIN_CLUSTER_NAME", ""),
             tick_concurrency=max(1, int(os.environ.get("SERIN_TICK_CONCURRENCY", defaults.tick_concurrency))),
             egress=egress,
+            token_audience=os.environ.get("SERIN_TOKEN_AUDIENCE", defaults.token_audience).strip(),
         )

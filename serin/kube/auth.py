@@ -1,7 +1,10 @@
 """Who is calling, and may they tick? Asked of the API server (TokenReview, SubjectAccessReview).
 
 Serin keeps no credentials of its own: a caller proves itself with a Kubernetes token, and the
-cluster's RBAC says whether it may update Canaries where it wants to tick (or get them, to replay).
+cluster's RBAC says whether it may ``tick`` Canaries where it wants to tick (a verb of Serin's own,
+which lets a ticker act through Serin without being allowed to change Canaries), or ``get`` them
+to replay and to look. A token is checked for Serin's audience, so that no token sent to Serin is
+one the API server itself would take.
 """
 
 from __future__ import annotations
@@ -21,16 +24,20 @@ class Identity:
     extra: dict[str, list[str]] = field(default_factory=dict)
 
 
-def authenticate(store: KubeStore, token: str) -> Identity | None:
-    """The token's identity, or None when the API server does not accept the token."""
+def authenticate(store: KubeStore, token: str, audience: str = "") -> Identity | None:
+    """The token's identity, or None when the API server does not accept the token (for
+    ``audience``, when given)."""
+    spec: dict[str, Any] = {"token": token}
+    if audience:
+        spec["audiences"] = [audience]
     review = store.request(
         "POST",
         "/apis/authentication.k8s.io/v1/tokenreviews",
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}},
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec},
         what="token review",
     )
     status = review.get("status", {})
-    if not status.get("authenticated"):
+    if not status.get("authenticated") or (audience and audience not in (status.get("audiences") or ())):
         return None
     user = status.get("user", {})
     return Identity(
@@ -41,9 +48,12 @@ def authenticate(store: KubeStore, token: str) -> Identity | None:
     )
 
 
-def may_on_canaries(store: KubeStore, identity: Identity, verb: str, namespace: str | None) -> tuple[bool, str]:
+def may_on_canaries(
+    store: KubeStore, identity: Identity, verb: str, namespace: str | None, name: str | None = None
+) -> tuple[bool, str]:
     """Whether ``identity`` may ``verb`` canaries.serin.dev in ``namespace`` (None: in every
-    namespace), and the authorizer's reason."""
+    namespace), the Canary ``name`` when given (so that a grant by resourceNames counts), and the
+    authorizer's reason."""
     spec: dict[str, Any] = {
         "user": identity.username,
         "uid": identity.uid,
@@ -54,6 +64,7 @@ def may_on_canaries(store: KubeStore, identity: Identity, verb: str, namespace: 
             "resource": "canaries",
             "verb": verb,
             "namespace": namespace or "",
+            **({"name": name} if name else {}),
         },
     }
     review = store.request(

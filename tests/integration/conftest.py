@@ -16,7 +16,7 @@ import yaml
 from localcluster import processes, webhooks
 from localcluster.pki import write_serving_pair
 from localcluster.processes import free_port
-from localcluster.serin_server import egress_denied, gunicorn_command
+from localcluster.serin_server import TOKEN_AUDIENCE, egress_denied, gunicorn_command
 from localcluster.testing import ClusterHandle, eventually, fresh_namespace
 from tests.integration.helpers import WEBHOOK_NAMESPACE_LABEL, SerinServer
 
@@ -171,7 +171,9 @@ def tokens(local_cluster: ClusterHandle) -> dict[str, str]:
     }
     local_cluster.apply([*TEST_ACCOUNTS, role, binding])
     return {
-        account: local_cluster.kubectl("create", "token", account, "-n", "serin-tests", "--duration=2h").stdout.strip()
+        account: local_cluster.kubectl(
+            "create", "token", account, "-n", "serin-tests", "--duration=2h", f"--audience={TOKEN_AUDIENCE}"
+        ).stdout.strip()
         for account in ("ticker", "stranger")
     }
 

@@ -181,6 +181,7 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
                 "metricsServer=http://prometheus.monitoring:9090",
                 "defaultProvider=gatewayapi:v1",
                 "egress.allowed=10.0.0.0/8",
+                "tokenAudience=serin.platform",
                 "egress.denied=169.254.0.0/16\\,10.0.0.2:6443",
                 "logs.format=text",
                 "logs.level=DEBUG",
@@ -222,6 +223,7 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
         {"name": "SERIN_DEFAULT_PROVIDER", "value": "gatewayapi:v1"},
         {"name": "SERIN_EGRESS_ALLOWED", "value": "10.0.0.0/8"},
         {"name": "SERIN_EGRESS_DENIED", "value": "169.254.0.0/16,10.0.0.2:6443"},
+        {"name": "SERIN_TOKEN_AUDIENCE", "value": "serin.platform"},
         {"name": "SERIN_LOG_FORMAT", "value": "text"},
         {"name": "SERIN_LOG_LEVEL", "value": "DEBUG"},
         {
@@ -250,6 +252,12 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
         "SERIN_TICK_PERIOD_SECONDS": "120",
         "SERIN_TICK_SHARDS": "3",
     }
+    (projected,) = [
+        v for v in tick["spec"]["jobTemplate"]["spec"]["template"]["spec"]["volumes"] if v["name"] == "token"
+    ]
+    assert projected["projected"]["sources"] == [
+        {"serviceAccountToken": {"path": "token", "audience": "serin.platform", "expirationSeconds": 600}}
+    ]
     assert objects[("CronJob", "serin-certs-renew")]["spec"]["schedule"] == "0 4 * * *"
     assert container(objects[("Job", "serin-certs")])["command"][2:4] == ["--namespace", "platform"]
 

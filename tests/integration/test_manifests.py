@@ -389,7 +389,8 @@ def test_rbac_grants_what_is_needed_and_no_wildcards(rendered: list[Obj]) -> Non
         assert allows(server, group, resource, "list") and allows(server, group, resource, "delete"), resource
 
     tick = find(rendered, "ClusterRole", "serin-tick")
-    assert allows(tick, "serin.dev", "canaries", "update"), "what POST /tick's SubjectAccessReview checks"
+    assert allows(tick, "serin.dev", "canaries", "tick"), "what POST /tick's SubjectAccessReview checks"
+    assert not allows(tick, "serin.dev", "canaries", "update"), "a ticker cannot change Canaries"
     assert not any("status" in r for rule in tick["rules"] for r in rule["resources"])
 
     certs = find(rendered, "ClusterRole", "serin-certs")
@@ -468,7 +469,7 @@ def test_tick_cronjob_command_ticks_with_its_token(
 
     refused = run_tick_script(cronjob, url, tokens["stranger"], serin_server.ca_bundle, tmp_path)
     assert refused.returncode == 1
-    assert "may not update canaries.serin.dev" in json.loads(refused.stdout)["error"]
+    assert "may not tick canaries.serin.dev" in json.loads(refused.stdout)["error"]
     assert "HTTP 403" in refused.stderr
 
     # A server whose certificate the mounted CA did not sign is refused before the token is sent.

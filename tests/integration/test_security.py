@@ -446,3 +446,20 @@ def test_another_namespaces_template_and_alert_provider_are_refused_unless_share
         local_cluster.apply(shared({"serin.dev/allowed-namespaces": f"team-x,{namespace}"}))
         local_cluster.apply(tenant)
         assert canary_exists(local_cluster, namespace)
+
+
+def test_tokens_for_the_api_server_are_refused(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str]
+) -> None:
+    """A token Serin accepted would otherwise be one its receiver could replay against the API server.
+    The same account's token for Serin's audience ticks."""
+    assert serin_server.tick(tokens["ticker"], namespace="default").status_code == 200
+    for_the_api_server = local_cluster.kubectl(
+        "create", "token", "ticker", "-n", "serin-tests", "--duration=10m"
+    ).stdout.strip()
+    answer = serin_server.tick(for_the_api_server, namespace="default")
+    assert (answer.status_code, answer.json()["error"]) == (
+        401,
+        "the API server did not accept this token for audience serin "
+        "(for example from `kubectl create token ACCOUNT --audience serin`)",
+    )

@@ -223,7 +223,7 @@ def test_tick_requires_a_token_allowed_to_update_canaries(serin_server: SerinSer
     assert serin_server.tick("not-a-token").status_code == 401
     stranger = serin_server.tick(tokens["stranger"])
     assert stranger.status_code == 403
-    assert "system:serviceaccount:serin-tests:stranger may not update canaries.serin.dev" in stranger.json()["error"]
+    assert "system:serviceaccount:serin-tests:stranger may not tick canaries.serin.dev" in stranger.json()["error"]
     bad_flag = serin_server.tick(tokens["ticker"], force="perhaps")
     assert bad_flag.status_code == 400
     assert serin_server.tick(tokens["ticker"], name="podinfo").status_code == 400

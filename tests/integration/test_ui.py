@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from localcluster.browser import CHROMIUM_ARGS, ensure_chromium
+from localcluster.serin_server import TOKEN_AUDIENCE
 from localcluster.testing import ClusterHandle, in_ci
 from tests.integration.helpers import (
     SerinServer,
@@ -73,7 +74,9 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def viewer_token(local_cluster: ClusterHandle, tokens: dict[str, str]) -> str:
     local_cluster.apply(VIEWER)
-    return local_cluster.kubectl("create", "token", "viewer", "-n", "serin-tests", "--duration=1h").stdout.strip()
+    return local_cluster.kubectl(
+        "create", "token", "viewer", "-n", "serin-tests", "--duration=1h", f"--audience={TOKEN_AUDIENCE}"
+    ).stdout.strip()
 
 
 def log_in(page: Any, server: SerinServer, token: str) -> None:
@@ -165,7 +168,10 @@ def test_the_page_is_for_whom_the_api_server_allows(
     assert response is not None and response.status == 401
     page.fill("#token", "not-a-token")
     page.click("#login")
-    assert page.inner_text("#problem") == "the API server did not accept this token"
+    assert page.inner_text("#problem") == (
+        "the API server did not accept this token for audience serin "
+        "(for example from `kubectl create token ACCOUNT --audience serin`)"
+    )
 
     log_in(page, serin_server, tokens["stranger"])
     assert page.inner_text("h1") == "Not allowed"

@@ -93,14 +93,16 @@ AUTHORIZED = {"Authorization": "Bearer some-token"}
             "namespace=test",
             {},
             401,
-            "missing bearer token: send 'Authorization: Bearer <token>' (for example from `kubectl create token`)",
+            "missing bearer token: send 'Authorization: Bearer <token>' "
+            "(for example from `kubectl create token ACCOUNT --audience serin`)",
             id="no-token",
         ),
         pytest.param(
             "namespace=test",
             {"Authorization": "Basic dXNlcjpwYXNz"},
             401,
-            "missing bearer token: send 'Authorization: Bearer <token>' (for example from `kubectl create token`)",
+            "missing bearer token: send 'Authorization: Bearer <token>' "
+            "(for example from `kubectl create token ACCOUNT --audience serin`)",
             id="not-a-bearer-token",
         ),
     ],

@@ -28,9 +28,19 @@ def test_without_a_token_the_page_is_the_login_form(app_client: FlaskClient) -> 
 @pytest.mark.parametrize(
     ("form", "message"),
     [
-        pytest.param({}, "paste a token (for example from `kubectl create token`)", id="no-token"),
-        pytest.param({"token": "  "}, "paste a token (for example from `kubectl create token`)", id="blank"),
-        pytest.param({"token": "x" * 20_000}, "paste a token (for example from `kubectl create token`)", id="too-long"),
+        pytest.param(
+            {}, "paste a token (for example from `kubectl create token ACCOUNT --audience serin`)", id="no-token"
+        ),
+        pytest.param(
+            {"token": "  "},
+            "paste a token (for example from `kubectl create token ACCOUNT --audience serin`)",
+            id="blank",
+        ),
+        pytest.param(
+            {"token": "x" * 20_000},
+            "paste a token (for example from `kubectl create token ACCOUNT --audience serin`)",
+            id="too-long",
+        ),
     ],
 )
 def test_a_login_without_a_usable_token_says_so(app_client: FlaskClient, form: dict[str, str], message: str) -> None:

@@ -1,0 +1,83 @@
+"""The reviews Serin asks of the API server about a caller, and what it makes of the answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from serin.kube.auth import Identity, authenticate, may_on_canaries
+
+
+class Reviews:
+    """Answers each review with ``status``; keeps what was asked."""
+
+    def __init__(self, status: dict[str, Any]) -> None:
+        self.status = status
+        self.asked: list[dict[str, Any]] = []
+
+    def request(self, method: str, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        self.asked.append(body)
+        return {**body, "status": self.status}
+
+
+ALICE = {"username": "alice", "uid": "u-1", "groups": ["team-a"]}
+
+
+@pytest.mark.parametrize(
+    ("status", "identity"),
+    [
+        pytest.param(
+            {"authenticated": True, "user": ALICE, "audiences": ["serin"]},
+            Identity("alice", "u-1", ("team-a",)),
+            id="issued-for-serin",
+        ),
+        pytest.param({"authenticated": True, "user": ALICE, "audiences": []}, None, id="for-another-audience"),
+        pytest.param({"authenticated": True, "user": ALICE}, None, id="audiences-unsaid"),
+        pytest.param({"authenticated": False, "error": "token expired"}, None, id="not-accepted"),
+    ],
+)
+def test_a_token_counts_only_when_it_was_issued_for_serin(status: dict[str, Any], identity: Identity | None) -> None:
+    reviews = Reviews(status)
+    assert authenticate(reviews, "t0ken", "serin") == identity  # type: ignore[arg-type]
+    assert reviews.asked == [
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": "t0ken", "audiences": ["serin"]},
+        }
+    ]
+
+
+def test_without_an_audience_any_token_the_api_server_takes_counts() -> None:
+    reviews = Reviews({"authenticated": True, "user": ALICE})
+    assert authenticate(reviews, "t0ken") == Identity("alice", "u-1", ("team-a",))  # type: ignore[arg-type]
+    assert reviews.asked[0]["spec"] == {"token": "t0ken"}
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name", "attributes"),
+    [
+        (
+            "shop",
+            "web",
+            {"group": "serin.dev", "resource": "canaries", "verb": "tick", "namespace": "shop", "name": "web"},
+        ),
+        ("shop", None, {"group": "serin.dev", "resource": "canaries", "verb": "tick", "namespace": "shop"}),
+        (None, None, {"group": "serin.dev", "resource": "canaries", "verb": "tick", "namespace": ""}),
+    ],
+)
+def test_the_access_review_names_the_canary_when_one_is_asked_for(
+    namespace: str | None, name: str | None, attributes: dict[str, str]
+) -> None:
+    """So that a grant limited by resourceNames lets its holder tick that Canary."""
+    reviews = Reviews({"allowed": False, "reason": "no binding"})
+    alice = Identity("alice", "u-1", ("team-a",))
+    assert may_on_canaries(reviews, alice, "tick", namespace, name) == (False, "no binding")  # type: ignore[arg-type]
+    assert reviews.asked[0]["spec"] == {
+        "user": "alice",
+        "uid": "u-1",
+        "groups": ["team-a"],
+        "extra": {},
+        "resourceAttributes": attributes,
+    }
