@@ -24,4 +24,4 @@ def readyz() -> Response:
 @blueprint.get("/metrics")
 def metrics() -> Response:
     engine: Engine = current_app.extensions["serin"]
-    return Response(exposition(engine.store, engine.settings.default_provider), mimetype=CONTENT_TYPE_LATEST)
+    return Response(exposition(engine.gauges), mimetype=CONTENT_TYPE_LATEST)

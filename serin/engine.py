@@ -17,6 +17,7 @@ from serin.notify.webhooks import HttpHookCaller
 from serin.ports import MetricsProvider, ProviderConfig, Router
 from serin.reconcile import GlobalNotifier, Reconciler
 from serin.routers import router_for
+from serin.telemetry import CanaryCollector
 
 
 @dataclass
@@ -26,6 +27,8 @@ class Engine:
     store: KubeStore
     reconciler: Reconciler
     admission: Admission
+    # The per-Canary gauges of /metrics, read at most every GAUGE_SECONDS.
+    gauges: CanaryCollector
 
 
 def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Engine:
@@ -78,4 +81,5 @@ def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Eng
         own_username=own_username,
         acts=settings.admission_authenticated,
     )
-    return Engine(settings=settings, api=api, store=store, reconciler=reconciler, admission=admission)
+    gauges = CanaryCollector(store, settings.default_provider)
+    return Engine(settings=settings, api=api, store=store, reconciler=reconciler, admission=admission, gauges=gauges)

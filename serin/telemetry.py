@@ -6,15 +6,18 @@ Two kinds, kept apart so that both are right under gunicorn's several worker pro
   prometheus-client, in multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set (gunicorn's
   config sets it), so a scrape sees the sum over every worker, whichever one it reaches.
 * What each Canary is like now (its weight, its status, how many there are) is read from the
-  Canaries themselves at scrape time: one list request, always current, and a deleted Canary's
-  series are gone with it.
+  Canaries themselves: one list request, at most every ``GAUGE_SECONDS`` per process however many
+  scrape (a scrape after that reads them anew; those in between share its answer), and a deleted
+  Canary's series are gone with it.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -47,16 +50,33 @@ ALERTS_FAILED = Counter(
 )
 
 _STATUS_CODES = {Phase.SUCCEEDED: 1, Phase.INITIALIZED: 1, Phase.FAILED: 2}
+# How long one list of the Canaries answers scrapes: a scraper, or many, cannot make Serin list
+# every Canary of the cluster more often than this.
+GAUGE_SECONDS = 5.0
 
 
 class CanaryCollector(Collector):
-    """The gauges of every Canary, read from the API server when scraped."""
+    """The gauges of every Canary, read from the API server at most every ``GAUGE_SECONDS``."""
 
-    def __init__(self, store: KubeStore, default_provider: str) -> None:
+    def __init__(self, store: KubeStore, default_provider: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.default_provider = default_provider
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._read: tuple[float, list[Any]] | None = None
 
     def collect(self) -> Iterator[Any]:
+        # One scrape at a time reads; the ones that wait meanwhile get what it read.
+        with self._lock:
+            if self._read is None or self.clock() - self._read[0] >= GAUGE_SECONDS:
+                families = list(self._families())
+                if not families:
+                    return  # the API server did not answer: no gauge rather than a wrong one
+                self._read = (self.clock(), families)
+            read = self._read[1]
+        yield from read
+
+    def _families(self) -> Iterator[Any]:
         weight = GaugeMetricFamily(
             "serin_canary_weight", "Traffic percentage per workload of a Canary", labels=["workload", "namespace"]
         )
@@ -87,14 +107,14 @@ class CanaryCollector(Collector):
         yield from (weight, status, total)
 
 
-def exposition(store: KubeStore, default_provider: str) -> bytes:
+def exposition(canaries: CanaryCollector) -> bytes:
     """Every metric, in Prometheus's text format."""
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry.register(_Registered())
-    registry.register(CanaryCollector(store, default_provider))
+    registry.register(canaries)
     return generate_latest(registry)
 
 

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from localcluster.testing import ClusterHandle, eventually
+from serin.telemetry import GAUGE_SECONDS
 from tests.integration.helpers import (
     METRICS,
     WEIGHTED,
@@ -262,6 +263,9 @@ def test_serin_metrics_follow_the_canary(
     def exposed() -> str:
         return requests.get(f"{serin_server.url}/metrics", verify=str(serin_server.ca_bundle), timeout=10).text
 
+    # Each server process lists the Canaries at most every GAUGE_SECONDS.
+    current = f'serin_canary_weight{{namespace="{namespace}",workload="podinfo"}} 20.0'
+    eventually(lambda: current in exposed(), timeout=GAUGE_SECONDS * 3, what="the gauges of the first step")
     metrics = exposed()
     assert f'serin_canary_weight{{namespace="{namespace}",workload="podinfo"}} 20.0' in metrics
     assert f'serin_canary_weight{{namespace="{namespace}",workload="podinfo-primary"}} 80.0' in metrics
@@ -270,14 +274,16 @@ def test_serin_metrics_follow_the_canary(
     assert "serin_tick_duration_seconds_count" in metrics
     # A deleted Canary's series go with it.
     local_cluster.kubectl("delete", "canaries.serin.dev", "podinfo", "-n", namespace)
-    gone = exposed()
-    assert not [
-        line
-        for line in gone.splitlines()
-        if line.startswith("serin_canary_")
-        and namespace in line
-        and (line.startswith(("serin_canary_weight", "serin_canary_status", "serin_canary_total")))
-    ]
+
+    def gauges_left() -> list[str]:
+        return [
+            line
+            for line in exposed().splitlines()
+            if line.startswith(("serin_canary_weight", "serin_canary_status", "serin_canary_total"))
+            and namespace in line
+        ]
+
+    eventually(lambda: not gauges_left(), timeout=GAUGE_SECONDS * 3, what="the deleted Canary's gauges to go")
 
 
 @pytest.mark.compat
