@@ -61,6 +61,8 @@ def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Eng
         ),
         cluster_name=settings.cluster_name,
         concurrency=settings.tick_concurrency,
+        # The API server's time, not this replica's: claims and due times are shared by replicas.
+        clock=store.now,
     )
 
     @lru_cache(maxsize=1)
@@ -80,6 +82,7 @@ def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Eng
         default_provider=settings.default_provider,
         own_username=own_username,
         acts=settings.admission_authenticated,
+        clock=store.now,
     )
     gauges = CanaryCollector(store, settings.default_provider)
     return Engine(settings=settings, api=api, store=store, reconciler=reconciler, admission=admission, gauges=gauges)

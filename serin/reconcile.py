@@ -27,6 +27,7 @@ import functools
 import hashlib
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -116,9 +117,59 @@ CLAIM_SECONDS = 120.0
 MAX_CLAIM_AHEAD = datetime.timedelta(seconds=2 * CLAIM_SECONDS)
 
 
+# While a step's hooks run, its claim is renewed this often, so that it never runs out under them
+# however long they take (each hook at most a minute, a step's hooks one after the other).
+CLAIM_RENEW_SECONDS = CLAIM_SECONDS / 4
+
+
 def claim_holds(status: CanaryStatus, now: datetime.datetime) -> bool:
     """Whether a tick holds the Canary's claim at ``now``."""
     return status.claimed_until is not None and now < status.claimed_until <= now + MAX_CLAIM_AHEAD
+
+
+class Lease:
+    """A step's claim on its Canary, renewed in the background while the step waits on hooks.
+
+    Renewing writes only ``claimedUntil``, with the version the lease last wrote, so a tick that
+    wrote the Canary meanwhile makes the renewal fail: the lease is then lost, and the step, whose
+    next write would conflict too, does nothing more."""
+
+    def __init__(
+        self,
+        store: KubeStore,
+        canary: Canary,
+        version: str,
+        status: CanaryStatus,
+        clock: Callable[[], datetime.datetime],
+    ) -> None:
+        self.store, self.canary, self.status, self.clock = store, canary, status, clock
+        self.version = version
+        self.lost = False
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{canary.name}", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stopped.wait(CLAIM_RENEW_SECONDS):
+            renewed = self.status.replace(claimed_until=self.clock() + datetime.timedelta(seconds=CLAIM_SECONDS))
+            try:
+                self.version = self.store.write_canary_status(
+                    self.canary.namespace, self.canary.name, self.version, renewed.to_dict()
+                )
+            except Conflict:
+                self.lost = True
+                return
+            except KubeError as error:
+                # The claim still holds for a while: the next renewal tries again.
+                LOG.warning("could not renew the claim on %s: %s", self.canary.key, error)
+
+    def end(self) -> str:
+        """Stop renewing; the Canary's version after the last renewal (Lost if another tick wrote it)."""
+        self._stopped.set()
+        self._thread.join()
+        if self.lost:
+            raise Lost()
+        return self.version
 
 
 # Points of a metric's chart over its window.
@@ -482,19 +533,25 @@ class Reconciler:
             if waiting
             else decide(canary, status, observation, now, force=force, window=window)
         )
+        lease = None
         if any(isinstance(need, HookType) for need in decision.needs) and not dry_run:
             # Hooks act on their own (a load test starts): claim the step so that no racing tick
-            # asks them too.
+            # asks them too, for as long as they take.
             status = status.replace(claimed_until=now + datetime.timedelta(seconds=CLAIM_SECONDS))
             version = self.write_status(canary, version, status)
-        for _ in range(MAX_DECISION_ROUNDS):
-            if not decision.needs:
-                break
-            if dry_run and any(need != METRICS for need in decision.needs):
-                report.summary = f"would call hooks: {', '.join(str(n) for n in decision.needs)} (dry run)"
-                return
-            observation = self.gather(canary, decision.needs, observation, status)
-            decision = decide(canary, status, observation, now, force=force, window=window)
+            lease = Lease(self.store, canary, version, status, self.clock)
+        try:
+            for _ in range(MAX_DECISION_ROUNDS):
+                if not decision.needs:
+                    break
+                if dry_run and any(need != METRICS for need in decision.needs):
+                    report.summary = f"would call hooks: {', '.join(str(n) for n in decision.needs)} (dry run)"
+                    return
+                observation = self.gather(canary, decision.needs, observation, status)
+                decision = decide(canary, status, observation, now, force=force, window=window)
+        finally:
+            if lease is not None:
+                version = lease.end()
         report.summary = decision.summary
         report.actions = [describe(action) for action in decision.actions]
         report.events = [event.message for event in decision.events]

@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import copy
 import datetime
+import email.utils
 import hashlib
 import json
 import threading
@@ -231,6 +232,27 @@ class KubeStore:
     def __init__(self, api: client.ApiClient, timeout: float = 10.0) -> None:
         self.api = api
         self.timeout = timeout
+        # The API server's clock less this machine's, in seconds, from the Date of its last answer.
+        self._clock_offset = 0.0
+
+    def now(self) -> datetime.datetime:
+        """The API server's time, as far as its answers tell (this machine's before the first).
+
+        Claims and due times are written by one replica and read by another: measured on the one
+        clock they share, they mean the same whatever the replicas' own clocks say."""
+        return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=self._clock_offset)
+
+    def _learn_clock(self, date: object) -> None:
+        if not isinstance(date, str):
+            return
+        try:
+            said = email.utils.parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            return
+        if said.tzinfo is None:
+            return
+        # Date is to the second: the server's time is within that second, half of it on average.
+        self._clock_offset = (said - datetime.datetime.now(datetime.UTC)).total_seconds() + 0.5
 
     def request(
         self,
@@ -258,6 +280,7 @@ class KubeStore:
             )
             response = self.api.call_api(method, url, headers, serialized, post, _request_timeout=self.timeout)
             response.read()  # type: ignore[no-untyped-call]
+            self._learn_clock((getattr(response, "headers", None) or {}).get("Date"))
         except (OSError, urllib3.exceptions.HTTPError) as error:
             raise KubeUnavailable(f"{what}: {error}") from None
         except (ValueError, client.ApiException) as error:
