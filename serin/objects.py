@@ -141,6 +141,18 @@ def _refuse_if_owned_by_another(canary: Canary, obj: Mapping[str, Any]) -> None:
             )
 
 
+def _refuse_unless_serins(canary: Canary, obj: Mapping[str, Any], what: str) -> None:
+    """Serin writes over a ``-primary`` object only if it made it: one a person or another tool
+    made under that name is theirs (RBAC may let them write only that one), never replaced."""
+    _refuse_if_owned_by_another(canary, obj)
+    if not _is_managed(obj):
+        kind, name = obj.get("kind") or "object", (obj.get("metadata") or {}).get("name")
+        raise OwnedByAnother(
+            f"{kind} {canary.namespace}/{name} was not made by Serin: {canary.key} will not take it over as {what} "
+            "(delete or rename it)"
+        )
+
+
 class CanaryObjects:
     def __init__(self, store: KubeStore, router_for: Callable[[str], Router]) -> None:
         self.store = store
@@ -354,7 +366,9 @@ class CanaryObjects:
             existing = self.store.get_config(kind, namespace, f"{name}-primary")
             if existing is None:
                 self.store.create(wanted)
-            elif config_hash(existing) != config_hash(wanted):
+                continue
+            _refuse_unless_serins(canary, {"kind": kind, **existing}, "the primary's copy of its config")
+            if config_hash(existing) != config_hash(wanted):
                 wanted["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
                 self.store.replace(wanted)
         built = primary_workload(canary, source, configs, replicas)
@@ -364,6 +378,7 @@ class CanaryObjects:
             if primary is None:
                 self.store.create(built)
                 return
+            _refuse_unless_serins(canary, {"kind": canary.target_ref.kind, **primary}, "its primary")
             if _runs_already(primary, built, promoted_fields, revision, replicas is not None):
                 # As another writer (the bootstrap, a racing tick) just left it: writing it again
                 # would change nothing and could only lose to the workload's controller.

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from serin.kube.store import Conflict
-from serin.objects import CONFLICT_RETRIES, CanaryObjects
-from serin.workloads import SOURCE_HASH_ANNOTATION, primary_workload, template_hash
+from serin.objects import CONFLICT_RETRIES, CanaryObjects, OwnedByAnother
+from serin.workloads import SOURCE_HASH_ANNOTATION, primary_config, primary_workload, template_hash
 
 from .fake_store import FakeStore
 from .test_workloads import CANARY
@@ -112,3 +112,32 @@ def test_a_write_that_loses_to_another_writer_is_made_again() -> None:
     assert writes(store)[1:] == ["replace Deployment podinfo-primary"] * (CONFLICT_RETRIES + 1)
     image = store.objects[("Deployment", "podinfo-primary")]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "podinfo:6.0.0"
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "what"),
+    [
+        pytest.param("Deployment", "podinfo-primary", "its primary", id="workload"),
+        pytest.param("configmap", "settings-primary", "the primary's copy of its config", id="config-copy"),
+    ],
+)
+def test_a_primary_object_serin_did_not_make_is_never_written(kind: str, name: str, what: str) -> None:
+    """RBAC may let a person write only that one object: Serin taking it over would bypass that."""
+    store = WritingStore()
+    target = copy.deepcopy(TARGET)
+    target["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [{"configMapRef": {"name": "settings"}}]
+    store.objects[("configmap", "settings")] = {"metadata": {"name": "settings"}, "data": {"a": "1"}}
+    if kind == "Deployment":
+        store.objects[("configmap", "settings-primary")] = primary_config(
+            CANARY, store.objects[("configmap", "settings")]
+        )
+    theirs = {"kind": kind, "metadata": {"name": name, "namespace": "test", "labels": {"team": "a"}}, "spec": {}}
+    store.objects[(kind, name)] = theirs
+    objects = CanaryObjects(store, router_for=lambda provider: pytest.fail("no routing"))
+    with pytest.raises(OwnedByAnother) as refused:
+        objects.copy_to_primary(CANARY, template_hash(target), target, 2)
+    assert str(refused.value) == (
+        f"{kind} test/{name} was not made by Serin: {CANARY.key} will not take it over as {what} (delete or rename it)"
+    )
+    assert store.objects[(kind, name)] == theirs
+    assert not [call for call in writes(store) if name in call]
