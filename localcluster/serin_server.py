@@ -30,7 +30,14 @@ if TYPE_CHECKING:  # the cluster module imports this one when it starts Serin
     from localcluster.cluster import LocalCluster
 
 NAMESPACE = "serin-system"
-RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+RBAC_KINDS = (
+    "Namespace",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+)
 TOKEN_DURATION = "24h"
 
 # Who calls the local Serin must hold a token issued for its audience, as in a cluster.
@@ -51,9 +58,10 @@ def egress_denied(api_server_url: str) -> str:
 
 
 def _rbac(kubectl: Any) -> list[dict[str, Any]]:
-    """The shipped namespace, accounts, roles and bindings of Serin and of the ticker."""
+    """The shipped namespace, accounts, roles and bindings of Serin and of the ticker, and the
+    admission policy that holds Serin's own writes."""
     rendered = yaml.safe_load_all(kubectl("kustomize", str(REPO_ROOT / "k8s")))
-    wanted = {"serin", "serin-ticker", "serin-tick", NAMESPACE}
+    wanted = {"serin", "serin-ticker", "serin-tick", "serin-writes", NAMESPACE}
     return [doc for doc in rendered if doc and doc["kind"] in RBAC_KINDS and doc["metadata"]["name"] in wanted]
 
 

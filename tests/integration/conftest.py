@@ -22,6 +22,7 @@ from tests.integration.helpers import WEBHOOK_NAMESPACE_LABEL, SerinServer
 
 REPO = Path(__file__).resolve().parents[2]
 SERIN_CRDS = ("canaries", "metrictemplates", "alertproviders")
+SERIN_POLICY_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 
 
 @pytest.fixture(scope="session")
@@ -47,13 +48,22 @@ def rendered(cluster: ClusterHandle, kind: str, name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def serin_kubeconfig(local_cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Serin runs as its own service account with the ClusterRole it ships, as in a cluster."""
+    """Serin runs as its own service account with the ClusterRole and the admission policy it
+    ships, as in a cluster."""
     role = rendered(local_cluster, "ClusterRole", "serin")
     role["metadata"] = {"name": "serin-tests-server"}
+    policy, binding = (rendered(local_cluster, kind, "serin-writes") for kind in SERIN_POLICY_KINDS)
+    policy["metadata"] = {"name": "serin-tests-writes"}
+    for condition in policy["spec"]["matchConditions"]:
+        condition["expression"] = condition["expression"].replace(":serin-system:", ":serin-tests:")
+    binding["metadata"] = {"name": "serin-tests-writes"}
+    binding["spec"]["policyName"] = "serin-tests-writes"
     local_cluster.apply(
         [
             *TEST_ACCOUNTS,
             role,
+            policy,
+            binding,
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
                 "kind": "ClusterRoleBinding",

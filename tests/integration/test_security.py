@@ -463,3 +463,31 @@ def test_tokens_for_the_api_server_are_refused(
         "the API server did not accept this token for audience serin "
         "(for example from `kubectl create token ACCOUNT --audience serin`)",
     )
+
+
+def test_serins_own_account_cannot_write_other_teams_secrets_or_in_kube_system(
+    local_cluster: ClusterHandle, serin_kubeconfig: Path, namespace: str
+) -> None:
+    """The shipped admission policy, enforced by the API server whatever made Serin act."""
+
+    def as_serin(manifest: dict[str, Any], *args: str) -> Any:
+        return local_cluster.kubectl(
+            "--kubeconfig", str(serin_kubeconfig), *args, "-f", "-", input_text=json.dumps(manifest), check=False
+        )
+
+    def secret(where: str, labels: dict[str, str]) -> dict[str, Any]:
+        metadata = {"name": "planted", "namespace": where, "labels": labels}
+        return {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "stringData": {"k": "v"}}
+
+    ours = {"app.kubernetes.io/managed-by": "serin"}
+    refused = "ValidatingAdmissionPolicy 'serin-tests-writes'"
+    planted = as_serin(secret(namespace, {}), "create")
+    assert planted.returncode != 0 and refused in planted.stderr, planted.stderr
+    assert "writes only the ConfigMaps and Secrets it made" in planted.stderr
+    in_kube_system = as_serin(secret("kube-system", ours), "create")
+    assert in_kube_system.returncode != 0 and "writes nothing in kube-system" in in_kube_system.stderr
+    made = as_serin(secret(namespace, ours), "create")
+    assert made.returncode == 0, made.stderr
+    # A Secret of its own cannot be handed to the team either: the label must stay.
+    handed_over = as_serin(secret(namespace, {}), "replace")
+    assert handed_over.returncode != 0 and refused in handed_over.stderr, handed_over.stderr
