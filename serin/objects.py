@@ -486,7 +486,16 @@ class CanaryObjects:
                 if patch is not None:
                     self.store.patch(canary.autoscaler_ref.kind, namespace, canary.autoscaler_ref.name, patch)
         state = workload_state(target)
-        return state is not None and state.available_replicas >= state.replicas > 0
+        ready = state is not None and state.available_replicas >= state.replicas > 0
+        if ready and (target["metadata"].get("labels") or {}).get(TARGET_LABEL) == canary.name:
+            # No longer this Canary's target: nothing holds it at zero or reads it as a revision.
+            self.store.patch(
+                canary.target_ref.kind,
+                namespace,
+                canary.target_ref.name,
+                {"metadata": {"labels": {TARGET_LABEL: None}}},
+            )
+        return ready
 
     def _give_back(self, obj: Mapping[str, Any]) -> bool:
         """Give an object the user made what Serin wrote over (a Service its selector, a routing

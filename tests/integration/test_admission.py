@@ -389,6 +389,10 @@ def test_deleting_a_canary_with_revert_on_deletion_gives_the_target_its_traffic_
     )
     # The apex Service stays: clients keep their address, now served by the target.
     assert "ownerReferences" not in local_cluster.get_json("service", "podinfo", "-n", namespace)["metadata"]
+    # The target is a Canary's no more.
+    assert "serin.dev/canary" not in local_cluster.get_json("deployment", "podinfo", "-n", namespace)["metadata"].get(
+        "labels", {}
+    )
 
 
 def test_a_query_prometheus_cannot_parse_is_denied_and_an_unchecked_one_warned(
