@@ -7,7 +7,9 @@ its weight over time (from its Events) and each metric over the release against 
 
 Authenticated as ``/tick`` is, with a Kubernetes bearer token: in the ``Authorization`` header, or
 given once to the login form, which keeps it in an HttpOnly, Secure, SameSite=Strict cookie. The
-token's owner needs only ``list`` (the list) or ``get`` (one Canary) on canaries.serin.dev.
+token's owner needs only ``list`` (the list) or ``get`` (one Canary) on canaries.serin.dev. Logging
+in and out is accepted from the page's own forms only: another site's page could otherwise log its
+visitors in with a token of its choosing, or out.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import datetime
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 from werkzeug.wrappers import Response as Redirect
@@ -32,8 +35,9 @@ from serin.timeline import age, event_time, release_start, weight_points
 blueprint = Blueprint("ui", __name__)
 
 COOKIE = "serin-token"
-# How long the login cookie lasts; the token's own expiry applies too.
-COOKIE_SECONDS = 8 * 3600
+# How long the login cookie lasts: as long as a token of `kubectl create token` does by default.
+# The token's own expiry applies too.
+COOKIE_SECONDS = 3600
 REFRESH_SECONDS = 5
 # The longest token the login form takes (service account tokens are about 1 KB).
 MAX_TOKEN_CHARS = 16_384
@@ -44,7 +48,9 @@ SECURITY_HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not no-referrer: with it, browsers send "Origin: null" on the login form's POST, which could
+    # then not be told from another site's. Same-origin tells no other site which page linked to it.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -171,9 +177,35 @@ def canary(namespace: str, name: str) -> tuple[str, int]:
     return _page("canary.html", 200, **context, charts=_script_json(charts))
 
 
+def _cross_site() -> tuple[str, int] | None:
+    """The 403 page for a POST that a browser sent from another site's page, or None.
+
+    A POST without Origin, Referer and Sec-Fetch-Site is taken: browsers send Origin on every
+    cross-origin POST (and Sec-Fetch-Site on every request to an HTTPS origin), so such a request
+    comes from curl or a script, which has no visitor's cookie to ride on and could send any
+    header it liked anyway.
+    """
+    own = request.host_url.rstrip("/")  # the scheme, host and port the request came to
+    site = request.headers.get("Sec-Fetch-Site")
+    origin = request.headers.get("Origin")
+    if origin is None and (referer := request.headers.get("Referer")) is not None:
+        parts = urlsplit(referer)
+        origin = f"{parts.scheme}://{parts.netloc}"
+    if origin is not None and origin != own:
+        why = f"this one comes from {origin[:200]}"
+    elif site is not None and site != "same-origin":
+        why = f"the browser says this one is {site[:50]}"
+    else:
+        return None
+    message = f"{request.path} takes forms from its own page ({own}) only; {why}"
+    return _page("error.html", 403, title="Not from this page", message=message)
+
+
 @blueprint.post("/ui/login")
 def login() -> Redirect | tuple[str, int]:
     engine: Engine = current_app.extensions["serin"]
+    if refused := _cross_site():
+        return refused
     token = request.form.get("token", "").strip()
     if not token or len(token) > MAX_TOKEN_CHARS:
         audience = engine.settings.token_audience
@@ -192,7 +224,9 @@ def login() -> Redirect | tuple[str, int]:
 
 
 @blueprint.post("/ui/logout")
-def logout() -> Redirect:
+def logout() -> Redirect | tuple[str, int]:
+    if refused := _cross_site():
+        return refused
     response = redirect("/ui", code=303)
     response.delete_cookie(COOKIE, path="/ui", secure=True, httponly=True, samesite="Strict")
     return response

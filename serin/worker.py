@@ -13,6 +13,8 @@ connections go the same way for their next request. The body is read in the thre
 and write there gives up after ``STALLED_SECONDS`` without progress (``SO_RCVTIMEO`` and
 ``SO_SNDTIMEO``, which gunicorn's switching between blocking and non-blocking leaves alone).
 
+Its thread pool counts the requests that wait for a thread (``POOL``), which ``/readyz`` reads.
+
 Use it as ``--worker-class serin.worker.GuardedThreadWorker`` (the image, the chart and the
 local control plane do).
 """
@@ -24,7 +26,10 @@ import selectors
 import socket
 import ssl
 import struct
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -47,7 +52,36 @@ def _timeval(seconds: float) -> bytes:
     return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
 
+class CountingPool(ThreadPoolExecutor):
+    """A thread pool that knows how many of its jobs wait for a thread."""
+
+    def __init__(self, threads: int) -> None:
+        super().__init__(max_workers=threads)
+        self.threads = threads
+        self.waiting = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._lock:
+            self.waiting += 1
+        return super().submit(self._started, fn, *args, **kwargs)
+
+    def _started(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            self.waiting -= 1
+        return fn(*args, **kwargs)
+
+
+# This process's pool, once its worker made it (None outside gunicorn).
+POOL: CountingPool | None = None
+
+
 class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
+    def get_thread_pool(self) -> CountingPool:
+        global POOL
+        POOL = CountingPool(self.cfg.threads)
+        return POOL
+
     def accept(self, listener: socket.socket) -> None:
         try:
             client, address = listener.accept()

@@ -175,6 +175,7 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
                 "server.resources.limits.memory=512Mi",
                 "server.minAvailable=2",
                 "server.nodeSelector.pool=system",
+                "server.priorityClassName=platform-critical",
                 "server.extraEnv[0].name=SERIN_NOTIFIER_USERNAME",
                 "server.extraEnv[0].value=serin-bot",
                 "admission.clientSubject=apiserver-webhooks",
@@ -207,6 +208,7 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
     assert server["imagePullPolicy"] == "Always"
     assert pod["imagePullSecrets"] == [{"name": "pull"}]
     assert pod["nodeSelector"] == {"pool": "system"}
+    assert pod["priorityClassName"] == "platform-critical"
     assert server["args"] == [
         "--worker-class",
         "serin.worker.GuardedThreadWorker",
@@ -279,6 +281,14 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
         for box in [container(obj)] if kind in ("Deployment", "Job", "CronJob") else []:
             assert box["image"] == "registry.example/serin:1.2.3", (kind, name)
     assert "CronJob" not in {kind for kind, _ in by_key(template(helm_path, ["tick.enabled=false", *CERT_MANAGER]))}
+
+
+@pytest.mark.parametrize("sets", [[], ["server.priorityClassName="]], ids=["default", "empty"])
+def test_the_server_has_no_priority_class_unless_given_one(helm_path: Path, sets: list[str]) -> None:
+    """The system-* classes are refused outside kube-system where the cluster limits them (GKE
+    does by default): a Deployment given one would start no Pod at all."""
+    deployment = by_key(template(helm_path, sets))[("Deployment", "serin")]
+    assert "priorityClassName" not in deployment["spec"]["template"]["spec"]
 
 
 def test_the_network_policy_lets_in_only_the_api_server_the_tick_and_prometheus(helm_path: Path) -> None:

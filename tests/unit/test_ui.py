@@ -9,10 +9,46 @@ import pytest
 from flask.testing import FlaskClient
 from markupsafe import escape
 
+from handlers import ui
 from handlers.ui import SECURITY_HEADERS, _script_json
+from serin.kube.auth import Identity
 from serin.timeline import DEFAULT_WINDOW, MAX_WINDOW, release_start, weight_points
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, 0, tzinfo=datetime.UTC)
+# Where the tests' requests are sent: the origin of the server's own pages.
+SERVER = "https://serin.example:8443"
+FROM_THE_PAGE = {"Origin": SERVER, "Sec-Fetch-Site": "same-origin"}
+CROSS_SITE = [
+    pytest.param({"Origin": "https://evil.example"}, "this one comes from https://evil.example", id="other-origin"),
+    pytest.param({"Origin": "https://serin.example"}, "this one comes from https://serin.example", id="other-port"),
+    pytest.param(
+        {"Origin": "http://serin.example:8443"}, "this one comes from http://serin.example:8443", id="other-scheme"
+    ),
+    # What a sandboxed frame, or a page whose referrer policy is no-referrer, sends.
+    pytest.param({"Origin": "null"}, "this one comes from null", id="opaque-origin"),
+    pytest.param(
+        {"Referer": "https://evil.example/page?x=1"}, "this one comes from https://evil.example", id="other-referer"
+    ),
+    pytest.param(
+        {"Origin": SERVER, "Sec-Fetch-Site": "cross-site"},
+        "the browser says this one is cross-site",
+        id="fetch-cross-site",
+    ),
+    pytest.param(
+        {"Origin": SERVER, "Sec-Fetch-Site": "same-site"},
+        "the browser says this one is same-site",
+        id="fetch-same-site",
+    ),
+    pytest.param({"Sec-Fetch-Site": "none"}, "the browser says this one is none", id="fetch-none"),
+]
+FROM_HERE = [
+    pytest.param(FROM_THE_PAGE, id="origin"),
+    pytest.param({"Referer": f"{SERVER}/ui?refresh=0"}, id="referer"),
+    pytest.param({"Sec-Fetch-Site": "same-origin"}, id="fetch-metadata-only"),
+    # No browser sends a cross-site POST without Origin: this is curl or a script, which has no
+    # one else's cookie to ride on.
+    pytest.param({}, id="no-browser"),
+]
 
 
 def test_without_a_token_the_page_is_the_login_form(app_client: FlaskClient) -> None:
@@ -82,11 +118,59 @@ def test_a_page_of_no_namespace_or_name_is_a_400_before_any_request(
     assert f'<p class="problem" id="problem">{escape(message)}</p>' in response.get_data(as_text=True)
 
 
-def test_logout_clears_the_cookie(app_client: FlaskClient) -> None:
-    response = app_client.post("/ui/logout")
+@pytest.mark.parametrize("headers", FROM_HERE)
+def test_logout_clears_the_cookie(app_client: FlaskClient, headers: dict[str, str]) -> None:
+    response = app_client.post("/ui/logout", headers=headers, base_url=SERVER)
     assert (response.status_code, response.headers["Location"]) == (303, "/ui")
     cookie = response.headers["Set-Cookie"]
     assert cookie.startswith("serin-token=;") and "Max-Age=0" in cookie and "Path=/ui" in cookie
+
+
+@pytest.mark.parametrize("path", ["/ui/login", "/ui/logout"])
+@pytest.mark.parametrize(("headers", "why"), CROSS_SITE)
+def test_a_login_or_logout_from_another_site_is_refused(
+    app_client: FlaskClient, path: str, headers: dict[str, str], why: str
+) -> None:
+    """Another site's page could otherwise log its visitor in as someone else, or out."""
+    response = app_client.post(path, data={"token": "some-token"}, headers=headers, base_url=SERVER)
+    assert response.status_code == 403
+    page = response.get_data(as_text=True)
+    assert "<h1>Not from this page</h1>" in page
+    message = f"{path} takes forms from its own page ({SERVER}) only; {why}"
+    assert f'<p class="problem" id="problem">{escape(message)}</p>' in page
+    assert "Set-Cookie" not in response.headers
+
+
+@pytest.mark.parametrize("headers", FROM_HERE)
+def test_a_login_from_the_page_itself_goes_on_to_the_token(app_client: FlaskClient, headers: dict[str, str]) -> None:
+    """Checked with the API server, which nobody answers for here."""
+    response = app_client.post("/ui/login", data={"token": "some-token"}, headers=headers, base_url=SERVER)
+    assert response.status_code == 503
+    assert "<h1>Cannot reach the Kubernetes API</h1>" in response.get_data(as_text=True)
+
+
+def test_the_login_cookie_lasts_an_hour(app_client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As long as a token of `kubectl create token` does by default; the page sends it to /ui only,
+    never to scripts or other sites."""
+    monkeypatch.setattr(ui, "authenticate", lambda store, token, audience: Identity("someone", "1", ()))
+    response = app_client.post("/ui/login", data={"token": "some-token"}, headers=FROM_THE_PAGE, base_url=SERVER)
+    assert (response.status_code, response.headers["Location"]) == (303, "/ui")
+    name, *attributes = response.headers["Set-Cookie"].split("; ")
+    assert name == "serin-token=some-token"
+    assert sorted(a for a in attributes if not a.startswith("Expires=")) == [
+        "HttpOnly",
+        "Max-Age=3600",
+        "Path=/ui",
+        "SameSite=Strict",
+        "Secure",
+    ]
+
+
+def test_the_pages_links_and_forms_tell_the_server_their_origin() -> None:
+    """The login form's POST must say where it comes from to be taken: with a referrer policy of
+    no-referrer, browsers send "Origin: null" instead; with same-origin, no other site learns
+    which page linked to it."""
+    assert SECURITY_HEADERS["Referrer-Policy"] == "same-origin"
 
 
 @pytest.mark.parametrize("path", ["/static/vendor/uplot/uPlot.iife.min.js", "/static/ui.js", "/static/ui.css"])
