@@ -1,24 +1,47 @@
 # syntax=docker/dockerfile:1
 # Serin: the server (gunicorn + Flask), the webhook certificate tool (serin-certs) and the tick
-# client, in one image. Build: docker build -t REGISTRY/serin:TAG .   (or, without Docker and
-# without a registry to pull from, `make image`: localcluster/image.py)
+# client, in one image. Build:
+#   docker build --build-arg PYTHON_IMAGE_DIGEST=sha256:... -t REGISTRY/serin:TAG .
+# (or, without Docker and without a registry to pull from, `make image`: localcluster/image.py).
+# README, "Supply chain": where the digest comes from, the locks, the SBOM.
 
-ARG PYTHON_IMAGE=python:3.11-slim
+# The base is named by digest, never by its tag alone: a tag can be moved to another image, a
+# digest names one. The digest has no default, so that a build not given one fails rather than
+# take whatever the tag names that day: pass the digest of python:3.11-slim's image index.
+ARG PYTHON_IMAGE_DIGEST
+ARG PYTHON_IMAGE=python:3.11-slim@${PYTHON_IMAGE_DIGEST}
 
 # ---- builder: the runtime dependencies and Serin's package, in a venv the final stage copies whole
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/venv
-# The dependencies first, in a layer of their own that is rebuilt only when they change.
-COPY requirements.txt /src/requirements.txt
-RUN /opt/venv/bin/pip install --requirement /src/requirements.txt
-# pip compiles the installed modules to bytecode, so the read-only container never needs to; the
-# package brings the console scripts serin, kubectl-serin and serin-certs (the certificate Job's).
-COPY pyproject.toml /src/
+# Every package comes from a lock that pins its version and the hashes of its files: pip refuses
+# any other file, resolves nothing (--no-deps: each lock is a whole closure) and takes wheels only,
+# so no locked package's own build code runs here. First the build's own tools, kept out of the
+# image: the base's pip, and the locked setuptools that builds Serin's wheel.
+COPY requirements-build.lock /src/
+RUN python -m venv /opt/build \
+    && /opt/build/bin/pip install --require-hashes --no-deps --only-binary=:all: \
+       --requirement /src/requirements-build.lock
+# The dependencies, in a layer of their own that is rebuilt only when the lock changes. The venv
+# has no pip of its own: it holds what the lock names and Serin, nothing else. pip's report of what
+# it installed (each file's address and SHA-256) feeds the SBOM.
+COPY requirements.lock /src/
+RUN python -m venv --without-pip /opt/venv \
+    && /opt/build/bin/pip --python /opt/venv/bin/python install --require-hashes --no-deps --only-binary=:all: \
+       --report /src/install-report.json --requirement /src/requirements.lock
+# Serin's wheel, built without isolation (which would fetch setuptools unchecked) and installed from
+# the file alone. pip compiles the installed modules to bytecode, so the read-only container never
+# needs to; the package brings the console scripts serin, kubectl-serin and serin-certs (the
+# certificate Job's).
+COPY requirements.txt pyproject.toml /src/
 COPY serin/ /src/serin/
 COPY handlers/ /src/handlers/
-RUN /opt/venv/bin/pip install --no-deps /src
+RUN /opt/build/bin/pip wheel --no-index --no-deps --no-build-isolation --wheel-dir /src/dist /src \
+    && /opt/build/bin/pip --python /opt/venv/bin/python install --no-index --no-deps /src/dist/serin-*.whl
+# The SBOM: the venv's packages, checked against the lock and pip's report (localcluster/sbom.py).
+COPY localcluster/sbom.py /src/
+RUN /opt/venv/bin/python /src/sbom.py /src/requirements.lock /src/install-report.json /src/sbom.cdx.json
 
 # ---- final: the same base (the venv links to its interpreter), no build tools
 FROM ${PYTHON_IMAGE}
@@ -37,6 +60,7 @@ RUN groupadd --gid 10001 serin \
        --shell /usr/sbin/nologin serin
 
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /src/sbom.cdx.json /usr/share/serin/sbom.cdx.json
 
 WORKDIR /app
 # gunicorn's entry point and settings, read from the working directory; owned by root and not

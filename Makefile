@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STATE ?= .localcluster
 
-.PHONY: help venv build up down status demo lint check test test-unit test-integration test-compat nightly coverage bench fuzz manifests image
+.PHONY: help venv build up down status demo lint check test test-unit test-integration test-compat nightly coverage bench fuzz manifests image lock
 
 help:
 	@echo "make demo     a good release promoted and a bad one rolled back, live, on a local cluster"
@@ -19,7 +19,8 @@ help:
 	@echo "make down     stop everything 'make up' started"
 	@echo "make build    build (or reuse) the control plane binaries under \$${SERIN_CACHE:-~/.cache/serin}"
 	@echo "make bench    benchmarks: admission latency, tick cost, cold start, release time beside Flagger"
-	@echo "make image    build the Dockerfile into localhost/serin:dev with buildah (no Docker needed)"
+	@echo "make image    build the Dockerfile into localhost/serin:dev with buildah (no Docker needed), and its SBOM"
+	@echo "make lock     pin the image's packages with hashes again: requirements.lock, requirements-build.lock"
 	@echo "make manifests  render k8s/ (and its cert-manager variant) from the Helm chart in charts/serin"
 	@echo "make fuzz     random AdmissionReviews, bytes and /tick queries: over 10,000 cases, none may get a 5xx"
 
@@ -66,6 +67,16 @@ lint: venv
 
 image: venv
 	@$(PYTHON) -m localcluster.image
+
+# The image installs exactly what these name, each file checked against its hashes: the runtime
+# closure of requirements.txt, and the build backend of Serin's own wheel. A lock keeps the pins
+# that still fit; LOCK_FLAGS=--upgrade takes the newest of every one. A machine's own pip settings
+# (find-links) stay out of the locks.
+LOCK = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
+	--strip-extras --no-emit-find-links $(LOCK_FLAGS)
+lock: venv
+	$(LOCK) --output-file=requirements.lock requirements.txt
+	$(LOCK) --build-deps-for=wheel --only-build-deps --output-file=requirements-build.lock pyproject.toml
 
 manifests: venv
 	@$(PYTHON) -m localcluster.chart

@@ -4,7 +4,13 @@ These machines reach no container registry, so ``FROM python:3.11-slim`` cannot 
 Instead a base with the same role is made locally: Debian bookworm with Python 3.11 from the
 package mirror (``mmdebstrap``), imported into buildah's store; the unchanged Dockerfile is then
 built on it (``--build-arg PYTHON_IMAGE``) by buildah in chroot isolation. Anywhere a registry is
-reachable, ``docker build .`` (or ``buildah bud``) builds the same Dockerfile on the real base.
+reachable, ``docker build .`` (or ``buildah bud``) builds the same Dockerfile on the real base, which
+it names by digest (``PYTHON_IMAGE_DIGEST``). The local base is not pulled from anywhere: apt
+checks every package against the archive's signed index, and ``PYTHON_IMAGE`` names it instead.
+Either way the Python packages are the locks' (``requirements.lock``), each checked by hash.
+
+The image carries the SBOM of its venv (``SBOM_IN_IMAGE``, made by ``localcluster/sbom.py`` in the
+build); ``build`` copies it out to ``artifacts/image/sbom.cdx.json``.
 
 The store lives under the cache (``$SERIN_CACHE/containers``), so the base is made once per
 machine and rebuilds reuse every unchanged layer. ``python -m localcluster.image`` (``make
@@ -13,6 +19,7 @@ image``) builds and prints the image's name.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,6 +31,8 @@ from localcluster.paths import REPO_ROOT, cache_dir
 
 BASE_IMAGE = "localhost/serin-base:python3.11-bookworm"
 IMAGE = "localhost/serin:dev"
+# Where the Dockerfile puts the image's SBOM (CycloneDX JSON).
+SBOM_IN_IMAGE = "/usr/share/serin/sbom.cdx.json"
 TOOLS = {
     "buildah": Path("/usr/bin/buildah"),
     "podman": Path("/usr/bin/podman"),
@@ -109,8 +118,23 @@ def ensure_base(cache: Path) -> str:
     return BASE_IMAGE
 
 
+def sbom_path() -> Path:
+    """Where ``build`` writes the image's SBOM: beside the tests' other artifacts."""
+    return Path(os.environ.get("SERIN_ARTIFACTS") or REPO_ROOT / "artifacts") / "image" / "sbom.cdx.json"
+
+
+def copy_sbom(name: str, cache: Path) -> Path:
+    """The SBOM the image carries, written to ``sbom_path()``."""
+    run = [*podman_command(cache), "run", "--rm", "--network", "none", *ULIMITS, "--entrypoint", "cat"]
+    shown = _run([*run, name, SBOM_IN_IMAGE])
+    path = sbom_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(shown.stdout)
+    return path
+
+
 def build(cache: Path | None = None) -> str:
-    """Build the Dockerfile into ``IMAGE``; return its name."""
+    """Build the Dockerfile into ``IMAGE`` and copy out its SBOM; return the image's name."""
     cache = cache or cache_dir()
     ensure_packages(TOOLS)
     base = ensure_base(cache)
@@ -131,6 +155,7 @@ def build(cache: Path | None = None) -> str:
         str(REPO_ROOT),
         cache=cache,
     )
+    _log(f"its SBOM: {copy_sbom(IMAGE, cache)}")
     return IMAGE
 
 

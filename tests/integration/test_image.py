@@ -16,7 +16,7 @@ import pytest
 import requests
 import yaml
 
-from localcluster import image
+from localcluster import image, sbom
 from localcluster.pki import CONTAINER_HOST_ADDRESS, write_serving_pair
 from localcluster.processes import free_port
 from localcluster.testing import ClusterHandle, eventually, in_ci
@@ -26,9 +26,14 @@ from tests.integration.helpers import SerinServer, canary, drive, podinfo
 # One worker runs the whole module: the image built once.
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("image")]
 
+REPO = Path(__file__).resolve().parents[2]
 IMAGE_TEST_LABEL = {"serin.dev/image-test": "enabled"}
 # The user the Dockerfile and the manifests' securityContext name.
 SERVER_UID = 10001
+# Every distribution the image's Python sees (its venv's), name and version, as JSON.
+DISTRIBUTIONS = (
+    "import importlib.metadata as m, json; print(json.dumps({d.name: d.version for d in m.distributions()}))"
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +63,23 @@ def test_the_image_runs_as_its_user_with_its_commands(built: str) -> None:
     # The code is the installed package, compiled at build time; nothing is written at run time.
     where = in_container(built, "python", "-c", "import serin, handlers; print(serin.__file__, handlers.__file__)")
     assert all(path.startswith("/opt/venv/lib/python3.11/site-packages/") for path in where.split()), where
+
+
+def test_the_sbom_lists_every_package_in_the_image_with_its_locked_hash(built: str) -> None:
+    listed = in_container(built, "python", "-c", DISTRIBUTIONS)
+    present = {sbom.normalize(name): version for name, version in json.loads(listed).items()}
+    document = json.loads(image.sbom_path().read_text())
+    assert json.loads(in_container(built, "cat", image.SBOM_IN_IMAGE)) == document, "make image copies the image's own"
+    described = {component["name"]: component["version"] for component in document["components"]}
+    subject = document["metadata"]["component"]
+    assert {**described, subject["name"]: subject["version"]} == present
+    # The venv holds the lock's packages and Serin, nothing else (no pip of its own), each file one
+    # the lock names by hash.
+    locked = sbom.read_lock((REPO / "requirements.lock").read_text())
+    assert described == {name: entry.version for name, entry in locked.items()}
+    for component in document["components"]:
+        (digest,) = [h["content"] for h in component["hashes"] if h["alg"] == "SHA-256"]
+        assert digest in locked[component["name"]].hashes, component["name"]
 
 
 @pytest.fixture
