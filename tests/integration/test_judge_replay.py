@@ -16,7 +16,7 @@ import requests
 from kubernetes import client
 
 from localcluster.simulator.cluster import ERROR_RATE_ANNOTATION, LATENCY_ANNOTATION
-from localcluster.testing import ClusterHandle
+from localcluster.testing import ClusterHandle, eventually
 from serin.status import format_time
 from tests.integration.helpers import (
     WEBHOOK_NAMESPACE_LABEL,
@@ -267,7 +267,35 @@ def test_replay_refuses_what_it_cannot_do(
     assert (
         post(ticker, **target, **{"from": "2026-01-01T00:00:00Z"})[0] == 400
     )  # far more intervals than a replay takes
-    status, message = post(ticker, {"spec": {"analysis": {"interval": "1s"}}}, **target, **{"from": hour_ago})
+    changes = {"spec": {"analysis": {"interval": "1s"}}}
+    # A replay that changes the Canary needs `update`, which a ticker does not have.
+    assert post(ticker, changes, **target, **{"from": hour_ago}) == (
+        403,
+        f"system:serviceaccount:serin-tests:ticker may not update canaries.serin.dev in namespace {namespace}",
+    )
+    editor = {"apiGroups": ["serin.dev"], "resources": ["canaries"], "verbs": ["get", "update"]}
+    local_cluster.apply(
+        [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": "canary-editor", "namespace": namespace},
+                "rules": [editor],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "ticker-edits", "namespace": namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "canary-editor"},
+                "subjects": [{"kind": "ServiceAccount", "name": "ticker", "namespace": "serin-tests"}],
+            },
+        ]
+    )
+    status, message = eventually(
+        lambda: (answer := post(ticker, changes, **target, **{"from": hour_ago}))[0] != 403 and answer,
+        timeout=10,
+        what="the RoleBinding to take effect",
+    )
     assert (status, message) == (
         422,
         "the Canary as the body modifies it is invalid: spec.analysis.interval: must be at least 10s (got 1s)",

@@ -230,6 +230,8 @@ def test_server_deployment(rendered: list[Obj]) -> None:
     assert {e["name"]: e.get("value") or e.get("valueFrom") for e in server["env"]} == {
         "SERIN_METRICS_SERVER": "http://prometheus.istio-system:9090",
         "SERIN_DEFAULT_PROVIDER": "istio",
+        # Callers' tokens must be made for Serin, so that none is any use against the API server.
+        "SERIN_TOKEN_AUDIENCE": "serin",
         "SERIN_LOG_FORMAT": "json",
         "SERIN_LOG_LEVEL": "INFO",
         # The global notifier's webhook URL carries a token: from a Secret, which may not exist.
@@ -422,7 +424,7 @@ def test_tick_cronjob(rendered: list[Obj]) -> None:
     mounts = {m["mountPath"]: m for m in container(cronjob, "tick")["volumeMounts"]}
     assert all(m["readOnly"] for m in mounts.values())
     token = volumes[mounts["/var/run/secrets/serin"]["name"]]["projected"]["sources"]
-    assert token == [{"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}]
+    assert token == [{"serviceAccountToken": {"path": "token", "audience": "serin", "expirationSeconds": 600}}]
     ca = volumes[mounts["/etc/serin/tls"]["name"]]["secret"]
     assert ca["secretName"] == "serin-webhook-tls"
     assert ca["items"] == [{"key": "ca.crt", "path": "ca.crt"}]

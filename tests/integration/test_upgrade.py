@@ -46,6 +46,9 @@ def test_a_release_in_analysis_carries_on_after_an_upgrade(
     tmp_path: Path,
 ) -> None:
     token = tokens["ticker"]
+    # The previous release took any token the API server takes, and ticking needed `update`:
+    # Serin's own account has both.
+    old_token = local_cluster.kubectl("create", "token", "serin", "-n", "serin-tests", "--duration=1h").stdout.strip()
     old_source = checkout(PREVIOUS_RELEASE, tmp_path / "previous")
     imported = subprocess.run(
         [sys.executable, "-c", "import serin; print(serin.__file__)"],
@@ -58,9 +61,9 @@ def test_a_release_in_analysis_carries_on_after_an_upgrade(
     assert Path(imported).is_relative_to(old_source), "the old server must run the old code"
 
     with running_serin(local_cluster, serin_kubeconfig, tmp_path / "old-server", source=old_source) as old:
-        initialized(local_cluster, old, token, namespace)
+        initialized(local_cluster, old, old_token, namespace)
         set_image(local_cluster, namespace, "6.0.1")
-        before = tick_until(local_cluster, old, token, namespace, lambda status: status.get("canaryWeight") == 20)
+        before = tick_until(local_cluster, old, old_token, namespace, lambda status: status.get("canaryWeight") == 20)
     assert before["phase"] == "Progressing"
 
     after = drive(local_cluster, serin_server, token, namespace, "Succeeded")
