@@ -271,7 +271,10 @@ def test_replay_refuses_what_it_cannot_do(
     # A replay that changes the Canary needs `update`, which a ticker does not have.
     assert post(ticker, changes, **target, **{"from": hour_ago}) == (
         403,
-        f"system:serviceaccount:serin-tests:ticker may not update canaries.serin.dev in namespace {namespace}",
+        "the patch changes spec.analysis.interval: a caller who may only get the Canary replays it changing only "
+        "how it judges and steps (spec.analysis.threshold, stepWeight, stepWeights, stepWeightPromotion, maxWeight, "
+        "iterations, metrics[].thresholdRange, metrics[].threshold, metrics[].compare); anything else needs update "
+        "on canaries.serin.dev",
     )
     editor = {"apiGroups": ["serin.dev"], "resources": ["canaries"], "verbs": ["get", "update"]}
     local_cluster.apply(

@@ -284,7 +284,11 @@ def test_image_runs_what_the_manifests_expect(rendered: list[Obj]) -> None:
     # The certificate jobs run a console script of the package the image installs.
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["serin-certs"] == "serin.certs:main"
-    assert "/opt/venv/bin/pip install --no-deps /src" in instructions["RUN"]
+    # ... built from the sources and installed into the server's venv, with nothing from an index.
+    assert any(
+        "--python /opt/venv/bin/python install --no-index --no-deps /src/dist/serin-" in run
+        for run in instructions["RUN"]
+    ), instructions["RUN"]
     for name in ("serin-certs", "serin-certs-renew"):
         kind = "Job" if name == "serin-certs" else "CronJob"
         command = container(find(rendered, kind, name), "certs")["command"]
