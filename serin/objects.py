@@ -142,10 +142,13 @@ def _refuse_if_owned_by_another(canary: Canary, obj: Mapping[str, Any]) -> None:
 
 
 def _refuse_unless_serins(canary: Canary, obj: Mapping[str, Any], what: str) -> None:
-    """Serin writes over a ``-primary`` object only if it made it: one a person or another tool
-    made under that name is theirs (RBAC may let them write only that one), never replaced."""
+    """Serin writes over a ``-primary`` object only if it made it (its label says so, or it is
+    this Canary's: an edit may have taken the label off): one a person or another tool made under
+    that name is theirs (RBAC may let them write only that one), never replaced."""
     _refuse_if_owned_by_another(canary, obj)
-    if not _is_managed(obj):
+    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
+    ours = bool(canary.uid) and any(owner.get("uid") == canary.uid for owner in owners)
+    if not _is_managed(obj) and not ours:
         kind, name = obj.get("kind") or "object", (obj.get("metadata") or {}).get("name")
         raise OwnedByAnother(
             f"{kind} {canary.namespace}/{name} was not made by Serin: {canary.key} will not take it over as {what} "

@@ -89,8 +89,14 @@ def test_every_panel_has_data_during_a_promotion(
         return empty
 
     eventually(lambda: not missing(), timeout=30, what="data for every panel")
-    status = prometheus.query(serin_scraped, with_values(queries[0][1], namespace, "podinfo"))
-    assert [sample["value"][1] for sample in status] == ["1"], "Succeeded"
+
+    # Serin lists the Canaries for its gauges at most every GAUGE_SECONDS, and Prometheus scrapes it
+    # after that: the status panel shows Succeeded within both.
+    def status() -> list[str]:
+        found = prometheus.query(serin_scraped, with_values(queries[0][1], namespace, "podinfo"))
+        return [sample["value"][1] for sample in found]
+
+    eventually(lambda: status() == ["1"], timeout=30, what="the status panel to show Succeeded")
     releases = prometheus.query(serin_scraped, with_values(queries[2][1], namespace, "podinfo"))
     assert [sample["metric"]["outcome"] for sample in releases] == ["succeeded"]
     for title, expr in queries:
