@@ -219,6 +219,11 @@ class TickReads:
 _TICK_READS: contextvars.ContextVar[TickReads | None] = contextvars.ContextVar("serin_tick_reads", default=None)
 
 
+# How far apart two readings of the API server's clock from Date headers may be by rounding (and
+# the time an answer takes) alone.
+CLOCK_ROUNDING_SECONDS = 2.0
+
+
 def _event_order(event: Mapping[str, Any]) -> tuple[str, str]:
     """Oldest first: by the second an Event was last seen, then, within it, by Serin's own record."""
     second = str(event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp"))
@@ -251,8 +256,12 @@ class KubeStore:
             return
         if said.tzinfo is None:
             return
-        # Date is to the second: the server's time is within that second, half of it on average.
-        self._clock_offset = (said - datetime.datetime.now(datetime.UTC)).total_seconds() + 0.5
+        # Date is to the second: the server's time is within that second. An estimate within
+        # CLOCK_ROUNDING_SECONDS of the one in use is that rounding, not a change: taking it would make this
+        # clock jump back and forth between answers, and a step's windows with it.
+        estimate = (said - datetime.datetime.now(datetime.UTC)).total_seconds() + 0.5
+        if abs(estimate - self._clock_offset) > CLOCK_ROUNDING_SECONDS:
+            self._clock_offset = estimate
 
     def request(
         self,

@@ -53,3 +53,16 @@ def test_before_any_answer_or_without_a_date_the_clock_is_this_machines() -> Non
         assert abs((store.now() - datetime.datetime.now(datetime.UTC)).total_seconds()) < 1.0
         store.request("GET", "/api/v1/namespaces")
         assert abs((store.now() - datetime.datetime.now(datetime.UTC)).total_seconds()) < 1.0
+
+
+def test_readings_within_the_rounding_of_date_do_not_move_the_clock() -> None:
+    """Date is to the second: readings half a second apart are the same clock, not a jump."""
+    now = datetime.datetime.now(datetime.UTC)
+    api = DatedApi(email.utils.format_datetime(now + datetime.timedelta(minutes=10), usegmt=True))
+    store = KubeStore(cast(client.ApiClient, api))
+    store.request("GET", "/api/v1/namespaces")
+    first = store.now() - datetime.datetime.now(datetime.UTC)
+    for shift in (-0.6, 0.4, -0.3):
+        api.date = email.utils.format_datetime(now + datetime.timedelta(minutes=10, seconds=shift), usegmt=True)
+        store.request("GET", "/api/v1/namespaces")
+        assert abs((store.now() - datetime.datetime.now(datetime.UTC)) - first) < datetime.timedelta(seconds=0.1)
