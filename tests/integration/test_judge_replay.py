@@ -50,9 +50,10 @@ ANALYSIS = {
     ],
 }
 ERROR_RATE = "0.03"
-# A judged failure, as the Event and the tick's answer explain it.
+# A judged failure, as the Event and the tick's answer explain it. The canary's 130 ms is measured
+# from histogram buckets over a window that may begin before its pods served: a little less.
 WORSE = re.compile(
-    r"canary latency 1[23]\d(\.\d+)? vs primary (9\d|10\d)(\.\d+)?, \+\d+% \(98% CI \+\d+%\.\.\+\d+%\), "
+    r"canary latency 1[1-3]\d(\.\d+)? vs primary (9\d|10\d)(\.\d+)?, \+\d+% \(98% CI \+\d+%\.\.\+\d+%\), "
     r"worse beyond tolerance 10%: failed"
 )
 PASSED = re.compile(

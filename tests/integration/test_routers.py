@@ -368,7 +368,9 @@ def test_nginx_ab_testing_routes_the_header_and_the_cookie(
     assert primary_image(local_cluster, namespace) == "6.0.1"
     served = query(
         local_cluster.urls["prometheus"],
-        f'sum by (canary) (nginx_ingress_controller_requests{{namespace="{namespace}", ingress="podinfo"}})',
+        # Over the release: once promoted, the canary's series is gone and an instant query misses it.
+        f"sum by (canary) (last_over_time(nginx_ingress_controller_requests"
+        f'{{namespace="{namespace}", ingress="podinfo"}}[10m]))',
     )
     by_upstream = {sample["metric"].get("canary", ""): float(sample["value"][1]) for sample in served}
     assert 0 < by_upstream[f"{namespace}-podinfo-canary-9898"] < by_upstream[""]

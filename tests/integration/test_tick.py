@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -30,9 +31,11 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 
-def at_first_step(cluster: ClusterHandle, server: SerinServer, token: str, namespace: str) -> None:
+def at_first_step(
+    cluster: ClusterHandle, server: SerinServer, token: str, namespace: str, analysis: dict[str, Any] = WEIGHTED
+) -> None:
     """An initialized Canary whose new revision has reached the first weight step."""
-    initialized(cluster, server, token, namespace)
+    initialized(cluster, server, token, namespace, analysis=analysis)
     set_image(cluster, namespace, "6.0.1")
     eventually(
         lambda: tick(server, token, namespace)["canaries"][0]["weight"] == 20, timeout=30, what="the first weight step"
@@ -177,7 +180,9 @@ def test_two_concurrent_ticks_advance_once(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
     token = tokens["ticker"]
-    at_first_step(local_cluster, serin_server, token, namespace)
+    # No metrics: what is under test is the claim, and a step whose window Prometheus has not
+    # scraped yet would halt instead of advancing.
+    at_first_step(local_cluster, serin_server, token, namespace, {**WEIGHTED, "metrics": []})
     # Unforced ticks once the interval has passed: each may advance the Canary, together only once.
     time.sleep(10.5)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
