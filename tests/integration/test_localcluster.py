@@ -366,3 +366,27 @@ def test_hpa_scales_a_deployment_on_an_external_metric(local_cluster: ClusterHan
     ).stdout
     items = json.loads(raw)["items"]
     assert [(item["metricName"], item["value"]) for item in items] == [("serin_test_load", "1500m")]
+
+
+def test_the_tests_reader_prints_what_kubectl_prints(local_cluster: ClusterHandle, namespace: str) -> None:
+    """ClusterHandle.get_json answers common forms through the API client: the same JSON as kubectl."""
+    local_cluster.apply(deployment("web", namespace, 1))
+    eventually(lambda: local_cluster.get_json("deployment", "web", "-n", namespace)["status"].get("readyReplicas") == 1)
+    forms = [
+        ("deployment", "web", "-n", namespace),
+        ("deployments.apps", "web", "-n", namespace),
+        ("deployment", "web", "-n", namespace, "--show-managed-fields"),
+        ("pods", "-n", namespace, "-l", "app=web"),
+        ("services", "-n", namespace),
+        ("namespace", namespace),
+    ]
+    for form in forms:
+        answered = local_cluster.reader.get(form)
+        assert answered is not None, form
+        printed = json.loads(local_cluster.kubectl("get", *form, "-o", "json").stdout)
+        for each in (answered, printed):
+            each.get("metadata", {}).pop("resourceVersion", None)  # a list's own is its read's
+        assert answered == printed, form
+    assert local_cluster.reader.get(("deploy,svc", "-n", namespace)) is None
+    with pytest.raises(AssertionError, match="404"):
+        local_cluster.get_json("deployment", "ghost", "-n", namespace)
