@@ -10,7 +10,8 @@ What the command line cannot say:
   ``SERIN_ADMISSION_CLIENT_CA`` must have signed; the admission handlers require one, issued to
   ``SERIN_ADMISSION_CLIENT_SUBJECT``. Settings that cannot work stop the server at start.
 * Logs, gunicorn's own and its access log included, are one JSON object per line (or text, as
-  ``SERIN_LOG_FORMAT`` says; ``serin/logs.py``).
+  ``SERIN_LOG_FORMAT`` says; ``serin/logs.py``); the access log leaves out the admission reviews
+  answered allowed as they are, unless ``SERIN_ACCESS_LOG`` says otherwise (``serin/access_log.py``).
 * Requests gunicorn itself refuses before Serin sees them (a request line or headers too long, a
   malformed request) are answered with JSON, like every answer of Serin's, not an HTML page.
 * Idle connections stay open longer than the API server keeps them for its next review.
@@ -53,12 +54,13 @@ if _settings.admission_client_ca:
 # waits in the worker's poller and holds no thread.
 keepalive = 120
 
-# Also turns the access log on (to stderr, with everything else).
+# Also turns the access log on (to stderr, with everything else), for the requests it shows.
 try:
     logconfig_dict = logs.dict_config()
 except ValueError as error:
     # A clear line instead of gunicorn's traceback of its configuration file.
     raise SystemExit(f"serin: {error}") from None
+logger_class = "serin.access_log.AccessLog"
 
 
 def child_exit(server: Any, worker: Any) -> None:

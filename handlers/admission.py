@@ -8,6 +8,7 @@ so an error inside the handlers is a bug: a 500 with a generic message, its trac
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from handlers.params import BadRequest, BodyTooLarge, decoded_json, read_body
 from serin import logs
-from serin.admission import Admission, Verdict
+from serin.admission import Admission, Verdict, not_a_primary, not_a_target
 from serin.engine import Engine
 from serin.model import DNS_LABEL
 
@@ -34,6 +35,20 @@ VALIDATORS: dict[tuple[str, str], Handler] = {
     ("serin.dev", "Canary"): Admission.validate_canary,
     **{("apps", kind): Admission.validate_workload for kind in WORKLOADS},
 }
+
+
+# What each webhook leaves alone, known from the review itself: such a review is answered
+# allowed at once, with nothing asked of the engine and nothing logged above debug.
+IGNORED_BY_MUTATORS: dict[tuple[str, str], Callable[[Mapping[str, Any]], bool]] = {
+    ("apps", kind): not_a_target for kind in WORKLOADS
+}
+IGNORED_BY_VALIDATORS: dict[tuple[str, str], Callable[[Mapping[str, Any]], bool]] = {
+    ("apps", kind): not_a_primary for kind in WORKLOADS
+}
+# The names in the client certificate of each open connection (an empty set: it presented none).
+# A certificate cannot change while its connection is open, so a kept-alive connection, as the
+# API server keeps, has its certificate read once instead of on every review it carries.
+_CERTIFICATE_NAMES: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
 
 
 class Malformed(BadRequest):
@@ -108,14 +123,19 @@ def _not_the_api_server() -> str | None:
         return None
     # gunicorn verified any certificate against the CA during the handshake (cert_reqs: optional).
     connection: Any = request.environ.get("gunicorn.socket")
-    certificate = connection.getpeercert() if hasattr(connection, "getpeercert") else None
-    if not certificate:
+    names = _CERTIFICATE_NAMES.get(connection) if connection is not None else None
+    if names is None:
+        certificate = connection.getpeercert() if hasattr(connection, "getpeercert") else None
+        names = frozenset(certificate_names(certificate)) if certificate else frozenset()
+        if certificate is not None:
+            _CERTIFICATE_NAMES[connection] = names
+    if not names:
         return (
             "admission reviews need a client certificate signed by the CA in SERIN_ADMISSION_CLIENT_CA (the API "
             "server's)"
         )
     subject = settings.admission_client_subject
-    if subject not in certificate_names(certificate):
+    if subject not in names:
         # Any certificate of a CA that also signs others (the cluster's) would do otherwise.
         return f"admission reviews need the client certificate issued to {subject} (SERIN_ADMISSION_CLIENT_SUBJECT)"
     return None
@@ -127,7 +147,9 @@ def certificate_names(certificate: Mapping[str, Any]) -> set[str]:
     return names | {value for key, value in certificate.get("subjectAltName", ()) if key == "DNS"}
 
 
-def _answer(handlers: dict[tuple[str, str], Handler]) -> tuple[Response, int]:
+def _answer(
+    handlers: dict[tuple[str, str], Handler], ignored: dict[tuple[str, str], Callable[[Mapping[str, Any]], bool]]
+) -> tuple[Response, int]:
     refused = _not_the_api_server()
     if refused is not None:
         return jsonify(error=refused), 401
@@ -137,7 +159,8 @@ def _answer(handlers: dict[tuple[str, str], Handler]) -> tuple[Response, int]:
     try:
         admission_request = parse_review(read_body(limit, "an AdmissionReview is far smaller"), request.content_type)
         kind = admission_request["kind"]
-        handler = handlers.get((kind.get("group", ""), kind["kind"]))
+        key = (kind.get("group", ""), kind["kind"])
+        handler = handlers.get(key)
         if handler is None:
             known = ", ".join(f"{k} ({g})" for g, k in handlers)
             raise Malformed(
@@ -147,30 +170,44 @@ def _answer(handlers: dict[tuple[str, str], Handler]) -> tuple[Response, int]:
         return jsonify(error=str(error)), 413
     except BadRequest as error:
         return jsonify(error=str(error)), 400
-    engine: Engine = current_app.extensions["serin"]
     kind_name, name = kind["kind"], admission_request.get("name") or "(generated name)"
+    leaves_alone = ignored.get(key)
+    if leaves_alone is not None and leaves_alone(admission_request):
+        if LOG.isEnabledFor(logging.DEBUG):
+            with logs.context(request_id=admission_request["uid"], namespace=admission_request.get("namespace") or ""):
+                LOG.debug("%s %s %s allowed: not Serin's", admission_request["operation"], kind_name, name)
+        request.environ[logs.QUIET] = True
+        return _answered(admission_request["uid"], Verdict())
+    engine: Engine = current_app.extensions["serin"]
     with logs.context(
         request_id=admission_request["uid"],
         namespace=admission_request.get("namespace") or "",
         canary=name if kind_name == "Canary" else "",
     ):
         verdict = handler(engine.admission, admission_request)
-        outcome = "allowed" if verdict.allowed else f"denied: {verdict.message}"
-        changed = f", {len(verdict.patch)} changes" if verdict.patch else ""
-        LOG.info("%s %s %s %s%s", admission_request["operation"], kind_name, name, outcome, changed)
-    body = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "response": verdict.to_response(admission_request["uid"]),
-    }
+        # Most reviews are of workloads allowed as they are (every Deployment update the webhooks'
+        # selectors let through): a line each at info would be most of a busy cluster's log.
+        quiet = verdict.allowed and not verdict.patch and not verdict.warnings
+        level = logging.DEBUG if quiet else logging.INFO
+        if LOG.isEnabledFor(level):
+            outcome = "allowed" if verdict.allowed else f"denied: {verdict.message}"
+            changed = f", {len(verdict.patch)} changes" if verdict.patch else ""
+            LOG.log(level, "%s %s %s %s%s", admission_request["operation"], kind_name, name, outcome, changed)
+    if quiet:
+        request.environ[logs.QUIET] = True  # and so left out of the access log (serin/access_log.py)
+    return _answered(admission_request["uid"], verdict)
+
+
+def _answered(uid: str, verdict: Verdict) -> tuple[Response, int]:
+    body = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": verdict.to_response(uid)}
     return jsonify(body), 200
 
 
 @blueprint.post("/mutate")
 def mutate() -> tuple[Response, int]:
-    return _answer(MUTATORS)
+    return _answer(MUTATORS, IGNORED_BY_MUTATORS)
 
 
 @blueprint.post("/validate")
 def validate() -> tuple[Response, int]:
-    return _answer(VALIDATORS)
+    return _answer(VALIDATORS, IGNORED_BY_VALIDATORS)

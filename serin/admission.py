@@ -481,10 +481,11 @@ class Admission:
 
     def mutate_workload(self, request: Mapping[str, Any]) -> Verdict:
         """A target's new template is a new revision; an unchanged one leaves an idle target at zero."""
-        new, old = _mapping(request.get("object")), request.get("oldObject")
-        canary_name = _mapping(_mapping(new.get("metadata")).get("labels")).get(TARGET_LABEL)
-        if request.get("operation") != "UPDATE" or not isinstance(old, Mapping) or not canary_name:
+        if not_a_target(request):
             return Verdict()
+        new, old = _mapping(request.get("object")), request.get("oldObject")
+        assert isinstance(old, Mapping)
+        canary_name = _mapping(_mapping(new.get("metadata")).get("labels"))[TARGET_LABEL]
         if not DNS_SUBDOMAIN.fullmatch(str(canary_name)):
             return Verdict()  # not a Canary's name: not a target of Serin's
         claims = changed_claims(old, new) if new.get("kind") == "StatefulSet" else []
@@ -607,16 +608,11 @@ class Admission:
 
     def validate_workload(self, request: Mapping[str, Any]) -> Verdict:
         """Only Serin changes a primary's pod template; scaling it stays allowed (HPA, kubectl scale)."""
-        new, old = _mapping(request.get("object")), request.get("oldObject")
-        if request.get("operation") != "UPDATE" or not isinstance(old, Mapping):
+        if not_a_primary(request):
             return Verdict()
-        # Either side's label counts: an update that drops it along with the template change is
-        # still a change of Serin's primary.
-        managed = any(
-            _mapping(_mapping(side.get("metadata")).get("labels")).get(MANAGED_BY_LABEL) == MANAGED_BY
-            for side in (new, old)
-        )
-        if not managed or template_hash(new) == template_hash(old):
+        new, old = _mapping(request.get("object")), request.get("oldObject")
+        assert isinstance(old, Mapping)
+        if template_hash(new) == template_hash(old):
             return Verdict()
         username = _mapping(request.get("userInfo")).get("username", "")
         if username == self.own_username():
@@ -632,6 +628,31 @@ class Admission:
                 "instead; its new revision will be analysed and promoted into the primary"
             ),
         )
+
+
+def not_a_target(request: Mapping[str, Any]) -> bool:
+    """Whether the review is of a workload the mutating webhook leaves alone: anything but an
+    update of a workload labelled as a Canary's target. Decided from the review alone, before
+    anything else: most workload reviews are such, and must cost no more than an answer."""
+    labels = _mapping(_mapping(_mapping(request.get("object")).get("metadata")).get("labels"))
+    return (
+        request.get("operation") != "UPDATE"
+        or not isinstance(request.get("oldObject"), Mapping)
+        or (not labels.get(TARGET_LABEL))
+    )
+
+
+def not_a_primary(request: Mapping[str, Any]) -> bool:
+    """Whether the review is of a workload the validating webhook leaves alone: anything but an
+    update of a primary Serin manages. Either side's label counts: an update that drops it along
+    with a template change is still a change of Serin's primary."""
+    old = request.get("oldObject")
+    if request.get("operation") != "UPDATE" or not isinstance(old, Mapping):
+        return True
+    return not any(
+        _mapping(_mapping(side.get("metadata")).get("labels")).get(MANAGED_BY_LABEL) == MANAGED_BY
+        for side in (_mapping(request.get("object")), old)
+    )
 
 
 def _compare_problem(canary: Canary, index: int, template: Mapping[str, Any] | None = None) -> FieldError | None:

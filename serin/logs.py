@@ -5,7 +5,9 @@ Each line has ``time`` (UTC, RFC 3339), ``level``, ``logger`` and ``msg``; the C
 about (``canary``, ``namespace``) and the admission review it answers (``request_id``, the
 review's uid) come from ``context()``, set once by the code that starts that work, so that no
 log call has to repeat them. gunicorn's access log is written in the same format, its fields
-named (``method``, ``path``, ``status``, ``duration_ms``, ...).
+named (``method``, ``path``, ``status``, ``duration_ms``, ...), for the requests
+``SERIN_ACCESS_LOG`` says: by default every one but the admission reviews answered allowed as
+they are, which every Deployment update of the cluster may send (``serin/access_log.py``).
 
 Standard library only: the server, gunicorn's configuration and the tests import it.
 """
@@ -35,6 +37,13 @@ ACCESS_FIELDS = {
     "h": "remote",
     "a": "user_agent",
 }
+
+# SERIN_ACCESS_LOG: which requests gunicorn's access log shows. "quiet": every one but those a
+# handler marked quiet; "all"; "none".
+ACCESS_LOGS = ("quiet", "all", "none")
+# The key of a request's WSGI environ by which a handler marks it quiet: an answer that changed
+# nothing and said nothing (an admission review allowed as it is).
+QUIET = "serin.quiet"
 
 _context: ContextVar[Mapping[str, str]] = ContextVar("serin_log_context", default=MappingProxyType({}))
 
@@ -110,10 +119,21 @@ class TextFormatter(logging.Formatter):
             record.msg, record.args = original
 
 
+def access_log(environ: Mapping[str, str] | None = None) -> str:
+    """Which requests the access log shows, as ``SERIN_ACCESS_LOG`` says (one of ``ACCESS_LOGS``)."""
+    environ = os.environ if environ is None else environ
+    shown = environ.get("SERIN_ACCESS_LOG", ACCESS_LOGS[0]).lower()
+    if shown not in ACCESS_LOGS:
+        raise ValueError(f"SERIN_ACCESS_LOG must be one of {', '.join(ACCESS_LOGS)}, not {shown!r}")
+    return shown
+
+
 def dict_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the server and gunicorn (its ``logconfig_dict``), as
-    ``SERIN_LOG_FORMAT`` (json, text) and ``SERIN_LOG_LEVEL`` (INFO) say."""
+    ``SERIN_LOG_FORMAT`` (json, text) and ``SERIN_LOG_LEVEL`` (INFO) say; ValueError for a
+    value of those or of ``SERIN_ACCESS_LOG`` that is not known."""
     environ = os.environ if environ is None else environ
+    access_log(environ)
     chosen = environ.get("SERIN_LOG_FORMAT", "json").lower()
     if chosen not in FORMATS:
         raise ValueError(f"SERIN_LOG_FORMAT must be one of {', '.join(FORMATS)}, not {chosen!r}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import jsonpatch
@@ -11,6 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from handlers.admission import MUTATORS
+from serin import logs
 from serin.admission import Admission, defaults_patch
 from serin.model import SHARED_WITH
 
@@ -544,3 +547,135 @@ def test_a_canary_may_not_take_over_another_ones_objects(
     verdict = validation({"operation": "CREATE", "object": canary}, canaries=[other])
     assert not verdict.allowed
     assert message in verdict.message, verdict.message
+
+
+# ---- what the log keeps ----------------------------------------------------------------------
+
+
+class JsonLines(logging.Handler):
+    """Each record as the server's JSON line, formatted when it is logged (inside its review's context)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logs.JsonFormatter())
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = json.loads(self.format(record))
+        del line["time"]
+        self.lines.append(line)
+
+
+@pytest.fixture
+def admission_log() -> Iterator[list[dict[str, Any]]]:
+    """The lines of the admission handler, at every level (the server logs at info by default)."""
+    logger = logging.getLogger("serin.handlers.admission")
+    handler, level = JsonLines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler.lines
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def unlabelled_deployment(image: str) -> dict[str, Any]:
+    """A Deployment no Canary targets and Serin does not manage (no label of Serin's)."""
+    obj = deployment(image, 3)
+    obj["metadata"] = {"name": "checkout", "namespace": "test", "labels": {"app": "checkout"}}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", **obj}
+
+
+TOO_FAST = {**CANARY, "spec": {**CANARY["spec"], "analysis": {"interval": "5s", "stepWeight": 10}}}
+CANARY_KIND = {"group": "serin.dev", "version": "v1beta1", "kind": "Canary"}
+DEPLOYMENT_KIND = {"group": "apps", "version": "v1", "kind": "Deployment"}
+
+
+@pytest.mark.parametrize(
+    ("path", "request_fields", "line", "quiet"),
+    [
+        pytest.param(
+            "/mutate",
+            {"operation": "CREATE", "kind": CANARY_KIND, "name": "podinfo", "object": TOO_FAST},
+            {
+                "level": "info",
+                "msg": "CREATE Canary podinfo denied: Canary podinfo is invalid:\n"
+                "  spec.analysis.interval: must be at least 10s (got 5s)",
+                "canary": "podinfo",
+            },
+            False,
+            id="denied",
+        ),
+        pytest.param(
+            "/mutate",
+            {"operation": "CREATE", "kind": CANARY_KIND, "name": "podinfo", "object": CANARY},
+            {"level": "info", "msg": "CREATE Canary podinfo allowed, 9 changes", "canary": "podinfo"},
+            False,
+            id="changed",
+        ),
+        pytest.param(
+            "/mutate",
+            {
+                "operation": "UPDATE",
+                "kind": DEPLOYMENT_KIND,
+                "name": "checkout",
+                "object": unlabelled_deployment("checkout:2"),
+                "oldObject": unlabelled_deployment("checkout:1"),
+            },
+            {"level": "debug", "msg": "UPDATE Deployment checkout allowed: not Serin's"},
+            True,
+            id="not-a-target",
+        ),
+        pytest.param(
+            "/validate",
+            {
+                "operation": "UPDATE",
+                "kind": DEPLOYMENT_KIND,
+                "name": "checkout",
+                "object": unlabelled_deployment("checkout:2"),
+                "oldObject": unlabelled_deployment("checkout:1"),
+            },
+            {"level": "debug", "msg": "UPDATE Deployment checkout allowed: not Serin's"},
+            True,
+            id="not-a-primary",
+        ),
+        pytest.param(
+            "/mutate",
+            {
+                "operation": "UPDATE",
+                "kind": DEPLOYMENT_KIND,
+                "name": "podinfo",
+                "object": deployment("podinfo:1", 2),
+                "oldObject": deployment("podinfo:1", 2),
+            },
+            {"level": "debug", "msg": "UPDATE Deployment podinfo allowed"},
+            True,
+            id="a-target-allowed-as-it-is",
+        ),
+    ],
+)
+def test_the_log_keeps_denials_and_changes_at_info_with_the_review_uid(
+    app_client: FlaskClient,
+    admission_log: list[dict[str, Any]],
+    path: str,
+    request_fields: dict[str, Any],
+    line: dict[str, Any],
+    quiet: bool,
+) -> None:
+    """A review allowed as it is (most of them: every Deployment update the selectors let
+    through) is logged at debug only, and left out of the access log (``SERIN_ACCESS_LOG``)."""
+    app: Any = app_client.application
+    environs: list[dict[str, Any]] = []
+    serve = app.wsgi_app
+
+    def recording(environ: dict[str, Any], start_response: Any) -> Any:
+        environs.append(environ)  # as gunicorn hands it to its access log after the answer
+        return serve(environ, start_response)
+
+    app.wsgi_app = recording
+    response = app_client.post(path, json=review({"uid": "7c1e", "namespace": "test", **request_fields}))
+    assert response.status_code == 200
+    expected = {"logger": "serin.handlers.admission", "request_id": "7c1e", "namespace": "test", **line}
+    assert admission_log == [expected]
+    assert [environ.get(logs.QUIET, False) for environ in environs] == [quiet]

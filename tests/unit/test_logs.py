@@ -3,6 +3,7 @@ in the same shape, text for people, and a configuration that refuses what it doe
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import sys
@@ -144,9 +145,47 @@ def test_configuration(environ: dict[str, str], formatter: str, level: str) -> N
     [
         ({"SERIN_LOG_FORMAT": "yaml"}, "SERIN_LOG_FORMAT must be one of json, text, not 'yaml'"),
         ({"SERIN_LOG_LEVEL": "loud"}, "SERIN_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not 'LOUD'"),
+        ({"SERIN_ACCESS_LOG": "some"}, "SERIN_ACCESS_LOG must be one of quiet, all, none, not 'some'"),
     ],
 )
 def test_configuration_refuses_unknown_values(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError) as refused:
         logs.dict_config(environ)
     assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    ("shown", "quiet", "logged"),
+    [
+        pytest.param(None, False, True, id="default-shows-a-request"),
+        pytest.param(None, True, False, id="default-leaves-out-a-quiet-one"),
+        pytest.param("all", True, True, id="all-shows-a-quiet-one-too"),
+        pytest.param("none", False, False, id="none-shows-nothing"),
+    ],
+)
+def test_the_access_log_shows_what_serin_access_log_says(
+    monkeypatch: pytest.MonkeyPatch, shown: str | None, quiet: bool, logged: bool
+) -> None:
+    from gunicorn.config import Config
+
+    from serin.access_log import AccessLog
+
+    if shown is None:
+        monkeypatch.delenv("SERIN_ACCESS_LOG", raising=False)
+    else:
+        monkeypatch.setenv("SERIN_ACCESS_LOG", shown)
+    config = Config()
+    config.set("accesslog", "-")  # on; the records are caught before any handler writes them
+    log = AccessLog(config)
+    records: list[logging.LogRecord] = []
+    monkeypatch.setattr(log.access_log, "handle", records.append)
+    environ: dict[str, Any] = {"REQUEST_METHOD": "POST", "RAW_URI": "/mutate", "SERVER_PROTOCOL": "HTTP/1.1"}
+    environ["PATH_INFO"] = "/mutate"
+    if quiet:
+        environ[logs.QUIET] = True
+
+    class Answer:
+        status, headers, sent = "200 OK", [("Content-Type", "application/json")], 120
+
+    log.access(Answer(), [], environ, datetime.timedelta(milliseconds=3))
+    assert [(record.args or {}).get("U") for record in records] == (["/mutate"] if logged else [])  # type: ignore[union-attr]
