@@ -18,7 +18,7 @@ help:
 	@echo "make up       start the local control plane, Prometheus, the traffic simulator and Serin; prints the env"
 	@echo "make down     stop everything 'make up' started"
 	@echo "make build    build (or reuse) the control plane binaries under \$${SERIN_CACHE:-~/.cache/serin}"
-	@echo "make bench    benchmarks: admission latency, tick cost, cold start, release time beside Flagger"
+	@echo "make bench    benchmarks: admission beside a bare webhook, admission latency, tick cost, cold start, release time beside Flagger"
 	@echo "make image    build the Dockerfile into localhost/serin:dev with buildah (no Docker needed), and its SBOM"
 	@echo "make lock     pin the image's packages with hashes again: requirements.lock, requirements-build.lock"
 	@echo "make manifests  render k8s/ (and its cert-manager variant) from the Helm chart in charts/serin"
@@ -49,6 +49,7 @@ demo: build
 	@$(PYTHON) -m localcluster.demo
 
 bench: build
+	$(PYTHON) -m benchmarks.admission_floor
 	$(PYTHON) -m benchmarks.admission_latency
 	$(PYTHON) -m benchmarks.tick_scaling
 	$(PYTHON) -m benchmarks.tick_concurrency

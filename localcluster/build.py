@@ -357,6 +357,33 @@ def build_flagger(cache: Path | None = None, version: str = FLAGGER_VERSION) -> 
     return binary
 
 
+# The load generator of benchmarks/admission_floor.py: its source lives in the repository, so the
+# folder is named after a digest of it, and a changed source is built again.
+LOADGEN_SOURCE = Path(__file__).resolve().parent.parent / "benchmarks" / "loadgen"
+
+
+def build_loadgen(cache: Path | None = None) -> Path:
+    """The admission benchmark's HTTPS load generator (standard library Go, nothing downloaded)."""
+    cache = cache or cache_dir()
+    digest = hashlib.sha256()
+    for path in [*sorted(LOADGEN_SOURCE.glob("*.go")), LOADGEN_SOURCE / "go.mod"]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    binary = cache / "bin" / f"loadgen-{digest.hexdigest()[:12]}" / "loadgen"
+    if binary.is_file():
+        return binary
+    final = binary.parent
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _log("building the load generator")
+    # -C: the build runs in the source folder, while its log stays in the temporary one.
+    command = ["go", "build", "-C", str(LOADGEN_SOURCE), "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / "loadgen")]
+    _run([*command, "."], tmp, "load generator")
+    (tmp / "build.log").unlink(missing_ok=True)
+    _finish(tmp, final)
+    return binary
+
+
 # Gateway API's experimental channel of HTTPRoute, kept beside the manifest (not installed at
 # start: one channel at a time) so that a test can check Serin's routes fit it too.
 GATEWAY_API_EXPERIMENTAL_HTTPROUTES = "config/crd/experimental/gateway.networking.k8s.io_httproutes.yaml"

@@ -147,9 +147,9 @@ def ensure_serin(cluster: LocalCluster, binaries: Binaries, state: ClusterState)
     return url
 
 
-def gunicorn_command(port: int, cert: Path, key: Path, workers: int = 1) -> list[str]:
+def gunicorn_command(port: int, cert: Path, key: Path, workers: int = 1, app: str = "wsgi:app") -> list[str]:
     """Serin as the image runs it (see the Dockerfile), on loopback; ``workers`` processes of
-    8 threads."""
+    8 threads. ``app``: another WSGI app served the same way (a benchmark's)."""
     return [
         sys.executable, "-m", "gunicorn",
         "--worker-class", "serin.worker.GuardedThreadWorker", "--workers", str(workers), "--threads", "8",
@@ -157,7 +157,7 @@ def gunicorn_command(port: int, cert: Path, key: Path, workers: int = 1) -> list
         "--certfile", str(cert), "--keyfile", str(key),
         # gunicorn's control socket would be created under $HOME; nothing here uses it.
         "--no-control-socket",
-        "wsgi:app",
+        app,
     ]  # fmt: skip
 
 

@@ -1,0 +1,3 @@
+module serin.dev/benchmarks/loadgen
+
+go 1.26
