@@ -29,7 +29,7 @@ from typing import Any
 import jsonpatch
 
 from serin.decide import Observation, ScaleTarget, SetRoutes, decide, desired_split, session_cookie
-from serin.kube.store import Conflict, KubeError, KubeStore, NotFound
+from serin.kube.store import Conflict, KubeError, KubeRejected, KubeStore, NotFound
 from serin.metrics.builtin import compare_problem, query_for
 from serin.model import (
     DEFAULT_INTERVAL,
@@ -193,6 +193,29 @@ def _names(spec: Mapping[str, Any]) -> tuple[str, str]:
     target = str(_mapping(spec.get("targetRef")).get("name") or "")
     service = _mapping(spec.get("service")).get("name")
     return target, service if isinstance(service, str) and service else target
+
+
+# The Services Serin makes for a Canary's spec.service.name (or target name) S: S, S-primary, S-canary.
+SERVICE_SUFFIXES = ("", "-primary", "-canary")
+
+
+def clash_selectors(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The field selectors (field, value) that find every Canary ``_conflicts_with_others`` could
+    find against ``spec``: those whose target is its target, its target's primary, or the target
+    whose primary its target is; and those whose Services, named after their spec.service.name or,
+    without one, their target, would be among its own."""
+    target, service = _names(spec)
+    targets = {target, f"{target}-primary", target.removesuffix("-primary")} if target else set()
+    # A Service name N is one of S's Services (S + suffix) exactly when S is N, N less a suffix,
+    # or N plus one.
+    services = (
+        {service + suffix for suffix in SERVICE_SUFFIXES}
+        | {service.removesuffix(suffix) for suffix in SERVICE_SUFFIXES if suffix}
+        if service
+        else set()
+    )
+    wanted = [("spec.targetRef.name", value) for value in sorted(targets | services)]
+    return wanted + [("spec.service.name", value) for value in sorted(services)]
 
 
 def _conflicts_with_others(
@@ -431,7 +454,7 @@ class Admission:
         target = _mapping(spec.get("targetRef"))
         if isinstance(target.get("name"), str) and target["name"]:
             name = _mapping(obj.get("metadata")).get("name")
-            others = [other for other in self.store.list_canaries(namespace) if other["metadata"]["name"] != name]
+            others = [other for other in self._could_clash(namespace, spec) if other["metadata"]["name"] != name]
             problems.extend(_conflicts_with_others(target, spec, others))
         if isinstance(old, dict):
             old_status = CanaryStatus.from_dict(_mapping(old.get("status")))
@@ -445,6 +468,21 @@ class Admission:
                     )
                 )
         return problems
+
+    def _could_clash(self, namespace: str, spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The Canaries of the namespace that could share a target or Services with ``spec``'s,
+        asked for by field selector: a few requests, each answered with those Canaries only,
+        however many Canaries the namespace holds (a list of them all grows with every one)."""
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            for field, value in clash_selectors(spec):
+                for other in self.store.canaries_with(namespace, field, value):
+                    found[other["metadata"]["name"]] = other
+        except KubeRejected:
+            # A CRD applied before its selectableFields (an upgrade that has not applied the new
+            # CRDs yet): the list of them all still answers.
+            return self.store.list_canaries(namespace)
+        return list(found.values())
 
     def _missing(self, canary: Canary) -> list[str]:
         """What the Canary names that does not exist yet, as warnings: it starts once it does."""

@@ -119,6 +119,12 @@ def _segment(text: str) -> str:
     return quoted.replace(".", "%2E") if quoted.strip(".") == "" else quoted
 
 
+def _selector_value(value: str) -> str:
+    """``value`` as a field selector's value: its backslashes, commas and equals signs escaped, as
+    the API server reads them (``fields.EscapeValue``)."""
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
+
+
 # ---- the reads of one tick -------------------------------------------------------------------
 
 # Kinds a tick may read as one list per namespace, and the label selectors that find the objects
@@ -453,6 +459,19 @@ class KubeStore:
         items: list[dict[str, Any]] = self.request(
             "GET", collection_path("Canary", namespace), what="list canaries"
         ).get("items", [])
+        return items
+
+    def canaries_with(self, namespace: str, field: str, value: str) -> list[dict[str, Any]]:
+        """The Canaries of a namespace whose ``field`` (one of the CRD's ``selectableFields``, such as
+        ``spec.targetRef.name``; an absent field reads as empty) is ``value``: one request, answered
+        with those Canaries alone however many the namespace holds. KubeRejected when the API server
+        does not know the field (a CRD older than its selectable fields)."""
+        items: list[dict[str, Any]] = self.request(
+            "GET",
+            collection_path("Canary", namespace),
+            what=f"list canaries in {namespace} with {field}={value}",
+            query={"fieldSelector": f"{field}={_selector_value(value)}"},
+        ).get("items") or []
         return items
 
     def write_canary_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ import base64
 import json
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import jsonpatch
 import pytest
@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 
 from handlers.admission import MUTATORS
 from serin import logs
-from serin.admission import Admission, defaults_patch
+from serin.admission import Admission, clash_selectors, defaults_patch
+from serin.kube.store import KubeRejected
 from serin.model import SHARED_WITH
 
 CANARY: dict[str, Any] = {
@@ -407,15 +408,29 @@ def test_a_statefulset_target_cannot_change_its_volume_claims() -> None:
     )
 
 
+def selected(canary: dict[str, Any], field: str) -> str:
+    """A Canary's selectable field as the API server reads it: an absent one is empty."""
+    value: Any = canary
+    for key in field.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return str(value or "")
+
+
 class CanaryList:
-    """Only the lookups Canary validation makes: the Canaries of a namespace, no MetricTemplates,
-    and a target that exists."""
+    """Only the lookups Canary validation makes: the Canaries of a namespace by field selector
+    (each asked recorded; a list of them all fails the test), no MetricTemplates, and a target
+    that exists."""
 
     def __init__(self, canaries: list[dict[str, Any]]) -> None:
         self.canaries = canaries
+        self.asked: list[str] = []
+
+    def canaries_with(self, namespace: str, field: str, value: str) -> list[dict[str, Any]]:
+        self.asked.append(f"{field}={value}")
+        return [canary for canary in self.canaries if selected(canary, field) == value]
 
     def list_canaries(self, namespace: str | None = None) -> list[dict[str, Any]]:
-        return self.canaries
+        raise AssertionError("listed every Canary of the namespace")
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return {"kind": kind, "metadata": {"name": name, "namespace": namespace}}
@@ -547,6 +562,83 @@ def test_a_canary_may_not_take_over_another_ones_objects(
     verdict = validation({"operation": "CREATE", "object": canary}, canaries=[other])
     assert not verdict.allowed
     assert message in verdict.message, verdict.message
+
+
+def test_a_canary_is_checked_against_the_others_with_a_few_requests_however_many_there_are() -> None:
+    """At 1,000 Canaries in the namespace, the ones that could share the target or the Services
+    are asked for by field selector, six requests each answered with those alone."""
+    others = []
+    for index in range(1000):
+        other = targeting("Deployment", f"app-{index}")
+        other["metadata"] = {"name": f"app-{index}", "namespace": "test"}
+        others.append(other)
+    others[500]["spec"]["service"]["name"] = "podinfo-canary"
+    store = CanaryList(others)
+    admission = Admission(cast(Any, store), cast(Any, store), "istio", own_username=lambda: "serin")
+    verdict = admission.validate_canary({"namespace": "test", "dryRun": True, "operation": "CREATE", "object": CANARY})
+    assert (verdict.allowed, verdict.message) == (
+        False,
+        "Canary podinfo is invalid:\n  spec.service.name: the Services of 'podinfo' would be those of canary app-500 "
+        "('podinfo-canary'): give this Canary another spec.service.name",
+    )
+    assert store.asked == [
+        "spec.targetRef.name=podinfo",
+        "spec.targetRef.name=podinfo-canary",
+        "spec.targetRef.name=podinfo-primary",
+        "spec.service.name=podinfo",
+        "spec.service.name=podinfo-canary",
+        "spec.service.name=podinfo-primary",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "selectors"),
+    [
+        pytest.param(
+            {"targetRef": {"name": "shop-primary"}, "service": {"name": "web-canary"}},
+            [
+                ("spec.targetRef.name", "shop"),
+                ("spec.targetRef.name", "shop-primary"),
+                ("spec.targetRef.name", "shop-primary-primary"),
+                ("spec.targetRef.name", "web"),
+                ("spec.targetRef.name", "web-canary"),
+                ("spec.targetRef.name", "web-canary-canary"),
+                ("spec.targetRef.name", "web-canary-primary"),
+                ("spec.service.name", "web"),
+                ("spec.service.name", "web-canary"),
+                ("spec.service.name", "web-canary-canary"),
+                ("spec.service.name", "web-canary-primary"),
+            ],
+            id="names-with-serins-suffixes",
+        ),
+        pytest.param({"targetRef": {"name": ""}, "service": {}}, [], id="no-names"),
+    ],
+)
+def test_the_canaries_that_could_clash_are_found_by_these_selectors(
+    spec: dict[str, Any], selectors: list[tuple[str, str]]
+) -> None:
+    assert clash_selectors(spec) == selectors
+
+
+class CanaryListBeforeSelectableFields(CanaryList):
+    """An API server whose Canary CRD has no selectableFields yet (not applied since an upgrade)."""
+
+    def canaries_with(self, namespace: str, field: str, value: str) -> list[dict[str, Any]]:
+        raise KubeRejected(f"list canaries in {namespace}: 400 field label not supported: {field}")
+
+    def list_canaries(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        self.asked.append("list")
+        return self.canaries
+
+
+def test_a_crd_without_selectable_fields_is_answered_by_the_list() -> None:
+    other = json.loads(json.dumps(CANARY))
+    other["metadata"]["name"] = "first"
+    store = CanaryListBeforeSelectableFields([other])
+    admission = Admission(cast(Any, store), cast(Any, store), "istio", own_username=lambda: "serin")
+    verdict = admission.validate_canary({"namespace": "test", "dryRun": True, "operation": "CREATE", "object": CANARY})
+    assert not verdict.allowed and "Deployment podinfo is already the target of canary first" in verdict.message
+    assert store.asked == ["list"]
 
 
 # ---- what the log keeps ----------------------------------------------------------------------
