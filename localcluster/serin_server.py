@@ -23,7 +23,7 @@ from localcluster import processes, prometheus, webhooks
 from localcluster.build import Binaries
 from localcluster.paths import REPO_ROOT
 from localcluster.processes import ClusterState
-from serin import egress
+from serin import destinations
 from serin.config import Settings
 
 if TYPE_CHECKING:  # the cluster module imports this one when it starts Serin
@@ -51,7 +51,7 @@ def egress_denied(api_server_url: str) -> str:
     port = urlsplit(api_server_url).port or 443
     return ",".join(
         [
-            *(entry for entry in egress.DEFAULT_DENIED if not ipaddress.ip_network(entry).is_loopback),
+            *(entry for entry in destinations.DEFAULT_DENIED if not ipaddress.ip_network(entry).is_loopback),
             f"127.0.0.1:{port}",
         ]
     )

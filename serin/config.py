@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from serin.egress import Destinations, denied_in_cluster
+from serin.destinations import Destinations, denied_in_cluster
 
 CLIENT_CERTIFICATE, NO_AUTHENTICATION = "client-certificate", "none"
 
@@ -39,7 +39,7 @@ class Settings:
     cluster_name: str = ""
     # Canaries one tick steps side by side (each waits on its own API calls, queries and hooks).
     tick_concurrency: int = 8
-    # Where metrics backends, hooks and alert providers may be (see serin.egress).
+    # Where metrics backends, hooks and alert providers may be (see serin.destinations).
     egress: Destinations = field(default_factory=Destinations)
     # The audience a caller's token must be issued for (``kubectl create token X --audience serin``):
     # a token made for Serin is no use against the API server, so Serin cannot replay it there.

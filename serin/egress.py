@@ -4,8 +4,8 @@ Serin calls them from its own network position, for every team in the cluster, s
 held to what the install allows and to what one team may cost the others:
 
 * **Where.** The address is resolved here and each resolved IP checked against the install's
-  ``Destinations`` before any packet is sent (a name that resolves to a denied address is denied,
-  and so is a redirect: redirects are never followed).
+  ``Destinations`` (``serin/destinations.py``) before any packet is sent (a name that resolves to
+  a denied address is denied, and so is a redirect: redirects are never followed).
 * **How long.** One deadline for the whole request, connecting, sending, the head and the body:
   a watchdog shuts the socket down when it passes, however slowly the peer drips its bytes
   (a per-read timeout alone never ends a peer that sends a byte a second).
@@ -39,17 +39,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+# The policy is defined apart, so that the server's settings are read without the HTTP stack.
+from serin.destinations import Destinations
+
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 EXCERPT_CHARS = 200
 _CHUNK = 64 * 1024
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# Denied unless the install says otherwise: the node's and the cloud's metadata services
-# (link-local), Serin's own pod (loopback) and addresses that mean "this host".
-DEFAULT_DENIED = ("127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128", "fd00:ec2::254/128")
-EVERYWHERE = ("0.0.0.0/0", "::/0")
 
 
 class EgressError(Exception):
@@ -80,83 +75,6 @@ class InvalidAddress(EgressError):
 
 class TooLarge(EgressError):
     temporary = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Destinations:
-    """Which addresses Serin may call for a tenant: in ``allowed`` and not in ``denied``.
-
-    An entry is a network (``10.0.0.0/8``, ``fd00::/8``, one address) or one address and port
-    (``10.96.0.1:443``, ``[fd00::1]:443``), so that one service can be denied on a host whose others
-    are allowed.
-    """
-
-    allowed: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in EVERYWHERE)
-    denied: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in DEFAULT_DENIED)
-    denied_endpoints: frozenset[tuple[Address, int]] = frozenset()
-
-    @classmethod
-    def parse(cls, allowed: str = "", denied: str | None = None) -> Destinations:
-        """From comma-separated entries (``denied`` None: the defaults); ValueError names a bad one."""
-        allow = [_network(entry) for entry in _entries(allowed)] or [ipaddress.ip_network(n) for n in EVERYWHERE]
-        networks: list[Network] = []
-        endpoints: set[tuple[Address, int]] = set()
-        for entry in _entries(",".join(DEFAULT_DENIED) if denied is None else denied):
-            endpoint = _endpoint(entry)
-            if endpoint is not None:
-                endpoints.add(endpoint)
-            else:
-                networks.append(_network(entry))
-        return cls(tuple(allow), tuple(networks), frozenset(endpoints))
-
-    def permits(self, address: Address, port: int) -> bool:
-        if (address, port) in self.denied_endpoints:
-            return False
-        if any(address in network for network in self.denied if network.version == address.version):
-            return False
-        return any(address in network for network in self.allowed if network.version == address.version)
-
-    def describe(self) -> str:
-        denied = [str(n) for n in self.denied] + [_show(a, p) for a, p in sorted(self.denied_endpoints, key=str)]
-        return f"allowed {', '.join(str(n) for n in self.allowed)}; denied {', '.join(denied) or 'nothing'}"
-
-
-def _entries(text: str) -> list[str]:
-    return [entry.strip() for entry in text.split(",") if entry.strip()]
-
-
-def _network(entry: str) -> Network:
-    try:
-        return ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        raise ValueError(f"{entry!r} is not a network (10.0.0.0/8), an address or an address:port") from None
-
-
-def _endpoint(entry: str) -> tuple[Address, int] | None:
-    host, separator, port = entry.rpartition(":")
-    if not separator or not port.isdigit() or "/" in entry:
-        return None
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        return None  # a bare IPv6 address, not address:port
-    try:
-        return ipaddress.ip_address(host), int(port)
-    except ValueError:
-        raise ValueError(f"{entry!r} is not a network (10.0.0.0/8), an address or an address:port") from None
-
-
-def _show(address: Address, port: int) -> str:
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
-
-
-def denied_in_cluster(environ: Mapping[str, str]) -> str:
-    """The default denials, and the API server's Service when running in a Pod."""
-    host, port = environ.get("KUBERNETES_SERVICE_HOST", ""), environ.get("KUBERNETES_SERVICE_PORT", "")
-    entries = list(DEFAULT_DENIED)
-    if host and port.isdigit():
-        entries.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
-    return ",".join(entries)
 
 
 _policy = Destinations()

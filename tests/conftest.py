@@ -7,12 +7,13 @@ from collections.abc import Iterator
 import pytest
 
 from serin import egress
+from serin.destinations import Destinations
 
 pytest_plugins = ["localcluster.testing", "tests.scheduling"]
 
 # The tests' own backends, hooks and alert receivers listen on loopback, which an install denies
 # by default; what the tests ask from their own process is held to this instead.
-LOOPBACK_ALLOWED = egress.Destinations.parse(denied="169.254.0.0/16,fe80::/10")
+LOOPBACK_ALLOWED = Destinations.parse(denied="169.254.0.0/16,fe80::/10")
 
 
 @pytest.fixture(autouse=True)

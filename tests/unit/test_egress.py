@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from serin import egress
-from serin.egress import Answer, Denied, Destinations, NoAnswerInTime, TooLarge, Unreachable
+from serin.destinations import Destinations
+from serin.egress import Answer, Denied, NoAnswerInTime, TooLarge, Unreachable
 
 # Long enough to see a deadline kept, short enough for a unit test.
 DEADLINE = 0.8

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from serin import egress
+from serin.destinations import Destinations
 from serin.model import Canary, parse_canary
 from serin.notify.alerts import (
     Alert,
@@ -443,7 +444,7 @@ def test_a_tls_failure_is_permanent_and_the_url_stays_secret(receiver: Receiver)
 
 
 def test_an_address_the_install_denies_is_permanent_and_not_called(receiver: Receiver) -> None:
-    egress.use(egress.Destinations())  # the defaults: loopback is denied
+    egress.use(Destinations())  # the defaults: loopback is denied
     with pytest.raises(PermanentError) as raised:
         notifier_for("slack", receiver.url("/services/T0/B0/s3cret")).send(INFO)
     port = receiver.server_address[1]
