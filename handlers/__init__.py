@@ -10,17 +10,17 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify
-from kubernetes import client
 from werkzeug.exceptions import HTTPException
 
 from handlers import admission, ops, replay, tick, ui
 from serin.config import Settings
 from serin.engine import build_engine
+from serin.kube.client import Connection
 
 LOG = logging.getLogger("serin.handlers")
 
 
-def create_app(settings: Settings | None = None, api: client.ApiClient | None = None) -> Flask:
+def create_app(settings: Settings | None = None, api: Connection | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask("serin")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes

@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from kubernetes import client
-
 from serin import egress
 from serin.admission import Admission
 from serin.config import Settings
-from serin.kube.client import api_client
+from serin.kube.client import Connection, api_client
 from serin.kube.store import KubeStore
 from serin.metrics.providers import provider_for
 from serin.notify.webhooks import HttpHookCaller
@@ -23,7 +21,7 @@ from serin.telemetry import CanaryCollector
 @dataclass
 class Engine:
     settings: Settings
-    api: client.ApiClient
+    api: Connection
     store: KubeStore
     reconciler: Reconciler
     admission: Admission
@@ -31,7 +29,7 @@ class Engine:
     gauges: CanaryCollector
 
 
-def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Engine:
+def build_engine(settings: Settings, api: Connection | None = None) -> Engine:
     egress.use(settings.egress)
     api = api or api_client(settings.kubeconfig)
     store = KubeStore(api)

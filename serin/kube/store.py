@@ -28,6 +28,7 @@ from typing import Any
 import urllib3
 from kubernetes import client
 
+from serin.kube.client import Connection
 from serin.model import API_GROUP, Canary
 from serin.ports import PermanentError, SerinError, TemporaryError
 from serin.workloads import MANAGED_FOR_LABEL, TARGET_LABEL
@@ -240,7 +241,7 @@ def _event_order(event: Mapping[str, Any]) -> tuple[str, str]:
 class KubeStore:
     """Every kind in ``RESOURCES``, as dicts, over one generic request."""
 
-    def __init__(self, api: client.ApiClient, timeout: float = 10.0) -> None:
+    def __init__(self, api: Connection, timeout: float = 10.0) -> None:
         self.api = api
         self.timeout = timeout
         # The API server's clock less this machine's, in seconds, from the Date of its last answer.
@@ -294,7 +295,7 @@ class KubeStore:
                 auth_settings=["BearerToken"],
             )
             response = self.api.call_api(method, url, headers, serialized, post, _request_timeout=self.timeout)
-            response.read()  # type: ignore[no-untyped-call]
+            response.read()
             self._learn_clock((getattr(response, "headers", None) or {}).get("Date"))
         except (OSError, urllib3.exceptions.HTTPError) as error:
             raise KubeUnavailable(f"{what}: {error}") from None
@@ -466,12 +467,15 @@ class KubeStore:
         ``spec.targetRef.name``; an absent field reads as empty) is ``value``: one request, answered
         with those Canaries alone however many the namespace holds. KubeRejected when the API server
         does not know the field (a CRD older than its selectable fields)."""
-        items: list[dict[str, Any]] = self.request(
-            "GET",
-            collection_path("Canary", namespace),
-            what=f"list canaries in {namespace} with {field}={value}",
-            query={"fieldSelector": f"{field}={_selector_value(value)}"},
-        ).get("items") or []
+        items: list[dict[str, Any]] = (
+            self.request(
+                "GET",
+                collection_path("Canary", namespace),
+                what=f"list canaries in {namespace} with {field}={value}",
+                query={"fieldSelector": f"{field}={_selector_value(value)}"},
+            ).get("items")
+            or []
+        )
         return items
 
     def write_canary_status(self, namespace: str, name: str, resource_version: str, status: dict[str, Any]) -> str:
