@@ -31,7 +31,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from serin.judge import judge
 from serin.model import Canary, HookType, ManualRequest, Metric, Strategy, parse_duration
 from serin.ports import HookResult
 from serin.status import IDLE_PHASES, CanaryStatus, MetricCheck, Phase
@@ -1173,6 +1172,9 @@ def _check(canary: Canary, metric: Metric, reading: MetricReading) -> _Checked:
             return _Checked(None, f"Metric query failed for {metric.name}: {reading.detail}")
         return _Checked(None, f"Prometheus query failed for {metric.name}: {reading.detail}")
     if metric.compare is not None:
+        # Only a Canary that compares with the primary needs the judge (and its statistics).
+        from serin.judge import judge
+
         judgement = judge(metric.name, metric.compare, reading.canary_samples, reading.primary_samples)
         problem = None if judgement.passed else f"Halt {who} advancement {judgement.message}"
         return _Checked(judgement.canary_median, problem, judgement.message)
