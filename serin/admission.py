@@ -195,6 +195,9 @@ def _names(spec: Mapping[str, Any]) -> tuple[str, str]:
     return target, service if isinstance(service, str) and service else target
 
 
+# Up to this many Canaries in a namespace, one request reads them all to check a Canary against
+# them; past it, the few that could clash are asked for by field selector.
+FEW_CANARIES = 20
 # The Services Serin makes for a Canary's spec.service.name (or target name) S: S, S-primary, S-canary.
 SERVICE_SUFFIXES = ("", "-primary", "-canary")
 
@@ -470,9 +473,13 @@ class Admission:
         return problems
 
     def _could_clash(self, namespace: str, spec: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """The Canaries of the namespace that could share a target or Services with ``spec``'s,
-        asked for by field selector: a few requests, each answered with those Canaries only,
-        however many Canaries the namespace holds (a list of them all grows with every one)."""
+        """The Canaries of the namespace that could share a target or Services with ``spec``'s: all of
+        them in one request when they are few, else those asked for by field selector, a few
+        requests each answered with those Canaries only, however many the namespace holds (a list
+        of them all would grow with every one)."""
+        few, more = self.store.first_canaries(namespace, FEW_CANARIES)
+        if not more:
+            return few
         found: dict[str, dict[str, Any]] = {}
         try:
             for field, value in clash_selectors(spec):

@@ -462,6 +462,15 @@ class KubeStore:
         ).get("items", [])
         return items
 
+    def first_canaries(self, namespace: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """At most ``limit`` Canaries of a namespace, and whether it holds more: one request whose
+        answer is as small whatever the namespace holds."""
+        listed = self.request(
+            "GET", collection_path("Canary", namespace), what="list canaries", query={"limit": str(limit)}
+        )
+        items: list[dict[str, Any]] = listed.get("items") or []
+        return items, bool((listed.get("metadata") or {}).get("continue"))
+
     def canaries_with(self, namespace: str, field: str, value: str) -> list[dict[str, Any]]:
         """The Canaries of a namespace whose ``field`` (one of the CRD's ``selectableFields``, such as
         ``spec.targetRef.name``; an absent field reads as empty) is ``value``: one request, answered

@@ -425,6 +425,10 @@ class CanaryList:
         self.canaries = canaries
         self.asked: list[str] = []
 
+    def first_canaries(self, namespace: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        self.asked.append(f"limit={limit}")
+        return self.canaries[:limit], len(self.canaries) > limit
+
     def canaries_with(self, namespace: str, field: str, value: str) -> list[dict[str, Any]]:
         self.asked.append(f"{field}={value}")
         return [canary for canary in self.canaries if selected(canary, field) == value]
@@ -564,24 +568,36 @@ def test_a_canary_may_not_take_over_another_ones_objects(
     assert message in verdict.message, verdict.message
 
 
-def test_a_canary_is_checked_against_the_others_with_a_few_requests_however_many_there_are() -> None:
-    """At 1,000 Canaries in the namespace, the ones that could share the target or the Services
-    are asked for by field selector, six requests each answered with those alone."""
+def other_canaries(count: int, clashing: int) -> list[dict[str, Any]]:
+    """``count`` Canaries of their own targets; the one at ``clashing`` would take podinfo's canary Service."""
     others = []
-    for index in range(1000):
+    for index in range(count):
         other = targeting("Deployment", f"app-{index}")
         other["metadata"] = {"name": f"app-{index}", "namespace": "test"}
         others.append(other)
-    others[500]["spec"]["service"]["name"] = "podinfo-canary"
-    store = CanaryList(others)
+    others[clashing]["spec"]["service"]["name"] = "podinfo-canary"
+    return others
+
+
+TAKES_THE_CANARY_SERVICE = (
+    "spec.service.name: the Services of 'podinfo' would be those of canary app-{index} ('podinfo-canary'): give "
+    "this Canary another spec.service.name"
+)
+
+
+def test_a_canary_is_checked_against_the_others_with_a_few_requests_however_many_there_are() -> None:
+    """At 1,000 Canaries in the namespace, the ones that could share the target or the Services
+    are asked for by field selector, six requests each answered with those alone (after a first
+    page of 20, which shows that the namespace holds more)."""
+    store = CanaryList(other_canaries(1000, clashing=500))
     admission = Admission(cast(Any, store), cast(Any, store), "istio", own_username=lambda: "serin")
     verdict = admission.validate_canary({"namespace": "test", "dryRun": True, "operation": "CREATE", "object": CANARY})
     assert (verdict.allowed, verdict.message) == (
         False,
-        "Canary podinfo is invalid:\n  spec.service.name: the Services of 'podinfo' would be those of canary app-500 "
-        "('podinfo-canary'): give this Canary another spec.service.name",
+        "Canary podinfo is invalid:\n  " + TAKES_THE_CANARY_SERVICE.format(index=500),
     )
     assert store.asked == [
+        "limit=20",
         "spec.targetRef.name=podinfo",
         "spec.targetRef.name=podinfo-canary",
         "spec.targetRef.name=podinfo-primary",
@@ -589,6 +605,17 @@ def test_a_canary_is_checked_against_the_others_with_a_few_requests_however_many
         "spec.service.name=podinfo-canary",
         "spec.service.name=podinfo-primary",
     ]
+
+
+def test_a_few_canaries_are_read_in_one_request() -> None:
+    store = CanaryList(other_canaries(20, clashing=7))
+    admission = Admission(cast(Any, store), cast(Any, store), "istio", own_username=lambda: "serin")
+    verdict = admission.validate_canary({"namespace": "test", "dryRun": True, "operation": "CREATE", "object": CANARY})
+    assert (verdict.allowed, verdict.message) == (
+        False,
+        "Canary podinfo is invalid:\n  " + TAKES_THE_CANARY_SERVICE.format(index=7),
+    )
+    assert store.asked == ["limit=20"]
 
 
 @pytest.mark.parametrize(
@@ -632,13 +659,14 @@ class CanaryListBeforeSelectableFields(CanaryList):
 
 
 def test_a_crd_without_selectable_fields_is_answered_by_the_list() -> None:
-    other = json.loads(json.dumps(CANARY))
-    other["metadata"]["name"] = "first"
-    store = CanaryListBeforeSelectableFields([other])
+    store = CanaryListBeforeSelectableFields(other_canaries(30, clashing=25))
     admission = Admission(cast(Any, store), cast(Any, store), "istio", own_username=lambda: "serin")
     verdict = admission.validate_canary({"namespace": "test", "dryRun": True, "operation": "CREATE", "object": CANARY})
-    assert not verdict.allowed and "Deployment podinfo is already the target of canary first" in verdict.message
-    assert store.asked == ["list"]
+    assert (verdict.allowed, verdict.message) == (
+        False,
+        "Canary podinfo is invalid:\n  " + TAKES_THE_CANARY_SERVICE.format(index=25),
+    )
+    assert store.asked == ["limit=20", "list"]
 
 
 # ---- what the log keeps ----------------------------------------------------------------------
