@@ -194,6 +194,7 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
                 "egress.denied=169.254.0.0/16\\,10.0.0.2:6443",
                 "logs.format=text",
                 "logs.level=DEBUG",
+                "logs.access=all",
                 "alerts.secretName=slack",
                 "alerts.type=msteams",
                 "alerts.channel=releases",
@@ -236,6 +237,7 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
         {"name": "SERIN_TOKEN_AUDIENCE", "value": "serin.platform"},
         {"name": "SERIN_LOG_FORMAT", "value": "text"},
         {"name": "SERIN_LOG_LEVEL", "value": "DEBUG"},
+        {"name": "SERIN_ACCESS_LOG", "value": "all"},
         {
             "name": "SERIN_NOTIFIER_URL",
             "valueFrom": {"secretKeyRef": {"name": "slack", "key": "address", "optional": True}},
