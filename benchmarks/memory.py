@@ -1,11 +1,15 @@
 """Memory of one Serin replica, master and workers together, idle and during a tick of N Canaries.
 
-A replica is gunicorn with Serin's app, as the image runs it. Several ways to run it are compared,
-each started afresh against the same cluster of N initialized Canaries:
+A replica is gunicorn with Serin's app, as the image runs it, with a service account as in a Pod
+(``benchmarks/pod.py``; a kubeconfig where the machine cannot give a process mounts of its own).
+Several ways to run it are compared, each started afresh against the same cluster of N
+initialized Canaries:
 
-* ``2 workers x 4 threads`` (the baseline: the image's default);
+* ``2 workers x 4 threads`` (the baseline: the image's default before it had one worker);
 * the same with ``--preload`` (the app imported once, in the master, and shared copy-on-write);
-* ``1 worker x 8 threads``, with and without ``--preload``.
+* ``1 worker x 8 threads`` (the image's default), with and without ``--preload``;
+* ``1 worker x 8 threads`` with a kubeconfig instead of a service account (out of a cluster, as
+  ``make up`` runs it), which loads and imports the kubeconfig loader too.
 
 For each: RSS and PSS (proportional set size: a page shared by k processes counts 1/k in each, so
 the sum over processes is what the replica really costs the node) of all its processes, summed,
@@ -24,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -31,19 +36,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+import yaml
 
+from benchmarks import pod
 from benchmarks.clusters import benchmark_cluster, install_serin_crds
 from benchmarks.scale import Cluster, chunks, manifests, settle
 from localcluster import processes
+from localcluster.cluster import LocalCluster
 from localcluster.paths import REPO_ROOT
 
+# (name, gunicorn's options, whether with a service account as in a Pod)
 CONFIGURATIONS = [
-    ("2 workers x 4 threads", ["--workers", "2", "--threads", "4"]),
-    ("2 workers x 4 threads, --preload", ["--workers", "2", "--threads", "4", "--preload"]),
-    ("1 worker x 8 threads", ["--workers", "1", "--threads", "8"]),
-    ("1 worker x 8 threads, --preload", ["--workers", "1", "--threads", "8", "--preload"]),
+    ("2 workers x 4 threads", ["--workers", "2", "--threads", "4"], True),
+    ("2 workers x 4 threads, --preload", ["--workers", "2", "--threads", "4", "--preload"], True),
+    ("1 worker x 8 threads", ["--workers", "1", "--threads", "8"], True),
+    ("1 worker x 8 threads, --preload", ["--workers", "1", "--threads", "8", "--preload"], True),
+    ("1 worker x 8 threads, a kubeconfig", ["--workers", "1", "--threads", "8"], False),
 ]
-IMPORTS = ["flask", "kubernetes.client", "requests", "cryptography.x509", "prometheus_client", "wsgi"]
+# The kubernetes package as it imports itself, and the parts of it the server imports.
+IMPORTS = ["flask", "kubernetes.client", "serin.kube.client", "requests", "prometheus_client", "wsgi"]
 START_TIMEOUT = 60.0
 TICK_TIMEOUT = 600.0
 
@@ -89,7 +100,18 @@ class Measured:
     tick_seconds: float
 
 
-def measure(name: str, options: list[str], kubeconfig: str, token: str, namespace: str) -> Measured:
+@dataclass(frozen=True)
+class ServiceAccount:
+    """What a Pod of Serin's would have: its service account's token, the cluster's CA, the API server."""
+
+    token: Path
+    ca: Path
+    api_server: str
+
+
+def measure(
+    name: str, options: list[str], kubeconfig: str, token: str, namespace: str, account: ServiceAccount | None
+) -> Measured:
     port = processes.free_port()
     command = [
         sys.executable, "-m", "gunicorn", "--worker-class", "serin.worker.GuardedThreadWorker", *options,
@@ -102,6 +124,9 @@ def measure(name: str, options: list[str], kubeconfig: str, token: str, namespac
         # Plain HTTP on loopback: no API server's certificate to check (nor any review sent).
         "SERIN_ADMISSION_AUTHENTICATION": "none",
     }
+    if account is not None:
+        command = pod.command(command, account.token, account.ca)
+        env = pod.environment(env, account.api_server)
     server = subprocess.Popen(
         command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -157,7 +182,13 @@ def measure(name: str, options: list[str], kubeconfig: str, token: str, namespac
 
 def import_costs(kubeconfig: str) -> list[tuple[str, float]]:
     """MB of RSS each import adds to a bare interpreter (in a fresh process each)."""
-    env = {**os.environ, "KUBECONFIG": kubeconfig, "PYTHONPATH": str(REPO_ROOT)}
+    # What the app reads at start; no review is sent.
+    env = {
+        **os.environ,
+        "KUBECONFIG": kubeconfig,
+        "PYTHONPATH": str(REPO_ROOT),
+        "SERIN_ADMISSION_AUTHENTICATION": "none",
+    }
     # VmRSS, not ru_maxrss: Linux keeps the forking parent's peak in a child's ru_maxrss across exec.
     probe = "import {0}; print(open('/proc/self/status').read().split('VmRSS:')[1].split()[0])"
     bare = int(subprocess.run([sys.executable, "-c", probe.format("sys")], env=env, capture_output=True, text=True,
@@ -176,14 +207,27 @@ def import_costs(kubeconfig: str) -> list[tuple[str, float]]:
     return costs
 
 
-def ticker_token(cluster: Cluster) -> str:
-    """A token allowed to tick every namespace."""
+def ticker_token(cluster: Cluster, audience: str = "serin") -> str:
+    """A token allowed to tick every namespace (``audience`` empty: the API server's, which Serin's
+    own service account has)."""
     account = f"bench-ticker-{uuid.uuid4().hex[:6]}"
     cluster.run("create", "serviceaccount", account, "-n", "default")
     cluster.run(
         "create", "clusterrolebinding", account, "--clusterrole=cluster-admin", f"--serviceaccount=default:{account}"
     )  # fmt: skip
-    return cluster.run("create", "token", account, "-n", "default", "--duration=1h", "--audience=serin").strip()
+    flags = [f"--audience={audience}"] if audience else []
+    return cluster.run("create", "token", account, "-n", "default", "--duration=1h", *flags).strip()
+
+
+def service_account(local: LocalCluster, cluster: Cluster, directory: Path) -> ServiceAccount | None:
+    """Serin's identity as in a Pod, or None where this machine cannot run a process as in one."""
+    if not pod.available():
+        print("memory: no mount namespace for a process here: every row runs with a kubeconfig", file=sys.stderr)
+        return None
+    token = directory / "token"
+    token.write_text(ticker_token(cluster, audience=""))
+    server = yaml.safe_load(local.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    return ServiceAccount(token, local.pki.ca_cert, str(server))
 
 
 def main() -> int:
@@ -203,25 +247,32 @@ def main() -> int:
                 cluster.run("create", "-f", "-", document=document)
             settle(cluster, namespace, canaries, 8, {"Initialized", "Succeeded"})
             token = ticker_token(cluster)
-            rows = [measure(name, options, cluster.kubeconfig, token, namespace) for name, options in CONFIGURATIONS]
+            account = service_account(local, cluster, Path(tempfile.mkdtemp(prefix="serin-memory-")))
+            rows = [
+                measure(name, options, cluster.kubeconfig, token, namespace, account if in_pod else None)
+                for name, options, in_pod in CONFIGURATIONS
+            ]
         finally:
             cluster.run("delete", "namespace", namespace, "--wait=false")
-        costs = import_costs(cluster.kubeconfig)
+        report(rows, canaries)
+        print("\nmemory an import adds to a bare interpreter (RSS, MB)")
+        for name, megabytes in import_costs(cluster.kubeconfig):
+            print(f"{name:<36} {megabytes:8.1f}")
+    return 0
+
+
+def report(rows: list[Measured], canaries: int) -> None:
     baseline = rows[0]
     print(
         f"\none replica (master + workers), idle and during a forced tick of {canaries} Canaries (baseline: first row)"
     )
-    print(f"{'configuration':<34} {'procs':>5} {'RSS idle':>9} {'PSS idle':>9} {'RSS peak':>9} {'PSS peak':>9} "
+    print(f"{'configuration':<36} {'procs':>5} {'RSS idle':>9} {'PSS idle':>9} {'RSS peak':>9} {'PSS peak':>9} "
           f"{'PSS vs base':>11} {'tick s':>7}")  # fmt: skip
     for row in rows:
         print(
-            f"{row.name:<34} {row.processes:5} {row.idle_rss:8.0f}M {row.idle_pss:8.0f}M {row.peak_rss:8.0f}M "
+            f"{row.name:<36} {row.processes:5} {row.idle_rss:8.1f}M {row.idle_pss:8.1f}M {row.peak_rss:8.0f}M "
             f"{row.peak_pss:8.0f}M {row.peak_pss / baseline.peak_pss:10.2f}x {row.tick_seconds:7.1f}"
         )
-    print("\nmemory an import adds to a bare interpreter (RSS, MB)")
-    for name, megabytes in costs:
-        print(f"{name:<34} {megabytes:8.1f}")
-    return 0
 
 
 if __name__ == "__main__":
