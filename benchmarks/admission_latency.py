@@ -4,13 +4,17 @@ Runs Serin under gunicorn (TLS, as shipped) against the local control plane and 
 bounded number of requests each:
 
 * straight to Serin over one keep-alive HTTPS connection: ``GET /healthz`` (the HTTP+TLS floor,
-  the baseline), a Canary defaulting review, a Canary validation review (it lists Canaries), and a
-  Deployment update review whose template did not change (answered without any API request);
+  the baseline), a Canary defaulting review, a Canary validation review (it asks for the Canaries
+  that could share its target or Services), the same with ``--canaries`` (1,000) other Canaries in
+  its namespace, with the API requests each review cost (the API server's own count of requests
+  about Canaries), and a Deployment update review whose template did not change (answered without
+  any API request);
 * through the API server: a server-side dry-run create of a Canary (mutating + validating webhook
   calls included) against the same dry-run create of a ConfigMap, which no webhook sees.
 
-Usage: ``python -m benchmarks.admission_latency [--requests 200]`` (starts its own cluster unless
-SERIN_KUBECONFIG points at a running one).
+Usage: ``python -m benchmarks.admission_latency [--requests 200] [--canaries 1000]`` (starts its own
+cluster unless SERIN_KUBECONFIG points at a running one; ``--serin-root`` runs Serin from another
+checkout, to compare with it).
 """
 
 from __future__ import annotations
@@ -58,12 +62,18 @@ def measure(name: str, count: int, call: Callable[[], object], rows: list[tuple[
     rows.append((name, *percentiles(samples)))
 
 
-def review(kind: dict[str, str], operation: str, obj: dict[str, Any], old: dict[str, Any] | None = None) -> bytes:
+def review(
+    kind: dict[str, str],
+    operation: str,
+    obj: dict[str, Any],
+    old: dict[str, Any] | None = None,
+    namespace: str = "bench",
+) -> bytes:
     request: dict[str, Any] = {
         "uid": str(uuid.uuid4()),
         "kind": kind,
         "operation": operation,
-        "namespace": "bench",
+        "namespace": namespace,
         "object": obj,
         "dryRun": True,
         "userInfo": {"username": "bench"},
@@ -93,7 +103,33 @@ TARGET: dict[str, Any] = {
 }
 
 
-def run(cluster: LocalCluster, count: int) -> list[tuple[str, float, float, float]]:
+def canary_requests(kubectl: list[str]) -> float:
+    """The requests about Canaries the API server has answered so far, every client's."""
+    metrics = subprocess.run([*kubectl, "get", "--raw", "/metrics"], check=True, capture_output=True, text=True)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.stdout.splitlines()
+        if line.startswith("apiserver_request_total{") and 'resource="canaries"' in line
+    )
+
+
+def other_canaries(kubectl: list[str], namespace: str, count: int) -> None:
+    """``count`` Canaries in ``namespace``, none of which the reviewed one clashes with."""
+    subprocess.run([*kubectl, "create", "namespace", namespace], check=True, capture_output=True)
+    items = []
+    for index in range(count):
+        other = json.loads(json.dumps(CANARY))
+        other["metadata"] = {"name": f"app-{index}", "namespace": namespace}
+        other["spec"]["targetRef"]["name"] = f"app-{index}"
+        items.append(other)
+    for start in range(0, count, 400):
+        document = json.dumps({"apiVersion": "v1", "kind": "List", "items": items[start : start + 400]})
+        subprocess.run([*kubectl, "create", "-f", "-"], input=document, text=True, check=True, capture_output=True)
+
+
+def run(
+    cluster: LocalCluster, count: int, canaries: int, serin_root: Path, requests_per_review: dict[str, float]
+) -> list[tuple[str, float, float, float]]:
     binaries = ensure_binaries()
     kubectl = [str(binaries.kubectl), f"--kubeconfig={cluster.kubeconfig}"]
     subprocess.run(
@@ -113,8 +149,8 @@ def run(cluster: LocalCluster, count: int) -> list[tuple[str, float, float, floa
     }
     server = subprocess.Popen(
         gunicorn_command(port, cert, key),
-        cwd=REPO_ROOT,
-        env=env,
+        cwd=serin_root,
+        env={**env, "PYTHONPATH": str(serin_root)},
         stdout=subprocess.DEVNULL,
         stderr=(work / "gunicorn.log").open("w"),
     )
@@ -144,9 +180,21 @@ def run(cluster: LocalCluster, count: int) -> list[tuple[str, float, float, floa
         canary_kind = {"group": "serin.dev", "version": "v1beta1", "kind": "Canary"}
         deployment_kind = {"group": "apps", "version": "v1", "kind": "Deployment"}
         measure("/mutate Canary (defaults)", count, post("/mutate", review(canary_kind, "CREATE", CANARY)), rows)
-        measure(
-            "/validate Canary (lists canaries)", count, post("/validate", review(canary_kind, "CREATE", CANARY)), rows
+
+        def counted(name: str, call: Callable[[], object]) -> None:
+            before = canary_requests(kubectl)
+            measure(name, count, call, rows)
+            # The warm-up's reviews count too.
+            requests_per_review[name] = (canary_requests(kubectl) - before) / (count + min(10, count))
+
+        counted("/validate Canary (no other Canary)", post("/validate", review(canary_kind, "CREATE", CANARY)))
+        crowded = f"bench-{uuid.uuid4().hex[:6]}"
+        other_canaries(kubectl, crowded, canaries)
+        counted(
+            f"/validate Canary ({canaries:,} others in its namespace)",
+            post("/validate", review(canary_kind, "CREATE", CANARY, namespace=crowded)),
         )
+        subprocess.run([*kubectl, "delete", "namespace", crowded, "--wait=false"], capture_output=True)
         unchanged = {**TARGET, "spec": {**TARGET["spec"], "replicas": 2}}
         measure(
             "/mutate Deployment, same template",
@@ -217,18 +265,25 @@ def _denied_invalid(custom: client.CustomObjectsApi, namespace: str) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="requests per case (bounded: at most 2000)")
+    parser.add_argument("--canaries", type=int, default=1000, help="other Canaries in a namespace (at most 3000)")
+    parser.add_argument(
+        "--serin-root", type=Path, default=REPO_ROOT, help="run Serin from this checkout (to compare with another)"
+    )
     args = parser.parse_args()
     count = max(20, min(args.requests, 2000))
+    canaries = max(1, min(args.canaries, 3000))
+    requests_per_review: dict[str, float] = {}
     with benchmark_cluster() as cluster:
-        rows = run(cluster, count)
+        rows = run(cluster, count, canaries, args.serin_root.resolve(), requests_per_review)
     # Each case against the baseline of its path: Serin's HTTP floor, or the API server without webhooks.
     direct_baseline = rows[0][1]
     api_baseline = next(p50 for name, p50, _, _ in rows if "no webhook" in name)
     print(f"\nadmission latency, {count} requests per case (ms)")
-    print(f"{'case':52} {'p50':>8} {'p99':>8} {'mean':>8} {'p50 over baseline':>18}")
+    print(f"{'case':52} {'p50':>8} {'p99':>8} {'mean':>8} {'p50 over baseline':>18} {'API requests':>13}")
     for name, p50, p99, mean in rows:
         baseline = api_baseline if name.startswith("API server") else direct_baseline
-        print(f"{name:52} {p50:8.2f} {p99:8.2f} {mean:8.2f} {p50 - baseline:+17.2f}")
+        spent = f"{requests_per_review[name]:13.1f}" if name in requests_per_review else ""
+        print(f"{name:52} {p50:8.2f} {p99:8.2f} {mean:8.2f} {p50 - baseline:+17.2f} {spent}")
     return 0
 
 

@@ -171,6 +171,42 @@ def test_a_canary_may_not_target_anothers_primary_or_take_its_services(
     assert {key: value for key, value in after.items() if key in before} == before
 
 
+def test_in_a_namespace_of_many_canaries_the_ones_that_clash_are_found_by_field_selector(
+    local_cluster: ClusterHandle, namespace: str
+) -> None:
+    """Past 20 Canaries in a namespace, validation asks the API server for the Canaries that could
+    clash by the CRD's selectable fields (an API server that did not serve them would have the
+    whole list read instead, which the unit tests count): both kinds of clash are still found."""
+    others = []
+    for index in range(21):
+        other = canary(namespace, ANALYSIS)
+        other["metadata"]["name"] = f"app-{index}"
+        other["spec"]["targetRef"]["name"] = f"app-{index}"
+        others.append(other)
+    others[12]["spec"]["service"]["name"] = "web"
+    local_cluster.kubectl(
+        "apply", "-f", "-", input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": others})
+    )
+    selected = local_cluster.get_json(
+        "canaries.serin.dev", "-n", namespace, "--field-selector", "spec.targetRef.name=app-7"
+    )["items"]
+    assert [item["metadata"]["name"] for item in selected] == ["app-7"]
+
+    def denial(target: str, service_name: str) -> str:
+        late = canary(namespace, ANALYSIS)
+        late["metadata"]["name"] = "late"
+        late["spec"]["targetRef"]["name"] = target
+        late["spec"]["service"]["name"] = service_name
+        result = apply(local_cluster, late, check=False)
+        assert result.returncode != 0, "canary late was admitted"
+        return str(result.stderr)
+
+    assert "spec.targetRef: Deployment app-7 is already the target of canary app-7" in denial("app-7", "late")
+    assert "spec.service.name: the Services of 'web-canary' would be those of canary app-12 ('web')" in denial(
+        "shop", "web-canary"
+    )
+
+
 def replicas_and_selectors(cluster: ClusterHandle, namespace: str) -> dict[tuple[str, str], Any]:
     listed = cluster.get_json("deployments,services", "-n", namespace)["items"]
     return {
