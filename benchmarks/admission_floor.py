@@ -12,7 +12,8 @@ threaded worker, 1 worker x 8 threads, TLS with one certificate, client certific
 Both get the same Deployment UPDATE review of a Deployment no Canary targets (about 5.5 KB, as
 ``kubectl apply`` sends it, managedFields included) over kept-alive HTTPS connections, from a
 small Go load generator (``benchmarks/loadgen``, built once into the cache), in rounds that
-alternate floor, Serin, floor, Serin, ...: each round measures the throughput at saturation
+alternate floor, Serin, Serin, floor, floor, Serin, ... (each pair's first is the other's last in
+the next): each round measures the throughput at saturation
 (8 connections, each sending its next review as soon as the last is answered) and then p50 and
 p99 at a paced rate (200 reviews a second by default). Each pair of rounds gives the ratios of
 Serin to the floor; a machine shared with other work moves both figures of a pair alike.
@@ -272,9 +273,12 @@ def main() -> int:
         session.cert = (str(pki.webhook_client_cert), str(pki.webhook_client_key))
         for server in servers:
             wait_until_serving(server, session, body, work / "ca.crt", work / f"{server.name}.log")
-        for _ in range(pairs):
-            floor, serin = (measure_round(loadgen, s, body_file, work, pki, seconds, args.rate) for s in servers)
-            rounds.append((floor, serin))
+        for pair in range(pairs):
+            # Floor first in one pair, Serin first in the next: neither always gets the machine
+            # as the other left it.
+            order = servers if pair % 2 == 0 else servers[::-1]
+            measured = {s.name: measure_round(loadgen, s, body_file, work, pki, seconds, args.rate) for s in order}
+            rounds.append((measured["floor"], measured["serin"]))
     finally:
         for server in servers:
             stop(server.process.pid)
