@@ -234,6 +234,8 @@ def test_server_deployment(rendered: list[Obj]) -> None:
         "SERIN_TOKEN_AUDIENCE": "serin",
         "SERIN_LOG_FORMAT": "json",
         "SERIN_LOG_LEVEL": "INFO",
+        # The access log leaves out the admission reviews allowed as they are.
+        "SERIN_ACCESS_LOG": "quiet",
         # The global notifier's webhook URL carries a token: from a Secret, which may not exist.
         "SERIN_NOTIFIER_URL": {"secretKeyRef": {"name": "serin-notifier", "key": "address", "optional": True}},
         # Admission reviews from the API server only, by the client certificate the install issues it.
