@@ -167,6 +167,27 @@ def test_the_variants_install_different_certificate_machinery(helm_path: Path) -
     }
 
 
+def pod_spec(obj: Obj) -> dict[str, Any]:
+    """The pod template's spec of a Deployment, Job or CronJob; empty for other kinds."""
+    spec = obj.get("spec") or {}
+    template = (spec.get("jobTemplate") or {}).get("spec", spec).get("template") or {}
+    found: dict[str, Any] = template.get("spec") or {}
+    return found
+
+
+def test_a_digest_names_the_image_whatever_the_tag(helm_path: Path) -> None:
+    digest = "sha256:" + "ab" * 32
+    objects = template(
+        helm_path, ["image.repository=registry.example/serin", "image.tag=1.2.3", f"image.digest={digest}"]
+    )
+    images = {
+        (obj["kind"], obj["metadata"]["name"]): container["image"]
+        for obj in objects
+        for container in pod_spec(obj).get("containers", [])
+    }
+    assert images and set(images.values()) == {f"registry.example/serin@{digest}"}, images
+
+
 def test_every_value_reaches_its_object(helm_path: Path) -> None:
     objects = by_key(
         template(

@@ -11,7 +11,11 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 
 {{/* Every container (server, certificate jobs, tick) runs the same image. */}}
 {{- define "serin.image" -}}
+{{- if .Values.image.digest -}}
+image: {{ printf "%s@%s" .Values.image.repository .Values.image.digest | quote }}
+{{- else -}}
 image: {{ printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) | quote }}
+{{- end }}
 imagePullPolicy: {{ .Values.image.pullPolicy }}
 {{- end }}
 
