@@ -169,9 +169,9 @@ def test_the_variants_install_different_certificate_machinery(helm_path: Path) -
 
 def pod_spec(obj: Obj) -> dict[str, Any]:
     """The pod template's spec of a Deployment, Job or CronJob; empty for other kinds."""
-    spec = obj.get("spec") or {}
-    template = (spec.get("jobTemplate") or {}).get("spec", spec).get("template") or {}
-    found: dict[str, Any] = template.get("spec") or {}
+    spec: dict[str, Any] = obj.get("spec") or {}
+    job: dict[str, Any] = (spec.get("jobTemplate") or {}).get("spec") or spec
+    found: dict[str, Any] = (job.get("template") or {}).get("spec") or {}
     return found
 
 
