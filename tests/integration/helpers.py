@@ -88,11 +88,7 @@ def canary_status(cluster: ClusterHandle, namespace: str) -> dict[str, Any]:
 
 
 def events(cluster: ClusterHandle, namespace: str) -> list[str]:
-    listed = json.loads(
-        cluster.kubectl(
-            "get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=Canary", "-o", "json"
-        ).stdout
-    )
+    listed = cluster.get_json("events", "-n", namespace, "--field-selector", "involvedObject.kind=Canary")
     return [item["message"] for item in sorted(listed["items"], key=lambda e: e["metadata"]["creationTimestamp"])]
 
 
