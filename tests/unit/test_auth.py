@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from serin.kube.auth import Identity, authenticate, may_on_canaries
+from serin.kube.auth import Identity, authenticate, may_on_canaries, may_on_path
 
 
 class Reviews:
@@ -81,3 +81,32 @@ def test_the_access_review_names_the_canary_when_one_is_asked_for(
         "extra": {},
         "resourceAttributes": attributes,
     }
+
+
+@pytest.mark.parametrize(
+    ("status", "answer"),
+    [
+        pytest.param({"allowed": True}, (True, ""), id="granted"),
+        pytest.param({"allowed": False, "reason": "no binding"}, (False, "no binding"), id="refused"),
+    ],
+)
+def test_the_access_review_of_a_path_asks_about_that_non_resource_url(
+    status: dict[str, Any], answer: tuple[bool, str]
+) -> None:
+    """What RBAC grants with ``nonResourceURLs: ["/metrics"], verbs: ["get"]``."""
+    reviews = Reviews(status)
+    alice = Identity("alice", "u-1", ("team-a",), {"scopes": ["read"]})
+    assert may_on_path(reviews, alice, "get", "/metrics") == answer  # type: ignore[arg-type]
+    assert reviews.asked == [
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": "alice",
+                "uid": "u-1",
+                "groups": ["team-a"],
+                "extra": {"scopes": ["read"]},
+                "nonResourceAttributes": {"path": "/metrics", "verb": "get"},
+            },
+        }
+    ]
