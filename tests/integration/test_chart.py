@@ -212,6 +212,8 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
                 "defaultProvider=gatewayapi:v1",
                 "egress.allowed=10.0.0.0/8",
                 "tokenAudience=serin.platform",
+                "metrics.authenticated=false",
+                "metrics.tokenAudience=serin.platform",
                 "egress.denied=169.254.0.0/16\\,10.0.0.2:6443",
                 "logs.format=text",
                 "logs.level=DEBUG",
@@ -255,6 +257,8 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
         {"name": "SERIN_EGRESS_ALLOWED", "value": "10.0.0.0/8"},
         {"name": "SERIN_EGRESS_DENIED", "value": "169.254.0.0/16,10.0.0.2:6443"},
         {"name": "SERIN_TOKEN_AUDIENCE", "value": "serin.platform"},
+        {"name": "SERIN_METRICS_AUTH", "value": "false"},
+        {"name": "SERIN_METRICS_TOKEN_AUDIENCE", "value": "serin.platform"},
         {"name": "SERIN_LOG_FORMAT", "value": "text"},
         {"name": "SERIN_LOG_LEVEL", "value": "DEBUG"},
         {
