@@ -45,6 +45,11 @@ class SerinServer:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return requests.post(f"{self.url}/tick", params=params, headers=headers, verify=str(self.ca_bundle), timeout=60)
 
+    def metrics(self, token: str | None) -> requests.Response:
+        """GET /metrics, as a scraper with ``token`` (None: without one)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return requests.get(f"{self.url}/metrics", headers=headers, verify=str(self.ca_bundle), timeout=10)
+
 
 def podinfo(namespace: str, image: str = "ghcr.io/stefanprodan/podinfo:6.0.0", **annotations: str) -> dict[str, Any]:
     return {
