@@ -472,7 +472,7 @@ def test_install_upgrade_and_uninstall(own_cluster: ClusterHandle, helm_path: Pa
     assert status["hooks"][0]["last_run"]["phase"] == "Succeeded"
     for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
         assert names(own_cluster, kind) == {"serin"}
-    assert names(own_cluster, "clusterroles") == {"serin", "serin-certs", "serin-tick"}
+    assert names(own_cluster, "clusterroles") == {"serin", "serin-certs", "serin-tick", "serin-metrics-reader"}
     assert names(own_cluster, "deployments", *ns) == {"serin"}
     assert names(own_cluster, "cronjobs", *ns) == {"serin-tick", "serin-certs-renew"}
     assert names(own_cluster, "serviceaccounts", *ns) == {"serin", "serin-certs", "serin-ticker"}
@@ -496,7 +496,7 @@ def test_install_upgrade_and_uninstall(own_cluster: ClusterHandle, helm_path: Pa
     }
     assert names(own_cluster, "issuers.cert-manager.io", *ns) == {"serin-selfsigned", "serin-ca"}
     assert names(own_cluster, "cronjobs", *ns) == {"serin-tick"}
-    assert names(own_cluster, "clusterroles") == {"serin", "serin-tick"}
+    assert names(own_cluster, "clusterroles") == {"serin", "serin-tick", "serin-metrics-reader"}
     for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
         annotations = own_cluster.get_json(kind, "serin")["metadata"]["annotations"]
         assert annotations["cert-manager.io/inject-ca-from"] == "serin-system/serin-webhook"

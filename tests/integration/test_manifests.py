@@ -406,7 +406,8 @@ def test_rbac_grants_what_is_needed_and_no_wildcards(rendered: list[Obj]) -> Non
     # What GET /metrics's SubjectAccessReview checks, and nothing else; bound to no one by the install.
     reader = find(rendered, "ClusterRole", "serin-metrics-reader")
     assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
-    assert not [o for o in rendered if o["kind"].endswith("Binding") and o["roleRef"]["name"] == "serin-metrics-reader"]
+    bindings = [o for o in rendered if o["kind"] in ("ClusterRoleBinding", "RoleBinding")]
+    assert [b for b in bindings if b["roleRef"]["name"] == "serin-metrics-reader"] == []
 
     certs = find(rendered, "ClusterRole", "serin-certs")
     assert all(rule.get("resourceNames") == ["serin"] for rule in certs["rules"])
