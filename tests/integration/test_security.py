@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from localcluster.testing import ClusterHandle, eventually, fresh_namespace
+from serin.telemetry import GAUGE_SECONDS
 from tests.integration.conftest import running_serin
 from tests.integration.helpers import (
     WEBHOOK_NAMESPACE_LABEL,
@@ -465,6 +466,52 @@ def test_tokens_for_the_api_server_are_refused(
         "the API server did not accept this token for audience serin "
         "(for example from `kubectl create token ACCOUNT --audience serin`)",
     )
+
+
+def test_metrics_are_served_only_to_an_account_that_may_get_them(
+    local_cluster: ClusterHandle,
+    serin_server: SerinServer,
+    tokens: dict[str, str],
+    metrics_token: str,
+    namespace: str,
+) -> None:
+    """/metrics names every tenant's Canaries: as kube-rbac-proxy would have it, a scraper shows a
+    token the API server vouches for (its Pod's own, for the API server's audience), and RBAC must
+    grant its account get on the non-resource URL /metrics (the shipped serin-metrics-reader)."""
+    local_cluster.apply(podinfo(namespace))
+    local_cluster.apply(canary(namespace, {"interval": "1m", "threshold": 2, "maxWeight": 40, "stepWeight": 20}))
+    stranger = local_cluster.kubectl("create", "token", "stranger", "-n", "serin-tests", "--duration=10m")
+    refusals = {
+        "no token": (None, 401),
+        "a token nobody issued": ("forged", 401),
+        # For Serin's audience: by default /metrics takes what a Prometheus Pod sends, the API server's.
+        "the role's holder, for Serin's audience": (tokens["ticker"], 401),
+        "an account without the role": (stranger.stdout.strip(), 403),
+    }
+    answers = {case: serin_server.metrics(token) for case, (token, _) in refusals.items()}
+    assert {case: answer.status_code for case, answer in answers.items()} == {
+        case: status for case, (_, status) in refusals.items()
+    }
+    assert answers["no token"].json() == {
+        "error": "missing bearer token: send 'Authorization: Bearer <token>' "
+        "(for example from `kubectl create token ACCOUNT`)"
+    }
+    assert answers["an account without the role"].json() == {
+        "error": "system:serviceaccount:serin-tests:stranger may not get /metrics; "
+        "the ClusterRole serin-metrics-reader grants it"
+    }
+    assert not any("serin_canary" in answer.text for answer in answers.values())
+
+    gauge = f'serin_canary_status{{name="podinfo",namespace="{namespace}"}} 0.0'
+
+    def scraped() -> str:
+        answer = serin_server.metrics(metrics_token)
+        assert answer.status_code == 200, answer.text
+        return answer.text
+
+    # Each server process lists the Canaries at most every GAUGE_SECONDS.
+    eventually(lambda: gauge in scraped(), timeout=GAUGE_SECONDS * 3, what="the new Canary's gauge")
+    assert f'serin_canary_total{{namespace="{namespace}"}} 1.0' in scraped()
 
 
 def test_serins_own_account_cannot_write_other_teams_secrets_or_in_kube_system(
