@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from serin.egress import Destinations, denied_in_cluster
+from serin.scope import Scope
 
 CLIENT_CERTIFICATE, NO_AUTHENTICATION = "client-certificate", "none"
 
@@ -55,6 +56,8 @@ class Settings:
     # would take too, which is why its account should hold little else; "serin" takes only tokens
     # projected for Serin, which are no use elsewhere.
     metrics_token_audience: str = ""
+    # The namespaces this install serves (SERIN_WATCH_NAMESPACES; see serin.scope): every one by default.
+    scope: Scope = field(default_factory=Scope)
 
     @property
     def admission_authenticated(self) -> bool:
@@ -91,6 +94,10 @@ class Settings:
             )
         except ValueError as error:
             raise ValueError(f"SERIN_EGRESS_ALLOWED or SERIN_EGRESS_DENIED: {error}") from None
+        try:
+            scope = Scope.parse(os.environ.get("SERIN_WATCH_NAMESPACES", ""))
+        except ValueError as error:
+            raise ValueError(f"SERIN_WATCH_NAMESPACES {error}") from None
         return cls(
             metrics_server=os.environ.get("SERIN_METRICS_SERVER", defaults.metrics_server),
             default_provider=os.environ.get("SERIN_DEFAULT_PROVIDER", defaults.default_provider),
@@ -111,4 +118,5 @@ class Settings:
             token_audience=os.environ.get("SERIN_TOKEN_AUDIENCE", defaults.token_audience).strip(),
             metrics_authenticated=metrics_authentication.strip().lower() == "true",
             metrics_token_audience=metrics_audience.strip(),
+            scope=scope,
         )
