@@ -63,6 +63,7 @@ def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Eng
         concurrency=settings.tick_concurrency,
         # The API server's time, not this replica's: claims and due times are shared by replicas.
         clock=store.now,
+        scope=settings.scope,
     )
 
     @lru_cache(maxsize=1)

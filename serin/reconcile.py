@@ -90,6 +90,7 @@ from serin.ports import (
     TemporaryError,
     TimeSeriesProvider,
 )
+from serin.scope import Scope
 from serin.status import IDLE_PHASES, CanaryStatus, Pending, Phase, format_time, parse_time
 from serin.workloads import (
     MANAGED_BY,
@@ -376,6 +377,7 @@ class Reconciler:
         notifier: GlobalNotifier | None = None,
         cluster_name: str = "",
         concurrency: int = DEFAULT_CONCURRENCY,
+        scope: Scope = Scope(),
     ) -> None:
         self.store = store
         self.router_for = router_for
@@ -388,6 +390,8 @@ class Reconciler:
         self.notifier = notifier
         self.cluster_name = cluster_name
         self.concurrency = concurrency
+        # The namespaces this install serves: it lists and reads nowhere else.
+        self.scope = scope
 
     # ---- the tick ----------------------------------------------------------------------------
 
@@ -400,10 +404,10 @@ class Reconciler:
         window: float | None = None,
         shard: Shard = WHOLE,
     ) -> list[StepReport]:
-        """One step for every due Canary of ``shard``. ``window``: seconds since the caller's
-        previous tick."""
+        """One step for every due Canary of ``shard`` (in ``namespace``, or in every namespace
+        served). ``window``: seconds since the caller's previous tick."""
         started = time.monotonic()
-        raw_canaries = self.store.list_canaries(namespace)
+        raw_canaries = [raw for where in self.scope.lists(namespace) for raw in self.store.list_canaries(where)]
         now = self.clock()
         sweep_due = now.timestamp() % ORPHAN_SWEEP_SECONDS < (window or DEFAULT_TICK_WINDOW_SECONDS)
         if not dry_run and sweep_due and shard.index == 0:
@@ -592,14 +596,16 @@ class Reconciler:
     def sweep_orphans(
         self, namespace: str | None, canaries: Sequence[Mapping[str, Any]], now: datetime.datetime
     ) -> None:
-        """Remove what admission made for Canaries that were never stored: one list, then only for
-        primaries nobody owns, made for a name no Canary has, older than the grace period."""
+        """Remove what admission made for Canaries that were never stored: one list (one per
+        namespace served, for a namespaced install), then only for primaries nobody owns, made for
+        a name no Canary has, older than the grace period."""
         stored = {(c["metadata"].get("namespace"), c["metadata"].get("name")) for c in canaries}
         try:
             primaries = [
                 primary
+                for where in self.scope.lists(namespace)
                 for kind in WORKLOAD_KINDS
-                for primary in self.store.find(kind, namespace, f"{MANAGED_BY_LABEL}={MANAGED_BY}")
+                for primary in self.store.find(kind, where, f"{MANAGED_BY_LABEL}={MANAGED_BY}")
             ]
         except KubeError as error:
             LOG.warning("could not look for objects of Canaries never stored: %s", error)
@@ -736,6 +742,8 @@ class Reconciler:
         if metric.template_ref is None:
             return None, self.prometheus(canary)
         namespace = metric.template_ref.namespace or canary.namespace
+        if refusal := self.scope.refusal(namespace):
+            raise InvalidQuery(f"MetricTemplate {namespace}/{metric.template_ref.name}: {refusal}")
         template = self.store.get_metric_template(namespace, metric.template_ref.name)
         unshared = not_shared("MetricTemplate", (namespace, metric.template_ref.name), template, canary.namespace)
         if unshared:
@@ -959,6 +967,8 @@ class Reconciler:
         from its Secret's ``address`` when it has a secretRef, with the Secret's ``token``."""
         namespace = ref.provider_ref.namespace or canary.namespace
         where = f"AlertProvider {namespace}/{ref.provider_ref.name}"
+        if refusal := self.scope.refusal(namespace):
+            raise PermanentError(f"{where}: {refusal}")
         provider = self.store.get("AlertProvider", namespace, ref.provider_ref.name)
         if provider is None:
             raise PermanentError(f"{where} does not exist")
