@@ -85,5 +85,5 @@ def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Eng
         acts=settings.admission_authenticated,
         clock=store.now,
     )
-    gauges = CanaryCollector(store, settings.default_provider)
+    gauges = CanaryCollector(store, settings.default_provider, scope=settings.scope)
     return Engine(settings=settings, api=api, store=store, reconciler=reconciler, admission=admission, gauges=gauges)
