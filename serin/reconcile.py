@@ -90,7 +90,7 @@ from serin.ports import (
     TemporaryError,
     TimeSeriesProvider,
 )
-from serin.scope import Scope
+from serin.scope import WHOLE_CLUSTER, Scope
 from serin.status import IDLE_PHASES, CanaryStatus, Pending, Phase, format_time, parse_time
 from serin.workloads import (
     MANAGED_BY,
@@ -377,7 +377,7 @@ class Reconciler:
         notifier: GlobalNotifier | None = None,
         cluster_name: str = "",
         concurrency: int = DEFAULT_CONCURRENCY,
-        scope: Scope = Scope(),
+        scope: Scope = WHOLE_CLUSTER,
     ) -> None:
         self.store = store
         self.router_for = router_for

@@ -58,3 +58,6 @@ class Scope:
             f"namespace {namespace} is not served by this install of Serin, which serves "
             f"{', '.join(self.namespaces)} only (SERIN_WATCH_NAMESPACES)"
         )
+
+
+WHOLE_CLUSTER = Scope()

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 from serin.decide import desired_split
 from serin.kube.store import KubeError, KubeStore
 from serin.model import InvalidCanary, parse_canary
-from serin.scope import Scope
+from serin.scope import WHOLE_CLUSTER, Scope
 from serin.status import CanaryStatus, Phase
 
 REGISTRY = CollectorRegistry()
@@ -64,7 +64,7 @@ class CanaryCollector(Collector):
         store: KubeStore,
         default_provider: str,
         clock: Callable[[], float] = time.monotonic,
-        scope: Scope = Scope(),
+        scope: Scope = WHOLE_CLUSTER,
     ) -> None:
         self.store = store
         self.default_provider = default_provider

@@ -26,7 +26,7 @@ from serin.kube.store import KubeError, NotFound
 from serin.model import SHARED_WITH, parse_canary
 from serin.ports import ProviderConfig
 from serin.reconcile import Observed, Reconciler, Shard, shard_of
-from serin.scope import Scope
+from serin.scope import WHOLE_CLUSTER, Scope
 from serin.status import CanaryStatus, MetricCheck, Pending, Phase, format_time
 
 NOW = datetime.datetime(2026, 1, 1, 12, 3, tzinfo=datetime.UTC)  # not a time of the orphan sweep
@@ -81,9 +81,7 @@ class CountingStore:
         raise AssertionError(f"unexpected store call: {name}")
 
 
-def reconciler(
-    store: CountingStore, scope: Scope = Scope(), clock: datetime.datetime = NOW
-) -> Reconciler:
+def reconciler(store: CountingStore, scope: Scope = WHOLE_CLUSTER, clock: datetime.datetime = NOW) -> Reconciler:
     def no_metrics(config: ProviderConfig) -> Any:
         raise AssertionError("no metrics expected")
 
@@ -198,7 +196,7 @@ SWEEP_TIME = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
 @pytest.mark.parametrize(
     ("scope", "lists", "stepped"),
     [
-        pytest.param(Scope(), ["*"], {"a/app", "b/app", "c/app"}, id="whole-cluster"),
+        pytest.param(WHOLE_CLUSTER, ["*"], {"a/app", "b/app", "c/app"}, id="whole-cluster"),
         pytest.param(Scope(("a", "b")), ["a", "b"], {"a/app", "b/app"}, id="namespaced"),
     ],
 )
@@ -317,7 +315,7 @@ def read_with(
     templates: dict[tuple[str, str], Any],
     secrets: dict[tuple[str, str], Any],
     metrics_server: str = "",
-    scope: Scope = Scope(),
+    scope: Scope = WHOLE_CLUSTER,
 ) -> tuple[Any, list[Any]]:
     asked: list[tuple[ProviderConfig, str, float]] = []
 
