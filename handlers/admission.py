@@ -149,13 +149,18 @@ def _answer(handlers: dict[tuple[str, str], Handler]) -> tuple[Response, int]:
         return jsonify(error=str(error)), 400
     engine: Engine = current_app.extensions["serin"]
     kind_name, name = kind["kind"], admission_request.get("name") or "(generated name)"
+    namespace = admission_request.get("namespace") or ""
     with logs.context(
-        request_id=admission_request["uid"],
-        namespace=admission_request.get("namespace") or "",
-        canary=name if kind_name == "Canary" else "",
+        request_id=admission_request["uid"], namespace=namespace, canary=name if kind_name == "Canary" else ""
     ):
-        verdict = handler(engine.admission, admission_request)
-        outcome = "allowed" if verdict.allowed else f"denied: {verdict.message}"
+        elsewhere = engine.settings.scope.refusal(namespace)
+        if elsewhere:
+            # Another install's namespace, or nobody's: let through as it is, with no work done
+            # (the chart's namespaceSelector keeps the API server from sending these at all).
+            verdict, outcome = Verdict(), f"allowed untouched: {elsewhere}"
+        else:
+            verdict = handler(engine.admission, admission_request)
+            outcome = "allowed" if verdict.allowed else f"denied: {verdict.message}"
         changed = f", {len(verdict.patch)} changes" if verdict.patch else ""
         LOG.info("%s %s %s %s%s", admission_request["operation"], kind_name, name, outcome, changed)
     body = {

@@ -49,6 +49,7 @@ from serin.model import (
 from serin.objects import workload_state
 from serin.ports import SerinError
 from serin.reconcile import CLAIM_SECONDS, Reconciler, claim_holds, pending_of
+from serin.scope import WHOLE_CLUSTER, Scope
 from serin.status import CanaryStatus, Phase, Unconfirmed
 from serin.workloads import (
     MANAGED_BY,
@@ -294,6 +295,7 @@ class Admission:
         own_username: Callable[[], str],
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         acts: bool = True,
+        scope: Scope = WHOLE_CLUSTER,
     ) -> None:
         self.store = store
         self.reconciler = reconciler
@@ -303,6 +305,8 @@ class Admission:
         # Whether a review may make Serin write anything (only when the API server is known to
         # have sent it): without, the webhooks answer from the request and the tick does the rest.
         self.acts = acts
+        # The namespaces served: a Canary may not name a template or alert provider elsewhere.
+        self.scope = scope
         self._bootstraps = Bootstraps(self._bootstrap_stored)
 
     # -- Canaries --
@@ -406,6 +410,14 @@ class Admission:
             ref = _mapping(metric).get("templateRef")
             if isinstance(ref, dict) and isinstance(ref.get("name"), str):
                 ref_namespace = ref.get("namespace") or namespace
+                if refusal := self.scope.refusal(str(ref_namespace)):
+                    problems.append(
+                        FieldError(
+                            f"spec.analysis.metrics[{index}].templateRef",
+                            f"MetricTemplate {ref_namespace}/{ref['name']}: {refusal}",
+                        )
+                    )
+                    continue
                 try:
                     template = self.store.get_metric_template(str(ref_namespace), ref["name"])
                     where = (str(ref_namespace), ref["name"])
@@ -424,6 +436,10 @@ class Admission:
             ref = _mapping(_mapping(alert).get("providerRef"))
             ref_namespace = ref.get("namespace")
             if isinstance(ref.get("name"), str) and isinstance(ref_namespace, str) and ref_namespace != namespace:
+                if refusal := self.scope.refusal(ref_namespace):
+                    path = f"spec.analysis.alerts[{index}].providerRef"
+                    problems.append(FieldError(path, f"AlertProvider {ref_namespace}/{ref['name']}: {refusal}"))
+                    continue
                 provider = self.store.get("AlertProvider", ref_namespace, ref["name"])
                 where = (ref_namespace, ref["name"])
                 if provider is not None and (unshared := not_shared("AlertProvider", where, provider, namespace)):

@@ -84,6 +84,7 @@ def build_engine(settings: Settings, api: client.ApiClient | None = None) -> Eng
         own_username=own_username,
         acts=settings.admission_authenticated,
         clock=store.now,
+        scope=settings.scope,
     )
     gauges = CanaryCollector(store, settings.default_provider, scope=settings.scope)
     return Engine(settings=settings, api=api, store=store, reconciler=reconciler, admission=admission, gauges=gauges)

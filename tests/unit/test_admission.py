@@ -9,10 +9,15 @@ from typing import Any
 import jsonpatch
 import pytest
 from flask.testing import FlaskClient
+from kubernetes import client
 
+from handlers import create_app
 from handlers.admission import MUTATORS
 from serin.admission import Admission, defaults_patch
+from serin.config import Settings
 from serin.model import SHARED_WITH
+from serin.scope import Scope
+from tests.conftest import LOOPBACK_ALLOWED
 
 CANARY: dict[str, Any] = {
     "apiVersion": "serin.dev/v1beta1",
@@ -472,6 +477,96 @@ def test_another_namespaces_template_or_alert_provider_needs_its_consent(
     verdict = admission.validate_canary({"namespace": "test", "dryRun": True, "operation": "CREATE", "object": canary})
     expected = "\n  ".join(["Canary podinfo is invalid:", *problems]) if problems else ""
     assert (verdict.allowed, verdict.message if problems else "") == (not problems, expected)
+
+
+class NoTemplates(CanaryList):
+    """Canary validation's lookups, failing the test if a MetricTemplate or AlertProvider is read."""
+
+    def get_metric_template(self, namespace: str, name: str) -> dict[str, Any]:
+        raise AssertionError(f"MetricTemplate {namespace}/{name} read")
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        assert kind != "AlertProvider", f"AlertProvider {namespace}/{name} read"
+        return super().get(kind, namespace, name)
+
+
+def test_a_template_or_alert_provider_in_a_namespace_the_install_does_not_serve_is_denied() -> None:
+    """Denied with the field path, and not read: a namespaced install reads nothing elsewhere."""
+    canary = json.loads(json.dumps(CANARY))
+    canary["spec"]["analysis"]["metrics"].append(
+        {"name": "errors", "templateRef": {"name": "errors", "namespace": "ops"}, "thresholdRange": {"max": 1}}
+    )
+    canary["spec"]["analysis"]["alerts"] = [{"name": "chat", "providerRef": {"name": "chat", "namespace": "ops"}}]
+    store: Any = NoTemplates([])
+    admission = Admission(store, store, "istio", own_username=lambda: "serin", scope=Scope(("test", "shop")))
+    verdict = admission.validate_canary({"namespace": "test", "dryRun": True, "operation": "CREATE", "object": canary})
+    served = (
+        "namespace ops is not served by this install of Serin, which serves test, shop only (SERIN_WATCH_NAMESPACES)"
+    )
+    assert (verdict.allowed, verdict.code, verdict.message) == (
+        False,
+        422,
+        "Canary podinfo is invalid:\n"
+        f"  spec.analysis.metrics[1].templateRef: MetricTemplate ops/errors: {served}\n"
+        f"  spec.analysis.alerts[0].providerRef: AlertProvider ops/chat: {served}",
+    )
+
+
+@pytest.fixture
+def namespaced_client() -> FlaskClient:
+    """The app of an install that serves team-a only, with no API server to reach (as ``app_client``)."""
+    settings = Settings(admission_authentication="none", egress=LOOPBACK_ALLOWED, scope=Scope(("team-a",)))
+    return create_app(settings, api=client.ApiClient(client.Configuration(host="https://127.0.0.1:9"))).test_client()
+
+
+def primary_update(namespace: str) -> dict[str, Any]:
+    """A hand edit of a primary's pod template: denied in a namespace served (after asking the API
+    server who Serin is)."""
+    old = deployment("podinfo:1", 2)
+    old["metadata"] = {
+        "name": "podinfo-primary",
+        "namespace": namespace,
+        "labels": {"app.kubernetes.io/managed-by": "serin"},
+    }
+    new = json.loads(json.dumps(old))
+    new["spec"]["template"]["spec"]["containers"][0]["image"] = "podinfo:2"
+    return {"operation": "UPDATE", "kind": {"group": "apps", "kind": "Deployment"}, "object": new, "oldObject": old}
+
+
+def target_scaled_up(namespace: str) -> dict[str, Any]:
+    """An idle target scaled up by hand: held at zero in a namespace served (after asking the API
+    server whether its Canary still targets it)."""
+    old, new = deployment("podinfo:1", 0), deployment("podinfo:1", 3)
+    for side in (old, new):
+        side["metadata"]["namespace"] = namespace
+    return {"operation": "UPDATE", "kind": {"group": "apps", "kind": "Deployment"}, "object": new, "oldObject": old}
+
+
+def canary_created(namespace: str) -> dict[str, Any]:
+    """A Canary that would be given its defaults, and checked against the cluster."""
+    obj = json.loads(json.dumps(CANARY))
+    obj["metadata"]["namespace"] = namespace
+    return {"operation": "CREATE", "kind": {"group": "serin.dev", "kind": "Canary"}, "object": obj}
+
+
+@pytest.mark.parametrize(
+    ("path", "request_of"),
+    [
+        pytest.param("/mutate", canary_created, id="canary-defaults"),
+        pytest.param("/validate", canary_created, id="canary-validation"),
+        pytest.param("/mutate", target_scaled_up, id="target-held-at-zero"),
+        pytest.param("/validate", primary_update, id="primary-protection"),
+    ],
+)
+def test_a_review_from_a_namespace_the_install_does_not_serve_is_allowed_untouched(
+    namespaced_client: FlaskClient, path: str, request_of: Any
+) -> None:
+    """Allowed as it is, without a request to the API server (there is none to reach: one would be
+    a 500 or a denial). In a namespace served, the same review is worked on as ever."""
+    answer = namespaced_client.post(path, json=review({"uid": "r1", "namespace": "team-b", **request_of("team-b")}))
+    assert (answer.status_code, answer.get_json()["response"]) == (200, {"uid": "r1", "allowed": True})
+    served = namespaced_client.post(path, json=review({"uid": "r2", "namespace": "team-a", **request_of("team-a")}))
+    assert served.get_json().get("response") != {"uid": "r2", "allowed": True}, served.get_json()
 
 
 def test_target_may_not_change_while_progressing() -> None:
