@@ -156,17 +156,25 @@ def denied(
     engine: Engine, token: str, verb: str, namespace: str | None, name: str | None = None
 ) -> tuple[int, str] | None:
     """Why the token's owner may not ``verb`` canaries.serin.dev in ``namespace`` (``name``, when
-    given): (401 or 403, the reason); None when they may. KubeError when the API server cannot be
-    asked."""
+    given; None: in every namespace served): (401 or 403, the reason); None when they may.
+    KubeError when the API server cannot be asked."""
     identity = caller(engine, token, engine.settings.token_audience)
     if isinstance(identity, str):
         return 401, identity
-    allowed, reason = may_on_canaries(engine.store, identity, verb, namespace, name)
-    if allowed:
-        return None
-    where = (f"canary {name} in " if name else "") + (f"namespace {namespace}" if namespace else "all namespaces")
-    detail = f" ({reason})" if reason else ""
-    return 403, f"{identity.username} may not {verb} canaries.serin.dev in {where}{detail}"
+    # For a namespaced install, every namespace is each one it serves: a RoleBinding in each grants
+    # a whole tick, where a whole-cluster install asks for all namespaces at once.
+    for where in (namespace,) if namespace else engine.settings.scope.lists(None):
+        allowed, reason = may_on_canaries(engine.store, identity, verb, where, name)
+        if not allowed:
+            what = (f"canary {name} in " if name else "") + (f"namespace {where}" if where else "all namespaces")
+            detail = f" ({reason})" if reason else ""
+            return 403, f"{identity.username} may not {verb} canaries.serin.dev in {what}{detail}"
+    return None
+
+
+def not_served(engine: Engine, namespace: str | None) -> str | None:
+    """Why this install does not act in ``namespace`` (None: it does, or no namespace was named)."""
+    return engine.settings.scope.refusal(namespace) if namespace else None
 
 
 def caller(engine: Engine, token: str, audience: str) -> Identity | str:

@@ -9,15 +9,11 @@ from typing import Any
 import jsonpatch
 import pytest
 from flask.testing import FlaskClient
-from kubernetes import client
 
-from handlers import create_app
 from handlers.admission import MUTATORS
 from serin.admission import Admission, defaults_patch
-from serin.config import Settings
 from serin.model import SHARED_WITH
 from serin.scope import Scope
-from tests.conftest import LOOPBACK_ALLOWED
 
 CANARY: dict[str, Any] = {
     "apiVersion": "serin.dev/v1beta1",
@@ -510,13 +506,6 @@ def test_a_template_or_alert_provider_in_a_namespace_the_install_does_not_serve_
         f"  spec.analysis.metrics[1].templateRef: MetricTemplate ops/errors: {served}\n"
         f"  spec.analysis.alerts[0].providerRef: AlertProvider ops/chat: {served}",
     )
-
-
-@pytest.fixture
-def namespaced_client() -> FlaskClient:
-    """The app of an install that serves team-a only, with no API server to reach (as ``app_client``)."""
-    settings = Settings(admission_authentication="none", egress=LOOPBACK_ALLOWED, scope=Scope(("team-a",)))
-    return create_app(settings, api=client.ApiClient(client.Configuration(host="https://127.0.0.1:9"))).test_client()
 
 
 def primary_update(namespace: str) -> dict[str, Any]:
