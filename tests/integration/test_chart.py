@@ -54,6 +54,8 @@ NETWORK_POLICY = [
     "networkPolicy.extraIngress[0].from[0].ipBlock.cidr=192.168.7.0/24",
     "networkPolicy.extraIngress[0].ports[0].port=8443",
 ]
+# A namespaced install: Serin serves these two namespaces only.
+NAMESPACED = ["watchNamespaces={team-a,team-b}"]
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +112,9 @@ def test_k8s_is_what_the_chart_renders(helm_path: Path) -> None:
         CERT_MANAGER,
         [*CERT_MANAGER, "certManager.issuerRef.name=corporate", "certManager.issuerRef.kind=ClusterIssuer"],
         NETWORK_POLICY,
+        NAMESPACED,
     ],
-    ids=["defaults", "cert-manager", "cert-manager-with-an-issuer", "network-policy"],
+    ids=["defaults", "cert-manager", "cert-manager-with-an-issuer", "network-policy", "namespaced"],
 )
 def test_the_chart_lints(helm_path: Path, sets: list[str]) -> None:
     arguments = ["lint", "--strict", str(chart.CHART)]
@@ -421,6 +424,107 @@ def test_the_network_policy_opens_nothing_it_is_not_given(helm_path: Path) -> No
     assert "networkPolicy.apiServerCIDRs" in refused.stderr
 
 
+def by_place(objects: list[Obj]) -> dict[tuple[str, str, str], Obj]:
+    """Objects by kind, namespace ("" for cluster-scoped ones) and name."""
+    keyed = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objects}
+    assert len(keyed) == len(objects), "two objects of the same kind, namespace and name"
+    return keyed
+
+
+def test_a_namespaced_install_grants_roles_in_its_namespaces_and_nothing_on_their_objects_cluster_wide(
+    helm_path: Path,
+) -> None:
+    """watchNamespaces: what the server does in a namespace is granted by a Role there, and the one
+    ClusterRole of its own creates TokenReviews and SubjectAccessReviews only (for callers of
+    /tick, /replay and /ui); the tick CronJob is bound in each namespace; the webhooks are sent
+    those namespaces only; the admission policy holding Serin's writes is installed as ever."""
+    whole = by_place(template(helm_path))
+    namespaced = by_place(template(helm_path, NAMESPACED))
+    system = chart.NAMESPACE
+    per_namespace = {
+        (kind, namespace, name)
+        for namespace in ("team-a", "team-b")
+        for kind, name in (("Role", "serin"), ("RoleBinding", "serin"), ("RoleBinding", "serin-tick"))
+    }
+    assert set(namespaced) - set(whole) == per_namespace
+    assert set(whole) - set(namespaced) == {("ClusterRoleBinding", "", "serin-tick")}
+
+    review_rules = [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+    ]
+    everything = whole[("ClusterRole", "", "serin")]["rules"]
+    assert everything[-2:] == review_rules
+    assert namespaced[("ClusterRole", "", "serin")]["rules"] == review_rules
+    # No ClusterRole grants anything on workloads, Secrets, Services, routes or Events: only the
+    # reviews, the tick role's own verb on Canaries, the certificate job's two webhook
+    # configurations (by name), and reading Serin's /metrics (bound to no one).
+    rules = [rule for (kind, _, _), role in namespaced.items() if kind == "ClusterRole" for rule in role["rules"]]
+    granted = {
+        (group, resource) for rule in rules for group in rule.get("apiGroups", []) for resource in rule["resources"]
+    }
+    assert [rule for rule in rules if "apiGroups" not in rule] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    assert granted == {
+        ("authentication.k8s.io", "tokenreviews"),
+        ("authorization.k8s.io", "subjectaccessreviews"),
+        ("serin.dev", "canaries"),
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+    }
+    assert namespaced[("ClusterRole", "", "serin-tick")] == whole[("ClusterRole", "", "serin-tick")]
+    assert namespaced[("ClusterRoleBinding", "", "serin")]["roleRef"]["name"] == "serin"
+    for namespace in ("team-a", "team-b"):
+        role = namespaced[("Role", namespace, "serin")]
+        assert role["rules"] == everything[:-2], namespace
+        assert role["metadata"]["labels"] == whole[("ClusterRole", "", "serin")]["metadata"]["labels"]
+        for name, account, role_ref in (
+            ("serin", "serin", {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "serin"}),
+            (
+                "serin-tick",
+                "serin-ticker",
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "serin-tick"},
+            ),
+        ):
+            binding = namespaced[("RoleBinding", namespace, name)]
+            assert binding["roleRef"] == role_ref, (namespace, name)
+            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": system}]
+
+    env = container(namespaced[("Deployment", system, "serin")])["env"]
+    assert {"name": "SERIN_WATCH_NAMESPACES", "value": "team-a,team-b"} in env
+    assert "SERIN_WATCH_NAMESPACES" not in {e["name"] for e in container(whole[("Deployment", system, "serin")])["env"]}
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        for webhook in namespaced[(kind, "", "serin")]["webhooks"]:
+            assert webhook["namespaceSelector"] == {
+                "matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}
+                ]
+            }, webhook["name"]
+    for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
+        assert namespaced[(kind, "", "serin-writes")] == whole[(kind, "", "serin-writes")]
+
+
+@pytest.mark.parametrize("excluded", ["serin-system", "kube-system"])
+def test_a_namespaced_install_refuses_a_namespace_the_webhooks_exclude(helm_path: Path, excluded: str) -> None:
+    """Serin's own namespace (so that it can always recover) and webhooks.excludeNamespaces are
+    never sent to the webhooks: serving one would be a contradiction the chart says at once."""
+    refused = helm(
+        helm_path,
+        "template",
+        RELEASE,
+        str(chart.CHART),
+        "--namespace",
+        chart.NAMESPACE,
+        "--set",
+        f"watchNamespaces={{team-a,{excluded}}}",
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert (
+        f"watchNamespaces names {excluded}, which Serin never serves: its own namespace and "
+        "webhooks.excludeNamespaces are never sent to its webhooks"
+    ) in refused.stderr
+
+
 @pytest.mark.compat
 def test_the_api_server_accepts_every_variant(local_cluster: ClusterHandle, helm_path: Path, namespace: str) -> None:
     variants: tuple[list[str], ...] = (
@@ -429,6 +533,8 @@ def test_the_api_server_accepts_every_variant(local_cluster: ClusterHandle, helm
         [*CERT_MANAGER, "certManager.issuerRef.name=corporate", "certManager.issuerRef.kind=ClusterIssuer"],
         ["imagePullSecrets[0].name=pull", "tick.shards=3", "server.extraEnv[0].name=X", "server.extraEnv[0].value=x"],
         NETWORK_POLICY,
+        # The namespaces given Roles must exist.
+        ["watchNamespaces={default,kube-public}"],
     )
     for sets in variants:
         # CRDs aside: the cluster has Serin's already, and a dry run cannot create a kind it lacks.
