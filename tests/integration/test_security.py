@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from localcluster.testing import ClusterHandle, eventually, fresh_namespace
+from localcluster.testing import ClusterHandle, deployment, eventually, fresh_namespace
 from serin.telemetry import GAUGE_SECONDS
 from tests.integration.conftest import running_serin
 from tests.integration.helpers import (
@@ -540,3 +540,45 @@ def test_serins_own_account_cannot_write_other_teams_secrets_or_in_kube_system(
     # A Secret of its own cannot be handed to the team either: the label must stay.
     handed_over = as_serin(secret(namespace, {}), "replace")
     assert handed_over.returncode != 0 and refused in handed_over.stderr, handed_over.stderr
+
+
+def test_serins_own_account_writes_only_objects_marked_as_serins(
+    local_cluster: ClusterHandle, serin_kubeconfig: Path, namespace: str
+) -> None:
+    """Beyond ConfigMaps and Secrets: a workload, Service or route that carries none of Serin's
+    labels (what it made, what it took over, the target it releases) is not Serin's to write."""
+
+    def as_serin(manifest: dict[str, Any], *args: str) -> Any:
+        return local_cluster.kubectl(
+            "--kubeconfig", str(serin_kubeconfig), *args, "-f", "-", input_text=json.dumps(manifest), check=False
+        )
+
+    def service(name: str, labels: dict[str, str]) -> dict[str, Any]:
+        metadata = {"name": name, "namespace": namespace, "labels": labels}
+        return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": {"ports": [{"port": 80}]}}
+
+    refused = "ValidatingAdmissionPolicy 'serin-tests-writes'"
+    unmarked = as_serin(deployment("planted", namespace, 1), "create")
+    assert unmarked.returncode != 0 and refused in unmarked.stderr, unmarked.stderr
+    assert "writes only objects labelled as Serin's" in unmarked.stderr
+    # A team's own Service: Serin may take it over (the write labels it), but not change it unmarked
+    # or delete it.
+    local_cluster.apply(service("teams", {"team": "a"}))
+    changed = as_serin({**service("teams", {"team": "b"})}, "apply", "--server-side", "--force-conflicts")
+    assert changed.returncode != 0 and refused in changed.stderr, changed.stderr
+    deleted = local_cluster.kubectl(
+        "--kubeconfig", str(serin_kubeconfig), "delete", "service", "teams", "-n", namespace, check=False
+    )
+    assert deleted.returncode != 0 and refused in deleted.stderr, deleted.stderr
+    taken = as_serin(
+        service("teams", {"team": "a", "serin.dev/managed-for": "podinfo"}),
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+    )
+    assert taken.returncode == 0, taken.stderr
+    # What Serin made it may write and delete.
+    made = as_serin(service("made", {"app.kubernetes.io/managed-by": "serin"}), "create")
+    assert made.returncode == 0, made.stderr
+    gone = local_cluster.kubectl("--kubeconfig", str(serin_kubeconfig), "delete", "service", "made", "-n", namespace)
+    assert gone.returncode == 0, gone.stderr
