@@ -1,8 +1,9 @@
 """What Serin answers when the API server hands it a Canary or a workload on `kubectl apply`.
 
-* Canaries: the mutating webhook fills in Flagger's defaults; the validating webhook lists every
-  problem with its field path, and on CREATE bootstraps the primary, Services and routing right
-  away (the validating webhook sees the final object, with its uid, so ownerReferences work).
+* Canaries: the mutating webhook fills in Flagger's defaults and, for a CREATE of a name no Canary
+  has, bootstraps the primary, Services and routing once the API server has stored the Canary
+  (from the stored Canary, with its uid, so everything is owned by it from the start); the
+  validating webhook lists every problem with its field path and writes nothing.
 * Target workloads (Deployments, DaemonSets, StatefulSets): a new pod template is a new revision,
   recorded on the Canary and scaled up in the same response; an unchanged template keeps an idle
   target at zero without a single API request.
@@ -323,11 +324,23 @@ class Admission:
         canary, errors = self._check(request, strict=False)
         if errors:
             return deny(errors, _name(request))
-        if request.get("operation") == "CREATE" and canary is not None and self.acts and not request.get("dryRun"):
+        creates = request.get("operation") == "CREATE" and self.acts and not request.get("dryRun")
+        if creates and canary is not None and self._name_is_free(canary):
             # Bootstrapped once stored, from the stored Canary: a review the validating webhook
             # (or another) then denies creates nothing.
             self._bootstraps.submit(canary.namespace, canary.name)
         return Verdict(patch=defaults_patch(obj, self.default_provider))
+
+    def _name_is_free(self, canary: Canary) -> bool:
+        """Whether no Canary has the name a CREATE asks for. One that has it (live, or being deleted)
+        makes the API server answer AlreadyExists after the webhooks: a bootstrap by name would then
+        act on that Canary for a request that was never its own, and undo the revert of one being
+        deleted. Unknown (the API server did not answer) counts as taken: the tick bootstraps."""
+        try:
+            return self.store.get_canary(canary.namespace, canary.name) is None
+        except KubeError as error:
+            LOG.warning("could not look for canary %s before its bootstrap: %s", canary.key, error)
+            return False
 
     def _check(self, request: Mapping[str, Any], strict: bool = True) -> tuple[Canary | None, list[FieldError]]:
         """The Canary in the request, and every problem it has (none: the Canary is usable).
@@ -477,6 +490,8 @@ class Admission:
         stored = self.store.get_canary(namespace, name)
         if stored is None:
             return False
+        if _mapping(stored.get("metadata")).get("deletionTimestamp"):
+            return True  # stored, then deleted at once: the tick gives its target back
         canary = parse_canary(stored, self.default_provider)
         target = self.store.get(canary.target_ref.kind, namespace, canary.target_ref.name)
         if target is None:

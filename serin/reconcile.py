@@ -598,7 +598,9 @@ class Reconciler:
     ) -> None:
         """Remove what admission made for Canaries that were never stored: one list (one per
         namespace served, for a namespaced install), then only for primaries nobody owns, made for
-        a name no Canary has, older than the grace period."""
+        a name no Canary has, older than the grace period. Whatever carries the name of a stored
+        Canary is that Canary's (nothing is made for a Canary before it is stored, nor for a CREATE
+        whose name is taken) and is left alone."""
         stored = {(c["metadata"].get("namespace"), c["metadata"].get("name")) for c in canaries}
         try:
             primaries = [

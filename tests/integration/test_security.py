@@ -42,6 +42,7 @@ pytestmark = pytest.mark.integration
 
 # What "at once" is for an answer here: the API server gives a webhook 5 s in all (timeoutSeconds).
 PROMPT_SECONDS = 1.0
+ONE_ITERATION = {"interval": "1m", "iterations": 1, "threshold": 1}
 
 
 def api_server_identity(cluster: ClusterHandle) -> tuple[str, str]:
@@ -145,6 +146,74 @@ def test_a_validated_canary_that_is_never_stored_creates_nothing(
     assert local_cluster.get_json("service", "ledger", "-n", namespace)["spec"]["selector"] == {"app": "ledger"}
     listed = local_cluster.kubectl("get", "deployments,services", "-n", namespace, "-o", "name").stdout.split()
     assert sorted(listed) == ["deployment.apps/podinfo", "service/ledger"]
+
+
+def test_a_create_under_a_taken_name_acts_on_nothing_it_names(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """A user creates a Canary under the name of one that exists, naming another target and a
+    Service of someone else's. The API server calls the webhooks, then answers AlreadyExists:
+    nothing is made for what that request named, and the existing Canary keeps its objects."""
+    initialized(local_cluster, serin_server, tokens["ticker"], namespace, analysis=ONE_ITERATION)
+    shell = podinfo(namespace)
+    shell["metadata"] = {"name": "debug-shell", "namespace": namespace, "labels": {"app": "debug-shell"}}
+    shell["spec"]["selector"] = {"matchLabels": {"app": "debug-shell"}}
+    shell["spec"]["template"]["metadata"]["labels"] = {"app": "debug-shell"}
+    local_cluster.apply([shell, user_service(namespace)])
+    taken = canary(namespace, ONE_ITERATION)
+    taken["spec"]["targetRef"]["name"] = "debug-shell"
+    taken["spec"]["service"] = {"name": "ledger", "port": 8080}
+
+    refused = local_cluster.kubectl("create", "-f", "-", input_text=json.dumps(taken), check=False)
+    assert refused.returncode != 0 and "AlreadyExists" in refused.stderr, refused.stderr
+    # The defaulting webhook decided while answering (the API server waited for it): nothing
+    # was left to do later for that request.
+    assert local_cluster.get_json("service", "ledger", "-n", namespace)["spec"]["selector"] == {"app": "ledger"}
+    shell_labels = local_cluster.get_json("deployment", "debug-shell", "-n", namespace)["metadata"]["labels"]
+    assert shell_labels == {"app": "debug-shell"}
+    listed = local_cluster.kubectl("get", "deployments,services", "-n", namespace, "-o", "name").stdout.split()
+    assert sorted(listed) == [
+        "deployment.apps/debug-shell",
+        "deployment.apps/podinfo",
+        "deployment.apps/podinfo-primary",
+        "service/ledger",
+        "service/podinfo",
+        "service/podinfo-canary",
+        "service/podinfo-primary",
+    ]
+    stored = local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)
+    assert stored["spec"]["targetRef"]["name"] == "podinfo" and stored["status"]["phase"] == "Initialized"
+    assert local_cluster.get_json("service", "podinfo", "-n", namespace)["spec"]["selector"] == {
+        "app": "podinfo-primary"
+    }
+
+
+def test_a_create_under_the_name_of_a_canary_being_deleted_leaves_its_revert_alone(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """A Canary with revertOnDeletion is deleted: its first tick gives the target its traffic back
+    and waits for it to be ready. Created again meanwhile (AlreadyExists, it is still stored), it
+    is not bootstrapped again, which would point the apex Service back at the primary the garbage
+    collector is about to remove, owned by the Canary that goes."""
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace, analysis=ONE_ITERATION, revertOnDeletion=True)
+    local_cluster.kubectl("delete", "canaries.serin.dev", "podinfo", "-n", namespace, "--wait=false")
+    report = tick(serin_server, token, namespace)["canaries"][0]
+    assert report["summary"] == "being deleted: waiting for podinfo to be ready before the primary goes"
+    reverted = local_cluster.get_json("service", "podinfo", "-n", namespace)
+    assert (reverted["spec"]["selector"], reverted["metadata"].get("ownerReferences")) == ({"app": "podinfo"}, None)
+
+    again = canary(namespace, ONE_ITERATION, revertOnDeletion=True)
+    refused = local_cluster.kubectl("create", "-f", "-", input_text=json.dumps(again), check=False)
+    assert refused.returncode != 0 and "AlreadyExists" in refused.stderr, refused.stderr
+    apex = local_cluster.get_json("service", "podinfo", "-n", namespace)
+    assert (apex["spec"]["selector"], apex["metadata"].get("ownerReferences")) == ({"app": "podinfo"}, None)
+    eventually(
+        lambda: tick(serin_server, token, namespace)["canaries"][0]["summary"].startswith("deleted:"), timeout=60
+    )
+    eventually(lambda: not canary_exists(local_cluster, namespace))
+    kept = local_cluster.get_json("service", "podinfo", "-n", namespace)
+    assert (kept["spec"]["selector"], kept["metadata"].get("ownerReferences")) == ({"app": "podinfo"}, None)
 
 
 @pytest.fixture

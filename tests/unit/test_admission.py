@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from handlers.admission import MUTATORS
-from serin.admission import Admission, defaults_patch
+from serin.admission import Admission, Bootstraps, defaults_patch
 from serin.model import SHARED_WITH
 from serin.scope import Scope
 
@@ -628,3 +628,56 @@ def test_a_canary_may_not_take_over_another_ones_objects(
     verdict = validation({"operation": "CREATE", "object": canary}, canaries=[other])
     assert not verdict.allowed
     assert message in verdict.message, verdict.message
+
+
+class NamedCanaries(StoredCanaries):
+    """The lookups a Canary CREATE's defaulting makes: the namespace's Canaries, by list and by name."""
+
+    def list_canaries(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        return list(self.canaries.values())
+
+
+def being_deleted(canary: dict[str, Any]) -> dict[str, Any]:
+    deleted: dict[str, Any] = json.loads(json.dumps(canary))
+    deleted["metadata"]["deletionTimestamp"] = "2026-12-01T10:00:00Z"
+    return deleted
+
+
+@pytest.mark.parametrize(
+    ("stored", "dry_run", "bootstrapped"),
+    [
+        pytest.param({}, False, [("test", "podinfo")], id="a-new-name"),
+        pytest.param({"podinfo": targeting("Deployment", "shop")}, False, [], id="the-name-of-another-canary"),
+        pytest.param(
+            {"podinfo": being_deleted(targeting("Deployment", "podinfo"))},
+            False,
+            [],
+            id="the-name-of-one-being-deleted",
+        ),
+        pytest.param({}, True, [], id="a-dry-run"),
+    ],
+)
+def test_a_create_whose_name_is_taken_bootstraps_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+    stored: dict[str, dict[str, Any]],
+    dry_run: bool,
+    bootstrapped: list[tuple[str, str]],
+) -> None:
+    """The API server answers such a CREATE with AlreadyExists after the webhooks; bootstrapped by
+    name, the Canary that has the name would be acted on for a request that was never its own."""
+    submitted: list[tuple[str, str]] = []
+    monkeypatch.setattr(Bootstraps, "submit", lambda self, namespace, name: submitted.append((namespace, name)))
+    store = NamedCanaries(stored)
+    other_target = targeting("Deployment", "debug-shell")
+    other_target["spec"]["service"]["name"] = "ledger"
+    verdict = make_admission(store).mutate_canary(
+        {"operation": "CREATE", "namespace": "test", "object": other_target, "dryRun": dry_run}
+    )
+    assert (verdict.allowed, submitted) == (True, bootstrapped)
+
+
+def test_a_canary_deleted_before_its_bootstrap_is_left_to_the_tick() -> None:
+    """Stored, then deleted at once: bootstrapping it would undo what its revert gives back."""
+    store = StoredCanaries({"podinfo": being_deleted(CANARY)})
+    assert make_admission(store)._bootstrap_stored("test", "podinfo") is True
+    assert store.asked == ["test/podinfo"]

@@ -678,3 +678,63 @@ def test_an_alert_provider_in_a_namespace_the_install_does_not_serve_is_not_read
             "which serves test only (SERIN_WATCH_NAMESPACES)",
         )
     ]
+
+
+SWEEP_TIME = datetime.datetime(2026, 1, 1, 12, 10, 5, tzinfo=datetime.UTC)
+MADE = format_time(SWEEP_TIME - datetime.timedelta(hours=1))
+
+
+def made_for(kind: str, name: str, canary_name: str, **metadata: Any) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/managed-by": "serin", "serin.dev/managed-for": canary_name}
+    return {
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "shop", "creationTimestamp": MADE, "labels": labels, **metadata},
+        "spec": {"selector": {"app": f"{canary_name}-primary"}},
+    }
+
+
+def taken_over(name: str, canary_name: str) -> dict[str, Any]:
+    """A Service of the user's whose selector Serin took over for ``canary_name``: never owned."""
+    service = made_for("Service", name, canary_name, annotations={"serin.dev/original-selector": '{"app": "web"}'})
+    del service["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+    return service
+
+
+class LabelledObjects:
+    """Objects found by label, deleted, patched or applied: only the calls the sweep makes."""
+
+    def __init__(self, objects: list[dict[str, Any]]) -> None:
+        self.objects = objects
+        self.changes: list[str] = []
+
+    def find(self, kind: str, namespace: str | None, selector: str) -> list[dict[str, Any]]:
+        key, _, value = selector.partition("=")
+        return [o for o in self.objects if o["kind"] == kind and o["metadata"]["labels"].get(key) == value]
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        self.changes.append(f"delete {kind}/{name}")
+
+    def patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.changes.append(f"patch {kind}/{name}")
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"unexpected store call: {name}")
+
+
+def test_the_sweep_never_touches_a_live_canarys_objects() -> None:
+    """Objects of Canary web that carry no owner (its user's Service it took over never does; an
+    owner reference may be edited off its primary) stay as they are; only those made for a name
+    no Canary has go, and what was the user's is given back."""
+    store = LabelledObjects(
+        [
+            made_for("Deployment", "web-primary", "web"),
+            made_for("Service", "web-primary", "web"),
+            taken_over("web", "web"),
+            made_for("Deployment", "ghost-primary", "ghost"),
+            made_for("Service", "ghost-primary", "ghost"),
+            taken_over("ledger", "ghost"),
+        ]
+    )
+    live = canary("shop", "web")
+    reconciler(store).sweep_orphans(None, [live], SWEEP_TIME)  # type: ignore[arg-type]
+    assert store.changes == ["delete Deployment/ghost-primary", "delete Service/ghost-primary", "patch Service/ledger"]
