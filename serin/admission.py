@@ -610,8 +610,9 @@ class Admission:
         unconfirmed = Unconfirmed(target.template_hash, status.phase, status.last_applied_spec)
         # Claimed until sent, as a tick does: a racing tick leaves the news to this webhook.
         claim = now + datetime.timedelta(seconds=CLAIM_SECONDS) if pending is not None else None
+        # Claimed to send, not to ask hooks: no step id of a tick's is taken over.
         recorded = decision.status.replace(
-            last_analysis_time=None, claimed_until=claim, pending=pending, unconfirmed=unconfirmed
+            last_analysis_time=None, claimed_until=claim, claimed_step="", pending=pending, unconfirmed=unconfirmed
         )
         try:
             # Recorded first, as a tick does: a webhook that dies after this leaves nothing undone

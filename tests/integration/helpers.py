@@ -234,6 +234,8 @@ class HookServer(http.server.ThreadingHTTPServer):
     def __init__(self) -> None:
         self.statuses: dict[str, int] = {}
         self.received: list[tuple[str, dict[str, Any]]] = []
+        # The Idempotency-Key header of each request, by path (None: it had none).
+        self.idempotency_keys: list[tuple[str, str | None]] = []
         # Open: every request is answered at once. Cleared, requests are kept waiting (a few seconds
         # at most) after being recorded: a slow receiver, for what happens while one is being sent.
         self.gate = threading.Event()
@@ -259,6 +261,7 @@ class _HookHandler(http.server.BaseHTTPRequestHandler):
         path = self.path.strip("/")
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.received.append((path, json.loads(body or b"{}")))
+        self.server.idempotency_keys.append((path, self.headers.get("Idempotency-Key")))
         self.server.gate.wait(timeout=HELD_SECONDS)
         status = self.server.statuses.get(path, 200)
         self.send_response(status)
