@@ -24,11 +24,15 @@ help:
 	@echo "make manifests  render k8s/ (and its cert-manager variant) from the Helm chart in charts/serin"
 	@echo "make fuzz     random AdmissionReviews, bytes and /tick queries: over 10,000 cases, none may get a 5xx"
 
-$(PYTHON): requirements.txt requirements-dev.txt pyproject.toml
+# The venv installs exactly what requirements-dev.lock names, each file checked against its hashes
+# (the runtime packages at the versions of the image's requirements.lock). Packages that come as
+# sources are built with the locked setuptools, installed first, rather than with whatever an
+# isolated build would fetch unchecked.
+$(PYTHON): requirements-dev.lock requirements-build.lock pyproject.toml
 	python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
-	$(PYTHON) -m pip install --quiet --no-deps --editable .
+	$(PYTHON) -m pip install --quiet --require-hashes --no-deps -r requirements-build.lock
+	$(PYTHON) -m pip install --quiet --require-hashes --no-build-isolation -r requirements-dev.lock
+	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	@touch $(PYTHON)
 
 venv: $(PYTHON)
@@ -78,6 +82,7 @@ LOCK = CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --gene
 lock: venv
 	$(LOCK) --output-file=requirements.lock requirements.txt
 	$(LOCK) --build-deps-for=wheel --only-build-deps --output-file=requirements-build.lock pyproject.toml
+	$(LOCK) --constraint=requirements.lock --output-file=requirements-dev.lock requirements-dev.txt
 
 manifests: venv
 	@$(PYTHON) -m localcluster.chart

@@ -176,26 +176,33 @@ def _answer(
     except BadRequest as error:
         return jsonify(error=str(error)), 400
     kind_name, name = kind["kind"], admission_request.get("name") or "(generated name)"
+    namespace = admission_request.get("namespace") or ""
     leaves_alone = ignored.get(key)
     if leaves_alone is not None and leaves_alone(admission_request):
         if LOG.isEnabledFor(logging.DEBUG):
-            with logs.context(request_id=admission_request["uid"], namespace=admission_request.get("namespace") or ""):
+            with logs.context(request_id=admission_request["uid"], namespace=namespace):
                 LOG.debug("%s %s %s allowed: not Serin's", admission_request["operation"], kind_name, name)
         request.environ[logs.QUIET] = True
         return _answered(admission_request["uid"], Verdict())
     engine: Engine = current_app.extensions["serin"]
     with logs.context(
-        request_id=admission_request["uid"],
-        namespace=admission_request.get("namespace") or "",
-        canary=name if kind_name == "Canary" else "",
+        request_id=admission_request["uid"], namespace=namespace, canary=name if kind_name == "Canary" else ""
     ):
-        verdict = handler(engine.admission, admission_request)
+        elsewhere = engine.settings.scope.refusal(namespace)
+        if elsewhere:
+            # Another install's namespace, or nobody's: let through as it is, with no work done
+            # (the chart's namespaceSelector keeps the API server from sending these at all).
+            verdict, outcome = Verdict(), f"allowed untouched: {elsewhere}"
+        else:
+            verdict = handler(engine.admission, admission_request)
+            outcome = "allowed" if verdict.allowed else f"denied: {verdict.message}"
         # Most reviews are of workloads allowed as they are (every Deployment update the webhooks'
         # selectors let through): a line each at info would be most of a busy cluster's log.
-        quiet = verdict.allowed and not verdict.patch and not verdict.warnings
+        # A review of a namespace this install does not serve is said at info: the API server
+        # should not have sent it.
+        quiet = verdict.allowed and not verdict.patch and not verdict.warnings and not elsewhere
         level = logging.DEBUG if quiet else logging.INFO
         if LOG.isEnabledFor(level):
-            outcome = "allowed" if verdict.allowed else f"denied: {verdict.message}"
             changed = f", {len(verdict.patch)} changes" if verdict.patch else ""
             LOG.log(level, "%s %s %s %s%s", admission_request["operation"], kind_name, name, outcome, changed)
     if quiet:

@@ -1,6 +1,7 @@
-"""What the authenticated endpoints (``/tick``, ``/replay``) share: checking query parameters
-before anything is asked of the API server, JSON errors, and the caller's bearer token, checked
-by the API server (TokenReview, then SubjectAccessReview on canaries.serin.dev)."""
+"""What the authenticated endpoints (``/tick``, ``/replay``, ``/metrics``) share: checking query
+parameters before anything is asked of the API server, JSON errors, and the caller's bearer token,
+checked by the API server (TokenReview, then SubjectAccessReview on canaries.serin.dev, or on a
+path for ``/metrics``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from flask import Response, current_app, jsonify, request
 
 from serin.engine import Engine
-from serin.kube.auth import authenticate, may_on_canaries
+from serin.kube.auth import Identity, authenticate, may_on_canaries
 
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no", ""}
 # Kubernetes names: a namespace is a DNS label, a Canary's name a DNS subdomain.
@@ -133,15 +134,21 @@ def error(status: int, message: str, **headers: str) -> tuple[Response, int]:
     return response, status
 
 
+def bearer_token() -> str:
+    """The request's bearer token; empty when it sends none."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def refused(engine: Engine, verb: str, namespace: str | None, name: str | None = None) -> tuple[Response, int] | None:
     """The 401 or 403 answer when the bearer token's owner may not ``verb`` canaries.serin.dev in
     ``namespace`` (None: in every namespace); None when they may. KubeError when the API server
     cannot be asked."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        token = ""
-    denial = denied(engine, token.strip(), verb, namespace, name)
+    return refusal(denied(engine, bearer_token(), verb, namespace, name))
+
+
+def refusal(denial: tuple[int, str] | None) -> tuple[Response, int] | None:
+    """The JSON answer to a ``denial`` (401 or 403, the reason); None for none."""
     if denial is None:
         return None
     status, message = denial
@@ -154,20 +161,34 @@ def denied(
     engine: Engine, token: str, verb: str, namespace: str | None, name: str | None = None
 ) -> tuple[int, str] | None:
     """Why the token's owner may not ``verb`` canaries.serin.dev in ``namespace`` (``name``, when
-    given): (401 or 403, the reason); None when they may. KubeError when the API server cannot be
-    asked."""
-    audience = engine.settings.token_audience
+    given; None: in every namespace served): (401 or 403, the reason); None when they may.
+    KubeError when the API server cannot be asked."""
+    identity = caller(engine, token, engine.settings.token_audience)
+    if isinstance(identity, str):
+        return 401, identity
+    # For a namespaced install, every namespace is each one it serves: a RoleBinding in each grants
+    # a whole tick, where a whole-cluster install asks for all namespaces at once.
+    for where in (namespace,) if namespace else engine.settings.scope.lists(None):
+        allowed, reason = may_on_canaries(engine.store, identity, verb, where, name)
+        if not allowed:
+            what = (f"canary {name} in " if name else "") + (f"namespace {where}" if where else "all namespaces")
+            detail = f" ({reason})" if reason else ""
+            return 403, f"{identity.username} may not {verb} canaries.serin.dev in {what}{detail}"
+    return None
+
+
+def not_served(engine: Engine, namespace: str | None) -> str | None:
+    """Why this install does not act in ``namespace`` (None: it does, or no namespace was named)."""
+    return engine.settings.scope.refusal(namespace) if namespace else None
+
+
+def caller(engine: Engine, token: str, audience: str) -> Identity | str:
+    """The token's owner, as the API server vouches for it for ``audience`` (empty: its own); else
+    what a 401 tells the caller. KubeError when the API server cannot be asked."""
     if not token:
-        return 401, f"missing bearer token: send 'Authorization: Bearer <token>' ({how_to_get_a_token(audience)})"
+        return f"missing bearer token: send 'Authorization: Bearer <token>' ({how_to_get_a_token(audience)})"
     identity = authenticate(engine.store, token, audience)
-    if identity is None:
-        return 401, not_accepted(audience)
-    allowed, reason = may_on_canaries(engine.store, identity, verb, namespace, name)
-    if allowed:
-        return None
-    where = (f"canary {name} in " if name else "") + (f"namespace {namespace}" if namespace else "all namespaces")
-    detail = f" ({reason})" if reason else ""
-    return 403, f"{identity.username} may not {verb} canaries.serin.dev in {where}{detail}"
+    return identity if identity is not None else not_accepted(audience)
 
 
 def not_accepted(audience: str) -> str:

@@ -20,7 +20,17 @@ from typing import Any
 import jsonpatch
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from handlers.params import BadRequest, BodyTooLarge, canary_names, decoded_json, error, oversized, read_body, refused
+from handlers.params import (
+    BadRequest,
+    BodyTooLarge,
+    canary_names,
+    decoded_json,
+    error,
+    not_served,
+    oversized,
+    read_body,
+    refused,
+)
 from serin.decide import MetricReading
 from serin.engine import Engine
 from serin.kube.store import KubeError
@@ -74,6 +84,8 @@ def replay_window() -> tuple[Response, int]:
             raise BadRequest(f"from ({format_time(start)}) must be before to ({format_time(end)}) and in the past")
     except BadRequest as problem:
         return error(400, str(problem))
+    if elsewhere := not_served(engine, namespace):
+        return error(404, elsewhere)
     try:
         # Before the body is read: nothing of it costs the server anything until the caller is known.
         denied = refused(engine, "get", namespace)

@@ -5,8 +5,9 @@ interval wait; ``window=S`` says the caller ticked last S seconds ago (idle Cana
 once per interval, by the first tick after their time); ``shard=I&shards=N`` takes only the
 Canaries whose stable hash falls on shard I of N (the tick Job's pods each take one). The caller
 authenticates with a Kubernetes
-bearer token and must be allowed to update canaries.serin.dev in the namespace (in every namespace
-for a full tick). Every parameter is checked before any request to the API server is made from it.
+bearer token and must be allowed to tick canaries.serin.dev in the namespace (for a full tick, in
+every namespace; for an install that serves some namespaces only, in each of those, and another
+namespace is a 404). Every parameter is checked before any request to the API server is made from it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from handlers.params import BadRequest, canary_names, error, flag, oversized, refused
+from handlers.params import BadRequest, canary_names, error, flag, not_served, oversized, refused
 from serin.engine import Engine
 from serin.kube.store import KubeError
 from serin.reconcile import WHOLE, Shard
@@ -69,6 +70,8 @@ def tick() -> tuple[Response, int]:
         namespace, name = canary_names()
     except BadRequest as problem:
         return error(400, str(problem))
+    if elsewhere := not_served(engine, namespace):
+        return error(404, elsewhere)
     try:
         # Serin's own verb: a ticker need not be allowed to change Canaries, only to have them stepped.
         denied = refused(engine, TICK_VERB, namespace, name)

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 from werkzeug.wrappers import Response as Redirect
 
-from handlers.params import DNS_LABEL, DNS_SUBDOMAIN, denied, how_to_get_a_token, not_accepted
+from handlers.params import DNS_LABEL, DNS_SUBDOMAIN, denied, how_to_get_a_token, not_accepted, not_served
 from serin.engine import Engine
 from serin.kube.auth import authenticate
 from serin.kube.store import KubeError
@@ -95,7 +95,8 @@ def _refresh() -> int:
 
 def _not_names(namespace: str | None, name: str | None = None) -> tuple[str, int] | None:
     """The 400 page for a namespace or name that is not one: either would become part of a path
-    Serin asks the API server, with its own credentials."""
+    Serin asks the API server, with its own credentials; the 404 page for a namespace this install
+    does not serve."""
     problems = [
         f"{field} must be {what}, not {value[:100]!r}"
         for field, value, pattern, what in (
@@ -104,7 +105,11 @@ def _not_names(namespace: str | None, name: str | None = None) -> tuple[str, int
         )
         if value is not None and not pattern.fullmatch(value)
     ]
-    return _page("error.html", 400, title="No such page", message="; ".join(problems)) if problems else None
+    if problems:
+        return _page("error.html", 400, title="No such page", message="; ".join(problems))
+    if elsewhere := not_served(current_app.extensions["serin"], namespace):
+        return _page("error.html", 404, title="Not served here", message=elsewhere)
+    return None
 
 
 @blueprint.get("/ui")
@@ -117,8 +122,10 @@ def canaries() -> tuple[str, int]:
     if refused := _refusal(engine, "list", namespace):
         return refused
     try:
-        listed = engine.store.list_canaries(namespace)
-        last_events = _last_events(engine, namespace)
+        # Each namespace served, for an install that serves some only (it may list nowhere else).
+        served = engine.settings.scope.lists(namespace)
+        listed = [raw for where in served for raw in engine.store.list_canaries(where)]
+        last_events = {key: event for where in served for key, event in _last_events(engine, where).items()}
     except KubeError as error:
         return _page("error.html", 503, title="Cannot reach the Kubernetes API", message=str(error))
     now = datetime.datetime.now(datetime.UTC)

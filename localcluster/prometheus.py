@@ -24,6 +24,8 @@ SCRAPE_INTERVAL = "1s"
 TARGETS = "targets.json"
 SERIN_TARGETS = "serin-targets.json"
 SERIN_CA = "serin-ca.crt"
+# The bearer token Prometheus sends Serin: its /metrics asks for one whose account may get it.
+SERIN_TOKEN = "serin-scrape.token"
 
 
 class PrometheusError(RuntimeError):
@@ -31,8 +33,9 @@ class PrometheusError(RuntimeError):
 
 
 def config(directory: Path, scrape_interval: str = SCRAPE_INTERVAL) -> dict[str, Any]:
-    """Plain-HTTP targets (the traffic simulator) in targets.json; Serin's servers, over HTTPS and
-    verified against the CA in serin-ca.crt, in serin-targets.json."""
+    """Plain-HTTP targets (the traffic simulator) in targets.json; Serin's servers, over HTTPS
+    verified against the CA in serin-ca.crt and with the bearer token in serin-scrape.token (read
+    anew for every scrape), in serin-targets.json."""
     return {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [
@@ -44,16 +47,18 @@ def config(directory: Path, scrape_interval: str = SCRAPE_INTERVAL) -> dict[str,
                 "job_name": "serin",
                 "scheme": "https",
                 "tls_config": {"ca_file": str(directory / SERIN_CA)},
+                "authorization": {"type": "Bearer", "credentials_file": str(directory / SERIN_TOKEN)},
                 "file_sd_configs": [{"files": [str(directory / SERIN_TARGETS)], "refresh_interval": "1s"}],
             },
         ],
     }
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def _write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
+    tmp.chmod(mode)
     tmp.replace(path)
 
 
@@ -67,10 +72,11 @@ def set_targets(state_dir: Path, urls: list[str]) -> None:
     _write_atomically(state_dir / "prometheus" / TARGETS, _targets(urls))
 
 
-def scrape_serin(state_dir: Path, urls: list[str], ca_pem: bytes) -> None:
+def scrape_serin(state_dir: Path, urls: list[str], ca_pem: bytes, token: str) -> None:
     """Have Prometheus scrape these Serin servers' /metrics, trusting ``ca_pem`` (it rereads the
-    CA file when it changes)."""
+    CA file when it changes) and sending ``token``, of an account that may get /metrics."""
     _write_atomically(state_dir / "prometheus" / SERIN_CA, ca_pem)
+    _write_atomically(state_dir / "prometheus" / SERIN_TOKEN, token.encode(), mode=0o600)
     _write_atomically(state_dir / "prometheus" / SERIN_TARGETS, _targets(urls))
 
 
@@ -85,9 +91,9 @@ def ensure_prometheus(state_dir: Path, binary: Path, state: ClusterState, target
     directory = state_dir / "prometheus"
     if not (directory / SERIN_CA).exists():
         # Prometheus refuses a configuration whose CA file is missing or no certificate; until a
-        # Serin server is scraped, a CA that signed nothing stands in.
+        # Serin server is scraped, a CA that signed nothing (and no token) stands in.
         placeholder, _ = tls.new_ca("no-serin-yet", datetime.timedelta(days=1))
-        scrape_serin(state_dir, [], tls.cert_pem(placeholder))
+        scrape_serin(state_dir, [], tls.cert_pem(placeholder), "")
     config_file = directory / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config(directory)))
     port = processes.free_port()

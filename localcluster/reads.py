@@ -107,7 +107,8 @@ class Reader:
         return {"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}}
 
     def resolve(self, token: str) -> Resource | None:
-        """The one resource kubectl would take ``token`` for, if discovery leaves no doubt."""
+        """The one resource kubectl would take ``token`` for, if discovery leaves no doubt (a
+        name two API groups besides the core one serve is left to kubectl)."""
         by_name = self._discovered()
         short, _, group = token.partition(".")
         found = {
@@ -115,6 +116,10 @@ class Reader:
             for resource in by_name.get(short if group else token, [])
             if not group or resource.group_version.rpartition("/")[0] == group
         }
+        core = {resource for resource in found if resource.group_version == "v1"}
+        # kubectl's mapping puts the core group first: `events` is v1's, not events.k8s.io's.
+        if len(core) == 1:
+            return core.pop()
         return found.pop() if len(found) == 1 else None
 
     def _discovered(self) -> dict[str, list[Resource]]:

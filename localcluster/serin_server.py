@@ -4,7 +4,8 @@ Installs the CRDs and the shipped RBAC (k8s/), gives Serin its own service-accou
 issues its serving certificate with the same tool the cluster Job uses (serin-certs), starts
 gunicorn serving TLS on 127.0.0.1, and registers the shipped webhook configurations by URL with
 that certificate's caBundle. A second service account, allowed only to tick, gets a token for
-people and scripts to call ``POST /tick``.
+people and scripts to call ``POST /tick``; a third, ``prometheus``, bound to the shipped
+``serin-metrics-reader``, is who the local Prometheus scrapes Serin's ``/metrics`` as.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ TOKEN_DURATION = "24h"
 
 # Who calls the local Serin must hold a token issued for its audience, as in a cluster.
 TOKEN_AUDIENCE = Settings().token_audience
+# Who the local Prometheus scrapes Serin as: an account of its own, holding the shipped ClusterRole
+# serin-metrics-reader, with a token for the API server's audience, as a Prometheus Pod's own is.
+PROMETHEUS_ACCOUNT = "prometheus"
+METRICS_READER = "serin-metrics-reader"
 
 
 def egress_denied(api_server_url: str) -> str:
@@ -58,11 +63,29 @@ def egress_denied(api_server_url: str) -> str:
 
 
 def _rbac(kubectl: Any) -> list[dict[str, Any]]:
-    """The shipped namespace, accounts, roles and bindings of Serin and of the ticker, and the
-    admission policy that holds Serin's own writes."""
+    """The shipped namespace, accounts, roles and bindings of Serin and of the ticker, the role a
+    scraper of /metrics needs (bound to the local Prometheus's account), and the admission policy
+    that holds Serin's own writes."""
     rendered = yaml.safe_load_all(kubectl("kustomize", str(REPO_ROOT / "k8s")))
-    wanted = {"serin", "serin-ticker", "serin-tick", "serin-writes", NAMESPACE}
-    return [doc for doc in rendered if doc and doc["kind"] in RBAC_KINDS and doc["metadata"]["name"] in wanted]
+    wanted = {"serin", "serin-ticker", "serin-tick", "serin-writes", METRICS_READER, NAMESPACE}
+    shipped = [doc for doc in rendered if doc and doc["kind"] in RBAC_KINDS and doc["metadata"]["name"] in wanted]
+    return [*shipped, *_prometheus_account()]
+
+
+def _prometheus_account() -> list[dict[str, Any]]:
+    """The local Prometheus's account, bound to the ClusterRole that lets it get /metrics (what a
+    cluster's admin binds for theirs)."""
+    account = {"name": PROMETHEUS_ACCOUNT, "namespace": NAMESPACE}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": account},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"{METRICS_READER}-{PROMETHEUS_ACCOUNT}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": METRICS_READER},
+            "subjects": [{"kind": "ServiceAccount", **account}],
+        },
+    ]
 
 
 def ensure_serin(cluster: LocalCluster, binaries: Binaries, state: ClusterState) -> str:
@@ -92,6 +115,9 @@ def ensure_serin(cluster: LocalCluster, binaries: Binaries, state: ClusterState)
     token_file = state_dir / "serin-ticker.token"
     token_file.write_text(_token(kubectl, "serin-ticker", audience=TOKEN_AUDIENCE))
     token_file.chmod(0o600)
+    metrics_token_file = state_dir / "serin-metrics.token"
+    metrics_token_file.write_text(_token(kubectl, PROMETHEUS_ACCOUNT))
+    metrics_token_file.chmod(0o600)
 
     tls_dir = state_dir / "serin-tls"
     subprocess.run(
@@ -136,13 +162,14 @@ def ensure_serin(cluster: LocalCluster, binaries: Binaries, state: ClusterState)
     # Serin's own metrics beside the mesh's, as a cluster's Prometheus would have them (the
     # Grafana dashboard, charts/serin/dashboards/serin.json, reads both).
     if "prometheus" in state.urls:
-        prometheus.scrape_serin(state_dir, [url], ca.read_bytes())
+        prometheus.scrape_serin(state_dir, [url], ca.read_bytes(), metrics_token_file.read_text())
     configurations = webhooks.for_url(webhooks.load_manifest(), url, ca.read_bytes())
     kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(configurations))
     state.ports["serin"] = port
     state.urls["serin"] = url
     state.paths["serin_ca"] = str(ca)
     state.paths["serin_token"] = str(token_file)
+    state.paths["serin_metrics_token"] = str(metrics_token_file)
     state.save(state_dir)
     return url
 
@@ -172,9 +199,12 @@ def env_lines(state: ClusterState) -> list[str]:
     if "serin" not in state.urls:
         return []
     token = Path(state.paths["serin_token"]).read_text().strip()
+    # The local Prometheus's token, which may read /metrics (a Serin started before it had one: none).
+    metrics_token = state.paths.get("serin_metrics_token")
     return [
         f"export SERIN_URL={state.urls['serin']}",
         f"export SERIN_TOKEN={token}",
+        *([f"export SERIN_METRICS_TOKEN={Path(metrics_token).read_text().strip()}"] if metrics_token else []),
         f"export SERIN_CA={state.paths['serin_ca']}",
         # So that plain `curl $SERIN_URL/...` trusts Serin's local certificate.
         "export CURL_CA_BUNDLE=$SERIN_CA",

@@ -1,8 +1,9 @@
 """What Serin answers when the API server hands it a Canary or a workload on `kubectl apply`.
 
-* Canaries: the mutating webhook fills in Flagger's defaults; the validating webhook lists every
-  problem with its field path, and on CREATE bootstraps the primary, Services and routing right
-  away (the validating webhook sees the final object, with its uid, so ownerReferences work).
+* Canaries: the mutating webhook fills in Flagger's defaults and, for a CREATE of a name no Canary
+  has, bootstraps the primary, Services and routing once the API server has stored the Canary
+  (from the stored Canary, with its uid, so everything is owned by it from the start); the
+  validating webhook lists every problem with its field path and writes nothing.
 * Target workloads (Deployments, DaemonSets, StatefulSets): a new pod template is a new revision,
   recorded on the Canary and scaled up in the same response; an unchanged template keeps an idle
   target at zero without a single API request.
@@ -49,6 +50,7 @@ from serin.model import (
 from serin.objects import workload_state
 from serin.ports import SerinError
 from serin.reconcile import CLAIM_SECONDS, Reconciler, claim_holds, pending_of
+from serin.scope import WHOLE_CLUSTER, Scope
 from serin.status import CanaryStatus, Phase, Unconfirmed
 from serin.workloads import (
     MANAGED_BY,
@@ -320,6 +322,7 @@ class Admission:
         own_username: Callable[[], str],
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         acts: bool = True,
+        scope: Scope = WHOLE_CLUSTER,
     ) -> None:
         self.store = store
         self.reconciler = reconciler
@@ -329,6 +332,8 @@ class Admission:
         # Whether a review may make Serin write anything (only when the API server is known to
         # have sent it): without, the webhooks answer from the request and the tick does the rest.
         self.acts = acts
+        # The namespaces served: a Canary may not name a template or alert provider elsewhere.
+        self.scope = scope
         self._bootstraps = Bootstraps(self._bootstrap_stored)
 
     # -- Canaries --
@@ -345,11 +350,23 @@ class Admission:
         canary, errors = self._check(request, strict=False)
         if errors:
             return deny(errors, _name(request))
-        if request.get("operation") == "CREATE" and canary is not None and self.acts and not request.get("dryRun"):
+        creates = request.get("operation") == "CREATE" and self.acts and not request.get("dryRun")
+        if creates and canary is not None and self._name_is_free(canary):
             # Bootstrapped once stored, from the stored Canary: a review the validating webhook
             # (or another) then denies creates nothing.
             self._bootstraps.submit(canary.namespace, canary.name)
         return Verdict(patch=defaults_patch(obj, self.default_provider))
+
+    def _name_is_free(self, canary: Canary) -> bool:
+        """Whether no Canary has the name a CREATE asks for. One that has it (live, or being deleted)
+        makes the API server answer AlreadyExists after the webhooks: a bootstrap by name would then
+        act on that Canary for a request that was never its own, and undo the revert of one being
+        deleted. Unknown (the API server did not answer) counts as taken: the tick bootstraps."""
+        try:
+            return self.store.get_canary(canary.namespace, canary.name) is None
+        except KubeError as error:
+            LOG.warning("could not look for canary %s before its bootstrap: %s", canary.key, error)
+            return False
 
     def _check(self, request: Mapping[str, Any], strict: bool = True) -> tuple[Canary | None, list[FieldError]]:
         """The Canary in the request, and every problem it has (none: the Canary is usable).
@@ -432,6 +449,14 @@ class Admission:
             ref = _mapping(metric).get("templateRef")
             if isinstance(ref, dict) and isinstance(ref.get("name"), str):
                 ref_namespace = ref.get("namespace") or namespace
+                if refusal := self.scope.refusal(str(ref_namespace)):
+                    problems.append(
+                        FieldError(
+                            f"spec.analysis.metrics[{index}].templateRef",
+                            f"MetricTemplate {ref_namespace}/{ref['name']}: {refusal}",
+                        )
+                    )
+                    continue
                 try:
                     template = self.store.get_metric_template(str(ref_namespace), ref["name"])
                     where = (str(ref_namespace), ref["name"])
@@ -450,6 +475,10 @@ class Admission:
             ref = _mapping(_mapping(alert).get("providerRef"))
             ref_namespace = ref.get("namespace")
             if isinstance(ref.get("name"), str) and isinstance(ref_namespace, str) and ref_namespace != namespace:
+                if refusal := self.scope.refusal(ref_namespace):
+                    path = f"spec.analysis.alerts[{index}].providerRef"
+                    problems.append(FieldError(path, f"AlertProvider {ref_namespace}/{ref['name']}: {refusal}"))
+                    continue
                 provider = self.store.get("AlertProvider", ref_namespace, ref["name"])
                 where = (ref_namespace, ref["name"])
                 if provider is not None and (unshared := not_shared("AlertProvider", where, provider, namespace)):
@@ -506,6 +535,8 @@ class Admission:
         stored = self.store.get_canary(namespace, name)
         if stored is None:
             return False
+        if _mapping(stored.get("metadata")).get("deletionTimestamp"):
+            return True  # stored, then deleted at once: the tick gives its target back
         canary = parse_canary(stored, self.default_provider)
         target = self.store.get(canary.target_ref.kind, namespace, canary.target_ref.name)
         if target is None:
@@ -625,8 +656,9 @@ class Admission:
         unconfirmed = Unconfirmed(target.template_hash, status.phase, status.last_applied_spec)
         # Claimed until sent, as a tick does: a racing tick leaves the news to this webhook.
         claim = now + datetime.timedelta(seconds=CLAIM_SECONDS) if pending is not None else None
+        # Claimed to send, not to ask hooks: no step id of a tick's is taken over.
         recorded = decision.status.replace(
-            last_analysis_time=None, claimed_until=claim, pending=pending, unconfirmed=unconfirmed
+            last_analysis_time=None, claimed_until=claim, claimed_step="", pending=pending, unconfirmed=unconfirmed
         )
         try:
             # Recorded first, as a tick does: a webhook that dies after this leaves nothing undone

@@ -85,10 +85,19 @@ def primary_scaler(canary: Canary, scaler: Mapping[str, Any]) -> dict[str, Any]:
 
 def pause_patch(canary: Canary, scaler: Mapping[str, Any], paused: bool) -> dict[str, Any] | None:
     """The merge patch that holds (or frees) the target's ScaledObject at zero replicas; None when
-    it already is as asked, or for an HPA (which needs no pause, see the module's docstring)."""
+    it already is as asked, or for an HPA (which needs no pause, see the module's docstring).
+
+    The patch labels the ScaledObject as the target's (``serin.dev/canary``), as the target itself
+    is: the shipped admission policy lets Serin's account change only objects so marked."""
     if _ref(canary).kind != "ScaledObject":
         return None
-    annotations = (scaler.get("metadata") or {}).get("annotations") or {}
-    if (annotations.get(PAUSED_REPLICAS_ANNOTATION) == "0") == paused:
+    metadata = scaler.get("metadata") or {}
+    annotations, labels = metadata.get("annotations") or {}, metadata.get("labels") or {}
+    if (annotations.get(PAUSED_REPLICAS_ANNOTATION) == "0") == paused and labels.get(TARGET_LABEL) == canary.name:
         return None
-    return {"metadata": {"annotations": {PAUSED_REPLICAS_ANNOTATION: "0" if paused else None}}}
+    return {
+        "metadata": {
+            "labels": {TARGET_LABEL: canary.name},
+            "annotations": {PAUSED_REPLICAS_ANNOTATION: "0" if paused else None},
+        }
+    }

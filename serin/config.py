@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from serin.destinations import Destinations, denied_in_cluster
+from serin.scope import Scope
 
 CLIENT_CERTIFICATE, NO_AUTHENTICATION = "client-certificate", "none"
 
@@ -45,6 +46,18 @@ class Settings:
     # a token made for Serin is no use against the API server, so Serin cannot replay it there.
     # Empty: any token the API server accepts for itself.
     token_audience: str = "serin"
+    # Whether /metrics asks its caller for a token and for RBAC's ``get`` on the non-resource URL
+    # /metrics (the ClusterRole serin-metrics-reader), as kube-rbac-proxy does. Off only for a
+    # Prometheus that cannot send a token: anyone who reaches the port then reads every Canary's name.
+    metrics_authenticated: bool = True
+    # The audience a scraper's token must be issued for. Empty: the API server's own, which a
+    # Prometheus sends when it scrapes with its Pod's service-account token (as kube-rbac-proxy and
+    # controller-runtime's metrics filter take it). Such a token sent to Serin is one the API server
+    # would take too, which is why its account should hold little else; "serin" takes only tokens
+    # projected for Serin, which are no use elsewhere.
+    metrics_token_audience: str = ""
+    # The namespaces this install serves (SERIN_WATCH_NAMESPACES; see serin.scope): every one by default.
+    scope: Scope = field(default_factory=Scope)
 
     @property
     def admission_authenticated(self) -> bool:
@@ -67,6 +80,13 @@ class Settings:
                 "SERIN_ADMISSION_AUTHENTICATION is client-certificate, so SERIN_ADMISSION_CLIENT_CA must name the "
                 f"file of the CA that signs the API server's webhook client certificate (is {client_ca!r})"
             )
+        metrics_authentication = os.environ.get("SERIN_METRICS_AUTH", "true")
+        metrics_audience = os.environ.get("SERIN_METRICS_TOKEN_AUDIENCE", defaults.metrics_token_audience)
+        if metrics_authentication.strip().lower() not in ("true", "false"):
+            raise ValueError(
+                "SERIN_METRICS_AUTH must be true (scrapers of /metrics need a token and get on the non-resource URL "
+                f"/metrics) or false (anyone who reaches the port may scrape), not {metrics_authentication!r}"
+            )
         try:
             egress = Destinations.parse(
                 os.environ.get("SERIN_EGRESS_ALLOWED", ""),
@@ -74,6 +94,10 @@ class Settings:
             )
         except ValueError as error:
             raise ValueError(f"SERIN_EGRESS_ALLOWED or SERIN_EGRESS_DENIED: {error}") from None
+        try:
+            scope = Scope.parse(os.environ.get("SERIN_WATCH_NAMESPACES", ""))
+        except ValueError as error:
+            raise ValueError(f"SERIN_WATCH_NAMESPACES {error}") from None
         return cls(
             metrics_server=os.environ.get("SERIN_METRICS_SERVER", defaults.metrics_server),
             default_provider=os.environ.get("SERIN_DEFAULT_PROVIDER", defaults.default_provider),
@@ -92,4 +116,7 @@ class Settings:
             tick_concurrency=max(1, int(os.environ.get("SERIN_TICK_CONCURRENCY", defaults.tick_concurrency))),
             egress=egress,
             token_audience=os.environ.get("SERIN_TOKEN_AUDIENCE", defaults.token_audience).strip(),
+            metrics_authenticated=metrics_authentication.strip().lower() == "true",
+            metrics_token_audience=metrics_audience.strip(),
+            scope=scope,
         )

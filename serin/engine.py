@@ -61,6 +61,7 @@ def build_engine(settings: Settings, api: Connection | None = None) -> Engine:
         concurrency=settings.tick_concurrency,
         # The API server's time, not this replica's: claims and due times are shared by replicas.
         clock=store.now,
+        scope=settings.scope,
     )
 
     @lru_cache(maxsize=1)
@@ -81,6 +82,7 @@ def build_engine(settings: Settings, api: Connection | None = None) -> Engine:
         own_username=own_username,
         acts=settings.admission_authenticated,
         clock=store.now,
+        scope=settings.scope,
     )
-    gauges = CanaryCollector(store, settings.default_provider)
+    gauges = CanaryCollector(store, settings.default_provider, scope=settings.scope)
     return Engine(settings=settings, api=api, store=store, reconciler=reconciler, admission=admission, gauges=gauges)

@@ -487,6 +487,8 @@ class CanaryObjects:
             with contextlib.suppress(SerinError, WorkloadError):
                 patch = pause_patch(canary, self.target_scaler(canary), paused=False)
                 if patch is not None:
+                    # No longer the target's: the label goes, as the target's own does below.
+                    patch["metadata"]["labels"] = {TARGET_LABEL: None}
                     self.store.patch(canary.autoscaler_ref.kind, namespace, canary.autoscaler_ref.name, patch)
         state = workload_state(target)
         ready = state is not None and state.available_replicas >= state.replicas > 0

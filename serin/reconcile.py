@@ -74,7 +74,7 @@ from serin.model import (
     parse_duration,
 )
 from serin.notify.alerts import Notifier, Severity, canary_alert, notifier_for, wanted
-from serin.notify.webhooks import event_payload, hook_payload
+from serin.notify.webhooks import event_payload, hook_payload, idempotency_key
 from serin.objects import CanaryObjects, workload_state
 from serin.ports import (
     HookCaller,
@@ -90,6 +90,7 @@ from serin.ports import (
     TemporaryError,
     TimeSeriesProvider,
 )
+from serin.scope import WHOLE_CLUSTER, Scope
 from serin.status import IDLE_PHASES, CanaryStatus, Pending, Phase, format_time, parse_time
 from serin.workloads import (
     MANAGED_BY,
@@ -376,6 +377,7 @@ class Reconciler:
         notifier: GlobalNotifier | None = None,
         cluster_name: str = "",
         concurrency: int = DEFAULT_CONCURRENCY,
+        scope: Scope = WHOLE_CLUSTER,
     ) -> None:
         self.store = store
         self.router_for = router_for
@@ -388,6 +390,8 @@ class Reconciler:
         self.notifier = notifier
         self.cluster_name = cluster_name
         self.concurrency = concurrency
+        # The namespaces this install serves: it lists and reads nowhere else.
+        self.scope = scope
 
     # ---- the tick ----------------------------------------------------------------------------
 
@@ -400,10 +404,10 @@ class Reconciler:
         window: float | None = None,
         shard: Shard = WHOLE,
     ) -> list[StepReport]:
-        """One step for every due Canary of ``shard``. ``window``: seconds since the caller's
-        previous tick."""
+        """One step for every due Canary of ``shard`` (in ``namespace``, or in every namespace
+        served). ``window``: seconds since the caller's previous tick."""
         started = time.monotonic()
-        raw_canaries = self.store.list_canaries(namespace)
+        raw_canaries = [raw for where in self.scope.lists(namespace) for raw in self.store.list_canaries(where)]
         now = self.clock()
         sweep_due = now.timestamp() % ORPHAN_SWEEP_SECONDS < (window or DEFAULT_TICK_WINDOW_SECONDS)
         if not dry_run and sweep_due and shard.index == 0:
@@ -537,7 +541,7 @@ class Reconciler:
         if any(isinstance(need, HookType) for need in decision.needs) and not dry_run:
             # Hooks act on their own (a load test starts): claim the step so that no racing tick
             # asks them too, for as long as they take.
-            status = status.replace(claimed_until=now + datetime.timedelta(seconds=CLAIM_SECONDS))
+            status = claimed_for_hooks(status, now)
             version = self.write_status(canary, version, status)
             lease = Lease(self.store, canary, version, status, self.clock)
         try:
@@ -563,9 +567,11 @@ class Reconciler:
         # A step that changes the status records what it will send in the same write, so that a
         # tick dying before sending loses nothing. A step that changes nothing (a repeated warning)
         # sends without writing: losing a repeat is harmless, a write per check is not.
-        changed = decision.status != status.replace(claimed_until=None, pending=None)
-        pending = pending_of(decision, now, canary)
-        new_status = decision.status.replace(claimed_until=None, pending=pending if changed else None)
+        changed = decision.status != status.replace(claimed_until=None, claimed_step="", pending=None)
+        # A step that asked hooks records its news under the id it asked them with: one step, one
+        # set of keys.
+        pending = pending_of(decision, now, canary, status.claimed_step)
+        new_status = decision.status.replace(claimed_until=None, claimed_step="", pending=pending if changed else None)
         if new_status.pending is not None:
             # Claimed until sent: a racing tick leaves the step to this one rather than send it twice.
             new_status = new_status.replace(claimed_until=now + datetime.timedelta(seconds=CLAIM_SECONDS))
@@ -592,14 +598,18 @@ class Reconciler:
     def sweep_orphans(
         self, namespace: str | None, canaries: Sequence[Mapping[str, Any]], now: datetime.datetime
     ) -> None:
-        """Remove what admission made for Canaries that were never stored: one list, then only for
-        primaries nobody owns, made for a name no Canary has, older than the grace period."""
+        """Remove what admission made for Canaries that were never stored: one list (one per
+        namespace served, for a namespaced install), then only for primaries nobody owns, made for
+        a name no Canary has, older than the grace period. Whatever carries the name of a stored
+        Canary is that Canary's (nothing is made for a Canary before it is stored, nor for a CREATE
+        whose name is taken) and is left alone."""
         stored = {(c["metadata"].get("namespace"), c["metadata"].get("name")) for c in canaries}
         try:
             primaries = [
                 primary
+                for where in self.scope.lists(namespace)
                 for kind in WORKLOAD_KINDS
-                for primary in self.store.find(kind, namespace, f"{MANAGED_BY_LABEL}={MANAGED_BY}")
+                for primary in self.store.find(kind, where, f"{MANAGED_BY_LABEL}={MANAGED_BY}")
             ]
         except KubeError as error:
             LOG.warning("could not look for objects of Canaries never stored: %s", error)
@@ -688,17 +698,25 @@ class Reconciler:
             if need == METRICS:
                 metrics = self.read_metrics(windowed(canary, status.traffic_since, self.clock()))
             elif isinstance(need, HookType):
-                hooks[need] = self.call_hooks(canary, need, status)
+                hooks[need] = self.call_hooks(canary, need, status, status.claimed_step)
         return dataclasses.replace(observation, hooks=hooks, metrics=metrics)
 
-    def call_hooks(self, canary: Canary, hook_type: HookType, status: CanaryStatus) -> tuple[HookResult, ...]:
+    def call_hooks(
+        self, canary: Canary, hook_type: HookType, status: CanaryStatus, step: str
+    ) -> tuple[HookResult, ...]:
+        """Ask the gates of ``hook_type`` for the step ``step`` (its id, for their keys)."""
         # As Flagger: the gates of the analysis are told "Progressing" (in WaitingPromotion too);
         # confirm-rollout and rollback hooks hear the phase the Canary is in.
         current = status.phase.value if status.phase else ""
         phase = current if hook_type in (HookType.CONFIRM_ROLLOUT, HookType.ROLLBACK) else Phase.PROGRESSING.value
         return tuple(
-            self.hooks.call(hook, hook_payload(canary, phase, status.last_applied_spec, hook))
-            for hook in canary.analysis.hooks(hook_type)
+            self.hooks.call(
+                hook,
+                hook_payload(
+                    canary, phase, status.last_applied_spec, hook, idempotency_key(canary, step, hook, position)
+                ),
+            )
+            for position, hook in enumerate(canary.analysis.hooks(hook_type))
         )
 
     def read_metrics(self, canary: Canary, at: datetime.datetime | None = None) -> tuple[MetricReading, ...]:
@@ -736,6 +754,8 @@ class Reconciler:
         if metric.template_ref is None:
             return None, self.prometheus(canary)
         namespace = metric.template_ref.namespace or canary.namespace
+        if refusal := self.scope.refusal(namespace):
+            raise InvalidQuery(f"MetricTemplate {namespace}/{metric.template_ref.name}: {refusal}")
         template = self.store.get_metric_template(namespace, metric.template_ref.name)
         unshared = not_shared("MetricTemplate", (namespace, metric.template_ref.name), template, canary.namespace)
         if unshared:
@@ -867,19 +887,22 @@ class Reconciler:
         for message, severity, details in pending.alerts:
             self.alert(canary, message, severity, details, now)
         phase = status.phase.value if status.phase else ""
-        for event_type, reason, message in pending.events:
+        # Keys from the step's id as recorded: a tick sending what another recorded uses the same.
+        for index, (event_type, reason, message) in enumerate(pending.events):
             try:
                 self.store.record_event(canary, event_type, reason, message, now, step=pending.step)
             except KubeError as error:
                 LOG.warning("could not record event on %s: %s", canary.key, error)
-            for hook in canary.analysis.hooks(HookType.EVENT):
+            for position, hook in enumerate(canary.analysis.hooks(HookType.EVENT)):
+                key = idempotency_key(canary, pending.step, hook, position, f"event-{index}")
                 self.hooks.call(
                     hook,
-                    event_payload(canary, phase, status.last_applied_spec, hook, message, event_type, now),
+                    event_payload(canary, phase, status.last_applied_spec, hook, message, event_type, now, key),
                 )
         for hook_type in pending.hooks:
-            for hook in canary.analysis.hooks(HookType(hook_type)):
-                result = self.hooks.call(hook, hook_payload(canary, phase, status.last_applied_spec, hook))
+            for position, hook in enumerate(canary.analysis.hooks(HookType(hook_type))):
+                key = idempotency_key(canary, pending.step, hook, position)
+                result = self.hooks.call(hook, hook_payload(canary, phase, status.last_applied_spec, hook, key))
                 if not result.ok:
                     LOG.warning("%s hook %s of %s failed: %s", hook_type, hook.name, canary.key, result.message)
 
@@ -903,7 +926,7 @@ class Reconciler:
         that write failed (the record stays, and once the claim runs out the next tick sends it)."""
         self.send(canary, pending, status, now)
         for _ in range(RELEASE_ATTEMPTS):
-            released = status.replace(pending=None, claimed_until=None)
+            released = status.replace(pending=None, claimed_until=None, claimed_step="")
             try:
                 return released, self.write_status(canary, version, released)
             except Lost:
@@ -959,6 +982,8 @@ class Reconciler:
         from its Secret's ``address`` when it has a secretRef, with the Secret's ``token``."""
         namespace = ref.provider_ref.namespace or canary.namespace
         where = f"AlertProvider {namespace}/{ref.provider_ref.name}"
+        if refusal := self.scope.refusal(namespace):
+            raise PermanentError(f"{where}: {refusal}")
         provider = self.store.get("AlertProvider", namespace, ref.provider_ref.name)
         if provider is None:
             raise PermanentError(f"{where} does not exist")
@@ -1016,11 +1041,27 @@ class Reconciler:
             )
 
 
-def pending_of(decision: Decision, now: datetime.datetime, canary: Canary) -> Pending | None:
-    """What the step will send once its status is stored; None when nothing."""
+def claimed_for_hooks(status: CanaryStatus, now: datetime.datetime) -> CanaryStatus:
+    """``status`` claimed from ``now`` on by a step that asks hooks. A claim that ran out without
+    being released is a step whose tick died before storing it: taken over, the step keeps its id,
+    so that its hooks are asked with the keys they were asked with before."""
+    taken_over = status.claimed_step if status.claimed_until is not None else ""
+    return status.replace(
+        claimed_until=now + datetime.timedelta(seconds=CLAIM_SECONDS), claimed_step=taken_over or step_id(now)
+    )
+
+
+def step_id(now: datetime.datetime) -> str:
+    """A new step's id: its time, for people, and enough randomness that no other step has it."""
+    return f"{format_time(now)}/{uuid.uuid4().hex[:8]}"
+
+
+def pending_of(decision: Decision, now: datetime.datetime, canary: Canary, step: str = "") -> Pending | None:
+    """What the step will send once its status is stored, under the step's id ``step`` (a new one
+    if not given); None when nothing."""
     hooks = tuple(action.hook_type.value for action in decision.actions if isinstance(action, RunHooks))
     if not decision.events and not hooks:
         return None
     events = tuple((event.type, event.reason, event.message) for event in decision.events)
     alerts = tuple((alert.message, alert.severity, alert.details) for alert in alerts_for(canary, decision.events))
-    return Pending(step=f"{format_time(now)}/{uuid.uuid4().hex[:8]}", events=events, hooks=hooks, alerts=alerts)
+    return Pending(step=step or step_id(now), events=events, hooks=hooks, alerts=alerts)

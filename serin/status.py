@@ -233,6 +233,9 @@ class CanaryStatus:
     primary_generation: int = 0
     # A tick that asks hooks first claims the step until then; others leave the Canary alone.
     claimed_until: datetime.datetime | None = None
+    # The id of the step claimed, kept with its claim: a tick that takes over a step whose claimer
+    # died asks its hooks with the same idempotency keys. Empty once the step is stored.
+    claimed_step: str = ""
     pending: Pending | None = None
     unconfirmed: Unconfirmed | None = None
     # When the canary's traffic last changed (its weight, the mirror) or its analysis started, its
@@ -275,6 +278,7 @@ class CanaryStatus:
             unavailable_steps=int(own.get("unavailableSteps") or 0),
             primary_generation=int(own.get("primaryGeneration") or 0),
             claimed_until=parse_time(own.get("claimedUntil")),
+            claimed_step=str(own.get("claimedStep") or ""),
             pending=Pending.from_dict(own.get("pending")),
             unconfirmed=Unconfirmed.from_dict(own.get("unconfirmed")),
             traffic_since=parse_time(own.get("trafficSince")),
@@ -311,6 +315,8 @@ class CanaryStatus:
             own["primaryGeneration"] = self.primary_generation
         if self.claimed_until is not None:
             own["claimedUntil"] = format_time(self.claimed_until)
+        if self.claimed_step:
+            own["claimedStep"] = self.claimed_step
         if self.pending is not None:
             own["pending"] = self.pending.to_dict()
         if self.unconfirmed is not None:

@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from serin.decide import desired_split
 from serin.kube.store import KubeError, KubeStore
 from serin.model import InvalidCanary, parse_canary
+from serin.scope import WHOLE_CLUSTER, Scope
 from serin.status import CanaryStatus, Phase
 
 REGISTRY = CollectorRegistry()
@@ -58,10 +59,18 @@ GAUGE_SECONDS = 5.0
 class CanaryCollector(Collector):
     """The gauges of every Canary, read from the API server at most every ``GAUGE_SECONDS``."""
 
-    def __init__(self, store: KubeStore, default_provider: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: KubeStore,
+        default_provider: str,
+        clock: Callable[[], float] = time.monotonic,
+        scope: Scope = WHOLE_CLUSTER,
+    ) -> None:
         self.store = store
         self.default_provider = default_provider
         self.clock = clock
+        # The namespaces served: a namespaced install lists each, never the whole cluster.
+        self.scope = scope
         self._lock = threading.Lock()
         self._read: tuple[float, list[Any]] | None = None
 
@@ -85,7 +94,7 @@ class CanaryCollector(Collector):
         )
         total = GaugeMetricFamily("serin_canary_total", "Canaries per namespace", labels=["namespace"])
         try:
-            canaries = self.store.list_canaries()
+            canaries = [raw for where in self.scope.lists(None) for raw in self.store.list_canaries(where)]
         except KubeError:
             return  # the API server did not answer: no gauge rather than a wrong one
         per_namespace: Tally[str] = Tally()

@@ -3,8 +3,9 @@
 Serin keeps no credentials of its own: a caller proves itself with a Kubernetes token, and the
 cluster's RBAC says whether it may ``tick`` Canaries where it wants to tick (a verb of Serin's own,
 which lets a ticker act through Serin without being allowed to change Canaries), or ``get`` them
-to replay and to look. A token is checked for Serin's audience, so that no token sent to Serin is
-one the API server itself would take.
+to replay and to look, or ``get`` a path of Serin's own such as ``/metrics`` (a non-resource URL,
+as kube-rbac-proxy asks). A token is checked for the audience the caller names, Serin's for
+``/tick``, so that no token sent there is one the API server itself would take.
 """
 
 from __future__ import annotations
@@ -54,18 +55,29 @@ def may_on_canaries(
     """Whether ``identity`` may ``verb`` canaries.serin.dev in ``namespace`` (None: in every
     namespace), the Canary ``name`` when given (so that a grant by resourceNames counts), and the
     authorizer's reason."""
+    attributes = {
+        "group": API_GROUP,
+        "resource": "canaries",
+        "verb": verb,
+        "namespace": namespace or "",
+        **({"name": name} if name else {}),
+    }
+    return _access_review(store, identity, {"resourceAttributes": attributes})
+
+
+def may_on_path(store: KubeStore, identity: Identity, verb: str, path: str) -> tuple[bool, str]:
+    """Whether ``identity`` may ``verb`` the non-resource URL ``path`` (what RBAC grants with
+    ``nonResourceURLs``), and the authorizer's reason."""
+    return _access_review(store, identity, {"nonResourceAttributes": {"path": path, "verb": verb}})
+
+
+def _access_review(store: KubeStore, identity: Identity, attributes: dict[str, Any]) -> tuple[bool, str]:
     spec: dict[str, Any] = {
         "user": identity.username,
         "uid": identity.uid,
         "groups": list(identity.groups),
         "extra": identity.extra,
-        "resourceAttributes": {
-            "group": API_GROUP,
-            "resource": "canaries",
-            "verb": verb,
-            "namespace": namespace or "",
-            **({"name": name} if name else {}),
-        },
+        **attributes,
     }
     review = store.request(
         "POST",

@@ -1,5 +1,10 @@
 """Outgoing webhook gates: the JSON payload Flagger's hooks receive, and a ``HookCaller`` that POSTs it.
 
+Each payload also carries an idempotency key, in its body (``idempotencyKey``) and in the
+``Idempotency-Key`` header: Serin sends a step's news at least once (a tick that dies before it
+has stored that it sent them leaves them to the next), and a receiver that keeps the keys it has
+seen can act on each request once.
+
 A hook passes when it answers 2xx up to 202 within its timeout; anything else (a higher status, a
 timeout, a refused connection) is a failed ``HookResult`` with a message fit for an event. A hook
 that could not be asked (unreachable, timed out, 429 or 5xx) is a *temporary* failure, not an
@@ -11,7 +16,9 @@ This module must not raise out of ``call``, interpret hook types or read Canary 
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +36,22 @@ DEFAULT_BACKOFF_SECONDS = 1.0
 # Statuses worth asking again: overload and server-side failures. 501 (not implemented) and 4xx
 # will not change on a retry, and 203-299/3xx are answers, just not a yes.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The header of draft-ietf-httpapi-idempotency-key-header, whose value is a quoted string.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Keys are name-based UUIDs (version 5) in a namespace of Serin's own: computed again from the
+# same step and hook, on any replica, they come out the same, with nothing more stored.
+KEY_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_DNS, "hooks.serin.dev")
+
+
+def idempotency_key(canary: Canary, step: str, hook: Webhook, position: int, *request: str) -> str:
+    """The key of one request to a hook in one step, the same every time that request is sent
+    (a retry, a later tick sending what a tick that died had recorded) and another for any other.
+
+    ``step`` is the step's id, kept in the Canary's status until its hooks are sent; ``position``
+    is the hook's among the Canary's hooks of its type (two may share a name); ``request`` tells
+    apart the requests one hook gets in one step (an event hook hears each Event of it)."""
+    parts = [canary.uid, canary.namespace, canary.name, step, hook.type.value, str(position), hook.name, *request]
+    return str(uuid.uuid5(KEY_NAMESPACE, json.dumps(parts)))
 
 
 def hook_payload(
@@ -36,15 +59,19 @@ def hook_payload(
     phase: str,
     checksum: str,
     hook: Webhook,
+    key: str,
     extra_metadata: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The body POSTed to a hook; ``extra_metadata`` wins over the hook's own metadata."""
+    """The body POSTed to a hook: Flagger's fields as Flagger sends them (receivers written for it
+    read them), and the request's ``key`` (see ``idempotency_key``). ``extra_metadata`` wins over
+    the hook's own metadata."""
     return {
         "name": canary.name,
         "namespace": canary.namespace,
         "phase": phase,
         "checksum": checksum,
         "metadata": {**hook.metadata, **(extra_metadata or {})},
+        "idempotencyKey": key,
     }
 
 
@@ -56,6 +83,7 @@ def event_payload(
     message: str,
     event_type: str,
     timestamp: datetime | float,
+    key: str,
 ) -> dict[str, Any]:
     """The body of an ``event`` hook: the event's message, type (Normal/Warning) and time in metadata.
 
@@ -68,7 +96,15 @@ def event_payload(
     else:
         seconds = float(timestamp)
     event = {"eventMessage": message, "eventType": event_type, "timestamp": str(int(seconds * 1000))}
-    return hook_payload(canary, phase, checksum, hook, event)
+    return hook_payload(canary, phase, checksum, hook, key, event)
+
+
+def idempotency_header(payload: Mapping[str, Any]) -> dict[str, str]:
+    """The ``Idempotency-Key`` header of a payload that has a key, as a structured-field string."""
+    key = payload.get("idempotencyKey")
+    if not isinstance(key, str) or not key:
+        return {}
+    return {IDEMPOTENCY_HEADER: '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'}
 
 
 class HttpHookCaller:
@@ -132,6 +168,7 @@ class HttpHookCaller:
                 timeout,
                 max_bytes=MAX_HOOK_ANSWER_BYTES,
                 json=dict(payload),
+                headers=idempotency_header(payload),
                 verify=not hook.disable_tls,
             )
         except egress.NoAnswerInTime:

@@ -162,7 +162,7 @@ TEST_ACCOUNTS: list[dict[str, Any]] = [
     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "serin-tests"}},
     *(
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": "serin-tests"}}
-        for name in ("serin", "ticker", "stranger")
+        for name in ("serin", "ticker", "stranger", "scraper")
     ),
 ]
 
@@ -186,6 +186,27 @@ def tokens(local_cluster: ClusterHandle) -> dict[str, str]:
         ).stdout.strip()
         for account in ("ticker", "stranger")
     }
+
+
+@pytest.fixture(scope="session")
+def metrics_token(local_cluster: ClusterHandle) -> str:
+    """A token of an account with the shipped ClusterRole serin-metrics-reader, for the API
+    server's audience: what a Prometheus scrapes /metrics with when it sends its Pod's own token."""
+    role = rendered(local_cluster, "ClusterRole", "serin-metrics-reader")
+    role["metadata"] = {"name": "serin-tests-metrics-reader"}
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "serin-tests-metrics-reader"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "serin-tests-metrics-reader",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": "scraper", "namespace": "serin-tests"}],
+    }
+    local_cluster.apply([*TEST_ACCOUNTS, role, binding])
+    return local_cluster.kubectl("create", "token", "scraper", "-n", "serin-tests", "--duration=2h").stdout.strip()
 
 
 @contextlib.contextmanager

@@ -45,6 +45,11 @@ class SerinServer:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return requests.post(f"{self.url}/tick", params=params, headers=headers, verify=str(self.ca_bundle), timeout=60)
 
+    def metrics(self, token: str | None) -> requests.Response:
+        """GET /metrics, as a scraper with ``token`` (None: without one)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return requests.get(f"{self.url}/metrics", headers=headers, verify=str(self.ca_bundle), timeout=10)
+
 
 def podinfo(namespace: str, image: str = "ghcr.io/stefanprodan/podinfo:6.0.0", **annotations: str) -> dict[str, Any]:
     return {
@@ -88,11 +93,7 @@ def canary_status(cluster: ClusterHandle, namespace: str) -> dict[str, Any]:
 
 
 def events(cluster: ClusterHandle, namespace: str) -> list[str]:
-    listed = json.loads(
-        cluster.kubectl(
-            "get", "events", "-n", namespace, "--field-selector", "involvedObject.kind=Canary", "-o", "json"
-        ).stdout
-    )
+    listed = cluster.get_json("events", "-n", namespace, "--field-selector", "involvedObject.kind=Canary")
     return [item["message"] for item in sorted(listed["items"], key=lambda e: e["metadata"]["creationTimestamp"])]
 
 
@@ -233,6 +234,8 @@ class HookServer(http.server.ThreadingHTTPServer):
     def __init__(self) -> None:
         self.statuses: dict[str, int] = {}
         self.received: list[tuple[str, dict[str, Any]]] = []
+        # The Idempotency-Key header of each request, by path (None: it had none).
+        self.idempotency_keys: list[tuple[str, str | None]] = []
         # Open: every request is answered at once. Cleared, requests are kept waiting (a few seconds
         # at most) after being recorded: a slow receiver, for what happens while one is being sent.
         self.gate = threading.Event()
@@ -258,6 +261,7 @@ class _HookHandler(http.server.BaseHTTPRequestHandler):
         path = self.path.strip("/")
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.received.append((path, json.loads(body or b"{}")))
+        self.server.idempotency_keys.append((path, self.headers.get("Idempotency-Key")))
         self.server.gate.wait(timeout=HELD_SECONDS)
         status = self.server.statuses.get(path, 200)
         self.send_response(status)

@@ -54,6 +54,8 @@ NETWORK_POLICY = [
     "networkPolicy.extraIngress[0].from[0].ipBlock.cidr=192.168.7.0/24",
     "networkPolicy.extraIngress[0].ports[0].port=8443",
 ]
+# A namespaced install: Serin serves these two namespaces only.
+NAMESPACED = ["watchNamespaces={team-a,team-b}"]
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +112,9 @@ def test_k8s_is_what_the_chart_renders(helm_path: Path) -> None:
         CERT_MANAGER,
         [*CERT_MANAGER, "certManager.issuerRef.name=corporate", "certManager.issuerRef.kind=ClusterIssuer"],
         NETWORK_POLICY,
+        NAMESPACED,
     ],
-    ids=["defaults", "cert-manager", "cert-manager-with-an-issuer", "network-policy"],
+    ids=["defaults", "cert-manager", "cert-manager-with-an-issuer", "network-policy", "namespaced"],
 )
 def test_the_chart_lints(helm_path: Path, sets: list[str]) -> None:
     arguments = ["lint", "--strict", str(chart.CHART)]
@@ -167,6 +170,27 @@ def test_the_variants_install_different_certificate_machinery(helm_path: Path) -
     }
 
 
+def pod_spec(obj: Obj) -> dict[str, Any]:
+    """The pod template's spec of a Deployment, Job or CronJob; empty for other kinds."""
+    spec: dict[str, Any] = obj.get("spec") or {}
+    job: dict[str, Any] = (spec.get("jobTemplate") or {}).get("spec") or spec
+    found: dict[str, Any] = (job.get("template") or {}).get("spec") or {}
+    return found
+
+
+def test_a_digest_names_the_image_whatever_the_tag(helm_path: Path) -> None:
+    digest = "sha256:" + "ab" * 32
+    objects = template(
+        helm_path, ["image.repository=registry.example/serin", "image.tag=1.2.3", f"image.digest={digest}"]
+    )
+    images = {
+        (obj["kind"], obj["metadata"]["name"]): container["image"]
+        for obj in objects
+        for container in pod_spec(obj).get("containers", [])
+    }
+    assert images and set(images.values()) == {f"registry.example/serin@{digest}"}, images
+
+
 def test_every_value_reaches_its_object(helm_path: Path) -> None:
     objects = by_key(
         template(
@@ -191,6 +215,8 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
                 "defaultProvider=gatewayapi:v1",
                 "egress.allowed=10.0.0.0/8",
                 "tokenAudience=serin.platform",
+                "metrics.authenticated=false",
+                "metrics.tokenAudience=serin.platform",
                 "egress.denied=169.254.0.0/16\\,10.0.0.2:6443",
                 "logs.format=text",
                 "logs.level=DEBUG",
@@ -235,6 +261,8 @@ def test_every_value_reaches_its_object(helm_path: Path) -> None:
         {"name": "SERIN_EGRESS_ALLOWED", "value": "10.0.0.0/8"},
         {"name": "SERIN_EGRESS_DENIED", "value": "169.254.0.0/16,10.0.0.2:6443"},
         {"name": "SERIN_TOKEN_AUDIENCE", "value": "serin.platform"},
+        {"name": "SERIN_METRICS_AUTH", "value": "false"},
+        {"name": "SERIN_METRICS_TOKEN_AUDIENCE", "value": "serin.platform"},
         {"name": "SERIN_LOG_FORMAT", "value": "text"},
         {"name": "SERIN_LOG_LEVEL", "value": "DEBUG"},
         {"name": "SERIN_ACCESS_LOG", "value": "all"},
@@ -398,6 +426,107 @@ def test_the_network_policy_opens_nothing_it_is_not_given(helm_path: Path) -> No
     assert "networkPolicy.apiServerCIDRs" in refused.stderr
 
 
+def by_place(objects: list[Obj]) -> dict[tuple[str, str, str], Obj]:
+    """Objects by kind, namespace ("" for cluster-scoped ones) and name."""
+    keyed = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objects}
+    assert len(keyed) == len(objects), "two objects of the same kind, namespace and name"
+    return keyed
+
+
+def test_a_namespaced_install_grants_roles_in_its_namespaces_and_nothing_on_their_objects_cluster_wide(
+    helm_path: Path,
+) -> None:
+    """watchNamespaces: what the server does in a namespace is granted by a Role there, and the one
+    ClusterRole of its own creates TokenReviews and SubjectAccessReviews only (for callers of
+    /tick, /replay and /ui); the tick CronJob is bound in each namespace; the webhooks are sent
+    those namespaces only; the admission policy holding Serin's writes is installed as ever."""
+    whole = by_place(template(helm_path))
+    namespaced = by_place(template(helm_path, NAMESPACED))
+    system = chart.NAMESPACE
+    per_namespace = {
+        (kind, namespace, name)
+        for namespace in ("team-a", "team-b")
+        for kind, name in (("Role", "serin"), ("RoleBinding", "serin"), ("RoleBinding", "serin-tick"))
+    }
+    assert set(namespaced) - set(whole) == per_namespace
+    assert set(whole) - set(namespaced) == {("ClusterRoleBinding", "", "serin-tick")}
+
+    review_rules = [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+    ]
+    everything = whole[("ClusterRole", "", "serin")]["rules"]
+    assert everything[-2:] == review_rules
+    assert namespaced[("ClusterRole", "", "serin")]["rules"] == review_rules
+    # No ClusterRole grants anything on workloads, Secrets, Services, routes or Events: only the
+    # reviews, the tick role's own verb on Canaries, the certificate job's two webhook
+    # configurations (by name), and reading Serin's /metrics (bound to no one).
+    rules = [rule for (kind, _, _), role in namespaced.items() if kind == "ClusterRole" for rule in role["rules"]]
+    granted = {
+        (group, resource) for rule in rules for group in rule.get("apiGroups", []) for resource in rule["resources"]
+    }
+    assert [rule for rule in rules if "apiGroups" not in rule] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    assert granted == {
+        ("authentication.k8s.io", "tokenreviews"),
+        ("authorization.k8s.io", "subjectaccessreviews"),
+        ("serin.dev", "canaries"),
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+    }
+    assert namespaced[("ClusterRole", "", "serin-tick")] == whole[("ClusterRole", "", "serin-tick")]
+    assert namespaced[("ClusterRoleBinding", "", "serin")]["roleRef"]["name"] == "serin"
+    for namespace in ("team-a", "team-b"):
+        role = namespaced[("Role", namespace, "serin")]
+        assert role["rules"] == everything[:-2], namespace
+        assert role["metadata"]["labels"] == whole[("ClusterRole", "", "serin")]["metadata"]["labels"]
+        for name, account, role_ref in (
+            ("serin", "serin", {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "serin"}),
+            (
+                "serin-tick",
+                "serin-ticker",
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "serin-tick"},
+            ),
+        ):
+            binding = namespaced[("RoleBinding", namespace, name)]
+            assert binding["roleRef"] == role_ref, (namespace, name)
+            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": system}]
+
+    env = container(namespaced[("Deployment", system, "serin")])["env"]
+    assert {"name": "SERIN_WATCH_NAMESPACES", "value": "team-a,team-b"} in env
+    assert "SERIN_WATCH_NAMESPACES" not in {e["name"] for e in container(whole[("Deployment", system, "serin")])["env"]}
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        for webhook in namespaced[(kind, "", "serin")]["webhooks"]:
+            assert webhook["namespaceSelector"] == {
+                "matchExpressions": [
+                    {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}
+                ]
+            }, webhook["name"]
+    for kind in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
+        assert namespaced[(kind, "", "serin-writes")] == whole[(kind, "", "serin-writes")]
+
+
+@pytest.mark.parametrize("excluded", ["serin-system", "kube-system"])
+def test_a_namespaced_install_refuses_a_namespace_the_webhooks_exclude(helm_path: Path, excluded: str) -> None:
+    """Serin's own namespace (so that it can always recover) and webhooks.excludeNamespaces are
+    never sent to the webhooks: serving one would be a contradiction the chart says at once."""
+    refused = helm(
+        helm_path,
+        "template",
+        RELEASE,
+        str(chart.CHART),
+        "--namespace",
+        chart.NAMESPACE,
+        "--set",
+        f"watchNamespaces={{team-a,{excluded}}}",
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert (
+        f"watchNamespaces names {excluded}, which Serin never serves: its own namespace and "
+        "webhooks.excludeNamespaces are never sent to its webhooks"
+    ) in refused.stderr
+
+
 @pytest.mark.compat
 def test_the_api_server_accepts_every_variant(local_cluster: ClusterHandle, helm_path: Path, namespace: str) -> None:
     variants: tuple[list[str], ...] = (
@@ -406,6 +535,8 @@ def test_the_api_server_accepts_every_variant(local_cluster: ClusterHandle, helm
         [*CERT_MANAGER, "certManager.issuerRef.name=corporate", "certManager.issuerRef.kind=ClusterIssuer"],
         ["imagePullSecrets[0].name=pull", "tick.shards=3", "server.extraEnv[0].name=X", "server.extraEnv[0].value=x"],
         NETWORK_POLICY,
+        # The namespaces given Roles must exist.
+        ["watchNamespaces={default,kube-public}"],
     )
     for sets in variants:
         # CRDs aside: the cluster has Serin's already, and a dry run cannot create a kind it lacks.
@@ -449,7 +580,7 @@ def test_install_upgrade_and_uninstall(own_cluster: ClusterHandle, helm_path: Pa
     assert status["hooks"][0]["last_run"]["phase"] == "Succeeded"
     for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
         assert names(own_cluster, kind) == {"serin"}
-    assert names(own_cluster, "clusterroles") == {"serin", "serin-certs", "serin-tick"}
+    assert names(own_cluster, "clusterroles") == {"serin", "serin-certs", "serin-tick", "serin-metrics-reader"}
     assert names(own_cluster, "deployments", *ns) == {"serin"}
     assert names(own_cluster, "cronjobs", *ns) == {"serin-tick", "serin-certs-renew"}
     assert names(own_cluster, "serviceaccounts", *ns) == {"serin", "serin-certs", "serin-ticker"}
@@ -473,7 +604,7 @@ def test_install_upgrade_and_uninstall(own_cluster: ClusterHandle, helm_path: Pa
     }
     assert names(own_cluster, "issuers.cert-manager.io", *ns) == {"serin-selfsigned", "serin-ca"}
     assert names(own_cluster, "cronjobs", *ns) == {"serin-tick"}
-    assert names(own_cluster, "clusterroles") == {"serin", "serin-tick"}
+    assert names(own_cluster, "clusterroles") == {"serin", "serin-tick", "serin-metrics-reader"}
     for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
         annotations = own_cluster.get_json(kind, "serin")["metadata"]["annotations"]
         assert annotations["cert-manager.io/inject-ca-from"] == "serin-system/serin-webhook"

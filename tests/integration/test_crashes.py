@@ -4,6 +4,7 @@ The access layer is made to die (an exception nothing catches) right after its k
 k of a whole promotion and of a whole rollback, against the real API server. Then ticks run without
 faults. Every run must end as the fault-free run does; and after every tick, crashed or not, the
 primary runs a revision the status names and no traffic goes to a workload with no available pod.
+An event hook may hear an Event again after a crash, but always under the key it first had.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class Outcome:
     promoted_is_applied: bool
     # The Events of the release itself (what a crash could lose between the status and sending).
     events: frozenset[str]
+    # What the release's event hook heard of those, each once per idempotency key it came under
+    # (more than one key for an Event would be one sent twice with nothing to tell so).
+    hook_events: frozenset[str] = frozenset()
 
 
 class Release:
@@ -84,9 +88,17 @@ class Release:
     as installed (what the webhooks write is never faulted: the ticks must complete it either way)."""
 
     def __init__(
-        self, cluster: ClusterHandle, kubeconfig: Path, prometheus: str, analysis: dict[str, Any], webhooks: bool
+        self,
+        cluster: ClusterHandle,
+        kubeconfig: Path,
+        prometheus: str,
+        analysis: dict[str, Any],
+        webhooks: bool,
+        news: HookServer | None = None,
     ) -> None:
         self.cluster = cluster
+        # The receiver of the Canary's event hook, if it has one (shared by all the runs).
+        self.news = news
         self.webhooks = webhooks
         self.namespace = f"crash-{uuid.uuid4().hex[:8]}"
         self.api = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
@@ -179,6 +191,19 @@ class Release:
                 for event in listed
                 if event["message"].startswith(LIFECYCLE_EVENTS)
             ),
+            hook_events=self.hook_events(),
+        )
+
+    def hook_events(self) -> frozenset[str]:
+        if self.news is None:
+            return frozenset()
+        keys: dict[str, set[str]] = {}
+        for _, payload in self.news.received:
+            message = payload["metadata"]["eventMessage"].replace(self.namespace, "NS")
+            if payload["namespace"] == self.namespace and message.startswith(LIFECYCLE_EVENTS):
+                keys.setdefault(message, set()).add(payload["idempotencyKey"])
+        return frozenset(
+            message if len(under) == 1 else f"{message} (under {len(under)} keys)" for message, under in keys.items()
         )
 
     def run(self, crash_after: int | None, until: str) -> tuple[Outcome, int]:
@@ -205,7 +230,7 @@ class Release:
         self.cluster.kubectl("delete", "namespace", self.namespace, "--wait=false")
 
 
-Make = Callable[[dict[str, Any], bool], Release]
+Make = Callable[[dict[str, Any], bool, HookServer | None], Release]
 
 
 @pytest.fixture
@@ -214,8 +239,9 @@ def release_factory(
 ) -> Iterator[Make]:
     made: list[Release] = []
 
-    def make(analysis: dict[str, Any], webhooks: bool) -> Release:
-        release = Release(local_cluster, serin_kubeconfig, local_cluster.urls["prometheus"], analysis, webhooks)
+    def make(analysis: dict[str, Any], webhooks: bool, news: HookServer | None) -> Release:
+        prometheus = local_cluster.urls["prometheus"]
+        release = Release(local_cluster, serin_kubeconfig, prometheus, analysis, webhooks, news)
         made.append(release)
         return release
 
@@ -232,16 +258,21 @@ def new_revision(namespace: str, tag: str) -> dict[str, Any]:
 
 
 def crash_matrix(
-    make: Make, analysis: dict[str, Any], template: Callable[[str], dict[str, Any]], until: str, webhooks: bool
+    make: Make,
+    analysis: dict[str, Any],
+    template: Callable[[str], dict[str, Any]],
+    until: str,
+    webhooks: bool,
+    news: HookServer | None = None,
 ) -> tuple[Outcome, dict[int, Outcome]]:
-    clean = make(analysis, webhooks)
+    clean = make(analysis, webhooks, news)
     clean.prepare()
     clean.release(template(clean.namespace))
     expected, writes = clean.run(None, until)
     assert expected.phase == until
 
     def crashed(k: int) -> Outcome:
-        run = make(analysis, webhooks)
+        run = make(analysis, webhooks, news)
         run.prepare()
         run.release(template(run.namespace))
         return run.run(k, until)[0]
@@ -253,22 +284,19 @@ def crash_matrix(
     return expected, outcomes
 
 
+PROMOTION_EVENTS = frozenset(
+    {
+        "New revision detected! Scaling up podinfo.NS",
+        "Starting canary analysis for podinfo.NS",
+        "Advance podinfo.NS canary weight 50",
+        "Copying podinfo.NS template spec to podinfo-primary.NS",
+        "Routing all traffic to primary",
+        "Promotion completed! Scaling down podinfo.NS",
+    }
+)
+# Each Event heard by the event hook under one key, however often a crash had it sent.
 PROMOTED = Outcome(
-    "Succeeded",
-    "ghcr.io/stefanprodan/podinfo:6.0.1",
-    0,
-    (100, 0),
-    True,
-    frozenset(
-        {
-            "New revision detected! Scaling up podinfo.NS",
-            "Starting canary analysis for podinfo.NS",
-            "Advance podinfo.NS canary weight 50",
-            "Copying podinfo.NS template spec to podinfo-primary.NS",
-            "Routing all traffic to primary",
-            "Promotion completed! Scaling down podinfo.NS",
-        }
-    ),
+    "Succeeded", "ghcr.io/stefanprodan/podinfo:6.0.1", 0, (100, 0), True, PROMOTION_EVENTS, PROMOTION_EVENTS
 )
 ROLLED_BACK = Outcome(
     "Failed",
@@ -297,13 +325,21 @@ ROLLED_BACK = Outcome(
     ],
 )
 def test_a_crash_after_any_write_of_a_promotion_is_completed(release_factory: Make, webhooks: bool) -> None:
-    expected, outcomes = crash_matrix(
-        release_factory,
-        {"interval": "10s", "stepWeights": [50]},
-        lambda namespace: new_revision(namespace, "6.0.1"),
-        "Succeeded",
-        webhooks,
-    )
+    with HookServer() as news:
+        expected, outcomes = crash_matrix(
+            release_factory,
+            {
+                "interval": "10s",
+                "stepWeights": [50],
+                "webhooks": [{"name": "news", "type": "event", "url": news.url("news")}],
+            },
+            lambda namespace: new_revision(namespace, "6.0.1"),
+            "Succeeded",
+            webhooks,
+            news,
+        )
+        keys = [payload["idempotencyKey"] for _, payload in news.received]
+        print(f"the event hook was sent {len(keys)} requests under {len(set(keys))} keys")
     assert expected == PROMOTED
     assert {k: outcome for k, outcome in outcomes.items() if outcome != expected} == {}
 

@@ -50,14 +50,15 @@ def with_values(expr: str, namespace: str, canary: str) -> str:
 
 
 @pytest.fixture
-def serin_scraped(local_cluster: ClusterHandle, serin_server: SerinServer) -> Iterator[str]:
-    """Prometheus scraping the test server's /metrics (HTTPS, its CA trusted) for this test only."""
+def serin_scraped(local_cluster: ClusterHandle, serin_server: SerinServer, metrics_token: str) -> Iterator[str]:
+    """Prometheus scraping the test server's /metrics (HTTPS, its CA trusted, with the token of an
+    account that may get /metrics) for this test only."""
     ca = serin_server.ca_bundle.read_bytes()
-    prometheus.scrape_serin(local_cluster.state_dir, [serin_server.url], ca)
+    prometheus.scrape_serin(local_cluster.state_dir, [serin_server.url], ca, metrics_token)
     try:
         yield local_cluster.urls["prometheus"]
     finally:
-        prometheus.scrape_serin(local_cluster.state_dir, [], ca)
+        prometheus.scrape_serin(local_cluster.state_dir, [], ca, "")
 
 
 def test_the_configmap_carries_the_dashboard() -> None:

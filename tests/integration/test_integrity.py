@@ -373,6 +373,11 @@ def test_objects_made_for_a_canary_never_stored_are_removed(
         "weight": 100,
     }
 
+    # The existing Canary's primary without its owner reference (an edit, a restore from a backup):
+    # made for a name a Canary has, it is that Canary's, and stays.
+    unowned = json.dumps([{"op": "remove", "path": "/metadata/ownerReferences"}])
+    local_cluster.kubectl("patch", "deployment", "podinfo-primary", "-n", namespace, "--type=json", "-p", unowned)
+
     # In-process, with a clock at a sweep time (a whole ten minutes) at least ten minutes ahead, so
     # that the objects are past their grace period whatever the time now.
     later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=20)
@@ -392,10 +397,10 @@ def test_objects_made_for_a_canary_never_stored_are_removed(
     given_back = local_cluster.get_json("virtualservice", "ghost", "-n", namespace)
     assert given_back["spec"] == users_virtual_service(namespace, "ghost")["spec"]
     assert given_back["metadata"]["labels"] == {"team": "web"}
-    # The Canary that exists keeps everything.
-    assert deployment(local_cluster, namespace, "podinfo-primary")["metadata"]["labels"]["serin.dev/managed-for"] == (
-        "podinfo"
-    )
+    # The Canary that exists keeps everything, and its step in that tick gave its primary its owner again.
+    primary = deployment(local_cluster, namespace, "podinfo-primary")
+    assert primary["metadata"]["labels"]["serin.dev/managed-for"] == "podinfo"
+    assert [owner["name"] for owner in primary["metadata"]["ownerReferences"]] == ["podinfo"]
     local_cluster.get_json("service", "podinfo", "-n", namespace)
 
 

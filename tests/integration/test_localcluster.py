@@ -379,6 +379,7 @@ def test_the_tests_reader_prints_what_kubectl_prints(local_cluster: ClusterHandl
         ("pods", "-n", namespace, "-l", "app=web"),
         ("services", "-n", namespace),
         ("namespace", namespace),
+        ("events", "-n", namespace, "--field-selector", "involvedObject.kind=Deployment"),
     ]
     for form in forms:
         answered = local_cluster.reader.get(form)

@@ -39,6 +39,7 @@ EXPECTED = {
     ("ClusterRole", "serin"),
     ("ClusterRole", "serin-certs"),
     ("ClusterRole", "serin-tick"),
+    ("ClusterRole", "serin-metrics-reader"),
     ("ClusterRoleBinding", "serin"),
     ("ClusterRoleBinding", "serin-certs"),
     ("ClusterRoleBinding", "serin-tick"),
@@ -232,6 +233,8 @@ def test_server_deployment(rendered: list[Obj]) -> None:
         "SERIN_DEFAULT_PROVIDER": "istio",
         # Callers' tokens must be made for Serin, so that none is any use against the API server.
         "SERIN_TOKEN_AUDIENCE": "serin",
+        # /metrics names every tenant's Canaries: scrapers need a token and get on /metrics.
+        "SERIN_METRICS_AUTH": "true",
         "SERIN_LOG_FORMAT": "json",
         "SERIN_LOG_LEVEL": "INFO",
         # The access log leaves out the admission reviews allowed as they are.
@@ -369,7 +372,8 @@ def test_rbac_grants_what_is_needed_and_no_wildcards(rendered: list[Obj]) -> Non
         for rule in role["rules"]:
             for key in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule.get(key, []), f"{applied_name(role)} grants * in {key}"
-            assert "nonResourceURLs" not in rule, applied_name(role)
+            if role["metadata"]["name"] != "serin-metrics-reader":
+                assert "nonResourceURLs" not in rule, applied_name(role)
 
     server = find(rendered, "ClusterRole", "serin")
     assert allows(server, "serin.dev", "canaries", "update")
@@ -400,6 +404,12 @@ def test_rbac_grants_what_is_needed_and_no_wildcards(rendered: list[Obj]) -> Non
     assert allows(tick, "serin.dev", "canaries", "tick"), "what POST /tick's SubjectAccessReview checks"
     assert not allows(tick, "serin.dev", "canaries", "update"), "a ticker cannot change Canaries"
     assert not any("status" in r for rule in tick["rules"] for r in rule["resources"])
+
+    # What GET /metrics's SubjectAccessReview checks, and nothing else; bound to no one by the install.
+    reader = find(rendered, "ClusterRole", "serin-metrics-reader")
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    bindings = [o for o in rendered if o["kind"] in ("ClusterRoleBinding", "RoleBinding")]
+    assert [b for b in bindings if b["roleRef"]["name"] == "serin-metrics-reader"] == []
 
     certs = find(rendered, "ClusterRole", "serin-certs")
     assert all(rule.get("resourceNames") == ["serin"] for rule in certs["rules"])

@@ -138,14 +138,19 @@ def test_blue_green_routes_all_traffic_to_the_canary_before_promotion(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
     """As Flagger: the first step runs no analysis, then the iterations, then one analysed step with
-    all traffic on the canary, then promotion while it serves."""
+    all traffic on the canary, then promotion while it serves. Every hook request carries its own
+    idempotency key."""
     token = tokens["ticker"]
     with HookServer() as gates:
         analysis = {
             "interval": "10s",
             "threshold": 2,
             "iterations": 2,
-            "webhooks": [{"name": "load", "type": "rollout", "url": gates.url("load")}],
+            "webhooks": [
+                {"name": "load", "type": "rollout", "url": gates.url("load")},
+                {"name": "news", "type": "event", "url": gates.url("news")},
+                {"name": "done", "type": "post-rollout", "url": gates.url("done")},
+            ],
         }
         initialized(local_cluster, serin_server, token, namespace, analysis=analysis)
         set_image(local_cluster, namespace, "6.0.1")
@@ -175,6 +180,14 @@ def test_blue_green_routes_all_traffic_to_the_canary_before_promotion(
     ], seen
     assert "Routing all traffic to canary" in events(local_cluster, namespace)
     assert image_of(local_cluster, namespace, "podinfo-primary").endswith(":6.0.1")
+    # Each request was sent once (no tick died): each has a key of its own, in the body and, the
+    # same, as the Idempotency-Key header, a quoted string. Each analysed step asked the gate anew.
+    keys = [payload["idempotencyKey"] for _, payload in gates.received]
+    assert len(set(keys)) == len(keys)
+    assert sorted(header or "" for _, header in gates.idempotency_keys) == sorted(f'"{key}"' for key in keys)
+    assert [path for path, _ in gates.received].count("load") == 3
+    assert [path for path, _ in gates.received].count("done") == 1
+    assert {path for path, _ in gates.received} == {"load", "news", "done"}
 
 
 # Read over 5s, so that a step after a weight change waits little for its metric window.

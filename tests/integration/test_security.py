@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from localcluster.testing import ClusterHandle, eventually, fresh_namespace
+from localcluster.testing import ClusterHandle, deployment, eventually, fresh_namespace
+from serin.telemetry import GAUGE_SECONDS
 from tests.integration.conftest import running_serin
 from tests.integration.helpers import (
     WEBHOOK_NAMESPACE_LABEL,
@@ -41,6 +42,7 @@ pytestmark = pytest.mark.integration
 
 # What "at once" is for an answer here: the API server gives a webhook 5 s in all (timeoutSeconds).
 PROMPT_SECONDS = 1.0
+ONE_ITERATION = {"interval": "1m", "iterations": 1, "threshold": 1}
 
 
 def api_server_identity(cluster: ClusterHandle) -> tuple[str, str]:
@@ -144,6 +146,74 @@ def test_a_validated_canary_that_is_never_stored_creates_nothing(
     assert local_cluster.get_json("service", "ledger", "-n", namespace)["spec"]["selector"] == {"app": "ledger"}
     listed = local_cluster.kubectl("get", "deployments,services", "-n", namespace, "-o", "name").stdout.split()
     assert sorted(listed) == ["deployment.apps/podinfo", "service/ledger"]
+
+
+def test_a_create_under_a_taken_name_acts_on_nothing_it_names(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """A user creates a Canary under the name of one that exists, naming another target and a
+    Service of someone else's. The API server calls the webhooks, then answers AlreadyExists:
+    nothing is made for what that request named, and the existing Canary keeps its objects."""
+    initialized(local_cluster, serin_server, tokens["ticker"], namespace, analysis=ONE_ITERATION)
+    shell = podinfo(namespace)
+    shell["metadata"] = {"name": "debug-shell", "namespace": namespace, "labels": {"app": "debug-shell"}}
+    shell["spec"]["selector"] = {"matchLabels": {"app": "debug-shell"}}
+    shell["spec"]["template"]["metadata"]["labels"] = {"app": "debug-shell"}
+    local_cluster.apply([shell, user_service(namespace)])
+    taken = canary(namespace, ONE_ITERATION)
+    taken["spec"]["targetRef"]["name"] = "debug-shell"
+    taken["spec"]["service"] = {"name": "ledger", "port": 8080}
+
+    refused = local_cluster.kubectl("create", "-f", "-", input_text=json.dumps(taken), check=False)
+    assert refused.returncode != 0 and "AlreadyExists" in refused.stderr, refused.stderr
+    # The defaulting webhook decided while answering (the API server waited for it): nothing
+    # was left to do later for that request.
+    assert local_cluster.get_json("service", "ledger", "-n", namespace)["spec"]["selector"] == {"app": "ledger"}
+    shell_labels = local_cluster.get_json("deployment", "debug-shell", "-n", namespace)["metadata"]["labels"]
+    assert shell_labels == {"app": "debug-shell"}
+    listed = local_cluster.kubectl("get", "deployments,services", "-n", namespace, "-o", "name").stdout.split()
+    assert sorted(listed) == [
+        "deployment.apps/debug-shell",
+        "deployment.apps/podinfo",
+        "deployment.apps/podinfo-primary",
+        "service/ledger",
+        "service/podinfo",
+        "service/podinfo-canary",
+        "service/podinfo-primary",
+    ]
+    stored = local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)
+    assert stored["spec"]["targetRef"]["name"] == "podinfo" and stored["status"]["phase"] == "Initialized"
+    assert local_cluster.get_json("service", "podinfo", "-n", namespace)["spec"]["selector"] == {
+        "app": "podinfo-primary"
+    }
+
+
+def test_a_create_under_the_name_of_a_canary_being_deleted_leaves_its_revert_alone(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """A Canary with revertOnDeletion is deleted: its first tick gives the target its traffic back
+    and waits for it to be ready. Created again meanwhile (AlreadyExists, it is still stored), it
+    is not bootstrapped again, which would point the apex Service back at the primary the garbage
+    collector is about to remove, owned by the Canary that goes."""
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace, analysis=ONE_ITERATION, revertOnDeletion=True)
+    local_cluster.kubectl("delete", "canaries.serin.dev", "podinfo", "-n", namespace, "--wait=false")
+    report = tick(serin_server, token, namespace)["canaries"][0]
+    assert report["summary"] == "being deleted: waiting for podinfo to be ready before the primary goes"
+    reverted = local_cluster.get_json("service", "podinfo", "-n", namespace)
+    assert (reverted["spec"]["selector"], reverted["metadata"].get("ownerReferences")) == ({"app": "podinfo"}, None)
+
+    again = canary(namespace, ONE_ITERATION, revertOnDeletion=True)
+    refused = local_cluster.kubectl("create", "-f", "-", input_text=json.dumps(again), check=False)
+    assert refused.returncode != 0 and "AlreadyExists" in refused.stderr, refused.stderr
+    apex = local_cluster.get_json("service", "podinfo", "-n", namespace)
+    assert (apex["spec"]["selector"], apex["metadata"].get("ownerReferences")) == ({"app": "podinfo"}, None)
+    eventually(
+        lambda: tick(serin_server, token, namespace)["canaries"][0]["summary"].startswith("deleted:"), timeout=60
+    )
+    eventually(lambda: not canary_exists(local_cluster, namespace))
+    kept = local_cluster.get_json("service", "podinfo", "-n", namespace)
+    assert (kept["spec"]["selector"], kept["metadata"].get("ownerReferences")) == ({"app": "podinfo"}, None)
 
 
 @pytest.fixture
@@ -467,6 +537,52 @@ def test_tokens_for_the_api_server_are_refused(
     )
 
 
+def test_metrics_are_served_only_to_an_account_that_may_get_them(
+    local_cluster: ClusterHandle,
+    serin_server: SerinServer,
+    tokens: dict[str, str],
+    metrics_token: str,
+    namespace: str,
+) -> None:
+    """/metrics names every tenant's Canaries: as kube-rbac-proxy would have it, a scraper shows a
+    token the API server vouches for (its Pod's own, for the API server's audience), and RBAC must
+    grant its account get on the non-resource URL /metrics (the shipped serin-metrics-reader)."""
+    local_cluster.apply(podinfo(namespace))
+    local_cluster.apply(canary(namespace, {"interval": "1m", "threshold": 2, "maxWeight": 40, "stepWeight": 20}))
+    stranger = local_cluster.kubectl("create", "token", "stranger", "-n", "serin-tests", "--duration=10m")
+    refusals = {
+        "no token": (None, 401),
+        "a token nobody issued": ("forged", 401),
+        # For Serin's audience: by default /metrics takes what a Prometheus Pod sends, the API server's.
+        "the role's holder, for Serin's audience": (tokens["ticker"], 401),
+        "an account without the role": (stranger.stdout.strip(), 403),
+    }
+    answers = {case: serin_server.metrics(token) for case, (token, _) in refusals.items()}
+    assert {case: answer.status_code for case, answer in answers.items()} == {
+        case: status for case, (_, status) in refusals.items()
+    }
+    assert answers["no token"].json() == {
+        "error": "missing bearer token: send 'Authorization: Bearer <token>' "
+        "(for example from `kubectl create token ACCOUNT`)"
+    }
+    assert answers["an account without the role"].json() == {
+        "error": "system:serviceaccount:serin-tests:stranger may not get /metrics; "
+        "the ClusterRole serin-metrics-reader grants it"
+    }
+    assert not any("serin_canary" in answer.text for answer in answers.values())
+
+    gauge = f'serin_canary_status{{name="podinfo",namespace="{namespace}"}} 0.0'
+
+    def scraped() -> str:
+        answer = serin_server.metrics(metrics_token)
+        assert answer.status_code == 200, answer.text
+        return answer.text
+
+    # Each server process lists the Canaries at most every GAUGE_SECONDS.
+    eventually(lambda: gauge in scraped(), timeout=GAUGE_SECONDS * 3, what="the new Canary's gauge")
+    assert f'serin_canary_total{{namespace="{namespace}"}} 1.0' in scraped()
+
+
 def test_serins_own_account_cannot_write_other_teams_secrets_or_in_kube_system(
     local_cluster: ClusterHandle, serin_kubeconfig: Path, namespace: str
 ) -> None:
@@ -493,3 +609,45 @@ def test_serins_own_account_cannot_write_other_teams_secrets_or_in_kube_system(
     # A Secret of its own cannot be handed to the team either: the label must stay.
     handed_over = as_serin(secret(namespace, {}), "replace")
     assert handed_over.returncode != 0 and refused in handed_over.stderr, handed_over.stderr
+
+
+def test_serins_own_account_writes_only_objects_marked_as_serins(
+    local_cluster: ClusterHandle, serin_kubeconfig: Path, namespace: str
+) -> None:
+    """Beyond ConfigMaps and Secrets: a workload, Service or route that carries none of Serin's
+    labels (what it made, what it took over, the target it releases) is not Serin's to write."""
+
+    def as_serin(manifest: dict[str, Any], *args: str) -> Any:
+        return local_cluster.kubectl(
+            "--kubeconfig", str(serin_kubeconfig), *args, "-f", "-", input_text=json.dumps(manifest), check=False
+        )
+
+    def service(name: str, labels: dict[str, str]) -> dict[str, Any]:
+        metadata = {"name": name, "namespace": namespace, "labels": labels}
+        return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": {"ports": [{"port": 80}]}}
+
+    refused = "ValidatingAdmissionPolicy 'serin-tests-writes'"
+    unmarked = as_serin(deployment("planted", namespace, 1), "create")
+    assert unmarked.returncode != 0 and refused in unmarked.stderr, unmarked.stderr
+    assert "writes only objects labelled as Serin's" in unmarked.stderr
+    # A team's own Service: Serin may take it over (the write labels it), but not change it unmarked
+    # or delete it.
+    local_cluster.apply(service("teams", {"team": "a"}))
+    changed = as_serin({**service("teams", {"team": "b"})}, "apply", "--server-side", "--force-conflicts")
+    assert changed.returncode != 0 and refused in changed.stderr, changed.stderr
+    deleted = local_cluster.kubectl(
+        "--kubeconfig", str(serin_kubeconfig), "delete", "service", "teams", "-n", namespace, check=False
+    )
+    assert deleted.returncode != 0 and refused in deleted.stderr, deleted.stderr
+    taken = as_serin(
+        service("teams", {"team": "a", "serin.dev/managed-for": "podinfo"}),
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+    )
+    assert taken.returncode == 0, taken.stderr
+    # What Serin made it may write and delete.
+    made = as_serin(service("made", {"app.kubernetes.io/managed-by": "serin"}), "create")
+    assert made.returncode == 0, made.stderr
+    gone = local_cluster.kubectl("--kubeconfig", str(serin_kubeconfig), "delete", "service", "made", "-n", namespace)
+    assert gone.returncode == 0, gone.stderr

@@ -127,17 +127,19 @@ def test_a_chunked_body_over_the_limit_is_refused(local_cluster: ClusterHandle, 
 
 
 def test_metrics_are_one_view_of_every_worker(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str]
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], metrics_token: str
 ) -> None:
     """Ticks land on either worker; a scrape, on either, counts them all."""
-    before = tick_count(serin_server)
+    before = tick_count(serin_server, metrics_token)
     for _ in range(6):
         assert serin_server.tick(tokens["ticker"], namespace="serin-tests").status_code == 200
-    assert tick_count(serin_server) == before + 6
+    assert tick_count(serin_server, metrics_token) == before + 6
 
 
-def tick_count(server: SerinServer) -> float:
-    exposed = requests.get(f"{server.url}/metrics", verify=str(server.ca_bundle), timeout=10).text
+def tick_count(server: SerinServer, metrics_token: str) -> float:
+    scraped = server.metrics(metrics_token)
+    assert scraped.status_code == 200, scraped.text
+    exposed = scraped.text
     line = next(line for line in exposed.splitlines() if line.startswith("serin_tick_duration_seconds_count"))
     return float(line.split()[-1])
 

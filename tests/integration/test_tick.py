@@ -7,7 +7,6 @@ import time
 from typing import Any
 
 import pytest
-import requests
 
 from localcluster.testing import ClusterHandle, eventually
 from serin.telemetry import GAUGE_SECONDS
@@ -261,12 +260,18 @@ def test_config_change_is_a_revision_promoted_with_its_copy(
 
 
 def test_serin_metrics_follow_the_canary(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+    local_cluster: ClusterHandle,
+    serin_server: SerinServer,
+    tokens: dict[str, str],
+    metrics_token: str,
+    namespace: str,
 ) -> None:
     at_first_step(local_cluster, serin_server, tokens["ticker"], namespace)
 
     def exposed() -> str:
-        return requests.get(f"{serin_server.url}/metrics", verify=str(serin_server.ca_bundle), timeout=10).text
+        scraped = serin_server.metrics(metrics_token)
+        assert scraped.status_code == 200, scraped.text
+        return scraped.text
 
     # Each server process lists the Canaries at most every GAUGE_SECONDS.
     current = f'serin_canary_weight{{namespace="{namespace}",workload="podinfo"}} 20.0'

@@ -8,6 +8,7 @@ from kubernetes import client
 
 from handlers import create_app
 from serin.config import Settings
+from serin.scope import Scope
 from tests.conftest import LOOPBACK_ALLOWED
 
 
@@ -18,12 +19,20 @@ def no_proxy_for_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, "127.0.0.1,localhost")
 
 
-@pytest.fixture
-def app_client() -> FlaskClient:
+def unreachable_app(settings: Settings) -> FlaskClient:
     # An API server nobody listens on: the requests made with it must be answered without one.
     configuration = client.Configuration(host="https://127.0.0.1:9")
+    return create_app(settings, api=client.ApiClient(configuration)).test_client()
+
+
+@pytest.fixture
+def app_client() -> FlaskClient:
     # No TLS here to carry the API server's certificate: reviews are answered as with
     # SERIN_ADMISSION_AUTHENTICATION=none (tests/integration/test_security.py has the real check).
-    settings = Settings(admission_authentication="none", egress=LOOPBACK_ALLOWED)
-    app = create_app(settings, api=client.ApiClient(configuration))
-    return app.test_client()
+    return unreachable_app(Settings(admission_authentication="none", egress=LOOPBACK_ALLOWED))
+
+
+@pytest.fixture
+def namespaced_client() -> FlaskClient:
+    """The app of an install that serves namespace team-a only (SERIN_WATCH_NAMESPACES=team-a)."""
+    return unreachable_app(Settings(admission_authentication="none", egress=LOOPBACK_ALLOWED, scope=Scope(("team-a",))))

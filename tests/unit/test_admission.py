@@ -14,9 +14,10 @@ from flask.testing import FlaskClient
 
 from handlers.admission import MUTATORS
 from serin import logs
-from serin.admission import Admission, clash_selectors, defaults_patch
+from serin.admission import Admission, Bootstraps, clash_selectors, defaults_patch
 from serin.kube.store import KubeRejected
 from serin.model import SHARED_WITH
+from serin.scope import Scope
 
 CANARY: dict[str, Any] = {
     "apiVersion": "serin.dev/v1beta1",
@@ -496,6 +497,89 @@ def test_another_namespaces_template_or_alert_provider_needs_its_consent(
     assert (verdict.allowed, verdict.message if problems else "") == (not problems, expected)
 
 
+class NoTemplates(CanaryList):
+    """Canary validation's lookups, failing the test if a MetricTemplate or AlertProvider is read."""
+
+    def get_metric_template(self, namespace: str, name: str) -> dict[str, Any]:
+        raise AssertionError(f"MetricTemplate {namespace}/{name} read")
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        assert kind != "AlertProvider", f"AlertProvider {namespace}/{name} read"
+        return super().get(kind, namespace, name)
+
+
+def test_a_template_or_alert_provider_in_a_namespace_the_install_does_not_serve_is_denied() -> None:
+    """Denied with the field path, and not read: a namespaced install reads nothing elsewhere."""
+    canary = json.loads(json.dumps(CANARY))
+    canary["spec"]["analysis"]["metrics"].append(
+        {"name": "errors", "templateRef": {"name": "errors", "namespace": "ops"}, "thresholdRange": {"max": 1}}
+    )
+    canary["spec"]["analysis"]["alerts"] = [{"name": "chat", "providerRef": {"name": "chat", "namespace": "ops"}}]
+    store: Any = NoTemplates([])
+    admission = Admission(store, store, "istio", own_username=lambda: "serin", scope=Scope(("test", "shop")))
+    verdict = admission.validate_canary({"namespace": "test", "dryRun": True, "operation": "CREATE", "object": canary})
+    served = (
+        "namespace ops is not served by this install of Serin, which serves test, shop only (SERIN_WATCH_NAMESPACES)"
+    )
+    assert (verdict.allowed, verdict.code, verdict.message) == (
+        False,
+        422,
+        "Canary podinfo is invalid:\n"
+        f"  spec.analysis.metrics[1].templateRef: MetricTemplate ops/errors: {served}\n"
+        f"  spec.analysis.alerts[0].providerRef: AlertProvider ops/chat: {served}",
+    )
+
+
+def primary_update(namespace: str) -> dict[str, Any]:
+    """A hand edit of a primary's pod template: denied in a namespace served (after asking the API
+    server who Serin is)."""
+    old = deployment("podinfo:1", 2)
+    old["metadata"] = {
+        "name": "podinfo-primary",
+        "namespace": namespace,
+        "labels": {"app.kubernetes.io/managed-by": "serin"},
+    }
+    new = json.loads(json.dumps(old))
+    new["spec"]["template"]["spec"]["containers"][0]["image"] = "podinfo:2"
+    return {"operation": "UPDATE", "kind": {"group": "apps", "kind": "Deployment"}, "object": new, "oldObject": old}
+
+
+def target_scaled_up(namespace: str) -> dict[str, Any]:
+    """An idle target scaled up by hand: held at zero in a namespace served (after asking the API
+    server whether its Canary still targets it)."""
+    old, new = deployment("podinfo:1", 0), deployment("podinfo:1", 3)
+    for side in (old, new):
+        side["metadata"]["namespace"] = namespace
+    return {"operation": "UPDATE", "kind": {"group": "apps", "kind": "Deployment"}, "object": new, "oldObject": old}
+
+
+def canary_created(namespace: str) -> dict[str, Any]:
+    """A Canary that would be given its defaults, and checked against the cluster."""
+    obj = json.loads(json.dumps(CANARY))
+    obj["metadata"]["namespace"] = namespace
+    return {"operation": "CREATE", "kind": {"group": "serin.dev", "kind": "Canary"}, "object": obj}
+
+
+@pytest.mark.parametrize(
+    ("path", "request_of"),
+    [
+        pytest.param("/mutate", canary_created, id="canary-defaults"),
+        pytest.param("/validate", canary_created, id="canary-validation"),
+        pytest.param("/mutate", target_scaled_up, id="target-held-at-zero"),
+        pytest.param("/validate", primary_update, id="primary-protection"),
+    ],
+)
+def test_a_review_from_a_namespace_the_install_does_not_serve_is_allowed_untouched(
+    namespaced_client: FlaskClient, path: str, request_of: Any
+) -> None:
+    """Allowed as it is, without a request to the API server (there is none to reach: one would be
+    a 500 or a denial). In a namespace served, the same review is worked on as ever."""
+    answer = namespaced_client.post(path, json=review({"uid": "r1", "namespace": "team-b", **request_of("team-b")}))
+    assert (answer.status_code, answer.get_json()["response"]) == (200, {"uid": "r1", "allowed": True})
+    served = namespaced_client.post(path, json=review({"uid": "r2", "namespace": "team-a", **request_of("team-a")}))
+    assert served.get_json().get("response") != {"uid": "r2", "allowed": True}, served.get_json()
+
+
 def test_target_may_not_change_while_progressing() -> None:
     old = json.loads(json.dumps(CANARY))
     old["status"] = {"phase": "Progressing"}
@@ -566,6 +650,60 @@ def test_a_canary_may_not_take_over_another_ones_objects(
     verdict = validation({"operation": "CREATE", "object": canary}, canaries=[other])
     assert not verdict.allowed
     assert message in verdict.message, verdict.message
+
+
+class NamedCanaries(StoredCanaries):
+    """The lookups a Canary CREATE's defaulting makes: the namespace's Canaries, a page of them (all:
+    they are few) and by name."""
+
+    def first_canaries(self, namespace: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        return list(self.canaries.values()), False
+
+
+def being_deleted(canary: dict[str, Any]) -> dict[str, Any]:
+    deleted: dict[str, Any] = json.loads(json.dumps(canary))
+    deleted["metadata"]["deletionTimestamp"] = "2026-12-01T10:00:00Z"
+    return deleted
+
+
+@pytest.mark.parametrize(
+    ("stored", "dry_run", "bootstrapped"),
+    [
+        pytest.param({}, False, [("test", "podinfo")], id="a-new-name"),
+        pytest.param({"podinfo": targeting("Deployment", "shop")}, False, [], id="the-name-of-another-canary"),
+        pytest.param(
+            {"podinfo": being_deleted(targeting("Deployment", "podinfo"))},
+            False,
+            [],
+            id="the-name-of-one-being-deleted",
+        ),
+        pytest.param({}, True, [], id="a-dry-run"),
+    ],
+)
+def test_a_create_whose_name_is_taken_bootstraps_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+    stored: dict[str, dict[str, Any]],
+    dry_run: bool,
+    bootstrapped: list[tuple[str, str]],
+) -> None:
+    """The API server answers such a CREATE with AlreadyExists after the webhooks; bootstrapped by
+    name, the Canary that has the name would be acted on for a request that was never its own."""
+    submitted: list[tuple[str, str]] = []
+    monkeypatch.setattr(Bootstraps, "submit", lambda self, namespace, name: submitted.append((namespace, name)))
+    store = NamedCanaries(stored)
+    other_target = targeting("Deployment", "debug-shell")
+    other_target["spec"]["service"]["name"] = "ledger"
+    verdict = make_admission(store).mutate_canary(
+        {"operation": "CREATE", "namespace": "test", "object": other_target, "dryRun": dry_run}
+    )
+    assert (verdict.allowed, submitted) == (True, bootstrapped)
+
+
+def test_a_canary_deleted_before_its_bootstrap_is_left_to_the_tick() -> None:
+    """Stored, then deleted at once: bootstrapping it would undo what its revert gives back."""
+    store = StoredCanaries({"podinfo": being_deleted(CANARY)})
+    assert make_admission(store)._bootstrap_stored("test", "podinfo") is True
+    assert store.asked == ["test/podinfo"]
 
 
 def other_canaries(count: int, clashing: int) -> list[dict[str, Any]]:

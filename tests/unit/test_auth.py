@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from serin.kube.auth import Identity, authenticate, may_on_canaries
+from handlers.params import denied
+from serin.config import Settings
+from serin.kube.auth import Identity, authenticate, may_on_canaries, may_on_path
+from serin.scope import WHOLE_CLUSTER, Scope
 
 
 class Reviews:
@@ -81,3 +85,73 @@ def test_the_access_review_names_the_canary_when_one_is_asked_for(
         "extra": {},
         "resourceAttributes": attributes,
     }
+
+
+@pytest.mark.parametrize(
+    ("status", "answer"),
+    [
+        pytest.param({"allowed": True}, (True, ""), id="granted"),
+        pytest.param({"allowed": False, "reason": "no binding"}, (False, "no binding"), id="refused"),
+    ],
+)
+def test_the_access_review_of_a_path_asks_about_that_non_resource_url(
+    status: dict[str, Any], answer: tuple[bool, str]
+) -> None:
+    """What RBAC grants with ``nonResourceURLs: ["/metrics"], verbs: ["get"]``."""
+    reviews = Reviews(status)
+    alice = Identity("alice", "u-1", ("team-a",), {"scopes": ["read"]})
+    assert may_on_path(reviews, alice, "get", "/metrics") == answer  # type: ignore[arg-type]
+    assert reviews.asked == [
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": "alice",
+                "uid": "u-1",
+                "groups": ["team-a"],
+                "extra": {"scopes": ["read"]},
+                "nonResourceAttributes": {"path": "/metrics", "verb": "get"},
+            },
+        }
+    ]
+
+
+class PerNamespace:
+    """Accepts any token as alice's; allows her to tick in the ``allowed`` namespaces only."""
+
+    def __init__(self, allowed: set[str]) -> None:
+        self.allowed = allowed
+        self.asked: list[str] = []
+
+    def request(self, method: str, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        if body["kind"] == "TokenReview":
+            return {"status": {"authenticated": True, "user": ALICE, "audiences": ["serin"]}}
+        namespace = body["spec"]["resourceAttributes"]["namespace"]
+        self.asked.append(namespace or "*")
+        allowed = namespace in self.allowed
+        return {"status": {"allowed": allowed, "reason": "" if allowed else "no binding"}}
+
+
+@pytest.mark.parametrize(
+    ("scope", "allowed", "asked", "denial"),
+    [
+        pytest.param(WHOLE_CLUSTER, {""}, ["*"], None, id="whole-cluster"),
+        pytest.param(Scope(("team-a", "team-b")), {"team-a", "team-b"}, ["team-a", "team-b"], None, id="namespaced"),
+        pytest.param(
+            Scope(("team-a", "team-b")),
+            {"team-a"},
+            ["team-a", "team-b"],
+            (403, "alice may not tick canaries.serin.dev in namespace team-b (no binding)"),
+            id="namespaced-one-denied",
+        ),
+    ],
+)
+def test_every_namespace_of_a_namespaced_install_is_each_namespace_it_serves(
+    scope: Scope, allowed: set[str], asked: list[str], denial: tuple[int, str] | None
+) -> None:
+    """A whole tick of an install that serves some namespaces needs the verb in each of them,
+    which a RoleBinding per namespace grants, not in every namespace of the cluster."""
+    store = PerNamespace(allowed)
+    engine = SimpleNamespace(settings=Settings(scope=scope), store=store)
+    assert denied(engine, "t0ken", "tick", None) == denial  # type: ignore[arg-type]
+    assert store.asked == asked

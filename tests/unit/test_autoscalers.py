@@ -9,6 +9,7 @@ import pytest
 
 from serin.autoscalers import PAUSED_REPLICAS_ANNOTATION, pause_patch, primary_query, primary_scaler
 from serin.model import AutoscalerRef, InvalidCanary, parse_canary
+from serin.workloads import TARGET_LABEL
 from tests.unit.test_model import with_changes
 
 HPA = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo"}
@@ -222,33 +223,34 @@ def test_a_trigger_query_is_pointed_at_the_primary(query: str, expected: str) ->
     assert primary_query(canary_with(SCALED_OBJECT), query) == expected
 
 
+MARKED = {TARGET_LABEL: "podinfo"}
+
+
+def marked_patch(paused_replicas: str | None) -> dict[str, Any]:
+    return {"metadata": {"labels": MARKED, "annotations": {PAUSED_REPLICAS_ANNOTATION: paused_replicas}}}
+
+
 @pytest.mark.parametrize(
-    ("kind_ref", "annotations", "paused", "patch"),
+    ("kind_ref", "labels", "annotations", "paused", "patch"),
     [
+        pytest.param(SCALED_OBJECT, {}, {}, True, marked_patch("0"), id="pause"),
+        pytest.param(SCALED_OBJECT, MARKED, {PAUSED_REPLICAS_ANNOTATION: "0"}, True, None, id="already-paused"),
+        # Paused before it was marked as the target's (or the mark was taken off): marked again.
+        pytest.param(SCALED_OBJECT, {}, {PAUSED_REPLICAS_ANNOTATION: "0"}, True, marked_patch("0"), id="unmarked"),
+        pytest.param(SCALED_OBJECT, MARKED, {PAUSED_REPLICAS_ANNOTATION: "0"}, False, marked_patch(None), id="resume"),
         pytest.param(
-            SCALED_OBJECT, {}, True, {"metadata": {"annotations": {PAUSED_REPLICAS_ANNOTATION: "0"}}}, id="pause"
+            SCALED_OBJECT, MARKED, {PAUSED_REPLICAS_ANNOTATION: "3"}, True, marked_patch("0"), id="paused-elsewhere"
         ),
-        pytest.param(SCALED_OBJECT, {PAUSED_REPLICAS_ANNOTATION: "0"}, True, None, id="already-paused"),
-        pytest.param(
-            SCALED_OBJECT,
-            {PAUSED_REPLICAS_ANNOTATION: "0"},
-            False,
-            {"metadata": {"annotations": {PAUSED_REPLICAS_ANNOTATION: None}}},
-            id="resume",
-        ),
-        pytest.param(
-            SCALED_OBJECT,
-            {PAUSED_REPLICAS_ANNOTATION: "3"},
-            True,
-            {"metadata": {"annotations": {PAUSED_REPLICAS_ANNOTATION: "0"}}},
-            id="paused-elsewhere",
-        ),
-        pytest.param(SCALED_OBJECT, {}, False, None, id="already-running"),
-        pytest.param(HPA, {}, True, None, id="an-hpa-needs-no-pause"),
+        pytest.param(SCALED_OBJECT, MARKED, {}, False, None, id="already-running"),
+        pytest.param(HPA, {}, {}, True, None, id="an-hpa-needs-no-pause"),
     ],
 )
 def test_a_scaled_object_is_held_at_zero_while_the_target_idles(
-    kind_ref: dict[str, Any], annotations: dict[str, str], paused: bool, patch: dict[str, Any] | None
+    kind_ref: dict[str, Any],
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    paused: bool,
+    patch: dict[str, Any] | None,
 ) -> None:
-    scaler = {"metadata": {"name": "x", "annotations": annotations}}
+    scaler = {"metadata": {"name": "x", "labels": labels, "annotations": annotations}}
     assert pause_patch(canary_with(kind_ref), scaler, paused) == patch

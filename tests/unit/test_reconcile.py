@@ -26,6 +26,7 @@ from serin.kube.store import KubeError, NotFound
 from serin.model import SHARED_WITH, parse_canary
 from serin.ports import ProviderConfig
 from serin.reconcile import Observed, Reconciler, Shard, shard_of
+from serin.scope import WHOLE_CLUSTER, Scope
 from serin.status import CanaryStatus, MetricCheck, Pending, Phase, format_time
 
 NOW = datetime.datetime(2026, 1, 1, 12, 3, tzinfo=datetime.UTC)  # not a time of the orphan sweep
@@ -80,7 +81,7 @@ class CountingStore:
         raise AssertionError(f"unexpected store call: {name}")
 
 
-def reconciler(store: CountingStore) -> Reconciler:
+def reconciler(store: CountingStore, scope: Scope = WHOLE_CLUSTER, clock: datetime.datetime = NOW) -> Reconciler:
     def no_metrics(config: ProviderConfig) -> Any:
         raise AssertionError("no metrics expected")
 
@@ -93,7 +94,8 @@ def reconciler(store: CountingStore) -> Reconciler:
         metrics_for=no_metrics,
         hooks=None,  # type: ignore[arg-type]
         default_metrics_server="http://prometheus",
-        clock=lambda: NOW,
+        clock=lambda: clock,
+        scope=scope,
     )
 
 
@@ -173,6 +175,50 @@ def test_invalid_canary_is_reported_not_acted_on() -> None:
     (report,) = reconciler(store).tick(force=True)
     assert report.error is not None and "spec.analysis.stepWeight: must be between 1 and 100" in report.error
     assert store.calls == ["list_canaries"]
+
+
+class ListingStore(CountingStore):
+    """Lists by namespace (None: every one), as the API server does, recording where it listed."""
+
+    def list_canaries(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        self.calls.append(f"list_canaries {namespace or '*'}")
+        return [raw for raw in self.canaries if namespace in (None, raw["metadata"]["namespace"])]
+
+    def find(self, kind: str, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
+        self.calls.append(f"find {kind} {namespace or '*'} {label_selector}")
+        return []
+
+
+# A time of the orphan sweep: every ten minutes a tick also lists the primaries Serin made.
+SWEEP_TIME = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+@pytest.mark.parametrize(
+    ("scope", "lists", "stepped"),
+    [
+        pytest.param(WHOLE_CLUSTER, ["*"], {"a/app", "b/app", "c/app"}, id="whole-cluster"),
+        pytest.param(Scope(("a", "b")), ["a", "b"], {"a/app", "b/app"}, id="namespaced"),
+    ],
+)
+def test_a_tick_lists_and_sweeps_each_namespace_the_install_serves(
+    scope: Scope, lists: list[str], stepped: set[str]
+) -> None:
+    """A namespaced install never lists the whole cluster (its account may not): the Canaries and
+    the primaries of the orphan sweep are listed in each namespace it serves, and no other."""
+    store = ListingStore([canary(namespace, "app") for namespace in ("a", "b", "c")])
+    reports = reconciler(store, scope, clock=SWEEP_TIME).tick()
+    assert {f"{report.namespace}/{report.name}" for report in reports} == stepped
+    kinds = ("Deployment", "DaemonSet", "StatefulSet")
+    assert [call for call in store.calls if call.startswith(("list", "find"))] == [
+        *(f"list_canaries {where}" for where in lists),
+        *(f"find {kind} {where} app.kubernetes.io/managed-by=serin" for where in lists for kind in kinds),
+    ]
+
+
+def test_a_tick_of_a_namespace_the_install_does_not_serve_lists_nothing() -> None:
+    store = ListingStore([canary("c", "app")])
+    assert reconciler(store, Scope(("a",)), clock=SWEEP_TIME).tick(namespace="c") == []
+    assert store.calls == []
 
 
 def test_status_round_trip_keeps_what_the_tick_needs() -> None:
@@ -266,7 +312,10 @@ DATADOG_SECRET = {"data": {"datadog_api_key": "YWs=", "datadog_application_key":
 
 
 def read_with(
-    templates: dict[tuple[str, str], Any], secrets: dict[tuple[str, str], Any], metrics_server: str = ""
+    templates: dict[tuple[str, str], Any],
+    secrets: dict[tuple[str, str], Any],
+    metrics_server: str = "",
+    scope: Scope = WHOLE_CLUSTER,
 ) -> tuple[Any, list[Any]]:
     asked: list[tuple[ProviderConfig, str, float]] = []
 
@@ -296,6 +345,7 @@ def read_with(
         metrics_for=Answers,  # type: ignore[arg-type]
         hooks=None,  # type: ignore[arg-type]
         default_metrics_server="http://prometheus",
+        scope=scope,
     )
     return ticker.read_metric(parsed, parsed.analysis.metrics[0]), asked
 
@@ -327,6 +377,20 @@ def test_a_template_another_namespace_does_not_share_is_a_failed_check() -> None
         "invalid",
         "MetricTemplate shared/dd is not shared with namespace test: "
         "its annotation serin.dev/allowed-namespaces must name test (or be *)",
+    )
+    assert asked == []
+
+
+def test_a_template_in_a_namespace_the_install_does_not_serve_is_a_failed_check() -> None:
+    """Shared or not, it is not read: a namespaced install's account may not, and must not, read there."""
+    reading, asked = read_with(
+        {("shared", "dd"): DATADOG_TEMPLATE}, {("shared", "datadog"): DATADOG_SECRET}, scope=Scope(("test",))
+    )
+    assert reading == MetricReading(
+        None,
+        "invalid",
+        "MetricTemplate shared/dd: namespace shared is not served by this install of Serin, which serves test "
+        "only (SERIN_WATCH_NAMESPACES)",
     )
     assert asked == []
 
@@ -597,3 +661,80 @@ def test_a_claim_longer_than_any_tick_makes_holds_nothing(claimed_for: datetime.
 def test_pending_hooks_of_no_known_type_are_not_kept() -> None:
     pending = Pending.from_dict({"step": "s", "hooks": ["post-rollout", "rm -rf", 3]})
     assert pending is not None and pending.hooks == ("post-rollout",)
+
+
+def test_an_alert_provider_in_a_namespace_the_install_does_not_serve_is_not_read() -> None:
+    raw = canary("test", "podinfo")
+    raw["spec"]["analysis"]["alerts"] = [{"name": "chat", "providerRef": {"name": "chat", "namespace": "ops"}}]
+    shared = {"metadata": {"annotations": {SHARED_WITH: "*"}}, "spec": {"type": "slack", "address": "http://x"}}
+    store = AlertStore({"ops/chat": shared}, {})
+    ticker = reconciler(CountingStore([]), Scope(("test",)))
+    ticker.store = store  # type: ignore[assignment]
+    ticker.alert(parse_canary(raw), "Failed checks threshold reached 2", "error", False, NOW)
+    assert store.events == [
+        (
+            "Warning",
+            "alert chat not sent: AlertProvider ops/chat: namespace ops is not served by this install of Serin, "
+            "which serves test only (SERIN_WATCH_NAMESPACES)",
+        )
+    ]
+
+
+SWEEP_TIME = datetime.datetime(2026, 1, 1, 12, 10, 5, tzinfo=datetime.UTC)
+MADE = format_time(SWEEP_TIME - datetime.timedelta(hours=1))
+
+
+def made_for(kind: str, name: str, canary_name: str, **metadata: Any) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/managed-by": "serin", "serin.dev/managed-for": canary_name}
+    return {
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "shop", "creationTimestamp": MADE, "labels": labels, **metadata},
+        "spec": {"selector": {"app": f"{canary_name}-primary"}},
+    }
+
+
+def taken_over(name: str, canary_name: str) -> dict[str, Any]:
+    """A Service of the user's whose selector Serin took over for ``canary_name``: never owned."""
+    service = made_for("Service", name, canary_name, annotations={"serin.dev/original-selector": '{"app": "web"}'})
+    del service["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+    return service
+
+
+class LabelledObjects:
+    """Objects found by label, deleted, patched or applied: only the calls the sweep makes."""
+
+    def __init__(self, objects: list[dict[str, Any]]) -> None:
+        self.objects = objects
+        self.changes: list[str] = []
+
+    def find(self, kind: str, namespace: str | None, selector: str) -> list[dict[str, Any]]:
+        key, _, value = selector.partition("=")
+        return [o for o in self.objects if o["kind"] == kind and o["metadata"]["labels"].get(key) == value]
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        self.changes.append(f"delete {kind}/{name}")
+
+    def patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.changes.append(f"patch {kind}/{name}")
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"unexpected store call: {name}")
+
+
+def test_the_sweep_never_touches_a_live_canarys_objects() -> None:
+    """Objects of Canary web that carry no owner (its user's Service it took over never does; an
+    owner reference may be edited off its primary) stay as they are; only those made for a name
+    no Canary has go, and what was the user's is given back."""
+    store = LabelledObjects(
+        [
+            made_for("Deployment", "web-primary", "web"),
+            made_for("Service", "web-primary", "web"),
+            taken_over("web", "web"),
+            made_for("Deployment", "ghost-primary", "ghost"),
+            made_for("Service", "ghost-primary", "ghost"),
+            taken_over("ledger", "ghost"),
+        ]
+    )
+    live = canary("shop", "web")
+    reconciler(store).sweep_orphans(None, [live], SWEEP_TIME)  # type: ignore[arg-type]
+    assert store.changes == ["delete Deployment/ghost-primary", "delete Service/ghost-primary", "patch Service/ledger"]

@@ -12,6 +12,10 @@ import handlers.replay
 
 AUTHORIZED = {"Authorization": "Bearer some-token"}
 CANARY = "namespace=test&name=podinfo"
+# What an install that serves team-a only says of team-b.
+NOT_SERVED = (
+    "namespace team-b is not served by this install of Serin, which serves team-a only (SERIN_WATCH_NAMESPACES)"
+)
 
 
 @pytest.mark.parametrize(
@@ -60,6 +64,16 @@ def test_bad_requests_are_refused_before_any_api_request(
 ) -> None:
     response = app_client.post(f"/replay?{query}", headers=AUTHORIZED, data=body, content_type="application/json")
     assert (response.status_code, response.get_json()) == (status, {"error": error})
+
+
+def test_a_replay_in_a_namespace_the_install_does_not_serve_is_a_404_before_any_api_request(
+    namespaced_client: FlaskClient,
+) -> None:
+    response = namespaced_client.post("/replay?namespace=team-b&name=podinfo&from=1", headers=AUTHORIZED)
+    assert (response.status_code, response.get_json()) == (
+        404,
+        {"error": NOT_SERVED},
+    )
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def test_the_build_lock_pins_the_build_backend() -> None:
 
 
 def test_every_locked_package_has_a_hash() -> None:
-    for lock in ("requirements.lock", "requirements-build.lock"):
+    for lock in ("requirements.lock", "requirements-build.lock", "requirements-dev.lock"):
         locked = read_lock((REPO / lock).read_text())
         assert locked, lock
         for name, entry in locked.items():
@@ -55,8 +55,33 @@ def test_the_locks_were_made_for_the_images_python() -> None:
     base = re.search(r"^ARG PYTHON_IMAGE=python:(\d+\.\d+)-slim@", DOCKERFILE, re.M)
     assert base, "the Dockerfile names its base as python:X.Y-slim@<digest>"
     assert f"python{base.group(1)}" in image.BASE_PACKAGES, "the local base has the same Python"
-    for lock in ("requirements.lock", "requirements-build.lock"):
+    for lock in ("requirements.lock", "requirements-build.lock", "requirements-dev.lock"):
         assert f"by pip-compile with Python {base.group(1)}\n" in (REPO / lock).read_text(), lock
+
+
+def test_the_dev_lock_pins_every_dev_requirement_and_the_images_versions() -> None:
+    """The venv tests and lint run in has what the image has, at the same versions, and what
+    requirements-dev.txt pins, each by hash."""
+    dev = read_lock((REPO / "requirements-dev.lock").read_text())
+    lines = [line for line in (REPO / "requirements-dev.txt").read_text().splitlines() if line.strip()]
+    for requirement in (Requirement(line) for line in lines if not line.startswith(("#", "-r"))):
+        (specifier,) = requirement.specifier
+        name = canonicalize_name(requirement.name)
+        assert name in dev and dev[name].version == specifier.version, f"{name}: run make lock"
+    runtime = read_lock((REPO / "requirements.lock").read_text())
+    differ = {name: (each.version, dev[name].version) for name, each in runtime.items() if dev[name] != each}
+    assert differ == {}, "requirements-dev.lock and requirements.lock disagree: run make lock"
+
+
+def test_the_venv_installs_only_what_the_dev_lock_names_by_hash() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile[makefile.index("$(PYTHON): ") :].split("\n\n", 1)[0]
+    installs = [line.strip() for line in recipe.splitlines() if "pip install" in line]
+    assert installs == [
+        "$(PYTHON) -m pip install --quiet --require-hashes --no-deps -r requirements-build.lock",
+        "$(PYTHON) -m pip install --quiet --require-hashes --no-build-isolation -r requirements-dev.lock",
+        "$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation --editable .",
+    ]
 
 
 def dockerfile_commands() -> list[str]:

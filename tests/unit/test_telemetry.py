@@ -6,6 +6,7 @@ import concurrent.futures
 from typing import Any
 
 from serin.kube.store import KubeError
+from serin.scope import Scope
 from serin.telemetry import GAUGE_SECONDS, CanaryCollector, exposition
 
 from .test_reconcile import canary
@@ -17,13 +18,15 @@ class Listing:
     def __init__(self, canaries: list[dict[str, Any]]) -> None:
         self.canaries = canaries
         self.lists = 0
+        self.listed: list[str | None] = []
         self.down = False
 
     def list_canaries(self, namespace: str | None = None) -> list[dict[str, Any]]:
         self.lists += 1
+        self.listed.append(namespace)
         if self.down:
             raise KubeError("connection refused")
-        return self.canaries
+        return [raw for raw in self.canaries if namespace in (None, raw["metadata"]["namespace"])]
 
 
 def test_scrapes_share_one_list_of_the_canaries_for_a_while() -> None:
@@ -48,3 +51,14 @@ def test_an_api_server_that_does_not_answer_gives_no_gauge_and_is_asked_again() 
     store.down = False
     assert b'serin_canary_status{name="web",namespace="shop"}' in exposition(gauges)
     assert store.lists == 2
+
+
+def test_a_namespaced_install_gauges_only_the_canaries_of_its_namespaces() -> None:
+    store = Listing([canary("shop", "web"), canary("ops", "api"), canary("elsewhere", "db")])
+    gauges = CanaryCollector(store, "istio", clock=lambda: 0.0, scope=Scope(("shop", "ops")))  # type: ignore[arg-type]
+    page = exposition(gauges)
+    assert store.listed == ["shop", "ops"]
+    assert [line for line in page.decode().splitlines() if line.startswith("serin_canary_total")] == [
+        'serin_canary_total{namespace="ops"} 1.0',
+        'serin_canary_total{namespace="shop"} 1.0',
+    ]

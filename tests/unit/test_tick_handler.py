@@ -122,3 +122,22 @@ def test_a_good_request_goes_on_to_the_api_server(app_client: FlaskClient) -> No
     )
     assert response.status_code == 503
     assert response.get_json()["error"].startswith("cannot reach the Kubernetes API: ")
+
+
+# What an install that serves team-a only says of team-b.
+NOT_SERVED = (
+    "namespace team-b is not served by this install of Serin, which serves team-a only (SERIN_WATCH_NAMESPACES)"
+)
+
+
+def test_a_namespace_the_install_does_not_serve_is_a_404_before_any_api_request(namespaced_client: FlaskClient) -> None:
+    for query in ("namespace=team-b", "namespace=team-b&name=podinfo&dry_run=true"):
+        response = namespaced_client.post(f"/tick?{query}", headers=AUTHORIZED)
+        assert (response.status_code, response.get_json()) == (404, {"error": NOT_SERVED}), query
+
+
+def test_a_namespaced_install_ticks_its_own_namespaces_and_the_whole_of_them(namespaced_client: FlaskClient) -> None:
+    """Both go on to the API server (here there is none: 503)."""
+    for query in ("namespace=team-a", ""):
+        response = namespaced_client.post(f"/tick?{query}", headers=AUTHORIZED)
+        assert response.status_code == 503, query

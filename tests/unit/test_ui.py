@@ -18,6 +18,10 @@ NOW = datetime.datetime(2026, 11, 28, 12, 0, 0, tzinfo=datetime.UTC)
 # Where the tests' requests are sent: the origin of the server's own pages.
 SERVER = "https://serin.example:8443"
 FROM_THE_PAGE = {"Origin": SERVER, "Sec-Fetch-Site": "same-origin"}
+# What an install that serves team-a only says of team-b.
+NOT_SERVED = (
+    "namespace team-b is not served by this install of Serin, which serves team-a only (SERIN_WATCH_NAMESPACES)"
+)
 CROSS_SITE = [
     pytest.param({"Origin": "https://evil.example"}, "this one comes from https://evil.example", id="other-origin"),
     pytest.param({"Origin": "https://serin.example"}, "this one comes from https://serin.example", id="other-port"),
@@ -116,6 +120,17 @@ def test_a_page_of_no_namespace_or_name_is_a_400_before_any_request(
     response = app_client.get(path, headers={"Authorization": "Bearer some-token"})
     assert response.status_code == 400
     assert f'<p class="problem" id="problem">{escape(message)}</p>' in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", ["/ui?namespace=team-b", "/ui/team-b/web"], ids=["list", "canary"])
+def test_a_page_of_a_namespace_the_install_does_not_serve_is_a_404_before_any_request(
+    namespaced_client: FlaskClient, path: str
+) -> None:
+    response = namespaced_client.get(path, headers={"Authorization": "Bearer some-token"})
+    assert response.status_code == 404
+    page = response.get_data(as_text=True)
+    assert "<h1>Not served here</h1>" in page
+    assert f'<p class="problem" id="problem">{escape(NOT_SERVED)}</p>' in page
 
 
 @pytest.mark.parametrize("headers", FROM_HERE)

@@ -36,6 +36,7 @@ class Received:
     path: str
     content_type: str
     body: Any
+    idempotency_key: str | None = None
 
 
 class HookServer(http.server.ThreadingHTTPServer):
@@ -67,7 +68,11 @@ class HookHandler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        answer = self.server.record(Received(self.path, self.headers.get("Content-Type", ""), json.loads(raw)))
+        answer = self.server.record(
+            Received(
+                self.path, self.headers.get("Content-Type", ""), json.loads(raw), self.headers.get("Idempotency-Key")
+            )
+        )
         time.sleep(answer.delay)
         data = answer.body.encode()
         self.send_response(answer.status)
@@ -253,18 +258,33 @@ def test_payload_json_cannot_carry_fails_at_once(server: HookServer, payload: di
 
 def test_server_receives_the_payload_as_json(server: HookServer, canary: Canary) -> None:
     hook = make_hook(server.url("/approve"), cmd="hey -z 1m http://podinfo.shop/")
-    payload = hook_payload(canary, "Progressing", "abc123", hook)
+    payload = hook_payload(canary, "Progressing", "abc123", hook, "6f1c9a52-0d4e-5b7a-9c3e-2a8b4d6e1f00")
     assert CALLER.call(hook, payload).ok
     [received] = server.received
     assert received.path == "/approve"
     assert received.content_type == "application/json"
+    # Flagger's fields as Flagger sends them, and the key, in the body and as the draft's header.
     assert received.body == {
         "name": "podinfo",
         "namespace": "shop",
         "phase": "Progressing",
         "checksum": "abc123",
         "metadata": {"cmd": "hey -z 1m http://podinfo.shop/"},
+        "idempotencyKey": "6f1c9a52-0d4e-5b7a-9c3e-2a8b4d6e1f00",
     }
+    assert received.idempotency_key == '"6f1c9a52-0d4e-5b7a-9c3e-2a8b4d6e1f00"'
+
+
+def test_a_retry_carries_the_same_key(server: HookServer, canary: Canary) -> None:
+    server.answers = [Answer(503, "busy"), Answer(200)]
+    hook = make_hook(server.url(), retries=1)
+    assert CALLER.call(hook, hook_payload(canary, "Progressing", "abc123", hook, "key-1")).ok
+    assert [(r.idempotency_key, r.body["idempotencyKey"]) for r in server.received] == [('"key-1"', "key-1")] * 2
+
+
+def test_a_payload_without_a_key_is_sent_without_the_header(server: HookServer) -> None:
+    assert CALLER.call(make_hook(server.url()), {"name": "podinfo"}).ok
+    assert [r.idempotency_key for r in server.received] == [None]
 
 
 @pytest.mark.parametrize(
@@ -314,12 +334,13 @@ def test_timeout_bounds_the_whole_call_with_its_retries(server: HookServer) -> N
 )
 def test_hook_payload(canary: Canary, extra: dict[str, str] | None, metadata: dict[str, str]) -> None:
     hook = make_hook("http://example.test/", team="web", env="prod")
-    assert hook_payload(canary, "Waiting", "sum", hook, extra) == {
+    assert hook_payload(canary, "Waiting", "sum", hook, "key-1", extra) == {
         "name": "podinfo",
         "namespace": "shop",
         "phase": "Waiting",
         "checksum": "sum",
         "metadata": metadata,
+        "idempotencyKey": "key-1",
     }
 
 
@@ -341,7 +362,7 @@ def test_event_payload(canary: Canary, timestamp: datetime | float) -> None:
         metadata={"team": "web", "eventType": "ignored"},
     )
     payload = event_payload(
-        canary, "Progressing", "sum", hook, "Advance podinfo.shop canary weight 10", "Normal", timestamp
+        canary, "Progressing", "sum", hook, "Advance podinfo.shop canary weight 10", "Normal", timestamp, "key-1"
     )
     assert payload["metadata"] == {
         "team": "web",
@@ -349,9 +370,10 @@ def test_event_payload(canary: Canary, timestamp: datetime | float) -> None:
         "eventType": "Normal",
         "timestamp": "1714564800123",
     }
-    assert {key: payload[key] for key in ("name", "namespace", "phase", "checksum")} == {
+    assert {key: payload[key] for key in ("name", "namespace", "phase", "checksum", "idempotencyKey")} == {
         "name": "podinfo",
         "namespace": "shop",
         "phase": "Progressing",
         "checksum": "sum",
+        "idempotencyKey": "key-1",
     }
