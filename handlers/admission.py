@@ -12,6 +12,7 @@ left out of the access log; denials and changes are logged at info, with the rev
 
 from __future__ import annotations
 
+import json
 import logging
 import weakref
 from collections.abc import Callable, Mapping
@@ -183,7 +184,7 @@ def _answer(
             with logs.context(request_id=admission_request["uid"], namespace=namespace):
                 LOG.debug("%s %s %s allowed: not Serin's", admission_request["operation"], kind_name, name)
         request.environ[logs.QUIET] = True
-        return _answered(admission_request["uid"], Verdict())
+        return _allowed_as_is(admission_request["uid"])
     engine: Engine = current_app.extensions["serin"]
     with logs.context(
         request_id=admission_request["uid"], namespace=namespace, canary=name if kind_name == "Canary" else ""
@@ -208,6 +209,15 @@ def _answer(
     if quiet:
         request.environ[logs.QUIET] = True  # and so left out of the access log (serin/access_log.py)
     return _answered(admission_request["uid"], verdict)
+
+
+# The answer to most reviews, as jsonify writes it for Verdict() (a test holds the two alike),
+# without a pass through the JSON provider for a body that only its uid changes.
+_ALLOWED_AS_IS = '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"allowed":true,"uid":%s}}\n'
+
+
+def _allowed_as_is(uid: str) -> tuple[Response, int]:
+    return Response(_ALLOWED_AS_IS % json.dumps(uid), mimetype="application/json"), 200
 
 
 def _answered(uid: str, verdict: Verdict) -> tuple[Response, int]:

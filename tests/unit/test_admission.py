@@ -12,9 +12,9 @@ import jsonpatch
 import pytest
 from flask.testing import FlaskClient
 
-from handlers.admission import MUTATORS
+from handlers.admission import MUTATORS, _allowed_as_is, _answered
 from serin import logs
-from serin.admission import Admission, Bootstraps, clash_selectors, defaults_patch
+from serin.admission import Admission, Bootstraps, Verdict, clash_selectors, defaults_patch
 from serin.kube.store import KubeRejected
 from serin.model import SHARED_WITH
 from serin.scope import Scope
@@ -937,3 +937,11 @@ def test_the_log_keeps_denials_and_changes_at_info_with_the_review_uid(
     expected = {"logger": "serin.handlers.admission", "request_id": "7c1e", "namespace": "test", **line}
     assert admission_log == [expected]
     assert [environ.get(logs.QUIET, False) for environ in environs] == [quiet]
+
+
+@pytest.mark.parametrize("uid", ["7c1e", 'a"b\\c\u00e9'])
+def test_the_answer_to_a_review_allowed_as_it_is_is_what_jsonify_writes(app_client: FlaskClient, uid: str) -> None:
+    """Written without the JSON provider, byte for byte what it would write."""
+    app: Any = app_client.application
+    with app.test_request_context():
+        assert _allowed_as_is(uid)[0].get_data() == _answered(uid, Verdict())[0].get_data()
