@@ -21,7 +21,9 @@ Serin to the floor; a machine shared with other work moves both figures of a pai
 The generator is not the limit when the floor's throughput is well above Serin's: the same
 generator, on the same machine, drove the floor that fast.
 
-No cluster is needed: no API request is made for such a review (the API server is a closed port).
+Both run as Serin runs in a Pod, with a service account (``benchmarks/pod.py``; with a kubeconfig
+where the machine cannot). No cluster is needed: no API request is made for such a review (the API
+server is a closed port).
 
 Usage: ``python -m benchmarks.admission_floor [--pairs 3] [--seconds 3] [--rate 200]``.
 """
@@ -42,6 +44,7 @@ from typing import Any
 
 import requests
 
+from benchmarks import pod
 from localcluster.build import build_loadgen
 from localcluster.paths import REPO_ROOT
 from localcluster.pki import ensure_pki, write_serving_pair
@@ -49,6 +52,8 @@ from localcluster.processes import child_environment, free_port, stop
 from localcluster.serin_server import gunicorn_command
 
 START_TIMEOUT = 30.0
+# No API request is made for these reviews: an API server nobody listens on.
+NO_API_SERVER = "https://127.0.0.1:9"
 KUBECONFIG = """apiVersion: v1
 kind: Config
 clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
@@ -169,8 +174,12 @@ class Round:
 def start(name: str, app: str, work: Path, env: dict[str, str], root: Path = REPO_ROOT) -> Server:
     cert, key = work / "tls.crt", work / "tls.key"
     port = free_port()
+    command = gunicorn_command(port, cert, key, app=app)
+    if pod.available():
+        # As in a Pod, with a service account (no API request is made: any token and CA will do).
+        command, env = pod.command(command, work / "token", work / "ca.crt"), pod.environment(env, NO_API_SERVER)
     process = subprocess.Popen(
-        gunicorn_command(port, cert, key, app=app),
+        command,
         cwd=root,
         env={**env, "PYTHONPATH": str(root)},
         stdout=subprocess.DEVNULL,
@@ -250,13 +259,14 @@ def main() -> int:
     pki = ensure_pki(work / "pki")
     kubeconfig = work / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG)
+    (work / "token").write_text("not-a-token")
     body = deployment_review()
     body_file = work / "review.json"
     body_file.write_bytes(body)
     env = {
         **child_environment(),
         "PYTHONDONTWRITEBYTECODE": "1",
-        # No API request is made for this review: an API server nobody listens on.
+        # Where the machine cannot run a process as in a Pod (benchmarks/pod.py).
         "KUBECONFIG": str(kubeconfig),
         # As installed: reviews only with the API server's client certificate, which the generator presents.
         "SERIN_ADMISSION_CLIENT_CA": str(pki.webhook_client_ca),
