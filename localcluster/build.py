@@ -63,10 +63,8 @@ THIRD_PARTY_CRD_SOURCES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
         "traefik",
         "github.com/traefik/traefik/v3",
         TRAEFIK_VERSION,
-        (
-            "docs/content/reference/dynamic-configuration/traefik.io_traefikservices.yaml",
-            "docs/content/reference/dynamic-configuration/traefik.io_ingressroutes.yaml",
-        ),
+        # Every kind of traefik.io: its provider lists them all before it routes anything.
+        ("docs/content/reference/dynamic-configuration/traefik.io_*.yaml",),
     ),
     ("keda", "github.com/kedacore/keda/v2", KEDA_VERSION, ("config/crd/bases/keda.sh_scaledobjects.yaml",)),
     (
@@ -97,6 +95,7 @@ class Binaries:
     prometheus: Path
     crds: Path
     helm: Path
+    traefik: Path
 
 
 def staging_version(kubernetes_version: str) -> str:
@@ -202,6 +201,14 @@ KWOK_STAGE_FILES = (
 def kwok_default_stages(kwok_module_dir: Path) -> str:
     """kwok only moves objects through the stages it is configured with; take its own."""
     return "\n---\n".join((kwok_module_dir / name).read_text().strip() for name in KWOK_STAGE_FILES) + "\n"
+
+
+def _fresh_tmp(final: Path) -> Path:
+    """The empty folder a build of ``final`` writes to (what an interrupted one left is removed)."""
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
 
 
 def _finish(tmp: Path, final: Path) -> None:
@@ -347,12 +354,102 @@ def build_flagger(cache: Path | None = None, version: str = FLAGGER_VERSION) -> 
     elif "127.0.0.1" not in source:
         raise BuildError(f"Flagger {version}'s {server.name} no longer says {every_interface!r}: update the patch")
     final = binary.parent
-    tmp = final.with_name(f".{final.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _fresh_tmp(final)
     _log(f"building flagger {version}")
     _run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / "flagger"), "./cmd/flagger"], src, "flagger")
     shutil.copyfile(src / "artifacts" / "flagger" / "crd.yaml", tmp / "crd.yaml")
+    _finish(tmp, final)
+    return binary
+
+
+# What Traefik's module needs that the Go module proxy does not serve, and what the build uses
+# instead. Its go.mod replaces go-http-auth with a fork at a commit the proxy refuses; the fork's
+# earlier commit has the same API. Its dynamic configuration imports a nested module of empty
+# extension points that is published nowhere. ACME's DNS providers of lego import cloud SDKs
+# the proxy refuses, so the build's copy of lego leaves those providers out (certificates are
+# never requested here).
+TRAEFIK_AUTH_FORK = "github.com/containous/go-http-auth v0.4.1-0.20200324110947-a37a7636d23e"
+LEGO_MODULE = "github.com/go-acme/lego/v5"
+LEGO_PROVIDERS_WITHOUT_SDK = ("edgedns", "huaweicloud", "oraclecloud", "sakuracloud", "ucloud", "yandexcloud")
+_TRAEFIK_EXTENSIONS = """// Package ext holds the extension points of Traefik's dynamic configuration: none here.
+package ext
+
+// HTTP extends dynamic.HTTP.
+type HTTP struct{}
+
+// Router extends dynamic.Router.
+type Router struct{}
+"""
+
+
+def _required_version(go_mod: str, module: str) -> str:
+    match = re.search(rf"^\s*{re.escape(module)}\s+(v\S+)", go_mod, re.M)
+    if not match:
+        raise BuildError(f"{module} is no longer required by Traefik's go.mod: update build_traefik")
+    return match.group(1)
+
+
+def _replacement(go_mod: str, module: str) -> str:
+    match = re.search(rf"^\s*{re.escape(module)}\s+=>\s+(\S+ v\S+)", go_mod, re.M)
+    if not match:
+        raise BuildError(f"Traefik's go.mod no longer replaces {module}: update build_traefik")
+    return match.group(1)
+
+
+def without_dns_providers(registry: str, providers: tuple[str, ...]) -> str:
+    """lego's generated DNS provider registry without ``providers`` (their import and their case)."""
+    for provider in providers:
+        registry, imports = re.subn(rf'\n\t"{re.escape(LEGO_MODULE)}/providers/dns/{provider}"', "", registry)
+        registry, cases = re.subn(rf"\n\tcase [^\n]*:\n\t\treturn {provider}\.NewDNSProvider\(\)", "", registry)
+        if (imports, cases) != (1, 1):
+            raise BuildError(f"lego's DNS provider {provider} is not registered as expected: update build_traefik")
+    return registry
+
+
+def build_traefik(cache: Path | None = None, version: str = TRAEFIK_VERSION) -> Path:
+    """Traefik, the real proxy of the local data plane, built from its module by a wrapper module
+    (replace directives only apply in the main module) with the substitutes named above."""
+    cache = cache or cache_dir()
+    binary = cache / "bin" / f"traefik-{version}" / "traefik"
+    if binary.is_file():
+        return binary
+    final = binary.parent
+    tmp = _fresh_tmp(final)
+    (tmp / "src").mkdir()
+    _log(f"building traefik {version}")
+    module = _module_dir("github.com/traefik/traefik/v3", version, tmp)
+    upstream = (module / "go.mod").read_text()
+    lego = tmp / "src" / "lego"
+    shutil.copytree(_module_dir(LEGO_MODULE, _required_version(upstream, LEGO_MODULE), tmp), lego)
+    for path in [lego, *lego.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)  # the module cache's files are read-only
+    registry = lego / "providers" / "dns" / "zz_gen_dns_providers.go"
+    registry.write_text(without_dns_providers(registry.read_text(), LEGO_PROVIDERS_WITHOUT_SDK))
+    (tmp / "src" / "ext").mkdir()
+    (tmp / "src" / "ext" / "go.mod").write_text("module github.com/traefik/traefik/dynamic/ext\n\ngo 1.24.0\n")
+    (tmp / "src" / "ext" / "ext.go").write_text(_TRAEFIK_EXTENSIONS)
+    go_line = re.search(r"^go (\S+)$", upstream, re.M)
+    (tmp / "src" / "go.mod").write_text(
+        "module serin.dev/localcluster/traefik\n\n"
+        f"go {go_line.group(1) if go_line else '1.26.0'}\n\n"
+        f"require github.com/traefik/traefik/v3 {version}\n\n"
+        "replace (\n"
+        f"\tgithub.com/abbot/go-http-auth => {TRAEFIK_AUTH_FORK}\n"
+        f"\tgithub.com/gorilla/mux => {_replacement(upstream, 'github.com/gorilla/mux')}\n"
+        "\tgithub.com/traefik/traefik/dynamic/ext => ./ext\n"
+        f"\t{LEGO_MODULE} => ./lego\n"
+        ")\n\n"
+        # As Traefik's own go.mod: the SDK's monorepo makes this version an ambiguous import.
+        "exclude github.com/tencentcloud/tencentcloud-sdk-go v3.0.83+incompatible\n"
+    )
+    (tmp / "src" / "tools.go").write_text(
+        '//go:build tools\n\npackage tools\n\nimport _ "github.com/traefik/traefik/v3/cmd/traefik"\n'
+    )
+    _run(["go", "mod", "tidy"], tmp / "src", f"traefik {version} modules")
+    ldflags = f"-s -w -X github.com/traefik/traefik/v3/pkg/version.Version={version}"
+    command = ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp / "traefik")]
+    _run([*command, "github.com/traefik/traefik/v3/cmd/traefik"], tmp / "src", f"traefik {version}")
+    shutil.rmtree(tmp / "src")
     _finish(tmp, final)
     return binary
 
@@ -372,9 +469,7 @@ def build_loadgen(cache: Path | None = None) -> Path:
     if binary.is_file():
         return binary
     final = binary.parent
-    tmp = final.with_name(f".{final.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _fresh_tmp(final)
     _log("building the load generator")
     # -C: the build runs in the source folder, while its log stays in the temporary one.
     command = ["go", "build", "-C", str(LOADGEN_SOURCE), "-trimpath", "-ldflags", "-s -w", "-o", str(tmp / "loadgen")]
@@ -491,6 +586,7 @@ def _binaries(cache: Path, prometheus: Path) -> Binaries:
         prometheus=prometheus,
         crds=crds_dir(cache) / "crds.yaml",
         helm=cache / "bin" / f"helm-{HELM_VERSION}" / "helm",
+        traefik=cache / "bin" / f"traefik-{TRAEFIK_VERSION}" / "traefik",
     )
 
 
@@ -512,5 +608,6 @@ def ensure_binaries(cache: Path | None = None) -> Binaries:
     fetch_crds(cache)
     build_kwok(cache)
     build_helm(cache)
+    build_traefik(cache)
     build_kubernetes(cache)
     return _binaries(cache, prometheus)

@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from localcluster import metrics_adapter, processes
+from localcluster import metrics_adapter, podnet, processes
 from localcluster.build import Binaries, ensure_binaries
 from localcluster.paths import REPO_ROOT
 from localcluster.pki import Pki, ensure_pki, ensure_serving_pair
@@ -99,6 +99,7 @@ class LocalCluster:
             self._start_apiserver(binaries, pki, state)
             self._write_kubeconfigs(pki, state)
             self._start_controllers(binaries, pki, state)
+            self._make_pod_network(state)
             self._start_kwok(binaries, state)
             self._create_nodes(binaries)
             self._apply(binaries, binaries.crds)
@@ -119,7 +120,13 @@ class LocalCluster:
         return state
 
     def down(self) -> list[str]:
+        state = self.state()
         stopped = processes.stop_all(self.state_dir)
+        if "pod_range" in state.paths:
+            network = podnet.PodNetwork(int(state.paths["pod_range"]))
+            if state.paths.get("pod_netns"):
+                podnet.delete(network)
+            podnet.release(network, self.state_dir)
         # etcd's data is disposable: a fresh `up` starts from an empty cluster.
         shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
         return stopped
@@ -335,6 +342,21 @@ class LocalCluster:
         ]
         processes.start(name, command, self.state_dir, state)
 
+    def _make_pod_network(self, state: ClusterState) -> None:
+        """A pod range of this cluster's own and, where the machine allows, the namespace that
+        serves it (``localcluster.podnet``); the real data plane needs the namespace."""
+        network = podnet.allocate(self.state_dir)
+        state.paths["pod_range"] = str(network.octet)
+        state.paths["pod_cidr"] = network.cidr
+        try:
+            podnet.create(network)
+        except (podnet.PodNetworkError, OSError, subprocess.SubprocessError) as error:
+            state.paths["pod_netns"] = ""
+            state.paths["pod_netns_error"] = str(error)
+            _log(f"pods' addresses are not served: {error}")
+        else:
+            state.paths["pod_netns"] = network.namespace
+
     def _start_kwok(self, binaries: Binaries, state: ClusterState) -> None:
         port = processes.free_port()
         state.ports["kwok"] = port
@@ -347,7 +369,7 @@ class LocalCluster:
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 f"--server-address=127.0.0.1:{port}",
-                "--cidr=10.244.0.0/16",
+                f"--cidr={state.paths.get('pod_cidr', podnet.FALLBACK_CIDR)}",
                 "--node-ip=127.0.0.1",
                 "--node-lease-duration-seconds=40",
             ],

@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
+from localcluster.backends import DATA_PLANE_LABEL
 from localcluster.simulator import contour, gatewayapi, istio, linkerd, nginx, traefik
 from localcluster.simulator.export import Metrics
 from localcluster.simulator.traffic import Clients, simulate_tick
@@ -62,7 +63,13 @@ class ClusterReader:
             *self._watch("DaemonSet", apps.list_daemon_set_for_all_namespaces, apps.list_namespaced_daemon_set),
             *self._watch("StatefulSet", apps.list_stateful_set_for_all_namespaces, apps.list_namespaced_stateful_set),
         ]
-        self._every = [*self._routing, *self._services, *self._workloads]
+        # Namespaces whose traffic a real proxy carries (localcluster.dataplane) are left to it.
+        self._namespaces_watch = (
+            []
+            if self._namespaces
+            else [WatchedKind(core.list_namespace, (), "Namespace", self._stop, refresh, describe_error)]
+        )
+        self._every = [*self._routing, *self._services, *self._workloads, *self._namespaces_watch]
         for watched in self._every:
             watched.start()
 
@@ -88,9 +95,21 @@ class ClusterReader:
         """Why some kind could not be listed or watched just now; None when all are current."""
         return next((watched.failure for watched in self._every if watched.failure), None)
 
-    @staticmethod
-    def _objects(watched: Sequence[WatchedKind]) -> list[Mapping[str, Any]]:
-        return [item for one in watched for item in one.objects()]
+    def _real_data_plane_namespaces(self) -> set[str]:
+        return {
+            str(namespace.get("metadata", {}).get("name"))
+            for namespace in self._objects(self._namespaces_watch, set())
+            if DATA_PLANE_LABEL in (namespace.get("metadata", {}).get("labels") or {})
+        }
+
+    def _objects(self, watched: Sequence[WatchedKind], skipped: set[str] | None = None) -> list[Mapping[str, Any]]:
+        skipped = self._real_data_plane_namespaces() if skipped is None else skipped
+        return [
+            item
+            for one in watched
+            for item in one.objects()
+            if not skipped or item.get("metadata", {}).get("namespace") not in skipped
+        ]
 
     def routing(self) -> list[Mapping[str, Any]]:
         """Every routing object, each with its ``kind``; an API the cluster does not serve has none."""
