@@ -52,12 +52,21 @@ _VALUE_TYPES = {"exact": "Exact", "regex": "RegularExpression"}
 # Pure functions: names, desired objects, reading the weights back
 
 
+def whole_value(regex: str) -> str:
+    """A regex that must match the whole value, whatever the gateway's default.
+
+    A Canary's ``regex`` is Istio's StringMatch, which Envoy matches against the whole value;
+    Gateway API leaves anchoring to each implementation, and some (Traefik) match a substring,
+    so ``(alice|bob)`` would also send ``malice`` to the canary."""
+    return f"^(?:{regex})$"
+
+
 def _string_match(matcher: Mapping[str, Any], types: Mapping[str, str]) -> tuple[str, str]:
     """(Gateway API type, value) of an Istio StringMatch."""
     for kind, gateway_type in types.items():
         value = matcher.get(kind)
         if isinstance(value, str):
-            return gateway_type, value
+            return gateway_type, whole_value(value) if gateway_type == "RegularExpression" else value
     raise ValueError(f"no match type of {sorted(types)} in {dict(matcher)}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import re
 from collections import Counter
 from typing import Any
 
@@ -107,7 +108,7 @@ def test_service_matches_filters_and_timeout_are_on_the_rule() -> None:
     assert rule == {
         "matches": [
             {"path": {"type": "PathPrefix", "value": "/api"}, "method": "GET"},
-            {"path": {"type": "RegularExpression", "value": "/v[0-9]+/.*"}},
+            {"path": {"type": "RegularExpression", "value": "^(?:/v[0-9]+/.*)$"}},
         ],
         "filters": [
             {
@@ -153,7 +154,9 @@ def test_ab_testing_routes_matched_requests_and_keeps_everyone_else_on_the_prima
                 {**EVERY_PATH, "headers": [{"name": "x-canary", "type": "Exact", "value": "insider"}]},
                 {
                     **EVERY_PATH,
-                    "headers": [{"name": "cookie", "type": "RegularExpression", "value": FLAGGER_COOKIE_REGEX}],
+                    "headers": [
+                        {"name": "cookie", "type": "RegularExpression", "value": f"^(?:{FLAGGER_COOKIE_REGEX})$"}
+                    ],
                 },
                 {**EVERY_PATH, "queryParams": [{"name": "canary", "type": "Exact", "value": "true"}]},
             ],
@@ -273,4 +276,19 @@ def test_service_mirror_filters_copy_every_request_to_their_backends() -> None:
     (rule,) = desired_http_route(canary(service={"mirror": mirror}), 100, 0)["spec"]["rules"]
     assert rule["filters"] == [
         {"type": "RequestMirror", "requestMirror": {"backendRef": {"namespace": "qa", "name": "shadow", "port": 8080}}}
+    ]
+
+
+def test_a_regex_match_must_match_the_whole_value_even_on_a_gateway_that_searches_substrings() -> None:
+    """Traefik matches a Gateway API regex anywhere in the value (Go's MatchString, like re.search);
+    the Canary's regex means the whole value, as Envoy matches Istio's."""
+    analysis = {**AB_ANALYSIS, "match": [{"headers": {"x-user": {"regex": "alice|bob"}}}]}
+    (first, _) = desired_http_route(canary(analysis=analysis), 0, 100)["spec"]["rules"]
+    written = first["matches"][0]["headers"][0]["value"]
+    assert [bool(re.search(written, value)) for value in ("alice", "bob", "malice", "bobby", "")] == [
+        True,
+        True,
+        False,
+        False,
+        False,
     ]

@@ -162,7 +162,11 @@ def test_gateway_api_sticky_rule_has_one_backend_and_the_split_is_the_weighted_r
             {
                 "path": {"type": "PathPrefix", "value": "/"},
                 "headers": [
-                    {"name": "cookie", "type": "RegularExpression", "value": ".*canary\\-session=0123456789abcdef.*"}
+                    {
+                        "name": "cookie",
+                        "type": "RegularExpression",
+                        "value": "^(?:.*canary\\-session=0123456789abcdef.*)$",
+                    }
                 ],
             }
         ],
