@@ -133,11 +133,13 @@ PROVIDERS: Mapping[str, ProviderTraits] = {
             {"gateways", "hosts", "delegation", "match", "rewrite", "headers", "corsPolicy", "trafficPolicy", "mirror"}
         ),
     ),
-    # Traefik: a weighted TraefikService, nothing to match requests by.
+    # Traefik: a weighted (or, for a mirrored blue/green, mirroring) TraefikService, nothing to match requests by.
     "traefik": ProviderTraits(
         weights=True,
         match_fields={},
         unused_service_fields=_NO_ROUTE_FIELDS,
+        # A mirroring TraefikService copies every request: no share for a weighted step.
+        mirror_strategies=frozenset({"blue-green"}),
     ),
     # Linkerd: an SMI TrafficSplit of the apex Service, nothing to match requests by.
     "linkerd": ProviderTraits(weights=True, match_fields={}, unused_service_fields=_NO_ROUTE_FIELDS),

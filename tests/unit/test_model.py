@@ -470,8 +470,8 @@ def test_contour_and_traefik_refuse_what_they_cannot_match(
         ),
         pytest.param(
             {"spec.provider": "traefik", "spec.analysis.mirror": True},
-            [("spec.analysis.mirror", "provider traefik cannot mirror requests in canary")],
-            id="traefik-cannot-mirror",
+            [("spec.analysis.mirror", "provider traefik cannot mirror requests in canary (blue-green only)")],
+            id="traefik-mirrors-blue-green-only",
         ),
         pytest.param(
             {**AB, "spec.analysis.match": [{"headers": {"x": {"exact": "1"}}}], "spec.analysis.mirror": True},

@@ -137,6 +137,36 @@ def test_traefik_weighted_services_keep_both_entries() -> None:
     assert traefik_routes(flaggers, canary("traefik")) == Routes(100, 0)
 
 
+def test_a_mirrored_blue_green_answers_from_the_primary_and_copies_every_request_to_the_canary() -> None:
+    service = desired_traefik_service(canary("traefik"), 100, 0, mirror=True)
+    reference = {"namespace": "test", "port": 9898}
+    assert service["spec"] == {
+        "mirroring": {
+            "name": "podinfo-primary",
+            **reference,
+            "mirrors": [{"name": "podinfo-canary", **reference, "percent": 100}],
+        }
+    }
+    assert traefik_routes(service, canary("traefik")) == Routes(100, 0, mirrored=True)
+    (route,) = parse_traefik_service(service).routes
+    assert [(d.host, d.weight) for d in route.destinations] == [("podinfo-primary.test", 1)]
+    assert route.mirror is not None and (route.mirror.host, route.mirror.weight) == ("podinfo-canary.test", 100)
+    # Once promoted (or rolled back), the weighted split is written again.
+    assert "weighted" in desired_traefik_service(canary("traefik"), 100, 0)["spec"]
+    # A mirror Traefik is told nothing about copies nothing (its percent defaults to 0).
+    silent = {
+        "spec": {
+            "mirroring": {
+                "name": "podinfo-primary",
+                "port": 9898,
+                "mirrors": [{"name": "podinfo-canary", "port": 9898}],
+            }
+        }
+    }
+    assert traefik_routes(silent, canary("traefik")) == Routes(100, 0, mirrored=False)
+    assert parse_traefik_service(silent).routes[0].mirror.weight == 0  # type: ignore[union-attr]
+
+
 def test_traefik_balances_by_weight() -> None:
     table = parse_traefik_service(desired_traefik_service(canary("traefik"), 60, 40))
     (route,) = table.routes
