@@ -13,11 +13,13 @@ import pytest
 import requests
 import yaml
 
-from localcluster import processes, webhooks
+from localcluster import dataplane, processes, webhooks
+from localcluster.cluster import LocalCluster
+from localcluster.dataplane import DataPlane
 from localcluster.pki import write_serving_pair
 from localcluster.processes import free_port
 from localcluster.serin_server import TOKEN_AUDIENCE, egress_denied, gunicorn_command
-from localcluster.testing import ClusterHandle, eventually, fresh_namespace
+from localcluster.testing import ClusterHandle, binaries_or_skip, eventually, fresh_namespace, in_ci
 from tests.integration.helpers import WEBHOOK_NAMESPACE_LABEL, SerinServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -265,4 +267,25 @@ def namespace(local_cluster: ClusterHandle, serin_webhooks: None, request: pytes
     request on (it carries their label from its creation). For a test about what happens
     without them, ``namespace_without_webhooks``."""
     with fresh_namespace(local_cluster, request, WEBHOOK_NAMESPACE_LABEL) as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def data_plane(local_cluster: ClusterHandle) -> DataPlane:
+    cluster = LocalCluster(local_cluster.state_dir)
+    reason = dataplane.unavailable_reason(cluster.state())
+    if reason:
+        if in_ci():
+            pytest.fail(f"the real data plane must run in CI: {reason}")
+        pytest.skip(reason)
+    return dataplane.ensure_dataplane(cluster, binaries_or_skip(), cluster.state())
+
+
+@pytest.fixture
+def proxied_namespace(
+    local_cluster: ClusterHandle, serin_webhooks: None, data_plane: DataPlane, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A namespace as Serin is installed whose traffic the real Traefik carries."""
+    labels = {**WEBHOOK_NAMESPACE_LABEL, **dataplane.namespace_labels()}
+    with fresh_namespace(local_cluster, request, labels) as name:
         yield name
