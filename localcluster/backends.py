@@ -45,7 +45,9 @@ LOG = logging.getLogger("localcluster.backends")
 
 DATA_PLANE_LABEL = "localcluster.serin.dev/data-plane"
 CLONE_NEWNET = 0x40000000
-REFRESH_SECONDS = 0.5
+REFRESH_SECONDS = 1.0
+# How long a server outlives its endpoint (a terminating pod's graceful shutdown).
+GRACE_SECONDS = 3.0
 # podinfo's buckets for http_request_duration_seconds.
 BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # The largest request body a backend reads; the rest of a bigger one is left unread and the
@@ -164,14 +166,24 @@ class PodServers:
         self._rng = rng
         self._servers: dict[tuple[str, int], ThreadingHTTPServer] = {}
         self._pods: dict[tuple[str, int], Pod] = {}
+        self._gone_since: dict[tuple[str, int], float] = {}
         self._handler = pod_handler(self._pod_of, served, rng)
 
     def _pod_of(self, server: ThreadingHTTPServer) -> Pod:
         return self._pods[(str(server.server_address[0]), int(server.server_address[1]))]
 
-    def sync(self, endpoints: list[Endpoint]) -> None:
+    def sync(self, endpoints: list[Endpoint], now: float | None = None) -> None:
+        """Serve every endpoint; one no longer listed is served for ``GRACE_SECONDS`` more, as a
+        terminating pod answers what a proxy still sends it while it learns of the change."""
+        now = time.monotonic() if now is None else now
         wanted = {(e.address, e.port): e.pod for e in endpoints}
-        for key in [key for key in self._servers if key not in wanted]:
+        for key in self._servers:
+            if key in wanted:
+                self._gone_since.pop(key, None)
+            else:
+                self._gone_since.setdefault(key, now)
+        for key in [key for key, since in self._gone_since.items() if now - since >= GRACE_SECONDS]:
+            del self._gone_since[key]
             server = self._servers.pop(key)
             server.shutdown()
             server.server_close()
@@ -193,8 +205,14 @@ class PodServers:
             self._servers[key] = server
             LOG.info("serving %s:%d as %s/%s", *key, pod.namespace, pod.name)
 
+    def serving(self) -> list[tuple[str, int]]:
+        return sorted(self._servers)
+
     def close(self) -> None:
-        self.sync([])
+        for server in self._servers.values():
+            server.shutdown()
+            server.server_close()
+        self._servers.clear()
 
 
 def _image_tag(pod: Mapping[str, Any]) -> str:
@@ -228,7 +246,9 @@ def ready_endpoints(
 
 
 class ClusterWatch:
-    """The EndpointSlices and pods of the data plane's namespaces, read every ``REFRESH_SECONDS``."""
+    """The EndpointSlices and pods of the data plane's namespaces: read again as soon as a watch
+    sees an EndpointSlice change anywhere (so a new pod is served within moments of Traefik
+    learning its address), and every ``REFRESH_SECONDS`` regardless."""
 
     def __init__(self, kubeconfig: str) -> None:
         from kubernetes import client, config
@@ -236,6 +256,22 @@ class ClusterWatch:
         self._api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         self._core = client.CoreV1Api(self._api)
         self._discovery = client.DiscoveryV1Api(self._api)
+        self.changed = threading.Event()
+        threading.Thread(target=self._watch_slices, name="watch endpointslices", daemon=True).start()
+
+    def _watch_slices(self) -> None:
+        from kubernetes import watch
+
+        while True:
+            try:
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    self._discovery.list_endpoint_slice_for_all_namespaces, timeout_seconds=300, _request_timeout=330
+                )
+                for _ in stream:
+                    self.changed.set()
+            except Exception as error:  # the API server away: the periodic read carries on
+                LOG.info("watching EndpointSlices: %s", error)
+                time.sleep(REFRESH_SECONDS)
 
     def endpoints(self) -> list[Endpoint]:
         sanitize = self._api.sanitize_for_serialization
@@ -296,15 +332,19 @@ def main(argv: list[str] | None = None) -> int:
     control = ThreadingHTTPServer((host, int(port)), control_handler(served, ready))
     threading.Thread(target=control.serve_forever, daemon=True).start()
 
+    watch = ClusterWatch(options.kubeconfig)
+
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         stop.set()
+        watch.changed.set()
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    watch = ClusterWatch(options.kubeconfig)
     servers = PodServers(options.netns, served, random.Random(options.seed))
     last_error = ""
     while not stop.is_set():
+        # Cleared before reading, so a change seen while reading is read again at once.
+        watch.changed.clear()
         try:
             servers.sync(watch.endpoints())
             ready.set()
@@ -313,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             if str(error) != last_error:
                 LOG.warning("reading the endpoints failed: %s", error)
                 last_error = str(error)
-        stop.wait(REFRESH_SECONDS)
+        watch.changed.wait(REFRESH_SECONDS)
     servers.close()
     watch.close()
     control.shutdown()

@@ -3,12 +3,14 @@ of EndpointSlices, and the registry of pod ranges."""
 
 from __future__ import annotations
 
+import random
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from localcluster import podnet
+from localcluster import backends, podnet
 from localcluster.backends import Endpoint, Pod, ready_endpoints
 from localcluster.build import BuildError, without_dns_providers
 from localcluster.processes import ClusterState
@@ -138,3 +140,26 @@ def _own_start() -> int:
     from localcluster.processes import start_time
 
     return start_time(_own_pid())
+
+
+def test_a_server_outlives_its_endpoint_for_a_grace_period(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a terminating pod answers what a proxy still sends it: an endpoint no longer listed is
+    served for GRACE_SECONDS more, then closed; listed again in time, it stays."""
+    opened: list[tuple[str, int]] = []
+
+    def loopback_listener(_namespace: str, address: str, port: int) -> socket.socket:
+        opened.append((address, port))
+        return socket.create_server(("127.0.0.1", 0))
+
+    monkeypatch.setattr(backends, "listener_in_namespace", loopback_listener)
+    servers = backends.PodServers("/no/namespace", backends.Served(), random.Random(1))
+    endpoint = Endpoint("10.100.0.1", 9898, Pod("demo", "a", "v1", Behaviour()))
+    servers.sync([endpoint], now=0.0)
+    servers.sync([], now=1.0)
+    servers.sync([], now=1.0 + backends.GRACE_SECONDS - 0.1)
+    assert servers.serving() == [("10.100.0.1", 9898)]
+    servers.sync([endpoint], now=10.0)
+    servers.sync([], now=11.0)
+    servers.sync([], now=11.0 + backends.GRACE_SECONDS)
+    assert (servers.serving(), opened) == ([], [("10.100.0.1", 9898)])
+    servers.close()
