@@ -6,10 +6,11 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STATE ?= .localcluster
 
-.PHONY: help venv build up down status demo lint check test test-unit test-integration test-compat nightly coverage bench fuzz manifests image lock
+.PHONY: help venv build up down status demo demo-traefik lint check test test-unit test-integration test-compat nightly coverage bench fuzz manifests image lock
 
 help:
 	@echo "make demo     a good release promoted and a bad one rolled back, live, on a local cluster"
+	@echo "make demo-traefik  the same two releases through the real Traefik, with real requests counted"
 	@echo "make test     lint, type-check and run unit + integration tests (builds the local control plane once)"
 	@echo "make check    lint, type-check and unit tests only: no control plane needed"
 	@echo "make test-compat  the tests of what differs between Kubernetes releases (SERIN_KUBERNETES_VERSION=...)"
@@ -51,6 +52,9 @@ status: venv
 
 demo: build
 	@$(PYTHON) -m localcluster.demo
+
+demo-traefik: build
+	@$(PYTHON) -m localcluster.demo --traefik
 
 bench: build
 	$(PYTHON) -m benchmarks.admission_floor
