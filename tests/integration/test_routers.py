@@ -3,7 +3,8 @@
 The routing CRDs are the projects' own (Istio's, Gateway API's standard channel) with their
 schemas, and Serin writes with strict field validation, so every object here passed the schema a
 real cluster has. The simulator plays each data plane and Prometheus scrapes what it reports; the
-builtin metrics are each provider's own queries.
+builtin metrics are each provider's own queries. Traefik's two providers (``traefik`` and
+``gatewayapi:v1``) also run through the real Traefik, in ``test_real_proxy.py``.
 """
 
 from __future__ import annotations
@@ -116,41 +117,6 @@ def test_gateway_api_promotes_a_good_release_and_rolls_back_a_bad_one(
     assert any("advancement success rate" in message for message in events(local_cluster, namespace))
 
 
-def test_gateway_api_ab_testing_sends_the_matched_requests_to_the_canary(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
-) -> None:
-    token = tokens["ticker"]
-    analysis = {"interval": "10s", "threshold": 2, "iterations": 3, "match": AB_MATCH, "metrics": METRICS}
-    manifest = canary(namespace, analysis, provider="gatewayapi:v1")
-    manifest["spec"]["service"] = {"port": 9898, "gatewayRefs": [GATEWAY]}
-    start(local_cluster, serin_server, token, namespace, manifest)
-
-    release(local_cluster, namespace, "6.0.1")
-    tick_until(local_cluster, serin_server, token, namespace, lambda status: status.get("iterations") == 1)
-    rules = local_cluster.get_json("httproute", "podinfo", "-n", namespace)["spec"]["rules"]
-    assert [match.get("headers", match.get("queryParams")) for match in rules[0]["matches"]] == [
-        [{"name": "x-canary", "type": "Exact", "value": "insider"}],
-        [{"name": "canary", "type": "Exact", "value": "true"}],
-    ]
-    assert [(ref["name"], ref["weight"]) for ref in rules[0]["backendRefs"]] == [
-        ("podinfo-primary", 0),
-        ("podinfo-canary", 100),
-    ]
-    assert [(ref["name"], ref["weight"]) for ref in rules[1]["backendRefs"]] == [("podinfo-primary", 100)]
-    drive(local_cluster, serin_server, token, namespace, "Succeeded")
-    assert primary_image(local_cluster, namespace) == "6.0.1"
-    # Only the matched share (the simulator's match share) reached the canary's pods.
-    prometheus = local_cluster.urls["prometheus"]
-    served = query(
-        prometheus,
-        f'sum by (kubernetes_pod_name) (http_request_duration_seconds_count{{kubernetes_namespace="{namespace}"}})',
-    )
-    by_pod = {sample["metric"]["kubernetes_pod_name"]: float(sample["value"][1]) for sample in served}
-    canary_requests = sum(count for pod, count in by_pod.items() if not pod.startswith("podinfo-primary-"))
-    primary_requests = sum(count for pod, count in by_pod.items() if pod.startswith("podinfo-primary-"))
-    assert 0 < canary_requests < primary_requests
-
-
 def test_istio_routes_a_tcp_service_by_its_tcp_route(
     local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
@@ -172,16 +138,13 @@ def test_istio_routes_a_tcp_service_by_its_tcp_route(
     assert local_cluster.get_json("service", "podinfo", "-n", namespace)["spec"]["ports"][0]["appProtocol"] == "tcp"
 
 
-@pytest.mark.parametrize("provider", ["istio", "gatewayapi:v1"])
 def test_session_affinity_keeps_the_users_the_canary_served(
-    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str, provider: str
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
 ) -> None:
+    """On Istio's routing model (Gateway API's is in test_real_proxy.py, through the real Traefik)."""
     token = tokens["ticker"]
     analysis = {**WEIGHTED, "sessionAffinity": {"cookieName": "canary-session", "maxAge": 600}}
-    manifest = canary(namespace, analysis, provider=provider)
-    if provider != "istio":
-        manifest["spec"]["service"]["gatewayRefs"] = [GATEWAY]
-    start(local_cluster, serin_server, token, namespace, manifest)
+    start(local_cluster, serin_server, token, namespace, canary(namespace, analysis, provider="istio"))
     release(local_cluster, namespace, "6.0.1")
     tick_until(local_cluster, serin_server, token, namespace, lambda status: status.get("canaryWeight") == 20)
     # Let each simulated user come back several times (50 of them, 50 requests a second), then
@@ -197,9 +160,7 @@ def test_session_affinity_keeps_the_users_the_canary_served(
     assert canary_requests / sum(by_pod.values()) > 0.5, by_pod
     drive(local_cluster, serin_server, token, namespace, "Succeeded")
     assert primary_image(local_cluster, namespace) == "6.0.1"
-    kind = "virtualservice" if provider == "istio" else "httproute"
-    spec = local_cluster.get_json(kind, "podinfo", "-n", namespace)["spec"]
-    sticky = (spec["http"] if provider == "istio" else spec["rules"])[0]
+    sticky = local_cluster.get_json("virtualservice", "podinfo", "-n", namespace)["spec"]["http"][0]
     assert sticky["name"] == "sticky" and "Max-Age=-1" in json.dumps(sticky)
 
 
@@ -389,10 +350,8 @@ def weights_of(cluster: ClusterHandle, kind: str, namespace: str) -> list[tuple[
 
 
 @pytest.mark.compat
-@pytest.mark.parametrize(
-    ("provider", "kind"), [("contour", "httpproxy"), ("traefik", "traefikservice"), ("linkerd", "trafficsplit")]
-)
-def test_contour_traefik_and_linkerd_promote_a_good_release_and_roll_back_a_bad_one(
+@pytest.mark.parametrize(("provider", "kind"), [("contour", "httpproxy"), ("linkerd", "trafficsplit")])
+def test_contour_and_linkerd_promote_a_good_release_and_roll_back_a_bad_one(
     local_cluster: ClusterHandle,
     serin_server: SerinServer,
     tokens: dict[str, str],
