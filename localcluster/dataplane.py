@@ -7,7 +7,7 @@
   ``localcluster.serin.dev/data-plane: traefik``;
 * Traefik, built from its module (``build_traefik``), on 127.0.0.1, with its Kubernetes CRD
   provider (IngressRoute, TraefikService) and its Gateway API provider (HTTPRoute), each reading
-  the API server as an account bound to the ClusterRole Traefik's chart installs, and one Gateway,
+  the API server as an account bound to a ClusterRole like the one Traefik's chart installs, and one Gateway,
   ``traefik/web``, whose listener is Traefik's ``web`` entry point;
 * Prometheus scraping Traefik's ``/metrics`` and the backends' application series.
 
@@ -168,8 +168,8 @@ def traefik_command(binary: Path, web_port: int, metrics_port: int) -> list[str]
         # The legacy names (<namespace>-<service>-<port>@kubernetescrd) that Flagger's and
         # Serin's builtin queries select.
         "--providers.kubernetesCRD.safeNaming=false",
-        # As Traefik's chart installs it: a Service without endpoints (the canary's, between
-        # releases) answers 503 instead of taking the whole TraefikService down with it.
+        # A Service without endpoints (the canary's, between releases) answers 503 instead of
+        # taking the whole TraefikService down with it, as it does by default.
         "--providers.kubernetesCRD.allowEmptyServices=true",
         "--providers.kubernetesGateway=true",
         # Routing objects apply at once (by default changes wait two seconds).

@@ -97,6 +97,7 @@ def started(
     user.close()
 
 
+@pytest.mark.compat
 @pytest.mark.parametrize("provider", ["traefik", "gatewayapi:v1"])
 def test_a_good_release_is_promoted_and_a_bad_one_rolled_back_on_what_traefik_measured(
     local_cluster: ClusterHandle,
