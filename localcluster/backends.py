@@ -46,6 +46,7 @@ LOG = logging.getLogger("localcluster.backends")
 DATA_PLANE_LABEL = "localcluster.serin.dev/data-plane"
 CLONE_NEWNET = 0x40000000
 REFRESH_SECONDS = 1.0
+MIN_READ_GAP_SECONDS = 0.05
 # How long a server outlives its endpoint (a terminating pod's graceful shutdown).
 GRACE_SECONDS = 3.0
 # podinfo's buckets for http_request_duration_seconds.
@@ -247,8 +248,8 @@ def ready_endpoints(
 
 class ClusterWatch:
     """The EndpointSlices and pods of the data plane's namespaces: read again as soon as a watch
-    sees an EndpointSlice change anywhere (so a new pod is served within moments of Traefik
-    learning its address), and every ``REFRESH_SECONDS`` regardless."""
+    sees an EndpointSlice of one of them change (so a new pod is served within moments of Traefik
+    learning its address), and every ``REFRESH_SECONDS`` regardless (a namespace labelled since)."""
 
     def __init__(self, kubeconfig: str) -> None:
         from kubernetes import client, config
@@ -257,6 +258,7 @@ class ClusterWatch:
         self._core = client.CoreV1Api(self._api)
         self._discovery = client.DiscoveryV1Api(self._api)
         self.changed = threading.Event()
+        self._served_namespaces: frozenset[str] = frozenset()
         threading.Thread(target=self._watch_slices, name="watch endpointslices", daemon=True).start()
 
     def _watch_slices(self) -> None:
@@ -267,8 +269,10 @@ class ClusterWatch:
                 stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
                     self._discovery.list_endpoint_slice_for_all_namespaces, timeout_seconds=300, _request_timeout=330
                 )
-                for _ in stream:
-                    self.changed.set()
+                for event in stream:
+                    # Other namespaces' churn (a test making hundreds of Services) is not ours.
+                    if event["object"].metadata.namespace in self._served_namespaces:
+                        self.changed.set()
             except Exception as error:  # the API server away: the periodic read carries on
                 LOG.info("watching EndpointSlices: %s", error)
                 time.sleep(REFRESH_SECONDS)
@@ -278,6 +282,7 @@ class ClusterWatch:
         namespaces = sanitize(self._core.list_namespace(label_selector=DATA_PLANE_LABEL, _request_timeout=10).items)
         slices: list[Mapping[str, Any]] = []
         pods: dict[tuple[str, str], Mapping[str, Any]] = {}
+        self._served_namespaces = frozenset(str(namespace["metadata"]["name"]) for namespace in namespaces)
         for namespace in namespaces:
             name = str(namespace["metadata"]["name"])
             slices += sanitize(self._discovery.list_namespaced_endpoint_slice(name, _request_timeout=10).items)
@@ -353,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
             if str(error) != last_error:
                 LOG.warning("reading the endpoints failed: %s", error)
                 last_error = str(error)
+        # At most twenty reads a second, however fast the slices change.
+        stop.wait(MIN_READ_GAP_SECONDS)
         watch.changed.wait(REFRESH_SECONDS)
     servers.close()
     watch.close()
