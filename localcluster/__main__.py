@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from localcluster import dataplane
 from localcluster.build import BuildError, ensure_binaries
 from localcluster.cluster import ClusterError, LocalCluster
 from localcluster.paths import cache_dir, default_state_dir
@@ -38,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with up: also run the Serin server (TLS, webhooks registered, CRDs and RBAC installed)",
     )
+    parser.add_argument(
+        "--traefik",
+        action="store_true",
+        help="with up: also run the real data plane (Traefik and the pods' servers) for namespaces labelled "
+        "localcluster.serin.dev/data-plane=traefik",
+    )
     args = parser.parse_args(argv)
     cluster = LocalCluster(args.state.resolve())
 
@@ -49,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, path in vars(binaries).items():
                 print(f"  {name}: {path}", file=sys.stderr)
         elif args.command == "up":
-            cluster.up(with_extras=not args.no_extras or args.serin, with_serin=args.serin)
+            state = cluster.up(with_extras=not args.no_extras or args.serin or args.traefik, with_serin=args.serin)
+            if args.traefik:
+                dataplane.ensure_dataplane(cluster, ensure_binaries(), state)
             print("\n".join(cluster.env_lines()))
         elif args.command == "down":
             stopped = cluster.down()

@@ -149,6 +149,8 @@ class LocalCluster:
             lines.append(f"export PROMETHEUS_URL={state.urls['prometheus']}")
         if "simulator" in state.urls:
             lines.append(f"export SIMULATOR_URL={state.urls['simulator']}")
+        if "traefik" in state.urls:
+            lines.append(f"export TRAEFIK_URL={state.urls['traefik']}")
         from localcluster.serin_server import env_lines as serin_env_lines
 
         lines += serin_env_lines(state)
