@@ -35,7 +35,7 @@ from serin.routers.gatewayapi import desired_http_route
 from serin.routers.traefik import desired_traefik_service
 from tests.integration.helpers import canary
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("proxy-model")]
 
 # Requests per kind of request and shape: enough that a split of 70/30 is told from 60/40.
 REQUESTS = 200
@@ -78,6 +78,8 @@ AB = {
         {"headers": {"x-canary": {"exact": "insider"}}},
         {"headers": {"x-user": {"regex": "(alice|bob)"}}},
         {"queryParams": {"canary": {"exact": "true"}}},
+        # Flagger's documented cookie match, through the Cookie header.
+        {"headers": {"cookie": {"regex": "^(.*?;)?(canary=always)(;.*)?$"}}},
     ],
 }
 AB_REQUESTS = {
@@ -88,6 +90,8 @@ AB_REQUESTS = {
     "regex-inside": ({"x-user": "malice-aforethought"}, {}),
     "query": ({}, {"canary": "true"}),
     "query-other": ({}, {"canary": "false"}),
+    "cookie": ({"Cookie": "theme=dark; canary=always"}, {}),
+    "cookie-other": ({"Cookie": "canary=never"}, {}),
 }
 WEIGHTED = {"interval": "10s", "maxWeight": 50, "stepWeight": 10}
 AFFINITY = {**WEIGHTED, "sessionAffinity": {"cookieName": "canary-session", "maxAge": 600}}

@@ -32,7 +32,7 @@ from tests.integration.helpers import (
 )
 from tests.integration.test_routers import primary_image, release
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("real-proxy")]
 
 ERRORS = {"simulator.serin.dev/error-rate": "0.5"}
 # Requests a second the users send through Traefik during a release.
