@@ -188,7 +188,9 @@ def fresh_namespace(
 ) -> Iterator[str]:
     """A new namespace named after the test, with ``labels`` from its creation on; deleted
     (without waiting) when the block ends."""
-    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    # A session's fixture has no test to be named after: it is named after the fixture.
+    source = request.node.name or request.fixturename or "test"
+    base = re.sub(r"[^a-z0-9]+", "-", source.lower()).strip("-")[:40].strip("-")
     name = f"{base}-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(cluster.api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))

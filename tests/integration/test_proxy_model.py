@@ -236,7 +236,9 @@ def served_by(plane: DataPlane, namespace: str) -> Counter[str]:
     return counted
 
 
-@pytest.fixture(scope="module")
+# Per worker, not per module: the scheduler may run other modules' tests between these, and a
+# module's fixture would be made again after each.
+@pytest.fixture(scope="session")
 def model_namespace(
     local_cluster: ClusterHandle, data_plane: DataPlane, request: pytest.FixtureRequest
 ) -> Iterator[str]:
