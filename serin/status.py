@@ -76,23 +76,68 @@ def condition_message(phase: Phase, kind: str = "Deployment") -> str:
 
 @dataclass(frozen=True)
 class Condition:
-    """The one condition Flagger users know: ``Promoted``, with the phase as its reason."""
+    """A standard condition. ``Promoted`` is the one Flagger users know, with the phase as its
+    reason; ``Ready``, ``Reconciling`` and ``Stalled`` are kstatus's, for GitOps tools and
+    ``kubectl wait``."""
 
     status: str
     reason: str
     message: str
     last_transition_time: str
     last_update_time: str
+    type: str = "Promoted"
 
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "type": "Promoted",
+    def to_dict(self, observed_generation: int | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "type": self.type,
             "status": self.status,
             "reason": self.reason,
             "message": self.message,
             "lastTransitionTime": self.last_transition_time,
             "lastUpdateTime": self.last_update_time,
         }
+        if observed_generation is not None:
+            data["observedGeneration"] = observed_generation
+        return data
+
+    @classmethod
+    def from_dict(cls, item: Mapping[str, Any]) -> Condition:
+        return cls(
+            status=str(item.get("status", "Unknown")),
+            reason=str(item.get("reason", "")),
+            message=str(item.get("message", "")),
+            last_transition_time=str(item.get("lastTransitionTime", "")),
+            last_update_time=str(item.get("lastUpdateTime", "")),
+            type=str(item.get("type", "Promoted")),
+        )
+
+    def moved_to(self, status: str, reason: str, message: str, stamp: str) -> Condition:
+        """This condition as it is after a change to ``status``/``reason``/``message`` at ``stamp``:
+        the transition time moves only with the status, and nothing moves when nothing changed."""
+        if (self.status, self.reason, self.message) == (status, reason, message):
+            return self
+        transitioned = self.status != status
+        return Condition(
+            status, reason, message, stamp if transitioned else self.last_transition_time, stamp, self.type
+        )
+
+
+# The kstatus conditions, in the order they are stored after Promoted.
+HEALTH_CONDITIONS = ("Ready", "Reconciling", "Stalled")
+
+
+def health_condition_statuses(phase: Phase) -> dict[str, str]:
+    """kstatus's reading of a phase: Ready once the current revision is promoted (or the first one
+    is in place), Stalled once it was rolled back (nothing happens until a new revision or a
+    request), Reconciling while anything is under way. Abnormal-true conditions are present only
+    while true, as kstatus recommends."""
+    if phase in (Phase.INITIALIZED, Phase.SUCCEEDED):
+        return {"Ready": "True"}
+    if phase is Phase.FAILED:
+        return {"Ready": "False", "Stalled": "True"}
+    if phase is Phase.TERMINATED:
+        return {"Ready": "False"}
+    return {"Ready": "False", "Reconciling": "True"}
 
 
 def promoted_condition_status(phase: Phase) -> str:
@@ -222,6 +267,8 @@ class CanaryStatus:
     last_analysis_time: datetime.datetime | None = None
     observed_generation: int = 0
     condition: Condition | None = None
+    # Ready, and Reconciling or Stalled while true: kstatus's conditions, which follow the phase.
+    health: tuple[Condition, ...] = ()
     # The metrics of the last analysis step of the current release, as judged then.
     checks: tuple[MetricCheck, ...] = ()
     # Bookkeeping under ``status.serin``. Since when the step has been waiting for a workload to be
@@ -250,15 +297,19 @@ class CanaryStatus:
         except ValueError:
             phase = None
         condition = None
+        health: list[Condition] = []
         for item in raw.get("conditions") or []:
             if isinstance(item, Mapping) and item.get("type") == "Promoted":
-                condition = Condition(
-                    status=str(item.get("status", "Unknown")),
-                    reason=str(item.get("reason", "")),
-                    message=str(item.get("message", "")),
-                    last_transition_time=str(item.get("lastTransitionTime", "")),
-                    last_update_time=str(item.get("lastUpdateTime", "")),
-                )
+                condition = Condition.from_dict(item)
+            elif isinstance(item, Mapping) and item.get("type") in HEALTH_CONDITIONS:
+                health.append(Condition.from_dict(item))
+        if condition is not None and phase is not None and not health:
+            # Stored before Serin wrote kstatus's conditions: they are what the phase says.
+            since = condition.last_transition_time
+            health = [
+                Condition(value, phase.value, condition.message, since, since, kind)
+                for kind, value in health_condition_statuses(phase).items()
+            ]
         tracked = raw.get("trackedConfigs") or {}
         own: Mapping[str, Any] = raw["serin"] if isinstance(raw.get("serin"), Mapping) else {}
         return cls(
@@ -273,6 +324,7 @@ class CanaryStatus:
             last_analysis_time=parse_time(raw.get("lastAnalysisTime")),
             observed_generation=int(raw.get("observedGeneration") or 0),
             condition=condition,
+            health=tuple(sorted(health, key=lambda c: HEALTH_CONDITIONS.index(c.type))),
             checks=tuple(check for check in map(MetricCheck.from_status, raw.get("checks") or ()) if check is not None),
             waiting_since=parse_time(own.get("waitingSince")),
             unavailable_steps=int(own.get("unavailableSteps") or 0),
@@ -303,7 +355,8 @@ class CanaryStatus:
             # To the millisecond: forced steps are told apart by less than a second.
             result["lastAnalysisTime"] = format_time(self.last_analysis_time, precise=True)
         if self.condition is not None:
-            result["conditions"] = [self.condition.to_dict()]
+            generation = self.observed_generation
+            result["conditions"] = [self.condition.to_dict()] + [c.to_dict(generation) for c in self.health]
         if self.checks:
             result["checks"] = [check.to_status() for check in self.checks]
         own: dict[str, Any] = {}
@@ -333,34 +386,25 @@ class CanaryStatus:
     def with_phase(
         self, phase: Phase, now: datetime.datetime, message: str = "", kind: str = "Deployment"
     ) -> CanaryStatus:
-        """Move to ``phase``; the transition time and the Promoted condition follow it.
+        """Move to ``phase``; the transition time and the conditions follow it.
 
-        The condition's message is Flagger's for the phase (naming the target's ``kind``) unless
-        ``message`` says more. As in
-        Flagger, the condition is left alone when neither its status nor its reason changes.
+        The conditions' message is Flagger's for the phase (naming the target's ``kind``) unless
+        ``message`` says more. As in Flagger, a condition is left alone when neither its status nor
+        its reason nor its message changes.
         """
         stamp = format_time(now)
-        status = promoted_condition_status(phase)
-        previous = self.condition
         message = message or condition_message(phase, kind)
-        if previous is not None and (previous.status, previous.reason, previous.message) == (
-            status,
-            phase.value,
-            message,
-        ):
-            condition = previous
-        else:
-            transitioned = previous is None or previous.status != status
-            condition = Condition(
-                status=status,
-                reason=phase.value,
-                message=message,
-                last_transition_time=stamp if transitioned or previous is None else previous.last_transition_time,
-                last_update_time=stamp,
-            )
+        previous = self.condition or Condition("", "", "", stamp, stamp)
+        condition = previous.moved_to(promoted_condition_status(phase), phase.value, message, stamp)
+        kept = {c.type: c for c in self.health}
+        health = tuple(
+            kept.get(kind_of, Condition("", "", "", stamp, stamp, kind_of)).moved_to(value, phase.value, message, stamp)
+            for kind_of, value in health_condition_statuses(phase).items()
+        )
         return dataclasses.replace(
             self,
             phase=phase,
             last_transition_time=now if phase is not self.phase else self.last_transition_time,
             condition=condition,
+            health=health,
         )
