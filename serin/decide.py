@@ -11,6 +11,8 @@ A step of a release runs, as Flagger's scheduler does: revision (a new one resta
 the promoted one stops it) → readiness (with the progress deadline) → skipAnalysis → rollback hooks
 → the failed-checks threshold → routes (traffic the status says the canary has, it gets back) →
 the strategy: ``_canary_step``, ``_ab_step`` or ``_blue_green_step``, each one small function.
+A member of a release group (``spec.group``, see ``serin.groups``) also follows its group's
+release after the revision check, and waits for the other members after the readiness check.
 
 Where Serin differs from Flagger on purpose, it is safer: ``maxWeight`` is never overshot, traffic
 never stays on a canary with no available pod, a backend that is down holds the step (bounded by
@@ -31,9 +33,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from serin.groups import Group
 from serin.model import Canary, HookType, ManualRequest, Metric, Strategy, parse_duration
 from serin.ports import HookResult
-from serin.status import IDLE_PHASES, CanaryStatus, MetricCheck, Phase
+from serin.status import IDLE_PHASES, CanaryStatus, GroupProgress, MetricCheck, Phase
 
 METRICS: Literal["metrics"] = "metrics"
 Need = HookType | Literal["metrics"]
@@ -216,6 +219,9 @@ class Decision:
     # The person's request (``Canary.request``) this step acted on or turned down: the request is done
     # with, and its annotation goes. None while it waits (for readiness, a gate) or when there is none.
     answered: ManualRequest | None = None
+    # The step holds for the other members of the Canary's release group: once one of them moves,
+    # the tick takes this step again (see ``Reconciler.tick``).
+    waits_for_group: bool = False
 
 
 def _normal(message: str) -> Event:
@@ -490,6 +496,8 @@ class _Step:
     # When the previous step counted: a step that waits for its metric window leaves the schedule
     # there, so that the next tick takes the step.
     previous_analysis_time: datetime.datetime | None = None
+    # The other members of its release group, as their statuses show them (``spec.group``).
+    group: Group | None = None
 
     def with_status(self, status: CanaryStatus) -> _Step:
         return dataclasses.replace(self, status=status)
@@ -533,13 +541,17 @@ def decide(
     now: datetime.datetime,
     force: bool = False,
     window: float | None = None,
+    group: Group | None = None,
 ) -> Decision:
     """One step for one Canary. Pure: same inputs, same Decision.
 
     ``window``: seconds since the caller's previous tick, which decides whether an idle Canary is
-    checked (see ``is_due``); ``force`` takes the step whatever the schedule says.
+    checked (see ``is_due``); ``force`` takes the step whatever the schedule says. ``group``: the
+    other members of the Canary's release group (see ``serin.groups``), None when it has none.
     """
-    decision = _decide(canary, status, observation, now, force, window)
+    if group is None and status.group is not None and not canary.group:
+        status = status.replace(group=None)  # it left its group
+    decision = _decide(canary, status, observation, now, force, window, group)
     if decision.needs:
         # Asking for results is not a step: nothing may change until they are in.
         return Decision(status, decision.summary, needs=decision.needs)
@@ -565,8 +577,9 @@ def _decide(
     now: datetime.datetime,
     force: bool,
     window: float | None,
+    group: Group | None,
 ) -> Decision:
-    step = _Step(canary, status, observation, now)
+    step = _Step(canary, status, observation, now, group=group)
     if canary.request is not None and _can_answer(step):
         return _on_request(step, canary.request)
     if canary.suspend:
@@ -591,7 +604,7 @@ def _decide(
 
     if status.phase in IDLE_PHASES:
         # Nothing about a check is recorded: an idle Canary that needs nothing costs no write.
-        step = _Step(canary, status.replace(observed_generation=canary.generation), observation, now)
+        step = _Step(canary, status.replace(observed_generation=canary.generation), observation, now, group=group)
         if status.phase is Phase.FAILED and not status.last_promoted_spec:
             # Initialization failed (the primary never became ready): keep trying.
             return _with_objects(_initialize(step))
@@ -599,7 +612,7 @@ def _decide(
     stepped = status.replace(
         last_analysis_time=_scheduled(canary, status, now, force), observed_generation=canary.generation
     )
-    step = _Step(canary, stepped, observation, now, previous_analysis_time=status.last_analysis_time)
+    step = _Step(canary, stepped, observation, now, previous_analysis_time=status.last_analysis_time, group=group)
     if status.phase in (Phase.PROGRESSING, Phase.WAITING_PROMOTION):
         return _with_objects(_keep_primary(step, _progress(step)))
     if status.phase is Phase.PROMOTING:
@@ -644,6 +657,7 @@ def _on_request(step: _Step, request: ManualRequest) -> Decision:
         ),
         step.observation,
         step.now,
+        group=step.group,
     )
     if request is ManualRequest.ABORT:
         if status.phase not in _ANALYSING:
@@ -844,6 +858,8 @@ def _idle(step: _Step) -> Decision:
     assert target is not None
     status = step.status
     if not _has_new_revision(step):
+        if _rejoins_group(step):
+            return _restart_for_group(step)
         return step.decision("no new revision", status, _at_rest(step))
     if _is_promoted_revision(step):
         back = status.replace(last_applied_spec=target.template_hash)
@@ -888,13 +904,29 @@ def _restart(step: _Step) -> CanaryStatus:
         unavailable_steps=0,
         checks=(),
         traffic_since=None,
+        # Without its group in view (a webhook's step), the next tick's step joins the release.
+        group=_group_progress(step, target.template_hash),
     )
+
+
+def _group_progress(step: _Step, revision: str) -> GroupProgress | None:
+    """A member's start of the release its revision makes with the others'."""
+    group = step.group
+    if group is None:
+        return None
+    return GroupProgress(group.name, group.release(step.canary.name, revision), since=step.now)
 
 
 def _rollback(step: _Step, reason: str, *events: Event) -> Decision:
     """All traffic to the primary, the canary to zero, Failed (Flagger resets the counters)."""
+    progress = step.status.group
     failed = step.status.with_phase(Phase.FAILED, step.now, kind=step.kind).replace(
-        canary_weight=0, failed_checks=0, iterations=0, waiting_since=None, unavailable_steps=0
+        canary_weight=0,
+        failed_checks=0,
+        iterations=0,
+        waiting_since=None,
+        unavailable_steps=0,
+        group=progress.replace(analysed=False, message="") if progress is not None else None,
     )
     return step.decision(
         f"rolled back: {reason}",
@@ -915,7 +947,9 @@ def _progress(step: _Step) -> Decision:
     checks: tuple[_Check, ...] = (
         _on_unconfirmed,
         _on_revision,
+        _on_group_release,
         _on_readiness,
+        _on_group_step,
         _on_skip_analysis,
         _on_rollback_hooks,
         _on_threshold,
@@ -1069,6 +1103,119 @@ def _on_routes(step: _Step) -> Decision | _Step:
         f"routes restored to {split[0]}/{split[1]}: the analysis resumes at the next step",
         (SetRoutes(*split),),
     )
+
+
+# ---- release groups (see serin.groups) ------------------------------------------------------
+
+
+def _group_release(step: _Step) -> str:
+    assert step.group is not None
+    return step.group.release(step.canary.name, step.status.last_applied_spec)
+
+
+def _restart_for_group(step: _Step) -> Decision:
+    assert step.group is not None
+    return step.decision(
+        f"group {step.group.name} has a new release: restarting the analysis",
+        _restart(step),
+        (*_route(step.observation, ALL_ON_PRIMARY), ScaleTarget(_canary_replicas(step.observation))),
+        _normal(f"Group {step.group.name} has a new release! Restarting analysis for {step.target}"),
+    )
+
+
+def _rejoins_group(step: _Step) -> bool:
+    """A member rolled back with the rest of its group runs the release again once the group
+    does: another member brought a new revision, or started the release again (a retry)."""
+    group, status = step.group, step.status
+    if group is None or status.phase is not Phase.FAILED or not status.last_promoted_spec:
+        return False
+    if status.last_applied_spec == status.last_promoted_spec:
+        return False
+    release = _group_release(step)
+    if status.group is None or status.group.release != release:
+        return True
+    return group.rejoins(release, status.last_transition_time)
+
+
+def _on_group_release(step: _Step) -> Decision | _Step:
+    """A member runs its group's current release: it joins a release it has just started, restarts
+    when another member brought a new revision, and is rolled back when another failed this run."""
+    group, status = step.group, step.status
+    if group is None:
+        return step
+    release = _group_release(step)
+    progress = status.group
+    if progress is None or progress.release != release:
+        not_started = (progress is None or progress.steps == 0) and status.traffic_since is None
+        if not_started:
+            joined = GroupProgress(group.name, release, since=status.last_transition_time or step.now)
+            return step.with_status(status.replace(group=joined))
+        return _restart_for_group(step)
+    failed = group.failed(release, progress.since)
+    if not failed:
+        return step
+    names = ", ".join(failed)
+    return _rollback(
+        step,
+        f"{names} of group {group.name} failed",
+        _warning(f"Rolling back {step.who}: {names} of group {group.name} failed"),
+    )
+
+
+def _on_group_step(step: _Step) -> Decision | _Step:
+    """A member takes its next step once no other member is behind it, and is promoted once every
+    member's analysis has passed."""
+    group, progress = step.group, step.status.group
+    if group is None or progress is None:
+        return step
+    if progress.analysed:
+        waiting = _waiting_for_group(step)
+        return waiting if waiting is not None else _promote(step, f"the analysis of group {group.name} passed")
+    behind = group.behind(progress.release, progress.since, progress.steps)
+    if not behind:
+        return step
+    return _group_hold(step, f"waiting for {', '.join(behind)} of group {group.name} to pass step {progress.steps}")
+
+
+def _waiting_for_group(step: _Step, *events: Event) -> Decision | None:
+    """The analysis passed: while another member's has not, wait for it in WaitingPromotion."""
+    group, progress = step.group, step.status.group
+    if group is None or progress is None:
+        return None
+    waiting = group.not_analysed(progress.release, progress.since)
+    if not waiting:
+        return None
+    summary = f"analysis passed: waiting for {', '.join(waiting)} of group {group.name}"
+    if progress.analysed:
+        return _group_hold(step, summary)
+    analysed = step.status.with_phase(
+        Phase.WAITING_PROMOTION,
+        step.now,
+        kind=step.kind,
+        message=f"Canary analysis passed, waiting for the rest of group {group.name}.",
+    ).replace(
+        # Looked at again at every tick, as a hold is.
+        last_analysis_time=step.previous_analysis_time,
+        group=progress.replace(analysed=True, message=group.summary(progress.release, progress.since)),
+    )
+    passed = _normal(f"Canary analysis of {step.target} passed: waiting for group {group.name}")
+    return dataclasses.replace(step.decision(summary, analysed, (), *events, passed), waits_for_group=True)
+
+
+def _group_hold(step: _Step, summary: str) -> Decision:
+    """Nothing moves; the next tick looks again (the schedule stays where it was)."""
+    progress = step.status.group
+    assert step.group is not None and progress is not None
+    where = step.group.summary(progress.release, progress.since)
+    held = step.status.replace(last_analysis_time=step.previous_analysis_time, group=progress.replace(message=where))
+    return dataclasses.replace(step.decision(summary, held), waits_for_group=True)
+
+
+def _one_more_step(status: CanaryStatus) -> CanaryStatus:
+    """A step of the analysis passed: its group sees this member one step further."""
+    if status.group is None:
+        return status
+    return status.replace(group=status.group.replace(steps=status.group.steps + 1))
 
 
 def _is_first_step(status: CanaryStatus) -> bool:
@@ -1283,7 +1430,7 @@ def _advance_weight(step: _Step, events: tuple[Event, ...]) -> Decision:
             return step.decision("waiting for confirm-traffic-increase approval", step.status, (), *events, halt)
         events += _passed("Confirm-traffic-increase", answers)
     weight = step.canary.analysis.weight_after(step.status.canary_weight)
-    advanced = step.status.replace(canary_weight=weight, last_transition_time=step.now)
+    advanced = _one_more_step(step.status.replace(canary_weight=weight, last_transition_time=step.now))
     return step.decision(
         f"canary weight {weight}",
         advanced,
@@ -1294,7 +1441,7 @@ def _advance_weight(step: _Step, events: tuple[Event, ...]) -> Decision:
 
 
 def _mirror(step: _Step, events: tuple[Event, ...]) -> Decision:
-    mirroring = step.status.replace(last_transition_time=step.now)
+    mirroring = _one_more_step(step.status.replace(last_transition_time=step.now))
     return step.decision(
         "mirroring requests to the canary",
         mirroring,
@@ -1313,7 +1460,7 @@ def _mirror_blue_green(step: _Step) -> tuple[Action, ...]:
 
 def _advance_iteration(step: _Step, actions: tuple[Action, ...] = (), *events: Event) -> Decision:
     iterations = step.canary.analysis.iterations or 0
-    advanced = step.status.replace(iterations=step.status.iterations + 1, last_transition_time=step.now)
+    advanced = _one_more_step(step.status.replace(iterations=step.status.iterations + 1, last_transition_time=step.now))
     return step.decision(
         f"iteration {advanced.iterations}/{iterations}",
         advanced,
@@ -1346,7 +1493,7 @@ def _blue_green_step(step: _Step) -> Decision:
 
 
 def _switch_to_canary(step: _Step, events: tuple[Event, ...]) -> Decision:
-    switched = step.status.replace(iterations=step.status.iterations + 1, last_transition_time=step.now)
+    switched = _one_more_step(step.status.replace(iterations=step.status.iterations + 1, last_transition_time=step.now))
     message = (
         "Stop traffic mirroring and route all traffic to canary"
         if step.canary.analysis.mirror
@@ -1375,9 +1522,17 @@ def _confirm_and_promote(step: _Step) -> Decision:
 
 
 def _promote(step: _Step, why: str, *events: Event) -> Decision:
-    """Copy the target into the primary; the traffic the canary has stays on it until the primary is ready."""
+    """Copy the target into the primary; the traffic the canary has stays on it until the primary is
+    ready. A member of a release group waits until every member's analysis has passed."""
+    waiting = _waiting_for_group(step, *events)
+    if waiting is not None:
+        return waiting
+    progress = step.status.group
     promoting = step.status.with_phase(Phase.PROMOTING, step.now, kind=step.kind).replace(
-        canary_weight=desired_split(step.canary, step.status)[1], waiting_since=None, unavailable_steps=0
+        canary_weight=desired_split(step.canary, step.status)[1],
+        waiting_since=None,
+        unavailable_steps=0,
+        group=progress.replace(message="") if progress is not None else None,
     )
     return step.decision(
         f"{why}: promoting",

@@ -528,6 +528,8 @@ class Canary:
     request: ManualRequest | None = None
     # Accepted but worth knowing (a Flagger field Serin ignores, a precedence that applied).
     warnings: tuple[str, ...] = ()
+    # The release group it moves with (``spec.group``; see ``serin.groups``), "" for none.
+    group: str = ""
 
     @property
     def key(self) -> str:
@@ -1449,6 +1451,7 @@ def read_canary(obj: Mapping[str, Any], default_provider: str = "istio") -> Read
         analysis=analysis,
         request=_parse_request(reader, metadata.get("annotations")),
         warnings=tuple(reader.warnings),
+        group=reader.name(spec.get("group"), "spec.group", DNS_LABEL, "a group name (a DNS-1123 label)") or "",
     )
     return Reading(
         canary=None if reader.errors else canary,

@@ -57,6 +57,7 @@ from serin.decide import (
     waiting_for_interval,
     windowed,
 )
+from serin.groups import group_name, group_of, index_groups
 from serin.kube.store import Conflict, KubeError, KubeStore
 from serin.metrics import keptn
 from serin.metrics.builtin import compare_problem, query_for
@@ -215,6 +216,10 @@ class StepReport:
     next_step_in_seconds: float | None = None
     # How long this Canary's step took, its backends and hooks included.
     duration_seconds: float = 0.0
+    # For the tick, not its answer: the step held for the Canary's release group, or moved the
+    # Canary's place in it (see ``Reconciler.tick``).
+    waiting_for_group: bool = False
+    moved_in_group: bool = False
 
     def record(self, status: CanaryStatus) -> None:
         self.phase = status.phase.value if status.phase else None
@@ -223,6 +228,7 @@ class StepReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON with Kubernetes-style camelCase keys."""
         data = dataclasses.asdict(self)
+        del data["waiting_for_group"], data["moved_in_group"]
         data["failedChecks"] = data.pop("failed_checks")
         seconds = data.pop("next_step_in_seconds")
         data["nextStepInSeconds"] = None if seconds is None else round(seconds, 3)
@@ -292,7 +298,10 @@ class Shard:
         if self.count <= 1:
             return True
         metadata = raw.get("metadata", {})
-        return shard_of(str(metadata.get("namespace", "")), str(metadata.get("name", "")), self.count) == self.index
+        # A release group's members are decided together: the whole group falls in one shard.
+        group = group_name(raw)
+        key = f"group:{group}" if group else str(metadata.get("name", ""))
+        return shard_of(str(metadata.get("namespace", "")), key, self.count) == self.index
 
 
 def shard_of(namespace: str, name: str, count: int) -> int:
@@ -303,6 +312,10 @@ def shard_of(namespace: str, name: str, count: int) -> int:
 
 
 WHOLE = Shard()
+
+# How many times one tick steps again the members of a release group that held while another
+# moved: a promotion reaches every member in two (the last member's, then everyone's).
+GROUP_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -418,8 +431,10 @@ class Reconciler:
             if (not name or raw.get("metadata", {}).get("name") == name) and shard.holds(raw)
         ]
 
+        groups = index_groups(raw_canaries)
+
         def one(raw: Mapping[str, Any]) -> StepReport:
-            return self.step_isolated(raw, raw_canaries, force=force, dry_run=dry_run, window=window)
+            return self.step_isolated(raw, raw_canaries, force=force, dry_run=dry_run, window=window, groups=groups)
 
         # The objects of many Canaries of a namespace are read as one list per kind, once this
         # tick's steps there have read as many as a tenth of the Canaries it takes there.
@@ -447,7 +462,44 @@ class Reconciler:
                     for future in lanes:
                         future.result()
                 reports = [report for report in taken if report is not None]
+            if not dry_run:
+                reports = self.step_groups_again(reports, raw_canaries, groups, force, window)
         telemetry.TICK_DURATION.observe(time.monotonic() - started)
+        return reports
+
+    def step_groups_again(
+        self,
+        reports: list[StepReport],
+        raw_canaries: Sequence[Mapping[str, Any]],
+        groups: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]],
+        force: bool,
+        window: float | None,
+    ) -> list[StepReport]:
+        """Members that held for their group while a member of it moved (or joined its release) are
+        stepped again, against the members as now stored, until none moves (at most
+        ``GROUP_ROUNDS`` times): the group moves in the tick in which its last member gets there
+        (all promoted in one tick), not one member per tick."""
+        by_key = {(report.namespace, report.name): index for index, report in enumerate(reports)}
+        for (namespace, group), members in groups.items():
+            names = [str(raw.get("metadata", {}).get("name", "")) for raw in members]
+            taken = [reports[by_key[(namespace, name)]] for name in names if (namespace, name) in by_key]
+            held = [report for report in taken if report.waiting_for_group]
+            moved = any(report.moved_in_group for report in taken)
+            for _ in range(GROUP_ROUNDS):
+                if not held or not moved:
+                    break
+                fresh = [raw for name in names if (raw := self.store.get_canary(namespace, name)) is not None]
+                now_stored = {(namespace, group): fresh}
+                again = []
+                for report in held:
+                    raw = next((raw for raw in fresh if raw.get("metadata", {}).get("name") == report.name), None)
+                    if raw is None:
+                        continue
+                    stepped = self.step_isolated(raw, raw_canaries, force=force, window=window, groups=now_stored)
+                    reports[by_key[(namespace, report.name)]] = stepped
+                    again.append(stepped)
+                held = [report for report in again if report.waiting_for_group]
+                moved = any(report.moved_in_group for report in again)
         return reports
 
     def step_isolated(
@@ -457,6 +509,7 @@ class Reconciler:
         force: bool = False,
         dry_run: bool = False,
         window: float | None = None,
+        groups: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]] | None = None,
     ) -> StepReport:
         """One Canary's step, whatever goes wrong in it: one failing Canary never stops the others."""
         metadata = raw.get("metadata", {})
@@ -464,7 +517,7 @@ class Reconciler:
         step_started = time.monotonic()
         with logs.context(canary=report.name, namespace=report.namespace):
             try:
-                self.step(raw, others, report, force=force, dry_run=dry_run, window=window)
+                self.step(raw, others, report, force=force, dry_run=dry_run, window=window, groups=groups)
             except Lost:
                 report.summary = "another tick stored a newer status of this canary first: this one did nothing"
                 report.events, report.applied = [], False
@@ -491,6 +544,7 @@ class Reconciler:
         force: bool = False,
         dry_run: bool = False,
         window: float | None = None,
+        groups: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]] | None = None,
     ) -> None:
         status = CanaryStatus.from_dict(raw.get("status"))
         report.record(status)
@@ -532,10 +586,12 @@ class Reconciler:
                 raise Lost()
             status, version = delivered
         observation = observed.observation
+        members = (groups if groups is not None else index_groups(others)).get((canary.namespace, canary.group), ())
+        group = group_of(canary.namespace, canary.name, canary.group, members)
         decision = (
             Decision(status, waiting)
             if waiting
-            else decide(canary, status, observation, now, force=force, window=window)
+            else decide(canary, status, observation, now, force=force, window=window, group=group)
         )
         lease = None
         if any(isinstance(need, HookType) for need in decision.needs) and not dry_run:
@@ -552,7 +608,7 @@ class Reconciler:
                     report.summary = f"would call hooks: {', '.join(str(n) for n in decision.needs)} (dry run)"
                     return
                 observation = self.gather(canary, decision.needs, observation, status)
-                decision = decide(canary, status, observation, now, force=force, window=window)
+                decision = decide(canary, status, observation, now, force=force, window=window, group=group)
         finally:
             if lease is not None:
                 version = lease.end()
@@ -579,6 +635,8 @@ class Reconciler:
             version = self.write_status(canary, version, new_status)
         report.applied = True
         report.record(new_status)
+        report.waiting_for_group = decision.waits_for_group
+        report.moved_in_group = bool(canary.group) and _place_in_group(status) != _place_in_group(new_status)
         report.next_step_in_seconds = next_step_in(canary, new_status, now)
         if new_status.phase != status.phase and new_status.phase in (Phase.SUCCEEDED, Phase.FAILED):
             outcome = "succeeded" if new_status.phase is Phase.SUCCEEDED else "failed"
@@ -1039,6 +1097,16 @@ class Reconciler:
             self.store.record_event(
                 canary, "Normal", "Synced", f"Canary deleted: {canary.target_ref.name}.{canary.namespace} restored", now
             )
+
+
+def _place_in_group(status: CanaryStatus) -> tuple[object, ...]:
+    """What the other members of a release group read of this one (``serin.groups.GroupMember``)."""
+    progress = status.group
+    return (
+        status.phase,
+        status.last_applied_spec,
+        None if progress is None else (progress.release, progress.steps, progress.analysed, progress.since),
+    )
 
 
 def claimed_for_hooks(status: CanaryStatus, now: datetime.datetime) -> CanaryStatus:

@@ -253,6 +253,53 @@ class MetricCheck:
 
 
 @dataclass(frozen=True)
+class GroupProgress:
+    """Where this member is in its release group's current release (``spec.group``)."""
+
+    name: str
+    # The group's release this run belongs to: a fingerprint of every member's revision. A member
+    # with a new revision makes a new one, and every member's run of the old one restarts.
+    release: str = ""
+    # When this member's run of the release started (a member that failed earlier than this did
+    # not fail this run).
+    since: datetime.datetime | None = None
+    # Analysis steps this member passed in the run: a member takes its next step only once no
+    # other member is behind it.
+    steps: int = 0
+    # The analysis passed: the member waits for every other member's before it is promoted.
+    analysed: bool = False
+    # Where the group is, as this member's last step saw it.
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "release": self.release, "steps": self.steps}
+        if self.since is not None:
+            data["since"] = format_time(self.since, precise=True)
+        if self.analysed:
+            data["analysed"] = True
+        if self.message:
+            data["message"] = self.message
+        return data
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> GroupProgress | None:
+        if not isinstance(raw, Mapping) or not raw.get("name"):
+            return None
+        steps = raw.get("steps")
+        return cls(
+            name=str(raw["name"]),
+            release=str(raw.get("release") or ""),
+            since=parse_time(raw.get("since")),
+            steps=steps if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0 else 0,
+            analysed=raw.get("analysed") is True,
+            message=str(raw.get("message") or ""),
+        )
+
+    def replace(self, **changes: Any) -> GroupProgress:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
 class CanaryStatus:
     phase: Phase | None = None
     canary_weight: int = 0
@@ -288,6 +335,8 @@ class CanaryStatus:
     # When the canary's traffic last changed (its weight, the mirror) or its analysis started, its
     # pods ready: a metric is judged only over a window that starts after it. None: no constraint.
     traffic_since: datetime.datetime | None = None
+    # The member's place in its release group, for a Canary with ``spec.group``.
+    group: GroupProgress | None = None
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> CanaryStatus:
@@ -334,6 +383,7 @@ class CanaryStatus:
             pending=Pending.from_dict(own.get("pending")),
             unconfirmed=Unconfirmed.from_dict(own.get("unconfirmed")),
             traffic_since=parse_time(own.get("trafficSince")),
+            group=GroupProgress.from_dict(raw.get("group")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -359,6 +409,8 @@ class CanaryStatus:
             result["conditions"] = [self.condition.to_dict()] + [c.to_dict(generation) for c in self.health]
         if self.checks:
             result["checks"] = [check.to_status() for check in self.checks]
+        if self.group is not None:
+            result["group"] = self.group.to_dict()
         own: dict[str, Any] = {}
         if self.waiting_since is not None:
             own["waitingSince"] = format_time(self.waiting_since)

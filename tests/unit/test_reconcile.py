@@ -536,6 +536,7 @@ class Rendezvous(Reconciler):
         force: bool = False,
         dry_run: bool = False,
         window: float | None = None,
+        groups: Any = None,
     ) -> None:
         try:
             self.barrier.wait()

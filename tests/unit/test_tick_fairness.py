@@ -38,6 +38,7 @@ class Tenants(Reconciler):
         force: bool = False,
         dry_run: bool = False,
         window: float | None = None,
+        groups: Any = None,
     ) -> None:
         self.behave(report)
 
