@@ -1,0 +1,122 @@
+"""What GitOps tools and CI pipelines wait on: kstatus's conditions, read by ``kubectl wait`` on the
+real API server, with the webhooks on as installed."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import pytest
+
+from localcluster import processes
+from localcluster.testing import ClusterHandle
+from tests.integration.helpers import (
+    SerinServer,
+    canary_status,
+    drive,
+    initialized,
+    podinfo,
+    set_image,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def kubectl_wait(cluster: ClusterHandle, namespace: str, condition: str, timeout: str) -> subprocess.Popen[str]:
+    """``kubectl wait --for=condition=...`` on the Canary, running beside the test."""
+    return subprocess.Popen(
+        [
+            str(cluster.kubectl_binary),
+            f"--kubeconfig={cluster.kubeconfig}",
+            "wait",
+            f"--for=condition={condition}",
+            "canaries.serin.dev/podinfo",
+            "-n",
+            namespace,
+            f"--timeout={timeout}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=processes.child_environment(),
+    )
+
+
+def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in status.get("conditions", [])}
+
+
+def test_kubectl_wait_for_ready_returns_when_the_new_revision_is_promoted(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace)
+    assert conditions(canary_status(local_cluster, namespace))["Ready"] == ("True", "Initialized")
+    set_image(local_cluster, namespace, "6.0.1")
+    # The Deployment webhook moved the Canary on as the update was stored: a wait started right
+    # after `kubectl set image` returns is not fooled by the previous release's Ready.
+    assert conditions(canary_status(local_cluster, namespace)) == {
+        "Promoted": ("Unknown", "Progressing"),
+        "Ready": ("False", "Progressing"),
+        "Reconciling": ("True", "Progressing"),
+    }
+    waiting = kubectl_wait(local_cluster, namespace, "Ready", "180s")
+    try:
+        status = drive(local_cluster, serin_server, token, namespace, "Promoting")
+        assert waiting.poll() is None, "kubectl wait returned before the promotion finished"
+        status = drive(local_cluster, serin_server, token, namespace, "Succeeded")
+        assert waiting.wait(timeout=30) == 0, waiting.communicate()
+        assert waiting.communicate()[0].strip() == "canary.serin.dev/podinfo condition met"
+    finally:
+        waiting.kill()
+    assert conditions(status) == {"Promoted": ("True", "Succeeded"), "Ready": ("True", "Succeeded")}
+    stored = local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)
+    generation = stored["metadata"]["generation"]
+    assert [c.get("observedGeneration") for c in status["conditions"]] == [None, generation]
+
+
+def test_a_rolled_back_release_is_stalled_and_never_ready(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace)
+    bad = podinfo(namespace, "ghcr.io/stefanprodan/podinfo:6.0.2", **{"simulator.serin.dev/error-rate": "0.5"})
+    bad["spec"]["replicas"] = 0
+    local_cluster.apply(bad)
+    stalled = kubectl_wait(local_cluster, namespace, "Stalled", "180s")
+    try:
+        status = drive(local_cluster, serin_server, token, namespace, "Failed")
+        # Stalled says at once that the release is over and failed.
+        assert stalled.wait(timeout=30) == 0, stalled.communicate()
+    finally:
+        stalled.kill()
+    assert conditions(status) == {
+        "Promoted": ("False", "Failed"),
+        "Ready": ("False", "Failed"),
+        "Stalled": ("True", "Failed"),
+    }
+    # kubectl wait --for=condition=Ready can only fail at its timeout (it cannot watch for another
+    # condition at the same time): it does, and says it timed out.
+    ready = local_cluster.kubectl(
+        "wait", "--for=condition=Ready", "canaries.serin.dev/podinfo", "-n", namespace, "--timeout=2s", check=False
+    )
+    assert ready.returncode == 1
+    assert "timed out waiting for the condition" in ready.stderr
+
+
+def test_a_spec_change_is_not_ready_until_a_tick_has_seen_it(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace)
+    patch = '{"spec":{"skipAnalysis":true}}'
+    local_cluster.kubectl("patch", "canaries.serin.dev", "podinfo", "-n", namespace, "--type=merge", "-p", patch)
+    # The Ready condition is True, but of the previous generation: kubectl wait does not take it.
+    ready = local_cluster.kubectl(
+        "wait", "--for=condition=Ready", "canaries.serin.dev/podinfo", "-n", namespace, "--timeout=1s", check=False
+    )
+    assert ready.returncode == 1
+    serin_server.tick(token, namespace=namespace, name="podinfo", force="true")
+    local_cluster.kubectl(
+        "wait", "--for=condition=Ready", "canaries.serin.dev/podinfo", "-n", namespace, "--timeout=10s"
+    )
