@@ -479,6 +479,47 @@ def build_loadgen(cache: Path | None = None) -> Path:
     return binary
 
 
+# kstatus as Flux computes it: kustomize-controller's `wait` and `healthChecks` read objects with
+# Flux's fork of sigs.k8s.io/cli-utils, at this version (its go.mod's). localcluster/kstatus wraps
+# it, so that tests read Serin's Canary status as Flux does; its go.mod requires the same version.
+KSTATUS_SOURCE = Path(__file__).resolve().parent / "kstatus"
+CLI_UTILS_MODULE = "github.com/fluxcd/cli-utils"
+CLI_UTILS_VERSION = "v1.2.2"
+
+
+def _kstatus_binary(cache: Path) -> Path:
+    return cache / "bin" / f"kstatus-{CLI_UTILS_VERSION}" / "kstatus"
+
+
+def cached_kstatus(cache: Path | None = None) -> Path | None:
+    """The kstatus reader if it is already built, else None (builds nothing)."""
+    binary = _kstatus_binary(cache or cache_dir())
+    return binary if binary.is_file() else None
+
+
+def build_kstatus(cache: Path | None = None) -> Path:
+    """The kstatus reader (localcluster/kstatus): a JSON array of objects on stdin, one
+    ``{"status", "message"}`` line per object on stdout."""
+    cache = cache or cache_dir()
+    binary = _kstatus_binary(cache)
+    if binary.is_file():
+        return binary
+    required = re.search(rf"^\s*{re.escape(CLI_UTILS_MODULE)}\s+(v\S+)", (KSTATUS_SOURCE / "go.mod").read_text(), re.M)
+    if not required or required.group(1) != CLI_UTILS_VERSION:
+        # The folder is named after CLI_UTILS_VERSION: a build of another would be mistaken for it.
+        raise BuildError(f"{KSTATUS_SOURCE / 'go.mod'} must require {CLI_UTILS_MODULE} {CLI_UTILS_VERSION}")
+    final = binary.parent
+    tmp = _fresh_tmp(final)
+    _log(f"building kstatus ({CLI_UTILS_MODULE} {CLI_UTILS_VERSION})")
+    # -mod=readonly: what is built is what the committed go.mod and go.sum say, and the build
+    # writes nothing into the repository. -C: the log stays in the temporary folder.
+    command = ["go", "build", "-C", str(KSTATUS_SOURCE), "-mod=readonly", "-trimpath", "-ldflags", "-s -w"]
+    _run([*command, "-o", str(tmp / "kstatus"), "."], tmp, "kstatus")
+    (tmp / "build.log").unlink(missing_ok=True)
+    _finish(tmp, final)
+    return binary
+
+
 # Gateway API's experimental channel of HTTPRoute, kept beside the manifest (not installed at
 # start: one channel at a time) so that a test can check Serin's routes fit it too.
 GATEWAY_API_EXPERIMENTAL_HTTPROUTES = "config/crd/experimental/gateway.networking.k8s.io_httproutes.yaml"
@@ -574,6 +615,86 @@ def unpack_prometheus(cache: Path) -> Path:
     return target / "usr" / "bin" / "prometheus"
 
 
+# The Lua interpreter the unit tests run integrations/argocd's scripts with (Argo CD itself runs
+# them in gopher-lua, a Lua 5.1: the scripts keep to what both accept). Debian's interpreter has
+# the Lua core built in (liblua5.4-0 is for programs that embed Lua) and links libreadline, which
+# slim images lack: that is unpacked beside it.
+LUA_COMMAND = "lua5.4"
+LUA_PACKAGES = (LUA_COMMAND, "libreadline8")
+
+
+def deb_version(deb_name: str) -> str:
+    """The version in a package file's name as ``apt-get download`` writes it: NAME_VERSION_ARCH.deb."""
+    parts = deb_name.removesuffix(".deb").split("_")
+    if len(parts) != 3 or not all(parts):
+        raise BuildError(f"not a Debian package file name: {deb_name}")
+    return parts[1]
+
+
+def lua_wrapper(binary: str, library_dirs: tuple[str, ...]) -> str:
+    """A script that runs the unpacked ``binary`` with the unpacked libraries of ``library_dirs``
+    (all relative to the script's folder, so the folder may be renamed or moved)."""
+    libraries = ":".join(f"$here/{folder}" for folder in library_dirs)
+    return (
+        "#!/bin/sh\n"
+        'here="$(cd "$(dirname "$0")" && pwd)"\n'
+        f'LD_LIBRARY_PATH="{libraries}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"\n'
+        "export LD_LIBRARY_PATH\n"
+        f'exec "$here/{binary}" "$@"\n'
+    )
+
+
+def cached_lua(cache: Path) -> Path | None:
+    """The interpreter ``unpack_lua`` left in the cache (the newest, if several), else None."""
+    found = sorted((cache / "bin").glob(f"{LUA_COMMAND}-*/{LUA_COMMAND}"))
+    return found[-1] if found else None
+
+
+def unpack_lua(cache: Path) -> Path:
+    """Unpack Debian's Lua 5.4 interpreter and its libraries into the cache (nothing is installed);
+    the path returned runs it, through a wrapper that points it at the unpacked libraries."""
+    cached = cached_lua(cache)
+    if cached is not None:
+        return cached
+    # A folder of its own, emptied first: only the packages fetched now are unpacked.
+    downloads = cache / "downloads" / LUA_COMMAND
+    shutil.rmtree(downloads, ignore_errors=True)
+    downloads.mkdir(parents=True)
+    _log(f"fetching Debian's {', '.join(LUA_PACKAGES)} packages")
+    command = ["apt-get", "download", *LUA_PACKAGES]
+    fetched = subprocess.run(command, cwd=downloads, capture_output=True, text=True)
+    if fetched.returncode != 0 and os.geteuid() == 0:
+        # A new machine has no package lists yet.
+        _log("apt-get update (package lists are missing or stale)")
+        subprocess.run(["apt-get", "update"], capture_output=True, text=True)
+        fetched = subprocess.run(command, cwd=downloads, capture_output=True, text=True)
+    debs = sorted(downloads.glob("*.deb"))
+    interpreters = [deb for deb in debs if deb.name.startswith(f"{LUA_COMMAND}_")]
+    if fetched.returncode != 0 or len(debs) != len(LUA_PACKAGES) or len(interpreters) != 1:
+        raise BuildError(
+            f"could not fetch Debian's {', '.join(LUA_PACKAGES)} packages (run `apt-get update` first?):\n"
+            + fetched.stdout
+            + fetched.stderr
+        )
+    target = cache / "bin" / f"{LUA_COMMAND}-{deb_version(interpreters[0].name)}"
+    tmp = _fresh_tmp(target)
+    for deb in debs:
+        unpacked = subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], capture_output=True, text=True)
+        if unpacked.returncode != 0:
+            raise BuildError(f"could not unpack {deb.name}: {unpacked.stderr.strip()}")
+    if not (tmp / "usr" / "bin" / LUA_COMMAND).is_file():
+        raise BuildError(f"Debian's {LUA_COMMAND} package no longer holds usr/bin/{LUA_COMMAND}")
+    library_dirs = tuple(sorted({str(library.parent.relative_to(tmp)) for library in tmp.rglob("*.so.*")}))
+    wrapper = tmp / LUA_COMMAND
+    wrapper.write_text(lua_wrapper(f"usr/bin/{LUA_COMMAND}", library_dirs))
+    wrapper.chmod(0o755)
+    ran = subprocess.run([str(wrapper), "-v"], capture_output=True, text=True)
+    if ran.returncode != 0:
+        raise BuildError(f"the unpacked {LUA_COMMAND} does not run: {ran.stdout}{ran.stderr}".strip())
+    _finish(tmp, target)
+    return target / LUA_COMMAND
+
+
 def _binaries(cache: Path, prometheus: Path) -> Binaries:
     kubernetes = cache / "bin" / f"kubernetes-{kubernetes_version()}"
     return Binaries(
@@ -604,9 +725,11 @@ def ensure_binaries(cache: Path | None = None) -> Binaries:
     """Return every binary, building the missing ones (quick ones first, so they fail fast)."""
     cache = cache or cache_dir()
     prometheus = unpack_prometheus(cache)
+    unpack_lua(cache)
     build_etcd(cache)
     fetch_crds(cache)
     build_kwok(cache)
+    build_kstatus(cache)
     build_helm(cache)
     build_traefik(cache)
     build_kubernetes(cache)

@@ -67,6 +67,8 @@ _CONDITION_MESSAGES = {
     Phase.FINALISING: "Canary analysis completed, routing all traffic to primary.",
     Phase.SUCCEEDED: "Canary analysis completed successfully, promotion finished.",
     Phase.FAILED: "Canary analysis failed, {kind} scaled to zero.",
+    Phase.TERMINATING: "Canary is being deleted, handing traffic back to the {kind}.",
+    Phase.TERMINATED: "Canary deleted, traffic handed back to the {kind}.",
 }
 
 

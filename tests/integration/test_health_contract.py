@@ -3,15 +3,19 @@ real API server, with the webhooks on as installed."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from typing import Any
 
 import pytest
 
 from localcluster import processes
-from localcluster.testing import ClusterHandle
+from localcluster.build import cached_kstatus
+from localcluster.testing import ClusterHandle, in_ci
 from tests.integration.helpers import (
+    WEIGHTED,
     SerinServer,
+    canary,
     canary_status,
     drive,
     initialized,
@@ -120,3 +124,21 @@ def test_a_spec_change_is_not_ready_until_a_tick_has_seen_it(
     local_cluster.kubectl(
         "wait", "--for=condition=Ready", "canaries.serin.dev/podinfo", "-n", namespace, "--timeout=10s"
     )
+
+
+def test_a_canary_no_tick_has_seen_reads_as_not_observed_to_flux(local_cluster: ClusterHandle, namespace: str) -> None:
+    """Without a status kstatus takes an object for done: the CRD's default status says no tick
+    has observed it (generation 0), so Flux waits for Serin's first step."""
+    kstatus = cached_kstatus()
+    if kstatus is None:
+        if in_ci():
+            pytest.fail("kstatus reader not built: run `python -m localcluster build`")
+        pytest.skip("kstatus reader not built: run `python -m localcluster build`")
+    local_cluster.apply(canary(namespace, WEIGHTED))
+    stored = local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", namespace)
+    assert stored["status"] == {"observedGeneration": 0}
+    read = subprocess.run([str(kstatus)], input=json.dumps([stored]), capture_output=True, text=True, check=True)
+    assert json.loads(read.stdout) == {
+        "status": "InProgress",
+        "message": "Canary generation is 1, but latest observed generation is 0",
+    }

@@ -189,12 +189,12 @@ def test_a_release_completes_with_only_the_roles_the_chart_renders(
 
     # The API server did send its reviews (the webhooks are sent both namespaces), and the server
     # let them through untouched: the other Canary is as it was applied, with no defaults, no
-    # status, no primary and no Event.
+    # status but the CRD's default (never observed), no primary and no Event.
     assert install.server.log is not None
     assert f"CREATE Canary podinfo allowed untouched: namespace {other} is not served" in install.server.log.read_text()
     stored = local_cluster.get_json("canaries.serin.dev", "podinfo", "-n", other)
     assert stored["spec"] == canary(other, ANALYSIS)["spec"]
-    assert canary_status(local_cluster, other) == {}
+    assert canary_status(local_cluster, other) == {"observedGeneration": 0}
     listed = local_cluster.kubectl("get", "deployments,services", "-n", other, "-o", "name").stdout.split()
     assert listed == ["deployment.apps/podinfo"]
     assert deployment(local_cluster, other, "podinfo")["spec"]["replicas"] == 2

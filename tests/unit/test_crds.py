@@ -50,8 +50,10 @@ WEBHOOK_TYPES = [
 ]
 
 SCHEMA_TYPES = {"object", "array", "string", "integer", "number", "boolean"}
-# Keywords the API server forbids in CRD schemas, plus `default` (defaults are the mutating webhook's job).
+# Keywords the API server forbids in CRD schemas, plus `default` outside the status: defaults of
+# the spec are the mutating webhook's job, but no webhook can write the status of a new object.
 FORBIDDEN_KEYWORDS = {"$ref", "definitions", "dependencies", "patternProperties", "additionalItems", "id", "default"}
+DEFAULTED_UNDER = ".status"
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -106,7 +108,10 @@ def structural_violations(schema: Any, path: str = "", *, root: bool = True) -> 
             problems.append(f"{where}: unknown type {schema['type']!r}")
     elif not (preserve or int_or_string):
         problems.append(f"{where}: no type (and not int-or-string or preserve-unknown-fields)")
-    problems.extend(f"{where}: forbidden keyword {key!r}" for key in sorted(FORBIDDEN_KEYWORDS & schema.keys()))
+    forbidden = (
+        FORBIDDEN_KEYWORDS - {"default"} if (path + ".").startswith(DEFAULTED_UNDER + ".") else FORBIDDEN_KEYWORDS
+    )
+    problems.extend(f"{where}: forbidden keyword {key!r}" for key in sorted(forbidden & schema.keys()))
     if schema.get("uniqueItems") is True:
         problems.append(f"{where}: uniqueItems is forbidden")
     if root and schema.get("nullable"):
@@ -186,6 +191,16 @@ def test_schema_is_structural(filename: str, kind: str, plural: str, singular: s
             {"type": "object", "properties": {"a": {"type": "string", "default": "x"}}},
             "forbidden keyword 'default'",
             id="default",
+        ),
+        pytest.param(
+            {
+                "type": "object",
+                "properties": {
+                    "status": {"type": "object", "default": {}, "properties": {"a": {"type": "integer", "default": 0}}}
+                },
+            },
+            None,
+            id="default-of-the-status",
         ),
         pytest.param(
             {"type": "object", "properties": {"status": {"type": "object"}}},

@@ -1,0 +1,7 @@
+-- Analyse the rolled-back revision again from the first step.
+-- Serin acts on the request at its next tick and removes the annotation.
+if obj.metadata.annotations == nil then
+  obj.metadata.annotations = {}
+end
+obj.metadata.annotations["serin.dev/request"] = "retry"
+return obj
