@@ -644,8 +644,13 @@ class Admission:
         )
         decision = decide(canary, status, observation, now, force=True)
         scale = next((a for a in decision.actions if isinstance(a, ScaleTarget)), None)
-        if decision.needs or scale is None or decision.status.phase is not Phase.PROGRESSING:
+        if decision.needs and not request.get("dryRun"):
             # Gates (confirm-rollout) are the tick's to ask: a webhook must answer within seconds.
+            # Until the tick does, the Canary says a release is coming (kstatus's Reconciling), so
+            # that nobody waiting on Ready takes the previous release's for this one's.
+            self._mark_new_revision(canary, status, now)
+            return Verdict()
+        if decision.needs or scale is None or decision.status.phase is not Phase.PROGRESSING:
             return Verdict()
         patch = _scale_patch(new, scale.replicas)
         if request.get("dryRun"):
@@ -682,6 +687,15 @@ class Admission:
         if pending is not None:
             self.reconciler.deliver(canary, pending, recorded, version, now)
         return Verdict(patch=patch)
+
+    def _mark_new_revision(self, canary: Canary, status: CanaryStatus, now: datetime.datetime) -> None:
+        marked = status.reconciling("NewRevision", "New revision detected, waiting for its gates.", now)
+        if marked == status:
+            return
+        try:
+            self.store.write_canary_status(canary.namespace, canary.name, canary.resource_version, marked.to_dict())
+        except Exception as error:  # the tick sees the revision all the same
+            LOG.info("canary %s/%s: new revision not marked (%s)", canary.namespace, canary.name, error)
 
     def validate_workload(self, request: Mapping[str, Any]) -> Verdict:
         """Only Serin changes a primary's pod template; scaling it stays allowed (HPA, kubectl scale)."""

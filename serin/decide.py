@@ -860,9 +860,12 @@ def _idle(step: _Step) -> Decision:
     if not _has_new_revision(step):
         if _rejoins_group(step):
             return _restart_for_group(step)
-        return step.decision("no new revision", status, _at_rest(step))
+        if not (status.phase is Phase.WAITING and _is_promoted_revision(step)):
+            # A revision the Deployment webhook marked Reconciling, undone before a tick started it.
+            return step.decision("no new revision", status.with_health_of_phase(step.now), _at_rest(step))
     if _is_promoted_revision(step):
-        back = status.replace(last_applied_spec=target.template_hash)
+        # Waiting for approval of a revision that was undone, too: nothing is left to release.
+        back = status.replace(last_applied_spec=target.template_hash).with_health_of_phase(step.now)
         if status.phase is Phase.WAITING:
             back = back.with_phase(
                 Phase.SUCCEEDED, step.now, kind=step.kind, message="The target is back at the promoted revision."

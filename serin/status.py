@@ -450,15 +450,38 @@ class CanaryStatus:
         message = message or condition_message(phase, kind)
         previous = self.condition or Condition("", "", "", stamp, stamp)
         condition = previous.moved_to(promoted_condition_status(phase), phase.value, message, stamp)
-        kept = {c.type: c for c in self.health}
-        health = tuple(
-            kept.get(kind_of, Condition("", "", "", stamp, stamp, kind_of)).moved_to(value, phase.value, message, stamp)
-            for kind_of, value in health_condition_statuses(phase).items()
-        )
+        health = self._moved_health(health_condition_statuses(phase), phase.value, message, stamp)
         return dataclasses.replace(
             self,
             phase=phase,
             last_transition_time=now if phase is not self.phase else self.last_transition_time,
             condition=condition,
             health=health,
+        )
+
+    def reconciling(self, reason: str, message: str, now: datetime.datetime) -> CanaryStatus:
+        """Ready False and Reconciling True with the phase unchanged: a new revision seen by the
+        Deployment webhook, for the next tick to start. Whoever waits on Ready does not take the
+        previous release's for this one's."""
+        health = self._moved_health({"Ready": "False", "Reconciling": "True"}, reason, message, format_time(now))
+        return dataclasses.replace(self, health=health)
+
+    def with_health_of_phase(self, now: datetime.datetime) -> CanaryStatus:
+        """The kstatus conditions back in line with the phase, if anything left them otherwise."""
+        if self.phase is None or self.condition is None:
+            return self
+        if {c.type: c.status for c in self.health} == health_condition_statuses(self.phase):
+            return self
+        statuses = health_condition_statuses(self.phase)
+        health = self._moved_health(statuses, self.phase.value, self.condition.message, format_time(now))
+        return dataclasses.replace(self, health=health)
+
+    def _moved_health(
+        self, statuses: Mapping[str, str], reason: str, message: str, stamp: str
+    ) -> tuple[Condition, ...]:
+        """The kstatus conditions ``statuses`` names, each moved from how it was (absent ones go)."""
+        kept = {c.type: c for c in self.health}
+        return tuple(
+            kept.get(kind, Condition("", "", "", stamp, stamp, kind)).moved_to(value, reason, message, stamp)
+            for kind, value in statuses.items()
         )

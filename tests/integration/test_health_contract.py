@@ -14,6 +14,7 @@ from localcluster.build import cached_kstatus
 from localcluster.testing import ClusterHandle, in_ci
 from tests.integration.helpers import (
     WEIGHTED,
+    HookServer,
     SerinServer,
     canary,
     canary_status,
@@ -21,6 +22,7 @@ from tests.integration.helpers import (
     initialized,
     podinfo,
     set_image,
+    tick,
 )
 
 pytestmark = pytest.mark.integration
@@ -142,3 +144,32 @@ def test_a_canary_no_tick_has_seen_reads_as_not_observed_to_flux(local_cluster: 
         "status": "InProgress",
         "message": "Canary generation is 1, but latest observed generation is 0",
     }
+
+
+def test_a_revision_behind_a_gate_is_not_ready_before_the_tick_asks_the_gate(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    """The Deployment webhook leaves confirm-rollout gates to the tick, but marks the release to come
+    at once: Ready is the new revision's from the moment the update is stored."""
+    token = tokens["ticker"]
+    with HookServer() as gate:
+        gate.statuses["approve"] = 403
+        hooks = [{"name": "approve", "type": "confirm-rollout", "url": gate.url("approve")}]
+        initialized(local_cluster, serin_server, token, namespace, analysis={**WEIGHTED, "webhooks": hooks})
+        set_image(local_cluster, namespace, "6.0.1")
+        status = canary_status(local_cluster, namespace)
+        assert status["phase"] == "Initialized"
+        assert conditions(status) == {
+            "Promoted": ("True", "Initialized"),
+            "Ready": ("False", "NewRevision"),
+            "Reconciling": ("True", "NewRevision"),
+        }
+        assert tick(serin_server, token, namespace)["canaries"][0]["phase"] == "Waiting"
+        assert conditions(canary_status(local_cluster, namespace))["Ready"] == ("False", "Waiting")
+        # Back to the promoted revision: nothing to release, Ready again.
+        set_image(local_cluster, namespace, "6.0.0")
+        assert tick(serin_server, token, namespace)["canaries"][0]["phase"] == "Succeeded"
+        assert conditions(canary_status(local_cluster, namespace)) == {
+            "Promoted": ("True", "Succeeded"),
+            "Ready": ("True", "Succeeded"),
+        }

@@ -295,6 +295,13 @@ STEPS = [
         ),
         id="confirm-rollout-approved-starts",
     ),
+    pytest.param(
+        make_canary({**WEIGHTED, "webhooks": hooks("confirm-rollout")}),
+        status(Phase.WAITING),
+        observe("v1"),
+        Expect(Phase.SUCCEEDED, (ENSURE,)),
+        id="waiting-for-approval-and-the-target-is-back-at-the-promoted-revision",
+    ),
     # ---- the first step ---------------------------------------------------------------------
     pytest.param(
         make_canary(),
