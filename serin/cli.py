@@ -8,6 +8,7 @@ server authorizes and audits every action and no Serin endpoint needs to be reac
 * ``promote``, ``abort``, ``retry``: a request written on the Canary (the ``serin.dev/request``
   annotation), acted on and removed by the next tick;
 * ``pause``, ``resume``: ``spec.suspend``;
+* ``wait NS/NAME``: until the release of the current revision is over, a line per step, for CI;
 * ``migrate``: Flagger's Canaries become Serin's, adopting what Flagger made (``serin.migrate``).
 
 ``tick``, ``plan`` (the dry-run tick) and ``replay`` ask the Serin server (``--server`` or
@@ -22,17 +23,19 @@ import datetime
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import requests
 from kubernetes import config
 
 from serin.kube.store import KubeError, KubeStore, NotFound
 from serin.migrate import FLAGGER_API_VERSION, Migration, MigrationRefused
-from serin.model import REQUEST_ANNOTATION, ManualRequest
-from serin.status import CanaryStatus, MetricCheck
+from serin.model import REQUEST_ANNOTATION, ManualRequest, parse_duration
+from serin.ports import TemporaryError
+from serin.status import CanaryStatus, MetricCheck, Phase, condition_message, format_time
 from serin.timeline import age, event_time
 
 # What the answers of the Serin server may take, at most (a replay of a long window is slow).
@@ -46,6 +49,22 @@ REQUEST_WORDS: Mapping[ManualRequest, str] = {
     ManualRequest.RETRY: "new analysis",
 }
 
+# Exit statuses. argparse's own 2 for a wrong command line is taken by ``wait``'s timeout: a CI
+# step that reacts to a timeout (say, with ``serin abort``) must not react to a typo the same way.
+EXIT_FAILED = 1
+EXIT_TIMED_OUT = 2
+EXIT_USAGE = 64  # EX_USAGE of sysexits.h
+EXIT_STATUS_HELP = f"""exit status:
+  0   done (wait: the release succeeded, or the first revision is in place)
+  {EXIT_FAILED}   an error, said on stderr (wait: also a release that failed and was rolled back)
+  {EXIT_TIMED_OUT}   wait: timed out, the release is not over
+  {EXIT_USAGE}  the command line is wrong (a usage error)"""
+WAIT_EXIT_STATUS_HELP = f"""exit status:
+  0   the release succeeded, or the first revision is in place
+  {EXIT_FAILED}   the release failed and was rolled back; or an error, said on stderr
+  {EXIT_TIMED_OUT}   timed out: the release is not over (the last line says where it is)
+  {EXIT_USAGE}  the command line is wrong (a usage error)"""
+
 
 class CliError(Exception):
     """A problem the user can act on: printed as one line, exit status 1."""
@@ -55,6 +74,46 @@ class CliError(Exception):
 class Target:
     namespace: str | None  # None: every namespace (``status -A``)
     name: str | None  # None: every Canary of the namespace
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A Go-style duration (``90s``, ``10m``, ``1h30m``) as given, and in seconds."""
+
+    text: str
+    seconds: float
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def duration(text: str) -> Duration:
+    """argparse's type for durations: a bad one is a usage error that says what is expected."""
+    try:
+        return Duration(text, parse_duration(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 10m or 1h30m") from None
+
+
+def positive_duration(text: str) -> Duration:
+    found = duration(text)
+    if found.seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not longer than zero")
+    return found
+
+
+class Clock:
+    """The time as ``wait`` reads it: the deadline on a monotonic clock (a wall clock set back or
+    forward must not move it), the progress lines stamped with the wall clock. Tests swap it."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.now(datetime.UTC)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 # ---- output, pure --------------------------------------------------------------------------
@@ -72,6 +131,68 @@ def check_summary(check: MetricCheck) -> str:
     value = "-" if check.value is None else f"{check.value:.4g}"
     result = "unavailable" if check.passed is None else "ok" if check.passed else "failed"
     return f"{check.name}={value} {result}"
+
+
+def check_words(check: MetricCheck) -> str:
+    value = "" if check.value is None else f" {check.value:.4g}"
+    result = "unavailable" if check.passed is None else "passed" if check.passed else "failed"
+    return f"{check.name}{value} {result}"
+
+
+def generation_behind(canary: Mapping[str, Any]) -> int | None:
+    """The Canary's generation when Serin has not acted on it yet (its status is of an older spec)."""
+    generation = int((canary.get("metadata") or {}).get("generation") or 0)
+    observed = CanaryStatus.from_dict(canary.get("status")).observed_generation
+    return generation if observed < generation else None
+
+
+def reconciling(status: CanaryStatus) -> bool:
+    """A new revision is on its way though the phase does not say so yet (a gate to ask first)."""
+    return any(c.type == "Reconciling" and c.status == "True" for c in status.health)
+
+
+def wait_progress(canary: Mapping[str, Any]) -> str:
+    """Where a Canary's release is, on one line (without the time and the name)."""
+    status = CanaryStatus.from_dict(canary.get("status"))
+    if status.phase is None:
+        return "no status yet"
+    notes = ["suspended"] if (canary.get("spec") or {}).get("suspend") else []
+    behind = generation_behind(canary)
+    if behind is not None:
+        notes.append(f"generation {behind} not observed yet")
+    if status.phase in (Phase.SUCCEEDED, Phase.INITIALIZED, Phase.FAILED) and reconciling(status):
+        notes.append("new revision, not started yet")
+    line = status.phase.value + "".join(f" ({note})" for note in notes)
+    line += f" weight {status.canary_weight} iteration {status.iterations} failed checks {status.failed_checks}"
+    if status.checks:
+        line += ": " + ", ".join(map(check_words, status.checks))
+    return line
+
+
+def wait_verdict(canary: Mapping[str, Any]) -> tuple[int, str] | None:
+    """The exit status and the last line once the release of the current revision is over, else None.
+
+    Only what Serin writes is read: the phase, ``status.observedGeneration`` to know that the phase
+    is about the current spec, and the Reconciling condition, which the Deployment webhook sets as
+    soon as a new revision is stored. The target's revision is not compared with the status's.
+    """
+    status = CanaryStatus.from_dict(canary.get("status"))
+    if status.phase not in (Phase.SUCCEEDED, Phase.INITIALIZED, Phase.FAILED) or generation_behind(canary):
+        return None
+    if reconciling(status):
+        return None
+    message = status.condition.message if status.condition else condition_message(status.phase)
+    if status.phase is Phase.FAILED:
+        revision = f", revision {status.last_applied_spec} rolled back" if status.last_applied_spec else ""
+        unpassed = [check for check in status.checks if check.passed is not True]
+        # The checks of the rollback's step: why the analysis gave up (none for an abort).
+        why = "; ".join(f"{check.name}: {check.message or check_words(check)}" for check in unpassed)
+        plural = "s" if len(unpassed) > 1 else ""
+        return EXIT_FAILED, f"failed{revision}: {message}" + (f" Last failed check{plural}: {why}" if why else "")
+    done = "succeeded" if status.phase is Phase.SUCCEEDED else "initialized"
+    where = "promoted" if status.phase is Phase.SUCCEEDED else "in place"
+    revision = f", revision {status.last_promoted_spec} {where}" if status.last_promoted_spec else ""
+    return 0, f"{done}{revision}: {message}"
 
 
 def status_rows(canaries: Sequence[Mapping[str, Any]], now: datetime.datetime) -> list[list[str]]:
@@ -201,10 +322,14 @@ def one(target: Target, command: str) -> tuple[str, str]:
 
 
 class Cli:
-    def __init__(self, args: argparse.Namespace, out: TextIO) -> None:
+    def __init__(
+        self, args: argparse.Namespace, out: TextIO, store: KubeStore | None = None, clock: Clock | None = None
+    ) -> None:
         self.args = args
         self.out = out
-        self._store: KubeStore | None = None
+        # Given: tests' fakes (the kubeconfig is then not read, the namespace is "default").
+        self._store = store
+        self.clock = clock or Clock()
         self.default_namespace = "default"
 
     @property
@@ -240,7 +365,8 @@ class Cli:
         return found
 
     def print(self, text: str) -> None:
-        print(text, file=self.out)
+        # Flushed: a CI log shows each line as it comes, not when the buffer fills.
+        print(text, file=self.out, flush=True)
 
     def status(self) -> None:
         target = self.target()
@@ -299,6 +425,48 @@ class Cli:
                 self.print(line)
         if refused:
             raise CliError(f"{len(refused)} of {len(chosen)} canaries not migrated (see above)")
+
+    def wait(self) -> int:
+        """Poll the Canary until the release of its current revision is over, or the timeout."""
+        namespace, name = one(self.target(), "wait")
+        who = f"{namespace}/{name}"
+        timeout: Duration = self.args.timeout
+        deadline = self.clock.monotonic() + timeout.seconds
+        said = ""  # what was last said, so that a line is printed only when something changed
+        where = ""  # where it was at the last read, for the timeout's line
+        while True:
+            try:
+                canary = self.store.get_canary(namespace, name)
+            except KubeError as error:
+                if not isinstance(error, TemporaryError):
+                    raise CliError(f"cannot wait for {who}: the API server refused: {error}") from None
+                where = f"cannot be read: {error}"
+                # Once per outage: the message itself may differ at each try (addresses of objects).
+                if said != "unreadable":
+                    said = "unreadable"
+                    print(
+                        f"serin: {format_time(self.clock.now())} cannot read canary {who}, "
+                        f"retrying until the timeout: {error}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            else:
+                # Not there yet: it may be applied a moment after this started.
+                where = "not found" if canary is None else wait_progress(canary)
+                if where != said:
+                    said = where
+                    self.print(f"{format_time(self.clock.now())} {who} {where}")
+                verdict = wait_verdict(canary) if canary is not None else None
+                if verdict is not None:
+                    code, line = verdict
+                    self.print(f"{format_time(self.clock.now())} {who} {line}")
+                    return code
+            left = deadline - self.clock.monotonic()
+            if left <= 0:
+                self.print(f"{format_time(self.clock.now())} {who} timed out after {timeout}: {where}")
+                return EXIT_TIMED_OUT
+            # The last read falls on the deadline, not up to an interval before it.
+            self.clock.sleep(min(self.args.interval.seconds, left))
 
     def server(self, method: str, path: str, query: Mapping[str, str], body: str | None = None) -> dict[str, Any]:
         """An answer of the Serin server, or CliError saying what went wrong."""
@@ -362,14 +530,44 @@ class Cli:
         self.print(json.dumps(answer, indent=2) if self.args.output == "json" else replay_text(answer))
 
 
+WAIT_HELP = """\
+Wait until the release of the Canary's current revision is over, with a line on stdout each time
+it takes a step: for CI pipelines.
+
+Over means Succeeded (or Initialized: the first revision is in place) or Failed (rolled back),
+with status.observedGeneration not behind metadata.generation. Only what Serin writes is read,
+never the target's revision: Serin's admission webhook moves the Canary to Progressing while
+`kubectl apply` of a new revision is admitted, so run `serin wait` after `kubectl apply` returns,
+not alongside it. (With confirm-rollout hooks the next tick, not the webhook, starts the release:
+until then the verdict of the previous one stands.)
+
+A Canary that does not exist yet is waited for, and so is an API server that cannot be reached
+or answers 5xx or 429; a refusal (403: no permission to get canaries.serin.dev) ends the wait at
+once, with status 1."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with its own exit status for usage errors (see ``EXIT_USAGE``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="serin", description="Watch and steer Serin's canary releases.")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-n", "--namespace", help="the namespace (default: the kubeconfig context's)")
-    common.add_argument("--kubeconfig", help="the kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
-    common.add_argument("--context", help="the kubeconfig context (default: the current one)")
+    top = Parser(
+        prog="serin",
+        description="Watch and steer Serin's canary releases.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    access = Parser(add_help=False)
+    access.add_argument("-n", "--namespace", help="the namespace (default: the kubeconfig context's)")
+    access.add_argument("--kubeconfig", help="the kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+    access.add_argument("--context", help="the kubeconfig context (default: the current one)")
+    common = Parser(add_help=False, parents=[access])
     common.add_argument("-o", "--output", choices=("text", "json"), default="text")
-    server = argparse.ArgumentParser(add_help=False)
+    server = Parser(add_help=False)
     server.add_argument("--server", help="Serin's URL (default: $SERIN_URL)")
     server.add_argument("--token", help="a bearer token Serin accepts (default: $SERIN_TOKEN)")
     server.add_argument("--ca-file", help="the CA of Serin's certificate (default: $SERIN_CA, else the system's)")
@@ -408,13 +606,39 @@ def parser() -> argparse.ArgumentParser:
     migrate.add_argument("canary", nargs="?", metavar="[NAMESPACE/]NAME", help="default: every one of the namespace")
     migrate.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     migrate.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
+    wait = commands.add_parser(
+        "wait",
+        parents=[access],
+        help="until the release of the current revision is over (for CI: exit 0, 1 or 2)",
+        description=WAIT_HELP,
+        epilog=WAIT_EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    wait.add_argument("canary", metavar="[NAMESPACE/]NAME")
+    wait.add_argument(
+        "--timeout",
+        type=duration,
+        default="10m",
+        metavar="DURATION",
+        help="how long to wait, as 90s, 10m or 1h30m (default: 10m)",
+    )
+    wait.add_argument(
+        "--interval",
+        type=positive_duration,
+        default="2s",
+        metavar="DURATION",
+        help="how often to read the Canary (default: 2s)",
+    )
     return top
 
 
-def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
+def run(
+    argv: Sequence[str], out: TextIO = sys.stdout, store: KubeStore | None = None, clock: Clock | None = None
+) -> int:
     args = parser().parse_args(argv)
-    cli = Cli(args, out)
-    actions: Mapping[str, Callable[[], None]] = {
+    cli = Cli(args, out, store, clock)
+    # An exit status, or None: done.
+    actions: Mapping[str, Callable[[], int | None]] = {
         "status": cli.status,
         "promote": lambda: cli.request(ManualRequest.PROMOTE),
         "abort": lambda: cli.request(ManualRequest.ABORT),
@@ -425,19 +649,20 @@ def run(argv: Sequence[str], out: TextIO = sys.stdout) -> int:
         "plan": lambda: cli.tick(dry_run=True),
         "replay": cli.replay,
         "migrate": cli.migrate,
+        "wait": cli.wait,
     }
     try:
-        actions[args.command]()
+        code = actions[args.command]()
     except CliError as error:
         print(f"serin: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except NotFound as error:
         print(f"serin: not found: {error}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KubeError as error:
         print(f"serin: the API server refused or could not be reached: {error}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILED
+    return code or 0
 
 
 def main() -> None:
