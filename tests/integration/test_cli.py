@@ -16,11 +16,13 @@ import pytest
 from localcluster.testing import ClusterHandle
 from serin.model import REQUEST_ANNOTATION
 from tests.integration.helpers import (
+    WEIGHTED,
     SerinServer,
     canary_status,
     drive,
     events,
     initialized,
+    podinfo,
     routes,
     set_image,
     tick,
@@ -33,10 +35,8 @@ pytestmark = pytest.mark.integration
 ANALYSIS = {"interval": "1m", "threshold": 2, "maxWeight": 60, "stepWeight": 20, "metrics": []}
 
 
-def kubectl_serin(
-    cluster: ClusterHandle, server: SerinServer | None, token: str | None, *args: str
-) -> subprocess.CompletedProcess[str]:
-    """``kubectl serin ARGS``: kubectl finds the plugin next to this Python, as after ``pip install``."""
+def plugin_environment(cluster: ClusterHandle, server: SerinServer | None, token: str | None) -> dict[str, str]:
+    """What ``kubectl serin`` runs with: the plugin next to this Python, as after ``pip install``."""
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -48,8 +48,30 @@ def kubectl_serin(
         env |= {"SERIN_URL": server.url, "SERIN_CA": str(server.ca_bundle)}
     if token is not None:
         env["SERIN_TOKEN"] = token
+    return env
+
+
+def kubectl_serin(
+    cluster: ClusterHandle, server: SerinServer | None, token: str | None, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``kubectl serin ARGS``: kubectl finds the plugin next to this Python, as after ``pip install``."""
     return subprocess.run(
-        [str(cluster.kubectl_binary), "serin", *args], capture_output=True, text=True, timeout=120, env=env
+        [str(cluster.kubectl_binary), "serin", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=plugin_environment(cluster, server, token),
+    )
+
+
+def serin_wait(cluster: ClusterHandle, namespace: str, timeout: str) -> subprocess.Popen[str]:
+    """``kubectl serin wait NS/podinfo``, running beside the test, as a CI job runs it."""
+    return subprocess.Popen(
+        [str(cluster.kubectl_binary), "serin", "wait", f"{namespace}/podinfo", f"--timeout={timeout}", "--interval=1s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=plugin_environment(cluster, None, None),
     )
 
 
@@ -215,3 +237,43 @@ def test_replay_and_what_goes_wrong(
     )
     nothing: Any = ok(kubectl_serin(local_cluster, None, None, "status", "-n", f"{namespace}-none"))
     assert nothing == f"no canary in namespace {namespace}-none\n"
+
+
+def test_serin_wait_exits_0_on_promotion_1_on_rollback_and_2_on_timeout(
+    local_cluster: ClusterHandle, serin_server: SerinServer, tokens: dict[str, str], namespace: str
+) -> None:
+    token = tokens["ticker"]
+    initialized(local_cluster, serin_server, token, namespace, analysis=WEIGHTED)
+    set_image(local_cluster, namespace, "6.0.1")
+    waiting = serin_wait(local_cluster, namespace, "5m")
+    try:
+        drive(local_cluster, serin_server, token, namespace, "Succeeded")
+        out, err = waiting.communicate(timeout=30)
+    finally:
+        waiting.kill()
+    lines = out.splitlines()
+    assert waiting.returncode == 0, (out, err)
+    assert any(" Progressing weight 20 " in line for line in lines), lines
+    promoted = canary_status(local_cluster, namespace)["lastPromotedSpec"]
+    assert lines[-1].endswith(
+        f"{namespace}/podinfo succeeded, revision {promoted} promoted: "
+        "Canary analysis completed successfully, promotion finished."
+    ), lines
+
+    bad = podinfo(namespace, "ghcr.io/stefanprodan/podinfo:6.0.2", **{"simulator.serin.dev/error-rate": "0.5"})
+    bad["spec"]["replicas"] = 0
+    local_cluster.apply(bad)
+    waiting = serin_wait(local_cluster, namespace, "5m")
+    try:
+        drive(local_cluster, serin_server, token, namespace, "Failed")
+        out, err = waiting.communicate(timeout=30)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 1, (out, err)
+    assert "podinfo failed, revision " in out.splitlines()[-1], out
+    assert "Last failed check: request-success-rate" in out.splitlines()[-1], out
+
+    set_image(local_cluster, namespace, "6.0.3")
+    timed_out = kubectl_serin(local_cluster, None, None, "wait", f"{namespace}/podinfo", "--timeout=3s")
+    assert timed_out.returncode == 2, timed_out
+    assert f"{namespace}/podinfo timed out after 3s: Progressing" in timed_out.stdout.splitlines()[-1]
