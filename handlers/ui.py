@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +25,7 @@ from werkzeug.wrappers import Response as Redirect
 
 from handlers.params import DNS_LABEL, DNS_SUBDOMAIN, denied, how_to_get_a_token, not_accepted, not_served
 from serin.engine import Engine
+from serin.groups import releases
 from serin.kube.auth import authenticate
 from serin.kube.store import KubeError
 from serin.model import REQUEST_ANNOTATION, Canary, InvalidCanary, parse_canary
@@ -129,9 +130,27 @@ def canaries() -> tuple[str, int]:
     except KubeError as error:
         return _page("error.html", 503, title="Cannot reach the Kubernetes API", message=str(error))
     now = datetime.datetime.now(datetime.UTC)
-    rows = [_row(canary, last_events, now) for canary in listed]
-    rows.sort(key=lambda row: (row["namespace"], row["name"]))
-    return _page("list.html", 200, rows=rows, namespace=namespace)
+    return _page("list.html", 200, releases=_releases(listed, last_events, now), namespace=namespace)
+
+
+def _releases(
+    listed: Sequence[Mapping[str, Any]],
+    last_events: Mapping[tuple[str, str], Mapping[str, Any]],
+    now: datetime.datetime,
+) -> list[dict[str, Any]]:
+    """The rows of the list, a release group's members under a row of the group's own."""
+    shown = []
+    for release in releases(listed):
+        phase = release.phase
+        group = {"name": release.name, "phase": phase.value if phase else "-", "members": len(release.members)}
+        shown.append(
+            {
+                "namespace": release.namespace,
+                "group": group if release.group else None,
+                "rows": [_row(canary, last_events, now) for canary in release.members],
+            }
+        )
+    return shown
 
 
 @blueprint.get("/ui/<namespace>/<name>")

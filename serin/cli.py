@@ -31,6 +31,7 @@ from typing import Any, NoReturn, TextIO
 import requests
 from kubernetes import config
 
+from serin.groups import releases
 from serin.kube.store import KubeError, KubeStore, NotFound
 from serin.migrate import FLAGGER_API_VERSION, Migration, MigrationRefused
 from serin.model import REQUEST_ANNOTATION, ManualRequest, parse_duration
@@ -196,24 +197,38 @@ def wait_verdict(canary: Mapping[str, Any]) -> tuple[int, str] | None:
 
 
 def status_rows(canaries: Sequence[Mapping[str, Any]], now: datetime.datetime) -> list[list[str]]:
+    """One row per Canary; a release group as one row, its members indented under it."""
     rows = [["NAMESPACE", "NAME", "STATUS", "WEIGHT", "FAILED", "LAST TRANSITION", "REQUEST", "METRICS"]]
-    for canary in sorted(canaries, key=lambda c: (c["metadata"].get("namespace", ""), c["metadata"]["name"])):
-        metadata = canary["metadata"]
-        status = CanaryStatus.from_dict(canary.get("status"))
-        suspended = " (suspended)" if (canary.get("spec") or {}).get("suspend") else ""
-        rows.append(
-            [
-                metadata.get("namespace", ""),
-                metadata["name"],
-                (status.phase.value if status.phase else "-") + suspended,
-                str(status.canary_weight),
-                str(status.failed_checks),
-                age(status.last_transition_time, now),
-                (metadata.get("annotations") or {}).get(REQUEST_ANNOTATION, "-"),
-                ", ".join(map(check_summary, status.checks)) or "-",
-            ]
-        )
+    for release in releases(canaries):
+        if release.group:
+            phase = release.phase
+            members = len(release.members)
+            rows.append(
+                [
+                    release.namespace,
+                    f"{release.name} (group of {members})",
+                    phase.value if phase else "-",
+                    *["-"] * 5,
+                ]
+            )
+        rows.extend(canary_row(canary, now, indent="  " if release.group else "") for canary in release.members)
     return rows
+
+
+def canary_row(canary: Mapping[str, Any], now: datetime.datetime, indent: str = "") -> list[str]:
+    metadata = canary["metadata"]
+    status = CanaryStatus.from_dict(canary.get("status"))
+    suspended = " (suspended)" if (canary.get("spec") or {}).get("suspend") else ""
+    return [
+        metadata.get("namespace", ""),
+        indent + metadata["name"],
+        (status.phase.value if status.phase else "-") + suspended,
+        str(status.canary_weight),
+        str(status.failed_checks),
+        age(status.last_transition_time, now),
+        (metadata.get("annotations") or {}).get(REQUEST_ANNOTATION, "-"),
+        ", ".join(map(check_summary, status.checks)) or "-",
+    ]
 
 
 def describe(canary: Mapping[str, Any], events: Sequence[Mapping[str, Any]], now: datetime.datetime) -> str:
@@ -236,6 +251,13 @@ def describe(canary: Mapping[str, Any], events: Sequence[Mapping[str, Any]], now
     if status.condition is not None:
         lines.append(f"Condition:        Promoted={status.condition.status} {status.condition.reason}: ")
         lines[-1] += status.condition.message
+    group = spec.get("group")
+    if group:
+        progress = status.group
+        where = f"step {progress.steps}" + (", analysis passed" if progress.analysed else "") if progress else "-"
+        lines.append(f"Group:            {group} ({where})")
+        if progress is not None and progress.message:
+            lines.append(f"  others:         {progress.message}")
     request = (metadata.get("annotations") or {}).get(REQUEST_ANNOTATION)
     if request:
         lines.append(f"Request:          {request} (waiting for the next tick)")

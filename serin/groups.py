@@ -186,3 +186,57 @@ def group_of(namespace: str, name: str, group: str, members: Sequence[Mapping[st
         status = raw.get("status")
         others.append(GroupMember.of(other, CanaryStatus.from_dict(status if isinstance(status, Mapping) else None)))
     return Group(group, tuple(others))
+
+
+# The phase a group shows as one release: the least advanced of its members' (a group is only as
+# far as its last member), a failure first of all.
+_GROUP_PHASE_ORDER = (
+    Phase.FAILED,
+    Phase.INITIALIZING,
+    Phase.WAITING,
+    Phase.PROGRESSING,
+    Phase.WAITING_PROMOTION,
+    Phase.PROMOTING,
+    Phase.FINALISING,
+    Phase.SUCCEEDED,
+    Phase.INITIALIZED,
+    Phase.TERMINATING,
+    Phase.TERMINATED,
+)
+
+
+def group_phase(phases: Iterable[Phase | None]) -> Phase | None:
+    """The phase of a group's release: its members' least advanced phase (None: none has one yet)."""
+    known = [phase for phase in phases if phase is not None]
+    if not known:
+        return None
+    return min(known, key=_GROUP_PHASE_ORDER.index)
+
+
+@dataclass(frozen=True)
+class Release:
+    """What the page and the CLI list as one line: a Canary, or a release group with its members."""
+
+    namespace: str
+    name: str
+    group: bool
+    members: tuple[Mapping[str, Any], ...]
+
+    @property
+    def phase(self) -> Phase | None:
+        return group_phase(CanaryStatus.from_dict(raw.get("status")).phase for raw in self.members)
+
+
+def releases(canaries: Iterable[Mapping[str, Any]]) -> list[Release]:
+    """The Canaries as releases: each group's members together under it, every other Canary alone,
+    in order of namespace and name."""
+    found: dict[tuple[str, str, bool], list[Mapping[str, Any]]] = {}
+    for raw in canaries:
+        namespace, group = _key(raw)
+        metadata = raw.get("metadata")
+        name = str(metadata.get("name") or "") if isinstance(metadata, Mapping) else ""
+        found.setdefault((namespace, group or name, bool(group)), []).append(raw)
+    return [
+        Release(namespace, name, group, tuple(sorted(members, key=lambda raw: str(raw["metadata"].get("name")))))
+        for (namespace, name, group), members in sorted(found.items())
+    ]

@@ -72,6 +72,33 @@ def test_status_table_lists_phase_weight_request_and_the_last_checks() -> None:
     ]
 
 
+def test_a_release_group_is_listed_as_one_release_with_its_members_under_it() -> None:
+    def member(name: str, phase: str, weight: int = 0) -> dict[str, Any]:
+        grouped = canary(
+            "shop", name, {"phase": phase, "canaryWeight": weight, "lastTransitionTime": "2026-11-28T11:59:00Z"}
+        )
+        grouped["spec"] = {"group": "checkout"}
+        return grouped
+
+    canaries = [
+        member("worker", "Succeeded"),
+        canary("shop", "cart", {"phase": "Succeeded", "lastTransitionTime": "2026-11-28T10:00:00Z"}),
+        member("frontend", "WaitingPromotion", 40),
+        member("api", "Progressing", 20),
+        canary("shop", "zoo", {"phase": "Failed", "lastTransitionTime": "2026-11-28T10:00:00Z"}),
+    ]
+    assert table(status_rows(canaries, NOW)).splitlines() == [
+        "NAMESPACE   NAME                    STATUS             WEIGHT   FAILED   LAST TRANSITION   REQUEST   METRICS",
+        "shop        cart                    Succeeded          0        0        2h                -         -",
+        # The group is as far as its least advanced member.
+        "shop        checkout (group of 3)   Progressing        -        -        -                 -         -",
+        "shop          api                   Progressing        20       0        1m                -         -",
+        "shop          frontend              WaitingPromotion   40       0        1m                -         -",
+        "shop          worker                Succeeded          0        0        1m                -         -",
+        "shop        zoo                     Failed             0        0        2h                -         -",
+    ]
+
+
 def test_tick_text_shows_each_step_and_what_it_did() -> None:
     answer = {
         "canaries": [

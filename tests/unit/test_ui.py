@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import json
+from typing import Any
 
+import flask
 import pytest
 from flask.testing import FlaskClient
 from markupsafe import escape
@@ -250,3 +252,28 @@ def test_the_window_without_a_release_and_for_a_very_long_one() -> None:
     assert release_start([], NOW) == NOW - DEFAULT_WINDOW
     old = [event("New revision detected! Scaling up web.shop", NOW - 2 * MAX_WINDOW)]
     assert release_start(old, NOW) == NOW - MAX_WINDOW
+
+
+def test_a_release_group_is_one_release_on_the_list(app_client: FlaskClient) -> None:
+    def stored(name: str, phase: str, group: str = "") -> dict[str, Any]:
+        return {
+            "metadata": {"namespace": "shop", "name": name},
+            "spec": {"group": group} if group else {},
+            "status": {"phase": phase, "lastTransitionTime": "2026-11-28T11:00:00Z"},
+        }
+
+    listed = [
+        stored("worker", "Succeeded", "checkout"),
+        stored("cart", "Initialized"),
+        stored("api", "Failed", "checkout"),
+    ]
+    shown = ui._releases(listed, {}, NOW)
+    assert [(entry["group"], [row["name"] for row in entry["rows"]]) for entry in shown] == [
+        (None, ["cart"]),
+        ({"name": "checkout", "phase": "Failed", "members": 2}, ["api", "worker"]),
+    ]
+    with app_client.application.test_request_context("/ui"):
+        page = flask.render_template("list.html", releases=shown, namespace=None)
+    assert '<tr class="group" data-group="shop/checkout">' in page
+    assert '<tr data-canary="shop/api" class="member">' in page
+    assert '<tr data-canary="shop/cart">' in page
