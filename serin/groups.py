@@ -23,6 +23,9 @@ from typing import Any
 
 from serin.status import CanaryStatus, GroupProgress, Phase
 
+# The most Canaries one release group may hold: each member's step reads every other's status.
+MAX_GROUP_MEMBERS = 20
+
 
 class Standing(enum.StrEnum):
     """A member's part in a release, as another member sees it."""

@@ -346,6 +346,11 @@ AB_TEST = {"spec.analysis.stepWeight": None, "spec.analysis.iterations": 3}
             "spec.analysis.metrics[0].templateRef.namespace: must be a namespace name (got 'Ops/Team')",
             id="template-namespace",
         ),
+        pytest.param(
+            {"spec.group": "Checkout_Team"},
+            "spec.group: must be a group name (a DNS-1123 label) (got 'Checkout_Team')",
+            id="group-name",
+        ),
     ],
 )
 def test_what_the_api_server_would_refuse_later_is_refused_now(changes: dict[str, Any], expected: str) -> None:

@@ -22,6 +22,7 @@ from serin.decide import (
     WorkloadState,
     is_due,
 )
+from serin.groups import MAX_GROUP_MEMBERS
 from serin.kube.store import KubeError, NotFound
 from serin.model import SHARED_WITH, parse_canary
 from serin.ports import ProviderConfig
@@ -175,6 +176,23 @@ def test_invalid_canary_is_reported_not_acted_on() -> None:
     (report,) = reconciler(store).tick(force=True)
     assert report.error is not None and "spec.analysis.stepWeight: must be between 1 and 100" in report.error
     assert store.calls == ["list_canaries"]
+
+
+def test_a_release_group_too_large_to_read_is_refused_without_a_request() -> None:
+    members = [canary("shop", f"member-{index}") for index in range(MAX_GROUP_MEMBERS + 1)]
+    for raw in members:
+        raw["spec"]["group"] = "checkout"
+    store = CountingStore([*members, canary("shop", "alone")])
+    reports = reconciler(store).tick(force=True)
+    expected = (
+        f"release group checkout has {MAX_GROUP_MEMBERS + 1} members, more than the {MAX_GROUP_MEMBERS} one release "
+        "may hold: no member is stepped"
+    )
+    assert {report.name: report.error for report in reports} == {
+        **{raw["metadata"]["name"]: expected for raw in members},
+        "alone": None,
+    }
+    assert not [call for call in store.calls if "member-" in call]
 
 
 class ListingStore(CountingStore):
