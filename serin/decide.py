@@ -1176,7 +1176,8 @@ def _on_group_step(step: _Step) -> Decision | _Step:
         return waiting if waiting is not None else _promote(step, f"the analysis of group {group.name} passed")
     behind = group.behind(progress.release, progress.since, progress.steps)
     if not behind:
-        return step
+        where = group.summary(progress.release, progress.since)
+        return step.with_status(step.status.replace(group=progress.replace(message=where)))
     return _group_hold(step, f"waiting for {', '.join(behind)} of group {group.name} to pass step {progress.steps}")
 
 

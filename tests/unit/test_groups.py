@@ -236,6 +236,17 @@ def test_the_status_of_a_member_that_waits_says_for_whom() -> None:
     assert world["frontend"].last_events == ("Canary analysis of frontend.shop passed: waiting for group checkout",)
 
 
+def test_each_step_of_a_member_records_where_the_others_were() -> None:
+    world = three()
+    world["frontend"].release("v2")
+    world["api"].release("v2")
+    messages = []
+    for _ in range(3):
+        world.tick()
+        messages.append(world["frontend"].status.group.message if world["frontend"].status.group else None)
+    assert messages == ["", "api analysing at step 0, worker at rest", "api analysing at step 1, worker at rest"]
+
+
 def test_a_bad_release_of_one_member_rolls_back_all_three() -> None:
     world = three()
     for member in world.members:
