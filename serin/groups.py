@@ -176,6 +176,17 @@ def index_groups(canaries: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str],
     return index
 
 
+def too_large(group: str, members: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why a group cannot be released, if it holds more than ``MAX_GROUP_MEMBERS``: each member's
+    step reads every other, so a group costs the square of its size."""
+    if len(members) <= MAX_GROUP_MEMBERS:
+        return None
+    return (
+        f"release group {group} has {len(members)} members, more than the {MAX_GROUP_MEMBERS} one release "
+        "may hold: no member is stepped"
+    )
+
+
 def group_of(namespace: str, name: str, group: str, members: Sequence[Mapping[str, Any]]) -> Group | None:
     """The group of the Canary ``namespace/name`` from its members as stored; None when ungrouped."""
     if not group:

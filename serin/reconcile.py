@@ -57,7 +57,7 @@ from serin.decide import (
     waiting_for_interval,
     windowed,
 )
-from serin.groups import MAX_GROUP_MEMBERS, group_name, group_of, index_groups
+from serin.groups import group_name, group_of, index_groups, too_large
 from serin.kube.store import Conflict, KubeError, KubeStore
 from serin.metrics import keptn
 from serin.metrics.builtin import compare_problem, query_for
@@ -558,12 +558,8 @@ class Reconciler:
             self.finish_deletion(canary, raw, report, now, dry_run)
             return
         members = (groups if groups is not None else index_groups(others)).get((canary.namespace, canary.group), ())
-        if len(members) > MAX_GROUP_MEMBERS:
-            # Each member's step reads every other: a group's cost grows with its square.
-            report.error = (
-                f"release group {canary.group} has {len(members)} members, more than the {MAX_GROUP_MEMBERS} "
-                "one release may hold: no member is stepped"
-            )
+        if refusal := too_large(canary.group, members):
+            report.error = refusal
             return
         if claim_holds(status, now) and status.claimed_until is not None:
             report.summary = (

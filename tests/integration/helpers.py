@@ -215,6 +215,13 @@ def analysis_started(
     return report
 
 
+def release_errors(cluster: ClusterHandle, namespace: str, tag: str = "6.0.2") -> None:
+    """A new revision whose pods fail half their requests (as the simulator plays them)."""
+    bad = podinfo(namespace, f"ghcr.io/stefanprodan/podinfo:{tag}", **{"simulator.serin.dev/error-rate": "0.5"})
+    bad["spec"]["replicas"] = 0
+    cluster.apply(bad)
+
+
 def set_image(cluster: ClusterHandle, namespace: str, tag: str) -> None:
     cluster.kubectl(
         "set", "image", "deployment/podinfo", f"podinfod=ghcr.io/stefanprodan/podinfo:{tag}", "-n", namespace

@@ -22,7 +22,7 @@ from tests.integration.helpers import (
     drive,
     events,
     initialized,
-    podinfo,
+    release_errors,
     routes,
     set_image,
     tick,
@@ -260,9 +260,7 @@ def test_serin_wait_exits_0_on_promotion_1_on_rollback_and_2_on_timeout(
         "Canary analysis completed successfully, promotion finished."
     ), lines
 
-    bad = podinfo(namespace, "ghcr.io/stefanprodan/podinfo:6.0.2", **{"simulator.serin.dev/error-rate": "0.5"})
-    bad["spec"]["replicas"] = 0
-    local_cluster.apply(bad)
+    release_errors(local_cluster, namespace)
     waiting = serin_wait(local_cluster, namespace, "5m")
     try:
         drive(local_cluster, serin_server, token, namespace, "Failed")

@@ -20,7 +20,7 @@ from tests.integration.helpers import (
     canary_status,
     drive,
     initialized,
-    podinfo,
+    release_errors,
     set_image,
     tick,
 )
@@ -86,9 +86,7 @@ def test_a_rolled_back_release_is_stalled_and_never_ready(
 ) -> None:
     token = tokens["ticker"]
     initialized(local_cluster, serin_server, token, namespace)
-    bad = podinfo(namespace, "ghcr.io/stefanprodan/podinfo:6.0.2", **{"simulator.serin.dev/error-rate": "0.5"})
-    bad["spec"]["replicas"] = 0
-    local_cluster.apply(bad)
+    release_errors(local_cluster, namespace)
     stalled = kubectl_wait(local_cluster, namespace, "Stalled", "180s")
     try:
         status = drive(local_cluster, serin_server, token, namespace, "Failed")
