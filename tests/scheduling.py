@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 import pytest
+from _pytest.nodeid import NodeId
 
 DURATIONS_KEY = "serin/durations"
 RECORDED = Path(__file__).with_name("durations.json")
@@ -37,6 +38,37 @@ def _cache(config: pytest.Config) -> pytest.Cache | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _order_by_duration(config, items)
+    _name_groups(config, items)
+
+
+def _name_groups(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give each grouped test the node id ``ID@GROUP`` that xdist's loadgroup reads its group from.
+
+    pytest-xdist 3.8 writes it into the attribute pytest 8 kept a node's id in; pytest 9 keeps the
+    id elsewhere, so without this every ``xdist_group`` is ignored and each of its tests sets up the
+    group's fixtures (an image, a data plane, a second install) on a worker of its own.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return  # the controller, or a run without loadgroup
+    for item in items:
+        marker = item.get_closest_marker("xdist_group")
+        if marker is None or _has_group_suffix(item.nodeid):
+            continue
+        name = marker.args[0] if marker.args else marker.kwargs.get("name", "default")
+        item._id = NodeId.parse(f"{item.nodeid}@{name}")
+
+
+def _has_group_suffix(nodeid: str) -> bool:
+    # As xdist splits it: an "@" after the parameters' "]" (a parameter may hold an "@" itself).
+    return nodeid.rfind("@") > nodeid.rfind("]")
+
+
+def _without_group(nodeid: str) -> str:
+    return nodeid.rsplit("@", 1)[0] if _has_group_suffix(nodeid) else nodeid
+
+
+def _order_by_duration(config: pytest.Config, items: list[pytest.Item]) -> None:
     cache = _cache(config)
     if cache is None:
         return
@@ -53,7 +85,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     # Under xdist the controller receives every worker's reports; it alone writes the cache.
-    _measured[report.nodeid] = _measured.get(report.nodeid, 0.0) + report.duration
+    nodeid = _without_group(report.nodeid)
+    _measured[nodeid] = _measured.get(nodeid, 0.0) + report.duration
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
