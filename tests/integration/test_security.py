@@ -464,7 +464,9 @@ def test_a_dripping_hook_delays_only_its_own_canary(
         "waiting for confirm-rollout approval",
         [f"Halt podinfo.{slow} advancement waiting for approval gate"],
     ), steps[slow]
-    assert steps[other]["durationSeconds"] < 1.0, steps[other]
+    # Held up by the dripping hook, it would have taken at least the hook's 2 s; its own step
+    # (reads, its quick hook, two writes) takes about a second on the loaded 2-core machine.
+    assert steps[other]["durationSeconds"] < 2.0, steps[other]
     assert [path for path, _ in quick.received] == ["gate"]
 
 
