@@ -23,7 +23,6 @@ import datetime
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TextIO
@@ -34,10 +33,10 @@ from kubernetes import config
 from serin.groups import releases
 from serin.kube.store import KubeError, KubeStore, NotFound
 from serin.migrate import FLAGGER_API_VERSION, Migration, MigrationRefused
-from serin.model import REQUEST_ANNOTATION, ManualRequest, parse_duration
-from serin.ports import TemporaryError
-from serin.status import CanaryStatus, MetricCheck, Phase, condition_message, format_time
+from serin.model import REQUEST_ANNOTATION, ManualRequest
+from serin.status import CanaryStatus, MetricCheck
 from serin.timeline import age, event_time
+from serin.waiting import EXIT_FAILED, EXIT_TIMED_OUT, Clock, WaitRefused, duration, positive_duration, wait_for
 
 # What the answers of the Serin server may take, at most (a replay of a long window is slow).
 SERVER_TIMEOUT_SECONDS = 120.0
@@ -50,10 +49,9 @@ REQUEST_WORDS: Mapping[ManualRequest, str] = {
     ManualRequest.RETRY: "new analysis",
 }
 
-# Exit statuses. argparse's own 2 for a wrong command line is taken by ``wait``'s timeout: a CI
-# step that reacts to a timeout (say, with ``serin abort``) must not react to a typo the same way.
-EXIT_FAILED = 1
-EXIT_TIMED_OUT = 2
+# Exit statuses (``serin.waiting``'s, and a usage error). argparse's own 2 for a wrong command line
+# is taken by ``wait``'s timeout: a CI step that reacts to a timeout (say, with ``serin abort``)
+# must not react to a typo the same way.
 EXIT_USAGE = 64  # EX_USAGE of sysexits.h
 EXIT_STATUS_HELP = f"""exit status:
   0   done (wait: the release succeeded, or the first revision is in place)
@@ -77,46 +75,6 @@ class Target:
     name: str | None  # None: every Canary of the namespace
 
 
-@dataclass(frozen=True)
-class Duration:
-    """A Go-style duration (``90s``, ``10m``, ``1h30m``) as given, and in seconds."""
-
-    text: str
-    seconds: float
-
-    def __str__(self) -> str:
-        return self.text
-
-
-def duration(text: str) -> Duration:
-    """argparse's type for durations: a bad one is a usage error that says what is expected."""
-    try:
-        return Duration(text, parse_duration(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90s, 10m or 1h30m") from None
-
-
-def positive_duration(text: str) -> Duration:
-    found = duration(text)
-    if found.seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not longer than zero")
-    return found
-
-
-class Clock:
-    """The time as ``wait`` reads it: the deadline on a monotonic clock (a wall clock set back or
-    forward must not move it), the progress lines stamped with the wall clock. Tests swap it."""
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def now(self) -> datetime.datetime:
-        return datetime.datetime.now(datetime.UTC)
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
 # ---- output, pure --------------------------------------------------------------------------
 
 
@@ -132,68 +90,6 @@ def check_summary(check: MetricCheck) -> str:
     value = "-" if check.value is None else f"{check.value:.4g}"
     result = "unavailable" if check.passed is None else "ok" if check.passed else "failed"
     return f"{check.name}={value} {result}"
-
-
-def check_words(check: MetricCheck) -> str:
-    value = "" if check.value is None else f" {check.value:.4g}"
-    result = "unavailable" if check.passed is None else "passed" if check.passed else "failed"
-    return f"{check.name}{value} {result}"
-
-
-def generation_behind(canary: Mapping[str, Any]) -> int | None:
-    """The Canary's generation when Serin has not acted on it yet (its status is of an older spec)."""
-    generation = int((canary.get("metadata") or {}).get("generation") or 0)
-    observed = CanaryStatus.from_dict(canary.get("status")).observed_generation
-    return generation if observed < generation else None
-
-
-def reconciling(status: CanaryStatus) -> bool:
-    """A new revision is on its way though the phase does not say so yet (a gate to ask first)."""
-    return any(c.type == "Reconciling" and c.status == "True" for c in status.health)
-
-
-def wait_progress(canary: Mapping[str, Any]) -> str:
-    """Where a Canary's release is, on one line (without the time and the name)."""
-    status = CanaryStatus.from_dict(canary.get("status"))
-    if status.phase is None:
-        return "no status yet"
-    notes = ["suspended"] if (canary.get("spec") or {}).get("suspend") else []
-    behind = generation_behind(canary)
-    if behind is not None:
-        notes.append(f"generation {behind} not observed yet")
-    if status.phase in (Phase.SUCCEEDED, Phase.INITIALIZED, Phase.FAILED) and reconciling(status):
-        notes.append("new revision, not started yet")
-    line = status.phase.value + "".join(f" ({note})" for note in notes)
-    line += f" weight {status.canary_weight} iteration {status.iterations} failed checks {status.failed_checks}"
-    if status.checks:
-        line += ": " + ", ".join(map(check_words, status.checks))
-    return line
-
-
-def wait_verdict(canary: Mapping[str, Any]) -> tuple[int, str] | None:
-    """The exit status and the last line once the release of the current revision is over, else None.
-
-    Only what Serin writes is read: the phase, ``status.observedGeneration`` to know that the phase
-    is about the current spec, and the Reconciling condition, which the Deployment webhook sets as
-    soon as a new revision is stored. The target's revision is not compared with the status's.
-    """
-    status = CanaryStatus.from_dict(canary.get("status"))
-    if status.phase not in (Phase.SUCCEEDED, Phase.INITIALIZED, Phase.FAILED) or generation_behind(canary):
-        return None
-    if reconciling(status):
-        return None
-    message = status.condition.message if status.condition else condition_message(status.phase)
-    if status.phase is Phase.FAILED:
-        revision = f", revision {status.last_applied_spec} rolled back" if status.last_applied_spec else ""
-        unpassed = [check for check in status.checks if check.passed is not True]
-        # The checks of the rollback's step: why the analysis gave up (none for an abort).
-        why = "; ".join(f"{check.name}: {check.message or check_words(check)}" for check in unpassed)
-        plural = "s" if len(unpassed) > 1 else ""
-        return EXIT_FAILED, f"failed{revision}: {message}" + (f" Last failed check{plural}: {why}" if why else "")
-    done = "succeeded" if status.phase is Phase.SUCCEEDED else "initialized"
-    where = "promoted" if status.phase is Phase.SUCCEEDED else "in place"
-    revision = f", revision {status.last_promoted_spec} {where}" if status.last_promoted_spec else ""
-    return 0, f"{done}{revision}: {message}"
 
 
 def status_rows(canaries: Sequence[Mapping[str, Any]], now: datetime.datetime) -> list[list[str]]:
@@ -451,44 +347,17 @@ class Cli:
     def wait(self) -> int:
         """Poll the Canary until the release of its current revision is over, or the timeout."""
         namespace, name = one(self.target(), "wait")
-        who = f"{namespace}/{name}"
-        timeout: Duration = self.args.timeout
-        deadline = self.clock.monotonic() + timeout.seconds
-        said = ""  # what was last said, so that a line is printed only when something changed
-        where = ""  # where it was at the last read, for the timeout's line
-        while True:
-            try:
-                canary = self.store.get_canary(namespace, name)
-            except KubeError as error:
-                if not isinstance(error, TemporaryError):
-                    raise CliError(f"cannot wait for {who}: the API server refused: {error}") from None
-                where = f"cannot be read: {error}"
-                # Once per outage: the message itself may differ at each try (addresses of objects).
-                if said != "unreadable":
-                    said = "unreadable"
-                    print(
-                        f"serin: {format_time(self.clock.now())} cannot read canary {who}, "
-                        f"retrying until the timeout: {error}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-            else:
-                # Not there yet: it may be applied a moment after this started.
-                where = "not found" if canary is None else wait_progress(canary)
-                if where != said:
-                    said = where
-                    self.print(f"{format_time(self.clock.now())} {who} {where}")
-                verdict = wait_verdict(canary) if canary is not None else None
-                if verdict is not None:
-                    code, line = verdict
-                    self.print(f"{format_time(self.clock.now())} {who} {line}")
-                    return code
-            left = deadline - self.clock.monotonic()
-            if left <= 0:
-                self.print(f"{format_time(self.clock.now())} {who} timed out after {timeout}: {where}")
-                return EXIT_TIMED_OUT
-            # The last read falls on the deadline, not up to an interval before it.
-            self.clock.sleep(min(self.args.interval.seconds, left))
+        try:
+            return wait_for(
+                lambda: self.store.get_canary(namespace, name),
+                f"{namespace}/{name}",
+                self.args.timeout,
+                self.args.interval.seconds,
+                self.clock,
+                self.print,
+            )
+        except WaitRefused as refused:
+            raise CliError(str(refused)) from None
 
     def server(self, method: str, path: str, query: Mapping[str, str], body: str | None = None) -> dict[str, Any]:
         """An answer of the Serin server, or CliError saying what went wrong."""
@@ -560,8 +429,8 @@ Over means Succeeded (or Initialized: the first revision is in place) or Failed 
 with status.observedGeneration not behind metadata.generation. Only what Serin writes is read,
 never the target's revision: Serin's admission webhook moves the Canary to Progressing while
 `kubectl apply` of a new revision is admitted, so run `serin wait` after `kubectl apply` returns,
-not alongside it. (With confirm-rollout hooks the next tick, not the webhook, starts the release:
-until then the verdict of the previous one stands.)
+not alongside it. (With confirm-rollout hooks the next tick asks them before the release starts;
+until then the webhook marks the Canary Reconciling, which is waited on too.)
 
 A Canary that does not exist yet is waited for, and so is an API server that cannot be reached
 or answers 5xx or 429; a refusal (403: no permission to get canaries.serin.dev) ends the wait at

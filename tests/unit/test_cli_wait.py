@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from serin.cli import Clock, run
+from serin.cli import run
 from serin.kube.store import KubeRejected, KubeUnavailable
 from serin.status import CanaryStatus, MetricCheck, Phase
+from serin.waiting import Clock
 from tests.unit.fake_store import FakeStore
 
 START = datetime.datetime(2026, 12, 7, 10, 0, 0, tzinfo=datetime.UTC)
